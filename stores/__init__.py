@@ -1,0 +1,1 @@
+"""Where scheduled commands live: the store contract and its implementations."""
