@@ -1,1 +1,6 @@
 """Where scheduled commands live: the store contract and its implementations."""
+
+from .base import ScheduledCommandStore
+from .memory import MemoryStore
+
+__all__ = ["MemoryStore", "ScheduledCommandStore"]

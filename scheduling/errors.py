@@ -1,0 +1,85 @@
+"""Errors raised by scheduling.
+
+Hierarchy::
+
+    SchedulingError
+    ├── PayloadTooLargeError       schedule() of a command whose JSON exceeds max_payload_bytes
+    ├── NotACommandError           schedule() of something that is not a Command (also a TypeError)
+    └── UndeliverableCommandError  a stored entry that can never run (dead-lettered, never raised to callers)
+        ├── UnknownCommandTypeError   its type has no registered handler
+        └── InvalidPayloadError       its payload no longer validates against the command class
+
+``mediator.HandlerNotFoundError`` is raised by ``schedule()`` for a command type without a handler.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidPayloadError",
+    "NotACommandError",
+    "PayloadTooLargeError",
+    "SchedulingError",
+    "UndeliverableCommandError",
+    "UnknownCommandTypeError",
+]
+
+
+class SchedulingError(Exception):
+    """Base class of scheduling errors."""
+
+
+class PayloadTooLargeError(SchedulingError, ValueError):
+    """The serialized command is larger than ``SchedulerSettings.max_payload_bytes``; nothing was stored."""
+
+    def __init__(self, command_type: str, size: int, limit: int) -> None:
+        self.command_type = command_type
+        self.size = size
+        self.limit = limit
+        super().__init__(command_type, size, limit)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.command_type} serializes to {self.size} bytes, over max_payload_bytes={self.limit}; "
+            "store large data elsewhere and schedule a reference to it"
+        )
+
+
+class NotACommandError(SchedulingError, TypeError):
+    """Only ``Command`` instances can be scheduled (queries and notifications cannot)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        super().__init__(value)
+
+    def __str__(self) -> str:
+        return f"only Command instances can be scheduled, got {type(self.value).__qualname__}: {self.value!r:.200}"
+
+
+class UndeliverableCommandError(SchedulingError):
+    """A stored entry can never run; the service dead-letters it with this error."""
+
+
+class UnknownCommandTypeError(UndeliverableCommandError):
+    """The stored command type has no registered handler in this worker (renamed, removed, or not registered)."""
+
+    def __init__(self, command_type: str) -> None:
+        self.command_type = command_type
+        super().__init__(command_type)
+
+    def __str__(self) -> str:
+        return (
+            f"command type {self.command_type!r} is not registered with this worker's mediator; "
+            "register its handler, then requeue the entry"
+        )
+
+
+class InvalidPayloadError(UndeliverableCommandError):
+    """The stored payload does not validate against the command class (the class changed, or the row is corrupt)."""
+
+    def __init__(self, command_type: str, reason: str) -> None:
+        self.command_type = command_type
+        self.reason = reason
+        super().__init__(command_type, reason)
+
+    def __str__(self) -> str:
+        return f"payload of {self.command_type} no longer validates: {self.reason}"

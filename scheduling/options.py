@@ -1,0 +1,147 @@
+"""Per-command ``ScheduleOptions`` and worker-wide ``SchedulerSettings``, validated at the edge."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .clock import ensure_aware
+
+__all__ = ["ScheduleOptions", "SchedulerSettings", "default_worker_id"]
+
+
+def _positive(value: timedelta | None, name: str) -> timedelta | None:
+    if value is not None and value <= timedelta(0):
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+class ScheduleOptions(BaseModel):
+    """How and when one scheduled command runs. Every field is optional.
+
+    .. versionadded:: 0.1
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: When it is due: a timezone-aware datetime (naive is rejected). Not together with ``delay``.
+    scheduled_for: datetime | None = None
+    #: Due this long after scheduling (>= 0). Not together with ``scheduled_for``. Neither: due now.
+    delay: timedelta | None = None
+    #: Higher runs first; among equal priority, earlier due first, then scheduling order.
+    priority: int = 0
+    #: Retries after the first attempt (5 means up to 6 attempts); ``None``: the settings' ``max_retries``.
+    max_retries: Annotated[int, Field(ge=0)] | None = None
+    #: An entry not started this long after its due time becomes EXPIRED.
+    expires_after: timedelta | None = None
+    #: Groups the commands of one flow; carried into every lifecycle notification.
+    correlation_id: str | None = None
+    #: Free-form string pairs; carried into every lifecycle notification.
+    metadata: dict[str, str] | None = None
+    #: Scheduling again with a key the store still holds returns the first id and stores nothing new.
+    idempotency_key: str | None = None
+    #: An attempt running longer is cancelled and counts as a failed attempt.
+    timeout: timedelta | None = None
+
+    @field_validator("scheduled_for")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else ensure_aware(value, "scheduled_for")
+
+    @field_validator("delay")
+    @classmethod
+    def _non_negative_delay(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError(f"delay must not be negative, got {value!r}")
+        return value
+
+    @field_validator("expires_after")
+    @classmethod
+    def _positive_expiry(cls, value: timedelta | None) -> timedelta | None:
+        return _positive(value, "expires_after")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
+        return _positive(value, "timeout")
+
+    @model_validator(mode="after")
+    def _one_due_time(self) -> Self:
+        if self.scheduled_for is not None and self.delay is not None:
+            raise ValueError(
+                f"give scheduled_for ({self.scheduled_for.isoformat()}) or delay ({self.delay!r}), not both"
+            )
+        return self
+
+    def due_at(self, now: datetime) -> datetime:
+        """The due time these options give, scheduling at ``now``."""
+        if self.scheduled_for is not None:
+            return self.scheduled_for
+        return now + self.delay if self.delay is not None else now
+
+
+def default_worker_id() -> str:
+    """``host:pid:random`` — distinct for several workers on one host, readable in the audit trail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class SchedulerSettings(BaseModel):
+    """Settings of the scheduler and its background service. Defaults suit most applications.
+
+    .. versionadded:: 0.1
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: When False, the service does not run (scheduling still works).
+    enabled: bool = True
+    #: Longest sleep between two polls when nothing is known to be due; the service otherwise sleeps until the
+    #: next due time, and is woken when a sooner command is scheduled.
+    polling_interval: timedelta = timedelta(seconds=5)
+    #: Entries claimed per store round trip.
+    batch_size: Annotated[int, Field(ge=1)] = 50
+    #: Commands running at once in one service.
+    max_concurrency: Annotated[int, Field(ge=1)] = 10
+    #: Default retries after the first attempt, for options that do not say.
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    #: Delay before the first retry; doubled for each further one when ``exponential_backoff``.
+    retry_delay_base: timedelta = timedelta(seconds=10)
+    #: Double the delay per retry; otherwise every retry waits ``retry_delay_base``.
+    exponential_backoff: bool = True
+    #: Cap on one retry delay.
+    max_retry_delay: timedelta = timedelta(hours=1)
+    #: Randomize retry delays ("full jitter": uniform between 0 and the computed delay).
+    retry_jitter: bool = False
+    #: How long a claim is held without renewal; running commands are renewed every third of it.
+    lease_duration: timedelta = timedelta(seconds=60)
+    #: On stop, how long running commands may finish before they are cancelled and released.
+    shutdown_grace: timedelta = timedelta(seconds=30)
+    #: Largest serialized command accepted by ``schedule()``.
+    max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    #: This worker's name in leases and the audit trail; default ``host:pid:random``.
+    worker_id: str = Field(default_factory=default_worker_id)
+
+    @field_validator("polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay")
+    @classmethod
+    def _positive_durations(cls, value: timedelta, info: object) -> timedelta:
+        name = getattr(info, "field_name", "value")
+        result = _positive(value, name)
+        assert result is not None
+        return result
+
+    @field_validator("shutdown_grace")
+    @classmethod
+    def _non_negative_grace(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError(f"shutdown_grace must not be negative, got {value!r}")
+        return value
+
+    @property
+    def heartbeat_interval(self) -> timedelta:
+        """How often running commands' leases are renewed."""
+        return self.lease_duration / 3

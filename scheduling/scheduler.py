@@ -1,0 +1,174 @@
+"""``CommandScheduler``: put commands into the store for later; cancel, requeue and inspect them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from injector import inject
+
+from mediator import Command, HandlerNotFoundError, Mediator
+from stores.base import ScheduledCommandStore
+
+from .clock import Clock
+from .codec import command_type_name
+from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import NotACommandError, PayloadTooLargeError
+from .notifications import ScheduledCommandCancelled
+from .options import ScheduleOptions, SchedulerSettings
+
+__all__ = ["CommandScheduler", "ICommandScheduler"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_OPTIONS = ScheduleOptions()
+
+
+class CommandScheduler:
+    """Schedules commands into the store; the ``ScheduledCommandService`` runs them when due.
+
+    Get it from the injector (``injector.get(CommandScheduler)``) after installing ``SchedulingModule``.
+
+    .. versionadded:: 0.1
+    """
+
+    @inject
+    def __init__(
+        self, store: ScheduledCommandStore, mediator: Mediator, settings: SchedulerSettings, clock: Clock
+    ) -> None:
+        self._store = store
+        self._mediator = mediator
+        self._settings = settings
+        self._clock = clock
+
+    @property
+    def store(self) -> ScheduledCommandStore:
+        return self._store
+
+    async def schedule(self, command: Command[Any], options: ScheduleOptions | None = None) -> str:
+        """Store ``command`` to run when due; return its id.
+
+        With an ``idempotency_key`` the store still holds, returns the first entry's id and stores nothing.
+
+        Raises:
+            HandlerNotFoundError: no handler is registered for the command's type.
+            NotACommandError: ``command`` is not a ``Command``.
+            PayloadTooLargeError: it serializes to more than ``max_payload_bytes``.
+        """
+        (entry_id,) = await self.schedule_many([command], options)
+        return entry_id
+
+    async def schedule_many(
+        self, commands: Sequence[Command[Any]], options: ScheduleOptions | None = None
+    ) -> list[str]:
+        """Store several commands at once (all or none), with the same options; return their ids in order.
+
+        An ``idempotency_key`` in ``options`` applies to the first command only: later ones would collide with it,
+        so giving one with several commands is an error.
+        """
+        options = options or _DEFAULT_OPTIONS
+        if options.idempotency_key is not None and len(commands) > 1:
+            raise ValueError(
+                f"idempotency_key={options.idempotency_key!r} cannot be shared by {len(commands)} commands; "
+                "schedule them one by one, each with its own key"
+            )
+        now = self._clock.now()
+        entries = [self._entry_for(command, options, now) for command in commands]
+        if not entries:
+            return []
+        ids = await self._store.add(entries)
+        if logger.isEnabledFor(logging.DEBUG):
+            for entry, stored_id in zip(entries, ids, strict=True):
+                logger.debug(
+                    "scheduled %s %s for %s",
+                    entry.command_type,
+                    stored_id,
+                    entry.scheduled_for.isoformat(),
+                    extra={"action": "schedule", "command_id": stored_id, "command_type": entry.command_type},
+                )
+        return ids
+
+    def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
+        if not isinstance(command, Command):
+            raise NotACommandError(command)
+        if self._mediator.handler_for(type(command)) is None:
+            raise HandlerNotFoundError(type(command))
+        command_type = command_type_name(type(command))
+        payload = command.model_dump_json()
+        size = len(payload.encode())
+        if size > self._settings.max_payload_bytes:
+            raise PayloadTooLargeError(command_type, size, self._settings.max_payload_bytes)
+        due = options.due_at(now)
+        return ScheduledCommandEntry(
+            id=str(uuid.uuid4()),
+            command_type=command_type,
+            payload=payload,
+            status=ScheduledCommandStatus.PENDING,
+            priority=options.priority,
+            scheduled_for=due,
+            created_at=now,
+            expires_at=due + options.expires_after if options.expires_after is not None else None,
+            max_retries=options.max_retries if options.max_retries is not None else self._settings.max_retries,
+            correlation_id=options.correlation_id,
+            metadata=options.metadata,
+            idempotency_key=options.idempotency_key,
+            timeout_seconds=options.timeout.total_seconds() if options.timeout is not None else None,
+        )
+
+    async def cancel(self, command_id: str) -> bool:
+        """Cancel a PENDING command; True only if it was PENDING and now is CANCELLED."""
+        entry = await self._store.cancel(command_id, now=self._clock.now())
+        if entry is None:
+            return False
+        await self._announce_cancelled([entry])
+        return True
+
+    async def cancel_by_correlation_id(self, correlation_id: str) -> int:
+        """Cancel every PENDING command of a correlation id; return how many were cancelled."""
+        entries = await self._store.cancel_by_correlation_id(correlation_id, now=self._clock.now())
+        await self._announce_cancelled(entries)
+        return len(entries)
+
+    async def get_status(self, command_id: str) -> ScheduledCommandEntry | None:
+        """A snapshot of the entry, or None if the store does not hold it."""
+        return await self._store.get(command_id)
+
+    async def requeue(self, command_id: str) -> bool:
+        """Run a dead-lettered (FAILED) command again: PENDING, due now, retry count 0. False otherwise."""
+        return await self._store.requeue(command_id, now=self._clock.now())
+
+    async def get_attempts(self, command_id: str) -> list[AttemptRecord]:
+        """Every attempt at running the command, oldest first."""
+        return await self._store.get_attempts(command_id)
+
+    async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
+        for entry in entries:
+            logger.info(
+                "cancelled %s %s",
+                entry.command_type,
+                entry.id,
+                extra={"action": "cancel", "command_id": entry.id, "command_type": entry.command_type},
+            )
+            await publish_safely(self._mediator, ScheduledCommandCancelled.of(entry, self._clock.now()))
+
+
+#: The same class, for readers of the .NET design this API follows.
+ICommandScheduler = CommandScheduler
+
+
+async def publish_safely(mediator: Mediator, notification: Any) -> None:
+    """Publish a lifecycle notification; a failing subscriber is logged and never changes the outcome."""
+    try:
+        await mediator.publish(notification)
+    except Exception:
+        logger.exception(
+            "a subscriber of %s failed",
+            type(notification).__name__,
+            extra={
+                "action": "notify",
+                "command_id": getattr(notification, "command_id", None),
+                "command_type": getattr(notification, "command_type", None),
+            },
+        )

@@ -1,0 +1,590 @@
+"""``ScheduledCommandService``: the hosted worker that runs due commands.
+
+One loop claims due entries in batches (never more than free concurrency), runs each in its own task through the
+mediator, and records the outcome through the store's lease-fenced methods. Between claims it sleeps until the
+next due time (capped by ``polling_interval``), and is woken early when a sooner command is scheduled or a slot
+frees up. A heartbeat renews the leases of running commands; a periodic recovery takes over entries whose
+worker died. Failures of the store are retried with backoff and logged; nothing one command does stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import pydantic_core
+from injector import inject
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from mediator import Mediator
+from stores.base import ReclaimedEntry, ScheduledCommandStore
+from stores.errors import StoreUnavailableError
+
+from .clock import Clock
+from .codec import CommandCodec
+from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
+from .errors import UndeliverableCommandError
+from .notifications import (
+    ScheduledCommandCompleted,
+    ScheduledCommandExpired,
+    ScheduledCommandFailed,
+    ScheduledCommandRetrying,
+)
+from .options import SchedulerSettings
+from .retry import next_attempt_at
+from .scheduler import publish_safely
+
+__all__ = ["ScheduledCommandService"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Errors worth retrying a store call for: the backend is away for a moment.
+TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailableError, ConnectionError, TimeoutError)
+
+_MAX_ERROR_MESSAGE = 2_000
+_MAX_TRACEBACK = 20_000
+
+
+class _PermanentFailure(Exception):
+    """The attempt failed in a way no retry can fix: dead-letter at once."""
+
+
+class ScheduledCommandService:
+    """Runs due scheduled commands through the mediator.
+
+    ``async with service:`` starts it in the background and stops it gracefully on exit; ``await service.run()``
+    runs it in the current task until ``stop()`` or cancellation; ``await service.run_until_idle()`` runs
+    everything due at ``clock.now()`` and returns how many entries it handled (for tests and scripts).
+
+    .. versionadded:: 0.1
+    """
+
+    @inject
+    def __init__(
+        self, store: ScheduledCommandStore, mediator: Mediator, settings: SchedulerSettings, clock: Clock
+    ) -> None:
+        self._store = store
+        self._mediator = mediator
+        self._settings = settings
+        self._clock = clock
+        self._codec = CommandCodec(mediator)
+        self._worker_id = settings.worker_id
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._leases: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_wake_at: datetime | None = None
+        self._next_recovery_at: datetime | None = None
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+        self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
+
+    # -- properties -------------------------------------------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        return self._worker_id
+
+    @property
+    def command_types(self) -> list[str]:
+        """Every command type this worker can run."""
+        return self._codec.type_names
+
+    @property
+    def running(self) -> int:
+        """Commands running right now."""
+        return len(self._running)
+
+    @property
+    def is_running(self) -> bool:
+        return self._main is not None and not self._main.done()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the service in a background task (nothing happens when ``settings.enabled`` is False)."""
+        if self.is_running:
+            return
+        if not self._settings.enabled:
+            logger.info("scheduled command service is disabled", extra={"action": "disabled"})
+            return
+        await self._store.open()
+        self._main = asyncio.create_task(self.run(), name=f"scheduled-commands:{self._worker_id}")
+
+    async def stop(self, *, immediate: bool = False) -> None:
+        """Stop claiming, let running commands finish for up to ``shutdown_grace`` (not at all when
+        ``immediate``), then cancel the rest and release them back to PENDING without counting an attempt."""
+        self._stopping = True
+        if immediate:
+            self._cancel_running()
+        self._wake.set()
+        main = self._main
+        if main is not None and main is not asyncio.current_task():
+            await asyncio.gather(main, return_exceptions=True)
+            self._main = None
+
+    async def run(self) -> None:
+        """Run until ``stop()`` is called or the task is cancelled."""
+        if not self._settings.enabled:
+            return
+        await self._store.open()
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._store.add_wakeup_listener(self._on_wakeup)
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduled-commands-heartbeat")
+        logger.info(
+            "worker %s started on %s (concurrency %d, batch %d, polling %ss); command types: %s",
+            self._worker_id,
+            self._store.description,
+            self._settings.max_concurrency,
+            self._settings.batch_size,
+            self._settings.polling_interval.total_seconds(),
+            ", ".join(self.command_types) or "(none)",
+            extra={"action": "start", "worker_id": self._worker_id},
+        )
+        graceful = True
+        try:
+            await self._claim_loop()
+        except asyncio.CancelledError:
+            graceful = False
+            raise
+        finally:
+            self._store.remove_wakeup_listener(self._on_wakeup)
+            await self._drain(graceful=graceful)
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            logger.info("worker %s stopped", self._worker_id, extra={"action": "stop", "worker_id": self._worker_id})
+
+    async def run_until_idle(self) -> int:
+        """Handle everything due at ``clock.now()`` (and expired leases), wait for it to finish, and return how
+        many entries were handled. Not while the service runs in the background."""
+        if self.is_running:
+            raise RuntimeError("run_until_idle() cannot be used while the service is running; stop() it first")
+        await self._store.open()
+        self._stopping = False
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        handled = 0
+        try:
+            handled += await self._recover()
+            while True:
+                claimed = await self._claim()
+                handled += len(claimed)
+                if not claimed and not self._running:
+                    return handled
+                if self._running and (not claimed or len(self._running) >= self._settings.max_concurrency):
+                    await asyncio.wait(tuple(self._running.values()), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+
+    # -- the claim loop ---------------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        recovery_every = self._settings.heartbeat_interval
+        failures = 0
+        while not self._stopping:
+            now = self._clock.now()
+            if self._next_recovery_at is None or now >= self._next_recovery_at:
+                self._next_recovery_at = now + recovery_every
+                await self._guarded(self._recover)
+            self._wake.clear()
+            try:
+                claimed = await self._claim()
+            except Exception:
+                failures += 1
+                delay = min(0.05 * 2**failures, self._settings.polling_interval.total_seconds())
+                logger.exception(
+                    "claiming due commands failed (attempt %d); retrying in %.2fs",
+                    failures,
+                    delay,
+                    extra={"action": "claim_failed", "worker_id": self._worker_id},
+                )
+                await self._sleep(self._clock.now() + timedelta(seconds=delay))
+                continue
+            failures = 0
+            if self._stopping:
+                break
+            free = self._settings.max_concurrency - len(self._running)
+            if claimed and free > 0:
+                await asyncio.sleep(0)  # let the new tasks start, then look for more
+                continue
+            if free <= 0:
+                self._next_wake_at = None
+                await self._sleep(now + self._settings.polling_interval)
+                continue
+            await self._sleep(await self._next_wake_deadline())
+
+    async def _next_wake_deadline(self) -> datetime:
+        now = self._clock.now()
+        deadline = now + self._settings.polling_interval
+        if self._next_recovery_at is not None:
+            deadline = min(deadline, self._next_recovery_at)
+        try:
+            next_due = await self._store.next_due_at()
+        except Exception:
+            logger.warning("could not read the next due time", exc_info=True, extra={"action": "next_due_failed"})
+            next_due = None
+        if next_due is not None:
+            deadline = min(deadline, next_due)
+        return deadline
+
+    async def _sleep(self, deadline: datetime) -> None:
+        """Sleep until ``deadline`` or a wake-up, whichever comes first."""
+        if self._wake.is_set() or self._stopping:
+            return
+        self._next_wake_at = deadline
+        sleeper = asyncio.ensure_future(self._clock.sleep_until(deadline))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+            self._next_wake_at = None
+
+    def _on_wakeup(self, due: datetime) -> None:
+        """Store listener: entries became PENDING, due at ``due`` at the earliest."""
+        deadline = self._next_wake_at
+        if deadline is not None and due >= deadline:
+            return
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _claim(self) -> list[ScheduledCommandEntry]:
+        free = self._settings.max_concurrency - len(self._running)
+        if free <= 0:
+            return []
+        claimed = await self._store.claim_due(
+            now=self._clock.now(),
+            limit=min(self._settings.batch_size, free),
+            worker_id=self._worker_id,
+            lease_duration=self._settings.lease_duration,
+        )
+        for entry in claimed:
+            self._spawn(entry, self._execute(entry))
+        return claimed
+
+    def _spawn(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
+        assert entry.lease_token is not None
+        task = asyncio.ensure_future(work)
+        self._running[entry.id] = task
+        self._leases[entry.id] = entry.lease_token
+        task.add_done_callback(lambda _: self._finished(entry.id))
+
+    def _finished(self, entry_id: str) -> None:
+        self._running.pop(entry_id, None)
+        self._leases.pop(entry_id, None)
+        if self._settings.max_concurrency - len(self._running) >= self._refill_at or not self._running:
+            self._wake.set()
+
+    async def _guarded(self, step: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await step()
+        except Exception:
+            logger.exception("%s failed; continuing", step.__name__, extra={"action": "step_failed"})
+
+    # -- running one entry ------------------------------------------------------------------------------------
+
+    async def _execute(self, entry: ScheduledCommandEntry) -> None:
+        started = self._clock.now()
+        if entry.expires_at is not None and entry.retry_count == 0 and started >= entry.expires_at:
+            await self._expire(entry, started)
+            return
+        outcome: AttemptOutcome = "failed"
+        try:
+            command = self._codec.decode(entry.command_type, entry.payload)
+        except UndeliverableCommandError as exc:
+            await self._record_failure(entry, started, exc, "failed", permanent=True)
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("running %s %s", entry.command_type, entry.id, extra=_extra("run", entry))
+        try:
+            if entry.timeout_seconds is not None:
+                try:
+                    async with asyncio.timeout(entry.timeout_seconds):
+                        result = await self._mediator.send(command)
+                except TimeoutError as exc:
+                    outcome = "timed_out"
+                    raise TimeoutError(f"attempt exceeded its timeout of {entry.timeout_seconds:g}s") from exc
+            else:
+                result = await self._mediator.send(command)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                await self._release(entry)
+                raise
+            await self._record_failure(entry, started, exc, "failed")  # the handler cancelled itself
+            return
+        except BaseException as exc:  # noqa: BLE001 - one command must never bring the worker down
+            await self._record_failure(entry, started, exc, outcome)
+            return
+        try:
+            result_payload = None if result is None else pydantic_core.to_json(result).decode()
+        except Exception as exc:  # noqa: BLE001 - an unserializable result is the handler's bug, not ours
+            failure = _PermanentFailure(f"the handler's result of type {type(result).__qualname__} is not JSON: {exc}")
+            await self._record_failure(entry, started, failure, "failed", permanent=True)
+            return
+        await self._complete(entry, started, result_payload)
+
+    async def _complete(self, entry: ScheduledCommandEntry, started: datetime, result_payload: str | None) -> None:
+        finished = self._clock.now()
+        attempt = AttemptRecord(
+            attempt=entry.retry_count + 1,
+            worker_id=self._worker_id,
+            started_at=started,
+            finished_at=finished,
+            outcome="completed",
+        )
+        assert entry.lease_token is not None
+        if not await self._store_call(
+            self._store.complete, entry.id, entry.lease_token, result_payload=result_payload, attempt=attempt
+        ):
+            self._lease_lost(entry, "complete")
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("completed %s %s", entry.command_type, entry.id, extra=_extra("complete", entry))
+        await publish_safely(self._mediator, ScheduledCommandCompleted.of(entry, finished, result_payload))
+
+    async def _record_failure(
+        self,
+        entry: ScheduledCommandEntry,
+        started: datetime,
+        exc: BaseException,
+        outcome: AttemptOutcome,
+        *,
+        permanent: bool = False,
+        worker_id: str | None = None,
+    ) -> None:
+        """Record a failed attempt, then retry later or dead-letter, and announce it."""
+        finished = self._clock.now()
+        error_message = _error_message(exc)
+        attempt_number = entry.retry_count + 1
+        attempt = AttemptRecord(
+            attempt=attempt_number,
+            worker_id=worker_id or self._worker_id,
+            started_at=started,
+            finished_at=finished,
+            outcome=outcome,
+            error=_error_text(exc, error_message),
+        )
+        assert entry.lease_token is not None
+        if not permanent and entry.retry_count < entry.max_retries:
+            due = next_attempt_at(attempt_number, finished, self._settings)
+            if not await self._store_call(
+                self._store.retry_later,
+                entry.id,
+                entry.lease_token,
+                due=due,
+                error_message=error_message,
+                attempt=attempt,
+            ):
+                self._lease_lost(entry, "retry")
+                return
+            logger.warning(
+                "attempt %d of %s %s failed (%s); retrying at %s",
+                attempt_number,
+                entry.command_type,
+                entry.id,
+                error_message,
+                due.isoformat(),
+                extra=_extra("retry", entry),
+            )
+            self._on_wakeup(due)
+            await publish_safely(
+                self._mediator, ScheduledCommandRetrying.of(entry, finished, attempt_number, error_message, due)
+            )
+            return
+        if not await self._store_call(
+            self._store.dead_letter, entry.id, entry.lease_token, error_message=error_message, attempt=attempt
+        ):
+            self._lease_lost(entry, "dead-letter")
+            return
+        logger.error(
+            "%s %s failed after %d attempt(s) and is dead-lettered: %s",
+            entry.command_type,
+            entry.id,
+            attempt_number,
+            error_message,
+            extra=_extra("dead_letter", entry),
+        )
+        await publish_safely(self._mediator, ScheduledCommandFailed.of(entry, finished, attempt_number, error_message))
+
+    async def _expire(self, entry: ScheduledCommandEntry, now: datetime) -> None:
+        assert entry.lease_token is not None
+        if not await self._store_call(self._store.expire, entry.id, entry.lease_token, now=now):
+            self._lease_lost(entry, "expire")
+            return
+        logger.warning(
+            "%s %s expired at %s before it could start",
+            entry.command_type,
+            entry.id,
+            entry.expires_at.isoformat() if entry.expires_at else "?",
+            extra=_extra("expire", entry),
+        )
+        await publish_safely(self._mediator, ScheduledCommandExpired.of(entry, now))
+
+    async def _release(self, entry: ScheduledCommandEntry) -> None:
+        assert entry.lease_token is not None
+        try:
+            released = await self._store.release(entry.id, entry.lease_token)
+        except Exception:
+            logger.exception("could not release %s; its lease will expire", entry.id, extra=_extra("release", entry))
+            return
+        if released:
+            logger.info("released %s %s unfinished", entry.command_type, entry.id, extra=_extra("release", entry))
+
+    def _lease_lost(self, entry: ScheduledCommandEntry, step: str) -> None:
+        logger.warning(
+            "could not %s %s %s: this worker no longer holds its lease (another worker took it over)",
+            step,
+            entry.command_type,
+            entry.id,
+            extra=_extra("lease_lost", entry),
+        )
+
+    # -- leases -----------------------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self._settings.heartbeat_interval
+        while True:
+            await self._clock.sleep_until(self._clock.now() + interval)
+            await self._guarded(self._renew_leases)
+
+    async def _renew_leases(self) -> None:
+        leases = list(self._leases.items())
+        if not leases:
+            return
+        renewed = await self._store.renew_leases(leases, until=self._clock.now() + self._settings.lease_duration)
+        for entry_id, _ in leases:
+            task = self._running.get(entry_id)
+            if entry_id not in renewed and task is not None and not task.done():
+                logger.warning(
+                    "lease on %s was lost; cancelling its attempt here (another worker may run it)",
+                    entry_id,
+                    extra={"action": "lease_lost", "command_id": entry_id, "worker_id": self._worker_id},
+                )
+                task.cancel()
+
+    async def _recover(self) -> int:
+        """Take over entries whose worker died; each counts a lost (failed) attempt."""
+        reclaimed: list[ReclaimedEntry] = await self._store.reclaim_expired_leases(
+            now=self._clock.now(),
+            limit=self._settings.batch_size,
+            worker_id=self._worker_id,
+            lease_duration=self._settings.lease_duration,
+        )
+        for entry, previous_owner in reclaimed:
+            logger.warning(
+                "%s %s was abandoned by worker %s (lease expired); recording a lost attempt",
+                entry.command_type,
+                entry.id,
+                previous_owner,
+                extra=_extra("recover", entry),
+            )
+            lost = WorkerLostError(previous_owner, entry.lease_expires_at)
+            self._spawn(
+                entry,
+                self._record_failure(
+                    entry, entry.started_at or self._clock.now(), lost, "lost", worker_id=previous_owner or "unknown"
+                ),
+            )
+        return len(reclaimed)
+
+    # -- shutdown ---------------------------------------------------------------------------------------------
+
+    def _cancel_running(self) -> None:
+        for task in tuple(self._running.values()):
+            task.cancel()
+
+    async def _drain(self, *, graceful: bool) -> None:
+        tasks = tuple(self._running.values())
+        if not tasks:
+            return
+        grace = self._settings.shutdown_grace.total_seconds() if graceful else 0
+        pending: set[asyncio.Task[None]] = set(tasks)
+        if grace > 0:
+            logger.info("waiting up to %gs for %d running command(s)", grace, len(tasks), extra={"action": "drain"})
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- store calls ------------------------------------------------------------------------------------------
+
+    async def _store_call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Call a store method, retrying transient errors with backoff for up to one lease duration."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_STORE_ERRORS),
+            wait=wait_exponential(multiplier=0.05, max=2),
+            stop=stop_after_delay(self._settings.lease_duration.total_seconds()),
+            before_sleep=_log_store_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await method(*args, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class WorkerLostError(Exception):
+    """The worker running an attempt stopped renewing its lease (it crashed, hung or lost the store)."""
+
+    def __init__(self, worker_id: str | None, lease_expires_at: datetime | None) -> None:
+        self.worker_id = worker_id
+        self.lease_expires_at = lease_expires_at
+        super().__init__(worker_id, lease_expires_at)
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id or 'unknown'} stopped renewing its lease; the attempt is lost"
+
+
+def _extra(action: str, entry: ScheduledCommandEntry) -> dict[str, Any]:
+    return {"action": action, "command_id": entry.id, "command_type": entry.command_type}
+
+
+def _error_message(exc: BaseException) -> str:
+    text = str(exc)
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return message if len(message) <= _MAX_ERROR_MESSAGE else message[: _MAX_ERROR_MESSAGE - 1] + "…"
+
+
+def _error_text(exc: BaseException, message: str) -> str:
+    trace = "".join(traceback.format_exception(exc))
+    if len(trace) > _MAX_TRACEBACK:
+        trace = "…" + trace[-_MAX_TRACEBACK:]
+    return f"{message}\n\n{trace}"
+
+
+def _log_store_retry(state: Any) -> None:
+    outcome = state.outcome
+    logger.warning(
+        "store call failed (attempt %d), retrying: %s",
+        state.attempt_number,
+        outcome.exception() if outcome is not None else "?",
+        extra={"action": "store_retry"},
+    )

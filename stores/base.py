@@ -1,0 +1,199 @@
+"""``ScheduledCommandStore``: the narrow, decision-free persistence contract every store implements.
+
+Stores persist; policy lives above them. The store never decides whether to retry, how long to wait or what a
+failure means: the service in ``scheduling`` decides and calls one of these methods. Every method is atomic.
+
+Fencing: a claim gives the entry a fresh ``lease_token``. Every method that ends or extends a claim takes that
+token and changes nothing (returning ``False``) unless the entry is still PROCESSING under that very token, so a
+worker that lost its lease can neither complete nor fail an entry that another worker now holds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import NamedTuple, Self
+
+from scheduling.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+
+__all__ = ["ReclaimedEntry", "ScheduledCommandStore", "WakeupListener"]
+
+#: Called with the earliest due time of entries that just became PENDING (added, requeued or released).
+WakeupListener = Callable[[datetime], None]
+
+
+class ReclaimedEntry(NamedTuple):
+    """An entry taken over from a worker whose lease expired."""
+
+    #: The entry, now PROCESSING under the reclaiming worker's new lease; ``started_at`` is the lost attempt's.
+    entry: ScheduledCommandEntry
+    #: The worker that held the expired lease.
+    previous_owner: str | None
+
+
+class ScheduledCommandStore(ABC):
+    """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
+
+    Use as ``async with store:`` or call ``open()``/``close()``; ``open()`` is idempotent.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self) -> None:
+        self._wakeup_listeners: list[WakeupListener] = []
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and prepare (for example create tables). Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store may be opened again."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def description(self) -> str:
+        """A short, password-free description for logs (for example the masked URL)."""
+        return type(self).__name__
+
+    # -- wake-ups ---------------------------------------------------------------------------------------------
+
+    def add_wakeup_listener(self, listener: WakeupListener) -> None:
+        """Call ``listener(due)`` whenever entries become PENDING, with their earliest due time.
+
+        A store shared by several processes also calls it for entries that other processes add (PostgreSQL:
+        LISTEN/NOTIFY). Listeners must be cheap and must not raise.
+        """
+        self._wakeup_listeners.append(listener)
+
+    def remove_wakeup_listener(self, listener: WakeupListener) -> None:
+        if listener in self._wakeup_listeners:
+            self._wakeup_listeners.remove(listener)
+
+    def _notify_wakeup(self, due: datetime) -> None:
+        for listener in tuple(self._wakeup_listeners):
+            listener(due)
+
+    # -- scheduling -------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        """Insert PENDING entries, all or none; return their ids in order.
+
+        An entry whose ``idempotency_key`` the store already holds (in any status, until purged) is not inserted:
+        the holder's id is returned in its place. Wakes listeners with the earliest due time inserted.
+        """
+
+    @abstractmethod
+    async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
+        """The entry, or ``None``."""
+
+    @abstractmethod
+    async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        """PENDING -> CANCELLED (``completed_at = now``); the cancelled entry, or ``None`` if it was not PENDING."""
+
+    @abstractmethod
+    async def cancel_by_correlation_id(self, correlation_id: str, *, now: datetime) -> list[ScheduledCommandEntry]:
+        """Cancel every PENDING entry of that correlation id, atomically; the cancelled entries."""
+
+    @abstractmethod
+    async def requeue(self, entry_id: str, *, now: datetime) -> bool:
+        """FAILED -> PENDING, due ``now``, ``retry_count`` 0, error kept until the next outcome. False otherwise."""
+
+    # -- claiming and outcomes (fenced by lease_token) ---------------------------------------------------------
+
+    @abstractmethod
+    async def claim_due(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ScheduledCommandEntry]:
+        """Atomically move up to ``limit`` due PENDING entries to PROCESSING under new leases and return them.
+
+        Due means ``scheduled_for <= now``; order is priority descending, then ``scheduled_for``, then scheduling
+        order. Each claimed entry gets ``lease_owner = worker_id``, a fresh ``lease_token``,
+        ``lease_expires_at = now + lease_duration`` and ``started_at = now``. Two concurrent claims never return
+        the same entry. Expired entries are claimed like any other: expiry is the caller's decision.
+        """
+
+    @abstractmethod
+    async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
+        """Extend the leases ``(entry_id, lease_token)`` still held to ``until``; return the ids renewed."""
+
+    @abstractmethod
+    async def complete(
+        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
+    ) -> bool:
+        """PROCESSING -> COMPLETED (``completed_at = attempt.finished_at``), recording the attempt. Fenced."""
+
+    @abstractmethod
+    async def retry_later(
+        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        """PROCESSING -> PENDING due at ``due``, ``retry_count + 1``, recording the failed attempt. Fenced."""
+
+    @abstractmethod
+    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
+        """PROCESSING -> FAILED (``completed_at = attempt.finished_at``), ``retry_count + 1``, recording it. Fenced."""
+
+    @abstractmethod
+    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
+        """PROCESSING -> EXPIRED (``completed_at = now``), without an attempt. Fenced."""
+
+    @abstractmethod
+    async def release(self, entry_id: str, lease_token: str) -> bool:
+        """PROCESSING -> PENDING, due as before, no attempt counted (a stopping worker gives it back). Fenced."""
+
+    @abstractmethod
+    async def reclaim_expired_leases(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ReclaimedEntry]:
+        """Take over up to ``limit`` PROCESSING entries whose lease expired before ``now``, atomically.
+
+        Each gets a new lease for ``worker_id`` (so the dead worker's token no longer fences anything); the caller
+        then records the lost attempt with ``retry_later`` or ``dead_letter``.
+        """
+
+    # -- reading and housekeeping -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
+        """Every recorded attempt of the entry, oldest first."""
+
+    @abstractmethod
+    async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
+        """How many entries are in each status (every status present, zero included)."""
+
+    @abstractmethod
+    async def list_entries(
+        self,
+        *,
+        status: ScheduledCommandStatus | None = None,
+        command_type: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[ScheduledCommandEntry]:
+        """Entries matching every filter given, in scheduling order (or its reverse), one page at a time."""
+
+    @abstractmethod
+    async def next_due_at(self) -> datetime | None:
+        """The earliest ``scheduled_for`` among PENDING entries, or ``None`` when none is pending."""
+
+    @abstractmethod
+    async def purge(
+        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+    ) -> int:
+        """Delete entries (and their attempts) in the given terminal statuses finished before ``older_than``.
+
+        PENDING and PROCESSING are never purged, whatever ``statuses`` says. Returns how many were deleted.
+        """

@@ -1,0 +1,44 @@
+"""Store errors.
+
+Hierarchy::
+
+    StoreError
+    ├── StoreUnavailableError   the backend cannot be reached right now (transient: retried with backoff)
+    └── SchemaVersionError      the database holds a schema newer than this code knows
+"""
+
+from __future__ import annotations
+
+__all__ = ["SchemaVersionError", "StoreError", "StoreUnavailableError"]
+
+
+class StoreError(Exception):
+    """Base class of store errors."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's backend cannot be reached; the service retries with backoff. ``__cause__`` is the driver error."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(url, reason)
+
+    def __str__(self) -> str:
+        return f"store {self.url} is unavailable: {self.reason}"
+
+
+class SchemaVersionError(StoreError):
+    """The database's schema is newer than this version of cqrs-scheduling; upgrade the package."""
+
+    def __init__(self, url: str, found: int, supported: int) -> None:
+        self.url = url
+        self.found = found
+        self.supported = supported
+        super().__init__(url, found, supported)
+
+    def __str__(self) -> str:
+        return (
+            f"store {self.url} has schema version {self.found}, newer than {self.supported} which this version of "
+            "cqrs-scheduling knows; upgrade cqrs-scheduling on this worker"
+        )

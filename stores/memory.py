@@ -1,0 +1,335 @@
+"""``MemoryStore``: everything in process memory. For tests and single-process use; lost on exit.
+
+Claims never scan: PENDING entries sit in a heap by due time; a claim moves the due ones into a second heap ordered
+by priority, due time and scheduling order, and pops from it. Heap items carry a version, so an entry that changed
+since it was pushed (cancelled, claimed, rescheduled) is skipped when popped instead of being searched for.
+
+Every method runs without awaiting in between, so each is atomic among asyncio tasks on one loop.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from scheduling.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+
+from .base import ReclaimedEntry, ScheduledCommandStore
+
+__all__ = ["MemoryStore"]
+
+PENDING = ScheduledCommandStatus.PENDING
+PROCESSING = ScheduledCommandStatus.PROCESSING
+
+
+class MemoryStore(ScheduledCommandStore):
+    """An in-memory ``ScheduledCommandStore``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._entries: dict[str, ScheduledCommandEntry] = {}
+        self._order: dict[str, int] = {}  # scheduling order, for FIFO among equals
+        self._version: dict[str, int] = {}
+        self._sequence = itertools.count()
+        self._delayed: list[tuple[datetime, int, int, str]] = []  # (due, order, version, id)
+        self._ready: list[tuple[int, datetime, int, int, str]] = []  # (-priority, due, order, version, id)
+        self._idempotency: dict[str, str] = {}
+        self._by_correlation: dict[str, set[str]] = {}
+        self._processing: set[str] = set()
+        self._attempts: dict[str, list[AttemptRecord]] = {}
+        self._counts: dict[ScheduledCommandStatus, int] = dict.fromkeys(ScheduledCommandStatus, 0)
+
+    # -- internal bookkeeping ---------------------------------------------------------------------------------
+
+    def _put(self, entry: ScheduledCommandEntry) -> None:
+        """Store a new snapshot of an entry, keeping counts, indexes and heaps in step."""
+        previous = self._entries.get(entry.id)
+        if previous is not None:
+            self._counts[previous.status] -= 1
+        self._counts[entry.status] += 1
+        self._entries[entry.id] = entry
+        version = self._version.get(entry.id, 0) + 1
+        self._version[entry.id] = version
+        if entry.status is PROCESSING:
+            self._processing.add(entry.id)
+        else:
+            self._processing.discard(entry.id)
+        if entry.status is PENDING:
+            heapq.heappush(self._delayed, (entry.scheduled_for, self._order[entry.id], version, entry.id))
+
+    def _is_current(self, entry_id: str, version: int) -> bool:
+        return self._version.get(entry_id) == version and self._entries[entry_id].status is PENDING
+
+    def _held(self, entry_id: str, lease_token: str) -> ScheduledCommandEntry | None:
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.status is not PROCESSING or entry.lease_token != lease_token:
+            return None
+        return entry
+
+    def _record(self, attempt: AttemptRecord, entry_id: str) -> None:
+        self._attempts.setdefault(entry_id, []).append(attempt)
+
+    def _promote_due(self, now: datetime) -> None:
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            due, order, version, entry_id = heapq.heappop(delayed)
+            if self._is_current(entry_id, version):
+                priority = self._entries[entry_id].priority
+                heapq.heappush(self._ready, (-priority, due, order, version, entry_id))
+
+    # -- scheduling -------------------------------------------------------------------------------------------
+
+    async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        ids: list[str] = []
+        earliest: datetime | None = None
+        batch_keys: dict[str, str] = {}
+        for entry in entries:
+            if entry.id in self._entries:
+                raise ValueError(f"an entry with id {entry.id!r} already exists")
+        for entry in entries:
+            key = entry.idempotency_key
+            if key is not None:
+                holder = self._idempotency.get(key) or batch_keys.get(key)
+                if holder is not None:
+                    ids.append(holder)
+                    continue
+                batch_keys[key] = entry.id
+            ids.append(entry.id)
+        for entry in entries:
+            if entry.idempotency_key is not None and batch_keys.get(entry.idempotency_key) != entry.id:
+                continue
+            self._order[entry.id] = next(self._sequence)
+            self._put(entry.model_copy(update={"status": PENDING}) if entry.status is not PENDING else entry)
+            if entry.idempotency_key is not None:
+                self._idempotency[entry.idempotency_key] = entry.id
+            if entry.correlation_id is not None:
+                self._by_correlation.setdefault(entry.correlation_id, set()).add(entry.id)
+            if earliest is None or entry.scheduled_for < earliest:
+                earliest = entry.scheduled_for
+        if earliest is not None:
+            self._notify_wakeup(earliest)
+        return ids
+
+    async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
+        return self._entries.get(entry_id)
+
+    async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.status is not PENDING:
+            return None
+        cancelled = entry.model_copy(update={"status": ScheduledCommandStatus.CANCELLED, "completed_at": now})
+        self._put(cancelled)
+        return cancelled
+
+    async def cancel_by_correlation_id(self, correlation_id: str, *, now: datetime) -> list[ScheduledCommandEntry]:
+        cancelled: list[ScheduledCommandEntry] = []
+        for entry_id in sorted(self._by_correlation.get(correlation_id, ()), key=self._order.__getitem__):
+            entry = await self.cancel(entry_id, now=now)
+            if entry is not None:
+                cancelled.append(entry)
+        return cancelled
+
+    async def requeue(self, entry_id: str, *, now: datetime) -> bool:
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.status is not ScheduledCommandStatus.FAILED:
+            return False
+        self._put(
+            entry.model_copy(update={"status": PENDING, "scheduled_for": now, "retry_count": 0, "completed_at": None})
+        )
+        self._notify_wakeup(now)
+        return True
+
+    # -- claiming and outcomes --------------------------------------------------------------------------------
+
+    async def claim_due(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ScheduledCommandEntry]:
+        self._promote_due(now)
+        claimed: list[ScheduledCommandEntry] = []
+        ready = self._ready
+        lease_expires_at = now + lease_duration
+        while ready and len(claimed) < limit:
+            _, _, _, version, entry_id = heapq.heappop(ready)
+            if not self._is_current(entry_id, version):
+                continue
+            entry = self._entries[entry_id].model_copy(
+                update={
+                    "status": PROCESSING,
+                    "started_at": now,
+                    "lease_owner": worker_id,
+                    "lease_token": uuid.uuid4().hex,
+                    "lease_expires_at": lease_expires_at,
+                }
+            )
+            self._put(entry)
+            claimed.append(entry)
+        return claimed
+
+    async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
+        renewed: set[str] = set()
+        for entry_id, token in leases:
+            entry = self._held(entry_id, token)
+            if entry is not None:
+                self._put(entry.model_copy(update={"lease_expires_at": until}))
+                renewed.add(entry_id)
+        return renewed
+
+    def _finish(self, entry: ScheduledCommandEntry, **changes: Any) -> None:
+        self._put(
+            entry.model_copy(update={"lease_owner": None, "lease_token": None, "lease_expires_at": None, **changes})
+        )
+
+    async def complete(
+        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
+    ) -> bool:
+        entry = self._held(entry_id, lease_token)
+        if entry is None:
+            return False
+        self._record(attempt, entry_id)
+        self._finish(
+            entry,
+            status=ScheduledCommandStatus.COMPLETED,
+            completed_at=attempt.finished_at,
+            result_payload=result_payload,
+        )
+        return True
+
+    async def retry_later(
+        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        entry = self._held(entry_id, lease_token)
+        if entry is None:
+            return False
+        self._record(attempt, entry_id)
+        self._finish(
+            entry, status=PENDING, scheduled_for=due, retry_count=entry.retry_count + 1, error_message=error_message
+        )
+        return True
+
+    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
+        entry = self._held(entry_id, lease_token)
+        if entry is None:
+            return False
+        self._record(attempt, entry_id)
+        self._finish(
+            entry,
+            status=ScheduledCommandStatus.FAILED,
+            completed_at=attempt.finished_at,
+            retry_count=entry.retry_count + 1,
+            error_message=error_message,
+        )
+        return True
+
+    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
+        entry = self._held(entry_id, lease_token)
+        if entry is None:
+            return False
+        self._finish(entry, status=ScheduledCommandStatus.EXPIRED, completed_at=now)
+        return True
+
+    async def release(self, entry_id: str, lease_token: str) -> bool:
+        entry = self._held(entry_id, lease_token)
+        if entry is None:
+            return False
+        self._finish(entry, status=PENDING)
+        self._notify_wakeup(entry.scheduled_for)
+        return True
+
+    async def reclaim_expired_leases(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ReclaimedEntry]:
+        expired = sorted(
+            (
+                e
+                for e in map(self._entries.__getitem__, self._processing)
+                if e.lease_expires_at and e.lease_expires_at <= now
+            ),
+            key=lambda e: (e.lease_expires_at, self._order[e.id]),
+        )[:limit]
+        reclaimed: list[ReclaimedEntry] = []
+        for entry in expired:
+            taken = entry.model_copy(
+                update={
+                    "lease_owner": worker_id,
+                    "lease_token": uuid.uuid4().hex,
+                    "lease_expires_at": now + lease_duration,
+                }
+            )
+            self._put(taken)
+            reclaimed.append(ReclaimedEntry(taken, entry.lease_owner))
+        return reclaimed
+
+    # -- reading and housekeeping -----------------------------------------------------------------------------
+
+    async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
+        return list(self._attempts.get(entry_id, ()))
+
+    async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
+        return dict(self._counts)
+
+    async def list_entries(
+        self,
+        *,
+        status: ScheduledCommandStatus | None = None,
+        command_type: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[ScheduledCommandEntry]:
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+        if correlation_id is not None:
+            candidates: Collection[str] = self._by_correlation.get(correlation_id, set())
+        else:
+            candidates = self._entries.keys()
+        ordered = sorted(candidates, key=self._order.__getitem__, reverse=newest_first)
+        matching = (
+            entry
+            for entry in map(self._entries.__getitem__, ordered)
+            if (status is None or entry.status is status)
+            and (command_type is None or entry.command_type == command_type)
+        )
+        return list(itertools.islice(matching, offset, offset + limit))
+
+    async def next_due_at(self) -> datetime | None:
+        earliest: datetime | None = None
+        ready = self._ready
+        while ready and not self._is_current(ready[0][4], ready[0][3]):
+            heapq.heappop(ready)
+        if ready:
+            earliest = min(item[1] for item in ready if self._is_current(item[4], item[3]))
+        delayed = self._delayed
+        while delayed and not self._is_current(delayed[0][3], delayed[0][2]):
+            heapq.heappop(delayed)
+        if delayed and (earliest is None or delayed[0][0] < earliest):
+            earliest = delayed[0][0]
+        return earliest
+
+    async def purge(
+        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+    ) -> int:
+        purgeable = set(statuses) & TERMINAL_STATUSES
+        doomed = [
+            entry
+            for entry in self._entries.values()
+            if entry.status in purgeable and entry.completed_at is not None and entry.completed_at < older_than
+        ]
+        for entry in doomed:
+            self._counts[entry.status] -= 1
+            del self._entries[entry.id], self._order[entry.id], self._version[entry.id]
+            self._attempts.pop(entry.id, None)
+            if entry.idempotency_key is not None and self._idempotency.get(entry.idempotency_key) == entry.id:
+                del self._idempotency[entry.idempotency_key]
+            if entry.correlation_id is not None:
+                self._by_correlation[entry.correlation_id].discard(entry.id)
+                if not self._by_correlation[entry.correlation_id]:
+                    del self._by_correlation[entry.correlation_id]
+        return len(doomed)
