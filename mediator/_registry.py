@@ -74,6 +74,9 @@ class BehaviorRegistration:
     def of(cls, behavior: object) -> BehaviorRegistration:
         if not (isinstance(behavior, type) and issubclass(behavior, PipelineBehavior)):
             raise InvalidHandlerError(behavior, "a behavior is a PipelineBehavior subclass")
+        if inspect.isabstract(behavior):
+            missing = ", ".join(sorted(getattr(behavior, "__abstractmethods__", ())))
+            raise InvalidHandlerError(behavior, f"it is abstract (missing: {missing})")
         message_type = _generic_argument(behavior, PipelineBehavior)
         if message_type is None or isinstance(message_type, TypeVar):
             message_type = Request
@@ -95,7 +98,8 @@ def _check_handle(handler: type) -> bool:
     if isinstance(handle, (staticmethod, classmethod)) or not inspect.isfunction(handle):
         raise InvalidHandlerError(handler, "handle must be a plain instance method")
     _check_arity(handler, handle, 1, "handle(self, message)")
-    return inspect.iscoroutinefunction(handle)
+    # A decorated ``async def handle`` (functools.wraps around a coroutine function) is awaited on the loop too.
+    return inspect.iscoroutinefunction(handle) or inspect.iscoroutinefunction(inspect.unwrap(handle))
 
 
 def _check_arity(owner: type, function: Any, expected: int, shape: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -89,7 +90,7 @@ class Mediator:
                 if is_async:
                     await factory().handle(notification)
                 else:
-                    await asyncio.to_thread(factory().handle, notification)
+                    await _in_thread(factory().handle, notification)
             except Exception as exc:  # noqa: BLE001 - collected and re-raised as a group
                 if errors is None:
                     errors = []
@@ -155,9 +156,21 @@ def _async_handler_call(factory: Callable[[], Any]) -> _SendPlan:
 
 def _threaded_handler_call(factory: Callable[[], Any]) -> _SendPlan:
     async def call(message: Any) -> Any:
-        return await asyncio.to_thread(factory().handle, message)
+        return await _in_thread(factory().handle, message)
 
     return call
+
+
+async def _in_thread(handle: Callable[[Any], Any], message: Any) -> Any:
+    """Run a plain ``def handle`` in a worker thread, never on the loop.
+
+    ``handle`` is typed ``R | Awaitable[R]``, so a plain ``def`` may return an awaitable (a decorator returning the
+    wrapped coroutine, say): it is awaited here, on the loop, rather than handed to the caller un-awaited.
+    """
+    result = await asyncio.to_thread(handle, message)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 def _wrap(behavior_factory: Callable[[], Any], inner: _SendPlan) -> _SendPlan:

@@ -1,0 +1,113 @@
+"""Type-checked, never run: documented mediator usage must pass ``mypy --strict`` with the inferred types."""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+from injector import Injector, inject
+
+from mediator import (
+    Command,
+    CommandHandler,
+    Mediator,
+    MediatorModule,
+    Notification,
+    NotificationHandler,
+    PipelineBehavior,
+    Query,
+    QueryHandler,
+)
+from mediator.behaviors import Next
+
+
+class UserRepository:
+    def add(self, email: str) -> int:
+        return 1
+
+    def names(self) -> list[str]:
+        return []
+
+
+class CreateUser(Command[int]):
+    email: str
+
+
+class Ping(Command):
+    pass
+
+
+class ListUserNames(Query[list[str]]):
+    prefix: str = ""
+
+
+class UserCreated(Notification):
+    user_id: int
+
+
+class CreateUserHandler(CommandHandler[CreateUser, int]):
+    @inject
+    def __init__(self, repo: UserRepository) -> None:
+        self.repo = repo
+
+    async def handle(self, command: CreateUser) -> int:
+        return self.repo.add(command.email)
+
+
+class PingHandler(CommandHandler[Ping, None]):
+    def handle(self, command: Ping) -> None:  # a sync handler
+        return None
+
+
+class ListUserNamesHandler(QueryHandler[ListUserNames, list[str]]):
+    @inject
+    def __init__(self, repo: UserRepository) -> None:
+        self.repo = repo
+
+    def handle(self, query: ListUserNames) -> list[str]:
+        return [n for n in self.repo.names() if n.startswith(query.prefix)]
+
+
+class AuditAll(NotificationHandler[Notification]):
+    async def handle(self, notification: Notification) -> None:
+        return None
+
+
+class TimingBehavior(PipelineBehavior):
+    async def handle(self, message: Any, next: Next) -> Any:
+        return await next()
+
+
+class CreateUserOnly(PipelineBehavior[CreateUser]):
+    @classmethod
+    def applies_to(cls, message_type: type[CreateUser]) -> bool:
+        return True
+
+    async def handle(self, message: CreateUser, next: Next) -> Any:
+        assert_type(message.email, str)
+        return await next()
+
+
+async def main() -> None:
+    injector = Injector(
+        [
+            MediatorModule(
+                handlers=[CreateUserHandler, PingHandler, ListUserNamesHandler, AuditAll],
+                behaviors=[TimingBehavior, CreateUserOnly],
+            ),
+            MediatorModule(packages=["myapp.handlers"]),
+        ]
+    )
+    mediator = injector.get(Mediator)
+    assert_type(mediator, Mediator)
+
+    user_id = await mediator.send(CreateUser(email="a@b.c"))
+    assert_type(user_id, int)
+    assert_type(await mediator.send(CreateUser(email="a@b.c")), int)
+    assert_type(await mediator.send(Ping()), None)
+    assert_type(await mediator.send(ListUserNames(prefix="a")), list[str])
+    assert_type(await mediator.publish(UserCreated(user_id=user_id)), None)
+
+    typed: int = await mediator.send(CreateUser(email="a@b.c"))
+    names: list[str] = await mediator.send(ListUserNames())
+    del typed, names
+    mediator.clear_cache()

@@ -1,0 +1,1 @@
+"""A small application package that ``MediatorModule(packages=[...])`` scans in the tests."""

@@ -1,0 +1,1 @@
+"""A sub-package: scanning includes it."""
