@@ -10,16 +10,17 @@ worker died. Failures of the store are retried with backoff and logged; nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import pydantic_core
 from injector import inject
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from mediator import Mediator
 from stores.base import ReclaimedEntry, ScheduledCommandStore
@@ -47,6 +48,9 @@ T = TypeVar("T")
 
 #: Errors worth retrying a store call for: the backend is away for a moment.
 TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailableError, ConnectionError, TimeoutError)
+
+#: Backoff between attempts at a failing store call: 0.05 s, 0.1 s, 0.2 s, ... up to 2 s.
+_STORE_RETRY_WAIT = wait_exponential(multiplier=0.05, max=2)
 
 _MAX_ERROR_MESSAGE = 2_000
 _MAX_TRACEBACK = 20_000
@@ -125,7 +129,8 @@ class ScheduledCommandService:
             logger.info("scheduled command service is disabled", extra={"action": "disabled"})
             return
         await self._store.open()
-        self._main = asyncio.create_task(self.run(), name=f"scheduled-commands:{self._worker_id}")
+        self._stopping = False
+        self._main = asyncio.create_task(self._run(), name=f"scheduled-commands:{self._worker_id}")
 
     async def stop(self, *, immediate: bool = False) -> None:
         """Stop claiming, let running commands finish for up to ``shutdown_grace`` (not at all when
@@ -141,11 +146,20 @@ class ScheduledCommandService:
 
     async def run(self) -> None:
         """Run until ``stop()`` is called or the task is cancelled."""
+        if self.is_running:
+            raise RuntimeError("the service is already running")
         if not self._settings.enabled:
             return
+        self._stopping = False
+        self._main = asyncio.current_task()
+        try:
+            await self._run()
+        finally:
+            self._main = None
+
+    async def _run(self) -> None:
         await self._store.open()
         self._loop = asyncio.get_running_loop()
-        self._stopping = False
         self._store.add_wakeup_listener(self._on_wakeup)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduled-commands-heartbeat")
         logger.info(
@@ -208,14 +222,16 @@ class ScheduledCommandService:
                 claimed = await self._claim()
             except Exception:
                 failures += 1
-                delay = min(0.05 * 2**failures, self._settings.polling_interval.total_seconds())
+                delay = _store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
                 logger.exception(
                     "claiming due commands failed (attempt %d); retrying in %.2fs",
                     failures,
                     delay,
                     extra={"action": "claim_failed", "worker_id": self._worker_id},
                 )
-                await self._sleep(self._clock.now() + timedelta(seconds=delay))
+                # Real time, not the Clock: this waits for a database to come back, not for a due time.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 continue
             failures = 0
             if self._stopping:
@@ -540,7 +556,7 @@ class ScheduledCommandService:
         """Call a store method, retrying transient errors with backoff for up to one lease duration."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_STORE_ERRORS),
-            wait=wait_exponential(multiplier=0.05, max=2),
+            wait=_STORE_RETRY_WAIT,
             stop=stop_after_delay(self._settings.lease_duration.total_seconds()),
             before_sleep=_log_store_retry,
             reraise=True,
@@ -561,6 +577,13 @@ class WorkerLostError(Exception):
 
     def __str__(self) -> str:
         return f"worker {self.worker_id or 'unknown'} stopped renewing its lease; the attempt is lost"
+
+
+def _store_backoff(failures: int, *, cap: float) -> float:
+    """Seconds to wait after ``failures`` consecutive failed claims (tenacity's exponential wait, capped)."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = failures
+    return min(_STORE_RETRY_WAIT(state), cap)
 
 
 def _extra(action: str, entry: ScheduledCommandEntry) -> dict[str, Any]:
