@@ -514,7 +514,7 @@ class ScheduledCommandService:
             worker_id=self._worker_id,
             lease_duration=self._settings.lease_duration,
         )
-        for entry, previous_owner in reclaimed:
+        for entry, previous_owner, previous_expiry in reclaimed:
             logger.warning(
                 "%s %s was abandoned by worker %s (lease expired); recording a lost attempt",
                 entry.command_type,
@@ -522,7 +522,7 @@ class ScheduledCommandService:
                 previous_owner,
                 extra=_extra("recover", entry),
             )
-            lost = WorkerLostError(previous_owner, entry.lease_expires_at)
+            lost = WorkerLostError(previous_owner, previous_expiry)
             self._spawn(
                 entry,
                 self._record_failure(

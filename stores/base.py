@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import NamedTuple, Self
 
-from scheduling.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 
 __all__ = ["ReclaimedEntry", "ScheduledCommandStore", "WakeupListener"]
 
@@ -31,6 +31,8 @@ class ReclaimedEntry(NamedTuple):
     entry: ScheduledCommandEntry
     #: The worker that held the expired lease.
     previous_owner: str | None
+    #: When that lease expired.
+    previous_lease_expires_at: datetime | None = None
 
 
 class ScheduledCommandStore(ABC):
@@ -90,6 +92,7 @@ class ScheduledCommandStore(ABC):
     async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """Insert PENDING entries, all or none; return their ids in order.
 
+        A batch holding an id twice, or an id the store holds, raises ``ValueError`` and stores nothing.
         An entry whose ``idempotency_key`` the store already holds (in any status, until purged) is not inserted:
         the holder's id is returned in its place. Wakes listeners with the earliest due time inserted.
         """
@@ -156,7 +159,7 @@ class ScheduledCommandStore(ABC):
     async def reclaim_expired_leases(
         self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
     ) -> list[ReclaimedEntry]:
-        """Take over up to ``limit`` PROCESSING entries whose lease expired before ``now``, atomically.
+        """Take over up to ``limit`` PROCESSING entries whose lease expired at or before ``now``, atomically.
 
         Each gets a new lease for ``worker_id`` (so the dead worker's token no longer fences anything); the caller
         then records the lost attempt with ``retry_later`` or ``dead_letter``.

@@ -16,9 +16,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from scheduling.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-
 from .base import ReclaimedEntry, ScheduledCommandStore
+from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 
 __all__ = ["MemoryStore"]
 
@@ -37,6 +36,8 @@ class MemoryStore(ScheduledCommandStore):
         self._entries: dict[str, ScheduledCommandEntry] = {}
         self._order: dict[str, int] = {}  # scheduling order, for FIFO among equals
         self._version: dict[str, int] = {}
+        # One counter for every entry, so an id added again after a purge never meets its old heap items' versions.
+        self._versions = itertools.count(1)
         self._sequence = itertools.count()
         self._delayed: list[tuple[datetime, int, int, str]] = []  # (due, order, version, id)
         self._ready: list[tuple[int, datetime, int, int, str]] = []  # (-priority, due, order, version, id)
@@ -55,7 +56,7 @@ class MemoryStore(ScheduledCommandStore):
             self._counts[previous.status] -= 1
         self._counts[entry.status] += 1
         self._entries[entry.id] = entry
-        version = self._version.get(entry.id, 0) + 1
+        version = next(self._versions)
         self._version[entry.id] = version
         if entry.status is PROCESSING:
             self._processing.add(entry.id)
@@ -90,9 +91,13 @@ class MemoryStore(ScheduledCommandStore):
         ids: list[str] = []
         earliest: datetime | None = None
         batch_keys: dict[str, str] = {}
+        batch_ids: set[str] = set()
         for entry in entries:
             if entry.id in self._entries:
                 raise ValueError(f"an entry with id {entry.id!r} already exists")
+            if entry.id in batch_ids:
+                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
+            batch_ids.add(entry.id)
         for entry in entries:
             key = entry.idempotency_key
             if key is not None:
@@ -155,9 +160,13 @@ class MemoryStore(ScheduledCommandStore):
         claimed: list[ScheduledCommandEntry] = []
         ready = self._ready
         lease_expires_at = now + lease_duration
+        not_due: list[tuple[datetime, int, int, str]] = []
         while ready and len(claimed) < limit:
-            _, _, _, version, entry_id = heapq.heappop(ready)
+            _, due, order, version, entry_id = heapq.heappop(ready)
             if not self._is_current(entry_id, version):
+                continue
+            if due > now:  # promoted by a claim with a later ``now``: not due for this one
+                not_due.append((due, order, version, entry_id))
                 continue
             entry = self._entries[entry_id].model_copy(
                 update={
@@ -170,6 +179,8 @@ class MemoryStore(ScheduledCommandStore):
             )
             self._put(entry)
             claimed.append(entry)
+        for item in not_due:
+            heapq.heappush(self._delayed, item)
         return claimed
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
@@ -263,7 +274,7 @@ class MemoryStore(ScheduledCommandStore):
                 }
             )
             self._put(taken)
-            reclaimed.append(ReclaimedEntry(taken, entry.lease_owner))
+            reclaimed.append(ReclaimedEntry(taken, entry.lease_owner, entry.lease_expires_at))
         return reclaimed
 
     # -- reading and housekeeping -----------------------------------------------------------------------------

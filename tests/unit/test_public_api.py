@@ -53,3 +53,67 @@ def test_other_mediator_errors_are_reachable_by_module_path(name: str) -> None:
 
     assert issubclass(getattr(mediator.errors, name), mediator.MediatorError)
     assert name not in mediator.__all__
+
+
+#: Section 2 of the contract: ``from scheduling import (...)``.
+SCHEDULING_API = [
+    "AttemptRecord",
+    "Clock",
+    "CommandScheduler",
+    "ICommandScheduler",
+    "ManualClock",
+    "ScheduleOptions",
+    "ScheduledCommandCancelled",
+    "ScheduledCommandCompleted",
+    "ScheduledCommandEntry",
+    "ScheduledCommandExpired",
+    "ScheduledCommandFailed",
+    "ScheduledCommandNotification",
+    "ScheduledCommandRetrying",
+    "ScheduledCommandService",
+    "ScheduledCommandStatus",
+    "SchedulerSettings",
+    "SchedulingModule",
+    "SystemClock",
+]
+
+#: Section 3 of the contract: ``from stores import (...)``.
+STORES_API = ["MemoryStore", "ScheduledCommandStore", "SqlStore"]
+
+
+def test_scheduling_exports_exactly_the_contract() -> None:
+    """``scheduling.__all__`` lists exactly the names of the contract's section 2, each importable."""
+    assert_public_api("scheduling", SCHEDULING_API)
+
+
+def test_stores_exports_exactly_the_contract() -> None:
+    """``stores.__all__`` lists exactly the names of the contract's section 3, each importable."""
+    assert_public_api("stores", STORES_API)
+
+
+def test_icommandscheduler_is_the_same_class() -> None:
+    """ICommandScheduler is an alias, not a subclass: one binding serves both names."""
+    import scheduling
+
+    assert scheduling.ICommandScheduler is scheduling.CommandScheduler
+
+
+def test_lifecycle_notifications_share_one_base() -> None:
+    """The five lifecycle notifications derive from ScheduledCommandNotification, a mediator Notification."""
+    import mediator
+    import scheduling
+
+    assert issubclass(scheduling.ScheduledCommandNotification, mediator.Notification)
+    for name in ("Completed", "Retrying", "Failed", "Expired", "Cancelled"):
+        assert issubclass(getattr(scheduling, f"ScheduledCommand{name}"), scheduling.ScheduledCommandNotification)
+
+
+def test_importing_stores_first_works() -> None:
+    """``import stores`` alone (before scheduling) works: stores do not depend on the scheduling package."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import stores; import scheduling; import mediator"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,145 @@
+"""The SQL schema, in one place: tables as SQLModel classes, indexes, and the schema version.
+
+``SCHEMA_VERSION`` is bumped with every change of these definitions, together with a migration step in
+``stores/sql.py``; a database whose version row is newer than this code is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AttemptRow",
+    "EntryRow",
+    "SchemaVersionRow",
+    "UtcDateTime",
+    "metadata",
+]
+
+#: Version of the schema these definitions create.
+SCHEMA_VERSION = 1
+
+metadata = SQLModel.metadata
+
+#: A 64-bit key that is still SQLite's auto-incrementing ``INTEGER PRIMARY KEY`` (the rowid alias).
+_BIGINT_KEY = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """UTC-aware datetimes everywhere: ``timestamptz`` on PostgreSQL; naive UTC text on SQLite, aware on the way out.
+
+    SQLite's text form sorts chronologically because every value is written in UTC with microseconds.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(DateTime(timezone=False))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(**kwargs: Any) -> Any:
+    return Field(sa_type=UtcDateTime, **kwargs)
+
+
+class EntryRow(SQLModel, table=True):
+    """One scheduled command. ``seq`` gives scheduling order (FIFO among equals); ``id`` is the public id."""
+
+    __tablename__ = "scheduled_commands"
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=_BIGINT_KEY)
+    id: str = Field(sa_type=String(64), unique=True, nullable=False)
+    command_type: str = Field(sa_type=String(512), nullable=False)
+    payload: str = Field(sa_type=Text, nullable=False)
+    status: str = Field(sa_type=String(16), nullable=False)
+    priority: int = Field(default=0, nullable=False)
+    scheduled_for: datetime = _when(nullable=False)
+    created_at: datetime = _when(nullable=False)
+    started_at: datetime | None = _when(default=None)
+    completed_at: datetime | None = _when(default=None)
+    expires_at: datetime | None = _when(default=None)
+    retry_count: int = Field(default=0, nullable=False)
+    max_retries: int = Field(default=3, nullable=False)
+    correlation_id: str | None = Field(default=None, sa_type=String(256))
+    metadata_json: str | None = Field(default=None, sa_type=Text)
+    idempotency_key: str | None = Field(default=None, sa_type=String(512), unique=True)
+    error_message: str | None = Field(default=None, sa_type=Text)
+    result_payload: str | None = Field(default=None, sa_type=Text)
+    timeout_seconds: float | None = Field(default=None)
+    lease_owner: str | None = Field(default=None, sa_type=String(256))
+    lease_token: str | None = Field(default=None, sa_type=String(64))
+    lease_expires_at: datetime | None = _when(default=None)
+
+    __table_args__ = (
+        # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).
+        Index(
+            "ix_scheduled_commands_due",
+            "priority",
+            "scheduled_for",
+            "seq",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_scheduled_commands_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'PROCESSING'"),
+            sqlite_where=text("status = 'PROCESSING'"),
+        ),
+        Index("ix_scheduled_commands_status", "status", "seq"),
+        Index("ix_scheduled_commands_type", "command_type", "seq"),
+        Index("ix_scheduled_commands_finished", "status", "completed_at"),
+        Index(
+            "ix_scheduled_commands_correlation",
+            "correlation_id",
+            postgresql_where=text("correlation_id IS NOT NULL"),
+            sqlite_where=text("correlation_id IS NOT NULL"),
+        ),
+    )
+
+
+class AttemptRow(SQLModel, table=True):
+    """One attempt at running an entry: the audit trail."""
+
+    __tablename__ = "scheduled_command_attempts"
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=_BIGINT_KEY)
+    entry_id: str = Field(sa_type=String(64), nullable=False, index=True)
+    attempt: int = Field(nullable=False)
+    worker_id: str = Field(sa_type=String(256), nullable=False)
+    started_at: datetime = _when(nullable=False)
+    finished_at: datetime = _when(nullable=False)
+    outcome: str = Field(sa_type=String(16), nullable=False)
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class SchemaVersionRow(SQLModel, table=True):
+    """A single row: the version of the schema in this database."""
+
+    __tablename__ = "scheduled_commands_schema"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(nullable=False)
+    updated_at: datetime = _when(nullable=False)

@@ -1,0 +1,108 @@
+"""What the store holds: ``ScheduledCommandEntry`` snapshots, their status, and the attempt audit trail."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+__all__ = ["TERMINAL_STATUSES", "AttemptOutcome", "AttemptRecord", "ScheduledCommandEntry", "ScheduledCommandStatus"]
+
+
+class ScheduledCommandStatus(StrEnum):
+    """Where an entry is in its life. Stored as the member's value.
+
+    .. versionadded:: 0.1
+    """
+
+    #: Waiting until ``scheduled_for`` (first run, or a retry after backoff).
+    PENDING = "PENDING"
+    #: Claimed by a worker, which holds a lease on it.
+    PROCESSING = "PROCESSING"
+    #: Ran successfully.
+    COMPLETED = "COMPLETED"
+    #: Dead-lettered: every allowed attempt failed, or it can never run. Only ``requeue()`` runs it again.
+    FAILED = "FAILED"
+    #: Cancelled before it ran.
+    CANCELLED = "CANCELLED"
+    #: Not started before ``expires_at``.
+    EXPIRED = "EXPIRED"
+
+
+#: Statuses an entry never leaves by itself (FAILED leaves only through ``requeue()``).
+TERMINAL_STATUSES = frozenset(
+    {
+        ScheduledCommandStatus.COMPLETED,
+        ScheduledCommandStatus.FAILED,
+        ScheduledCommandStatus.CANCELLED,
+        ScheduledCommandStatus.EXPIRED,
+    }
+)
+
+AttemptOutcome = Literal["completed", "failed", "timed_out", "lost"]
+
+
+class ScheduledCommandEntry(BaseModel):
+    """A snapshot of one scheduled command, as the store holds it. All datetimes are UTC-aware.
+
+    .. versionadded:: 0.1
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Unique id, returned by ``schedule()``.
+    id: str
+    #: The command's registered type name (``module.QualifiedName``).
+    command_type: str
+    #: The command as JSON.
+    payload: str
+    status: ScheduledCommandStatus
+    priority: int = 0
+    #: Next due time.
+    scheduled_for: AwareDatetime
+    created_at: AwareDatetime
+    #: Start of the latest attempt.
+    started_at: AwareDatetime | None = None
+    #: When it reached a terminal status.
+    completed_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    #: Failed attempts so far.
+    retry_count: int = 0
+    max_retries: int = 3
+    correlation_id: str | None = None
+    metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None
+    #: ``"ExceptionType: message"`` of the last failure.
+    error_message: str | None = None
+    #: JSON of the handler's result, for commands that return one.
+    result_payload: str | None = None
+    #: Per-attempt timeout in seconds, from ``ScheduleOptions.timeout``.
+    timeout_seconds: float | None = None
+    #: The worker holding the lease while PROCESSING.
+    lease_owner: str | None = None
+    #: Fencing token of the current claim; a worker whose token no longer matches cannot change the entry.
+    lease_token: str | None = None
+    lease_expires_at: AwareDatetime | None = None
+
+    @property
+    def attempts_allowed(self) -> int:
+        return self.max_retries + 1
+
+
+class AttemptRecord(BaseModel):
+    """One attempt at running an entry: the audit trail answers "why did it fail three times".
+
+    .. versionadded:: 0.1
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: 1-based.
+    attempt: int
+    worker_id: str
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    outcome: AttemptOutcome
+    #: ``"Type: message"``, then the traceback text; ``None`` for a completed attempt.
+    error: str | None = None

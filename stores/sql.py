@@ -1,0 +1,856 @@
+"""``SqlStore``: scheduled commands in SQLite (the embedded default) or PostgreSQL (a fleet of workers).
+
+Async all the way: SQLAlchemy's async engine with aiosqlite or psycopg 3, so no database call blocks the loop.
+Tables are SQLModel classes in ``stores/_tables.py``; every query is a named method here.
+
+PostgreSQL: one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` statement claims a batch, and a
+LISTEN connection wakes idle workers when an entry becomes PENDING anywhere (NOTIFY is sent in the same transaction,
+so a rolled-back schedule wakes nobody). SQLite: WAL, a busy timeout, every write transaction ``BEGIN IMMEDIATE``
+(it takes the write lock at once, so two writers can never deadlock upgrading read locks) and one writer at a time
+per process; other processes on the same file are noticed through ``PRAGMA data_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, event, func, insert, select, text, tuple_, update
+from sqlalchemy.engine import URL, Connection, Row, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow
+from .base import ReclaimedEntry, ScheduledCommandStore
+from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import SchemaVersionError, StoreError, StoreUnavailableError
+
+__all__ = ["SqlStore", "mask_url", "to_async_url"]
+
+logger = logging.getLogger(__name__)
+
+ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
+ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
+SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
+
+PENDING = ScheduledCommandStatus.PENDING.value
+PROCESSING = ScheduledCommandStatus.PROCESSING.value
+
+#: The NOTIFY channel that wakes workers; the payload is the earliest due time as a POSIX timestamp.
+NOTIFY_CHANNEL = "cqrs_scheduling_due"
+
+#: Key of the advisory lock that serializes schema creation among workers starting together.
+_SCHEMA_LOCK_KEY = 0x63717273_5343484D
+
+#: Extra candidates per priority in the PostgreSQL claim, so concurrent claimers skipping each other's locked rows
+#: still fill their batches.
+_CLAIM_WINDOW_FACTOR = 4
+
+_PURGE_CHUNK = 5_000
+
+# The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
+# down with one index probe each (a loose index scan); for each, ``candidates`` takes the earliest due entries by an
+# index range scan; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE
+# claims them. The cost is a few index probes per distinct priority, whether 10 or 10 million entries are pending.
+_PG_CLAIM = """
+WITH RECURSIVE priorities(p) AS (
+    SELECT max(priority) FROM scheduled_commands WHERE status = 'PENDING'
+  UNION ALL
+    SELECT (SELECT max(priority) FROM scheduled_commands WHERE status = 'PENDING' AND priority < priorities.p)
+    FROM priorities WHERE priorities.p IS NOT NULL
+),
+candidates AS (
+    SELECT c.seq FROM priorities
+    CROSS JOIN LATERAL (
+        SELECT seq FROM scheduled_commands
+        WHERE status = 'PENDING' AND priority = priorities.p AND scheduled_for <= :now
+        ORDER BY scheduled_for, seq
+        LIMIT :window
+    ) AS c
+    WHERE priorities.p IS NOT NULL
+),
+locked AS (
+    SELECT seq FROM scheduled_commands
+    WHERE seq IN (SELECT seq FROM candidates) AND status = 'PENDING' AND scheduled_for <= :now
+    ORDER BY priority DESC, scheduled_for, seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE scheduled_commands AS t
+SET status = 'PROCESSING', started_at = :now, lease_owner = :worker_id,
+    lease_token = replace(gen_random_uuid()::text, '-', ''), lease_expires_at = :lease_expires_at
+FROM locked
+WHERE t.seq = locked.seq
+RETURNING t.*
+"""
+
+
+def to_async_url(url: str) -> URL:
+    """Map a user's URL to the async driver: ``sqlite:///f.db`` -> aiosqlite, ``postgresql://`` -> psycopg 3.
+
+    Raises:
+        ValueError: an unsupported scheme, or an in-memory SQLite database (use ``MemoryStore``).
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ValueError(f"not a store URL: {url!r} (expected sqlite:///path or postgresql+psycopg://...)") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite":
+        if driver not in ("", "aiosqlite", "pysqlite"):
+            raise ValueError(f"unsupported SQLite driver {driver!r} in {mask_url(url)}; use sqlite:///path")
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError(f"{mask_url(url)} is an in-memory SQLite database; use MemoryStore, or a file path")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg", "psycopg_async"):
+            raise ValueError(f"unsupported PostgreSQL driver {driver!r} in {mask_url(url)}; use postgresql+psycopg://")
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(
+        f"unsupported store URL scheme {parsed.drivername!r} in {mask_url(url)}; "
+        "supported: sqlite:///path/to/file.db, postgresql+psycopg://user@host:5432/db"
+    )
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by ``***``, for logs and errors."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception:  # noqa: BLE001 - not a URL at all: show nothing secret
+        return "<invalid URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+class SqlStore(ScheduledCommandStore):
+    """A ``ScheduledCommandStore`` in SQLite or PostgreSQL, through SQLModel/SQLAlchemy's async engine.
+
+    Args:
+        url_or_engine: ``sqlite:///path/to/file.db`` or ``postgresql+psycopg://user@host/db`` (plain
+            ``postgresql://`` works too), or an ``AsyncEngine`` you configured.
+        pool_size: connections kept per process (PostgreSQL).
+
+    Tables and indexes are created on first use (``open()``), idempotently; a database whose schema is newer than
+    this code is refused with ``SchemaVersionError``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, url_or_engine: str | AsyncEngine, *, pool_size: int = 10) -> None:
+        super().__init__()
+        if isinstance(url_or_engine, AsyncEngine):
+            self._engine: AsyncEngine | None = url_or_engine
+            self._url = url_or_engine.url
+            self._owns_engine = False
+        else:
+            self._engine = None
+            self._url = to_async_url(url_or_engine)
+            self._owns_engine = True
+        self._pool_size = pool_size
+        self._dialect = self._url.get_backend_name()
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {self._dialect} ({mask_url(self._url)})")
+        self._write_lock = asyncio.Lock()  # SQLite: one writer per process; the others wait here, not in busy loops
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        return f"SqlStore({mask_url(self._url)})"
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return mask_url(self._url)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self._dialect == "postgresql"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StoreError(f"{self.description} is not open; use 'async with store:' or await store.open()")
+        return self._engine
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._opened:
+                return
+            if self._engine is None:
+                self._engine = self._create_engine()
+            try:
+                await self._ensure_schema()
+            except (OperationalError, InterfaceError, OSError) as exc:
+                await self._dispose()
+                raise StoreUnavailableError(self.url, _reason(exc)) from exc
+            except BaseException:
+                await self._dispose()
+                raise
+            self._watcher = asyncio.create_task(
+                self._listen_postgresql() if self.is_postgresql else self._watch_sqlite(),
+                name=f"wake-ups:{self.url}",
+            )
+            self._opened = True
+
+    async def close(self) -> None:
+        async with self._open_lock:
+            if self._watcher is not None:
+                self._watcher.cancel()
+                await asyncio.gather(self._watcher, return_exceptions=True)
+                self._watcher = None
+            await self._dispose()
+            self._opened = False
+
+    async def _dispose(self) -> None:
+        if self._engine is not None and self._owns_engine:
+            await self._engine.dispose()
+            self._engine = None
+
+    def _create_engine(self) -> AsyncEngine:
+        if self.is_postgresql:
+            return create_async_engine(
+                self._url, pool_size=self._pool_size, max_overflow=self._pool_size, pool_pre_ping=True
+            )
+        engine = create_async_engine(self._url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        return engine
+
+    async def _ensure_schema(self) -> None:
+        async with self._write() as conn:
+            if self.is_postgresql:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            await conn.run_sync(_create_tables)
+            version = (await conn.execute(select(SCHEMA.c.version).where(SCHEMA.c.id == 1))).scalar_one_or_none()
+            if version is None:
+                await conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION, updated_at=datetime.now(UTC)))
+            elif version > SCHEMA_VERSION or version < SCHEMA_VERSION:
+                raise SchemaVersionError(self.url, version, SCHEMA_VERSION)
+
+    # -- transactions -----------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one at a time per process)."""
+        engine = self.engine
+        lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
+        async with lock:
+            try:
+                async with engine.begin() as conn:
+                    yield conn
+            except (OperationalError, InterfaceError) as exc:
+                raise StoreUnavailableError(self.url, _reason(exc)) from exc
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise StoreUnavailableError(self.url, _reason(exc)) from exc
+                raise
+            except OSError as exc:
+                raise StoreUnavailableError(self.url, _reason(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A read: PostgreSQL reads run concurrently; SQLite ones share the write path (WAL readers need no lock,
+        but aiosqlite's pool is small and a read in the middle of a claim would wait for it anyway)."""
+        if not self.is_postgresql:
+            async with self._write() as conn:
+                yield conn
+            return
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise StoreUnavailableError(self.url, _reason(exc)) from exc
+
+    # -- scheduling -------------------------------------------------------------------------------------------
+
+    async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        if not entries:
+            return []
+        try:
+            async with self._write() as conn:
+                ids = await self._insert_entries(_AsyncExecutor(conn), entries)
+        except IntegrityError as exc:
+            raise ValueError(f"could not add entries: an id already exists ({_reason(exc)})") from exc
+        self._notify_wakeup(min(e.scheduled_for for e in entries))
+        return ids
+
+    async def add_in_session(
+        self, session: AsyncSession | Session, entries: Sequence[ScheduledCommandEntry]
+    ) -> list[str]:
+        """Insert entries through the caller's session, inside the caller's transaction.
+
+        They exist if and only if the caller commits; on commit the workers are woken (PostgreSQL: the NOTIFY is
+        part of the transaction). A sync ``Session`` runs in a worker thread, never on the loop.
+        """
+        if not entries:
+            return []
+        bind = session.get_bind()
+        dialect = bind.dialect.name if bind is not None else None
+        if dialect != self._dialect:
+            raise StoreError(f"the session is bound to a {dialect} database but the store is {self.description}")
+        earliest = min(e.scheduled_for for e in entries)
+        sync_session = session.sync_session if isinstance(session, AsyncSession) else session
+        event.listen(sync_session, "after_commit", lambda _: self._notify_wakeup(earliest), once=True)
+        if isinstance(session, AsyncSession):
+            return await self._insert_entries(_AsyncSessionExecutor(session), entries)
+        executor = _SyncSessionExecutor(session)
+        return await asyncio.to_thread(_run_sync, self._insert_entries(executor, entries))
+
+    async def _insert_entries(self, executor: _Executor, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        """INSERT the entries; those whose idempotency key is held return the holder's id."""
+        seen_ids: set[str] = set()
+        first_with_key: dict[str, str] = {}
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            if entry.id in seen_ids:
+                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
+            seen_ids.add(entry.id)
+            key = entry.idempotency_key
+            if key is not None:
+                if key in first_with_key:
+                    continue
+                first_with_key[key] = entry.id
+            rows.append(_entry_to_row(entry))
+        keyed = [r for r in rows if r["idempotency_key"] is not None]
+        plain = [r for r in rows if r["idempotency_key"] is None]
+        if plain:
+            await executor.execute(insert(ENTRIES), plain)
+        holders: dict[str, str] = {}
+        if keyed:
+            await executor.execute(self._insert_ignoring_held_keys(), keyed)
+            result = await executor.execute(
+                select(ENTRIES.c.idempotency_key, ENTRIES.c.id).where(
+                    ENTRIES.c.idempotency_key.in_(list(first_with_key))
+                )
+            )
+            holders = dict(result.all())
+        if self.is_postgresql:
+            due = min(e.scheduled_for for e in entries)
+            await executor.execute(
+                text("SELECT pg_notify(:channel, :due)"), {"channel": NOTIFY_CHANNEL, "due": str(due.timestamp())}
+            )
+        return [holders.get(e.idempotency_key, e.id) if e.idempotency_key is not None else e.id for e in entries]
+
+    def _insert_ignoring_held_keys(self) -> Any:
+        if self.is_postgresql:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(ENTRIES).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(ENTRIES).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+    async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(ENTRIES).where(ENTRIES.c.id == entry_id))).first()
+        return _row_to_entry(row) if row is not None else None
+
+    async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        cancelled = await self._cancel_where(ENTRIES.c.id == entry_id, now)
+        return cancelled[0] if cancelled else None
+
+    async def cancel_by_correlation_id(self, correlation_id: str, *, now: datetime) -> list[ScheduledCommandEntry]:
+        return await self._cancel_where(ENTRIES.c.correlation_id == correlation_id, now)
+
+    async def _cancel_where(self, condition: Any, now: datetime) -> list[ScheduledCommandEntry]:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(ENTRIES)
+                .where(condition, ENTRIES.c.status == PENDING)
+                .values(status=ScheduledCommandStatus.CANCELLED.value, completed_at=now)
+                .returning(*ENTRIES.c)
+            )
+            rows = result.all()
+        return [_row_to_entry(r) for r in sorted(rows, key=lambda r: r.seq)]
+
+    async def requeue(self, entry_id: str, *, now: datetime) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(ENTRIES)
+                .where(ENTRIES.c.id == entry_id, ENTRIES.c.status == ScheduledCommandStatus.FAILED.value)
+                .values(status=PENDING, scheduled_for=now, retry_count=0, completed_at=None)
+                .returning(ENTRIES.c.seq)
+            )
+            requeued = result.first() is not None
+            if requeued:
+                await self._notify_in(conn, now)
+        if requeued:
+            self._notify_wakeup(now)
+        return requeued
+
+    async def _notify_in(self, conn: AsyncConnection, due: datetime) -> None:
+        if self.is_postgresql:
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :due)"), {"channel": NOTIFY_CHANNEL, "due": str(due.timestamp())}
+            )
+
+    # -- claiming and outcomes --------------------------------------------------------------------------------
+
+    async def claim_due(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ScheduledCommandEntry]:
+        if limit <= 0:
+            return []
+        lease_expires_at = now + lease_duration
+        async with self._write() as conn:
+            if self.is_postgresql:
+                rows = await self._claim_postgresql(conn, now, limit, worker_id, lease_expires_at)
+            else:
+                rows = await self._claim_sqlite(conn, now, limit, worker_id, lease_expires_at)
+        ordered = sorted(rows, key=lambda r: (-r.priority, r.scheduled_for, r.seq))
+        return [_row_to_entry(r) for r in ordered]
+
+    async def _claim_postgresql(
+        self, conn: AsyncConnection, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+    ) -> Sequence[Row[Any]]:
+        statement = text(_PG_CLAIM).columns(*ENTRIES.c)
+        result = await conn.execute(
+            statement,
+            {
+                "now": now,
+                "limit": limit,
+                "window": limit * _CLAIM_WINDOW_FACTOR,
+                "worker_id": worker_id,
+                "lease_expires_at": lease_expires_at,
+            },
+        )
+        return result.all()
+
+    async def _claim_sqlite(
+        self, conn: AsyncConnection, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+    ) -> list[Row[Any]]:
+        # The transaction holds SQLite's write lock, so picking then updating is atomic. One index range scan per
+        # distinct PENDING priority, highest first, until the batch is full.
+        seqs: list[int] = []
+        priority = (
+            await conn.execute(select(func.max(ENTRIES.c.priority)).where(ENTRIES.c.status == PENDING))
+        ).scalar_one_or_none()
+        while priority is not None and len(seqs) < limit:
+            found = await conn.execute(
+                select(ENTRIES.c.seq)
+                .where(ENTRIES.c.status == PENDING, ENTRIES.c.priority == priority, ENTRIES.c.scheduled_for <= now)
+                .order_by(ENTRIES.c.scheduled_for, ENTRIES.c.seq)
+                .limit(limit - len(seqs))
+            )
+            seqs.extend(found.scalars())
+            priority = (
+                await conn.execute(
+                    select(func.max(ENTRIES.c.priority)).where(
+                        ENTRIES.c.status == PENDING, ENTRIES.c.priority < priority
+                    )
+                )
+            ).scalar_one_or_none()
+        if not seqs:
+            return []
+        result = await conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.seq.in_(seqs))
+            .values(
+                status=PROCESSING,
+                started_at=now,
+                lease_owner=worker_id,
+                lease_token=func.lower(func.hex(func.randomblob(16))),
+                lease_expires_at=lease_expires_at,
+            )
+            .returning(*ENTRIES.c)
+        )
+        return list(result.all())
+
+    async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
+        if not leases:
+            return set()
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(ENTRIES)
+                .where(tuple_(ENTRIES.c.id, ENTRIES.c.lease_token).in_(list(leases)), ENTRIES.c.status == PROCESSING)
+                .values(lease_expires_at=until)
+                .returning(ENTRIES.c.id)
+            )
+            return set(result.scalars())
+
+    async def _finish(
+        self, entry_id: str, lease_token: str, attempt: AttemptRecord | None, **values: Any
+    ) -> Row[Any] | None:
+        """The one fenced transition: update the entry held under ``lease_token`` and record the attempt."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(ENTRIES)
+                .where(
+                    ENTRIES.c.id == entry_id,
+                    ENTRIES.c.status == PROCESSING,
+                    ENTRIES.c.lease_token == lease_token,
+                )
+                .values(lease_owner=None, lease_token=None, lease_expires_at=None, **values)
+                .returning(ENTRIES.c.scheduled_for, ENTRIES.c.status)
+            )
+            row = result.first()
+            if row is not None and attempt is not None:
+                await conn.execute(insert(ATTEMPTS), [_attempt_to_row(entry_id, attempt)])
+            if row is not None and row.status == PENDING:
+                await self._notify_in(conn, row.scheduled_for)
+        return row
+
+    async def complete(
+        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
+    ) -> bool:
+        row = await self._finish(
+            entry_id,
+            lease_token,
+            attempt,
+            status=ScheduledCommandStatus.COMPLETED.value,
+            completed_at=attempt.finished_at,
+            result_payload=result_payload,
+        )
+        return row is not None
+
+    async def retry_later(
+        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        row = await self._finish(
+            entry_id,
+            lease_token,
+            attempt,
+            status=PENDING,
+            scheduled_for=due,
+            retry_count=ENTRIES.c.retry_count + 1,
+            error_message=error_message,
+        )
+        return row is not None
+
+    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
+        row = await self._finish(
+            entry_id,
+            lease_token,
+            attempt,
+            status=ScheduledCommandStatus.FAILED.value,
+            completed_at=attempt.finished_at,
+            retry_count=ENTRIES.c.retry_count + 1,
+            error_message=error_message,
+        )
+        return row is not None
+
+    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
+        row = await self._finish(
+            entry_id, lease_token, None, status=ScheduledCommandStatus.EXPIRED.value, completed_at=now
+        )
+        return row is not None
+
+    async def release(self, entry_id: str, lease_token: str) -> bool:
+        row = await self._finish(entry_id, lease_token, None, status=PENDING)
+        if row is None:
+            return False
+        self._notify_wakeup(row.scheduled_for)
+        return True
+
+    async def reclaim_expired_leases(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ReclaimedEntry]:
+        if limit <= 0:
+            return []
+        query = (
+            select(ENTRIES.c.seq, ENTRIES.c.lease_owner, ENTRIES.c.lease_expires_at)
+            .where(ENTRIES.c.status == PROCESSING, ENTRIES.c.lease_expires_at <= now)
+            .order_by(ENTRIES.c.lease_expires_at, ENTRIES.c.seq)
+            .limit(limit)
+        )
+        if self.is_postgresql:
+            query = query.with_for_update(skip_locked=True)
+        reclaimed: list[ReclaimedEntry] = []
+        async with self._write() as conn:
+            expired = (await conn.execute(query)).all()
+            for seq, previous_owner, previous_expiry in expired:
+                row = (
+                    await conn.execute(
+                        update(ENTRIES)
+                        .where(ENTRIES.c.seq == seq)
+                        .values(
+                            lease_owner=worker_id,
+                            lease_token=uuid.uuid4().hex,
+                            lease_expires_at=now + lease_duration,
+                        )
+                        .returning(*ENTRIES.c)
+                    )
+                ).one()
+                reclaimed.append(ReclaimedEntry(_row_to_entry(row), previous_owner, previous_expiry))
+        return reclaimed
+
+    # -- reading and housekeeping -----------------------------------------------------------------------------
+
+    async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(select(ATTEMPTS).where(ATTEMPTS.c.entry_id == entry_id).order_by(ATTEMPTS.c.seq))
+            ).all()
+        return [
+            AttemptRecord(
+                attempt=r.attempt,
+                worker_id=r.worker_id,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                outcome=r.outcome,
+                error=r.error,
+            )
+            for r in rows
+        ]
+
+    async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
+        async with self._read() as conn:
+            rows = (await conn.execute(select(ENTRIES.c.status, func.count()).group_by(ENTRIES.c.status))).all()
+        counts = dict.fromkeys(ScheduledCommandStatus, 0)
+        for status, count in rows:
+            with contextlib.suppress(ValueError):  # a status written by something else is not counted
+                counts[ScheduledCommandStatus(status)] = count
+        return counts
+
+    async def list_entries(
+        self,
+        *,
+        status: ScheduledCommandStatus | None = None,
+        command_type: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[ScheduledCommandEntry]:
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+        conditions = []
+        if status is not None:
+            conditions.append(ENTRIES.c.status == ScheduledCommandStatus(status).value)
+        if command_type is not None:
+            conditions.append(ENTRIES.c.command_type == command_type)
+        if correlation_id is not None:
+            conditions.append(ENTRIES.c.correlation_id == correlation_id)
+        order = ENTRIES.c.seq.desc() if newest_first else ENTRIES.c.seq
+        query = select(ENTRIES).where(and_(True, *conditions)).order_by(order).limit(limit).offset(offset)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_row_to_entry(r) for r in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        async with self._read() as conn:
+            return await _next_due_at(conn)
+
+    async def purge(
+        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+    ) -> int:
+        purgeable = sorted(ScheduledCommandStatus(s).value for s in set(statuses) & TERMINAL_STATUSES)
+        if not purgeable:
+            return 0
+        total = 0
+        while True:  # in chunks, so one purge never holds the write lock for long
+            async with self._write() as conn:
+                doomed = (
+                    await conn.execute(
+                        select(ENTRIES.c.seq, ENTRIES.c.id)
+                        .where(ENTRIES.c.status.in_(purgeable), ENTRIES.c.completed_at < older_than)
+                        .limit(_PURGE_CHUNK)
+                    )
+                ).all()
+                if not doomed:
+                    return total
+                await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
+                await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed])))
+            total += len(doomed)
+            if len(doomed) < _PURGE_CHUNK:
+                return total
+
+    # -- wake-ups across processes ----------------------------------------------------------------------------
+
+    async def _listen_postgresql(self) -> None:
+        """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""
+        import psycopg
+
+        conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if failures:
+                        logger.info("wake-up listener reconnected to %s", self.url, extra={"action": "listen"})
+                        self._notify_wakeup(datetime.now(UTC))  # anything may have been scheduled meanwhile
+                    failures = 0
+                    async for notification in conn.notifies():
+                        self._notify_wakeup(_parse_due(notification.payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the listener must outlive database restarts
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                logger.warning(
+                    "wake-up listener on %s lost its connection (%s); polling until it reconnects in %.1fs",
+                    self.url,
+                    _reason(exc),
+                    delay,
+                    extra={"action": "listen_failed"},
+                )
+                await asyncio.sleep(delay)
+
+    async def _watch_sqlite(self) -> None:
+        """Notice commits by other processes on the same file (``PRAGMA data_version``) and wake listeners."""
+        interval = 0.05
+        previous: int | None = None
+        while True:
+            await asyncio.sleep(interval)
+            if not self._wakeup_listeners:
+                continue
+            try:
+                async with self.engine.connect() as conn:
+                    version = (await conn.exec_driver_sql("PRAGMA data_version")).scalar_one()
+                    if previous is not None and version != previous:
+                        due = await _next_due_at(conn)
+                        if due is not None:
+                            self._notify_wakeup(due)
+                    previous = version
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.debug("data_version watch failed", exc_info=True, extra={"action": "watch_failed"})
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+
+async def _next_due_at(conn: AsyncConnection) -> datetime | None:
+    value: datetime | str | None = (
+        await conn.execute(select(func.min(ENTRIES.c.scheduled_for)).where(ENTRIES.c.status == PENDING))
+    ).scalar_one_or_none()
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite's min() loses the column type
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _create_tables(connection: Connection) -> None:
+    for table in (ENTRIES, ATTEMPTS, SCHEMA):
+        table.create(connection, checkfirst=True)
+
+
+def _prepare_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions by itself: _begin_immediate does, taking the write lock at once.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes, fast commits
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "command_type": entry.command_type,
+        "payload": entry.payload,
+        "status": PENDING,
+        "priority": entry.priority,
+        "scheduled_for": entry.scheduled_for,
+        "created_at": entry.created_at,
+        "started_at": entry.started_at,
+        "completed_at": entry.completed_at,
+        "expires_at": entry.expires_at,
+        "retry_count": entry.retry_count,
+        "max_retries": entry.max_retries,
+        "correlation_id": entry.correlation_id,
+        "metadata_json": json.dumps(entry.metadata) if entry.metadata is not None else None,
+        "idempotency_key": entry.idempotency_key,
+        "error_message": entry.error_message,
+        "result_payload": entry.result_payload,
+        "timeout_seconds": entry.timeout_seconds,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+
+
+def _row_to_entry(row: Row[Any]) -> ScheduledCommandEntry:
+    values = row._asdict()
+    values.pop("seq", None)
+    metadata = values.pop("metadata_json", None)
+    values["metadata"] = json.loads(metadata) if metadata is not None else None
+    return ScheduledCommandEntry.model_validate(values)
+
+
+def _attempt_to_row(entry_id: str, attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "entry_id": entry_id,
+        "attempt": attempt.attempt,
+        "worker_id": attempt.worker_id,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "outcome": attempt.outcome,
+        "error": attempt.error,
+    }
+
+
+def _parse_due(payload: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(payload), UTC)
+    except ValueError:
+        return datetime.now(UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text_ = str(original).strip().splitlines()
+    return text_[0] if text_ else type(original).__name__
+
+
+# -- executing the insert path through a connection or a caller's session ---------------------------------------
+
+
+class _Executor:
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        raise NotImplementedError
+
+
+class _AsyncExecutor(_Executor):
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return await self._conn.execute(statement, parameters)
+
+
+class _AsyncSessionExecutor(_Executor):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return await self._session.execute(statement, parameters)
+
+
+class _SyncSessionExecutor(_Executor):
+    """Runs statements on a sync session; used from a worker thread (see ``_run_sync``)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self._session.execute(statement, parameters)
+
+
+def _run_sync(coroutine: Any) -> Any:
+    """Drive a coroutine that never really awaits (the sync-session executor) to completion, in this thread."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise RuntimeError("the sync session path awaited something asynchronous")

@@ -1,0 +1,63 @@
+"""Fixtures of the store contract suite: one ``store`` fixture, parametrized over every store implementation.
+
+A new store joins the suite by adding one factory to ``STORE_FACTORIES``. A factory gets a fresh, empty directory
+it may keep files in (an SQLite database, for example) and returns an unopened store; the fixtures open it with
+``async with`` and close it after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from stores import MemoryStore, ScheduledCommandStore
+from stores.sql import SqlStore
+
+#: Builds an unopened, empty store that may keep its files in the given (fresh, empty) directory.
+StoreFactory = Callable[[Path], ScheduledCommandStore]
+
+
+def _memory_store(directory: Path) -> ScheduledCommandStore:
+    return MemoryStore()
+
+
+def _sqlite_store(directory: Path) -> ScheduledCommandStore:
+    return SqlStore(f"sqlite:///{directory / 'store.db'}")
+
+
+class _EmptiedSqlStore(SqlStore):
+    """A SqlStore on the run's shared PostgreSQL database, emptied when opened so every test starts clean."""
+
+    async def open(self) -> None:
+        await super().open()
+        async with self.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY"))
+
+
+#: Every store the contract suite runs against, by test id. ``postgresql`` gets its URL from the run's database.
+STORE_FACTORIES: dict[str, StoreFactory] = {
+    "memory": _memory_store,
+    "sqlite": _sqlite_store,
+    "postgresql": lambda directory: _EmptiedSqlStore(_POSTGRES_URL[0]),
+}
+
+_POSTGRES_URL: list[str] = []
+
+
+@pytest.fixture(params=list(STORE_FACTORIES))
+def store_factory(request: pytest.FixtureRequest) -> StoreFactory:
+    """The factory of the store under test (for tests that need several fresh stores, such as property tests)."""
+    if request.param == "postgresql" and not _POSTGRES_URL:
+        _POSTGRES_URL.append(request.getfixturevalue("postgres_url"))
+    factory: StoreFactory = STORE_FACTORIES[request.param]
+    return factory
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory, tmp_path: Path) -> AsyncIterator[ScheduledCommandStore]:
+    """A fresh, empty, opened store; closed after the test."""
+    async with store_factory(tmp_path) as opened:
+        yield opened
