@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -47,26 +48,30 @@ class CommandScheduler:
     def store(self) -> ScheduledCommandStore:
         return self._store
 
-    async def schedule(self, command: Command[Any], options: ScheduleOptions | None = None) -> str:
+    async def schedule(
+        self, command: Command[Any], options: ScheduleOptions | None = None, *, session: Any = None
+    ) -> str:
         """Store ``command`` to run when due; return its id.
 
         With an ``idempotency_key`` the store still holds, returns the first entry's id and stores nothing.
+        With ``session`` (the caller's SQLAlchemy/SQLModel ``Session`` or ``AsyncSession`` on the store's database),
+        the entry joins the caller's transaction: it exists if and only if the caller commits.
 
         Raises:
             HandlerNotFoundError: no handler is registered for the command's type.
             NotACommandError: ``command`` is not a ``Command``.
             PayloadTooLargeError: it serializes to more than ``max_payload_bytes``.
+            SessionNotSupportedError: ``session`` was given but the store is not a ``SqlStore``.
         """
-        (entry_id,) = await self.schedule_many([command], options)
+        (entry_id,) = await self.schedule_many([command], options, session=session)
         return entry_id
 
     async def schedule_many(
-        self, commands: Sequence[Command[Any]], options: ScheduleOptions | None = None
+        self, commands: Sequence[Command[Any]], options: ScheduleOptions | None = None, *, session: Any = None
     ) -> list[str]:
         """Store several commands at once (all or none), with the same options; return their ids in order.
 
-        An ``idempotency_key`` in ``options`` applies to the first command only: later ones would collide with it,
-        so giving one with several commands is an error.
+        An ``idempotency_key`` names one command, so ``options`` with a key and several commands is a ``ValueError``.
         """
         options = options or _DEFAULT_OPTIONS
         if options.idempotency_key is not None and len(commands) > 1:
@@ -78,7 +83,10 @@ class CommandScheduler:
         entries = [self._entry_for(command, options, now) for command in commands]
         if not entries:
             return []
-        ids = await self._store.add(entries)
+        if session is not None:
+            ids = await self._store.add_in_session(session, entries)
+        else:
+            ids = await self._store.add(entries)
         if logger.isEnabledFor(logging.DEBUG):
             for entry, stored_id in zip(entries, ids, strict=True):
                 logger.debug(
@@ -162,7 +170,9 @@ async def publish_safely(mediator: Mediator, notification: Any) -> None:
     """Publish a lifecycle notification; a failing subscriber is logged and never changes the outcome."""
     try:
         await mediator.publish(notification)
-    except Exception:
+    except asyncio.CancelledError:
+        raise
+    except BaseException:  # not even sys.exit in a subscriber may stop the service
         logger.exception(
             "a subscriber of %s failed",
             type(notification).__name__,

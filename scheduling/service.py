@@ -190,6 +190,8 @@ class ScheduledCommandService:
         many entries were handled. Not while the service runs in the background."""
         if self.is_running:
             raise RuntimeError("run_until_idle() cannot be used while the service is running; stop() it first")
+        if not self._settings.enabled:
+            return 0
         await self._store.open()
         self._stopping = False
         heartbeat = asyncio.create_task(self._heartbeat_loop())
@@ -307,10 +309,24 @@ class ScheduledCommandService:
 
     def _spawn(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
         assert entry.lease_token is not None
-        task = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(self._guard(entry, work))
         self._running[entry.id] = task
         self._leases[entry.id] = entry.lease_token
         task.add_done_callback(lambda _: self._finished(entry.id))
+
+    async def _guard(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
+        """Log what escapes one command's task (a store that stayed away longer than a lease), with its id."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "could not record the outcome of %s %s; its lease will expire and it will run again",
+                entry.command_type,
+                entry.id,
+                extra=_extra("record_failed", entry),
+            )
 
     def _finished(self, entry_id: str) -> None:
         self._running.pop(entry_id, None)
@@ -328,7 +344,7 @@ class ScheduledCommandService:
 
     async def _execute(self, entry: ScheduledCommandEntry) -> None:
         started = self._clock.now()
-        if entry.expires_at is not None and entry.retry_count == 0 and started >= entry.expires_at:
+        if entry.expires_at is not None and entry.attempt_count == 0 and started >= entry.expires_at:
             await self._expire(entry, started)
             return
         outcome: AttemptOutcome = "failed"
@@ -370,7 +386,7 @@ class ScheduledCommandService:
     async def _complete(self, entry: ScheduledCommandEntry, started: datetime, result_payload: str | None) -> None:
         finished = self._clock.now()
         attempt = AttemptRecord(
-            attempt=entry.retry_count + 1,
+            attempt=entry.attempt_count + 1,
             worker_id=self._worker_id,
             started_at=started,
             finished_at=finished,
@@ -399,7 +415,7 @@ class ScheduledCommandService:
         """Record a failed attempt, then retry later or dead-letter, and announce it."""
         finished = self._clock.now()
         error_message = _error_message(exc)
-        attempt_number = entry.retry_count + 1
+        attempt_number = entry.attempt_count + 1
         attempt = AttemptRecord(
             attempt=attempt_number,
             worker_id=worker_id or self._worker_id,
@@ -410,7 +426,7 @@ class ScheduledCommandService:
         )
         assert entry.lease_token is not None
         if not permanent and entry.retry_count < entry.max_retries:
-            due = next_attempt_at(attempt_number, finished, self._settings)
+            due = next_attempt_at(entry.retry_count + 1, finished, self._settings)
             if not await self._store_call(
                 self._store.retry_later,
                 entry.id,

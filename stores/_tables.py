@@ -81,6 +81,7 @@ class EntryRow(SQLModel, table=True):
     completed_at: datetime | None = _when(default=None)
     expires_at: datetime | None = _when(default=None)
     retry_count: int = Field(default=0, nullable=False)
+    attempt_count: int = Field(default=0, nullable=False)
     max_retries: int = Field(default=3, nullable=False)
     correlation_id: str | None = Field(default=None, sa_type=String(256))
     metadata_json: str | None = Field(default=None, sa_type=Text)

@@ -14,9 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import SessionNotSupportedError
 
 __all__ = ["ReclaimedEntry", "ScheduledCommandStore", "WakeupListener"]
 
@@ -96,6 +97,15 @@ class ScheduledCommandStore(ABC):
         An entry whose ``idempotency_key`` the store already holds (in any status, until purged) is not inserted:
         the holder's id is returned in its place. Wakes listeners with the earliest due time inserted.
         """
+
+    async def add_in_session(self, session: Any, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        """Like ``add``, but inside the caller's database transaction (``session``: a SQLAlchemy/SQLModel
+        ``Session`` or ``AsyncSession``): the entries exist if and only if the caller commits.
+
+        Raises:
+            SessionNotSupportedError: this store does not live in a SQL database.
+        """
+        raise SessionNotSupportedError(self.description)
 
     @abstractmethod
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:

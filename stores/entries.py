@@ -67,8 +67,10 @@ class ScheduledCommandEntry(BaseModel):
     #: When it reached a terminal status.
     completed_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
-    #: Failed attempts so far.
+    #: Failed attempts since it was scheduled or last requeued (decides retry or dead letter).
     retry_count: int = 0
+    #: Attempts recorded over the entry's whole life, requeues included (numbers its AttemptRecords).
+    attempt_count: int = 0
     max_retries: int = 3
     correlation_id: str | None = None
     metadata: dict[str, str] | None = None

@@ -4,12 +4,13 @@ Hierarchy::
 
     StoreError
     ├── StoreUnavailableError   the backend cannot be reached right now (transient: retried with backoff)
-    └── SchemaVersionError      the database holds a schema newer than this code knows
+    ├── SchemaVersionError      the database holds a schema newer than this code knows
+    └── SessionNotSupportedError  schedule(..., session=...) on a store that is not in a SQL database
 """
 
 from __future__ import annotations
 
-__all__ = ["SchemaVersionError", "StoreError", "StoreUnavailableError"]
+__all__ = ["SchemaVersionError", "SessionNotSupportedError", "StoreError", "StoreUnavailableError"]
 
 
 class StoreError(Exception):
@@ -42,3 +43,14 @@ class SchemaVersionError(StoreError):
             f"store {self.url} has schema version {self.found}, newer than {self.supported} which this version of "
             "cqrs-scheduling knows; upgrade cqrs-scheduling on this worker"
         )
+
+
+class SessionNotSupportedError(StoreError, TypeError):
+    """Transactional scheduling (``session=``) needs a ``SqlStore`` on the session's database."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        super().__init__(store)
+
+    def __str__(self) -> str:
+        return f"{self.store} cannot join a database session; transactional scheduling needs a SqlStore"

@@ -74,8 +74,11 @@ class MemoryStore(ScheduledCommandStore):
             return None
         return entry
 
-    def _record(self, attempt: AttemptRecord, entry_id: str) -> None:
-        self._attempts.setdefault(entry_id, []).append(attempt)
+    def _record(self, attempt: AttemptRecord, entry_id: str) -> int:
+        """Keep the attempt; return the entry's new attempt count."""
+        attempts = self._attempts.setdefault(entry_id, [])
+        attempts.append(attempt)
+        return len(attempts)
 
     def _promote_due(self, now: datetime) -> None:
         delayed = self._delayed
@@ -146,7 +149,15 @@ class MemoryStore(ScheduledCommandStore):
         if entry is None or entry.status is not ScheduledCommandStatus.FAILED:
             return False
         self._put(
-            entry.model_copy(update={"status": PENDING, "scheduled_for": now, "retry_count": 0, "completed_at": None})
+            entry.model_copy(
+                update={
+                    "status": PENDING,
+                    "scheduled_for": now,
+                    "retry_count": 0,
+                    "completed_at": None,
+                    "expires_at": None,
+                }
+            )
         )
         self._notify_wakeup(now)
         return True
@@ -203,9 +214,9 @@ class MemoryStore(ScheduledCommandStore):
         entry = self._held(entry_id, lease_token)
         if entry is None:
             return False
-        self._record(attempt, entry_id)
         self._finish(
             entry,
+            attempt_count=self._record(attempt, entry_id),
             status=ScheduledCommandStatus.COMPLETED,
             completed_at=attempt.finished_at,
             result_payload=result_payload,
@@ -218,9 +229,13 @@ class MemoryStore(ScheduledCommandStore):
         entry = self._held(entry_id, lease_token)
         if entry is None:
             return False
-        self._record(attempt, entry_id)
         self._finish(
-            entry, status=PENDING, scheduled_for=due, retry_count=entry.retry_count + 1, error_message=error_message
+            entry,
+            attempt_count=self._record(attempt, entry_id),
+            status=PENDING,
+            scheduled_for=due,
+            retry_count=entry.retry_count + 1,
+            error_message=error_message,
         )
         return True
 
@@ -228,9 +243,9 @@ class MemoryStore(ScheduledCommandStore):
         entry = self._held(entry_id, lease_token)
         if entry is None:
             return False
-        self._record(attempt, entry_id)
         self._finish(
             entry,
+            attempt_count=self._record(attempt, entry_id),
             status=ScheduledCommandStatus.FAILED,
             completed_at=attempt.finished_at,
             retry_count=entry.retry_count + 1,

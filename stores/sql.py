@@ -234,8 +234,9 @@ class SqlStore(ScheduledCommandStore):
             version = (await conn.execute(select(SCHEMA.c.version).where(SCHEMA.c.id == 1))).scalar_one_or_none()
             if version is None:
                 await conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION, updated_at=datetime.now(UTC)))
-            elif version > SCHEMA_VERSION or version < SCHEMA_VERSION:
+            elif version > SCHEMA_VERSION:
                 raise SchemaVersionError(self.url, version, SCHEMA_VERSION)
+            # version < SCHEMA_VERSION: migrations go here, one step per version, in this transaction.
 
     # -- transactions -----------------------------------------------------------------------------------------
 
@@ -378,7 +379,7 @@ class SqlStore(ScheduledCommandStore):
             result = await conn.execute(
                 update(ENTRIES)
                 .where(ENTRIES.c.id == entry_id, ENTRIES.c.status == ScheduledCommandStatus.FAILED.value)
-                .values(status=PENDING, scheduled_for=now, retry_count=0, completed_at=None)
+                .values(status=PENDING, scheduled_for=now, retry_count=0, completed_at=None, expires_at=None)
                 .returning(ENTRIES.c.seq)
             )
             requeued = result.first() is not None
@@ -490,7 +491,13 @@ class SqlStore(ScheduledCommandStore):
                     ENTRIES.c.status == PROCESSING,
                     ENTRIES.c.lease_token == lease_token,
                 )
-                .values(lease_owner=None, lease_token=None, lease_expires_at=None, **values)
+                .values(
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    **({"attempt_count": ENTRIES.c.attempt_count + 1} if attempt is not None else {}),
+                    **values,
+                )
                 .returning(ENTRIES.c.scheduled_for, ENTRIES.c.status)
             )
             row = result.first()
@@ -766,6 +773,7 @@ def _entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
         "completed_at": entry.completed_at,
         "expires_at": entry.expires_at,
         "retry_count": entry.retry_count,
+        "attempt_count": entry.attempt_count,
         "max_retries": entry.max_retries,
         "correlation_id": entry.correlation_id,
         "metadata_json": json.dumps(entry.metadata) if entry.metadata is not None else None,

@@ -179,3 +179,41 @@ async def test_get_status_of_unknown_id_is_none(app: App) -> None:
     """An id the store does not hold gives None, and no attempts."""
     assert await app.scheduler.get_status("missing") is None
     assert await app.scheduler.get_attempts("missing") == []
+
+
+async def test_requeue_runs_even_past_the_original_expiry(app: App) -> None:
+    """A requeued dead letter runs: its original expires_after no longer applies."""
+    command_id = await app.scheduler.schedule(
+        Fail(key="k", times=1), ScheduleOptions(max_retries=0, expires_after=timedelta(minutes=5))
+    )
+    await app.service.run_until_idle()
+    app.clock.advance(timedelta(hours=1))
+    assert await app.scheduler.requeue(command_id)
+    await app.service.run_until_idle()
+    entry = await app.scheduler.get_status(command_id)
+    assert entry is not None
+    assert (entry.status, entry.expires_at) == (ScheduledCommandStatus.COMPLETED, None)
+
+
+async def test_attempt_numbers_keep_counting_across_requeues(app: App) -> None:
+    """The audit trail numbers attempts over the entry's whole life; retry_count restarts at requeue."""
+    command_id = await app.scheduler.schedule(Fail(key="k", times=2), ScheduleOptions(max_retries=0))
+    await app.service.run_until_idle()
+    assert await app.scheduler.requeue(command_id)
+    await app.service.run_until_idle()
+    assert await app.scheduler.requeue(command_id)
+    await app.service.run_until_idle()
+    attempts = await app.scheduler.get_attempts(command_id)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "failed"), (2, "failed"), (3, "completed")]
+    entry = await app.scheduler.get_status(command_id)
+    assert entry is not None
+    assert (entry.retry_count, entry.attempt_count) == (0, 3)
+
+
+async def test_transactional_scheduling_needs_a_sql_store(app: App) -> None:
+    """session= with a MemoryStore is refused with a clear error, and nothing is stored."""
+    from stores.errors import SessionNotSupportedError
+
+    with pytest.raises(SessionNotSupportedError, match="transactional scheduling needs a SqlStore"):
+        await app.scheduler.schedule(Record(value="a"), session=object())
+    assert sum((await app.store.count_by_status()).values()) == 0

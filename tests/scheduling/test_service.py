@@ -295,6 +295,22 @@ async def test_failing_subscriber_is_logged_and_changes_nothing(caplog: pytest.L
     assert {getattr(r, "command_id", None) for r in failures} == {first, second}
 
 
+class ExitingSubscriber(NotificationHandler[ScheduledCommandNotification]):
+    async def handle(self, notification: ScheduledCommandNotification) -> None:
+        raise SystemExit("a subscriber called sys.exit")
+
+
+async def test_subscriber_calling_sys_exit_does_not_stop_the_service() -> None:
+    """Even SystemExit from a subscriber is logged and contained; the background service keeps running."""
+    app = make_app(handlers=[*HANDLERS, ExitingSubscriber])
+    async with app.service:
+        first = await app.scheduler.schedule(Record(value="a"))
+        await eventually(lambda: _status_is(app, first, S.COMPLETED))
+        second = await app.scheduler.schedule(Record(value="b"))
+        await eventually(lambda: _status_is(app, second, S.COMPLETED))
+        assert app.service.is_running
+
+
 async def test_log_records_carry_command_id_and_type(app: App, caplog: pytest.LogCaptureFixture) -> None:
     """Worker log records carry action, command_id and command_type as structured fields."""
     command_id = await app.scheduler.schedule(Fail(key="k", times=1))
@@ -433,11 +449,12 @@ async def test_stopped_service_claims_nothing_more(app: App) -> None:
 
 
 async def test_disabled_service_does_not_run() -> None:
-    """enabled=False: start() does nothing."""
+    """enabled=False: start() and run_until_idle() do nothing."""
     app = make_app(enabled=False)
     command_id = await app.scheduler.schedule(Record(value="x"))
     async with app.service:
         await asyncio.sleep(0.01)
+    assert await app.service.run_until_idle() == 0
     assert (await status(app, command_id)).status is S.PENDING
     assert not app.service.is_running
 

@@ -1,0 +1,225 @@
+"""SqlStore beyond the contract: URLs, schema versioning, unreachable databases, transactional scheduling."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from scheduling_app import START, Record, make_app
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from scheduling import ScheduledCommandStatus, ScheduleOptions
+from stores import SqlStore
+from stores._tables import SCHEMA_VERSION
+from stores.errors import SchemaVersionError, StoreUnavailableError
+from stores.sql import mask_url, to_async_url
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///scheduled.db", "sqlite+aiosqlite:///scheduled.db"),
+        ("sqlite+aiosqlite:///a/b.db", "sqlite+aiosqlite:///a/b.db"),
+        ("postgresql://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_urls_map_to_async_drivers(given: str, expected: str) -> None:
+    """Users write plain URLs; the store picks the async driver."""
+    assert to_async_url(given).render_as_string(hide_password=False) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@localhost/db", "unsupported store URL scheme 'mysql'"),
+        ("sqlite://", "in-memory SQLite database; use MemoryStore"),
+        ("postgresql+asyncpg://u@h/db", "unsupported PostgreSQL driver 'asyncpg'"),
+        ("not a url", "not a store URL"),
+    ],
+)
+def test_unsupported_urls_are_refused_clearly(url: str, message: str) -> None:
+    """A URL the store cannot use raises ValueError naming the problem."""
+    with pytest.raises(ValueError, match=message):
+        SqlStore(url)
+
+
+def test_passwords_are_masked() -> None:
+    """Descriptions and errors never show the password."""
+    store = SqlStore("postgresql://app:s3cret@db.example:5432/jobs")
+    assert "s3cret" not in store.description
+    assert "***" in store.url
+    assert "s3cret" not in mask_url("postgresql://app:s3cret@db.example/jobs")
+
+
+async def test_unreachable_postgresql_is_one_clear_error() -> None:
+    """open() against a closed port raises StoreUnavailableError naming the masked URL."""
+    store = SqlStore("postgresql://app:s3cret@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreUnavailableError) as caught:
+        await store.open()
+    assert "postgresql+psycopg://app:***@127.0.0.1:1/nowhere" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_unwritable_sqlite_path_is_one_clear_error(tmp_path: Path) -> None:
+    """A SQLite file in a directory that does not exist gives StoreUnavailableError."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    with pytest.raises(StoreUnavailableError, match="unable to open database file"):
+        await store.open()
+
+
+async def test_schema_is_created_once_and_reopened(sql_url: str) -> None:
+    """Opening twice, and by several stores at once, creates the schema once and keeps the data."""
+    stores = [SqlStore(sql_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    app = make_app(store=stores[0])
+    command_id = await app.scheduler.schedule(Record(value="kept"))
+    await asyncio.gather(*(s.close() for s in stores))
+    async with SqlStore(sql_url) as reopened:
+        entry = await reopened.get(command_id)
+    assert entry is not None
+    assert entry.payload == '{"value":"kept"}'
+
+
+async def test_newer_schema_is_refused(sql_url: str) -> None:
+    """A database whose schema version is newer than the code raises SchemaVersionError with both versions."""
+    async with SqlStore(sql_url) as store:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("UPDATE scheduled_commands_schema SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    try:
+        with pytest.raises(SchemaVersionError, match=rf"schema version {SCHEMA_VERSION + 1}, newer than"):
+            await SqlStore(sql_url).open()
+    finally:
+        engine = create_engine(_sync_url(sql_url))
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE scheduled_commands_schema SET version = :v"), {"v": SCHEMA_VERSION})
+        engine.dispose()
+
+
+async def test_datetimes_round_trip_as_utc(sql_url: str) -> None:
+    """Every datetime comes back UTC-aware and equal to what was stored."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        command_id = await app.scheduler.schedule(
+            Record(value="x"), ScheduleOptions(delay=timedelta(microseconds=123_456), expires_after=timedelta(days=1))
+        )
+        entry = await store.get(command_id)
+    assert entry is not None
+    assert entry.scheduled_for == START + timedelta(microseconds=123_456)
+    assert entry.scheduled_for.tzinfo is UTC
+    assert entry.expires_at == entry.scheduled_for + timedelta(days=1)
+
+
+# -- transactional scheduling ----------------------------------------------------------------------------------
+
+
+async def test_async_session_commit_schedules_and_rollback_does_not(sql_url: str) -> None:
+    """With an AsyncSession, the entry exists if and only if the caller commits."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        engine = create_async_engine(to_async_url(sql_url))
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                kept = await app.scheduler.schedule(Record(value="kept"), session=session)
+            async with AsyncSession(engine) as session, session.begin():
+                dropped = await app.scheduler.schedule(Record(value="dropped"), session=session)
+                await session.rollback()
+        finally:
+            await engine.dispose()
+        assert (await store.get(kept)) is not None
+        assert (await store.get(dropped)) is None
+        await app.service.run_until_idle()
+        assert app.log.records == ["kept"]
+
+
+def _sync_url(url: str) -> str:
+    parsed = to_async_url(url)
+    return parsed.set(
+        drivername="sqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+psycopg"
+    ).render_as_string(hide_password=False)
+
+
+async def test_sync_session_commit_schedules_and_rollback_does_not(sql_url: str) -> None:
+    """With a sync Session (run off the loop), the entry exists if and only if the caller commits."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        engine = create_engine(_sync_url(sql_url))
+        try:
+            with Session(engine) as session:
+                kept = await app.scheduler.schedule(Record(value="kept"), session=session)
+                await asyncio.to_thread(session.commit)
+            with Session(engine) as session:
+                dropped = await app.scheduler.schedule(Record(value="dropped"), session=session)
+                await asyncio.to_thread(session.rollback)
+        finally:
+            engine.dispose()
+        assert (await store.get(kept)) is not None
+        assert (await store.get(dropped)) is None
+
+
+async def test_commit_wakes_a_sleeping_worker(sql_url: str) -> None:
+    """A command scheduled in the caller's transaction runs promptly once committed, with the clock standing still."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        engine = create_async_engine(to_async_url(sql_url))
+        try:
+            async with app.service:
+                await asyncio.sleep(0.05)  # the service is asleep until its next poll
+                async with AsyncSession(engine) as session, session.begin():
+                    command_id = await app.scheduler.schedule(Record(value="woken"), session=session)
+                async with asyncio.timeout(5):
+                    while (entry := await store.get(command_id)) is None or entry.status != "COMPLETED":
+                        await asyncio.sleep(0.01)
+        finally:
+            await engine.dispose()
+    assert app.log.records == ["woken"]
+
+
+async def test_session_on_another_database_kind_is_refused(tmp_path: Path, postgres_url: str) -> None:
+    """A session bound to a different kind of database than the store is an error."""
+    async with SqlStore(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        app = make_app(store=store)
+        engine = create_async_engine(to_async_url(postgres_url))
+        try:
+            async with AsyncSession(engine) as session:
+                with pytest.raises(Exception, match="bound to a postgresql database"):
+                    await app.scheduler.schedule(Record(value="x"), session=session)
+        finally:
+            await engine.dispose()
+
+
+# -- the service on SQL ----------------------------------------------------------------------------------------
+
+
+async def test_full_lifecycle_on_sql(sql_url: str) -> None:
+    """Retry, dead letter, expiry, cancel and completion behave on SQL exactly as on the memory store."""
+    from scheduling_app import Fail
+
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        ok = await app.scheduler.schedule(Record(value="ok"))
+        flaky = await app.scheduler.schedule(Fail(key="f", times=1))
+        dead = await app.scheduler.schedule(Fail(key="d"), ScheduleOptions(max_retries=1))
+        stale = await app.scheduler.schedule(
+            Record(value="stale"), ScheduleOptions(delay=timedelta(seconds=1), expires_after=timedelta(seconds=1))
+        )
+        cancelled = await app.scheduler.schedule(Record(value="no"), ScheduleOptions(delay=timedelta(hours=1)))
+        assert await app.scheduler.cancel(cancelled)
+        for _ in range(4):
+            await app.service.run_until_idle()
+            app.clock.advance(timedelta(seconds=30))
+        statuses = {i: (await store.get(i)).status for i in (ok, flaky, dead, stale, cancelled)}  # type: ignore[union-attr]
+        assert statuses == {
+            ok: ScheduledCommandStatus.COMPLETED,
+            flaky: ScheduledCommandStatus.COMPLETED,
+            dead: ScheduledCommandStatus.FAILED,
+            stale: ScheduledCommandStatus.EXPIRED,
+            cancelled: ScheduledCommandStatus.CANCELLED,
+        }
+        assert [a.outcome for a in await store.get_attempts(dead)] == ["failed", "failed"]
+        assert datetime.now(UTC) > START  # the ManualClock, not the wall clock, drove all of the above
