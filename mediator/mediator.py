@@ -130,10 +130,22 @@ class Mediator:
         self._send_plans[message_type] = plan
         return plan
 
+    def has_subscribers(self, notification_type: type[Notification]) -> bool:
+        """Whether ``publish()`` of this notification type would call any handler (cached per type).
+
+        Lets a publisher skip building a notification that nobody receives.
+        """
+        plan = self._publish_plans.get(notification_type)
+        if plan is None:
+            plan = self._build_publish_plan_for(notification_type)
+        return bool(plan)
+
     def _build_publish_plan(self, notification: object) -> _PublishPlan:
         if not isinstance(notification, Notification):
             raise InvalidMessageError(notification, "a Notification instance (use send() for commands and queries)")
-        message_type = type(notification)
+        return self._build_publish_plan_for(type(notification))
+
+    def _build_publish_plan_for(self, message_type: type[Notification]) -> _PublishPlan:
         plan: _PublishPlan = tuple(
             (compile_factory(self._injector, r.handler), r.is_async)
             for r in self._handlers

@@ -34,6 +34,7 @@ from .notifications import (
     ScheduledCommandCompleted,
     ScheduledCommandExpired,
     ScheduledCommandFailed,
+    ScheduledCommandNotification,
     ScheduledCommandRetrying,
 )
 from .options import SchedulerSettings
@@ -89,6 +90,16 @@ class ScheduledCommandService:
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
         self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
+        # Notifications nobody subscribes to are not even built (a validated model per command adds up).
+        self._subscribed: dict[type[ScheduledCommandNotification], bool] = {
+            kind: mediator.has_subscribers(kind)
+            for kind in (
+                ScheduledCommandCompleted,
+                ScheduledCommandRetrying,
+                ScheduledCommandFailed,
+                ScheduledCommandExpired,
+            )
+        }
 
     # -- properties -------------------------------------------------------------------------------------------
 
@@ -400,7 +411,8 @@ class ScheduledCommandService:
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("completed %s %s", entry.command_type, entry.id, extra=_extra("complete", entry))
-        await publish_safely(self._mediator, ScheduledCommandCompleted.of(entry, finished, result_payload))
+        if self._subscribed[ScheduledCommandCompleted]:
+            await publish_safely(self._mediator, ScheduledCommandCompleted.of(entry, finished, result_payload))
 
     async def _record_failure(
         self,
@@ -447,9 +459,10 @@ class ScheduledCommandService:
                 extra=_extra("retry", entry),
             )
             self._on_wakeup(due)
-            await publish_safely(
-                self._mediator, ScheduledCommandRetrying.of(entry, finished, attempt_number, error_message, due)
-            )
+            if self._subscribed[ScheduledCommandRetrying]:
+                await publish_safely(
+                    self._mediator, ScheduledCommandRetrying.of(entry, finished, attempt_number, error_message, due)
+                )
             return
         if not await self._store_call(
             self._store.dead_letter, entry.id, entry.lease_token, error_message=error_message, attempt=attempt
@@ -464,7 +477,10 @@ class ScheduledCommandService:
             error_message,
             extra=_extra("dead_letter", entry),
         )
-        await publish_safely(self._mediator, ScheduledCommandFailed.of(entry, finished, attempt_number, error_message))
+        if self._subscribed[ScheduledCommandFailed]:
+            await publish_safely(
+                self._mediator, ScheduledCommandFailed.of(entry, finished, attempt_number, error_message)
+            )
 
     async def _expire(self, entry: ScheduledCommandEntry, now: datetime) -> None:
         assert entry.lease_token is not None
@@ -478,7 +494,8 @@ class ScheduledCommandService:
             entry.expires_at.isoformat() if entry.expires_at else "?",
             extra=_extra("expire", entry),
         )
-        await publish_safely(self._mediator, ScheduledCommandExpired.of(entry, now))
+        if self._subscribed[ScheduledCommandExpired]:
+            await publish_safely(self._mediator, ScheduledCommandExpired.of(entry, now))
 
     async def _release(self, entry: ScheduledCommandEntry) -> None:
         assert entry.lease_token is not None
@@ -570,6 +587,10 @@ class ScheduledCommandService:
 
     async def _store_call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Call a store method, retrying transient errors with backoff for up to one lease duration."""
+        try:  # the common case, without building a retry controller (it costs more than a memory store call)
+            return await method(*args, **kwargs)
+        except TRANSIENT_STORE_ERRORS as exc:
+            _log_store_failure(exc)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_STORE_ERRORS),
             wait=_STORE_RETRY_WAIT,
@@ -617,6 +638,10 @@ def _error_text(exc: BaseException, message: str) -> str:
     if len(trace) > _MAX_TRACEBACK:
         trace = "…" + trace[-_MAX_TRACEBACK:]
     return f"{message}\n\n{trace}"
+
+
+def _log_store_failure(exc: BaseException) -> None:
+    logger.warning("store call failed, retrying with backoff: %s", exc, extra={"action": "store_retry"})
 
 
 def _log_store_retry(state: Any) -> None:

@@ -46,6 +46,9 @@ class MemoryStore(ScheduledCommandStore):
         self._processing: set[str] = set()
         self._attempts: dict[str, list[AttemptRecord]] = {}
         self._counts: dict[ScheduledCommandStatus, int] = dict.fromkeys(ScheduledCommandStatus, 0)
+        # Lease tokens need only be unique within this store: a random prefix and a counter (uuid4 costs a syscall).
+        self._token_prefix = uuid.uuid4().hex[:12]
+        self._tokens = itertools.count(1)
 
     # -- internal bookkeeping ---------------------------------------------------------------------------------
 
@@ -64,6 +67,9 @@ class MemoryStore(ScheduledCommandStore):
             self._processing.discard(entry.id)
         if entry.status is PENDING:
             heapq.heappush(self._delayed, (entry.scheduled_for, self._order[entry.id], version, entry.id))
+
+    def _new_token(self) -> str:
+        return f"{self._token_prefix}-{next(self._tokens)}"
 
     def _is_current(self, entry_id: str, version: int) -> bool:
         return self._version.get(entry_id) == version and self._entries[entry_id].status is PENDING
@@ -184,7 +190,7 @@ class MemoryStore(ScheduledCommandStore):
                     "status": PROCESSING,
                     "started_at": now,
                     "lease_owner": worker_id,
-                    "lease_token": uuid.uuid4().hex,
+                    "lease_token": self._new_token(),
                     "lease_expires_at": lease_expires_at,
                 }
             )
@@ -284,7 +290,7 @@ class MemoryStore(ScheduledCommandStore):
             taken = entry.model_copy(
                 update={
                     "lease_owner": worker_id,
-                    "lease_token": uuid.uuid4().hex,
+                    "lease_token": self._new_token(),
                     "lease_expires_at": now + lease_duration,
                 }
             )

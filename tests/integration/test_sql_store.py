@@ -88,9 +88,8 @@ async def test_schema_is_created_once_and_reopened(sql_url: str) -> None:
 
 async def test_newer_schema_is_refused(sql_url: str) -> None:
     """A database whose schema version is newer than the code raises SchemaVersionError with both versions."""
-    async with SqlStore(sql_url) as store:
-        async with store.engine.begin() as conn:
-            await conn.execute(text("UPDATE scheduled_commands_schema SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    async with SqlStore(sql_url) as store, store.engine.begin() as conn:
+        await conn.execute(text("UPDATE scheduled_commands_schema SET version = :v"), {"v": SCHEMA_VERSION + 1})
     try:
         with pytest.raises(SchemaVersionError, match=rf"schema version {SCHEMA_VERSION + 1}, newer than"):
             await SqlStore(sql_url).open()

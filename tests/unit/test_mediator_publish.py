@@ -163,3 +163,13 @@ async def test_publish_of_a_non_notification_raises_invalid_message_error() -> N
 
     with pytest.raises(InvalidMessageError, match="str"):
         await mediator.publish("UserCreated")  # type: ignore[arg-type]
+
+
+def test_has_subscribers_reflects_handlers_of_the_type_and_its_bases() -> None:
+    """has_subscribers is True when publish() would call a handler of the type or of a base class."""
+    only_created = Injector([MediatorModule([OnUserCreated])]).get(Mediator)
+    assert only_created.has_subscribers(UserCreated) is True
+    assert only_created.has_subscribers(UserDeleted) is False
+    assert only_created.has_subscribers(Unrelated) is False
+    audit = Injector([MediatorModule([AuditAll])]).get(Mediator)
+    assert audit.has_subscribers(Unrelated) is True
