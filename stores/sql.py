@@ -14,20 +14,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, delete, event, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    column,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import URL, Connection, Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import TextualSelect
 
-from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow
+from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SchemaVersionError, StoreError, StoreUnavailableError
@@ -78,7 +95,7 @@ candidates AS (
 ),
 locked AS (
     SELECT seq FROM scheduled_commands
-    WHERE seq IN (SELECT seq FROM candidates) AND status = 'PENDING' AND scheduled_for <= :now
+    WHERE seq = ANY(ARRAY(SELECT seq FROM candidates)) AND status = 'PENDING' AND scheduled_for <= :now
     ORDER BY priority DESC, scheduled_for, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -160,6 +177,7 @@ class SqlStore(ScheduledCommandStore):
         self._opened = False
         self._open_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._finisher = _GroupCommit(self._finish_batch)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -218,9 +236,9 @@ class SqlStore(ScheduledCommandStore):
 
     def _create_engine(self) -> AsyncEngine:
         if self.is_postgresql:
-            return create_async_engine(
-                self._url, pool_size=self._pool_size, max_overflow=self._pool_size, pool_pre_ping=True
-            )
+            # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
+            # is invalidated, and the caller's retry gets a fresh one.
+            return create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
@@ -431,19 +449,27 @@ class SqlStore(ScheduledCommandStore):
         self, conn: AsyncConnection, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
     ) -> list[Row[Any]]:
         # The transaction holds SQLite's write lock, so picking then updating is atomic. One index range scan per
-        # distinct PENDING priority, highest first, until the batch is full.
+        # distinct PENDING priority, highest first, until the batch is full; the first probe finds the highest
+        # priority itself, so the common case (one priority with due work) is one SELECT and one UPDATE.
+        top = select(func.max(ENTRIES.c.priority)).where(ENTRIES.c.status == PENDING).scalar_subquery()
         seqs: list[int] = []
-        priority = (
-            await conn.execute(select(func.max(ENTRIES.c.priority)).where(ENTRIES.c.status == PENDING))
-        ).scalar_one_or_none()
-        while priority is not None and len(seqs) < limit:
-            found = await conn.execute(
-                select(ENTRIES.c.seq)
-                .where(ENTRIES.c.status == PENDING, ENTRIES.c.priority == priority, ENTRIES.c.scheduled_for <= now)
-                .order_by(ENTRIES.c.scheduled_for, ENTRIES.c.seq)
-                .limit(limit - len(seqs))
-            )
-            seqs.extend(found.scalars())
+        priority: Any = top
+        while len(seqs) < limit:
+            found = (
+                await conn.execute(
+                    select(ENTRIES.c.seq, ENTRIES.c.priority)
+                    .where(ENTRIES.c.status == PENDING, ENTRIES.c.priority == priority, ENTRIES.c.scheduled_for <= now)
+                    .order_by(ENTRIES.c.scheduled_for, ENTRIES.c.seq)
+                    .limit(limit - len(seqs))
+                )
+            ).all()
+            seqs.extend(row.seq for row in found)
+            if len(seqs) >= limit:
+                break
+            if priority is top:  # learn which priority that was, to walk down from it
+                priority = found[0].priority if found else (await conn.execute(select(top))).scalar_one_or_none()
+                if priority is None:
+                    break
             priority = (
                 await conn.execute(
                     select(func.max(ENTRIES.c.priority)).where(
@@ -451,6 +477,8 @@ class SqlStore(ScheduledCommandStore):
                     )
                 )
             ).scalar_one_or_none()
+            if priority is None:
+                break
         if not seqs:
             return []
         result = await conn.execute(
@@ -479,84 +507,87 @@ class SqlStore(ScheduledCommandStore):
             )
             return set(result.scalars())
 
-    async def _finish(
-        self, entry_id: str, lease_token: str, attempt: AttemptRecord | None, **values: Any
-    ) -> Row[Any] | None:
-        """The one fenced transition: update the entry held under ``lease_token`` and record the attempt."""
+    async def _finish(self, request: _Finish) -> _Finished | None:
+        """End a claim, fenced by its lease token. Requests arriving while a batch is being written are written
+        together in the next one (group commit): one UPDATE and one INSERT per batch, not per command."""
+        return await self._finisher.submit(request)
+
+    async def _finish_batch(self, requests: list[_Finish]) -> list[_Finished | None]:
+        """The one fenced transition, for a batch: update the entries still held under their tokens, record their
+        attempts, and wake workers for those that became PENDING. Returns, per request, its outcome or None."""
         async with self._write() as conn:
-            result = await conn.execute(
-                update(ENTRIES)
-                .where(
-                    ENTRIES.c.id == entry_id,
-                    ENTRIES.c.status == PROCESSING,
-                    ENTRIES.c.lease_token == lease_token,
+            if self.is_postgresql:
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            statement = _batch_finish_statement(len(requests), postgresql=self.is_postgresql)
+            parameters: dict[str, Any] = {}
+            for i, r in enumerate(requests):
+                parameters.update(
+                    {
+                        f"id_{i}": r.entry_id,
+                        f"token_{i}": r.lease_token,
+                        f"status_{i}": r.status,
+                        f"completed_at_{i}": r.completed_at,
+                        f"result_{i}": r.result_payload,
+                        f"due_{i}": r.due,
+                        f"retry_{i}": r.retry_increment,
+                        f"attempt_{i}": 1 if r.attempt is not None else 0,
+                        f"error_{i}": r.error_message,
+                    }
                 )
-                .values(
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    **({"attempt_count": ENTRIES.c.attempt_count + 1} if attempt is not None else {}),
-                    **values,
-                )
-                .returning(ENTRIES.c.scheduled_for, ENTRIES.c.status)
-            )
-            row = result.first()
-            if row is not None and attempt is not None:
-                await conn.execute(insert(ATTEMPTS), [_attempt_to_row(entry_id, attempt)])
-            if row is not None and row.status == PENDING:
-                await self._notify_in(conn, row.scheduled_for)
-        return row
+            rows = (await conn.execute(statement, parameters)).all()
+            done = {row.id: _Finished(row.status, row.scheduled_for) for row in rows}
+            attempts = [
+                _attempt_to_row(r.entry_id, r.attempt) for r in requests if r.attempt is not None and r.entry_id in done
+            ]
+            if attempts:
+                await conn.execute(insert(ATTEMPTS), attempts)
+            pending = [f.scheduled_for for f in done.values() if f.status == PENDING]
+            if pending:
+                await self._notify_in(conn, min(pending))
+        return [done.get(r.entry_id) for r in requests]
 
     async def complete(
         self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
     ) -> bool:
-        row = await self._finish(
+        request = _Finish(
             entry_id,
             lease_token,
-            attempt,
-            status=ScheduledCommandStatus.COMPLETED.value,
+            ScheduledCommandStatus.COMPLETED.value,
             completed_at=attempt.finished_at,
             result_payload=result_payload,
+            attempt=attempt,
         )
-        return row is not None
+        return await self._finish(request) is not None
 
     async def retry_later(
         self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
     ) -> bool:
-        row = await self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            status=PENDING,
-            scheduled_for=due,
-            retry_count=ENTRIES.c.retry_count + 1,
-            error_message=error_message,
+        request = _Finish(
+            entry_id, lease_token, PENDING, due=due, retry_increment=1, error_message=error_message, attempt=attempt
         )
-        return row is not None
+        return await self._finish(request) is not None
 
     async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        row = await self._finish(
+        request = _Finish(
             entry_id,
             lease_token,
-            attempt,
-            status=ScheduledCommandStatus.FAILED.value,
+            ScheduledCommandStatus.FAILED.value,
             completed_at=attempt.finished_at,
-            retry_count=ENTRIES.c.retry_count + 1,
+            retry_increment=1,
             error_message=error_message,
+            attempt=attempt,
         )
-        return row is not None
+        return await self._finish(request) is not None
 
     async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        row = await self._finish(
-            entry_id, lease_token, None, status=ScheduledCommandStatus.EXPIRED.value, completed_at=now
-        )
-        return row is not None
+        request = _Finish(entry_id, lease_token, ScheduledCommandStatus.EXPIRED.value, completed_at=now)
+        return await self._finish(request) is not None
 
     async def release(self, entry_id: str, lease_token: str) -> bool:
-        row = await self._finish(entry_id, lease_token, None, status=PENDING)
-        if row is None:
+        finished = await self._finish(_Finish(entry_id, lease_token, PENDING))
+        if finished is None:
             return False
-        self._notify_wakeup(row.scheduled_for)
+        self._notify_wakeup(finished.scheduled_for)
         return True
 
     async def reclaim_expired_leases(
@@ -724,6 +755,108 @@ class SqlStore(ScheduledCommandStore):
                 raise
             except Exception:
                 logger.debug("data_version watch failed", exc_info=True, extra={"action": "watch_failed"})
+
+
+# -- ending claims in batches ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    """One fenced end of a claim: the entry's new status and what changes with it."""
+
+    entry_id: str
+    lease_token: str
+    status: str
+    completed_at: datetime | None = None
+    result_payload: str | None = None
+    due: datetime | None = None  #: new scheduled_for (retries); None keeps it
+    retry_increment: int = 0
+    error_message: str | None = None  #: None keeps the previous one
+    attempt: AttemptRecord | None = None
+
+
+class _Finished(NamedTuple):
+    status: str
+    scheduled_for: datetime
+
+
+#: Most requests one batch carries (9 parameters each keeps SQLite far below its parameter limit).
+_MAX_FINISH_BATCH = 200
+
+
+class _GroupCommit:
+    """Writes requests in batches: whatever arrives while one batch is being written goes into the next.
+
+    Idle, a request is written at once (no added latency); under load, one transaction carries many.
+    """
+
+    def __init__(self, write: Callable[[list[_Finish]], Awaitable[list[_Finished | None]]]) -> None:
+        self._write = write
+        self._queue: list[tuple[_Finish, asyncio.Future[_Finished | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, request: _Finish) -> _Finished | None:
+        future: asyncio.Future[_Finished | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:_MAX_FINISH_BATCH], self._queue[_MAX_FINISH_BATCH:]
+            try:
+                results = await self._write([request for request, _ in batch])
+            except BaseException as exc:  # every waiter of the batch gets the error (a retry resubmits)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_finish_statement(count: int, *, postgresql: bool) -> TextualSelect:
+    """``UPDATE ... FROM (VALUES ...)`` ending ``count`` claims at once, each fenced by its lease token."""
+    if postgresql:
+        row = (
+            "(:id_{i}, :token_{i}, :status_{i}, CAST(:completed_at_{i} AS timestamptz), CAST(:result_{i} AS text), "
+            "CAST(:due_{i} AS timestamptz), CAST(:retry_{i} AS integer), CAST(:attempt_{i} AS integer), "
+            "CAST(:error_{i} AS text))"
+        )
+    else:
+        row = (
+            "(:id_{i}, :token_{i}, :status_{i}, :completed_at_{i}, :result_{i}, :due_{i}, :retry_{i}, "
+            ":attempt_{i}, :error_{i})"
+        )
+    values = ", ".join(row.format(i=i) for i in range(count))
+    sql = f"""
+WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message)
+    AS (VALUES {values})
+UPDATE scheduled_commands
+SET status = v.status,
+    completed_at = v.completed_at,
+    result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload ELSE scheduled_commands.result_payload END,
+    scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
+    retry_count = scheduled_commands.retry_count + v.retry_increment,
+    attempt_count = scheduled_commands.attempt_count + v.attempt_increment,
+    error_message = COALESCE(v.error_message, scheduled_commands.error_message),
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+FROM v
+WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
+  AND scheduled_commands.status = 'PROCESSING'
+RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for
+"""
+    datetimes = [bindparam(f"{name}_{i}", type_=UtcDateTime) for i in range(count) for name in ("completed_at", "due")]
+    return (
+        text(sql)
+        .bindparams(*datetimes)
+        .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""``cqrs-scheduling worker``: run the service of an application as a standalone process.
+
+The application is named as ``module:factory``; the factory returns the application's ``Injector`` (with its
+``MediatorModule``s and ``SchedulingModule``). Command-line options override the store and settings. SIGINT or
+SIGTERM stops the worker gracefully; a second signal stops it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from injector import Injector
+
+from stores.base import ScheduledCommandStore
+
+from .options import SchedulerSettings
+from .service import ScheduledCommandService
+
+__all__ = ["AppLoadError", "JsonFormatter", "configure_logging", "load_app", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+
+class AppLoadError(Exception):
+    """``--app`` does not name a factory returning an ``Injector``; the message says which part is wrong."""
+
+
+def load_app(spec: str) -> Injector:
+    """Import ``module:factory``, call the factory and return the ``Injector`` it builds."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AppLoadError(f"--app must look like 'package.module:factory', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppLoadError(f"cannot import {module_name!r} (from --app {spec!r}): {exc}") from exc
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r} (from --app {spec!r})")
+    app = factory() if callable(factory) and not isinstance(factory, Injector) else factory
+    if not isinstance(app, Injector):
+        raise AppLoadError(f"{spec} returned {type(app).__qualname__}, not an injector.Injector")
+    return app
+
+
+def apply_overrides(
+    injector: Injector,
+    *,
+    store: ScheduledCommandStore | None = None,
+    concurrency: int | None = None,
+    batch_size: int | None = None,
+    polling_interval: float | None = None,
+    worker_id: str | None = None,
+) -> SchedulerSettings:
+    """Rebind the store and settings the command line overrides; return the settings in force."""
+    settings = injector.get(SchedulerSettings)
+    changes: dict[str, Any] = {}
+    if concurrency is not None:
+        changes["max_concurrency"] = concurrency
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if polling_interval is not None:
+        changes["polling_interval"] = timedelta(seconds=polling_interval)
+    if worker_id is not None:
+        changes["worker_id"] = worker_id
+    if changes:
+        settings = SchedulerSettings.model_validate(settings.model_dump() | changes)
+        injector.binder.bind(SchedulerSettings, to=settings)
+    if store is not None:
+        injector.binder.bind(ScheduledCommandStore, to=store)  # type: ignore[type-abstract]
+    return settings
+
+
+async def run_worker(injector: Injector) -> None:
+    """Run the application's service until SIGINT/SIGTERM (graceful) or a second signal (immediate)."""
+    service = injector.get(ScheduledCommandService)
+    store = injector.get(ScheduledCommandStore)  # type: ignore[type-abstract]
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+    stopping: set[asyncio.Task[None]] = set()  # keeps the stop tasks alive until they finish
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            logger.info("%s received: stopping gracefully (again to stop at once)", name, extra={"action": "signal"})
+            stopping.add(loop.create_task(service.stop()))
+        else:
+            logger.warning("%s received again: stopping at once", name, extra={"action": "signal"})
+            stopping.add(loop.create_task(service.stop(immediate=True)))
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await store.open()
+        await service.run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await store.close()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the structured fields of the record."""
+
+    FIELDS = ("action", "command_id", "command_type", "worker_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in self.FIELDS:
+            value = getattr(record, field, None)
+            if value is not None:
+                document[field] = value
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+    """Configure the root logger for a worker process (the library itself never configures logging)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
