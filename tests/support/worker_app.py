@@ -56,4 +56,3 @@ def build_injector() -> Injector:
             ),
         ]
     )
-
