@@ -58,11 +58,20 @@ def _root() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run a few-second showcase: delays, priorities, retries, a dead letter, an expiry and a cancellation."""
+def demo(store: StoreOption = None) -> None:
+    """Run a few-second showcase: delays, priorities, retries, a dead letter, an expiry and a cancellation.
+
+    It runs on the embedded default store (a SQLite file), so a second run shows the first run's history.
+    """
+    from stores.errors import StoreError
+    from stores.sql import SqlStore
+
     from .demo import run_demo
 
-    asyncio.run(run_demo())
+    try:
+        asyncio.run(run_demo(SqlStore(store_url(store))))
+    except (ValueError, StoreError) as exc:
+        fail(str(exc))
 
 
 @app.command()

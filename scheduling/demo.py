@@ -147,7 +147,13 @@ async def run_demo(store: ScheduledCommandStore | None = None) -> list[Scheduled
     scheduler = injector.get(CommandScheduler)
     service = injector.get(ScheduledCommandService)
 
-    console.print(f"[bold]cqrs-scheduling demo[/] on {store.description}\n")
+    console.print(f"[bold]cqrs-scheduling demo[/] on {store.description}")
+    await store.open()
+    history = await store.count_by_status()
+    if sum(history.values()):
+        held = ", ".join(f"{count} {status.value.lower()}" for status, count in history.items() if count)
+        console.print(f"The store already holds {sum(history.values())} entries from earlier runs: {held}.")
+    console.print()
     plan: list[tuple[str, str]] = []
 
     async def schedule(what: str, command: Command[object], options: ScheduleOptions | None = None) -> str:
@@ -193,6 +199,12 @@ async def run_demo(store: ScheduledCommandStore | None = None) -> list[Scheduled
 
     final = [entry for entry in entries if entry is not None]
     await _print_table(scheduler, final)
+    totals = await store.count_by_status()
+    console.print(
+        f"\nThe store now holds {sum(totals.values())} entries in all "
+        f"({', '.join(f'{n} {s.value.lower()}' for s, n in totals.items() if n)}); run the demo again to add to them."
+    )
+    await store.close()
     return final
 
 
