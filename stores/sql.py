@@ -177,6 +177,7 @@ class SqlStore(ScheduledCommandStore):
         self._opened = False
         self._open_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._finisher = _GroupCommit(self._finish_batch)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -214,6 +215,7 @@ class SqlStore(ScheduledCommandStore):
             except BaseException:
                 await self._dispose()
                 raise
+            self._closing.clear()
             self._watcher = asyncio.create_task(
                 self._listen_postgresql() if self.is_postgresql else self._watch_sqlite(),
                 name=f"wake-ups:{self.url}",
@@ -223,7 +225,11 @@ class SqlStore(ScheduledCommandStore):
     async def close(self) -> None:
         async with self._open_lock:
             if self._watcher is not None:
-                self._watcher.cancel()
+                # The SQLite watcher stops by itself (a cancelled aiosqlite call could outlive the loop);
+                # the PostgreSQL listener is cancelled.
+                self._closing.set()
+                if self.is_postgresql:
+                    self._watcher.cancel()
                 await asyncio.gather(self._watcher, return_exceptions=True)
                 self._watcher = None
             await self._dispose()
@@ -736,25 +742,41 @@ class SqlStore(ScheduledCommandStore):
                 await asyncio.sleep(delay)
 
     async def _watch_sqlite(self) -> None:
-        """Notice commits by other processes on the same file (``PRAGMA data_version``) and wake listeners."""
+        """Notice commits by other processes on the same file and wake listeners.
+
+        ``PRAGMA data_version`` changes when another connection committed; it is read on one dedicated connection
+        in autocommit mode (a pooled one would take the write lock and compare versions across connections).
+        """
+        import aiosqlite
+
         interval = 0.05
         previous: int | None = None
-        while True:
-            await asyncio.sleep(interval)
-            if not self._wakeup_listeners:
-                continue
-            try:
-                async with self.engine.connect() as conn:
-                    version = (await conn.exec_driver_sql("PRAGMA data_version")).scalar_one()
+        connection: aiosqlite.Connection | None = None
+        try:
+            while not self._closing.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), timeout=interval)
+                if self._closing.is_set() or not self._wakeup_listeners:
+                    continue
+                try:
+                    if connection is None:
+                        connection = await aiosqlite.connect(self._url.database or "", isolation_level=None)
+                    async with connection.execute("PRAGMA data_version") as cursor:
+                        row = await cursor.fetchone()
+                    version = int(row[0]) if row else 0
                     if previous is not None and version != previous:
-                        due = await _next_due_at(conn)
-                        if due is not None:
-                            self._notify_wakeup(due)
+                        async with connection.execute(
+                            "SELECT min(scheduled_for) FROM scheduled_commands WHERE status = 'PENDING'"
+                        ) as cursor:
+                            row = await cursor.fetchone()
+                        if row and row[0] is not None:
+                            self._notify_wakeup(datetime.fromisoformat(row[0]).replace(tzinfo=UTC))
                     previous = version
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.debug("data_version watch failed", exc_info=True, extra={"action": "watch_failed"})
+                except Exception:  # a busy or missing file: try again on the next tick
+                    logger.debug("data_version watch failed", exc_info=True, extra={"action": "watch_failed"})
+        finally:
+            if connection is not None:
+                await connection.close()
 
 
 # -- ending claims in batches ------------------------------------------------------------------------------------

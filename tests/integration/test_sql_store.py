@@ -222,3 +222,18 @@ async def test_full_lifecycle_on_sql(sql_url: str) -> None:
         }
         assert [a.outcome for a in await store.get_attempts(dead)] == ["failed", "failed"]
         assert datetime.now(UTC) > START  # the ManualClock, not the wall clock, drove all of the above
+
+
+async def test_a_command_scheduled_by_another_process_wakes_the_worker(sql_url: str) -> None:
+    """Two stores on one database (as two processes would be): scheduling through one wakes the other's sleeping
+    worker, with the clock standing still (PostgreSQL: LISTEN/NOTIFY; SQLite: the data_version watcher)."""
+    async with SqlStore(sql_url) as worker_store, SqlStore(sql_url) as other_store:
+        worker = make_app(store=worker_store)
+        scheduling_side = make_app(store=other_store, clock=worker.clock)
+        async with worker.service:
+            await asyncio.sleep(0.1)  # asleep until its next poll, which the ManualClock never reaches
+            command_id = await scheduling_side.scheduler.schedule(Record(value="from elsewhere"))
+            async with asyncio.timeout(5):
+                while (entry := await worker_store.get(command_id)) is None or entry.status != "COMPLETED":
+                    await asyncio.sleep(0.01)
+    assert worker.log.records == ["from elsewhere"]
