@@ -6,12 +6,18 @@ Built on Typer: typed options, generated ``--help``, and Click's exit-code conve
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+
+from stores.base import ScheduledCommandStore
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
 #: The store when neither --store nor $CQRS_SCHEDULING_STORE says otherwise: the embedded default.
 DEFAULT_STORE = "sqlite:///scheduled-commands.db"
@@ -123,6 +129,295 @@ def worker(
         asyncio.run(run_worker(injector))
     except (ValueError, StoreError) as exc:
         fail(str(exc))
+
+
+# -- operator commands ------------------------------------------------------------------------------------------
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (a stable, documented shape) instead of a table.")]
+
+
+def _run_with_store(url_option: str | None, work: Callable[[ScheduledCommandStore], Awaitable[int]]) -> None:
+    """Open the store named by --store, run ``work``, exit with its code; store errors are one line on stderr."""
+    from stores.errors import StoreError
+    from stores.sql import SqlStore
+
+    async def run() -> int:
+        store = SqlStore(store_url(url_option))
+        async with store:
+            return await work(store)
+
+    try:
+        code = asyncio.run(run())
+    except (ValueError, StoreError) as exc:
+        fail(str(exc))
+    if code:
+        raise typer.Exit(code)
+
+
+def _emit_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # piped: wide enough that ids and timestamps are not folded
+        console = Console(highlight=False, soft_wrap=False, width=200)
+    return console
+
+
+def _when(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    delta = (moment - now).total_seconds()
+    relative = f"in {_human(delta)}" if delta >= 0 else f"{_human(-delta)} ago"
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')}Z ({relative})"
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
+@app.command()
+def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Counts per status, the next due time, the oldest overdue entry and its lag, dead letters per type."""
+    from .operations import overview
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        report = await overview(opened, datetime.now(UTC))
+        if as_json:
+            _emit_json(report.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        console = _console()
+        console.print(f"Store: {report.store}")
+        counts = Table(title=None, show_header=True)
+        for name in report.counts:
+            counts.add_column(name, justify="right")
+        counts.add_row(*(str(n) for n in report.counts.values()))
+        console.print(counts)
+        console.print(f"Next due:       {_when(report.next_due_at, report.now)}")
+        if report.oldest_overdue_at is not None and report.oldest_overdue_lag_seconds is not None:
+            console.print(f"Oldest overdue: {_when(report.oldest_overdue_at, report.now)}")
+        if report.dead_letters_by_type:
+            letters = Table("command type", "dead letters (FAILED)", title="Dead letters")
+            for command_type, count in report.dead_letters_by_type.items():
+                letters.add_row(command_type, str(count))
+            console.print(letters)
+        return 0
+
+    _run_with_store(store, work)
+
+
+@app.command("list")
+def list_entries(
+    store: StoreOption = None,
+    status_filter: Annotated[
+        ScheduledCommandStatus | None, typer.Option("--status", help="Only entries in this status.")
+    ] = None,
+    command_type: Annotated[str | None, typer.Option("--type", help="Only this command type (module.Name).")] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="Only entries of this correlation id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Entries per page.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page's offset is printed).")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """List entries, newest first, with filters and paging."""
+    from .operations import list_page
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        page = await list_page(
+            opened,
+            status=status_filter,
+            command_type=command_type,
+            correlation_id=correlation_id,
+            limit=limit,
+            offset=offset,
+        )
+        if as_json:
+            _emit_json(page.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        now = datetime.now(UTC)
+        table = Table("id", "type", "status", "priority", "due", "retries", "last error")
+        for entry in page.entries:
+            table.add_row(
+                entry.id,
+                entry.command_type.rsplit(".", 1)[-1],
+                entry.status.value,
+                str(entry.priority),
+                _when(entry.scheduled_for, now),
+                f"{entry.retry_count}/{entry.max_retries}",
+                (entry.error_message or "")[:60],
+            )
+        console = _console()
+        console.print(table)
+        more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
+        console.print(f"{len(page.entries)} entries from offset {page.offset}{more}")
+        return 0
+
+    _run_with_store(store, work)
+
+
+@app.command()
+def show(
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id.")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every field of one entry, its payload pretty-printed, and its attempts with their errors."""
+    from .operations import entry_detail
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        detail = await entry_detail(opened, entry_id)
+        if detail is None:
+            typer.echo(f"error: no entry with id {entry_id!r} in {opened.description}", err=True)
+            return 1
+        if as_json:
+            _emit_json(detail.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        console = _console()
+        fields = Table("field", "value", show_header=False)
+        for name, value in detail.entry.model_dump(exclude={"payload"}).items():
+            fields.add_row(name, "-" if value is None else str(getattr(value, "value", value)))
+        console.print(fields)
+        console.print("payload:")
+        try:
+            console.print(json.dumps(json.loads(detail.entry.payload), indent=2, ensure_ascii=False))
+        except ValueError:
+            console.print(detail.entry.payload)
+        for attempt in detail.attempts:
+            console.print(
+                f"attempt {attempt.attempt}: {attempt.outcome} on {attempt.worker_id}, "
+                f"{attempt.started_at.isoformat()} -> {attempt.finished_at.isoformat()}"
+            )
+            if attempt.error:
+                console.print(attempt.error.rstrip())
+        return 0
+
+    _run_with_store(store, work)
+
+
+@app.command()
+def cancel(
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id.")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a PENDING entry (exit code 1 if it is unknown or no longer PENDING)."""
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        cancelled = await opened.cancel(entry_id, now=datetime.now(UTC))
+        if as_json:
+            _emit_json({"id": entry_id, "cancelled": cancelled is not None})
+        elif cancelled is not None:
+            typer.echo(f"cancelled {entry_id}")
+        if cancelled is None:
+            current = await opened.get(entry_id)
+            reason = "no such entry" if current is None else f"it is {current.status.value}, not PENDING"
+            typer.echo(f"error: cannot cancel {entry_id}: {reason}", err=True)
+            return 1
+        return 0
+
+    _run_with_store(store, work)
+
+
+@app.command()
+def requeue(
+    entry_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="The dead-lettered entry to run again.")
+    ] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Requeue every FAILED entry.")] = False,
+    command_type: Annotated[str | None, typer.Option("--type", help="With --all-failed: only this type.")] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run dead letters again: FAILED -> PENDING, due now, retry count 0 (exit code 1 if nothing was requeued)."""
+    if (entry_id is None) == (not all_failed):
+        fail("give an ID or --all-failed (not both)", 2)
+    if command_type is not None and not all_failed:
+        fail("--type goes with --all-failed", 2)
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        now = datetime.now(UTC)
+        if entry_id is not None:
+            requeued = [entry_id] if await opened.requeue(entry_id, now=now) else []
+        else:
+            requeued = await opened.requeue_failed(now=now, command_type=command_type)
+        if as_json:
+            _emit_json({"requeued": requeued})
+        else:
+            typer.echo(f"requeued {len(requeued)} entr{'y' if len(requeued) == 1 else 'ies'}")
+        if not requeued:
+            if entry_id is not None:
+                current = await opened.get(entry_id)
+                reason = "no such entry" if current is None else f"it is {current.status.value}, not FAILED"
+                typer.echo(f"error: cannot requeue {entry_id}: {reason}", err=True)
+            return 1
+        return 0
+
+    _run_with_store(store, work)
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        str, typer.Option(help="Finished longer ago than this: 7d, 12h, 1d12h, 90m, or ISO 8601 (P7D).")
+    ],
+    status_filter: Annotated[
+        list[ScheduledCommandStatus] | None,
+        typer.Option("--status", help="Only these terminal statuses (repeatable). Default: all terminal ones."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete finished entries (COMPLETED, FAILED, CANCELLED, EXPIRED) and their attempts; never PENDING or
+    PROCESSING. Shows progress on a terminal; exit code 1 if nothing was deleted."""
+    from .operations import parse_duration
+    from .operations import purge as purge_entries
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    statuses = list(status_filter) if status_filter else sorted(TERMINAL_STATUSES)
+    refused = [s.value for s in statuses if s not in TERMINAL_STATUSES]
+    if refused:
+        fail(f"--status {', '.join(refused)} cannot be purged: only finished entries are", 2)
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        from rich.progress import Progress
+
+        cutoff = datetime.now(UTC) - age
+        console = _console()
+        show_progress = console.is_terminal and not as_json and not dry_run
+        with Progress(console=console, disable=not show_progress, transient=True) as progress:
+            task = progress.add_task("purging", total=None)
+            result = await purge_entries(
+                opened,
+                older_than=cutoff,
+                statuses=statuses,
+                dry_run=dry_run,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        if as_json:
+            _emit_json(result.model_dump(mode="json"))
+        else:
+            verb = "would delete" if dry_run else "deleted"
+            typer.echo(
+                f"{verb} {result.count} entries finished before {cutoff.isoformat()} ({', '.join(result.statuses)})"
+            )
+        return 0 if result.count or dry_run else 1
+
+    _run_with_store(store, work)
 
 
 def main() -> None:

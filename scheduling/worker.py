@@ -45,7 +45,16 @@ def load_app(spec: str) -> Injector:
     factory = getattr(module, attribute, None)
     if factory is None:
         raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r} (from --app {spec!r})")
-    app = factory() if callable(factory) and not isinstance(factory, Injector) else factory
+    if isinstance(factory, Injector):
+        app: object = factory
+    elif callable(factory):
+        try:
+            app = factory()
+        except Exception as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise AppLoadError(f"calling {spec} failed: {type(exc).__name__}: {first_line}") from exc
+    else:
+        app = factory
     if not isinstance(app, Injector):
         raise AppLoadError(f"{spec} returned {type(app).__qualname__}, not an injector.Injector")
     return app

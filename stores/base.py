@@ -11,7 +11,7 @@ worker that lost its lease can neither complete nor fail an entry that another w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -204,9 +204,53 @@ class ScheduledCommandStore(ABC):
 
     @abstractmethod
     async def purge(
-        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+        self,
+        *,
+        older_than: datetime,
+        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
+        limit: int | None = None,
     ) -> int:
         """Delete entries (and their attempts) in the given terminal statuses finished before ``older_than``.
 
-        PENDING and PROCESSING are never purged, whatever ``statuses`` says. Returns how many were deleted.
+        PENDING and PROCESSING are never purged, whatever ``statuses`` says. At most ``limit`` entries when given
+        (call again until it returns less, to show progress). Returns how many were deleted.
         """
+
+    # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
+
+    async def count_by_command_type(self, status: ScheduledCommandStatus) -> dict[str, int]:
+        """How many entries of each command type are in ``status`` (types with none are left out)."""
+        counts: dict[str, int] = {}
+        async for entry in self._iterate(status=status):
+            counts[entry.command_type] = counts.get(entry.command_type, 0) + 1
+        return counts
+
+    async def count_purgeable(
+        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+    ) -> int:
+        """How many entries ``purge`` with the same arguments would delete."""
+        total = 0
+        for status in set(statuses) & TERMINAL_STATUSES:
+            async for entry in self._iterate(status=status):
+                if entry.completed_at is not None and entry.completed_at < older_than:
+                    total += 1
+        return total
+
+    async def requeue_failed(self, *, now: datetime, command_type: str | None = None) -> list[str]:
+        """Requeue every FAILED entry (of ``command_type`` when given); return the ids requeued."""
+        failed = [
+            entry.id async for entry in self._iterate(status=ScheduledCommandStatus.FAILED, command_type=command_type)
+        ]
+        return [entry_id for entry_id in failed if await self.requeue(entry_id, now=now)]
+
+    async def _iterate(
+        self, *, status: ScheduledCommandStatus | None = None, command_type: str | None = None, page: int = 1_000
+    ) -> AsyncIterator[ScheduledCommandEntry]:
+        offset = 0
+        while True:
+            entries = await self.list_entries(status=status, command_type=command_type, limit=page, offset=offset)
+            for entry in entries:
+                yield entry
+            if len(entries) < page:
+                return
+            offset += page

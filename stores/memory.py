@@ -346,14 +346,18 @@ class MemoryStore(ScheduledCommandStore):
         return earliest
 
     async def purge(
-        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+        self,
+        *,
+        older_than: datetime,
+        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
+        limit: int | None = None,
     ) -> int:
         purgeable = set(statuses) & TERMINAL_STATUSES
         doomed = [
             entry
             for entry in self._entries.values()
             if entry.status in purgeable and entry.completed_at is not None and entry.completed_at < older_than
-        ]
+        ][:limit]
         for entry in doomed:
             self._counts[entry.status] -= 1
             del self._entries[entry.id], self._order[entry.id], self._version[entry.id]

@@ -686,28 +686,80 @@ class SqlStore(ScheduledCommandStore):
             return await _next_due_at(conn)
 
     async def purge(
-        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+        self,
+        *,
+        older_than: datetime,
+        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
+        limit: int | None = None,
     ) -> int:
-        purgeable = sorted(ScheduledCommandStatus(s).value for s in set(statuses) & TERMINAL_STATUSES)
-        if not purgeable:
+        purgeable = _purgeable(statuses)
+        if not purgeable or (limit is not None and limit <= 0):
             return 0
         total = 0
-        while True:  # in chunks, so one purge never holds the write lock for long
+        while limit is None or total < limit:  # in chunks, so one purge never holds the write lock for long
+            chunk = _PURGE_CHUNK if limit is None else min(_PURGE_CHUNK, limit - total)
             async with self._write() as conn:
                 doomed = (
                     await conn.execute(
                         select(ENTRIES.c.seq, ENTRIES.c.id)
                         .where(ENTRIES.c.status.in_(purgeable), ENTRIES.c.completed_at < older_than)
-                        .limit(_PURGE_CHUNK)
+                        .limit(chunk)
                     )
                 ).all()
-                if not doomed:
-                    return total
-                await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
-                await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed])))
+                if doomed:
+                    await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
+                    await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed])))
             total += len(doomed)
-            if len(doomed) < _PURGE_CHUNK:
-                return total
+            if len(doomed) < chunk:
+                break
+        return total
+
+    async def count_by_command_type(self, status: ScheduledCommandStatus) -> dict[str, int]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(ENTRIES.c.command_type, func.count())
+                    .where(ENTRIES.c.status == ScheduledCommandStatus(status).value)
+                    .group_by(ENTRIES.c.command_type)
+                )
+            ).all()
+        return {str(command_type): int(count) for command_type, count in rows}
+
+    async def count_purgeable(
+        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+    ) -> int:
+        purgeable = _purgeable(statuses)
+        if not purgeable:
+            return 0
+        async with self._read() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).where(ENTRIES.c.status.in_(purgeable), ENTRIES.c.completed_at < older_than)
+                    )
+                ).scalar_one()
+            )
+
+    async def requeue_failed(self, *, now: datetime, command_type: str | None = None) -> list[str]:
+        conditions = [ENTRIES.c.status == ScheduledCommandStatus.FAILED.value]
+        if command_type is not None:
+            conditions.append(ENTRIES.c.command_type == command_type)
+        async with self._write() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        update(ENTRIES)
+                        .where(*conditions)
+                        .values(status=PENDING, scheduled_for=now, retry_count=0, completed_at=None, expires_at=None)
+                        .returning(ENTRIES.c.id)
+                    )
+                ).scalars()
+            )
+            if ids:
+                await self._notify_in(conn, now)
+        if ids:
+            self._notify_wakeup(now)
+        return ids
 
     # -- wake-ups across processes ----------------------------------------------------------------------------
 
@@ -882,6 +934,10 @@ RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.s
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
+
+
+def _purgeable(statuses: Collection[ScheduledCommandStatus]) -> list[str]:
+    return sorted(ScheduledCommandStatus(s).value for s in set(statuses) & TERMINAL_STATUSES)
 
 
 async def _next_due_at(conn: AsyncConnection) -> datetime | None:

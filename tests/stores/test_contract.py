@@ -1106,3 +1106,50 @@ async def test_claim_order_property(
             remaining = [i for i in remaining if i not in expected]
             assert await store.next_due_at() == (at(min(specs[i][1] for i in remaining)) if remaining else None)
         assert await claimed_ids(store, now=at(100), limit=len(specs)) == [specs[i][2] for i in remaining]
+
+
+# -- operator queries ------------------------------------------------------------------------------------------
+
+
+async def test_purge_with_a_limit_deletes_in_steps(store: ScheduledCommandStore) -> None:
+    """purge(limit=n) deletes at most n; repeated calls finish the job (how progress is shown)."""
+    ids = [await entry_in_status(store, COMPLETED) for _ in range(5)]
+    assert await store.purge(older_than=at(10), limit=2) == 2
+    assert await store.purge(older_than=at(10), limit=2) == 2
+    assert await store.purge(older_than=at(10), limit=2) == 1
+    assert await store.purge(older_than=at(10), limit=2) == 0
+    assert all([await store.get(i) is None for i in ids])
+
+
+async def test_count_purgeable_matches_what_purge_deletes(store: ScheduledCommandStore) -> None:
+    """count_purgeable counts exactly what purge with the same arguments deletes (a dry run)."""
+    for status in (COMPLETED, COMPLETED, FAILED, CANCELLED, EXPIRED, PENDING, PROCESSING):
+        await entry_in_status(store, status)
+    assert await store.count_purgeable(older_than=at(10)) == 5
+    assert await store.count_purgeable(older_than=at(10), statuses=[COMPLETED, PENDING]) == 2
+    assert await store.count_purgeable(older_than=at(1)) == 0
+    assert await store.purge(older_than=at(10), statuses=[COMPLETED, PENDING]) == 2
+
+
+async def test_count_by_command_type_counts_one_status(store: ScheduledCommandStore) -> None:
+    """count_by_command_type gives the number of entries per type in one status (the dead-letter report)."""
+    for command_type in ("a.Send", "a.Send", "b.Charge"):
+        await entry_in_status(store, FAILED, command_type=command_type)
+    await entry_in_status(store, COMPLETED, command_type="a.Send")
+    assert await store.count_by_command_type(FAILED) == {"a.Send": 2, "b.Charge": 1}
+    assert await store.count_by_command_type(CANCELLED) == {}
+
+
+async def test_requeue_failed_requeues_every_dead_letter_or_one_type(store: ScheduledCommandStore) -> None:
+    """requeue_failed moves FAILED entries (of one type when asked) back to PENDING, due now, and returns their ids."""
+    send = [await entry_in_status(store, FAILED, command_type="a.Send") for _ in range(2)]
+    charge = await entry_in_status(store, FAILED, command_type="b.Charge")
+    done = await entry_in_status(store, COMPLETED, command_type="a.Send")
+    assert sorted(await store.requeue_failed(now=at(50), command_type="a.Send")) == sorted(send)
+    for entry_id in send:
+        entry = await store.get(entry_id)
+        assert entry is not None
+        assert (entry.status, entry.scheduled_for, entry.retry_count) == (PENDING, at(50), 0)
+    assert (await store.get(done)).status is COMPLETED  # type: ignore[union-attr]
+    assert await store.requeue_failed(now=at(60)) == [charge]
+    assert await store.requeue_failed(now=at(70)) == []

@@ -43,6 +43,11 @@ class JobHandler(CommandHandler[Job, None]):
         _output().write(f"{command.n}\n")
 
 
+def not_an_injector() -> str:
+    """A factory that returns the wrong thing, for the CLI's error tests."""
+    return "not an injector"
+
+
 def build_injector() -> Injector:
     """The factory named by ``--app``; the worker command replaces the store with its ``--store``."""
     return Injector(

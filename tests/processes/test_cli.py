@@ -1,0 +1,207 @@
+"""The command line as a user drives it: real processes against a real SQLite file (and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from injector import Injector
+from scheduling_app import HANDLERS, Fail, Record
+
+from mediator import MediatorModule
+from scheduling import CommandScheduler, ScheduledCommandService, ScheduleOptions, SchedulingModule
+from stores import SqlStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORT = ROOT / "tests" / "support"
+
+
+def cli(
+    *args: str, store: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "scheduling", *args]
+    if store is not None:
+        command += ["--store", store]
+    environment = os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)])} | (env or {})
+    environment.pop("CQRS_SCHEDULING_STORE", None) if env is None or "CQRS_SCHEDULING_STORE" not in env else None
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd or ROOT, env=environment, timeout=60)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+async def populate(store_url: str) -> dict[str, str]:
+    """One entry in each interesting state: done, dead-lettered (two types), pending, cancelled."""
+    from datetime import UTC, datetime
+
+    from scheduling import ManualClock
+
+    async with SqlStore(store_url) as store:
+        clock = ManualClock(datetime.now(UTC) - timedelta(days=10))
+        injector = Injector([MediatorModule(handlers=HANDLERS), SchedulingModule(store=store, clock=clock)])
+        from injector import Binder
+        from scheduling_app import Log
+
+        injector.binder.install(lambda binder: Binder.bind(binder, Log, to=Log()))
+        scheduler = injector.get(CommandScheduler)
+        ids = {
+            "done": await scheduler.schedule(Record(value="done"), ScheduleOptions(correlation_id="flow-1")),
+            "dead": await scheduler.schedule(Fail(key="x"), ScheduleOptions(max_retries=0)),
+            "dead2": await scheduler.schedule(Fail(key="y"), ScheduleOptions(max_retries=0)),
+            "later": await scheduler.schedule(Record(value="later"), ScheduleOptions(delay=timedelta(days=30))),
+            "cancelled": await scheduler.schedule(Record(value="no"), ScheduleOptions(delay=timedelta(days=30))),
+        }
+        await scheduler.cancel(ids["cancelled"])
+        await injector.get(ScheduledCommandService).run_until_idle()
+        return ids
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def populated(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cli.db'}"
+    else:
+        from test_multiworker import fresh_postgres_database
+
+        url = fresh_postgres_database(request.getfixturevalue("postgres_url"), tmp_path)
+    return url, asyncio.run(populate(url))
+
+
+def test_status_json_counts_and_dead_letters(populated: tuple[str, dict[str, str]]) -> None:
+    """status --json: counts per status, next due, dead letters per command type."""
+    url, _ = populated
+    result = cli("status", "--json", store=url)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["counts"] == {
+        "PENDING": 1,
+        "PROCESSING": 0,
+        "COMPLETED": 1,
+        "FAILED": 2,
+        "CANCELLED": 1,
+        "EXPIRED": 0,
+    }
+    assert report["total"] == 5
+    assert report["dead_letters_by_type"] == {"scheduling_app.Fail": 2}
+    assert report["next_due_at"] is not None
+    assert report["oldest_overdue_at"] is None  # the only PENDING entry is due in the future
+    human = cli("status", store=url)
+    assert human.returncode == 0
+    assert "scheduling_app.Fail" in human.stdout
+    assert "COMPLETED" in human.stdout
+
+
+def test_list_filters_and_pages(populated: tuple[str, dict[str, str]]) -> None:
+    """list --status/--type/--correlation-id filter; --limit/--offset page; --json is the documented shape."""
+    url, ids = populated
+    failed = json.loads(cli("list", "--status", "FAILED", "--json", store=url).stdout)
+    assert {e["id"] for e in failed["entries"]} == {ids["dead"], ids["dead2"]}
+    assert failed["next_offset"] is None
+    by_flow = json.loads(cli("list", "--correlation-id", "flow-1", "--json", store=url).stdout)
+    assert [e["id"] for e in by_flow["entries"]] == [ids["done"]]
+    by_type = json.loads(cli("list", "--type", "scheduling_app.Record", "--json", store=url).stdout)
+    assert len(by_type["entries"]) == 3
+    first = json.loads(cli("list", "--limit", "2", "--json", store=url).stdout)
+    second = json.loads(cli("list", "--limit", "2", "--offset", str(first["next_offset"]), "--json", store=url).stdout)
+    third = json.loads(cli("list", "--limit", "2", "--offset", "4", "--json", store=url).stdout)
+    seen = [e["id"] for page in (first, second, third) for e in page["entries"]]
+    assert sorted(seen) == sorted(ids.values())
+    assert third["next_offset"] is None
+    table = cli("list", store=url)
+    assert table.returncode == 0
+    assert ids["dead"] in table.stdout
+
+
+def test_show_prints_fields_payload_and_attempts(populated: tuple[str, dict[str, str]]) -> None:
+    """show ID: every field, the payload pretty-printed, and each attempt with its error."""
+    url, ids = populated
+    result = cli("show", ids["dead"], store=url)
+    assert result.returncode == 0, result.stderr
+    assert '"key": "x"' in result.stdout
+    assert "attempt 1: failed" in result.stdout
+    assert "ValueError: failure 1 of x" in result.stdout
+    detail = json.loads(cli("show", ids["dead"], "--json", store=url).stdout)
+    assert detail["entry"]["status"] == "FAILED"
+    assert [a["outcome"] for a in detail["attempts"]] == ["failed"]
+
+
+def test_cancel_and_requeue_exit_codes(populated: tuple[str, dict[str, str]]) -> None:
+    """cancel/requeue succeed with 0 and refuse with 1 and a reason on stderr."""
+    url, ids = populated
+    assert cli("cancel", ids["later"], store=url).returncode == 0
+    assert_one_line_error(cli("cancel", ids["later"], store=url), 1, "it is CANCELLED, not PENDING")
+    assert_one_line_error(cli("cancel", "no-such-id", store=url), 1, "no such entry")
+    assert cli("requeue", ids["dead"], store=url).returncode == 0
+    assert_one_line_error(cli("requeue", ids["dead"], store=url), 1, "it is PENDING, not FAILED")
+    result = cli("requeue", "--all-failed", "--type", "scheduling_app.Fail", "--json", store=url)
+    assert json.loads(result.stdout) == {"requeued": [ids["dead2"]]}
+    assert cli("requeue", "--all-failed", store=url).returncode == 1  # nothing left to requeue
+    assert_one_line_error(cli("requeue", store=url), 2, "give an ID or --all-failed")
+
+
+def test_purge_dry_run_then_purge(populated: tuple[str, dict[str, str]]) -> None:
+    """purge --dry-run counts; purge deletes only finished entries older than the cutoff."""
+    url, _ = populated
+    dry = json.loads(cli("purge", "--older-than", "1d", "--dry-run", "--json", store=url).stdout)
+    assert (dry["count"], dry["dry_run"]) == (4, True)
+    only_failed = json.loads(cli("purge", "--older-than", "1d", "--status", "FAILED", "--json", store=url).stdout)
+    assert only_failed["count"] == 2
+    rest = cli("purge", "--older-than", "P1D", store=url)
+    assert rest.returncode == 0
+    assert "deleted 2 entries" in rest.stdout
+    assert cli("purge", "--older-than", "1d", store=url).returncode == 1  # nothing left
+    report = json.loads(cli("status", "--json", store=url).stdout)
+    assert report["counts"]["PENDING"] == 1  # never purged
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["status", "--store", "mysql://root@localhost/db"], 1, "unsupported store URL scheme 'mysql'"),
+        (["status", "--store", "postgresql://app:s3cret@127.0.0.1:1/db"], 1, "app:***@127.0.0.1:1/db is unavailable"),
+        (["purge", "--older-than", "soon"], 2, "not a duration: 'soon'"),
+        (["worker", "--app", "no_such_module:build"], 2, "cannot import 'no_such_module'"),
+        (["worker", "--app", "worker_app:not_an_injector"], 2, "returned str, not an injector.Injector"),
+        (["worker", "--app", "worker_app:Job"], 2, "calling worker_app:Job failed: ValidationError"),
+        (["worker", "--app", "worker_app"], 2, "--app must look like 'package.module:factory'"),
+        (["worker", "--app", "worker_app:missing"], 2, "has no attribute 'missing'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], code: int, fragment: str, tmp_path: Path) -> None:
+    """Bad URLs, unreachable databases, bad --app and malformed durations: one line on stderr, no traceback."""
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr, result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_store_defaults_to_the_environment_then_sqlite(tmp_path: Path) -> None:
+    """Without --store, $CQRS_SCHEDULING_STORE is used, then sqlite:///scheduled-commands.db in the directory."""
+    result = cli("status", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "scheduled-commands.db" in json.loads(result.stdout)["store"]
+    other = tmp_path / "other.db"
+    from_env = cli("status", "--json", cwd=tmp_path, env={"CQRS_SCHEDULING_STORE": f"sqlite:///{other}"})
+    assert "other.db" in json.loads(from_env.stdout)["store"]
+
+
+@pytest.mark.parametrize("command", ["demo", "worker", "status", "list", "show", "cancel", "requeue", "purge"])
+def test_every_command_has_help(command: str) -> None:
+    """Every command's --help exits 0 and explains itself."""
+    result = cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    assert len(result.stdout.splitlines()) > 5
