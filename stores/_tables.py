@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -26,7 +27,13 @@ __all__ = [
 #: Version of the schema these definitions create.
 SCHEMA_VERSION = 1
 
-metadata = SQLModel.metadata
+
+class _StoreModel(SQLModel, registry=registry()):
+    """Base of the store's tables: their own metadata, so an application's ``SQLModel.metadata.create_all()``,
+    ``drop_all()`` or Alembic autogenerate never touches them by accident."""
+
+
+metadata = _StoreModel.metadata
 
 #: A 64-bit key that is still SQLite's auto-incrementing ``INTEGER PRIMARY KEY`` (the rowid alias).
 _BIGINT_KEY = BigInteger().with_variant(Integer(), "sqlite")
@@ -64,7 +71,7 @@ def _when(**kwargs: Any) -> Any:
     return Field(sa_type=UtcDateTime, **kwargs)
 
 
-class EntryRow(SQLModel, table=True):
+class EntryRow(_StoreModel, table=True):
     """One scheduled command. ``seq`` gives scheduling order (FIFO among equals); ``id`` is the public id."""
 
     __tablename__ = "scheduled_commands"
@@ -103,6 +110,13 @@ class EntryRow(SQLModel, table=True):
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
         ),
+        # "When is the next entry due?" (the worker asks before every sleep): the first key of an index scan.
+        Index(
+            "ix_scheduled_commands_next_due",
+            "scheduled_for",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
         Index(
             "ix_scheduled_commands_lease",
             "lease_expires_at",
@@ -121,7 +135,7 @@ class EntryRow(SQLModel, table=True):
     )
 
 
-class AttemptRow(SQLModel, table=True):
+class AttemptRow(_StoreModel, table=True):
     """One attempt at running an entry: the audit trail."""
 
     __tablename__ = "scheduled_command_attempts"
@@ -136,7 +150,7 @@ class AttemptRow(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=Text)
 
 
-class SchemaVersionRow(SQLModel, table=True):
+class SchemaVersionRow(_StoreModel, table=True):
     """A single row: the version of the schema in this database."""
 
     __tablename__ = "scheduled_commands_schema"

@@ -46,11 +46,12 @@ class SchemaVersionError(StoreError):
 
 
 class SessionNotSupportedError(StoreError, TypeError):
-    """Transactional scheduling (``session=``) needs a ``SqlStore`` on the session's database."""
+    """Transactional scheduling (``session=``) needs a ``SqlStore`` on the session's own database."""
 
-    def __init__(self, store: str) -> None:
+    def __init__(self, store: str, reason: str = "transactional scheduling needs a SqlStore") -> None:
         self.store = store
-        super().__init__(store)
+        self.reason = reason
+        super().__init__(store, reason)
 
     def __str__(self) -> str:
-        return f"{self.store} cannot join a database session; transactional scheduling needs a SqlStore"
+        return f"{self.store} cannot join this database session: {self.reason}"

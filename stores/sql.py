@@ -17,8 +17,9 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -47,7 +48,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SchemaVersionError, StoreError, StoreUnavailableError
+from .errors import SchemaVersionError, SessionNotSupportedError, StoreError, StoreUnavailableError
 
 __all__ = ["SqlStore", "mask_url", "to_async_url"]
 
@@ -165,6 +166,8 @@ class SqlStore(ScheduledCommandStore):
             self._engine: AsyncEngine | None = url_or_engine
             self._url = url_or_engine.url
             self._owns_engine = False
+            if url_or_engine.dialect.name == "sqlite":  # WAL, busy timeout and BEGIN IMMEDIATE are not optional
+                _make_sqlite_safe(url_or_engine)
         else:
             self._engine = None
             self._url = to_async_url(url_or_engine)
@@ -205,6 +208,8 @@ class SqlStore(ScheduledCommandStore):
         async with self._open_lock:
             if self._opened:
                 return
+            if not self.is_postgresql:
+                self._check_sqlite_directory()
             if self._engine is None:
                 self._engine = self._create_engine()
             try:
@@ -240,14 +245,22 @@ class SqlStore(ScheduledCommandStore):
             await self._engine.dispose()
             self._engine = None
 
+    def _check_sqlite_directory(self) -> None:
+        # Said plainly here rather than as the driver's "unable to open database file" (and a failed aiosqlite
+        # connect leaves a thread behind that outlives the event loop).
+        directory = os.path.dirname(os.path.abspath(self._url.database or ""))
+        if not os.path.isdir(directory):
+            raise StoreUnavailableError(self.url, f"the directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise StoreUnavailableError(self.url, f"the directory {directory} is not writable")
+
     def _create_engine(self) -> AsyncEngine:
         if self.is_postgresql:
             # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
             # is invalidated, and the caller's retry gets a fresh one.
             return create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
-        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        _make_sqlite_safe(engine)
         return engine
 
     async def _ensure_schema(self) -> None:
@@ -264,23 +277,28 @@ class SqlStore(ScheduledCommandStore):
 
     # -- transactions -----------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _unavailable_as_store_error(self) -> Iterator[None]:
+        """Driver errors that mean "the database is away" become ``StoreUnavailableError`` (retried by the
+        service); everything else propagates as it is."""
+        try:
+            yield
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise StoreUnavailableError(self.url, _reason(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailableError(self.url, _reason(exc)) from exc
+            raise
+
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one at a time per process)."""
         engine = self.engine
         lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
         async with lock:
-            try:
+            with self._unavailable_as_store_error():
                 async with engine.begin() as conn:
                     yield conn
-            except (OperationalError, InterfaceError) as exc:
-                raise StoreUnavailableError(self.url, _reason(exc)) from exc
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    raise StoreUnavailableError(self.url, _reason(exc)) from exc
-                raise
-            except OSError as exc:
-                raise StoreUnavailableError(self.url, _reason(exc)) from exc
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -290,11 +308,9 @@ class SqlStore(ScheduledCommandStore):
             async with self._write() as conn:
                 yield conn
             return
-        try:
+        with self._unavailable_as_store_error():
             async with self.engine.connect() as conn:
                 yield conn
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise StoreUnavailableError(self.url, _reason(exc)) from exc
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -319,10 +335,13 @@ class SqlStore(ScheduledCommandStore):
         """
         if not entries:
             return []
-        bind = session.get_bind()
-        dialect = bind.dialect.name if bind is not None else None
-        if dialect != self._dialect:
-            raise StoreError(f"the session is bound to a {dialect} database but the store is {self.description}")
+        await self.open()  # the tables must exist before the caller's transaction writes to them
+        bind_url = session.get_bind().engine.url
+        if not _same_database(bind_url, self._url):
+            raise SessionNotSupportedError(
+                self.description,
+                f"the session is bound to {mask_url(bind_url)}, another database than the store's",
+            )
         earliest = min(e.scheduled_for for e in entries)
         sync_session = session.sync_session if isinstance(session, AsyncSession) else session
         event.listen(sync_session, "after_commit", lambda _: self._notify_wakeup(earliest), once=True)
@@ -936,6 +955,15 @@ RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.s
 # -- helpers ----------------------------------------------------------------------------------------------------
 
 
+def _same_database(a: URL, b: URL) -> bool:
+    """Whether two URLs name one database (the driver may differ: a sync session on the store's async URL)."""
+    if a.get_backend_name() != b.get_backend_name():
+        return False
+    if a.get_backend_name() == "sqlite":
+        return os.path.realpath(a.database or "") == os.path.realpath(b.database or "")
+    return (a.host or "localhost", a.port or 5432, a.database) == (b.host or "localhost", b.port or 5432, b.database)
+
+
 def _purgeable(statuses: Collection[ScheduledCommandStatus]) -> list[str]:
     return sorted(ScheduledCommandStatus(s).value for s in set(statuses) & TERMINAL_STATUSES)
 
@@ -954,6 +982,14 @@ async def _next_due_at(conn: AsyncConnection) -> datetime | None:
 def _create_tables(connection: Connection) -> None:
     for table in (ENTRIES, ATTEMPTS, SCHEMA):
         table.create(connection, checkfirst=True)
+        for index in table.indexes:  # an index added later is created on databases that predate it
+            index.create(connection, checkfirst=True)
+
+
+def _make_sqlite_safe(engine: AsyncEngine) -> None:
+    if not event.contains(engine.sync_engine, "connect", _prepare_sqlite_connection):
+        event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
 
 
 def _prepare_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -1052,7 +1088,9 @@ class _AsyncSessionExecutor(_Executor):
         self._session = session
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return await self._session.execute(statement, parameters)
+        # SQLAlchemy's method itself: SQLModel's subclass deprecates execute() in favour of exec(), which only
+        # takes SELECTs.
+        return await AsyncSession.execute(self._session, statement, parameters)
 
 
 class _SyncSessionExecutor(_Executor):
@@ -1062,7 +1100,7 @@ class _SyncSessionExecutor(_Executor):
         self._session = session
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return self._session.execute(statement, parameters)
+        return Session.execute(self._session, statement, parameters)
 
 
 def _run_sync(coroutine: Any) -> Any:

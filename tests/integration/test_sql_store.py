@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from scheduling import ScheduledCommandStatus, ScheduleOptions
 from stores import SqlStore
 from stores._tables import SCHEMA_VERSION
-from stores.errors import SchemaVersionError, StoreUnavailableError
+from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError
 from stores.sql import mask_url, to_async_url
 
 
@@ -69,7 +69,7 @@ async def test_unreachable_postgresql_is_one_clear_error() -> None:
 async def test_unwritable_sqlite_path_is_one_clear_error(tmp_path: Path) -> None:
     """A SQLite file in a directory that does not exist gives StoreUnavailableError."""
     store = SqlStore(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
-    with pytest.raises(StoreUnavailableError, match="unable to open database file"):
+    with pytest.raises(StoreUnavailableError, match=r"missing does not exist"):
         await store.open()
 
 
@@ -180,16 +180,63 @@ async def test_commit_wakes_a_sleeping_worker(sql_url: str) -> None:
 
 
 async def test_session_on_another_database_kind_is_refused(tmp_path: Path, postgres_url: str) -> None:
-    """A session bound to a different kind of database than the store is an error."""
+    """A session bound to a different kind of database than the store is refused, naming the session's database."""
     async with SqlStore(f"sqlite:///{tmp_path / 'a.db'}") as store:
         app = make_app(store=store)
         engine = create_async_engine(to_async_url(postgres_url))
         try:
             async with AsyncSession(engine) as session:
-                with pytest.raises(Exception, match="bound to a postgresql database"):
+                with pytest.raises(SessionNotSupportedError, match="another database than the store's"):
                     await app.scheduler.schedule(Record(value="x"), session=session)
         finally:
             await engine.dispose()
+
+
+async def test_session_on_another_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """Same kind, other database: refused too, and nothing is written anywhere."""
+    async with SqlStore(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        app = make_app(store=store)
+        engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+        try:
+            with Session(engine) as session, pytest.raises(SessionNotSupportedError, match=r"app\.db"):
+                await app.scheduler.schedule(Record(value="x"), session=session)
+        finally:
+            engine.dispose()
+        assert sum((await store.count_by_status()).values()) == 0
+
+
+async def test_sqlmodel_sessions_work_without_warnings(sql_url: str) -> None:
+    """SQLModel's own Session and AsyncSession join the transaction too (no deprecation warning: warnings are
+    errors in this test suite)."""
+    from sqlmodel import Session as SQLModelSession
+    from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
+
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        async_engine = create_async_engine(to_async_url(sql_url))
+        sync_engine = create_engine(_sync_url(sql_url))
+        try:
+            async with SQLModelAsyncSession(async_engine) as session:
+                first = await app.scheduler.schedule(Record(value="async"), session=session)
+                await session.commit()
+            with SQLModelSession(sync_engine) as sync_session:
+                second = await app.scheduler.schedule(Record(value="sync"), session=sync_session)
+                await asyncio.to_thread(sync_session.commit)
+        finally:
+            await async_engine.dispose()
+            sync_engine.dispose()
+        assert await store.get(first) is not None
+        assert await store.get(second) is not None
+
+
+async def test_store_tables_stay_out_of_the_applications_metadata() -> None:
+    """The store's tables have their own metadata: SQLModel.metadata.create_all()/drop_all() never touch them."""
+    from sqlmodel import SQLModel
+
+    from stores._tables import metadata
+
+    assert "scheduled_commands" not in SQLModel.metadata.tables
+    assert {"scheduled_commands", "scheduled_command_attempts", "scheduled_commands_schema"} <= set(metadata.tables)
 
 
 # -- the service on SQL ----------------------------------------------------------------------------------------
