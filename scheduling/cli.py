@@ -101,10 +101,14 @@ def worker(
 ) -> None:
     """Run the scheduled-command worker of an application until SIGINT or SIGTERM.
 
+    The store is --store, else $CQRS_SCHEDULING_STORE, else the application's own store, except a MemoryStore,
+    which a worker process cannot share: then the embedded default, sqlite:///scheduled-commands.db.
+
     The first signal stops it gracefully (running commands get shutdown_grace, the rest go back to PENDING);
     a second one stops it at once.
     """
     from stores.errors import StoreError
+    from stores.memory import MemoryStore
     from stores.sql import SqlStore
 
     from .worker import AppLoadError, apply_overrides, configure_logging, load_app, run_worker
@@ -116,6 +120,9 @@ def worker(
     except AppLoadError as exc:
         fail(str(exc), 2)
     url = store if store is not None else os.environ.get(STORE_ENV)
+    if url is None and isinstance(injector.get(ScheduledCommandStore), MemoryStore):  # type: ignore[type-abstract]
+        # A worker process on a memory store could only run what it scheduled itself: use the embedded default.
+        url = DEFAULT_STORE
     try:
         sql_store = SqlStore(url) if url else None
         apply_overrides(

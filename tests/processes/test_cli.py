@@ -205,3 +205,26 @@ def test_every_command_has_help(command: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
     assert len(result.stdout.splitlines()) > 5
+
+
+def test_worker_without_store_uses_the_sqlite_default_over_a_memory_store(tmp_path: Path) -> None:
+    """A factory on MemoryStore and no --store: the worker runs on sqlite:///scheduled-commands.db (logged)."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scheduling", "worker", "--app", "worker_app:build_injector"],
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)]), "WORKER_APP_OUT": "out"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "scheduled-commands.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "sqlite+aiosqlite:///scheduled-commands.db" in stderr
