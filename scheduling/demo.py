@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from injector import Injector
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from mediator import Command, CommandHandler, MediatorModule, NotificationHandler
@@ -190,12 +191,25 @@ async def run_demo(store: ScheduledCommandStore | None = None) -> list[Scheduled
     await scheduler.cancel(doomed)
 
     ids = [command_id for command_id, _ in plan]
-    async with service:
-        while True:
-            entries = [await scheduler.get_status(command_id) for command_id in ids]
-            if all(entry is not None and entry.status in TERMINAL_STATUSES for entry in entries):
-                break
-            await asyncio.sleep(0.1)
+    # A progress line on a terminal (lifecycle lines print above it); nothing extra in a pipe.
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        waiting = progress.add_task("commands finished", total=len(ids))
+        async with service:
+            while True:
+                entries = [await scheduler.get_status(command_id) for command_id in ids]
+                finished = sum(1 for entry in entries if entry is not None and entry.status in TERMINAL_STATUSES)
+                progress.update(waiting, completed=finished)
+                if finished == len(ids):
+                    break
+                await asyncio.sleep(0.1)
 
     final = [entry for entry in entries if entry is not None]
     await _print_table(scheduler, final)
