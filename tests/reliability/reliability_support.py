@@ -1,0 +1,257 @@
+"""Helpers of the reliability tests: worker processes, databases of their own, and reading what happened.
+
+Worker processes run ``cqrs-scheduling worker`` with an application of ``tests/support`` or of this directory;
+each one appends the job numbers it executed to a file of its own (``WORKER_APP_OUT``, flushed per line, so a
+killed process loses nothing it reported), and writes its log to a file (a pipe nobody reads could fill up and
+block a worker that logs a lot, which is exactly what workers under chaos do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from injector import Injector
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from worker_app import Job, JobHandler
+
+from mediator import MediatorModule
+from scheduling import CommandScheduler, ScheduledCommandStatus, SchedulingModule
+from stores import MemoryStore, ScheduledCommandStore, SqlStore
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SUPPORT = ROOT / "tests" / "support"
+
+
+# -- databases -----------------------------------------------------------------------------------------------------
+
+
+def admin_conninfo(url: str, database: str | None = None) -> str:
+    """A libpq connection string for ``url`` (or for another database on the same server)."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(base_url: str, hint: str) -> Iterator[str]:
+    """A database of its own on the test server, dropped afterwards (the workers create the schema)."""
+    name = f"cqrs_rel_{hint}_{os.getpid()}_{uuid.uuid4().hex[:6]}".lower()
+    with psycopg.connect(admin_conninfo(base_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        wait_for_postgres(base_url, timeout=60)
+        with psycopg.connect(admin_conninfo(base_url), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def wait_for_postgres(url: str, timeout: float) -> bool:
+    """Wait until the server accepts connections again; whether it did within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(admin_conninfo(url, "postgres"), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
+def sync_url(store_url: str) -> str:
+    """The store URL with a synchronous driver, for reading tables directly."""
+    parsed = make_url(store_url)
+    backend = parsed.get_backend_name()
+    return parsed.set(drivername="postgresql+psycopg" if backend == "postgresql" else "sqlite").render_as_string(
+        hide_password=False
+    )
+
+
+def query(store_url: str, sql: str, **parameters: object) -> list[tuple[object, ...]]:
+    """Run one statement against the store's database directly; the rows it returns."""
+    engine = create_engine(sync_url(store_url))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql), parameters)
+            return [tuple(row) for row in result.all()] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def attempt_outcomes(store_url: str) -> Counter[str]:
+    """How many attempts the audit trail holds, by outcome."""
+    rows = query(store_url, "SELECT outcome, count(*) FROM scheduled_command_attempts GROUP BY outcome")
+    return Counter({str(outcome): int(str(count)) for outcome, count in rows})
+
+
+def entries_completed_twice(store_url: str) -> int:
+    """Entries with more than one ``completed`` attempt: the fence should make this zero."""
+    rows = query(
+        store_url,
+        "SELECT count(*) FROM (SELECT entry_id FROM scheduled_command_attempts WHERE outcome = 'completed'"
+        " GROUP BY entry_id HAVING count(*) > 1) AS twice",
+    )
+    return int(str(rows[0][0]))
+
+
+async def open_store(kind: str, directory: Path, request: pytest.FixtureRequest) -> ScheduledCommandStore:
+    """A fresh, opened store: a MemoryStore, an SQLite file in ``directory``, or the test module's PostgreSQL
+    database, emptied."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        store = SqlStore(f"sqlite:///{directory / 'store.db'}")
+        await store.open()
+        return store
+    store = SqlStore(request.getfixturevalue("module_postgres_url"))
+    await empty(store)
+    return store
+
+
+async def empty(store: SqlStore) -> None:
+    """Open the store and delete every entry and attempt."""
+    await store.open()
+    async with store.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY"))
+
+
+# -- scheduling and waiting ----------------------------------------------------------------------------------------
+
+
+async def schedule_jobs(store_url: str, count: int, seconds: float = 0.0) -> None:
+    """Schedule ``Job(n)`` for n in 0..count-1, due now, in batches of a thousand."""
+    async with SqlStore(store_url) as store:
+        scheduler = Injector([MediatorModule([JobHandler]), SchedulingModule(store=store)]).get(CommandScheduler)
+        for start in range(0, count, 1000):
+            await scheduler.schedule_many([Job(n=n, seconds=seconds) for n in range(start, min(start + 1000, count))])
+
+
+async def store_counts(store_url: str) -> dict[ScheduledCommandStatus, int]:
+    async with SqlStore(store_url) as store:
+        return await store.count_by_status()
+
+
+async def wait_until_completed(store_url: str, count: int, timeout: float) -> dict[ScheduledCommandStatus, int]:
+    """Poll the store until ``count`` entries are COMPLETED or ``timeout`` seconds passed; the last counts."""
+    deadline = time.monotonic() + timeout
+    async with SqlStore(store_url) as store:
+        while True:
+            try:
+                counts = await store.count_by_status()
+            except Exception:  # noqa: BLE001 - the database may be restarting: ask again
+                counts = {}
+            if counts.get(ScheduledCommandStatus.COMPLETED) == count or time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.2)
+
+
+def executions(outputs: list[Path]) -> Counter[int]:
+    """How many times each job number was executed, over every worker's output file."""
+    counter: Counter[int] = Counter()
+    for out in outputs:
+        if out.exists():
+            counter.update(int(line) for line in out.read_text().split())
+    return counter
+
+
+def executed_lines(outputs: list[Path]) -> int:
+    return sum(out.read_bytes().count(b"\n") for out in outputs if out.exists())
+
+
+# -- worker processes ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    out: Path
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Fleet:
+    """Worker processes on one store, each with its own output and log file in ``directory``."""
+
+    store_url: str
+    directory: Path
+    app: str = "chaos_app:build_injector"
+    concurrency: int = 10
+    workers: list[Worker] = field(default_factory=list)
+
+    def start(self) -> Worker:
+        index = len(self.workers)
+        out, log = self.directory / f"worker-{index}.out", self.directory / f"worker-{index}.log"
+        env = os.environ | {
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(SUPPORT), str(ROOT)]),
+            "WORKER_APP_OUT": str(out),
+        }
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "scheduling",
+                    "worker",
+                    "--app",
+                    self.app,
+                    "--store",
+                    self.store_url,
+                    "--concurrency",
+                    str(self.concurrency),
+                    "--log-format",
+                    "json",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        worker = Worker(process, out, log)
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def alive(self) -> list[Worker]:
+        return [w for w in self.workers if w.process.poll() is None]
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [w.out for w in self.workers]
+
+    def kill(self, worker: Worker) -> None:
+        worker.process.send_signal(signal.SIGKILL)
+        worker.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM every live worker and wait for it (SIGKILL after 30 s)."""
+        for worker in self.alive:
+            worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(w.log_text() for w in self.workers)
