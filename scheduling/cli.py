@@ -427,6 +427,116 @@ def purge(
     _run_with_store(store, work)
 
 
+# -- recurring schedules ----------------------------------------------------------------------------------------
+
+recurring_app = typer.Typer(no_args_is_help=True, help="Recurring schedules: list, pause, resume, remove.")
+app.add_typer(recurring_app, name="recurring")
+
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
+
+
+def _schedule_json(schedule: Any) -> dict[str, Any]:
+    document: dict[str, Any] = schedule.model_dump(mode="json")
+    document["interval"] = schedule.interval.total_seconds() if schedule.interval is not None else None
+    return document
+
+
+@recurring_app.command("list")
+def recurring_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Every recurring schedule: its timing, state and next occurrence."""
+    from .recurring import RecurringSchedule
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        schedules = [RecurringSchedule.from_stored(s) for s in await opened.list_schedules()]
+        if as_json:
+            _emit_json({"schedules": [_schedule_json(s) for s in schedules]})
+            return 0
+        from rich.table import Table
+
+        now = datetime.now(UTC)
+        table = Table("name", "type", "when", "misfire", "state", "generation", "next", "last")
+        for s in schedules:
+            when = f"{s.cron} ({s.timezone})" if s.cron is not None else f"every {s.interval}"
+            table.add_row(
+                s.name,
+                s.command_type.rsplit(".", 1)[-1],
+                when,
+                s.misfire_policy,
+                "paused" if s.paused else "active",
+                str(s.generation),
+                _when(s.next_run_at, now),
+                _when(s.last_run_at, now),
+            )
+        console = _console()
+        console.print(table)
+        console.print(f"{len(schedules)} schedule{'' if len(schedules) == 1 else 's'}")
+        return 0
+
+    _run_with_store(store, work)
+
+
+def _unknown_schedule(name: str, opened: ScheduledCommandStore) -> int:
+    typer.echo(f"error: no recurring schedule named {name!r} in {opened.description}", err=True)
+    return 1
+
+
+@recurring_app.command("pause")
+def recurring_pause(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
+    from . import recurring_ops
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        paused, cancelled = await recurring_ops.pause(opened, name, datetime.now(UTC))
+        if paused is None:
+            return _unknown_schedule(name, opened)
+        if as_json:
+            _emit_json({"name": name, "paused": True, "cancelled": [e.id for e in cancelled]})
+        else:
+            typer.echo(f"paused {name} (cancelled {len(cancelled)} pending occurrence(s))")
+        return 0
+
+    _run_with_store(store, work)
+
+
+@recurring_app.command("resume")
+def recurring_resume(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
+    from . import recurring_ops
+    from .options import SchedulerSettings
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        default_retries = SchedulerSettings.model_fields["max_retries"].default
+        resumed = await recurring_ops.resume(opened, name, datetime.now(UTC), default_max_retries=default_retries)
+        if resumed is None:
+            return _unknown_schedule(name, opened)
+        next_at = resumed.next_run_at.isoformat() if resumed.next_run_at else None
+        if as_json:
+            _emit_json({"name": name, "paused": False, "next_run_at": next_at})
+        else:
+            typer.echo(f"resumed {name}; next occurrence at {next_at}")
+        return 0
+
+    _run_with_store(store, work)
+
+
+@recurring_app.command("remove")
+def recurring_remove(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Delete a schedule and cancel its pending occurrence (finished occurrences stay, for the record)."""
+    from . import recurring_ops
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        existed, cancelled = await recurring_ops.remove(opened, name, datetime.now(UTC))
+        if not existed:
+            return _unknown_schedule(name, opened)
+        if as_json:
+            _emit_json({"name": name, "removed": True, "cancelled": [e.id for e in cancelled]})
+        else:
+            typer.echo(f"removed {name} (cancelled {len(cancelled)} pending occurrence(s))")
+        return 0
+
+    _run_with_store(store, work)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

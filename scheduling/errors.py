@@ -5,6 +5,7 @@ Hierarchy::
     SchedulingError
     ├── PayloadTooLargeError       schedule() of a command whose JSON exceeds max_payload_bytes
     ├── NotACommandError           schedule() of something that is not a Command (also a TypeError)
+    ├── InvalidScheduleError       schedule_recurring() with a bad cron, time zone, interval or options
     └── UndeliverableCommandError  a stored entry that can never run (dead-lettered, never raised to callers)
         ├── UnknownCommandTypeError   its type has no registered handler
         └── InvalidPayloadError       its payload no longer validates against the command class
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidPayloadError",
+    "InvalidScheduleError",
     "NotACommandError",
     "PayloadTooLargeError",
     "SchedulingError",
@@ -53,6 +55,19 @@ class NotACommandError(SchedulingError, TypeError):
 
     def __str__(self) -> str:
         return f"only Command instances can be scheduled, got {type(self.value).__qualname__}: {self.value!r:.200}"
+
+
+class InvalidScheduleError(SchedulingError, ValueError):
+    """A recurring schedule's declaration is invalid (cron text, time zone, cron and interval, interval, options);
+    nothing was stored. Fix the declaration the message names."""
+
+    def __init__(self, reason: str, name: str | None = None) -> None:
+        self.reason = reason
+        self.name = name
+        super().__init__(reason, name)
+
+    def __str__(self) -> str:
+        return f"recurring schedule {self.name!r}: {self.reason}" if self.name is not None else self.reason
 
 
 class UndeliverableCommandError(SchedulingError):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from injector import inject
@@ -13,12 +14,14 @@ from injector import inject
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
 
+from . import recurring_ops
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import NotACommandError, PayloadTooLargeError
+from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError
 from .notifications import ScheduledCommandCancelled
 from .options import ScheduleOptions, SchedulerSettings
+from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
 
@@ -150,6 +153,122 @@ class CommandScheduler:
     async def get_attempts(self, command_id: str) -> list[AttemptRecord]:
         """Every attempt at running the command, oldest first."""
         return await self._store.get_attempts(command_id)
+
+    # -- recurring schedules ----------------------------------------------------------------------------------
+
+    async def schedule_recurring(
+        self,
+        name: str,
+        command: Command[Any],
+        *,
+        cron: str | None = None,
+        interval: timedelta | None = None,
+        timezone: str = "UTC",
+        options: ScheduleOptions | None = None,
+        misfire_policy: MisfirePolicy = "skip",
+    ) -> RecurringSchedule:
+        """Declare (or update) the recurring schedule ``name``: run ``command`` at every occurrence of ``cron``
+        (read in ``timezone``) or every ``interval``.
+
+        Declaring an unchanged schedule again changes nothing, so an application may declare its schedules at
+        every start-up, from every process. A changed one gets a new generation: its pending occurrences are
+        cancelled and the first occurrence of the new definition is created. A paused schedule stays paused.
+
+        Args:
+            name: the schedule's unique name.
+            command: the command each occurrence runs.
+            cron: 5 fields, or 6 with seconds first; ranges, lists, steps, names and ``@daily``-style aliases.
+            interval: a positive ``timedelta``, counted from the first declaration, in UTC. Not with ``cron``.
+            timezone: the IANA time zone ``cron`` is read in.
+            options: per-occurrence options (priority, max_retries, expires_after, timeout, correlation_id,
+                metadata); not ``scheduled_for``, ``delay`` or ``idempotency_key``.
+            misfire_policy: ``skip`` (default), ``run_once`` or ``run_all``: see docs/recurring.md.
+
+        Returns:
+            The stored schedule, with ``next_run_at``.
+
+        Raises:
+            InvalidScheduleError: a bad cron expression or time zone, both or neither of ``cron`` and ``interval``,
+                a non-positive interval, or options that do not apply. Nothing is stored.
+            HandlerNotFoundError: no handler is registered for the command's type.
+            PayloadTooLargeError: the command serializes to more than ``max_payload_bytes``.
+
+        .. versionadded:: 0.2
+        """
+        options = options or _DEFAULT_OPTIONS
+        normalized = check_definition(name, cron=cron, interval=interval, timezone=timezone, options=options)
+        if misfire_policy not in ("skip", "run_once", "run_all"):
+            raise InvalidScheduleError(
+                f"misfire_policy must be skip, run_once or run_all, not {misfire_policy!r}", name
+            )
+        now = self._clock.now()
+        template = self._entry_for(command, ScheduleOptions(), now)  # the handler and payload checks of schedule()
+        schedule = RecurringSchedule(
+            name=name,
+            command_type=template.command_type,
+            payload=template.payload,
+            cron=normalized,
+            interval=interval,
+            timezone=timezone,
+            options=options,
+            misfire_policy=misfire_policy,
+            created_at=now,
+            updated_at=now,
+        )
+        stored, cancelled = await recurring_ops.declare(
+            self._store, schedule, now, default_max_retries=self._settings.max_retries
+        )
+        await self._announce_cancelled(cancelled)
+        logger.info(
+            "declared recurring schedule %s (generation %d), next at %s",
+            stored.name,
+            stored.generation,
+            stored.next_run_at.isoformat() if stored.next_run_at else "-",
+            extra={"action": "schedule_recurring", "command_type": stored.command_type},
+        )
+        return stored
+
+    async def unschedule_recurring(self, name: str) -> bool:
+        """Delete the schedule and cancel its pending occurrences; True if it existed.
+
+        .. versionadded:: 0.2
+        """
+        existed, cancelled = await recurring_ops.remove(self._store, name, self._clock.now())
+        await self._announce_cancelled(cancelled)
+        return existed
+
+    async def pause_recurring(self, name: str) -> RecurringSchedule | None:
+        """Stop creating occurrences and cancel the pending one; the paused schedule, or None if unknown.
+
+        .. versionadded:: 0.2
+        """
+        paused, cancelled = await recurring_ops.pause(self._store, name, self._clock.now())
+        await self._announce_cancelled(cancelled)
+        return paused
+
+    async def resume_recurring(self, name: str) -> RecurringSchedule | None:
+        """Resume a paused schedule at its next future occurrence; the schedule, or None if unknown.
+
+        .. versionadded:: 0.2
+        """
+        return await recurring_ops.resume(
+            self._store, name, self._clock.now(), default_max_retries=self._settings.max_retries
+        )
+
+    async def get_recurring(self, name: str) -> RecurringSchedule | None:
+        """The schedule of that name, or None.
+
+        .. versionadded:: 0.2
+        """
+        stored = await self._store.get_schedule(name)
+        return RecurringSchedule.from_stored(stored) if stored is not None else None
+
+    async def list_recurring(self) -> list[RecurringSchedule]:
+        """Every recurring schedule, by name.
+
+        .. versionadded:: 0.2
+        """
+        return [RecurringSchedule.from_stored(s) for s in await self._store.list_schedules()]
 
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         for entry in entries:

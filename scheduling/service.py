@@ -26,6 +26,7 @@ from mediator import Mediator
 from stores.base import ReclaimedEntry, ScheduledCommandStore
 from stores.errors import StoreUnavailableError
 
+from . import recurring_ops
 from .clock import Clock
 from .codec import CommandCodec
 from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
@@ -355,6 +356,8 @@ class ScheduledCommandService:
 
     async def _execute(self, entry: ScheduledCommandEntry) -> None:
         started = self._clock.now()
+        if entry.recurring_name is not None:  # before the expiry check: a skipped occurrence still advances
+            await self._advance_recurring(entry, started)
         if entry.expires_at is not None and entry.attempt_count == 0 and started >= entry.expires_at:
             await self._expire(entry, started)
             return
@@ -393,6 +396,20 @@ class ScheduledCommandService:
             await self._record_failure(entry, started, failure, "failed", permanent=True)
             return
         await self._complete(entry, started, result_payload)
+
+    async def _advance_recurring(self, entry: ScheduledCommandEntry, now: datetime) -> None:
+        """Create the next occurrence of the entry's schedule (idempotent; a failure is logged, never fatal: the
+        application's next declaration of the schedule recreates it)."""
+        try:
+            await self._store_call(
+                recurring_ops.advance, self._store, entry, now, default_max_retries=self._settings.max_retries
+            )
+        except Exception:
+            logger.exception(
+                "could not create the next occurrence of recurring schedule %s",
+                entry.recurring_name,
+                extra=_extra("recurring_failed", entry),
+            )
 
     async def _complete(self, entry: ScheduledCommandEntry, started: datetime, result_payload: str | None) -> None:
         finished = self._clock.now()

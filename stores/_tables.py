@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -19,6 +19,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttemptRow",
     "EntryRow",
+    "ScheduleRow",
     "SchemaVersionRow",
     "UtcDateTime",
     "metadata",
@@ -99,6 +100,9 @@ class EntryRow(_StoreModel, table=True):
     lease_owner: str | None = Field(default=None, sa_type=String(256))
     lease_token: str | None = Field(default=None, sa_type=String(64))
     lease_expires_at: datetime | None = _when(default=None)
+    #: The recurring schedule this entry is an occurrence of, and the occurrence's nominal time.
+    recurring_name: str | None = Field(default=None, sa_type=String(200))
+    occurrence_at: datetime | None = _when(default=None)
 
     __table_args__ = (
         # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).
@@ -132,6 +136,13 @@ class EntryRow(_StoreModel, table=True):
             postgresql_where=text("correlation_id IS NOT NULL"),
             sqlite_where=text("correlation_id IS NOT NULL"),
         ),
+        # "The pending occurrences of a schedule" (pause, update, remove).
+        Index(
+            "ix_scheduled_commands_recurring",
+            "recurring_name",
+            postgresql_where=text("status = 'PENDING' AND recurring_name IS NOT NULL"),
+            sqlite_where=text("status = 'PENDING' AND recurring_name IS NOT NULL"),
+        ),
     )
 
 
@@ -148,6 +159,28 @@ class AttemptRow(_StoreModel, table=True):
     finished_at: datetime = _when(nullable=False)
     outcome: str = Field(sa_type=String(16), nullable=False)
     error: str | None = Field(default=None, sa_type=Text)
+
+
+class ScheduleRow(_StoreModel, table=True):
+    """One recurring schedule (its occurrences are ordinary rows of ``scheduled_commands``)."""
+
+    __tablename__ = "recurring_schedules"
+
+    name: str = Field(sa_type=String(200), primary_key=True)
+    command_type: str = Field(sa_type=String(512), nullable=False)
+    payload: str = Field(sa_type=Text, nullable=False)
+    cron: str | None = Field(default=None, sa_type=String(256))
+    #: The interval in microseconds (exact), for interval schedules.
+    interval_us: int | None = Field(default=None, sa_type=BigInteger)
+    timezone: str = Field(sa_type=String(64), nullable=False)
+    options_json: str = Field(sa_type=Text, nullable=False)
+    misfire_policy: str = Field(sa_type=String(16), nullable=False)
+    paused: bool = Field(default=False, sa_type=Boolean, nullable=False)
+    generation: int = Field(default=1, nullable=False)
+    next_run_at: datetime | None = _when(default=None)
+    last_run_at: datetime | None = _when(default=None)
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
 
 
 class SchemaVersionRow(_StoreModel, table=True):

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Self
 
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError
+from .schedules import StoredSchedule
 
 __all__ = ["ReclaimedEntry", "ScheduledCommandStore", "WakeupListener"]
 
@@ -215,6 +216,50 @@ class ScheduledCommandStore(ABC):
         PENDING and PROCESSING are never purged, whatever ``statuses`` says. At most ``limit`` entries when given
         (call again until it returns less, to show progress). Returns how many were deleted.
         """
+
+    # -- recurring schedules ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
+        """Insert the schedule, or update the stored one of that name, atomically; return what is stored.
+
+        An unknown name is stored as given. When the stored definition (``StoredSchedule.definition()``) equals
+        the given one, nothing changes and the stored schedule is returned (same generation). Otherwise the
+        definition and ``updated_at`` are replaced and the generation becomes the stored one plus 1; ``paused``,
+        ``created_at`` and the bookkeeping times are kept.
+        """
+
+    @abstractmethod
+    async def get_schedule(self, name: str) -> StoredSchedule | None:
+        """The schedule of that name, or ``None``."""
+
+    @abstractmethod
+    async def list_schedules(self) -> list[StoredSchedule]:
+        """Every schedule, by name."""
+
+    @abstractmethod
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete the schedule (not its occurrences); True if it existed."""
+
+    @abstractmethod
+    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
+        """Set ``paused``, bump the generation and ``updated_at = now`` atomically (pausing also clears
+        ``next_run_at``); the updated schedule, or ``None`` if there is none of that name."""
+
+    @abstractmethod
+    async def record_schedule_run(
+        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
+    ) -> bool:
+        """Bookkeeping: set ``next_run_at`` (and ``last_run_at`` when given) if the schedule is still at
+        ``generation``; False (nothing changed) otherwise."""
+
+    @abstractmethod
+    async def cancel_occurrences(
+        self, name: str, *, now: datetime, keep_generation: int | None = None
+    ) -> list[ScheduledCommandEntry]:
+        """Cancel the PENDING occurrences of schedule ``name`` atomically (``completed_at = now``), except those of
+        ``keep_generation`` when given (their idempotency key starts ``recurring:{name}:{keep_generation}:``).
+        Returns the cancelled entries."""
 
     # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
 

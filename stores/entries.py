@@ -86,6 +86,10 @@ class ScheduledCommandEntry(BaseModel):
     #: Fencing token of the current claim; a worker whose token no longer matches cannot change the entry.
     lease_token: str | None = None
     lease_expires_at: AwareDatetime | None = None
+    #: The recurring schedule this entry is an occurrence of (``schedule_recurring``), or ``None``.
+    recurring_name: str | None = None
+    #: The occurrence's nominal time (``scheduled_for`` moves on retries; this does not).
+    occurrence_at: AwareDatetime | None = None
 
     @property
     def attempts_allowed(self) -> int:

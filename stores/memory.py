@@ -18,6 +18,7 @@ from typing import Any
 
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .schedules import StoredSchedule, occurrence_key_prefix
 
 __all__ = ["MemoryStore"]
 
@@ -43,6 +44,8 @@ class MemoryStore(ScheduledCommandStore):
         self._ready: list[tuple[int, datetime, int, int, str]] = []  # (-priority, due, order, version, id)
         self._idempotency: dict[str, str] = {}
         self._by_correlation: dict[str, set[str]] = {}
+        self._by_recurring: dict[str, set[str]] = {}
+        self._schedules: dict[str, StoredSchedule] = {}
         self._processing: set[str] = set()
         self._attempts: dict[str, list[AttemptRecord]] = {}
         self._counts: dict[ScheduledCommandStatus, int] = dict.fromkeys(ScheduledCommandStatus, 0)
@@ -125,6 +128,8 @@ class MemoryStore(ScheduledCommandStore):
                 self._idempotency[entry.idempotency_key] = entry.id
             if entry.correlation_id is not None:
                 self._by_correlation.setdefault(entry.correlation_id, set()).add(entry.id)
+            if entry.recurring_name is not None:
+                self._by_recurring.setdefault(entry.recurring_name, set()).add(entry.id)
             if earliest is None or entry.scheduled_for < earliest:
                 earliest = entry.scheduled_for
         if earliest is not None:
@@ -298,6 +303,72 @@ class MemoryStore(ScheduledCommandStore):
             reclaimed.append(ReclaimedEntry(taken, entry.lease_owner, entry.lease_expires_at))
         return reclaimed
 
+    # -- recurring schedules ----------------------------------------------------------------------------------
+
+    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
+        stored = self._schedules.get(schedule.name)
+        if stored is None:
+            self._schedules[schedule.name] = schedule
+            return schedule
+        if stored.definition() == schedule.definition():
+            return stored
+        updated = schedule.model_copy(
+            update={
+                "generation": stored.generation + 1,
+                "paused": stored.paused,
+                "created_at": stored.created_at,
+                "next_run_at": stored.next_run_at,
+                "last_run_at": stored.last_run_at,
+            }
+        )
+        self._schedules[schedule.name] = updated
+        return updated
+
+    async def get_schedule(self, name: str) -> StoredSchedule | None:
+        return self._schedules.get(name)
+
+    async def list_schedules(self) -> list[StoredSchedule]:
+        return [self._schedules[name] for name in sorted(self._schedules)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        return self._schedules.pop(name, None) is not None
+
+    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
+        stored = self._schedules.get(name)
+        if stored is None:
+            return None
+        changes: dict[str, Any] = {"paused": paused, "generation": stored.generation + 1, "updated_at": now}
+        if paused:
+            changes["next_run_at"] = None
+        updated = self._schedules[name] = stored.model_copy(update=changes)
+        return updated
+
+    async def record_schedule_run(
+        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
+    ) -> bool:
+        stored = self._schedules.get(name)
+        if stored is None or stored.generation != generation:
+            return False
+        changes: dict[str, Any] = {"next_run_at": next_run_at}
+        if last_run_at is not None:
+            changes["last_run_at"] = last_run_at
+        self._schedules[name] = stored.model_copy(update=changes)
+        return True
+
+    async def cancel_occurrences(
+        self, name: str, *, now: datetime, keep_generation: int | None = None
+    ) -> list[ScheduledCommandEntry]:
+        keep = occurrence_key_prefix(name, keep_generation) if keep_generation is not None else None
+        cancelled: list[ScheduledCommandEntry] = []
+        for entry_id in sorted(self._by_recurring.get(name, ()), key=self._order.__getitem__):
+            key = self._entries[entry_id].idempotency_key
+            if keep is not None and key is not None and key.startswith(keep):
+                continue
+            entry = await self.cancel(entry_id, now=now)
+            if entry is not None:
+                cancelled.append(entry)
+        return cancelled
+
     # -- reading and housekeeping -----------------------------------------------------------------------------
 
     async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
@@ -368,4 +439,8 @@ class MemoryStore(ScheduledCommandStore):
                 self._by_correlation[entry.correlation_id].discard(entry.id)
                 if not self._by_correlation[entry.correlation_id]:
                     del self._by_correlation[entry.correlation_id]
+            if entry.recurring_name is not None:
+                self._by_recurring[entry.recurring_name].discard(entry.id)
+                if not self._by_recurring[entry.recurring_name]:
+                    del self._by_recurring[entry.recurring_name]
         return len(doomed)

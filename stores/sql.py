@@ -45,10 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TextualSelect
 
+from . import _schedules_sql
 from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SchemaVersionError, SessionNotSupportedError, StoreError, StoreUnavailableError
+from .schedules import StoredSchedule
 
 __all__ = ["SqlStore", "mask_url", "to_async_url"]
 
@@ -780,6 +782,43 @@ class SqlStore(ScheduledCommandStore):
             self._notify_wakeup(now)
         return ids
 
+    # -- recurring schedules (SQL in stores/_schedules_sql.py) ----------------------------------------------------
+
+    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
+        async with self._write() as conn:
+            return await _schedules_sql.upsert_schedule(conn, schedule, postgresql=self.is_postgresql)
+
+    async def get_schedule(self, name: str) -> StoredSchedule | None:
+        async with self._read() as conn:
+            return await _schedules_sql.get_schedule(conn, name)
+
+    async def list_schedules(self) -> list[StoredSchedule]:
+        async with self._read() as conn:
+            return await _schedules_sql.list_schedules(conn)
+
+    async def delete_schedule(self, name: str) -> bool:
+        async with self._write() as conn:
+            return await _schedules_sql.delete_schedule(conn, name)
+
+    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
+        async with self._write() as conn:
+            return await _schedules_sql.set_schedule_paused(conn, name, paused, now=now)
+
+    async def record_schedule_run(
+        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
+    ) -> bool:
+        async with self._write() as conn:
+            return await _schedules_sql.record_schedule_run(
+                conn, name, generation, last_run_at=last_run_at, next_run_at=next_run_at
+            )
+
+    async def cancel_occurrences(
+        self, name: str, *, now: datetime, keep_generation: int | None = None
+    ) -> list[ScheduledCommandEntry]:
+        async with self._write() as conn:
+            rows = await _schedules_sql.cancel_occurrences(conn, name, now=now, keep_generation=keep_generation)
+        return [_row_to_entry(row) for row in rows]
+
     # -- wake-ups across processes ----------------------------------------------------------------------------
 
     async def _listen_postgresql(self) -> None:
@@ -980,7 +1019,7 @@ async def _next_due_at(conn: AsyncConnection) -> datetime | None:
 
 
 def _create_tables(connection: Connection) -> None:
-    for table in (ENTRIES, ATTEMPTS, SCHEMA):
+    for table in (ENTRIES, ATTEMPTS, _schedules_sql.SCHEDULES, SCHEMA):
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # an index added later is created on databases that predate it
             index.create(connection, checkfirst=True)
@@ -1031,6 +1070,8 @@ def _entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
         "lease_owner": None,
         "lease_token": None,
         "lease_expires_at": None,
+        "recurring_name": entry.recurring_name,
+        "occurrence_at": entry.occurrence_at,
     }
 
 

@@ -16,6 +16,9 @@ def _truncate(url: str) -> None:
         exists = conn.execute("SELECT to_regclass('scheduled_commands') IS NOT NULL").fetchone()
         if exists and exists[0]:
             conn.execute("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY")
+        exists = conn.execute("SELECT to_regclass('recurring_schedules') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            conn.execute("TRUNCATE recurring_schedules")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

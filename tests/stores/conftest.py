@@ -34,7 +34,9 @@ class _EmptiedSqlStore(SqlStore):
     async def open(self) -> None:
         await super().open()
         async with self.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY"))
+            await conn.execute(
+                text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")
+            )
 
 
 #: Every store the contract suite runs against, by test id. ``postgresql`` gets its URL from the run's database.

@@ -1,0 +1,147 @@
+"""The SQL of recurring schedules, one named function per query; ``SqlStore`` calls them in its transactions.
+
+The upsert is a locked read-modify-write in one transaction: ``INSERT ... ON CONFLICT (name) DO NOTHING`` (a
+concurrent declaration of a new name waits for the first one to commit, then does nothing), then the row is read
+``FOR UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the write lock) and updated only when the
+definition differs, so any number of processes declaring one schedule at once store it once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ._tables import EntryRow, ScheduleRow
+from .entries import ScheduledCommandStatus
+from .schedules import StoredSchedule, occurrence_key_prefix
+
+__all__ = [
+    "SCHEDULES",
+    "cancel_occurrences",
+    "delete_schedule",
+    "get_schedule",
+    "list_schedules",
+    "record_schedule_run",
+    "set_schedule_paused",
+    "upsert_schedule",
+]
+
+SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
+ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
+
+_DEFINITION_COLUMNS = ("command_type", "payload", "cron", "interval_us", "timezone", "options_json", "misfire_policy")
+
+
+def _to_row(schedule: StoredSchedule) -> dict[str, Any]:
+    values = schedule.model_dump(exclude={"interval"})
+    values["interval_us"] = schedule.interval // timedelta(microseconds=1) if schedule.interval is not None else None
+    return values
+
+
+def _from_row(row: Row[Any]) -> StoredSchedule:
+    values = row._asdict()
+    interval_us = values.pop("interval_us")
+    values["interval"] = timedelta(microseconds=interval_us) if interval_us is not None else None
+    return StoredSchedule.model_validate(values)
+
+
+async def upsert_schedule(conn: AsyncConnection, schedule: StoredSchedule, *, postgresql: bool) -> StoredSchedule:
+    if postgresql:
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    inserted = (
+        await conn.execute(
+            insert(SCHEDULES)
+            .values(_to_row(schedule))
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(SCHEDULES.c.name)
+        )
+    ).first()
+    if inserted is not None:
+        return schedule
+    query = select(SCHEDULES).where(SCHEDULES.c.name == schedule.name)
+    if postgresql:
+        query = query.with_for_update()
+    stored = _from_row((await conn.execute(query)).one())
+    if stored.definition() == schedule.definition():
+        return stored
+    row = _to_row(schedule)
+    changes = {column: row[column] for column in _DEFINITION_COLUMNS}
+    await conn.execute(
+        update(SCHEDULES)
+        .where(SCHEDULES.c.name == schedule.name)
+        .values(**changes, generation=stored.generation + 1, updated_at=schedule.updated_at)
+    )
+    return stored.model_copy(
+        update={
+            **{name: getattr(schedule, name) for name in ("command_type", "payload", "cron", "interval")},
+            "timezone": schedule.timezone,
+            "options_json": schedule.options_json,
+            "misfire_policy": schedule.misfire_policy,
+            "generation": stored.generation + 1,
+            "updated_at": schedule.updated_at,
+        }
+    )
+
+
+async def get_schedule(conn: AsyncConnection, name: str) -> StoredSchedule | None:
+    row = (await conn.execute(select(SCHEDULES).where(SCHEDULES.c.name == name))).first()
+    return _from_row(row) if row is not None else None
+
+
+async def list_schedules(conn: AsyncConnection) -> list[StoredSchedule]:
+    rows = (await conn.execute(select(SCHEDULES).order_by(SCHEDULES.c.name))).all()
+    return [_from_row(row) for row in rows]
+
+
+async def delete_schedule(conn: AsyncConnection, name: str) -> bool:
+    result = await conn.execute(delete(SCHEDULES).where(SCHEDULES.c.name == name).returning(SCHEDULES.c.name))
+    return result.first() is not None
+
+
+async def set_schedule_paused(
+    conn: AsyncConnection, name: str, paused: bool, *, now: datetime
+) -> StoredSchedule | None:
+    changes: dict[str, Any] = {"paused": paused, "generation": SCHEDULES.c.generation + 1, "updated_at": now}
+    if paused:
+        changes["next_run_at"] = None
+    row = (
+        await conn.execute(update(SCHEDULES).where(SCHEDULES.c.name == name).values(**changes).returning(*SCHEDULES.c))
+    ).first()
+    return _from_row(row) if row is not None else None
+
+
+async def record_schedule_run(
+    conn: AsyncConnection, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
+) -> bool:
+    changes: dict[str, Any] = {"next_run_at": next_run_at}
+    if last_run_at is not None:
+        changes["last_run_at"] = last_run_at
+    result = await conn.execute(
+        update(SCHEDULES)
+        .where(SCHEDULES.c.name == name, SCHEDULES.c.generation == generation)
+        .values(**changes)
+        .returning(SCHEDULES.c.name)
+    )
+    return result.first() is not None
+
+
+async def cancel_occurrences(
+    conn: AsyncConnection, name: str, *, now: datetime, keep_generation: int | None
+) -> list[Row[Any]]:
+    conditions = [ENTRIES.c.recurring_name == name, ENTRIES.c.status == ScheduledCommandStatus.PENDING.value]
+    if keep_generation is not None:
+        keep = occurrence_key_prefix(name, keep_generation)
+        conditions.append(~ENTRIES.c.idempotency_key.startswith(keep, autoescape=True))
+    result = await conn.execute(
+        update(ENTRIES)
+        .where(*conditions)
+        .values(status=ScheduledCommandStatus.CANCELLED.value, completed_at=now)
+        .returning(*ENTRIES.c)
+    )
+    return sorted(result.all(), key=lambda row: row.seq)
