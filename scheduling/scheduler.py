@@ -111,7 +111,14 @@ class CommandScheduler:
         size = len(payload.encode())
         if size > self._settings.max_payload_bytes:
             raise PayloadTooLargeError(command_type, size, self._settings.max_payload_bytes)
-        due = options.due_at(now)
+        try:
+            due = options.due_at(now)
+            expires_at = due + options.expires_after if options.expires_after is not None else None
+        except OverflowError:
+            raise ValueError(
+                f"the due time or expiry of {command_type} is past the year 9999 "
+                f"(delay={options.delay!r}, expires_after={options.expires_after!r})"
+            ) from None
         return ScheduledCommandEntry(
             id=str(uuid.uuid4()),
             command_type=command_type,
@@ -120,7 +127,7 @@ class CommandScheduler:
             priority=options.priority,
             scheduled_for=due,
             created_at=now,
-            expires_at=due + options.expires_after if options.expires_after is not None else None,
+            expires_at=expires_at,
             max_retries=options.max_retries if options.max_retries is not None else self._settings.max_retries,
             correlation_id=options.correlation_id,
             metadata=options.metadata,

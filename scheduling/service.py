@@ -84,6 +84,9 @@ class ScheduledCommandService:
         self._worker_id = settings.worker_id
         self._running: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, str] = {}
+        self._cancelled_here: set[str] = set()  # attempts this service cancelled (released, not failed)
+        self._last_claim_full = False
+        self._waiting_for_capacity = False
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_wake_at: datetime | None = None
@@ -161,6 +164,7 @@ class ScheduledCommandService:
         if self.is_running:
             raise RuntimeError("the service is already running")
         if not self._settings.enabled:
+            logger.info("scheduled command service is disabled (enabled=False)", extra={"action": "disabled"})
             return
         self._stopping = False
         self._main = asyncio.current_task()
@@ -172,6 +176,7 @@ class ScheduledCommandService:
     async def _run(self) -> None:
         await self._store.open()
         self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()  # bound to this loop: a service may be run again under another one
         self._store.add_wakeup_listener(self._on_wakeup)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduled-commands-heartbeat")
         logger.info(
@@ -233,7 +238,7 @@ class ScheduledCommandService:
                 await self._guarded(self._recover)
             self._wake.clear()
             try:
-                claimed = await self._claim()
+                await self._claim()
             except Exception:
                 failures += 1
                 delay = _store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
@@ -251,12 +256,16 @@ class ScheduledCommandService:
             if self._stopping:
                 break
             free = self._settings.max_concurrency - len(self._running)
-            if claimed and free > 0:
-                await asyncio.sleep(0)  # let the new tasks start, then look for more
+            if self._last_claim_full and free > 0:
+                await asyncio.sleep(0)  # a full batch: more may be due; let the new tasks start, then claim again
                 continue
             if free <= 0:
                 self._next_wake_at = None
-                await self._sleep(now + self._settings.polling_interval)
+                self._waiting_for_capacity = True
+                try:
+                    await self._sleep(now + self._settings.polling_interval)
+                finally:
+                    self._waiting_for_capacity = False
                 continue
             await self._sleep(await self._next_wake_deadline())
 
@@ -307,14 +316,17 @@ class ScheduledCommandService:
 
     async def _claim(self) -> list[ScheduledCommandEntry]:
         free = self._settings.max_concurrency - len(self._running)
+        self._last_claim_full = False
         if free <= 0:
             return []
+        limit = min(self._settings.batch_size, free)
         claimed = await self._store.claim_due(
             now=self._clock.now(),
-            limit=min(self._settings.batch_size, free),
+            limit=limit,
             worker_id=self._worker_id,
             lease_duration=self._settings.lease_duration,
         )
+        self._last_claim_full = len(claimed) == limit
         for entry in claimed:
             self._spawn(entry, self._execute(entry))
         return claimed
@@ -343,7 +355,11 @@ class ScheduledCommandService:
     def _finished(self, entry_id: str) -> None:
         self._running.pop(entry_id, None)
         self._leases.pop(entry_id, None)
-        if self._settings.max_concurrency - len(self._running) >= self._refill_at or not self._running:
+        self._cancelled_here.discard(entry_id)
+        # Only a loop waiting for free slots needs waking; otherwise it sleeps until the next due time.
+        if self._waiting_for_capacity and (
+            self._settings.max_concurrency - len(self._running) >= self._refill_at or not self._running
+        ):
             self._wake.set()
 
     async def _guarded(self, step: Callable[[], Awaitable[Any]]) -> None:
@@ -371,20 +387,26 @@ class ScheduledCommandService:
             logger.debug("running %s %s", entry.command_type, entry.id, extra=_extra("run", entry))
         try:
             if entry.timeout_seconds is not None:
+                deadline = asyncio.timeout(entry.timeout_seconds)
                 try:
-                    async with asyncio.timeout(entry.timeout_seconds):
+                    async with deadline:
                         result = await self._mediator.send(command)
                 except TimeoutError as exc:
+                    if not deadline.expired():  # the handler's own TimeoutError (a partner's): an ordinary failure
+                        raise
                     outcome = "timed_out"
                     raise TimeoutError(f"attempt exceeded its timeout of {entry.timeout_seconds:g}s") from exc
             else:
                 result = await self._mediator.send(command)
         except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if entry.id in self._cancelled_here:  # stopping, or the lease was lost: give the entry back
                 await self._release(entry)
                 raise
-            await self._record_failure(entry, started, exc, "failed")  # the handler cancelled itself
+            task = asyncio.current_task()
+            if task is not None:  # the handler cancelled itself: that is its failure, not a request to us
+                while task.cancelling():
+                    task.uncancel()
+            await self._record_failure(entry, started, exc, "failed")
             return
         except BaseException as exc:  # noqa: BLE001 - one command must never bring the worker down
             await self._record_failure(entry, started, exc, outcome)
@@ -554,7 +576,7 @@ class ScheduledCommandService:
                     entry_id,
                     extra={"action": "lease_lost", "command_id": entry_id, "worker_id": self._worker_id},
                 )
-                task.cancel()
+                self._cancel(entry_id)
 
     async def _recover(self) -> int:
         """Take over entries whose worker died; each counts a lost (failed) attempt."""
@@ -583,9 +605,16 @@ class ScheduledCommandService:
 
     # -- shutdown ---------------------------------------------------------------------------------------------
 
-    def _cancel_running(self) -> None:
-        for task in tuple(self._running.values()):
+    def _cancel(self, entry_id: str) -> None:
+        """Cancel a running attempt on the service's behalf (stop, lost lease): it is released, not failed."""
+        task = self._running.get(entry_id)
+        if task is not None and not task.done():
+            self._cancelled_here.add(entry_id)
             task.cancel()
+
+    def _cancel_running(self) -> None:
+        for entry_id in tuple(self._running):
+            self._cancel(entry_id)
 
     async def _drain(self, *, graceful: bool) -> None:
         tasks = tuple(self._running.values())
@@ -596,8 +625,9 @@ class ScheduledCommandService:
         if grace > 0:
             logger.info("waiting up to %gs for %d running command(s)", grace, len(tasks), extra={"action": "drain"})
             _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
+        for entry_id, task in tuple(self._running.items()):
+            if task in pending:
+                self._cancel(entry_id)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- store calls ------------------------------------------------------------------------------------------
@@ -645,13 +675,26 @@ def _extra(action: str, entry: ScheduledCommandEntry) -> dict[str, Any]:
 
 
 def _error_message(exc: BaseException) -> str:
-    text = str(exc)
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still a failure to record
+        text = "<the exception could not be converted to text>"
+    message = _storable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
     return message if len(message) <= _MAX_ERROR_MESSAGE else message[: _MAX_ERROR_MESSAGE - 1] + "…"
 
 
+def _storable(text: str) -> str:
+    """Text every store can hold: NUL escaped (PostgreSQL refuses it), lone surrogates escaped (not encodable)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error_text(exc: BaseException, message: str) -> str:
-    trace = "".join(traceback.format_exception(exc))
+    try:
+        trace = _storable("".join(traceback.format_exception(exc)))
+    except Exception:  # noqa: BLE001 - a frame whose repr fails must not lose the failure
+        trace = "<the traceback could not be formatted>"
     if len(trace) > _MAX_TRACEBACK:
         trace = "…" + trace[-_MAX_TRACEBACK:]
     return f"{message}\n\n{trace}"

@@ -75,6 +75,9 @@ _CLAIM_WINDOW_FACTOR = 4
 
 _PURGE_CHUNK = 5_000
 
+#: Rows per multi-row INSERT (about 25 parameters each: well under SQLite's and PostgreSQL's parameter limits).
+_INSERT_CHUNK = 1_000
+
 # The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
 # down with one index probe each (a loose index scan); for each, ``candidates`` takes the earliest due entries by an
 # index range scan; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE
@@ -110,6 +113,32 @@ FROM locked
 WHERE t.seq = locked.seq
 RETURNING t.*
 """
+
+
+# SQLite's claim and next-due reads, with the index named: without ANALYZE statistics its planner picks the
+# (status, ...) indexes for "status = 'PENDING'", which read every pending row.
+_SQLITE_TOP_PRIORITY_DUE = text(
+    "SELECT seq, priority FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
+    " WHERE status = 'PENDING' AND scheduled_for <= :now AND priority = ("
+    "  SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due WHERE status = 'PENDING')"
+    " ORDER BY scheduled_for, seq LIMIT :limit"
+).bindparams(bindparam("now", type_=UtcDateTime))
+_SQLITE_DUE_AT_PRIORITY = text(
+    "SELECT seq, priority FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
+    " WHERE status = 'PENDING' AND priority = :priority AND scheduled_for <= :now"
+    " ORDER BY scheduled_for, seq LIMIT :limit"
+).bindparams(bindparam("now", type_=UtcDateTime))
+_SQLITE_MAX_PRIORITY = text(
+    "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due WHERE status = 'PENDING'"
+)
+_SQLITE_MAX_PRIORITY_BELOW = text(
+    "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
+    " WHERE status = 'PENDING' AND priority < :below"
+)
+_SQLITE_NEXT_DUE = text(
+    "SELECT min(scheduled_for) FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING'"
+)
 
 
 def to_async_url(url: str) -> URL:
@@ -182,6 +211,8 @@ class SqlStore(ScheduledCommandStore):
         self._opened = False
         self._open_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._reader: AsyncEngine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = asyncio.Event()
         self._finisher = _GroupCommit(self._finish_batch)
 
@@ -206,7 +237,27 @@ class SqlStore(ScheduledCommandStore):
             raise StoreError(f"{self.description} is not open; use 'async with store:' or await store.open()")
         return self._engine
 
+    def _loop_changed(self) -> bool:
+        """Whether this store is used under another event loop than before (``asyncio.run`` twice, one loop per
+        test): its locks, tasks and pooled connections belonged to the old loop, so it starts afresh."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return False
+        if self._loop is not None:
+            self._opened = False
+            self._watcher = None
+            self._reader = None
+            if self._owns_engine:
+                self._engine = None  # the old loop's connections cannot be closed from this one; dropped
+        self._loop = loop
+        self._write_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
+        self._closing = asyncio.Event()
+        self._finisher = _GroupCommit(self._finish_batch)
+        return True
+
     async def open(self) -> None:
+        self._loop_changed()
         async with self._open_lock:
             if self._opened:
                 return
@@ -230,6 +281,8 @@ class SqlStore(ScheduledCommandStore):
             self._opened = True
 
     async def close(self) -> None:
+        if self._loop_changed():
+            return  # opened under a loop that is gone: nothing of it can be closed from here
         async with self._open_lock:
             if self._watcher is not None:
                 # The SQLite watcher stops by itself (a cancelled aiosqlite call could outlive the loop);
@@ -243,6 +296,9 @@ class SqlStore(ScheduledCommandStore):
             self._opened = False
 
     async def _dispose(self) -> None:
+        if self._reader is not None:
+            await self._reader.dispose()
+            self._reader = None
         if self._engine is not None and self._owns_engine:
             await self._engine.dispose()
             self._engine = None
@@ -263,6 +319,8 @@ class SqlStore(ScheduledCommandStore):
             return create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
         _make_sqlite_safe(engine)
+        self._reader = create_async_engine(self._url, connect_args={"timeout": 30})
+        event.listen(self._reader.sync_engine, "connect", _prepare_sqlite_reader)
         return engine
 
     async def _ensure_schema(self) -> None:
@@ -295,6 +353,8 @@ class SqlStore(ScheduledCommandStore):
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one at a time per process)."""
+        if self._loop is not asyncio.get_running_loop() and self._opened:
+            await self.open()
         engine = self.engine
         lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
         async with lock:
@@ -304,14 +364,16 @@ class SqlStore(ScheduledCommandStore):
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """A read: PostgreSQL reads run concurrently; SQLite ones share the write path (WAL readers need no lock,
-        but aiosqlite's pool is small and a read in the middle of a claim would wait for it anyway)."""
-        if not self.is_postgresql:
+        """A read. Reads run concurrently with writes: on SQLite through a second engine whose connections never
+        take the write lock (WAL readers see the last commit); through the write path for an engine passed in."""
+        if self._loop is not asyncio.get_running_loop() and self._opened:
+            await self.open()
+        if not self.is_postgresql and self._reader is None:
             async with self._write() as conn:
                 yield conn
             return
         with self._unavailable_as_store_error():
-            async with self.engine.connect() as conn:
+            async with (self._reader or self.engine).connect() as conn:
                 yield conn
 
     # -- scheduling -------------------------------------------------------------------------------------------
@@ -370,7 +432,8 @@ class SqlStore(ScheduledCommandStore):
         keyed = [r for r in rows if r["idempotency_key"] is not None]
         plain = [r for r in rows if r["idempotency_key"] is None]
         if plain:
-            await executor.execute(insert(ENTRIES), plain)
+            for start in range(0, len(plain), _INSERT_CHUNK):  # one multi-row INSERT per chunk, not one per row
+                await executor.execute(insert(ENTRIES).values(plain[start : start + _INSERT_CHUNK]))
         holders: dict[str, str] = {}
         if keyed:
             await executor.execute(self._insert_ignoring_held_keys(), keyed)
@@ -478,34 +541,28 @@ class SqlStore(ScheduledCommandStore):
         # The transaction holds SQLite's write lock, so picking then updating is atomic. One index range scan per
         # distinct PENDING priority, highest first, until the batch is full; the first probe finds the highest
         # priority itself, so the common case (one priority with due work) is one SELECT and one UPDATE.
-        top = select(func.max(ENTRIES.c.priority)).where(ENTRIES.c.status == PENDING).scalar_subquery()
+        # INDEXED BY: without statistics SQLite prefers the (status, ...) indexes, which read every pending row.
         seqs: list[int] = []
-        priority: Any = top
-        while len(seqs) < limit:
+        found = (await conn.execute(_SQLITE_TOP_PRIORITY_DUE, {"now": now, "limit": limit})).all()
+        seqs.extend(row.seq for row in found)
+        priority = found[0].priority if found else None
+        if priority is None:
+            priority = (await conn.execute(_SQLITE_MAX_PRIORITY)).scalar_one_or_none()
+            if priority is not None and not found:
+                found = (
+                    await conn.execute(_SQLITE_DUE_AT_PRIORITY, {"priority": priority, "now": now, "limit": limit})
+                ).all()
+                seqs.extend(row.seq for row in found)
+        while priority is not None and len(seqs) < limit:
+            priority = (await conn.execute(_SQLITE_MAX_PRIORITY_BELOW, {"below": priority})).scalar_one_or_none()
+            if priority is None:
+                break
             found = (
                 await conn.execute(
-                    select(ENTRIES.c.seq, ENTRIES.c.priority)
-                    .where(ENTRIES.c.status == PENDING, ENTRIES.c.priority == priority, ENTRIES.c.scheduled_for <= now)
-                    .order_by(ENTRIES.c.scheduled_for, ENTRIES.c.seq)
-                    .limit(limit - len(seqs))
+                    _SQLITE_DUE_AT_PRIORITY, {"priority": priority, "now": now, "limit": limit - len(seqs)}
                 )
             ).all()
             seqs.extend(row.seq for row in found)
-            if len(seqs) >= limit:
-                break
-            if priority is top:  # learn which priority that was, to walk down from it
-                priority = found[0].priority if found else (await conn.execute(select(top))).scalar_one_or_none()
-                if priority is None:
-                    break
-            priority = (
-                await conn.execute(
-                    select(func.max(ENTRIES.c.priority)).where(
-                        ENTRIES.c.status == PENDING, ENTRIES.c.priority < priority
-                    )
-                )
-            ).scalar_one_or_none()
-            if priority is None:
-                break
         if not seqs:
             return []
         result = await conn.execute(
@@ -937,18 +994,34 @@ class _GroupCommit:
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:_MAX_FINISH_BATCH], self._queue[_MAX_FINISH_BATCH:]
-            try:
-                results = await self._write([request for request, _ in batch])
-            except BaseException as exc:  # every waiter of the batch gets the error (a retry resubmits)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[tuple[_Finish, asyncio.Future[_Finished | None]]]) -> None:
+        try:
+            results = await self._write([request for request, _ in batch])
+        except StoreUnavailableError as exc:  # the database is away: every waiter retries on its own
+            _fail_all(batch, exc)
+            return
+        except asyncio.CancelledError as exc:
+            _fail_all(batch, exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever it is, it is retried alone or handed to its waiter
+            if len(batch) == 1:
+                _fail_all(batch, exc)
+                return
+            # One bad request (text the driver cannot encode, say) must not sink the others written with it.
+            for item in batch:
+                await self._write_batch([item])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail_all(batch: list[tuple[_Finish, asyncio.Future[_Finished | None]]], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1008,9 +1081,12 @@ def _purgeable(statuses: Collection[ScheduledCommandStatus]) -> list[str]:
 
 
 async def _next_due_at(conn: AsyncConnection) -> datetime | None:
-    value: datetime | str | None = (
-        await conn.execute(select(func.min(ENTRIES.c.scheduled_for)).where(ENTRIES.c.status == PENDING))
-    ).scalar_one_or_none()
+    statement: Any = (
+        _SQLITE_NEXT_DUE
+        if conn.dialect.name == "sqlite"
+        else select(func.min(ENTRIES.c.scheduled_for)).where(ENTRIES.c.status == PENDING)
+    )
+    value: datetime | str | None = (await conn.execute(statement)).scalar_one_or_none()
     if value is None:
         return None
     if isinstance(value, str):  # SQLite's min() loses the column type
@@ -1034,11 +1110,21 @@ def _make_sqlite_safe(engine: AsyncEngine) -> None:
 def _prepare_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not open transactions by itself: _begin_immediate does, taking the write lock at once.
     dbapi_connection.isolation_level = None
+    # A text column holding bytes that are not UTF-8 (written by something else) must not make every claim fail:
+    # keep the bad bytes as escapes, so the entry reaches the codec, fails validation and is dead-lettered.
+    dbapi_connection.driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes, fast commits
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _prepare_sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -1078,9 +1164,27 @@ def _entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
 def _row_to_entry(row: Row[Any]) -> ScheduledCommandEntry:
     values = row._asdict()
     values.pop("seq", None)
-    metadata = values.pop("metadata_json", None)
-    values["metadata"] = json.loads(metadata) if metadata is not None else None
+    values["metadata"] = _decode_metadata(values.pop("metadata_json", None), values.get("id"))
     return ScheduledCommandEntry.model_validate(values)
+
+
+def _decode_metadata(text: str | None, entry_id: object) -> dict[str, str] | None:
+    """Metadata as stored; a row whose metadata was damaged outside the library keeps running without it."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+    except ValueError:
+        pass
+    logger.warning(
+        "entry %s has metadata that is not a JSON object; it is ignored: %.200r",
+        entry_id,
+        text,
+        extra={"action": "bad_metadata", "command_id": entry_id},
+    )
+    return None
 
 
 def _attempt_to_row(entry_id: str, attempt: AttemptRecord) -> dict[str, Any]:

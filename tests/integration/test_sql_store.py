@@ -284,3 +284,23 @@ async def test_a_command_scheduled_by_another_process_wakes_the_worker(sql_url: 
                 while (entry := await worker_store.get(command_id)) is None or entry.status != "COMPLETED":
                     await asyncio.sleep(0.01)
     assert worker.log.records == ["from elsewhere"]
+
+
+def test_one_application_runs_under_two_event_loops_in_turn(sql_url: str) -> None:
+    """The same injector's store and service work under a second asyncio.run (scripts calling asyncio.run twice,
+    a loop per test): locks, tasks and connections are made afresh for the new loop."""
+    store = SqlStore(sql_url)
+    app = make_app(store=store)
+
+    async def schedule_and_run(value: str) -> str:
+        async with store:  # opened and closed within each loop
+            command_id = await app.scheduler.schedule(Record(value=value))
+            async with app.service:
+                async with asyncio.timeout(5):
+                    while (entry := await store.get(command_id)) is None or entry.status != "COMPLETED":
+                        await asyncio.sleep(0.01)
+            return command_id
+
+    ids = [asyncio.run(schedule_and_run("first")), asyncio.run(schedule_and_run("second"))]
+    assert app.log.records == ["first", "second"]
+    assert len(set(ids)) == 2

@@ -63,13 +63,6 @@ async def test_far_future_due_time_waits_until_the_clock_gets_there(any_store: S
         ),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="bug: scheduling/scheduler.py CommandScheduler._entry_for computes options.due_at(now) and "
-    "due + expires_after unguarded: a due time or expiry beyond datetime.max raises a bare OverflowError "
-    "('date value out of range'), not the ValueError with a clear message the contract promises",
-)
 async def test_unrepresentable_due_time_is_refused_with_a_value_error(options: ScheduleOptions) -> None:
     """A due time or expiry past year 9999 cannot be stored: schedule() refuses it with a ValueError."""
     app = make_app(handlers=HANDLERS)

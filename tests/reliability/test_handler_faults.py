@@ -210,12 +210,6 @@ async def test_plain_handler_hanging_in_its_thread_times_out(any_store: Schedule
     await asyncio.sleep(0.35)  # let the thread finish before the loop closes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ScheduledCommandService._execute treats any CancelledError raised while task.cancelling() > 0 as "
-    "its own stop and releases the entry without an attempt, so a handler that cancels its own task is "
-    "released and claimed again forever (run_until_idle never returns)",
-)
 async def test_handler_cancelling_its_own_task_is_a_failed_attempt(any_store: ScheduledCommandStore) -> None:
     """``asyncio.current_task().cancel()`` inside a handler is the handler cancelling itself: a failed attempt."""
     bad, [attempt], good, _ = await run_fault(any_store, Misbehave(how="cancel_own_task"), FAILS_ONCE, bound=1)
@@ -223,11 +217,6 @@ async def test_handler_cancelling_its_own_task_is_a_failed_attempt(any_store: Sc
     assert good.status is S.COMPLETED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ScheduledCommandService._execute maps every TimeoutError raised inside asyncio.timeout() to "
-    "'timed_out' / 'attempt exceeded its timeout', even one the handler raised itself long before its timeout",
-)
 async def test_handlers_own_timeout_error_is_not_reported_as_the_attempt_timeout(
     any_store: ScheduledCommandStore,
 ) -> None:
@@ -238,12 +227,6 @@ async def test_handlers_own_timeout_error_is_not_reported_as_the_attempt_timeout
     assert good.status is S.COMPLETED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: scheduling/service.py _error_message() calls str(exc) unguarded; an exception whose __str__ "
-    "raises escapes _record_failure, so no attempt is recorded and the entry stays PROCESSING until its lease "
-    "expires (then it runs again, and again)",
-)
 async def test_exception_that_cannot_be_printed_is_still_a_failed_attempt(any_store: ScheduledCommandStore) -> None:
     """An exception whose ``str()`` raises: the attempt fails with the exception's type as its message."""
     bad, [attempt], good, _ = await run_fault(any_store, Misbehave(how="unprintable"), FAILS_ONCE)
@@ -251,14 +234,6 @@ async def test_exception_that_cannot_be_printed_is_still_a_failed_attempt(any_st
     assert bad.error_message is not None and bad.error_message.startswith("Unprintable")
     assert attempt.outcome == "failed"
     assert good.status is S.COMPLETED
-
-
-POISONED_BATCH = pytest.mark.xfail(
-    strict=True,
-    reason="bug: stores/sql.py _finish_batch sends error text the driver cannot encode (NUL on PostgreSQL, a lone "
-    "surrogate on SQLite and PostgreSQL); the DataError/UnicodeEncodeError fails the whole group-commit batch, so "
-    "neither this outcome nor the good command's outcome written with it is recorded: both stay PROCESSING",
-)
 
 
 @pytest.mark.parametrize(
@@ -271,9 +246,6 @@ async def test_error_text_with_nul_or_invalid_unicode_is_recorded(
 ) -> None:
     """An exception message holding a NUL or a lone surrogate is recorded (escaped if the store needs it), and
     the command after it completes."""
-    kind = request.node.callspec.params["any_store"]
-    if kind == "postgresql" or (kind == "sqlite" and how == "surrogate_in_message"):
-        request.applymarker(POISONED_BATCH)
     bad, [attempt], good, _ = await run_fault(any_store, Misbehave(how=how), FAILS_ONCE)
     assert bad.status is S.FAILED
     assert bad.error_message is not None and bad.error_message.startswith(prefix)

@@ -148,13 +148,6 @@ async def test_raw_nul_in_a_payload(any_store: ScheduledCommandStore) -> None:
     assert (await app.scheduler.get_status(good)).status is S.COMPLETED  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: stores/sql.py SqlStore reads payload as TEXT; a row whose payload is not valid UTF-8 (written by "
-    "another tool) makes sqlite3 raise OperationalError('Could not decode to UTF-8 column payload') inside "
-    "claim_due (reported as StoreUnavailableError): the claim rolls back, run_until_idle raises, and the "
-    "background service retries the claim forever, so this one row blocks every command due after it",
-)
 async def test_sqlite_row_with_invalid_utf8_does_not_block_the_queue(tmp_path: Any) -> None:
     """A row whose payload bytes are not UTF-8 is dead-lettered; the good command due after it completes."""
     store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
@@ -202,13 +195,6 @@ async def test_postgresql_refuses_invalid_utf8_rows(module_postgres_url: str) ->
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: stores/sql.py _row_to_entry() calls json.loads(metadata_json) unguarded while claim_due reads the "
-    "claimed rows; a row with metadata_json that is not a JSON object raises JSONDecodeError out of claim_due "
-    "(after the UPDATE, so the transaction rolls back): run_until_idle raises, the background service's claim "
-    "fails forever, and this one row blocks every command due after it",
-)
 async def test_row_with_corrupt_metadata_does_not_block_the_queue(
     kind: str, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
