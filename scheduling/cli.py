@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,13 @@ StoreOption = Annotated[
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
 
 
 def store_url(option: str | None) -> str:
@@ -98,6 +106,9 @@ def worker(
         str | None, typer.Option(help="Name in leases and the audit trail (default host:pid:random).")
     ] = None,
     log_format: Annotated[LogFormat, typer.Option(help="Log lines as text or JSON, on stderr.")] = LogFormat.text,
+    log_level: Annotated[
+        LogLevel, typer.Option(help="The least severe log level shown (debug shows every command run).")
+    ] = LogLevel.info,
 ) -> None:
     """Run the scheduled-command worker of an application until SIGINT or SIGTERM.
 
@@ -113,7 +124,7 @@ def worker(
 
     from .worker import AppLoadError, apply_overrides, configure_logging, load_app, run_worker
 
-    configure_logging(log_format.value)
+    configure_logging(log_format.value, getattr(logging, log_level.value.upper()))
     sys.path.insert(0, os.getcwd())
     try:
         injector = load_app(app_spec)
@@ -153,12 +164,26 @@ def _run_with_store(url_option: str | None, work: Callable[[ScheduledCommandStor
         async with store:
             return await work(store)
 
+    url = store_url(url_option)
     try:
+        _refuse_missing_sqlite_file(url)
         code = asyncio.run(run())
     except (ValueError, StoreError) as exc:
         fail(str(exc))
     if code:
         raise typer.Exit(code)
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    """Operator commands read an existing store: a mistyped path must not create an empty one and report it."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not os.path.exists(parsed.database):
+        raise ValueError(
+            f"no store at {parsed.database} (from {url}); check --store or ${STORE_ENV}, "
+            "or run a worker or the demo there first"
+        )
 
 
 def _emit_json(document: Any) -> None:
@@ -265,7 +290,8 @@ def list_entries(
         console = _console()
         console.print(table)
         more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
-        console.print(f"{len(page.entries)} entries from offset {page.offset}{more}")
+        noun = "entry" if len(page.entries) == 1 else "entries"
+        console.print(f"{len(page.entries)} {noun} from offset {page.offset}{more}")
         return 0
 
     _run_with_store(store, work)

@@ -75,8 +75,31 @@ _CLAIM_WINDOW_FACTOR = 4
 
 _PURGE_CHUNK = 5_000
 
-#: Rows per multi-row INSERT (about 25 parameters each: well under SQLite's and PostgreSQL's parameter limits).
-_INSERT_CHUNK = 1_000
+#: The columns a new entry sets (the others start NULL), with their PostgreSQL types, for the bulk insert.
+_PG_BULK_COLUMNS = (
+    ("id", "text"),
+    ("command_type", "text"),
+    ("payload", "text"),
+    ("status", "text"),
+    ("priority", "integer"),
+    ("scheduled_for", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("retry_count", "integer"),
+    ("attempt_count", "integer"),
+    ("max_retries", "integer"),
+    ("correlation_id", "text"),
+    ("metadata_json", "text"),
+    ("idempotency_key", "text"),
+    ("timeout_seconds", "double precision"),
+    ("recurring_name", "text"),
+    ("occurrence_at", "timestamptz"),
+)
+#: Scheduling many on PostgreSQL: one INSERT ... SELECT FROM unnest(arrays), whatever the batch size.
+_PG_BULK_INSERT = text(
+    f"INSERT INTO scheduled_commands ({', '.join(name for name, _ in _PG_BULK_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _PG_BULK_COLUMNS)})"
+)
 
 # The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
 # down with one index probe each (a loose index scan); for each, ``candidates`` takes the earliest due entries by an
@@ -432,8 +455,11 @@ class SqlStore(ScheduledCommandStore):
         keyed = [r for r in rows if r["idempotency_key"] is not None]
         plain = [r for r in rows if r["idempotency_key"] is None]
         if plain:
-            for start in range(0, len(plain), _INSERT_CHUNK):  # one multi-row INSERT per chunk, not one per row
-                await executor.execute(insert(ENTRIES).values(plain[start : start + _INSERT_CHUNK]))
+            if self.is_postgresql:  # one statement of arrays, not one INSERT per row
+                columns = {name: [row[name] for row in plain] for name, _ in _PG_BULK_COLUMNS}
+                await executor.execute(_PG_BULK_INSERT, columns)
+            else:  # sqlite3's executemany is a loop in C over one prepared statement
+                await executor.execute(insert(ENTRIES), plain)
         holders: dict[str, str] = {}
         if keyed:
             await executor.execute(self._insert_ignoring_held_keys(), keyed)

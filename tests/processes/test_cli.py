@@ -189,11 +189,17 @@ def test_bad_input_is_one_clear_line(args: list[str], code: int, fragment: str, 
 
 
 def test_store_defaults_to_the_environment_then_sqlite(tmp_path: Path) -> None:
-    """Without --store, $CQRS_SCHEDULING_STORE is used, then sqlite:///scheduled-commands.db in the directory."""
+    """Without --store, $CQRS_SCHEDULING_STORE is used, then sqlite:///scheduled-commands.db in the directory; an
+    operator command never creates a store that is not there (a mistyped path is an error, not an empty store)."""
+    missing = cli("status", "--json", cwd=tmp_path)
+    assert_one_line_error(missing, 1, "no store at scheduled-commands.db")
+    assert not (tmp_path / "scheduled-commands.db").exists()
+    assert cli("demo", cwd=tmp_path).returncode == 0  # creates the default store
     result = cli("status", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "scheduled-commands.db" in json.loads(result.stdout)["store"]
     other = tmp_path / "other.db"
+    assert cli("demo", "--store", f"sqlite:///{other}", cwd=tmp_path).returncode == 0
     from_env = cli("status", "--json", cwd=tmp_path, env={"CQRS_SCHEDULING_STORE": f"sqlite:///{other}"})
     assert "other.db" in json.loads(from_env.stdout)["store"]
 
