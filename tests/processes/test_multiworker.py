@@ -163,10 +163,16 @@ def test_scheduled_commands_survive_a_restart_on_the_same_sqlite_file(tmp_path: 
 
 
 @pytest.mark.timeout(120)
-def test_sigterm_mid_batch_releases_unfinished_commands_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigterm_mid_batch_releases_unfinished_commands_and_loses_nothing(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """A worker stopped by SIGTERM while commands run gives back what it could not finish; a second worker
     completes everything, and no command is lost or counted as a failed attempt."""
-    store_url = f"sqlite:///{tmp_path / 'scheduled.db'}"
+    if backend == "postgresql":
+        store_url = fresh_postgres_database(request.getfixturevalue("postgres_url"), tmp_path)
+    else:
+        store_url = f"sqlite:///{tmp_path / 'scheduled.db'}"
     asyncio.run(schedule_jobs(store_url, 40, seconds=0.5))
     first_out, second_out = tmp_path / "first.out", tmp_path / "second.out"
     first = start_worker(store_url, first_out, concurrency=10, grace=0.2)
