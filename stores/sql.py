@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
-    String,
     Table,
     and_,
     bindparam,
-    column,
     delete,
     event,
     func,
@@ -43,9 +39,9 @@ from sqlalchemy.engine import URL, Connection, Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import TextualSelect
 
 from . import _schedules_sql
+from ._outcomes_sql import Finish, Finished, GroupCommit, batch_finish_statement
 from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
@@ -237,7 +233,7 @@ class SqlStore(ScheduledCommandStore):
         self._reader: AsyncEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = asyncio.Event()
-        self._finisher = _GroupCommit(self._finish_batch)
+        self._finisher = GroupCommit(self._finish_batch)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -276,7 +272,7 @@ class SqlStore(ScheduledCommandStore):
         self._write_lock = asyncio.Lock()
         self._open_lock = asyncio.Lock()
         self._closing = asyncio.Event()
-        self._finisher = _GroupCommit(self._finish_batch)
+        self._finisher = GroupCommit(self._finish_batch)
         return True
 
     async def open(self) -> None:
@@ -617,18 +613,18 @@ class SqlStore(ScheduledCommandStore):
             )
             return set(result.scalars())
 
-    async def _finish(self, request: _Finish) -> _Finished | None:
+    async def _finish(self, request: Finish) -> Finished | None:
         """End a claim, fenced by its lease token. Requests arriving while a batch is being written are written
         together in the next one (group commit): one UPDATE and one INSERT per batch, not per command."""
         return await self._finisher.submit(request)
 
-    async def _finish_batch(self, requests: list[_Finish]) -> list[_Finished | None]:
+    async def _finish_batch(self, requests: list[Finish]) -> list[Finished | None]:
         """The one fenced transition, for a batch: update the entries still held under their tokens, record their
         attempts, and wake workers for those that became PENDING. Returns, per request, its outcome or None."""
         async with self._write() as conn:
             if self.is_postgresql:
                 await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            statement = _batch_finish_statement(len(requests), postgresql=self.is_postgresql)
+            statement = batch_finish_statement(len(requests), postgresql=self.is_postgresql)
             parameters: dict[str, Any] = {}
             for i, r in enumerate(requests):
                 parameters.update(
@@ -645,7 +641,7 @@ class SqlStore(ScheduledCommandStore):
                     }
                 )
             rows = (await conn.execute(statement, parameters)).all()
-            done = {row.id: _Finished(row.status, row.scheduled_for) for row in rows}
+            done = {row.id: Finished(row.status, row.scheduled_for) for row in rows}
             attempts = [
                 _attempt_to_row(r.entry_id, r.attempt) for r in requests if r.attempt is not None and r.entry_id in done
             ]
@@ -659,7 +655,7 @@ class SqlStore(ScheduledCommandStore):
     async def complete(
         self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
     ) -> bool:
-        request = _Finish(
+        request = Finish(
             entry_id,
             lease_token,
             ScheduledCommandStatus.COMPLETED.value,
@@ -672,13 +668,13 @@ class SqlStore(ScheduledCommandStore):
     async def retry_later(
         self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
     ) -> bool:
-        request = _Finish(
+        request = Finish(
             entry_id, lease_token, PENDING, due=due, retry_increment=1, error_message=error_message, attempt=attempt
         )
         return await self._finish(request) is not None
 
     async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        request = _Finish(
+        request = Finish(
             entry_id,
             lease_token,
             ScheduledCommandStatus.FAILED.value,
@@ -690,11 +686,11 @@ class SqlStore(ScheduledCommandStore):
         return await self._finish(request) is not None
 
     async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        request = _Finish(entry_id, lease_token, ScheduledCommandStatus.EXPIRED.value, completed_at=now)
+        request = Finish(entry_id, lease_token, ScheduledCommandStatus.EXPIRED.value, completed_at=now)
         return await self._finish(request) is not None
 
     async def release(self, entry_id: str, lease_token: str) -> bool:
-        finished = await self._finish(_Finish(entry_id, lease_token, PENDING))
+        finished = await self._finish(Finish(entry_id, lease_token, PENDING))
         if finished is None:
             return False
         self._notify_wakeup(finished.scheduled_for)
@@ -970,124 +966,6 @@ class SqlStore(ScheduledCommandStore):
         finally:
             if connection is not None:
                 await connection.close()
-
-
-# -- ending claims in batches ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Finish:
-    """One fenced end of a claim: the entry's new status and what changes with it."""
-
-    entry_id: str
-    lease_token: str
-    status: str
-    completed_at: datetime | None = None
-    result_payload: str | None = None
-    due: datetime | None = None  #: new scheduled_for (retries); None keeps it
-    retry_increment: int = 0
-    error_message: str | None = None  #: None keeps the previous one
-    attempt: AttemptRecord | None = None
-
-
-class _Finished(NamedTuple):
-    status: str
-    scheduled_for: datetime
-
-
-#: Most requests one batch carries (9 parameters each keeps SQLite far below its parameter limit).
-_MAX_FINISH_BATCH = 200
-
-
-class _GroupCommit:
-    """Writes requests in batches: whatever arrives while one batch is being written goes into the next.
-
-    Idle, a request is written at once (no added latency); under load, one transaction carries many.
-    """
-
-    def __init__(self, write: Callable[[list[_Finish]], Awaitable[list[_Finished | None]]]) -> None:
-        self._write = write
-        self._queue: list[tuple[_Finish, asyncio.Future[_Finished | None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def submit(self, request: _Finish) -> _Finished | None:
-        future: asyncio.Future[_Finished | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((request, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:_MAX_FINISH_BATCH], self._queue[_MAX_FINISH_BATCH:]
-            await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[tuple[_Finish, asyncio.Future[_Finished | None]]]) -> None:
-        try:
-            results = await self._write([request for request, _ in batch])
-        except StoreUnavailableError as exc:  # the database is away: every waiter retries on its own
-            _fail_all(batch, exc)
-            return
-        except asyncio.CancelledError as exc:
-            _fail_all(batch, exc)
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever it is, it is retried alone or handed to its waiter
-            if len(batch) == 1:
-                _fail_all(batch, exc)
-                return
-            # One bad request (text the driver cannot encode, say) must not sink the others written with it.
-            for item in batch:
-                await self._write_batch([item])
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
-
-
-def _fail_all(batch: list[tuple[_Finish, asyncio.Future[_Finished | None]]], exc: BaseException) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
-
-
-@functools.lru_cache(maxsize=64)
-def _batch_finish_statement(count: int, *, postgresql: bool) -> TextualSelect:
-    """``UPDATE ... FROM (VALUES ...)`` ending ``count`` claims at once, each fenced by its lease token."""
-    if postgresql:
-        row = (
-            "(:id_{i}, :token_{i}, :status_{i}, CAST(:completed_at_{i} AS timestamptz), CAST(:result_{i} AS text), "
-            "CAST(:due_{i} AS timestamptz), CAST(:retry_{i} AS integer), CAST(:attempt_{i} AS integer), "
-            "CAST(:error_{i} AS text))"
-        )
-    else:
-        row = (
-            "(:id_{i}, :token_{i}, :status_{i}, :completed_at_{i}, :result_{i}, :due_{i}, :retry_{i}, "
-            ":attempt_{i}, :error_{i})"
-        )
-    values = ", ".join(row.format(i=i) for i in range(count))
-    sql = f"""
-WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message)
-    AS (VALUES {values})
-UPDATE scheduled_commands
-SET status = v.status,
-    completed_at = v.completed_at,
-    result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload ELSE scheduled_commands.result_payload END,
-    scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
-    retry_count = scheduled_commands.retry_count + v.retry_increment,
-    attempt_count = scheduled_commands.attempt_count + v.attempt_increment,
-    error_message = COALESCE(v.error_message, scheduled_commands.error_message),
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-FROM v
-WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
-  AND scheduled_commands.status = 'PROCESSING'
-RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for
-"""
-    datetimes = [bindparam(f"{name}_{i}", type_=UtcDateTime) for i in range(count) for name in ("completed_at", "due")]
-    return (
-        text(sql)
-        .bindparams(*datetimes)
-        .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
-    )
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
