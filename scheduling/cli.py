@@ -186,6 +186,15 @@ def _refuse_missing_sqlite_file(url: str) -> None:
         )
 
 
+async def _explain_refusal(
+    store: ScheduledCommandStore, action: str, entry_id: str, needed: ScheduledCommandStatus
+) -> None:
+    """Say on stderr why ``action`` did nothing: the entry is unknown, or not in the status it needs."""
+    current = await store.get(entry_id)
+    reason = "no such entry" if current is None else f"it is {current.status.value}, not {needed.value}"
+    typer.echo(f"error: cannot {action} {entry_id}: {reason}", err=True)
+
+
 def _emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
@@ -353,9 +362,7 @@ def cancel(
         elif cancelled is not None:
             typer.echo(f"cancelled {entry_id}")
         if cancelled is None:
-            current = await opened.get(entry_id)
-            reason = "no such entry" if current is None else f"it is {current.status.value}, not PENDING"
-            typer.echo(f"error: cannot cancel {entry_id}: {reason}", err=True)
+            await _explain_refusal(opened, "cancel", entry_id, ScheduledCommandStatus.PENDING)
             return 1
         return 0
 
@@ -390,9 +397,7 @@ def requeue(
             typer.echo(f"requeued {len(requeued)} entr{'y' if len(requeued) == 1 else 'ies'}")
         if not requeued:
             if entry_id is not None:
-                current = await opened.get(entry_id)
-                reason = "no such entry" if current is None else f"it is {current.status.value}, not FAILED"
-                typer.echo(f"error: cannot requeue {entry_id}: {reason}", err=True)
+                await _explain_refusal(opened, "requeue", entry_id, ScheduledCommandStatus.FAILED)
             return 1
         return 0
 

@@ -214,69 +214,70 @@ class MemoryStore(ScheduledCommandStore):
                 renewed.add(entry_id)
         return renewed
 
-    def _finish(self, entry: ScheduledCommandEntry, **changes: Any) -> None:
+    def _finish(
+        self,
+        entry_id: str,
+        lease_token: str,
+        attempt: AttemptRecord | None = None,
+        *,
+        failed: bool = False,
+        **changes: Any,
+    ) -> ScheduledCommandEntry | None:
+        """The one fenced end of a claim: apply ``changes`` to the entry held under ``lease_token``, record the
+        attempt, count a failure; ``None`` (and nothing changed) when the lease is not held."""
+        entry = self._held(entry_id, lease_token)
+        if entry is None:
+            return None
+        if attempt is not None:
+            changes["attempt_count"] = self._record(attempt, entry_id)
+        if failed:
+            changes["retry_count"] = entry.retry_count + 1
         self._put(
             entry.model_copy(update={"lease_owner": None, "lease_token": None, "lease_expires_at": None, **changes})
         )
+        return entry
 
     async def complete(
         self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
     ) -> bool:
-        entry = self._held(entry_id, lease_token)
-        if entry is None:
-            return False
-        self._finish(
-            entry,
-            attempt_count=self._record(attempt, entry_id),
+        finished = self._finish(
+            entry_id,
+            lease_token,
+            attempt,
             status=ScheduledCommandStatus.COMPLETED,
             completed_at=attempt.finished_at,
             result_payload=result_payload,
         )
-        return True
+        return finished is not None
 
     async def retry_later(
         self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
     ) -> bool:
-        entry = self._held(entry_id, lease_token)
-        if entry is None:
-            return False
-        self._finish(
-            entry,
-            attempt_count=self._record(attempt, entry_id),
-            status=PENDING,
-            scheduled_for=due,
-            retry_count=entry.retry_count + 1,
-            error_message=error_message,
+        finished = self._finish(
+            entry_id, lease_token, attempt, failed=True, status=PENDING, scheduled_for=due, error_message=error_message
         )
-        return True
+        return finished is not None
 
     async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        entry = self._held(entry_id, lease_token)
-        if entry is None:
-            return False
-        self._finish(
-            entry,
-            attempt_count=self._record(attempt, entry_id),
+        finished = self._finish(
+            entry_id,
+            lease_token,
+            attempt,
+            failed=True,
             status=ScheduledCommandStatus.FAILED,
             completed_at=attempt.finished_at,
-            retry_count=entry.retry_count + 1,
             error_message=error_message,
         )
-        return True
+        return finished is not None
 
     async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        entry = self._held(entry_id, lease_token)
-        if entry is None:
-            return False
-        self._finish(entry, status=ScheduledCommandStatus.EXPIRED, completed_at=now)
-        return True
+        return self._finish(entry_id, lease_token, status=ScheduledCommandStatus.EXPIRED, completed_at=now) is not None
 
     async def release(self, entry_id: str, lease_token: str) -> bool:
-        entry = self._held(entry_id, lease_token)
-        if entry is None:
+        released = self._finish(entry_id, lease_token, status=PENDING)
+        if released is None:
             return False
-        self._finish(entry, status=PENDING)
-        self._notify_wakeup(entry.scheduled_for)
+        self._notify_wakeup(released.scheduled_for)
         return True
 
     async def reclaim_expired_leases(
