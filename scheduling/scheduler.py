@@ -20,6 +20,7 @@ from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError
 from .notifications import ScheduledCommandCancelled
+from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 
@@ -40,12 +41,18 @@ class CommandScheduler:
 
     @inject
     def __init__(
-        self, store: ScheduledCommandStore, mediator: Mediator, settings: SchedulerSettings, clock: Clock
+        self,
+        store: ScheduledCommandStore,
+        mediator: Mediator,
+        settings: SchedulerSettings,
+        clock: Clock,
+        observers: SchedulingObservers,
     ) -> None:
         self._store = store
         self._mediator = mediator
         self._settings = settings
         self._clock = clock
+        self._observers = observers
 
     @property
     def store(self) -> ScheduledCommandStore:
@@ -90,6 +97,8 @@ class CommandScheduler:
             ids = await self._store.add_in_session(session, entries)
         else:
             ids = await self._store.add(entries)
+        if self._observers:  # an idempotency key the store already held stored nothing: not counted
+            self._observers.on_scheduled([e for e, stored in zip(entries, ids, strict=True) if e.id == stored])
         if logger.isEnabledFor(logging.DEBUG):
             for entry, stored_id in zip(entries, ids, strict=True):
                 logger.debug(
@@ -278,6 +287,8 @@ class CommandScheduler:
         return [RecurringSchedule.from_stored(s) for s in await self._store.list_schedules()]
 
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
+        if entries and self._observers:
+            self._observers.on_cancelled(entries)
         for entry in entries:
             logger.info(
                 "cancelled %s %s",

@@ -38,6 +38,7 @@ from .notifications import (
     ScheduledCommandNotification,
     ScheduledCommandRetrying,
 )
+from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .retry import next_attempt_at
 from .scheduler import publish_safely
@@ -74,12 +75,18 @@ class ScheduledCommandService:
 
     @inject
     def __init__(
-        self, store: ScheduledCommandStore, mediator: Mediator, settings: SchedulerSettings, clock: Clock
+        self,
+        store: ScheduledCommandStore,
+        mediator: Mediator,
+        settings: SchedulerSettings,
+        clock: Clock,
+        observers: SchedulingObservers,
     ) -> None:
         self._store = store
         self._mediator = mediator
         self._settings = settings
         self._clock = clock
+        self._observers = observers
         self._codec = CommandCodec(mediator)
         self._worker_id = settings.worker_id
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -377,6 +384,8 @@ class ScheduledCommandService:
         if entry.expires_at is not None and entry.attempt_count == 0 and started >= entry.expires_at:
             await self._expire(entry, started)
             return
+        if self._observers:
+            self._observers.on_started(entry, started)
         outcome: AttemptOutcome = "failed"
         try:
             command = self._codec.decode(entry.command_type, entry.payload)
@@ -448,6 +457,8 @@ class ScheduledCommandService:
         ):
             self._lease_lost(entry, "complete")
             return
+        if self._observers:
+            self._observers.on_finished(entry, "completed", started, finished)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("completed %s %s", entry.command_type, entry.id, extra=_extra("complete", entry))
         if self._subscribed[ScheduledCommandCompleted]:
@@ -488,6 +499,8 @@ class ScheduledCommandService:
             ):
                 self._lease_lost(entry, "retry")
                 return
+            if self._observers:
+                self._observers.on_finished(entry, "retrying", started, finished)
             logger.warning(
                 "attempt %d of %s %s failed (%s); retrying at %s",
                 attempt_number,
@@ -508,6 +521,8 @@ class ScheduledCommandService:
         ):
             self._lease_lost(entry, "dead-letter")
             return
+        if self._observers:
+            self._observers.on_finished(entry, "failed", started, finished)
         logger.error(
             "%s %s failed after %d attempt(s) and is dead-lettered: %s",
             entry.command_type,
@@ -526,6 +541,8 @@ class ScheduledCommandService:
         if not await self._store_call(self._store.expire, entry.id, entry.lease_token, now=now):
             self._lease_lost(entry, "expire")
             return
+        if self._observers:
+            self._observers.on_finished(entry, "expired", now, now)
         logger.warning(
             "%s %s expired at %s before it could start",
             entry.command_type,

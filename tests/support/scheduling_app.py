@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from scheduling import (
     SchedulerSettings,
     SchedulingModule,
 )
+from scheduling.observer import SchedulingObserver
 from stores import MemoryStore, ScheduledCommandStore
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -184,6 +186,7 @@ def make_app(
     store: ScheduledCommandStore | None = None,
     clock: ManualClock | None = None,
     handlers: list[type] | None = None,
+    observers: Sequence[SchedulingObserver] = (),
     **settings: Any,
 ) -> App:
     log = Log()
@@ -194,7 +197,7 @@ def make_app(
     injector = Injector(
         [
             MediatorModule(handlers=handlers or HANDLERS),
-            SchedulingModule(store=store, settings=resolved, clock=clock),
+            SchedulingModule(store=store, settings=resolved, clock=clock, observers=observers),
             lambda binder: _bind_log(binder, log),
         ]
     )
