@@ -57,6 +57,18 @@ class SchedulingObservers(SchedulingObserver):
     def __len__(self) -> int:
         return len(self._observers)
 
+    def add(self, observer: SchedulingObserver) -> None:
+        """Install one more observer after the injector is built (the worker's ``--metrics-port`` does).
+
+        The scheduler and the service hold this very instance, so they call it from their next event on.
+
+        .. versionadded:: 0.3
+        """
+        if not isinstance(observer, SchedulingObserver):
+            given = f"the class {observer.__qualname__}" if isinstance(observer, type) else type(observer).__qualname__
+            raise TypeError(f"observers must be SchedulingObserver instances, got {given}")
+        self._observers = (*self._observers, observer)
+
     def on_scheduled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         self._each("on_scheduled", entries)
 

@@ -2,7 +2,8 @@
 
 The application is named as ``module:factory``; the factory returns the application's ``Injector`` (with its
 ``MediatorModule``s and ``SchedulingModule``). Command-line options override the store and settings. SIGINT or
-SIGTERM stops the worker gracefully; a second signal stops it at once.
+SIGTERM stops the worker gracefully; a second signal stops it at once. With a metrics address, the worker
+also serves Prometheus metrics (``scheduling.metrics``) while it runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -21,10 +23,11 @@ from injector import Injector
 
 from stores.base import ScheduledCommandStore
 
+from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .service import ScheduledCommandService
 
-__all__ = ["AppLoadError", "JsonFormatter", "configure_logging", "load_app", "run_worker"]
+__all__ = ["AppLoadError", "JsonFormatter", "configure_logging", "install_metrics", "load_app", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +91,24 @@ def apply_overrides(
     return settings
 
 
-async def run_worker(injector: Injector) -> None:
-    """Run the application's service until SIGINT/SIGTERM (graceful) or a second signal (immediate)."""
+def install_metrics(injector: Injector) -> None:
+    """Add a ``PrometheusObserver`` on the default registry to the application's observers.
+
+    Raises:
+        ImportError: ``prometheus_client`` is missing; the message names the ``metrics`` extra.
+    """
+    from .metrics import PrometheusObserver
+
+    injector.get(SchedulingObservers).add(PrometheusObserver())
+
+
+async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | None = None) -> None:
+    """Run the application's service until SIGINT/SIGTERM (graceful) or a second signal (immediate).
+
+    With ``metrics_address`` (host, port), ``/metrics`` is served there while the service runs (call
+    ``install_metrics`` first for the command counters); a port that cannot be bound raises
+    ``scheduling.metrics.MetricsServerError`` before any command runs.
+    """
     service = injector.get(ScheduledCommandService)
     store = injector.get(ScheduledCommandStore)  # type: ignore[type-abstract]
     loop = asyncio.get_running_loop()
@@ -111,7 +130,14 @@ async def run_worker(injector: Injector) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await store.open()
-        await service.run()
+        async with AsyncExitStack() as stack:
+            if metrics_address is not None:
+                from .metrics import serve_metrics
+
+                host, port = metrics_address
+                endpoint = await stack.enter_async_context(serve_metrics(store, host=host, port=port))
+                logger.info("serving Prometheus metrics on %s", endpoint.url, extra={"action": "metrics"})
+            await service.run()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -1,0 +1,392 @@
+"""Prometheus metrics through the official ``prometheus_client`` (``pip install 'cqrs-scheduling[metrics]'``).
+
+Three pieces, each usable alone:
+
+- ``PrometheusObserver``: a ``SchedulingObserver`` counting scheduled, completed, retried, dead-lettered, expired and
+  cancelled commands per command type, with histograms of run duration and due-to-start lag. Install it with
+  ``SchedulingModule(observers=[PrometheusObserver()])``.
+- ``StoreGauges``: the number of entries in each status, read from the store by ``await gauges.refresh()``.
+- ``render()`` (the exposition body and its content type, for a ``/metrics`` route of your own) and
+  ``serve_metrics()`` (the client's HTTP endpoint with periodically refreshed gauges, what ``cqrs-scheduling worker
+  --metrics-port`` runs).
+
+Labels are command types (``module.Name``) and statuses, never ids, so the number of series stays bounded by the
+number of command classes. Instruments are registered once per registry and namespace: building a second observer
+or ``StoreGauges`` on the same registry reuses them instead of failing with "Duplicated timeseries".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import threading
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar, cast
+from weakref import WeakKeyDictionary
+from wsgiref.simple_server import WSGIServer
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+    from prometheus_client.exposition import choose_encoder
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        f"scheduling.metrics needs the prometheus_client package ({exc}): pip install 'cqrs-scheduling[metrics]'"
+    ) from exc
+
+from stores.base import ScheduledCommandStore
+
+from .entries import ScheduledCommandEntry, ScheduledCommandStatus
+from .observer import FinishedOutcome, SchedulingObserver
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DURATION_BUCKETS",
+    "LAG_BUCKETS",
+    "MetricsEndpoint",
+    "MetricsServerError",
+    "PrometheusObserver",
+    "StoreGauges",
+    "render",
+    "serve_metrics",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The prefix of every metric name.
+DEFAULT_NAMESPACE = "cqrs_scheduling"
+
+#: Run duration buckets, in seconds: a millisecond handler to an hour-long batch job.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+    float("inf"),
+)  # fmt: skip
+
+#: Due-to-start lag buckets, in seconds: a busy worker's milliseconds to a backlog (or a stopped worker) of a day.
+LAG_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400,
+    float("inf"),
+)  # fmt: skip
+
+_NAMESPACE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+#: Outcomes of an attempt that ran (an expired entry never ran, so it has no duration).
+_RAN: tuple[FinishedOutcome, ...] = ("completed", "retrying", "failed")
+
+_T = TypeVar("_T")
+
+#: Instruments already registered, per registry (weakly: a dropped registry takes its instruments along) and key.
+_registered: WeakKeyDictionary[CollectorRegistry, dict[tuple[str, str], object]] = WeakKeyDictionary()
+_registered_lock = threading.Lock()
+
+
+def _shared(registry: CollectorRegistry, kind: str, namespace: str, build: Callable[[], _T]) -> _T:
+    """The instruments of ``kind`` in ``namespace`` on ``registry``: built and registered once, then reused."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(f"namespace must be a Prometheus name prefix (letters, digits, _), got {namespace!r}")
+    with _registered_lock:
+        per_registry = _registered.setdefault(registry, {})
+        found = per_registry.get((kind, namespace))
+        if found is None:
+            found = per_registry[(kind, namespace)] = build()
+        return cast(_T, found)
+
+
+class _TypeSeries:
+    """The labelled children of one command type, looked up once (``labels()`` takes a lock and builds a key)."""
+
+    __slots__ = ("cancelled", "completed", "duration", "expired", "failed", "lag", "retried", "scheduled")
+
+    def __init__(self, instruments: _Instruments, command_type: str) -> None:
+        self.scheduled = instruments.scheduled.labels(command_type)
+        self.completed = instruments.completed.labels(command_type)
+        self.retried = instruments.retried.labels(command_type)
+        self.failed = instruments.failed.labels(command_type)
+        self.expired = instruments.expired.labels(command_type)
+        self.cancelled = instruments.cancelled.labels(command_type)
+        self.lag = instruments.lag.labels(command_type)
+        self.duration = {outcome: instruments.duration.labels(command_type, outcome) for outcome in _RAN}
+
+
+class _Instruments:
+    """The observer's counters and histograms on one registry under one namespace."""
+
+    def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        built: list[Counter | Histogram] = []
+
+        def counter(event: str, documentation: str) -> Counter:
+            made = Counter(f"commands_{event}", documentation, ["command_type"], namespace=namespace, registry=registry)
+            built.append(made)
+            return made
+
+        try:
+            self.scheduled = counter("scheduled", "Commands stored to run later (an idempotent repeat is not counted).")
+            self.completed = counter("completed", "Commands whose handler returned (the entry is COMPLETED).")
+            self.retried = counter("retried", "Failed attempts that will be retried after a backoff.")
+            self.failed = counter("failed", "Commands dead-lettered: every allowed attempt failed (FAILED).")
+            self.expired = counter("expired", "Commands not started before their expires_at (EXPIRED).")
+            self.cancelled = counter("cancelled", "Pending commands cancelled through the scheduler.")
+            self.duration = Histogram(
+                "run_duration_seconds",
+                "How long an attempt ran, by command type and outcome (completed, retrying, failed).",
+                ["command_type", "outcome"],
+                namespace=namespace,
+                registry=registry,
+                buckets=DURATION_BUCKETS,
+            )
+            built.append(self.duration)
+            self.lag = Histogram(
+                "due_lag_seconds",
+                "How late an attempt started after it was due (scheduled_for); never negative.",
+                ["command_type"],
+                namespace=namespace,
+                registry=registry,
+                buckets=LAG_BUCKETS,
+            )
+            built.append(self.lag)
+        except ValueError:
+            for collector in built:  # leave the registry as it was, so the conflict can be fixed and retried
+                registry.unregister(collector)
+            raise
+        self._by_type: dict[str, _TypeSeries] = {}
+
+    def of(self, command_type: str) -> _TypeSeries:
+        series = self._by_type.get(command_type)
+        if series is None:
+            series = self._by_type.setdefault(command_type, _TypeSeries(self, command_type))
+        return series
+
+
+class PrometheusObserver(SchedulingObserver):
+    """Counts and times every scheduled command in Prometheus instruments, labelled by command type.
+
+    Metrics (``{ns}`` is the namespace): counters ``{ns}_commands_scheduled_total``, ``_completed_total``,
+    ``_retried_total``, ``_failed_total`` (dead-lettered), ``_expired_total`` and ``_cancelled_total``, each with
+    the label ``command_type``; histograms ``{ns}_run_duration_seconds{command_type,outcome}`` and
+    ``{ns}_due_lag_seconds{command_type}``. A command type's series appear, at zero, the first time it is seen.
+
+    Args:
+        registry: where the instruments are registered; default ``prometheus_client.REGISTRY``. A second observer
+            on the same registry and namespace shares the first one's instruments.
+        namespace: the metric name prefix.
+
+    Raises:
+        ValueError: ``namespace`` is not a valid name prefix, or another collector already owns one of the names.
+
+    .. versionadded:: 0.3
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
+        self.namespace = namespace
+        self._instruments = _shared(
+            self.registry, "observer", namespace, partial(_Instruments, self.registry, namespace)
+        )
+
+    def on_scheduled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
+        for command_type, count in _tally(entries).items():
+            self._instruments.of(command_type).scheduled.inc(count)
+
+    def on_started(self, entry: ScheduledCommandEntry, started_at: datetime) -> None:
+        lag = (started_at - entry.scheduled_for).total_seconds()
+        self._instruments.of(entry.command_type).lag.observe(lag if lag > 0 else 0.0)
+
+    def on_finished(
+        self, entry: ScheduledCommandEntry, outcome: FinishedOutcome, started_at: datetime, finished_at: datetime
+    ) -> None:
+        series = self._instruments.of(entry.command_type)
+        if outcome == "expired":
+            series.expired.inc()
+            return
+        if outcome == "completed":
+            series.completed.inc()
+        elif outcome == "retrying":
+            series.retried.inc()
+        else:
+            series.failed.inc()
+        duration = (finished_at - started_at).total_seconds()
+        series.duration[outcome].observe(duration if duration > 0 else 0.0)
+
+    def on_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
+        for command_type, count in _tally(entries).items():
+            self._instruments.of(command_type).cancelled.inc(count)
+
+
+def _tally(entries: Sequence[ScheduledCommandEntry]) -> dict[str, int]:
+    if len(entries) == 1:
+        return {entries[0].command_type: 1}
+    return Tally(entry.command_type for entry in entries)
+
+
+class StoreGauges:
+    """The gauge ``{ns}_entries{status}``: how many entries the store holds in each status, zeros included.
+
+    The values are read from the store by ``refresh()`` (one ``count_by_status()`` query), so call it before
+    each scrape (the dashboard's ``/metrics`` route does) or periodically (``serve_metrics`` does). Cheap to
+    build: the gauge is registered once per registry and namespace.
+
+    Args:
+        store: the store to count.
+        registry: where the gauge is registered; default ``prometheus_client.REGISTRY``.
+        namespace: the metric name prefix.
+
+    .. versionadded:: 0.3
+    """
+
+    def __init__(
+        self,
+        store: ScheduledCommandStore,
+        registry: CollectorRegistry | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> None:
+        self.store = store
+        self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
+        gauge = _shared(
+            self.registry,
+            "entries",
+            namespace,
+            lambda: Gauge(
+                "entries",
+                "Entries in the store per status, as of the last refresh.",
+                ["status"],
+                namespace=namespace,
+                registry=self.registry,
+            ),
+        )
+        self._children = {status: gauge.labels(status.value) for status in ScheduledCommandStatus}
+
+    async def refresh(self) -> None:
+        """Count the entries per status and set the gauge; a store error propagates and leaves the values as
+        they were."""
+        counts = await self.store.count_by_status()
+        for status, child in self._children.items():
+            child.set(counts.get(status, 0))
+
+
+def render(registry: CollectorRegistry | None = None, *, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition of ``registry`` (default ``prometheus_client.REGISTRY``) and its content type.
+
+    Args:
+        registry: what to expose.
+        accept: the scrape request's ``Accept`` header; OpenMetrics when it asks for it, else the Prometheus
+            text format.
+
+    .. versionadded:: 0.3
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry if registry is not None else REGISTRY), content_type
+
+
+# -- an HTTP endpoint for worker processes -------------------------------------------------------------------
+
+
+class MetricsServerError(OSError):
+    """The metrics endpoint cannot listen on ``host:port`` (in use, or not an address of this machine).
+
+    Pick another ``--metrics-port``, or stop what holds that one.
+    """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot serve metrics on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """Where ``serve_metrics`` listens (``port`` is the bound one, also when 0 was asked for)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+
+@asynccontextmanager
+async def serve_metrics(
+    store: ScheduledCommandStore,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    registry: CollectorRegistry | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    refresh_every: timedelta = timedelta(seconds=15),
+) -> AsyncIterator[MetricsEndpoint]:
+    """Serve ``/metrics`` over HTTP on ``host:port`` while the block runs, refreshing ``StoreGauges``.
+
+    The HTTP side is ``prometheus_client``'s own exposition server (its WSGI server in a daemon thread: content
+    negotiation and gzip as Prometheus expects), shut down when the block exits. The gauges are refreshed on
+    the event loop once before the block starts and then every ``refresh_every``; a failed refresh is logged and
+    retried at the next interval (the worker keeps running through a store outage).
+
+    Args:
+        store: the store whose entries ``StoreGauges`` counts.
+        host: the interface; loopback by default, since the endpoint has no authentication.
+        port: the TCP port; 0 picks a free one (see ``MetricsEndpoint.port``).
+        registry: what to expose; default ``prometheus_client.REGISTRY`` (with the process metrics).
+        namespace: the gauges' name prefix.
+        refresh_every: how often the gauges are refreshed.
+
+    Raises:
+        MetricsServerError: the port cannot be bound.
+        ValueError: ``refresh_every`` is not positive.
+
+    .. versionadded:: 0.3
+    """
+    if refresh_every <= timedelta(0):
+        raise ValueError(f"refresh_every must be positive, got {refresh_every}")
+    exposed: CollectorRegistry = registry if registry is not None else REGISTRY
+    gauges = StoreGauges(store, exposed, namespace)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=exposed)
+    except OSError as exc:
+        # the socket's own message may repeat the address; a name that does not resolve has a negative errno
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
+        raise MetricsServerError(host, port, reason) from exc
+    endpoint = MetricsEndpoint(host, server.server_address[1])
+    refresher: asyncio.Task[None] | None = None
+    try:
+        await _refresh_safely(gauges)
+        refresher = asyncio.create_task(_refresh_loop(gauges, refresh_every.total_seconds()), name="metrics-refresh")
+        yield endpoint
+    finally:
+        if refresher is not None:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+        # shutdown() waits for the serving loop to notice (up to its 0.5 s poll): off the event loop
+        await asyncio.to_thread(_stop_server, server, thread)
+
+
+def _stop_server(server: WSGIServer, thread: threading.Thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+async def _refresh_loop(gauges: StoreGauges, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await _refresh_safely(gauges)
+
+
+async def _refresh_safely(gauges: StoreGauges) -> None:
+    try:
+        await gauges.refresh()
+    except Exception as exc:  # noqa: BLE001 - a store outage must not stop the worker; logged, retried next time
+        logger.warning(
+            "refreshing the entry gauges from %s failed: %s: %s",
+            gauges.store.description,
+            type(exc).__name__,
+            exc,
+            extra={"action": "metrics_refresh_failed"},
+        )

@@ -1,0 +1,46 @@
+"""Fixtures for the metrics tests: a private Prometheus registry per test, and stores to observe."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+
+from stores import MemoryStore, ScheduledCommandStore, SqlStore
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A registry of the test's own, so counters start at zero and tests cannot see each other's series."""
+    return CollectorRegistry()
+
+
+async def _opened(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ScheduledCommandStore:
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SqlStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    store = SqlStore(request.getfixturevalue("postgres_url"))
+    await store.open()
+    async with store.engine.begin() as conn:  # the run's database is shared by the tests: start empty
+        await conn.execute(
+            text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")
+        )
+    return store
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScheduledCommandStore]:
+    """A store a service runs on: MemoryStore, or a SQLite file."""
+    async with await _opened(request.param, tmp_path, request) as store:
+        yield store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScheduledCommandStore]:
+    """A SQL store: a fresh SQLite file, or the run's PostgreSQL database emptied."""
+    async with await _opened(request.param, tmp_path, request) as store:
+        yield store
