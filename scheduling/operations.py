@@ -10,24 +10,70 @@ import re
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError, field_serializer
 
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.schedules import MisfirePolicy
+
+from . import recurring_ops
+from .options import ScheduleOptions, SchedulerSettings
+from .recurring import RecurringSchedule
 
 __all__ = [
+    "CancelResult",
     "EntryDetail",
     "EntryPage",
+    "PauseResult",
     "PurgeResult",
+    "RecurringList",
+    "RecurringScheduleView",
+    "Refusal",
+    "RemoveResult",
     "RequeueResult",
+    "ResumeResult",
     "StoreOverview",
+    "Throughput",
+    "ThroughputBucket",
+    "cancel_entry",
     "entry_detail",
+    "explain_refusal",
     "list_page",
     "overview",
     "parse_duration",
+    "pause_schedule",
     "purge",
+    "recurring_list",
+    "remove_schedule",
+    "requeue_entry",
     "requeue_failed",
+    "resume_schedule",
+    "throughput",
 ]
+
+#: The throughput window of ``overview``: the current minute and the 59 before it, one bucket per minute.
+THROUGHPUT_BUCKET = timedelta(minutes=1)
+THROUGHPUT_BUCKETS = 60
+
+
+class ThroughputBucket(BaseModel):
+    """Entries finished in one minute."""
+
+    start: datetime
+    #: Per terminal status (COMPLETED, FAILED, EXPIRED, CANCELLED), every one present.
+    counts: dict[str, int]
+
+
+class Throughput(BaseModel):
+    """Entries that reached a terminal status, per minute, over the last hour (by ``completed_at``)."""
+
+    #: The start of the first bucket: the start of the minute 59 minutes before the current one.
+    since: datetime
+    bucket_seconds: float
+    #: Per terminal status over the whole window, every one present.
+    totals: dict[str, int]
+    #: One per minute, oldest first, empty minutes included; the last one is the current (partial) minute.
+    buckets: list[ThroughputBucket]
 
 
 class StoreOverview(BaseModel):
@@ -45,6 +91,8 @@ class StoreOverview(BaseModel):
     oldest_overdue_lag_seconds: float | None
     #: Dead letters (FAILED) per command type.
     dead_letters_by_type: dict[str, int]
+    #: Entries finished per minute over the last hour.
+    throughput: Throughput
 
 
 class EntryPage(BaseModel):
@@ -65,7 +113,26 @@ class EntryDetail(BaseModel):
 
 
 class RequeueResult(BaseModel):
+    """``requeue``: the ids moved from FAILED back to PENDING."""
+
     requeued: list[str]
+
+
+class CancelResult(BaseModel):
+    """``cancel``: whether the PENDING entry was cancelled."""
+
+    id: str
+    cancelled: bool
+
+
+class Refusal(BaseModel):
+    """Why an operation on one entry did nothing: it is unknown, or not in the status the operation needs."""
+
+    id: str
+    #: The entry's current status, or None when there is no such entry.
+    status: str | None
+    #: ``cannot <action> <id>: no such entry`` or ``cannot <action> <id>: it is <status>, not <needed>``.
+    message: str
 
 
 class PurgeResult(BaseModel):
@@ -89,7 +156,26 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         oldest_overdue_at=overdue,
         oldest_overdue_lag_seconds=(now - overdue).total_seconds() if overdue is not None else None,
         dead_letters_by_type=dict(sorted((await store.count_by_command_type(ScheduledCommandStatus.FAILED)).items())),
+        throughput=await throughput(store, now),
     )
+
+
+async def throughput(store: ScheduledCommandStore, now: datetime) -> Throughput:
+    """Entries finished per minute and terminal status in the current minute and the 59 before it."""
+    current = now.replace(second=0, microsecond=0)
+    since = current - (THROUGHPUT_BUCKETS - 1) * THROUGHPUT_BUCKET
+    terminal = sorted(status.value for status in TERMINAL_STATUSES)
+    buckets = [
+        ThroughputBucket(start=since + n * THROUGHPUT_BUCKET, counts=dict.fromkeys(terminal, 0))
+        for n in range(THROUGHPUT_BUCKETS)
+    ]
+    totals = dict.fromkeys(terminal, 0)
+    for finished in await store.count_finished_since(since, bucket=THROUGHPUT_BUCKET):
+        index = (finished.start - since) // THROUGHPUT_BUCKET
+        if 0 <= index < THROUGHPUT_BUCKETS:  # entries stamped after ``now`` (clock skew) are left out
+            buckets[index].counts[finished.status.value] += finished.count
+            totals[finished.status.value] += finished.count
+    return Throughput(since=since, bucket_seconds=THROUGHPUT_BUCKET.total_seconds(), totals=totals, buckets=buckets)
 
 
 async def list_page(
@@ -121,6 +207,29 @@ async def entry_detail(store: ScheduledCommandStore, entry_id: str) -> EntryDeta
     if entry is None:
         return None
     return EntryDetail(entry=entry, attempts=await store.get_attempts(entry_id))
+
+
+async def cancel_entry(store: ScheduledCommandStore, entry_id: str, now: datetime) -> CancelResult:
+    """Cancel a PENDING entry; ``cancelled`` is False when it is unknown or not PENDING (see ``explain_refusal``)."""
+    return CancelResult(id=entry_id, cancelled=await store.cancel(entry_id, now=now) is not None)
+
+
+async def requeue_entry(store: ScheduledCommandStore, entry_id: str, now: datetime) -> RequeueResult:
+    """Requeue one FAILED entry (due ``now``, retry count 0); an empty result when it is unknown or not FAILED."""
+    return RequeueResult(requeued=[entry_id] if await store.requeue(entry_id, now=now) else [])
+
+
+async def explain_refusal(
+    store: ScheduledCommandStore, action: str, entry_id: str, needed: ScheduledCommandStatus
+) -> Refusal:
+    """Why ``action`` (cancel, requeue) did nothing to ``entry_id``: unknown, or not in the ``needed`` status."""
+    current = await store.get(entry_id)
+    reason = "no such entry" if current is None else f"it is {current.status.value}, not {needed.value}"
+    return Refusal(
+        id=entry_id,
+        status=current.status.value if current is not None else None,
+        message=f"cannot {action} {entry_id}: {reason}",
+    )
 
 
 async def requeue_failed(store: ScheduledCommandStore, now: datetime, command_type: str | None = None) -> RequeueResult:
@@ -178,3 +287,104 @@ def parse_duration(text: str) -> timedelta:
     if value <= timedelta(0):
         raise ValueError(f"the duration must be positive, got {text!r}")
     return value
+
+
+# -- recurring schedules ----------------------------------------------------------------------------------------
+
+
+class RecurringScheduleView(BaseModel):
+    """A recurring schedule as operators see it: ``RecurringSchedule``'s fields, the interval in seconds."""
+
+    name: str
+    command_type: str
+    #: The command as JSON.
+    payload: str
+    cron: str | None
+    #: The interval in seconds, or None for a cron schedule.
+    interval: float | None
+    timezone: str
+    options: ScheduleOptions
+    misfire_policy: MisfirePolicy
+    paused: bool
+    generation: int
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: RecurringSchedule) -> RecurringScheduleView:
+        interval = schedule.interval.total_seconds() if schedule.interval is not None else None
+        return cls.model_validate({**dict(schedule), "interval": interval})
+
+
+class RecurringList(BaseModel):
+    """``recurring list``: every schedule, by name."""
+
+    schedules: list[RecurringScheduleView]
+
+
+class PauseResult(BaseModel):
+    """``recurring pause``: the schedule is paused; its pending occurrences cancelled."""
+
+    name: str
+    paused: bool
+    cancelled: list[str]
+
+
+class ResumeResult(BaseModel):
+    """``recurring resume``: the schedule runs again from its next future occurrence."""
+
+    name: str
+    paused: bool
+    #: The next occurrence (ISO 8601, as ``datetime.isoformat()`` writes it), or None.
+    next_run_at: datetime | None
+
+    @field_serializer("next_run_at")
+    def _iso(self, value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+
+class RemoveResult(BaseModel):
+    """``recurring remove``: the schedule is deleted; its pending occurrences cancelled."""
+
+    name: str
+    removed: bool
+    cancelled: list[str]
+
+
+async def recurring_list(store: ScheduledCommandStore) -> RecurringList:
+    return RecurringList(
+        schedules=[RecurringScheduleView.of(RecurringSchedule.from_stored(s)) for s in await store.list_schedules()]
+    )
+
+
+async def pause_schedule(store: ScheduledCommandStore, name: str, now: datetime) -> PauseResult | None:
+    """Pause the schedule ``name``; None if there is none of that name."""
+    paused, cancelled = await recurring_ops.pause(store, name, now)
+    if paused is None:
+        return None
+    return PauseResult(name=name, paused=True, cancelled=[e.id for e in cancelled])
+
+
+async def resume_schedule(
+    store: ScheduledCommandStore, name: str, now: datetime, *, default_max_retries: int | None = None
+) -> ResumeResult | None:
+    """Resume the schedule ``name`` at its next future occurrence; None if there is none of that name.
+
+    ``default_max_retries`` (for occurrences whose options leave it unset) defaults to ``SchedulerSettings``'.
+    """
+    if default_max_retries is None:
+        default_max_retries = SchedulerSettings.model_fields["max_retries"].default
+    resumed = await recurring_ops.resume(store, name, now, default_max_retries=default_max_retries)
+    if resumed is None:
+        return None
+    return ResumeResult(name=name, paused=False, next_run_at=resumed.next_run_at)
+
+
+async def remove_schedule(store: ScheduledCommandStore, name: str, now: datetime) -> RemoveResult | None:
+    """Delete the schedule ``name``, cancelling its pending occurrences; None if there is none of that name."""
+    existed, cancelled = await recurring_ops.remove(store, name, now)
+    if not existed:
+        return None
+    return RemoveResult(name=name, removed=True, cancelled=[e.id for e in cancelled])

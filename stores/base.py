@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -20,7 +21,14 @@ from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, Sc
 from .errors import SessionNotSupportedError
 from .schedules import StoredSchedule
 
-__all__ = ["ReclaimedEntry", "ScheduledCommandStore", "WakeupListener"]
+__all__ = [
+    "FinishedCount",
+    "ReclaimedEntry",
+    "ScheduledCommandStore",
+    "WakeupListener",
+    "check_bucket",
+    "finished_counts",
+]
 
 #: Called with the earliest due time of entries that just became PENDING (added, requeued or released).
 WakeupListener = Callable[[datetime], None]
@@ -35,6 +43,16 @@ class ReclaimedEntry(NamedTuple):
     previous_owner: str | None
     #: When that lease expired.
     previous_lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCount:
+    """How many entries reached one terminal status within one time bucket (see ``count_finished_since``)."""
+
+    #: The bucket's start: ``since + n * bucket``; it covers ``[start, start + bucket)``.
+    start: datetime
+    status: ScheduledCommandStatus
+    count: int
 
 
 class ScheduledCommandStore(ABC):
@@ -288,6 +306,27 @@ class ScheduledCommandStore(ABC):
         ]
         return [entry_id for entry_id in failed if await self.requeue(entry_id, now=now)]
 
+    async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
+        """Throughput: how many entries reached each terminal status (COMPLETED, FAILED, EXPIRED, CANCELLED), by
+        ``completed_at``, in consecutive buckets of length ``bucket`` starting at ``since``.
+
+        Only non-empty buckets are returned, ordered by start then status. Entries finished before ``since`` are
+        left out; the store decides nothing about "now" (entries stamped later than the caller's now count too).
+
+        Raises:
+            ValueError: ``bucket`` is not positive.
+
+        .. versionadded:: 0.3
+        """
+        check_bucket(bucket)
+        counts: dict[tuple[int, ScheduledCommandStatus], int] = {}
+        for status in TERMINAL_STATUSES:
+            async for entry in self._iterate(status=status):
+                if entry.completed_at is not None and entry.completed_at >= since:
+                    key = ((entry.completed_at - since) // bucket, status)
+                    counts[key] = counts.get(key, 0) + 1
+        return finished_counts(since, bucket, counts)
+
     async def _iterate(
         self, *, status: ScheduledCommandStatus | None = None, command_type: str | None = None, page: int = 1_000
     ) -> AsyncIterator[ScheduledCommandEntry]:
@@ -299,3 +338,20 @@ class ScheduledCommandStore(ABC):
             if len(entries) < page:
                 return
             offset += page
+
+
+def check_bucket(bucket: timedelta) -> None:
+    """``count_finished_since``'s argument check, for store implementations."""
+    if bucket <= timedelta(0):
+        raise ValueError(f"bucket must be a positive duration, got {bucket!r}")
+
+
+def finished_counts(
+    since: datetime, bucket: timedelta, counts: dict[tuple[int, ScheduledCommandStatus], int]
+) -> list[FinishedCount]:
+    """``count_finished_since``'s answer from counts keyed by (bucket index, status), for store implementations."""
+    return [
+        FinishedCount(start=since + index * bucket, status=status, count=count)
+        for (index, status), count in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1].value))
+        if count
+    ]

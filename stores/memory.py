@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from .base import ReclaimedEntry, ScheduledCommandStore
+from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .schedules import StoredSchedule, occurrence_key_prefix
 
@@ -402,6 +402,15 @@ class MemoryStore(ScheduledCommandStore):
             and (command_type is None or entry.command_type == command_type)
         )
         return list(itertools.islice(matching, offset, offset + limit))
+
+    async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
+        check_bucket(bucket)
+        counts: dict[tuple[int, ScheduledCommandStatus], int] = {}
+        for entry in self._entries.values():
+            if entry.status in TERMINAL_STATUSES and entry.completed_at is not None and entry.completed_at >= since:
+                key = ((entry.completed_at - since) // bucket, entry.status)
+                counts[key] = counts.get(key, 0) + 1
+        return finished_counts(since, bucket, counts)
 
     async def next_due_at(self) -> datetime | None:
         earliest: datetime | None = None

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from scheduling.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores import MemoryStore, ScheduledCommandStore
+from stores.base import FinishedCount
 from stores.schedules import StoredSchedule, occurrence_key
 
 #: As in ``conftest.py``: builds an unopened, empty store that may keep files in the given directory.
@@ -1154,6 +1155,98 @@ async def test_requeue_failed_requeues_every_dead_letter_or_one_type(store: Sche
     assert (await store.get(done)).status is COMPLETED  # type: ignore[union-attr]
     assert await store.requeue_failed(now=at(60)) == [charge]
     assert await store.requeue_failed(now=at(70)) == []
+
+
+async def finish_at(store: ScheduledCommandStore, status: ScheduledCommandStatus, seconds: float) -> str:
+    """An entry that reached terminal ``status`` with ``completed_at = at(seconds)``."""
+    if status is CANCELLED:
+        entry = make_entry(scheduled_for=at(seconds + 1))
+        await store.add([entry])
+        assert await store.cancel(entry.id, now=at(seconds)) is not None
+        return entry.id
+    claimed = await add_and_claim(store, scheduled_for=at(min(seconds, 0)))
+    assert claimed.lease_token is not None
+    token = claimed.lease_token
+    if status is COMPLETED:
+        assert await store.complete(claimed.id, token, result_payload=None, attempt=make_attempt(finished=seconds))
+    elif status is FAILED:
+        attempt = make_attempt(outcome="failed", finished=seconds)
+        assert await store.dead_letter(claimed.id, token, error_message="RuntimeError: boom", attempt=attempt)
+    else:
+        assert await store.expire(claimed.id, token, now=at(seconds))
+    return claimed.id
+
+
+async def test_count_finished_since_counts_terminal_entries_per_bucket_and_status(
+    store: ScheduledCommandStore,
+) -> None:
+    """count_finished_since: per bucket ``[since + n*bucket, +bucket)`` and terminal status, by completed_at;
+    entries finished before ``since``, PENDING and PROCESSING ones are left out; empty buckets are absent."""
+    await finish_at(store, CANCELLED, -1)  # before since
+    await finish_at(store, CANCELLED, 0)  # exactly at since: bucket 0
+    await finish_at(store, COMPLETED, 59.999999)  # the last microsecond of bucket 0
+    await finish_at(store, COMPLETED, 60)  # the first of bucket 1
+    await finish_at(store, COMPLETED, 61)
+    await finish_at(store, FAILED, 61.5)
+    await finish_at(store, EXPIRED, 125)
+    await finish_at(store, CANCELLED, 600)
+    await entry_in_status(store, PENDING, scheduled_for=at(-1000))
+    await entry_in_status(store, PROCESSING, scheduled_for=at(-1000))
+
+    minute = timedelta(minutes=1)
+    assert await store.count_finished_since(BASE, bucket=minute) == [
+        FinishedCount(BASE, CANCELLED, 1),
+        FinishedCount(BASE, COMPLETED, 1),
+        FinishedCount(at(60), COMPLETED, 2),
+        FinishedCount(at(60), FAILED, 1),
+        FinishedCount(at(120), EXPIRED, 1),
+        FinishedCount(at(600), CANCELLED, 1),
+    ]
+    assert await store.count_finished_since(at(601), bucket=minute) == []
+    hour = await store.count_finished_since(at(-3600), bucket=timedelta(hours=1))
+    assert [(c.start, c.status, c.count) for c in hour] == [
+        (at(-3600), CANCELLED, 1),
+        (BASE, CANCELLED, 2),
+        (BASE, COMPLETED, 3),
+        (BASE, EXPIRED, 1),
+        (BASE, FAILED, 1),
+    ]
+
+
+async def test_count_finished_since_buckets_start_at_since_to_the_microsecond(store: ScheduledCommandStore) -> None:
+    """Buckets are aligned on ``since``, whatever its sub-second part, and cut exactly."""
+    for seconds in (10.499999, 10.5, 20.499999, 20.5):
+        await finish_at(store, COMPLETED, seconds)
+    since = at(0.5)
+    ten = timedelta(seconds=10)
+    assert await store.count_finished_since(since, bucket=ten) == [
+        FinishedCount(since, COMPLETED, 1),
+        FinishedCount(since + ten, COMPLETED, 2),
+        FinishedCount(since + 2 * ten, COMPLETED, 1),
+    ]
+
+
+async def test_count_finished_since_refuses_a_bucket_that_is_not_positive(store: ScheduledCommandStore) -> None:
+    with pytest.raises(ValueError, match="bucket must be a positive duration"):
+        await store.count_finished_since(BASE, bucket=timedelta(0))
+
+
+class _StoreWithBaseThroughput(MemoryStore):
+    """A store that answers throughput with the ABC's default (built on ``list_entries``), as a new store would."""
+
+    count_finished_since = ScheduledCommandStore.count_finished_since
+
+
+async def test_the_default_count_finished_since_agrees_with_the_stores() -> None:
+    """The ABC's default implementation gives what MemoryStore's own does."""
+    plain, memory = _StoreWithBaseThroughput(), MemoryStore()
+    for target in (plain, memory):
+        for status, seconds in ((CANCELLED, -1), (COMPLETED, 0), (FAILED, 59.5), (EXPIRED, 60), (COMPLETED, 61)):
+            await finish_at(target, status, seconds)
+    minute = timedelta(minutes=1)
+    expected = await memory.count_finished_since(BASE, bucket=minute)
+    assert len(expected) == 4
+    assert await plain.count_finished_since(BASE, bucket=minute) == expected
 
 
 # -- recurring schedules ------------------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""The SQL of operator statistics, one named query per question; ``SqlStore`` calls them on a read connection.
+
+Throughput (``count_finished_since``) counts terminal entries per status and time bucket in the database, one
+range scan of ``ix_scheduled_commands_finished (status, completed_at)`` per terminal status. The bucket number is
+computed exactly, in whole microseconds: PostgreSQL from ``extract(epoch ...)`` of the interval (numeric); SQLite
+from the text it stores (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), whole seconds through ``julianday`` and the
+microseconds from the digits, because SQLite's date functions keep milliseconds only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import BigInteger, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import TextClause
+
+from ._tables import UtcDateTime
+from .base import FinishedCount, check_bucket, finished_counts
+from .entries import TERMINAL_STATUSES, ScheduledCommandStatus
+
+__all__ = ["count_finished_since"]
+
+_TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+
+_FINISHED_SINCE_POSTGRESQL: TextClause = text(
+    f"""
+    SELECT status,
+           CAST(floor(extract(epoch FROM completed_at - CAST(:since AS timestamptz)) * 1000000 / :bucket_us)
+                AS BIGINT) AS bucket,
+           count(*) AS finished
+    FROM scheduled_commands
+    WHERE status IN ({_TERMINAL}) AND completed_at >= :since
+    GROUP BY status, bucket
+    """
+).bindparams(bindparam("since", type_=UtcDateTime), bindparam("bucket_us", type_=BigInteger))
+
+_FINISHED_SINCE_SQLITE: TextClause = text(
+    f"""
+    SELECT status,
+           (CAST(round((julianday(substr(completed_at, 1, 19)) - julianday(:since_second)) * 86400) AS INTEGER)
+                * 1000000 + CAST(substr(completed_at, 21, 6) AS INTEGER) - :since_micro) / :bucket_us AS bucket,
+           count(*) AS finished
+    FROM scheduled_commands
+    WHERE status IN ({_TERMINAL}) AND completed_at >= :since
+    GROUP BY status, bucket
+    """
+).bindparams(bindparam("since", type_=UtcDateTime))
+
+
+async def count_finished_since(conn: AsyncConnection, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
+    """Terminal entries per status and bucket of ``bucket`` since ``since`` (see the store method's contract)."""
+    check_bucket(bucket)
+    bucket_us = bucket // timedelta(microseconds=1)
+    since = since.astimezone(UTC)
+    if conn.dialect.name == "sqlite":
+        rows = await conn.execute(
+            _FINISHED_SINCE_SQLITE,
+            {
+                "since": since,
+                "since_second": since.strftime("%Y-%m-%d %H:%M:%S"),
+                "since_micro": since.microsecond,
+                "bucket_us": bucket_us,
+            },
+        )
+    else:
+        rows = await conn.execute(_FINISHED_SINCE_POSTGRESQL, {"since": since, "bucket_us": bucket_us})
+    counts = {(int(index), ScheduledCommandStatus(status)): int(finished) for status, index, finished in rows.all()}
+    return finished_counts(since, bucket, counts)
