@@ -9,9 +9,10 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
@@ -109,6 +110,15 @@ def worker(
     log_level: Annotated[
         LogLevel, typer.Option(help="The least severe log level shown (debug shows every command run).")
     ] = LogLevel.info,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Serve Prometheus metrics at /metrics on this port (extra: metrics; 0: any free)."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Interface of --metrics-port (unauthenticated!). Default: 127.0.0.1.")
+    ] = None,
 ) -> None:
     """Run the scheduled-command worker of an application until SIGINT or SIGTERM.
 
@@ -117,13 +127,18 @@ def worker(
 
     The first signal stops it gracefully (running commands get shutdown_grace, the rest go back to PENDING);
     a second one stops it at once.
+
+    With --metrics-port, Prometheus metrics (command counters, run duration and lag histograms, entries per
+    status) are served at http://127.0.0.1:PORT/metrics while the worker runs; see docs/metrics.md.
     """
     from stores.errors import StoreError
     from stores.memory import MemoryStore
     from stores.sql import SqlStore
 
-    from .worker import AppLoadError, apply_overrides, configure_logging, load_app, run_worker
+    from .worker import AppLoadError, apply_overrides, configure_logging, install_metrics, load_app, run_worker
 
+    if metrics_host is not None and metrics_port is None:
+        fail("--metrics-host goes with --metrics-port", 2)
     configure_logging(log_format.value, getattr(logging, log_level.value.upper()))
     sys.path.insert(0, os.getcwd())
     try:
@@ -144,8 +159,14 @@ def worker(
             polling_interval=polling_interval,
             worker_id=worker_id,
         )
-        asyncio.run(run_worker(injector))
-    except (ValueError, StoreError) as exc:
+        metrics_address = None
+        if metrics_port is not None:
+            install_metrics(injector)
+            metrics_address = (metrics_host or "127.0.0.1", metrics_port)
+        asyncio.run(run_worker(injector, metrics_address=metrics_address))
+    except ImportError as exc:  # only --metrics-port imports something optional: prometheus_client
+        fail(str(exc))
+    except (ValueError, StoreError, OSError) as exc:
         fail(str(exc))
 
 
@@ -190,9 +211,10 @@ async def _explain_refusal(
     store: ScheduledCommandStore, action: str, entry_id: str, needed: ScheduledCommandStatus
 ) -> None:
     """Say on stderr why ``action`` did nothing: the entry is unknown, or not in the status it needs."""
-    current = await store.get(entry_id)
-    reason = "no such entry" if current is None else f"it is {current.status.value}, not {needed.value}"
-    typer.echo(f"error: cannot {action} {entry_id}: {reason}", err=True)
+    from .operations import explain_refusal
+
+    refusal = await explain_refusal(store, action, entry_id, needed)
+    typer.echo(f"error: {refusal.message}", err=True)
 
 
 def _emit_json(document: Any) -> None:
@@ -245,6 +267,8 @@ def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
         console.print(f"Next due:       {_when(report.next_due_at, report.now)}")
         if report.oldest_overdue_at is not None and report.oldest_overdue_lag_seconds is not None:
             console.print(f"Oldest overdue: {_when(report.oldest_overdue_at, report.now)}")
+        finished = ", ".join(f"{n} {status}" for status, n in report.throughput.totals.items() if n) or "none"
+        console.print(f"Finished in the last hour: {finished}")
         if report.dead_letters_by_type:
             letters = Table("command type", "dead letters (FAILED)", title="Dead letters")
             for command_type, count in report.dead_letters_by_type.items():
@@ -354,14 +378,15 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a PENDING entry (exit code 1 if it is unknown or no longer PENDING)."""
+    from .operations import cancel_entry
 
     async def work(opened: ScheduledCommandStore) -> int:
-        cancelled = await opened.cancel(entry_id, now=datetime.now(UTC))
+        result = await cancel_entry(opened, entry_id, datetime.now(UTC))
         if as_json:
-            _emit_json({"id": entry_id, "cancelled": cancelled is not None})
-        elif cancelled is not None:
+            _emit_json(result.model_dump(mode="json"))
+        elif result.cancelled:
             typer.echo(f"cancelled {entry_id}")
-        if cancelled is None:
+        if not result.cancelled:
             await _explain_refusal(opened, "cancel", entry_id, ScheduledCommandStatus.PENDING)
             return 1
         return 0
@@ -385,14 +410,17 @@ def requeue(
     if command_type is not None and not all_failed:
         fail("--type goes with --all-failed", 2)
 
+    from .operations import requeue_entry, requeue_failed
+
     async def work(opened: ScheduledCommandStore) -> int:
         now = datetime.now(UTC)
         if entry_id is not None:
-            requeued = [entry_id] if await opened.requeue(entry_id, now=now) else []
+            result = await requeue_entry(opened, entry_id, now)
         else:
-            requeued = await opened.requeue_failed(now=now, command_type=command_type)
+            result = await requeue_failed(opened, now, command_type)
+        requeued = result.requeued
         if as_json:
-            _emit_json({"requeued": requeued})
+            _emit_json(result.model_dump(mode="json"))
         else:
             typer.echo(f"requeued {len(requeued)} entr{'y' if len(requeued) == 1 else 'ies'}")
         if not requeued:
@@ -466,28 +494,23 @@ app.add_typer(recurring_app, name="recurring")
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
 
 
-def _schedule_json(schedule: Any) -> dict[str, Any]:
-    document: dict[str, Any] = schedule.model_dump(mode="json")
-    document["interval"] = schedule.interval.total_seconds() if schedule.interval is not None else None
-    return document
-
-
 @recurring_app.command("list")
 def recurring_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every recurring schedule: its timing, state and next occurrence."""
-    from .recurring import RecurringSchedule
+    from .operations import recurring_list as list_schedules
 
     async def work(opened: ScheduledCommandStore) -> int:
-        schedules = [RecurringSchedule.from_stored(s) for s in await opened.list_schedules()]
+        listed = await list_schedules(opened)
         if as_json:
-            _emit_json({"schedules": [_schedule_json(s) for s in schedules]})
+            _emit_json(listed.model_dump(mode="json"))
             return 0
+        schedules = listed.schedules
         from rich.table import Table
 
         now = datetime.now(UTC)
         table = Table("name", "type", "when", "misfire", "state", "generation", "next", "last")
         for s in schedules:
-            when = f"{s.cron} ({s.timezone})" if s.cron is not None else f"every {s.interval}"
+            when = f"{s.cron} ({s.timezone})" if s.cron is not None else f"every {timedelta(seconds=s.interval or 0)}"
             table.add_row(
                 s.name,
                 s.command_type.rsplit(".", 1)[-1],
@@ -514,16 +537,16 @@ def _unknown_schedule(name: str, opened: ScheduledCommandStore) -> int:
 @recurring_app.command("pause")
 def recurring_pause(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
-    from . import recurring_ops
+    from .operations import pause_schedule
 
     async def work(opened: ScheduledCommandStore) -> int:
-        paused, cancelled = await recurring_ops.pause(opened, name, datetime.now(UTC))
+        paused = await pause_schedule(opened, name, datetime.now(UTC))
         if paused is None:
             return _unknown_schedule(name, opened)
         if as_json:
-            _emit_json({"name": name, "paused": True, "cancelled": [e.id for e in cancelled]})
+            _emit_json(paused.model_dump(mode="json"))
         else:
-            typer.echo(f"paused {name} (cancelled {len(cancelled)} pending occurrence(s))")
+            typer.echo(f"paused {name} (cancelled {len(paused.cancelled)} pending occurrence(s))")
         return 0
 
     _run_with_store(store, work)
@@ -532,17 +555,15 @@ def recurring_pause(name: NameArgument, store: StoreOption = None, as_json: Json
 @recurring_app.command("resume")
 def recurring_resume(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
-    from . import recurring_ops
-    from .options import SchedulerSettings
+    from .operations import resume_schedule
 
     async def work(opened: ScheduledCommandStore) -> int:
-        default_retries = SchedulerSettings.model_fields["max_retries"].default
-        resumed = await recurring_ops.resume(opened, name, datetime.now(UTC), default_max_retries=default_retries)
+        resumed = await resume_schedule(opened, name, datetime.now(UTC))
         if resumed is None:
             return _unknown_schedule(name, opened)
         next_at = resumed.next_run_at.isoformat() if resumed.next_run_at else None
         if as_json:
-            _emit_json({"name": name, "paused": False, "next_run_at": next_at})
+            _emit_json(resumed.model_dump(mode="json"))
         else:
             typer.echo(f"resumed {name}; next occurrence at {next_at}")
         return 0
@@ -553,19 +574,138 @@ def recurring_resume(name: NameArgument, store: StoreOption = None, as_json: Jso
 @recurring_app.command("remove")
 def recurring_remove(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Delete a schedule and cancel its pending occurrence (finished occurrences stay, for the record)."""
-    from . import recurring_ops
+    from .operations import remove_schedule
 
     async def work(opened: ScheduledCommandStore) -> int:
-        existed, cancelled = await recurring_ops.remove(opened, name, datetime.now(UTC))
-        if not existed:
+        removed = await remove_schedule(opened, name, datetime.now(UTC))
+        if removed is None:
             return _unknown_schedule(name, opened)
         if as_json:
-            _emit_json({"name": name, "removed": True, "cancelled": [e.id for e in cancelled]})
+            _emit_json(removed.model_dump(mode="json"))
         else:
-            typer.echo(f"removed {name} (cancelled {len(cancelled)} pending occurrence(s))")
+            typer.echo(f"removed {name} (cancelled {len(removed.cancelled)} pending occurrence(s))")
         return 0
 
     _run_with_store(store, work)
+
+
+# -- the dashboard ----------------------------------------------------------------------------------------------
+
+DASHBOARD_TOKEN_ENV = "CQRS_SCHEDULING_DASHBOARD_TOKEN"
+
+
+@app.command()
+def dashboard(
+    store: StoreOption = None,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on; anything but loopback exposes the dashboard to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8080,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=DASHBOARD_TOKEN_ENV,
+            show_envvar=True,
+            help="The access token (prefer the environment variable: options show in process lists). "
+            "Default: a random one, printed in the login URL.",
+        ),
+    ] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Refuse and hide every change.")] = False,
+) -> None:
+    """Serve the web dashboard and admin JSON API of a store until SIGINT or SIGTERM (extra: web).
+
+    Every request needs the token: as ``Authorization: Bearer <token>``, or once in the URL (``/?token=...``), which
+    logs a browser in with a session cookie. See docs/dashboard.md.
+    """
+    try:
+        import uvicorn
+
+        from .web import DashboardSettings, create_dashboard_app
+    except ImportError as exc:
+        fail(f"the dashboard needs the web extra ({exc}): pip install 'cqrs-scheduling[web]'")
+    if token is not None and not token.strip():
+        fail(f"--token (or ${DASHBOARD_TOKEN_ENV}) is empty: give a token, or none to get a random one", 2)
+    generated = token is None
+    secret = token if token is not None else secrets.token_urlsafe(24)
+    if not _is_loopback(host):
+        typer.echo(
+            f"warning: listening on {host}, beyond this machine: anyone who can reach it and has the token can "
+            "change the queue; put it behind TLS",
+            err=True,
+        )
+    try:
+        listener = _listen(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        settings = DashboardSettings(token=secret, read_only=read_only)
+        config = uvicorn.Config(
+            create_dashboard_app(opened, settings=settings),
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+        bound_host, bound_port = listener.getsockname()[:2]
+        url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}/"
+        login = f"{url}?token={secret}" if generated else f"{url} (log in with your token)"
+        banner = f"Dashboard of {opened.description}{' (read-only)' if read_only else ''} at {login}"
+        await _serve_until_signal(uvicorn.Server(config), listener, banner)
+        return 0
+
+    with listener:
+        _run_with_store(store, work)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket on ``host:port``, bound before the store is opened so that a taken port is one clear line."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _serve_until_signal(server: Any, listener: Any, banner: str) -> None:
+    """Print ``banner`` and run uvicorn until SIGINT or SIGTERM, then return (exit code 0) instead of dying of the
+    signal.
+
+    uvicorn handles the signals while it serves and raises them again once it has stopped; the handlers in place
+    before and after only ask the server to stop, so a signal at any moment closes the store normally and the process
+    exits 0.
+    """
+    import signal
+
+    def stop(number: int, frame: Any) -> None:
+        server.should_exit = True
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, stop) for sig in handled}
+    try:
+        typer.echo(banner)
+        await server.serve(sockets=[listener])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main() -> None:

@@ -1,0 +1,189 @@
+"""The admin JSON API under ``/api``: the CLI's operator commands over HTTP, with the CLI's ``--json`` shapes.
+
+Every route answers from ``scheduling.operations``, as the CLI does, so a body here equals the CLI's ``--json``
+output for the same question. Reads are in ``read_router``; mutations (all POST) in ``write_router``, which
+``create_dashboard_app`` leaves out of the OpenAPI document in read-only mode (where they answer 403).
+
+=========================================  ===========================================  ======================
+Route                                      Body                                         CLI
+=========================================  ===========================================  ======================
+GET  /api/overview                         ``StoreOverview``                            ``status --json``
+GET  /api/entries                          ``EntryPage``                                ``list --json``
+GET  /api/entries/{id}                     ``EntryDetail`` (404 unknown)                ``show --json``
+POST /api/entries/{id}/cancel              ``CancelResult`` (404 unknown, 409)          ``cancel --json``
+POST /api/entries/{id}/requeue             ``RequeueResult`` (404 unknown, 409)         ``requeue ID --json``
+POST /api/dead-letters/requeue             ``RequeueResult``                            ``requeue --all-failed``
+POST /api/purge                            ``PurgeResult`` (422 bad duration/status)    ``purge --json``
+GET  /api/recurring                        ``RecurringList``                            ``recurring list``
+POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (404)     ``recurring pause``
+=========================================  ===========================================  ======================
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from scheduling import operations
+from scheduling.operations import (
+    CancelResult,
+    EntryDetail,
+    EntryPage,
+    PauseResult,
+    PurgeResult,
+    RecurringList,
+    RequeueResult,
+    ResumeResult,
+    StoreOverview,
+)
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
+
+from .context import DashboardContext, get_context
+
+__all__ = ["ApiError", "PurgeRequest", "RequeueFailedRequest", "read_router", "write_router"]
+
+#: The most entries one page of ``GET /api/entries`` returns.
+MAX_PAGE = 500
+
+Context = Annotated[DashboardContext, Depends(get_context)]
+
+
+class ApiError(BaseModel):
+    """An error: what went wrong, naming the offending value."""
+
+    detail: str
+
+
+class RequeueFailedRequest(BaseModel):
+    """``POST /api/dead-letters/requeue``: every FAILED entry, or only those of one command type."""
+
+    #: Only this command type (``module.Name``); every type when absent.
+    command_type: str | None = None
+
+
+class PurgeRequest(BaseModel):
+    """``POST /api/purge``: delete finished entries, as ``cqrs-scheduling purge`` does."""
+
+    #: Finished longer ago than this: ``7d``, ``12h``, ``1d12h``, ``90m``, ``30s`` or ISO 8601 (``P7D``).
+    older_than: str = Field(examples=["7d"])
+    #: Only these terminal statuses; all terminal ones when absent.
+    statuses: list[ScheduledCommandStatus] | None = None
+    #: Count what would be deleted; delete nothing.
+    dry_run: bool = False
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ApiError} for code in codes}
+
+
+read_router = APIRouter(prefix="/api", tags=["read"], responses=_errors(401))
+write_router = APIRouter(prefix="/api", tags=["change"], responses=_errors(401, 403))
+
+
+@read_router.get("/overview")
+async def get_overview(ctx: Context) -> StoreOverview:
+    """Counts per status, next due, oldest overdue and its lag, dead letters per type, throughput per minute."""
+    return await operations.overview(ctx.store, ctx.now())
+
+
+@read_router.get("/entries", responses=_errors(422))
+async def get_entries(
+    ctx: Context,
+    status: Annotated[ScheduledCommandStatus | None, Query(description="Only entries in this status.")] = None,
+    command_type: Annotated[str | None, Query(description="Only this command type (module.Name).")] = None,
+    correlation_id: Annotated[str | None, Query(description="Only entries of this correlation id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Entries per page.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Skip this many (the next page's is next_offset).")] = 0,
+) -> EntryPage:
+    """Entries, newest first, with filters and paging."""
+    return await operations.list_page(
+        ctx.store, status=status, command_type=command_type, correlation_id=correlation_id, limit=limit, offset=offset
+    )
+
+
+@read_router.get("/entries/{entry_id}", responses=_errors(404))
+async def get_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> EntryDetail:
+    """One entry with its attempts (their errors included)."""
+    detail = await operations.entry_detail(ctx.store, entry_id)
+    if detail is None:
+        raise HTTPException(status_code=404, detail=f"no entry with id {entry_id!r} in {ctx.store.description}")
+    return detail
+
+
+@read_router.get("/recurring")
+async def get_recurring(ctx: Context) -> RecurringList:
+    """Every recurring schedule: its timing, state and next occurrence."""
+    return await operations.recurring_list(ctx.store)
+
+
+async def _refuse(ctx: DashboardContext, action: str, entry_id: str, needed: ScheduledCommandStatus) -> HTTPException:
+    """404 for an unknown entry, 409 for one in another status than ``needed``, with the CLI's explanation."""
+    refusal = await operations.explain_refusal(ctx.store, action, entry_id, needed)
+    return HTTPException(status_code=404 if refusal.status is None else 409, detail=refusal.message)
+
+
+@write_router.post("/entries/{entry_id}/cancel", responses=_errors(404, 409))
+async def cancel_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> CancelResult:
+    """Cancel a PENDING entry."""
+    result = await operations.cancel_entry(ctx.store, entry_id, ctx.now())
+    if not result.cancelled:
+        raise await _refuse(ctx, "cancel", entry_id, ScheduledCommandStatus.PENDING)
+    return result
+
+
+@write_router.post("/entries/{entry_id}/requeue", responses=_errors(404, 409))
+async def requeue_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> RequeueResult:
+    """Run a dead letter again: FAILED -> PENDING, due now, retry count 0."""
+    result = await operations.requeue_entry(ctx.store, entry_id, ctx.now())
+    if not result.requeued:
+        raise await _refuse(ctx, "requeue", entry_id, ScheduledCommandStatus.FAILED)
+    return result
+
+
+@write_router.post("/dead-letters/requeue")
+async def requeue_dead_letters(
+    ctx: Context, request: Annotated[RequeueFailedRequest | None, Body()] = None
+) -> RequeueResult:
+    """Requeue every FAILED entry, or those of one command type; the ids requeued (maybe none)."""
+    command_type = request.command_type if request is not None else None
+    return await operations.requeue_failed(ctx.store, ctx.now(), command_type)
+
+
+@write_router.post("/purge", responses=_errors(422))
+async def purge(ctx: Context, request: PurgeRequest) -> PurgeResult:
+    """Delete finished entries (and their attempts) older than ``older_than``; never PENDING or PROCESSING."""
+    try:
+        age = operations.parse_duration(request.older_than)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    statuses = list(request.statuses) if request.statuses else sorted(TERMINAL_STATUSES)
+    refused = [s.value for s in statuses if s not in TERMINAL_STATUSES]
+    if refused:
+        raise HTTPException(
+            status_code=422, detail=f"statuses {', '.join(refused)} cannot be purged: only finished entries are"
+        )
+    return await operations.purge(ctx.store, older_than=ctx.now() - age, statuses=statuses, dry_run=request.dry_run)
+
+
+def _unknown_schedule(ctx: DashboardContext, name: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no recurring schedule named {name!r} in {ctx.store.description}")
+
+
+@write_router.post("/recurring/{name}/pause", responses=_errors(404))
+async def pause_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> PauseResult:
+    """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
+    result = await operations.pause_schedule(ctx.store, name, ctx.now())
+    if result is None:
+        raise _unknown_schedule(ctx, name)
+    return result
+
+
+@write_router.post("/recurring/{name}/resume", responses=_errors(404))
+async def resume_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> ResumeResult:
+    """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
+    result = await operations.resume_schedule(ctx.store, name, ctx.now())
+    if result is None:
+        raise _unknown_schedule(ctx, name)
+    return result

@@ -1,0 +1,60 @@
+"""``DashboardContext``: what every dashboard route needs (store, settings, clock), kept on ``app.state``.
+
+Routes get it with the FastAPI dependency ``get_context``::
+
+    @router.get("/something")
+    async def something(ctx: Annotated[DashboardContext, Depends(get_context)]) -> ...:
+        await ctx.store.count_by_status()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from scheduling.clock import Clock
+from stores.base import ScheduledCommandStore
+
+from .settings import DashboardSettings
+
+__all__ = ["DashboardContext", "get_context"]
+
+#: The ``app.state`` attribute holding the context.
+STATE_KEY = "cqrs_scheduling_dashboard"
+
+
+@dataclass(frozen=True)
+class DashboardContext:
+    """The dashboard's dependencies. The store is opened and closed by whoever created the app, never by it.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The opened store the dashboard reads and changes.
+    store: ScheduledCommandStore
+    settings: DashboardSettings
+    #: Where "now" comes from (overdue lag, throughput window, requeue and cancel times, session expiry).
+    clock: Clock
+    #: The mounting application's own authentication dependency, or None to use ``settings.token``.
+    authenticate: Callable[..., Any] | None = None
+    #: The key signing session cookies and CSRF tokens (``settings.session_secret`` or random per app).
+    secret: bytes = field(default=b"", repr=False)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+def get_context(request: HTTPConnection) -> DashboardContext:
+    """FastAPI dependency: the context of the dashboard app serving ``request``.
+
+    Raises:
+        RuntimeError: the request is not served by an app made by ``create_dashboard_app``.
+    """
+    context = getattr(request.app.state, STATE_KEY, None)
+    if not isinstance(context, DashboardContext):
+        raise RuntimeError("no dashboard context on this app: build it with create_dashboard_app(store, ...)")
+    return context

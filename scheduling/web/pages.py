@@ -1,0 +1,402 @@
+"""The dashboard's HTML pages: overview, entries, entry detail, dead letters and recurring schedules.
+
+Every page is rendered on the server with Jinja2 and has one live region. The same URL with ``?fragment=<region>``
+answers only that region, rendered by the same partial template as the full page; ``static/dashboard.js`` re-fetches
+it every ``settings.refresh_seconds`` and swaps it in, so the page updates without a reload. Buttons POST to the JSON
+API (``api.py``); they are not rendered at all when the dashboard is read-only.
+
+The pages run no store queries of their own: every number comes from ``scheduling.operations``, the same functions
+that answer the CLI and the JSON API. Every URL a page contains starts with the path the app is mounted at
+(``request.scope["root_path"]``), so the pages work under ``user_app.mount("/scheduling", dashboard)``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from scheduling import operations
+from stores.entries import ScheduledCommandStatus
+
+from .app import TEMPLATES_KEY
+from .context import DashboardContext, get_context
+from .security import csrf_token
+
+__all__ = ["Chart", "ChartBar", "format_duration", "format_time", "router", "throughput_chart"]
+
+router = APIRouter(include_in_schema=False)
+
+Context = Annotated[DashboardContext, Depends(get_context)]
+
+#: Page sizes offered by the entries filter form (the settings' page size is added to them).
+PAGE_SIZES = (20, 50, 100, 200)
+
+#: Section links of the header: label and path below the mount root.
+_NAV = (("Overview", "/"), ("Entries", "/entries"), ("Dead letters", "/dead-letters"), ("Recurring", "/recurring"))
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+# -- formatting -------------------------------------------------------------------------------------------------
+
+
+def format_time(value: datetime) -> str:
+    """A UTC ISO 8601 timestamp to the second, ``Z``-suffixed: ``2026-03-01T12:00:00Z``."""
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: ``45 s``, ``2 min 5 s``, ``3 h 10 min``, ``2 d 4 h``."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+def _pretty_json(text: str) -> str:
+    """Indented JSON, or the text as it is when it is not JSON."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _pretty_object(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+# -- throughput chart ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartBar:
+    """One minute of the throughput chart, with its SVG geometry."""
+
+    minute: datetime
+    count: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def label(self) -> str:
+        return self.minute.strftime("%H:%M")
+
+    @property
+    def iso(self) -> str:
+        return format_time(self.minute)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """The throughput chart: a bar per minute of the last hour, oldest first."""
+
+    bars: list[ChartBar]
+    width: int
+    height: int
+
+    @property
+    def total(self) -> int:
+        return sum(bar.count for bar in self.bars)
+
+    @property
+    def peak(self) -> int:
+        return max((bar.count for bar in self.bars), default=0)
+
+    @property
+    def first_label(self) -> str:
+        return self.bars[0].label + " UTC" if self.bars else ""
+
+    @property
+    def last_label(self) -> str:
+        return self.bars[-1].label + " UTC" if self.bars else ""
+
+
+def throughput_chart(
+    counts: Mapping[datetime, int], now: datetime, *, minutes: int = 60, width: int = 600, height: int = 100
+) -> Chart:
+    """Lay out one bar per minute for the ``minutes`` minutes up to ``now`` (the current minute last).
+
+    ``counts`` maps the start of a minute (UTC) to the entries that finished in it; minutes it lacks count 0, and
+    counts outside the window are ignored. Bar heights are scaled to the busiest minute.
+    """
+    current = now.astimezone(UTC).replace(second=0, microsecond=0)
+    by_minute: dict[datetime, int] = {}
+    for start, n in counts.items():
+        minute = start.astimezone(UTC).replace(second=0, microsecond=0)
+        by_minute[minute] = by_minute.get(minute, 0) + n
+    starts = [current - timedelta(minutes=minutes - 1 - i) for i in range(minutes)]
+    values = [by_minute.get(start, 0) for start in starts]
+    peak = max(values, default=0)
+    slot = width / minutes
+    bars = []
+    for i, (start, count) in enumerate(zip(starts, values, strict=True)):
+        bar_height = round(height * count / peak, 2) if peak else 0.0
+        bars.append(
+            ChartBar(
+                minute=start,
+                count=count,
+                x=round(i * slot + 1, 2),
+                y=round(height - bar_height, 2),
+                width=round(slot - 2, 2),
+                height=bar_height,
+            )
+        )
+    return Chart(bars=bars, width=width, height=height)
+
+
+def _throughput_counts(overview: operations.StoreOverview) -> dict[datetime, int]:
+    """Entries finished per minute (every terminal status together) from the overview's throughput buckets."""
+    return {bucket.start: sum(bucket.counts.values()) for bucket in overview.throughput.buckets}
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+
+
+def _templates(request: Request) -> Jinja2Templates:
+    templates = getattr(request.app.state, TEMPLATES_KEY, None)
+    if not isinstance(templates, Jinja2Templates):
+        raise RuntimeError("no page templates on this app: build it with create_dashboard_app(store, ...)")
+    return templates
+
+
+def _root(request: Request) -> str:
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
+
+
+def _url_with(request: Request, **changes: str | int | None) -> str:
+    """This page's URL (under the mount root) with query parameters changed; ``None`` removes one."""
+    params = {k: v for k, v in request.query_params.items() if k != "token"}
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    query = urlencode(params)
+    return quote(request.url.path, safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
+
+
+def _render(
+    request: Request,
+    ctx: DashboardContext,
+    page: str,
+    *,
+    title: str,
+    values: dict[str, Any],
+    fragment: str | None = None,
+    status_code: int = 200,
+    nav_path: str | None = None,
+) -> Response:
+    """The full page ``{page}.html``, or only its live region ``partials/{page}.html`` when ``fragment`` names it."""
+    root = _root(request)
+    context: dict[str, Any] = {
+        "settings": ctx.settings,
+        "csrf": csrf_token(request),
+        "page_title": title,
+        "url": lambda path: root + path,
+        "pq": lambda name: quote(str(name), safe=""),
+        "iso": format_time,
+        "duration": format_duration,
+        "pretty": _pretty_json,
+        "pretty_obj": _pretty_object,
+        "nav": [{"label": label, "href": root + path, "current": path == nav_path} for label, path in _NAV],
+        "fragment_url": _url_with(request, fragment=page),
+        **values,
+    }
+    templates = _templates(request)
+    if fragment is not None:
+        if fragment != page:
+            message = html.escape(f"no region {fragment!r} on this page; this page has {page!r}", quote=False)
+            return HTMLResponse(message, status_code=404, headers=_NO_STORE)
+        return templates.TemplateResponse(
+            request, f"partials/{page}.html", context, status_code=status_code, headers=_NO_STORE
+        )
+    return templates.TemplateResponse(request, f"{page}.html", context, status_code=status_code, headers=_NO_STORE)
+
+
+def _message(request: Request, ctx: DashboardContext, *, title: str, message: str, status_code: int) -> Response:
+    return _render(
+        request, ctx, "not_found", title=title, values={"message": message}, status_code=status_code, nav_path=None
+    )
+
+
+def _parse_status(text: str | None) -> ScheduledCommandStatus | None:
+    """The status filter: empty means any; anything else must name a status.
+
+    Raises:
+        ValueError: not a status, quoting it.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        return ScheduledCommandStatus(text.strip().upper())
+    except ValueError:
+        allowed = ", ".join(s.value for s in ScheduledCommandStatus)
+        raise ValueError(f"unknown status {text!r}; use one of {allowed}") from None
+
+
+def _blank_to_none(text: str | None) -> str | None:
+    return text.strip() if text is not None and text.strip() else None
+
+
+# -- pages ----------------------------------------------------------------------------------------------------
+
+Fragment = Annotated[str | None, Query(description="Render only this live region of the page.")]
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int | None, Query(ge=1, le=500)]
+
+
+@router.get("/", response_class=HTMLResponse, name="overview")
+async def overview_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
+    """Counts per status, throughput over the last hour, next due, oldest overdue lag, dead letters per type."""
+    now = ctx.now()
+    data = await operations.overview(ctx.store, now)
+    chart = throughput_chart(_throughput_counts(data), now)
+    return _render(
+        request,
+        ctx,
+        "overview",
+        title="Overview",
+        values={"overview": data, "chart": chart},
+        fragment=fragment,
+        nav_path="/",
+    )
+
+
+@router.get("/entries", response_class=HTMLResponse, name="entries")
+async def entries_page(
+    request: Request,
+    ctx: Context,
+    status: str | None = None,
+    command_type: str | None = None,
+    correlation_id: str | None = None,
+    limit: Limit = None,
+    offset: Offset = 0,
+    fragment: Fragment = None,
+) -> Response:
+    """Entries, newest first, filtered by status, command type and correlation id, a page at a time."""
+    try:
+        wanted = _parse_status(status)
+    except ValueError as exc:
+        return _message(request, ctx, title="Bad filter", message=str(exc), status_code=422)
+    size = limit if limit is not None else ctx.settings.page_size
+    wanted_type, wanted_correlation = _blank_to_none(command_type), _blank_to_none(correlation_id)
+    filters: dict[str, str | int | None] = {
+        "status": wanted.value if wanted is not None else None,
+        "command_type": wanted_type,
+        "correlation_id": wanted_correlation,
+        "limit": size,
+    }
+    page = await operations.list_page(
+        ctx.store,
+        status=wanted,
+        command_type=wanted_type,
+        correlation_id=wanted_correlation,
+        limit=size,
+        offset=offset,
+    )
+    described = [
+        f"{label} {value}"
+        for label, value in (
+            ("status", filters["status"]),
+            ("command type", wanted_type),
+            ("correlation id", wanted_correlation),
+        )
+        if value is not None
+    ]
+    caption = "Entries, newest first" + (f", with {', '.join(described)}" if described else "")
+    return _render(
+        request,
+        ctx,
+        "entries",
+        title="Entries",
+        values={
+            "page": page,
+            "caption": caption,
+            "filters": filters,
+            "statuses": [s.value for s in ScheduledCommandStatus],
+            "page_sizes": sorted({*PAGE_SIZES, ctx.settings.page_size, size}),
+            **_pager(request, page, size),
+        },
+        fragment=fragment,
+        nav_path="/entries",
+    )
+
+
+def _pager(request: Request, page: operations.EntryPage, size: int) -> dict[str, str | None]:
+    previous = None if page.offset == 0 else _url_with(request, offset=max(0, page.offset - size), fragment=None)
+    following = None if page.next_offset is None else _url_with(request, offset=page.next_offset, fragment=None)
+    return {"previous_url": previous, "next_url": following}
+
+
+@router.get("/entries/{entry_id}", response_class=HTMLResponse, name="entry")
+async def entry_page(request: Request, ctx: Context, entry_id: str, fragment: Fragment = None) -> Response:
+    """One entry: payload, result, error, attempts, timestamps; 404 when there is no such entry."""
+    detail = await operations.entry_detail(ctx.store, entry_id)
+    if detail is None:
+        return _message(
+            request,
+            ctx,
+            title="Entry not found",
+            message=f"There is no entry with id {entry_id!r} in {ctx.store.description}.",
+            status_code=404,
+        )
+    return _render(request, ctx, "entry", title=f"Entry {entry_id}", values={"detail": detail}, fragment=fragment)
+
+
+@router.get("/dead-letters", response_class=HTMLResponse, name="dead_letters")
+async def dead_letters_page(
+    request: Request, ctx: Context, limit: Limit = None, offset: Offset = 0, fragment: Fragment = None
+) -> Response:
+    """Failed entries, with Requeue per entry and "requeue all failed of this type" per command type."""
+    size = limit if limit is not None else ctx.settings.page_size
+    summary = await operations.overview(ctx.store, ctx.now())
+    page = await operations.list_page(ctx.store, status=ScheduledCommandStatus.FAILED, limit=size, offset=offset)
+    by_type = [{"command_type": name, "count": count} for name, count in summary.dead_letters_by_type.items()]
+    return _render(
+        request,
+        ctx,
+        "dead_letters",
+        title="Dead letters",
+        values={
+            "page": page,
+            "by_type": by_type,
+            "caption": f"Failed entries, newest first ({summary.counts.get('FAILED', 0)} in all)",
+            **_pager(request, page, size),
+        },
+        fragment=fragment,
+        nav_path="/dead-letters",
+    )
+
+
+@router.get("/recurring", response_class=HTMLResponse, name="recurring")
+async def recurring_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
+    """Recurring schedules: timing, time zone, state, next and last run, with Pause and Resume."""
+    schedules = await operations.recurring_list(ctx.store)
+    return _render(
+        request,
+        ctx,
+        "recurring",
+        title="Recurring schedules",
+        values={"schedules": schedules.schedules},
+        fragment=fragment,
+        nav_path="/recurring",
+    )

@@ -1,0 +1,597 @@
+"""The dashboard's HTML pages over a real SQLite store, through real HTTP (httpx against the ASGI app).
+
+The store is filled by the real scheduler and worker service on a ``ManualClock``: completed entries, dead letters
+with their attempt history, pending ones, and a recurring schedule. The pages are parsed with the standard library's
+HTML parser, and checked for what they show, for the live-region fragments, for read-only mode, for URLs relative to
+the mount path, and for accessibility basics (labels, one h1, a main landmark, table headers, button text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from scheduling_app import START, Add, App, Fail, Record, make_app
+
+from scheduling import ScheduledCommandStatus, ScheduleOptions
+from scheduling.web import DashboardSettings, create_dashboard_app
+from scheduling.web.pages import format_duration, throughput_chart
+from stores.sql import SqlStore
+
+TOKEN = "page-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PAGES = ["/", "/entries", "/dead-letters", "/recurring"]
+
+# -- a small DOM from the standard library's parser -------------------------------------------------------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    parent: Element | None = None
+    children: list[Element | str] = field(default_factory=list)
+
+    def text(self) -> str:
+        parts = [c if isinstance(c, str) else c.text() for c in self.children]
+        return " ".join(" ".join(parts).split())
+
+    def iter(self) -> Iterator[Element]:
+        yield self
+        for child in self.children:
+            if isinstance(child, Element):
+                yield from child.iter()
+
+    def find_all(self, tag: str, **attrs: str) -> list[Element]:
+        return [
+            e
+            for e in self.iter()
+            if e.tag == tag and all(e.attrs.get(k.rstrip("_").replace("_", "-")) == v for k, v in attrs.items())
+        ]
+
+    def by_id(self, element_id: str) -> Element | None:
+        return next((e for e in self.iter() if e.attrs.get("id") == element_id), None)
+
+    def ancestors(self) -> Iterator[Element]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {})
+        self.current = self.root
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, {k: v or "" for k, v in attrs}, parent=self.current)
+        self.current.children.append(element)
+        if tag not in VOID:
+            self.current = element
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.current.children.append(Element(tag, {k: v or "" for k, v in attrs}, parent=self.current))
+
+    def handle_endtag(self, tag: str) -> None:
+        node: Element | None = self.current
+        while node is not None and node.tag != tag:
+            node = node.parent
+        assert node is not None and node.parent is not None, f"unbalanced </{tag}>"
+        self.current = node.parent
+
+    def handle_data(self, data: str) -> None:
+        self.current.children.append(data)
+
+
+def parse(html: str) -> Element:
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    assert builder.current is builder.root, f"unclosed <{builder.current.tag}>"
+    return builder.root
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Filled:
+    """The application that filled the store, and the ids of what it holds."""
+
+    app: App
+    completed: list[str]
+    failed: list[str]
+    pending: list[str]
+
+
+@pytest.fixture
+async def filled(tmp_path: Path) -> AsyncIterator[Filled]:
+    """A SQLite file store with 3 completed, 2 dead-lettered (after 2 attempts each) and 3 pending entries (one the
+    next occurrence of a recurring schedule); the ManualClock then stands 10 minutes after the failures."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'pages.db'}")
+    await store.open()
+    app = make_app(store=store)
+    scheduler = app.scheduler
+    completed = [
+        await scheduler.schedule(Record(value=f"r{i}"), ScheduleOptions(correlation_id="flow-1")) for i in range(2)
+    ]
+    completed.append(await scheduler.schedule(Add(a=2, b=3), ScheduleOptions(priority=5)))
+    failed = [
+        await scheduler.schedule(Fail(key=f"f{i}"), ScheduleOptions(max_retries=1, correlation_id="flow-2"))
+        for i in range(2)
+    ]
+    await app.service.run_until_idle()
+    app.clock.advance(timedelta(minutes=5))  # past the retry backoff
+    await app.service.run_until_idle()
+    pending = [
+        await scheduler.schedule(Record(value="later"), ScheduleOptions(delay=timedelta(hours=1))),
+        await scheduler.schedule(Record(value="overdue"), ScheduleOptions(delay=timedelta(minutes=1))),
+    ]
+    await scheduler.schedule_recurring(
+        "nightly-report", Record(value="report"), cron="0 3 * * *", timezone="Europe/Paris"
+    )
+    occurrences = await store.list_entries(status=ScheduledCommandStatus.PENDING, limit=10)
+    pending += [entry.id for entry in occurrences if entry.recurring_name == "nightly-report"]
+    app.clock.advance(timedelta(minutes=5))
+    try:
+        yield Filled(app, completed, failed, pending)
+    finally:
+        await store.close()
+
+
+def _client(dashboard: FastAPI, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=dashboard), base_url=base_url, headers=AUTH)
+
+
+@pytest.fixture
+async def client(filled: Filled) -> AsyncIterator[httpx.AsyncClient]:
+    dashboard = create_dashboard_app(
+        filled.app.store, settings=DashboardSettings(token=TOKEN, page_size=50), clock=filled.app.clock
+    )
+    async with _client(dashboard) as http:
+        yield http
+
+
+async def get_page(client: httpx.AsyncClient, path: str, status: int = 200) -> Element:
+    response = await client.get(path, headers={"Accept": "text/html"})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    return parse(response.text)
+
+
+def row_ids(doc: Element, prefix: str) -> list[str]:
+    return [
+        row.attrs["id"].removeprefix(f"{prefix}-row-")
+        for row in doc.iter()
+        if row.attrs.get("id", "").startswith(f"{prefix}-row-")
+    ]
+
+
+def action_buttons(doc: Element) -> list[Element]:
+    return [b for b in doc.find_all("button") if "data-action" in b.attrs]
+
+
+# -- pages ------------------------------------------------------------------------------------------------------
+
+
+async def test_overview_shows_counts_timing_throughput_and_dead_letters(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    doc = await get_page(client, "/")
+    counts = {
+        a.attrs["id"].removeprefix("count-"): a.text()
+        for a in doc.find_all("a")
+        if a.attrs.get("id", "").startswith("count-")
+    }
+    assert counts == {
+        "PENDING": "3",
+        "PROCESSING": "0",
+        "COMPLETED": "3",
+        "FAILED": "2",
+        "CANCELLED": "0",
+        "EXPIRED": "0",
+    }
+    # The status is written out next to its number: colour only repeats it.
+    card_terms = [dt.text() for dt in doc.find_all("dt")]
+    assert {"PENDING", "COMPLETED", "FAILED", "Total"} <= set(card_terms)
+    total = doc.by_id("count-total")
+    assert total is not None and total.text() == "8"
+
+    overdue = doc.by_id("oldest-overdue")
+    assert overdue is not None and "late by" in overdue.text()
+    overdue_time = overdue.find_all("time")[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", overdue_time.attrs["datetime"])
+    assert overdue_time.text() == overdue_time.attrs["datetime"]
+
+    svg = doc.find_all("svg")[0]
+    assert svg.attrs["role"] == "img" and svg.attrs["aria-labelledby"]
+    for label_id in svg.attrs["aria-labelledby"].split():
+        assert doc.by_id(label_id) is not None
+    throughput_rows = doc.by_id("throughput-details")
+    assert throughput_rows is not None
+    finished = sum(int(td.text()) for td in throughput_rows.find_all("td"))
+    assert finished == 5  # 3 completed + 2 dead-lettered, all in the last hour
+    assert len(svg.find_all("rect")) == 60
+
+    dead = [tr.text() for table in doc.find_all("table") for tr in table.find_all("tr")]
+    assert any("scheduling_app.Fail" in row and row.endswith("2") for row in dead), dead
+
+
+async def test_entries_lists_newest_first_with_filters(client: httpx.AsyncClient, filled: Filled) -> None:
+    doc = await get_page(client, "/entries")
+    everything = row_ids(doc, "entries")
+    assert sorted(everything) == sorted(filled.completed + filled.failed + filled.pending)
+
+    doc = await get_page(client, "/entries?status=FAILED&command_type=&correlation_id=")
+    assert sorted(row_ids(doc, "entries")) == sorted(filled.failed)
+    status_select = doc.by_id("filter-status")
+    assert status_select is not None
+    assert [o.attrs["value"] for o in status_select.find_all("option") if "selected" in o.attrs] == ["FAILED"]
+
+    doc = await get_page(client, "/entries?correlation_id=flow-1")
+    assert sorted(row_ids(doc, "entries")) == sorted(filled.completed[:2])
+    doc = await get_page(client, "/entries?command_type=scheduling_app.Add")
+    assert row_ids(doc, "entries") == [filled.completed[2]]
+    doc = await get_page(client, "/entries?status=completed&correlation_id=nobody")
+    assert row_ids(doc, "entries") == []
+    assert "No entries." in doc.text()
+
+    doc = await get_page(client, "/entries?status=SLEEPING", status=422)
+    assert "'SLEEPING'" in doc.text() and "PENDING" in doc.text()
+
+
+async def test_entries_pages_with_next_and_previous_links(client: httpx.AsyncClient, filled: Filled) -> None:
+    seen: list[str] = []
+    url: str | None = "/entries?limit=3"
+    pages = 0
+    while url is not None:
+        doc = await get_page(client, url)
+        ids = row_ids(doc, "entries")
+        assert 0 < len(ids) <= 3
+        seen += ids
+        shown = doc.by_id("page-range")
+        assert shown is not None and shown.text() == f"Entries {len(seen) - len(ids) + 1} to {len(seen)}"
+        previous = doc.by_id("page-previous")
+        assert (previous is None) == (pages == 0)
+        following = doc.by_id("page-next")
+        url = following.attrs["href"] if following is not None else None
+        if url is not None:
+            assert "limit=3" in url and f"offset={(pages + 1) * 3}" in url
+        pages += 1
+    assert pages == 3
+    assert sorted(seen) == sorted(filled.completed + filled.failed + filled.pending)
+    assert len(set(seen)) == len(seen)
+
+
+async def test_entry_detail_shows_payload_attempts_and_error(client: httpx.AsyncClient, filled: Filled) -> None:
+    entry_id = filled.failed[0]
+    doc = await get_page(client, f"/entries/{entry_id}")
+    assert entry_id in doc.find_all("h1")[0].text()
+    status = doc.by_id("entry-status")
+    assert status is not None and status.attrs["data-status"] == "FAILED" and "FAILED" in status.text()
+    payload = doc.by_id("entry-payload")
+    assert payload is not None and '"key": "f0"' in payload.text()
+    error = doc.by_id("entry-error")
+    assert error is not None and "ValueError: failure 2 of f0" in error.text()
+    attempts = doc.by_id("attempts")
+    assert attempts is not None
+    body_rows = attempts.find_all("tbody")[0].find_all("tr")
+    assert [row.find_all("th")[0].text() for row in body_rows] == ["1", "2"]
+    assert all("worker-1" in row.text() and "failed" in row.text() for row in body_rows)
+    assert [h.text() for h in attempts.find_all("thead")[0].find_all("th")] == [
+        "Attempt",
+        "Worker",
+        "Started",
+        "Finished",
+        "Outcome",
+        "Error",
+    ]
+    retries = doc.by_id("entry-retries")
+    assert retries is not None
+    assert retries.text() == "1 allowed (up to 2 attempts); 2 failed since scheduled or requeued; 2 attempts in all"
+
+    result = await get_page(client, f"/entries/{filled.completed[2]}")
+    shown = result.by_id("entry-result")
+    assert shown is not None and shown.text() == "5"
+
+
+async def test_unknown_entry_is_a_404_page(client: httpx.AsyncClient) -> None:
+    doc = await get_page(client, "/entries/no-such-id", status=404)
+    assert doc.find_all("h1")[0].text() == "Entry not found"
+    assert "'no-such-id'" in doc.text()
+    fragment = await client.get("/entries/no-such-id?fragment=entry")
+    assert fragment.status_code == 404
+
+
+async def test_dead_letters_offer_requeue_and_requeue_all_of_a_type(client: httpx.AsyncClient, filled: Filled) -> None:
+    doc = await get_page(client, "/dead-letters")
+    assert sorted(row_ids(doc, "dead")) == sorted(filled.failed)
+    buttons = {b.attrs["id"]: b for b in action_buttons(doc)}
+    for entry_id in filled.failed:
+        button = buttons[f"dead-requeue-{entry_id}"]
+        assert button.attrs["data-action"] == f"/api/entries/{entry_id}/requeue"
+        assert button.text().startswith("Requeue")
+    bulk = buttons["requeue-type-1"]
+    assert bulk.attrs["data-action"] == "/api/dead-letters/requeue"
+    assert bulk.attrs["data-body"] == '{"command_type": "scheduling_app.Fail"}'
+    assert "Requeue all failed of this type" in bulk.text()
+    assert not any(b.attrs["id"].startswith("dead-cancel-") for b in buttons.values())  # cancel is for PENDING
+
+
+async def test_pending_entries_offer_cancel_and_finished_ones_nothing(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    doc = await get_page(client, "/entries")
+    ids = {b.attrs["id"] for b in action_buttons(doc)}
+    assert ids == {f"entries-cancel-{i}" for i in filled.pending} | {f"entries-requeue-{i}" for i in filled.failed}
+    detail = await get_page(client, f"/entries/{filled.pending[0]}")
+    (cancel,) = action_buttons(detail)
+    assert cancel.attrs["data-action"] == f"/api/entries/{filled.pending[0]}/cancel"
+    assert action_buttons(await get_page(client, f"/entries/{filled.completed[0]}")) == []
+
+
+async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClient, filled: Filled) -> None:
+    doc = await get_page(client, "/recurring")
+    (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "nightly-report"]
+    text = row.text()
+    assert "cron 0 3 * * *" in text and "Europe/Paris" in text and "Active" in text
+    assert row.find_all("time"), "the next run is shown as a <time>"
+    (pause,) = action_buttons(row)
+    assert pause.attrs["data-action"] == "/api/recurring/nightly-report/pause"
+
+    await filled.app.scheduler.pause_recurring("nightly-report")
+    doc = await get_page(client, "/recurring?fragment=recurring")
+    (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "nightly-report"]
+    assert "Paused" in row.text()
+    (resume,) = action_buttons(row)
+    assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
+
+
+# -- live regions ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "region"),
+    [
+        ("/", "overview"),
+        ("/entries?status=FAILED", "entries"),
+        ("/dead-letters", "dead_letters"),
+        ("/recurring", "recurring"),
+    ],
+)
+async def test_each_page_has_a_live_region_served_as_a_fragment(
+    client: httpx.AsyncClient, path: str, region: str
+) -> None:
+    doc = await get_page(client, path)
+    (live,) = [e for e in doc.iter() if "data-fragment-url" in e.attrs]
+    url = live.attrs["data-fragment-url"]
+    assert f"fragment={region}" in url
+    response = await client.get(url)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    fragment = parse(response.text)
+    assert not fragment.find_all("html") and not fragment.find_all("h1") and not fragment.find_all("main")
+    # The fragment is what the page shows in its region (the same partial renders both).
+    assert fragment.text() == live.text()
+
+
+async def test_the_entry_fragment_follows_the_entry(client: httpx.AsyncClient, filled: Filled) -> None:
+    entry_id = filled.failed[0]
+    before = parse((await client.get(f"/entries/{entry_id}?fragment=entry")).text)
+    status = before.by_id("entry-status")
+    assert status is not None and status.attrs["data-status"] == "FAILED"
+    assert await filled.app.scheduler.requeue(entry_id)
+    after = parse((await client.get(f"/entries/{entry_id}?fragment=entry")).text)
+    status = after.by_id("entry-status")
+    assert status is not None and status.attrs["data-status"] == "PENDING"
+
+
+async def test_an_unknown_fragment_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/?fragment=nope")
+    assert response.status_code == 404
+    assert "'nope'" in response.text and "'overview'" in response.text
+    response = await client.get("/entries", params={"fragment": "<script>alert(1)</script>"})
+    assert response.status_code == 404
+    assert "<script>" not in response.text and "&lt;script&gt;" in response.text
+
+
+# -- read-only, mounting, login -------------------------------------------------------------------------------
+
+
+async def test_read_only_mode_renders_no_buttons(filled: Filled) -> None:
+    dashboard = create_dashboard_app(
+        filled.app.store, settings=DashboardSettings(token=TOKEN, read_only=True), clock=filled.app.clock
+    )
+    async with _client(dashboard) as http:
+        for path in [*PAGES, f"/entries/{filled.failed[0]}", f"/entries/{filled.pending[0]}"]:
+            doc = await get_page(http, path)
+            assert action_buttons(doc) == [], path
+            assert "Actions" not in [th.text() for th in doc.find_all("th")]
+            assert "Read-only mode" in doc.text()
+
+
+async def test_every_url_is_under_the_mount_path(filled: Filled) -> None:
+    dashboard = create_dashboard_app(filled.app.store, settings=DashboardSettings(token=TOKEN), clock=filled.app.clock)
+    outer = FastAPI()
+    outer.mount("/scheduling", dashboard)
+    async with _client(outer) as http:
+        for path in [*PAGES, "/entries?limit=2", f"/entries/{filled.failed[0]}", "/nothing-here"]:
+            response = await http.get(f"/scheduling{path}", headers={"Accept": "text/html"})
+            if path == "/nothing-here":
+                assert response.status_code == 404
+                continue
+            assert response.status_code == 200, (path, response.text)
+            doc = parse(response.text)
+            urls = [
+                value
+                for element in doc.iter()
+                for name, value in element.attrs.items()
+                if name in ("href", "src", "action", "data-action", "data-fragment-url")
+            ]
+            assert urls, path
+            outside = [u for u in urls if not (u.startswith(("/scheduling/", "#")) or u == "/scheduling")]
+            assert outside == [], (path, outside)
+        # The links lead somewhere: the stylesheet, a fragment and the next page all answer under the prefix.
+        doc = parse((await http.get("/scheduling/entries?limit=2")).text)
+        following = doc.by_id("page-next")
+        assert following is not None
+        for url in [
+            following.attrs["href"],
+            doc.find_all("link", rel="stylesheet")[0].attrs["href"],
+            next(e for e in doc.iter() if "data-fragment-url" in e.attrs).attrs["data-fragment-url"],
+        ]:
+            assert (await http.get(url)).status_code == 200, url
+
+
+async def test_a_cookie_session_acts_with_the_pages_csrf_token(filled: Filled) -> None:
+    """What dashboard.js does: log in with ?token=, read <meta name="csrf-token">, POST with X-CSRF-Token."""
+    dashboard = create_dashboard_app(filled.app.store, settings=DashboardSettings(token=TOKEN), clock=filled.app.clock)
+    transport = httpx.ASGITransport(app=dashboard)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", follow_redirects=True) as browser:
+        page = await browser.get(f"/dead-letters?token={TOKEN}", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and str(page.url) == "http://testserver/dead-letters"
+        doc = parse(page.text)
+        (meta,) = doc.find_all("meta", name="csrf-token")
+        button = doc.by_id(f"dead-requeue-{filled.failed[0]}")
+        assert button is not None
+        refused = await browser.post(button.attrs["data-action"], headers={"Origin": "http://testserver"})
+        assert refused.status_code == 403
+        done = await browser.post(
+            button.attrs["data-action"],
+            headers={"X-CSRF-Token": meta.attrs["content"], "Origin": "http://testserver"},
+        )
+        assert done.status_code == 200, done.text
+    entry = await filled.app.scheduler.get_status(filled.failed[0])
+    assert entry is not None and entry.status == "PENDING"
+
+
+# -- accessibility basics -------------------------------------------------------------------------------------
+
+
+async def _all_pages(client: httpx.AsyncClient, filled: Filled) -> list[tuple[str, Element]]:
+    paths = [*PAGES, f"/entries/{filled.failed[0]}", "/entries?status=PENDING"]
+    return [(path, await get_page(client, path)) for path in paths] + [
+        ("/entries/missing", await get_page(client, "/entries/missing", status=404))
+    ]
+
+
+async def test_pages_have_one_h1_a_main_landmark_and_a_skip_link(client: httpx.AsyncClient, filled: Filled) -> None:
+    for path, doc in await _all_pages(client, filled):
+        (html,) = doc.find_all("html")
+        assert html.attrs.get("lang") == "en", path
+        assert len(doc.find_all("h1")) == 1, path
+        (main,) = doc.find_all("main")
+        assert main.attrs["id"] == "main"
+        first_link = doc.find_all("a")[0]
+        assert first_link.attrs["href"] == "#main" and "Skip" in first_link.text(), path
+        assert doc.find_all("title")[0].text()
+        statuses = [e for e in doc.iter() if e.attrs.get("role") == "status"]
+        assert len(statuses) == 1, path
+
+
+async def test_nav_marks_the_current_page(client: httpx.AsyncClient) -> None:
+    for path, label in [
+        ("/", "Overview"),
+        ("/entries", "Entries"),
+        ("/dead-letters", "Dead letters"),
+        ("/recurring", "Recurring"),
+    ]:
+        doc = await get_page(client, path)
+        (nav,) = doc.find_all("nav", aria_label="Dashboard sections")
+        current = [a.text() for a in nav.find_all("a") if a.attrs.get("aria-current") == "page"]
+        assert current == [label], path
+
+
+async def test_every_form_control_has_a_label_and_every_button_text(client: httpx.AsyncClient, filled: Filled) -> None:
+    for path, doc in await _all_pages(client, filled):
+        labels = {label.attrs.get("for") for label in doc.find_all("label")}
+        for control in [e for e in doc.iter() if e.tag in ("input", "select", "textarea")]:
+            if control.attrs.get("type") == "hidden":
+                continue
+            labelled = (
+                control.attrs.get("id") in labels
+                or control.attrs.get("aria-label")
+                or any(a.tag == "label" for a in control.ancestors())
+            )
+            assert labelled, (path, control.attrs)
+        for button in doc.find_all("button"):
+            assert button.text(), (path, button.attrs)
+            assert button.attrs.get("type") in ("button", "submit"), (path, button.attrs)
+        ids = [e.attrs["id"] for e in doc.iter() if "id" in e.attrs]
+        assert len(ids) == len(set(ids)), (path, [i for i in ids if ids.count(i) > 1])
+
+
+async def test_tables_have_captions_and_scoped_headers(client: httpx.AsyncClient, filled: Filled) -> None:
+    for path, doc in await _all_pages(client, filled):
+        for table in doc.find_all("table"):
+            assert table.find_all("caption") and table.find_all("caption")[0].text(), path
+            for th in table.find_all("th"):
+                assert th.attrs.get("scope") in ("col", "row"), (path, th.text())
+
+
+async def test_times_are_utc_iso_time_elements(client: httpx.AsyncClient, filled: Filled) -> None:
+    for path, doc in await _all_pages(client, filled):
+        for time in doc.find_all("time"):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time.attrs["datetime"]), (path, time.attrs)
+
+
+# -- pure helpers ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0 s"),
+        (45.4, "45 s"),
+        (60, "1 min"),
+        (125, "2 min 5 s"),
+        (3_600, "1 h"),
+        (11_400, "3 h 10 min"),
+        (86_400, "1 d"),
+        (187_200, "2 d 4 h"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_throughput_chart_has_a_bar_per_minute_scaled_to_the_peak() -> None:
+    now = START + timedelta(minutes=30, seconds=20)
+    counts = {
+        START + timedelta(minutes=30): 4,  # the current minute
+        START + timedelta(minutes=29, seconds=20): 2,  # a bucket not aligned on the minute counts in its minute
+        START - timedelta(minutes=29): 1,  # the oldest minute shown
+        START - timedelta(minutes=30): 7,  # an hour ago: outside the window
+    }
+    chart = throughput_chart(counts, now)
+    assert len(chart.bars) == 60
+    assert chart.bars[-1].minute == START + timedelta(minutes=30) and chart.bars[-1].count == 4
+    assert (
+        chart.bars[-2].count == 2 and chart.bars[0].count == 1 and chart.bars[0].minute == START - timedelta(minutes=29)
+    )
+    assert chart.total == 7 and chart.peak == 4
+    assert chart.bars[-1].height == chart.height and chart.bars[-2].height == chart.height / 2
+    assert chart.bars[-1].label == "12:30" and chart.last_label == "12:30 UTC"
+    assert all(bar.height == 0 for bar in chart.bars[1:-2])
+
+
+async def test_everything_focusable_in_a_live_region_has_an_id(client: httpx.AsyncClient, filled: Filled) -> None:
+    """dashboard.js gives focus back by id after swapping a region in: every focusable element needs one."""
+    focusable = {"a", "button", "input", "select", "summary", "textarea"}
+    for path, doc in await _all_pages(client, filled):
+        for region in [e for e in doc.iter() if "data-fragment-url" in e.attrs]:
+            assert region.attrs.get("tabindex") == "-1" and region.attrs.get("id"), path
+            for e in region.iter():
+                if e is not region and (e.tag in focusable or "tabindex" in e.attrs):
+                    assert e.attrs.get("id"), (path, e.tag, e.attrs)
