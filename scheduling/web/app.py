@@ -7,13 +7,12 @@ to where it is mounted (``request.scope["root_path"]``), so ``user_app.mount("/s
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -22,16 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from scheduling.clock import Clock, SystemClock
 from stores.base import ScheduledCommandStore
 
-from . import api, security
-from .context import STATE_KEY, DashboardContext, get_context
+from . import api, pages, security
+from .context import STATE_KEY, TEMPLATES_KEY, DashboardContext, get_context
 from .security import LoginRequired, require_auth
 from .settings import DashboardSettings
 
-__all__ = ["TEMPLATES_KEY", "create_dashboard_app"]
+__all__ = ["create_dashboard_app"]
 
 _HERE = Path(__file__).parent
-#: The ``app.state`` attribute holding the ``Jinja2Templates`` of the pages.
-TEMPLATES_KEY = "cqrs_scheduling_templates"
 _GAUGES_KEY = "cqrs_scheduling_gauges"
 
 
@@ -95,12 +92,8 @@ def create_dashboard_app(
     app.include_router(api.read_router, dependencies=authenticated)
     app.include_router(api.write_router, dependencies=authenticated, include_in_schema=not settings.read_only)
     app.include_router(_infrastructure_router(app), dependencies=authenticated)
-    pages = _pages_router()
-    if pages is not None:
-        templates_dir = _HERE / "templates"
-        if templates_dir.is_dir():
-            setattr(app.state, TEMPLATES_KEY, Jinja2Templates(directory=templates_dir))
-        app.include_router(pages, dependencies=authenticated)
+    setattr(app.state, TEMPLATES_KEY, Jinja2Templates(directory=_HERE / "templates"))
+    app.include_router(pages.router, dependencies=authenticated)
     return app
 
 
@@ -111,16 +104,6 @@ def _version() -> str:
         return version("cqrs-scheduling")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
-
-
-def _pages_router() -> APIRouter | None:
-    """The HTML pages (``scheduling.web.pages.router``), when that module is present."""
-    if importlib.util.find_spec(f"{__package__}.pages") is None:
-        return None
-    from . import pages
-
-    router: APIRouter = pages.router
-    return router
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
@@ -137,7 +120,7 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 def _infrastructure_router(app: FastAPI) -> APIRouter:
     """``/openapi.json``, ``/static/...`` and ``/metrics``: authenticated like every other route."""
     router = APIRouter(include_in_schema=False)
-    static = StaticFiles(directory=_HERE / "static", check_dir=False)
+    static = StaticFiles(directory=_HERE / "static")
 
     @router.get("/openapi.json")
     async def openapi() -> JSONResponse:
@@ -145,8 +128,6 @@ def _infrastructure_router(app: FastAPI) -> APIRouter:
 
     @router.get("/static/{path:path}", name="static")
     async def static_file(path: str, request: Request) -> Response:
-        if not (_HERE / "static").is_dir():
-            raise HTTPException(status_code=404, detail="not found")
         return await static.get_response(path, request.scope)
 
     @router.get("/metrics")

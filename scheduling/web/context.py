@@ -21,10 +21,12 @@ from stores.base import ScheduledCommandStore
 
 from .settings import DashboardSettings
 
-__all__ = ["DashboardContext", "get_context"]
+__all__ = ["STATE_KEY", "TEMPLATES_KEY", "DashboardContext", "get_context"]
 
 #: The ``app.state`` attribute holding the context.
 STATE_KEY = "cqrs_scheduling_dashboard"
+#: The ``app.state`` attribute holding the ``Jinja2Templates`` of the pages.
+TEMPLATES_KEY = "cqrs_scheduling_templates"
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ from fastapi.templating import Jinja2Templates
 from scheduling import operations
 from stores.entries import ScheduledCommandStatus
 
-from .app import TEMPLATES_KEY
-from .context import DashboardContext, get_context
+from .context import TEMPLATES_KEY, DashboardContext, get_context
 from .security import csrf_token
 
 __all__ = ["Chart", "ChartBar", "format_duration", "format_time", "router", "throughput_chart"]
