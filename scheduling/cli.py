@@ -377,8 +377,9 @@ def cancel(
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel a PENDING entry (exit code 1 if it is unknown or no longer PENDING)."""
-    from .operations import cancel_entry
+    """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
+    CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
+    from .operations import CANCELLABLE, cancel_entry, explain_refusal
 
     async def work(opened: ScheduledCommandStore) -> int:
         result = await cancel_entry(opened, entry_id, datetime.now(UTC))
@@ -387,7 +388,8 @@ def cancel(
         elif result.cancelled:
             typer.echo(f"cancelled {entry_id}")
         if not result.cancelled:
-            await _explain_refusal(opened, "cancel", entry_id, ScheduledCommandStatus.PENDING)
+            refusal = await explain_refusal(opened, "cancel", entry_id, CANCELLABLE)
+            typer.echo(f"error: {refusal.message}", err=True)
             return 1
         return 0
 

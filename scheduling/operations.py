@@ -7,7 +7,7 @@ Every function takes an opened ``ScheduledCommandStore`` and returns plain pydan
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, TypeAdapter, ValidationError, field_serializer
@@ -21,6 +21,7 @@ from .options import ScheduleOptions, SchedulerSettings
 from .recurring import RecurringSchedule
 
 __all__ = [
+    "CANCELLABLE",
     "CancelResult",
     "EntryDetail",
     "EntryPage",
@@ -119,7 +120,7 @@ class RequeueResult(BaseModel):
 
 
 class CancelResult(BaseModel):
-    """``cancel``: whether the PENDING entry was cancelled."""
+    """``cancel``: whether the entry was cancelled (a PENDING one) or dismissed (a FAILED one)."""
 
     id: str
     cancelled: bool
@@ -131,7 +132,8 @@ class Refusal(BaseModel):
     id: str
     #: The entry's current status, or None when there is no such entry.
     status: str | None
-    #: ``cannot <action> <id>: no such entry`` or ``cannot <action> <id>: it is <status>, not <needed>``.
+    #: ``cannot <action> <id>: no such entry`` or ``cannot <action> <id>: it is <status>, not <needed>`` (several
+    #: needed statuses joined with "or": ``not PENDING or FAILED``).
     message: str
 
 
@@ -209,9 +211,22 @@ async def entry_detail(store: ScheduledCommandStore, entry_id: str) -> EntryDeta
     return EntryDetail(entry=entry, attempts=await store.get_attempts(entry_id))
 
 
+#: The statuses ``cancel_entry`` acts on: a PENDING entry is cancelled, a FAILED one (a dead letter) dismissed.
+CANCELLABLE = (ScheduledCommandStatus.PENDING, ScheduledCommandStatus.FAILED)
+
+
 async def cancel_entry(store: ScheduledCommandStore, entry_id: str, now: datetime) -> CancelResult:
-    """Cancel a PENDING entry; ``cancelled`` is False when it is unknown or not PENDING (see ``explain_refusal``)."""
-    return CancelResult(id=entry_id, cancelled=await store.cancel(entry_id, now=now) is not None)
+    """Cancel a PENDING entry, or dismiss a FAILED one (a dead letter that will not be run again): either becomes
+    CANCELLED with ``completed_at = now``; a dismissed one keeps its error and attempts, and is purged in time.
+
+    ``cancelled`` is False when the entry is unknown or in another status (see ``explain_refusal`` with
+    ``CANCELLABLE``).
+    """
+    if await store.cancel(entry_id, now=now) is not None:
+        return CancelResult(id=entry_id, cancelled=True)
+    # Not PENDING: perhaps a dead letter. Each store call is atomic by itself, so an entry that changes in between
+    # (a PENDING one claimed and dead-lettered, say) is acted on by at most one of them.
+    return CancelResult(id=entry_id, cancelled=await store.dismiss(entry_id, now=now) is not None)
 
 
 async def requeue_entry(store: ScheduledCommandStore, entry_id: str, now: datetime) -> RequeueResult:
@@ -220,11 +235,17 @@ async def requeue_entry(store: ScheduledCommandStore, entry_id: str, now: dateti
 
 
 async def explain_refusal(
-    store: ScheduledCommandStore, action: str, entry_id: str, needed: ScheduledCommandStatus
+    store: ScheduledCommandStore,
+    action: str,
+    entry_id: str,
+    needed: ScheduledCommandStatus | Sequence[ScheduledCommandStatus],
 ) -> Refusal:
-    """Why ``action`` (cancel, requeue) did nothing to ``entry_id``: unknown, or not in the ``needed`` status."""
+    """Why ``action`` (cancel, requeue) did nothing to ``entry_id``: unknown, or not in the ``needed`` status (or
+    any of the ``needed`` statuses, named in the order given)."""
+    wanted = [needed] if isinstance(needed, ScheduledCommandStatus) else list(needed)
     current = await store.get(entry_id)
-    reason = "no such entry" if current is None else f"it is {current.status.value}, not {needed.value}"
+    needed_text = " or ".join(status.value for status in wanted)
+    reason = "no such entry" if current is None else f"it is {current.status.value}, not {needed_text}"
     return Refusal(
         id=entry_id,
         status=current.status.value if current is not None else None,

@@ -142,6 +142,18 @@ class ScheduledCommandStore(ABC):
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         """FAILED -> PENDING, due ``now``, ``retry_count`` 0, error kept until the next outcome. False otherwise."""
 
+    @abstractmethod
+    async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        """FAILED -> CANCELLED (``completed_at = now``), atomically: the dead letter leaves the dead-letter queue.
+
+        Its error message, ``retry_count``, attempt count and attempts are kept, and it is purged like any
+        CANCELLED entry. A FAILED entry holds no lease: of a ``dismiss`` and a ``requeue`` (or two of either) racing
+        on one entry, exactly one changes it. Returns the dismissed entry, or ``None`` (and nothing changed) when
+        the entry is unknown or not FAILED.
+
+        .. versionadded:: 0.3
+        """
+
     # -- claiming and outcomes (fenced by lease_token) ---------------------------------------------------------
 
     @abstractmethod

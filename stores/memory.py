@@ -173,6 +173,15 @@ class MemoryStore(ScheduledCommandStore):
         self._notify_wakeup(now)
         return True
 
+    async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.status is not ScheduledCommandStatus.FAILED:
+            return None
+        # A FAILED entry sits in no heap, so only the snapshot, counts and version change.
+        dismissed = entry.model_copy(update={"status": ScheduledCommandStatus.CANCELLED, "completed_at": now})
+        self._put(dismissed)
+        return dismissed
+
     # -- claiming and outcomes --------------------------------------------------------------------------------
 
     async def claim_due(

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from . import _schedules_sql
 from ._outcomes_sql import Finish, Finished, GroupCommit, batch_finish_statement
 from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
-from .base import ReclaimedEntry, ScheduledCommandStore
+from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SchemaVersionError, SessionNotSupportedError, StoreError, StoreUnavailableError
 from .schedules import StoredSchedule
@@ -966,6 +966,23 @@ class SqlStore(ScheduledCommandStore):
         finally:
             if connection is not None:
                 await connection.close()
+
+    # -- operator statistics (SQL in stores/_stats_sql.py) ---------------------------------------------------------
+
+    async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
+        from . import _stats_sql
+
+        async with self._read() as conn:
+            return await _stats_sql.count_finished_since(conn, since, bucket=bucket)
+
+    # -- operator actions (SQL in stores/_admin_sql.py) -------------------------------------------------------
+
+    async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        from . import _admin_sql
+
+        async with self._write() as conn:
+            row = await _admin_sql.dismiss(conn, entry_id, now=now)
+        return _row_to_entry(row) if row is not None else None
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (4
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
@@ -118,7 +119,12 @@ async def get_recurring(ctx: Context) -> RecurringList:
     return await operations.recurring_list(ctx.store)
 
 
-async def _refuse(ctx: DashboardContext, action: str, entry_id: str, needed: ScheduledCommandStatus) -> HTTPException:
+async def _refuse(
+    ctx: DashboardContext,
+    action: str,
+    entry_id: str,
+    needed: ScheduledCommandStatus | Sequence[ScheduledCommandStatus],
+) -> HTTPException:
     """404 for an unknown entry, 409 for one in another status than ``needed``, with the CLI's explanation."""
     refusal = await operations.explain_refusal(ctx.store, action, entry_id, needed)
     return HTTPException(status_code=404 if refusal.status is None else 409, detail=refusal.message)
@@ -126,10 +132,11 @@ async def _refuse(ctx: DashboardContext, action: str, entry_id: str, needed: Sch
 
 @write_router.post("/entries/{entry_id}/cancel", responses=_errors(404, 409))
 async def cancel_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> CancelResult:
-    """Cancel a PENDING entry."""
+    """Cancel a PENDING entry, or dismiss a dead letter (FAILED): it becomes CANCELLED, keeping its error and
+    attempts. 409 for an entry in another status."""
     result = await operations.cancel_entry(ctx.store, entry_id, ctx.now())
     if not result.cancelled:
-        raise await _refuse(ctx, "cancel", entry_id, ScheduledCommandStatus.PENDING)
+        raise await _refuse(ctx, "cancel", entry_id, operations.CANCELLABLE)
     return result
 
 

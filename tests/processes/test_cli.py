@@ -141,7 +141,7 @@ def test_cancel_and_requeue_exit_codes(populated: tuple[str, dict[str, str]]) ->
     """cancel/requeue succeed with 0 and refuse with 1 and a reason on stderr."""
     url, ids = populated
     assert cli("cancel", ids["later"], store=url).returncode == 0
-    assert_one_line_error(cli("cancel", ids["later"], store=url), 1, "it is CANCELLED, not PENDING")
+    assert_one_line_error(cli("cancel", ids["later"], store=url), 1, "it is CANCELLED, not PENDING or FAILED")
     assert_one_line_error(cli("cancel", "no-such-id", store=url), 1, "no such entry")
     assert cli("requeue", ids["dead"], store=url).returncode == 0
     assert_one_line_error(cli("requeue", ids["dead"], store=url), 1, "it is PENDING, not FAILED")
@@ -149,6 +149,27 @@ def test_cancel_and_requeue_exit_codes(populated: tuple[str, dict[str, str]]) ->
     assert json.loads(result.stdout) == {"requeued": [ids["dead2"]]}
     assert cli("requeue", "--all-failed", store=url).returncode == 1  # nothing left to requeue
     assert_one_line_error(cli("requeue", store=url), 2, "give an ID or --all-failed")
+
+
+def test_cancel_dismisses_a_dead_letter(populated: tuple[str, dict[str, str]]) -> None:
+    """cancel ID of a FAILED entry dismisses it (exit 0): CANCELLED, its error and attempt kept, out of the dead
+    letters, no longer requeueable; an entry neither PENDING nor FAILED is refused with exit code 1."""
+    url, ids = populated
+    dismissed = cli("cancel", ids["dead"], "--json", store=url)
+    assert dismissed.returncode == 0, dismissed.stderr
+    assert json.loads(dismissed.stdout) == {"id": ids["dead"], "cancelled": True}
+    detail = json.loads(cli("show", ids["dead"], "--json", store=url).stdout)
+    assert detail["entry"]["status"] == "CANCELLED"
+    assert "failure 1 of x" in detail["entry"]["error_message"]
+    assert [a["outcome"] for a in detail["attempts"]] == ["failed"]
+    report = json.loads(cli("status", "--json", store=url).stdout)
+    assert report["dead_letters_by_type"] == {"scheduling_app.Fail": 1}
+    assert_one_line_error(cli("requeue", ids["dead"], store=url), 1, "it is CANCELLED, not FAILED")
+    human = cli("cancel", ids["dead2"], store=url)
+    assert (human.returncode, human.stdout.strip()) == (0, f"cancelled {ids['dead2']}")
+    assert_one_line_error(
+        cli("cancel", ids["done"], store=url), 1, f"cannot cancel {ids['done']}: it is COMPLETED, not PENDING or FAILED"
+    )
 
 
 def test_purge_dry_run_then_purge(populated: tuple[str, dict[str, str]]) -> None:

@@ -777,6 +777,121 @@ async def test_requeue_unknown_returns_false(store: ScheduledCommandStore) -> No
     assert not await store.requeue(str(uuid.uuid4()), now=BASE)
 
 
+# -- dismiss (a dead letter) -----------------------------------------------------------------------------------
+
+
+async def dead_lettered(store: ScheduledCommandStore, **overrides: Any) -> ScheduledCommandEntry:
+    """An entry dead-lettered after two failed attempts (the second at ``BASE + 20s``); the FAILED entry."""
+    entry = make_entry(max_retries=1, **overrides)
+    await store.add([entry])
+    for number in (1, 2):
+        (claimed,) = await claim(store, now=at(10 * (number - 1)))
+        assert claimed.lease_token is not None
+        attempt = make_attempt(number, outcome="failed", finished=10 * number)
+        if number == 1:
+            assert await store.retry_later(
+                entry.id, claimed.lease_token, due=at(10), error_message="E: first", attempt=attempt
+            )
+        else:
+            assert await store.dead_letter(entry.id, claimed.lease_token, error_message="E: second", attempt=attempt)
+    failed = await store.get(entry.id)
+    assert failed is not None and failed.status is FAILED
+    return failed
+
+
+async def test_dismiss_failed_keeps_its_error_and_attempts(store: ScheduledCommandStore) -> None:
+    """dismiss: FAILED -> CANCELLED with ``completed_at = now``; the error, counts and attempts are kept; it leaves
+    the FAILED entries and is never claimed."""
+    failed = await dead_lettered(store)
+    attempts = await store.get_attempts(failed.id)
+    assert [a.attempt for a in attempts] == [1, 2]
+
+    dismissed = await store.dismiss(failed.id, now=at(500))
+
+    assert dismissed is not None
+    assert dismissed == failed.model_copy(update={"status": CANCELLED, "completed_at": at(500)})
+    assert (dismissed.error_message, dismissed.retry_count, dismissed.attempt_count) == ("E: second", 2, 2)
+    assert await store.get(failed.id) == dismissed
+    assert await store.get_attempts(failed.id) == attempts
+    assert await store.list_entries(status=FAILED) == []
+    assert await store.list_entries(status=CANCELLED) == [dismissed]
+    counts = await store.count_by_status()
+    assert (counts[FAILED], counts[CANCELLED]) == (0, 1)
+    assert await store.count_by_command_type(FAILED) == {}
+    assert await store.next_due_at() is None
+    assert await claim(store, now=at(10_000)) == []
+
+
+@pytest.mark.parametrize("status", [PENDING, PROCESSING, COMPLETED, CANCELLED, EXPIRED])
+async def test_dismiss_not_failed_returns_none(store: ScheduledCommandStore, status: ScheduledCommandStatus) -> None:
+    """dismiss of an entry that is not FAILED returns None and changes nothing (a PENDING one stays claimable)."""
+    entry_id = await entry_in_status(store, status)
+    before = await store.get(entry_id)
+    assert await store.dismiss(entry_id, now=at(50)) is None
+    assert await store.get(entry_id) == before
+    if status is PENDING:
+        assert await claimed_ids(store) == [entry_id]
+
+
+async def test_dismiss_unknown_returns_none(store: ScheduledCommandStore) -> None:
+    """dismiss of an unknown id returns None and adds nothing."""
+    assert await store.dismiss(str(uuid.uuid4()), now=BASE) is None
+    assert sum((await store.count_by_status()).values()) == 0
+
+
+async def test_dismissed_entry_cannot_be_requeued_or_dismissed_again(store: ScheduledCommandStore) -> None:
+    """A dismissed entry is CANCELLED for good: requeue and a second dismiss refuse it; a requeued one cannot be
+    dismissed until it fails again."""
+    failed = await dead_lettered(store)
+    dismissed = await store.dismiss(failed.id, now=at(100))
+    assert dismissed is not None
+    assert not await store.requeue(failed.id, now=at(200))
+    assert await store.dismiss(failed.id, now=at(200)) is None
+    assert await store.get(failed.id) == dismissed
+
+    other = await dead_lettered(store)
+    assert await store.requeue(other.id, now=at(300))
+    assert await store.dismiss(other.id, now=at(300)) is None
+    requeued = await store.get(other.id)
+    assert requeued is not None and requeued.status is PENDING
+    assert await claimed_ids(store, now=at(300)) == [other.id]
+
+
+async def test_dismissed_entry_is_purged_like_any_cancelled_one(store: ScheduledCommandStore) -> None:
+    """A dismissed entry is purgeable by its dismissal time (``completed_at``), not by when it failed."""
+    failed = await dead_lettered(store)
+    assert await store.dismiss(failed.id, now=at(1000)) is not None
+    assert await store.count_purgeable(older_than=at(999)) == 0
+    assert await store.purge(older_than=at(999), statuses=[FAILED, CANCELLED]) == 0
+    assert await store.count_purgeable(older_than=at(1001), statuses=[CANCELLED]) == 1
+    assert await store.purge(older_than=at(1001), statuses=[FAILED]) == 0
+    assert await store.purge(older_than=at(1001), statuses=[CANCELLED]) == 1
+    assert await store.get(failed.id) is None
+    assert await store.get_attempts(failed.id) == []
+
+
+async def test_concurrent_requeue_and_dismiss_have_exactly_one_winner(store: ScheduledCommandStore) -> None:
+    """Requeue and dismiss racing on one dead letter (several of each, at once): exactly one changes it, and the
+    entry ends in the winner's status."""
+    for round_ in range(3):
+        failed = await dead_lettered(store)
+        calls = [store.requeue(failed.id, now=at(100)) for _ in range(3)]
+        calls += [store.dismiss(failed.id, now=at(100)) for _ in range(3)]
+        if round_ % 2:
+            calls.reverse()
+        results = await asyncio.gather(*calls)
+        requeued = [r for r in results if r is True]
+        dismissed = [r for r in results if isinstance(r, ScheduledCommandEntry)]
+        assert len(requeued) + len(dismissed) == 1, results
+        entry = await store.get(failed.id)
+        assert entry is not None
+        assert entry.status is (PENDING if requeued else CANCELLED)
+        if dismissed:
+            assert dismissed[0] == entry
+        if entry.status is PENDING:  # out of the way of the next round's claims
+            assert await store.cancel(entry.id, now=at(100)) is not None
+
+
 # -- attempts, counts, listing ---------------------------------------------------------------------------------
 
 

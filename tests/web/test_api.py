@@ -141,10 +141,44 @@ async def test_cancel_pending_then_409_then_404(
 
     again = await client.post(f"/api/entries/{entry_id}/cancel")
     assert again.status_code == 409
-    assert again.json() == {"detail": f"cannot cancel {entry_id}: it is CANCELLED, not PENDING"}
+    assert again.json() == {"detail": f"cannot cancel {entry_id}: it is CANCELLED, not PENDING or FAILED"}
     unknown = await client.post("/api/entries/nope/cancel")
     assert unknown.status_code == 404
     assert unknown.json() == {"detail": "cannot cancel nope: no such entry"}
+
+
+async def test_cancel_dismisses_a_dead_letter(
+    client: httpx.AsyncClient, store: ScheduledCommandStore, clock: ManualClock, populated: dict[str, str]
+) -> None:
+    """POST .../cancel on a FAILED entry dismisses it: CANCELLED at the dashboard's now, its error and attempts kept,
+    out of the dead letters, no longer requeueable; a COMPLETED entry is refused with 409, as the CLI words it."""
+    entry_id = populated["dead"]
+    before = await client.get(f"/api/entries/{entry_id}")
+    clock.advance(timedelta(minutes=5))
+    response = await client.post(f"/api/entries/{entry_id}/cancel")
+    assert response.status_code == 200
+    assert response.json() == {"id": entry_id, "cancelled": True}
+    assert response.json() == json_of(operations.CancelResult(id=entry_id, cancelled=True))
+
+    after = (await client.get(f"/api/entries/{entry_id}")).json()
+    expected = before.json()
+    expected["entry"] |= {"status": "CANCELLED", "completed_at": clock.now().isoformat().replace("+00:00", "Z")}
+    assert after == expected  # error message, counts and attempts as they were
+    assert "failure 1 of x" in after["entry"]["error_message"] and len(after["attempts"]) == 1
+    overview = (await client.get("/api/overview")).json()
+    assert overview["dead_letters_by_type"] == {FAIL: 1}
+    assert (overview["counts"]["FAILED"], overview["counts"]["CANCELLED"]) == (1, 2)
+    failed = (await client.get("/api/entries", params={"status": "FAILED"})).json()
+    assert [e["id"] for e in failed["entries"]] == [populated["dead2"]]
+
+    requeue = await client.post(f"/api/entries/{entry_id}/requeue")
+    assert requeue.status_code == 409
+    assert requeue.json()["detail"] == f"cannot requeue {entry_id}: it is CANCELLED, not FAILED"
+    done = await client.post(f"/api/entries/{populated['done']}/cancel")
+    assert done.status_code == 409
+    assert done.json() == {"detail": f"cannot cancel {populated['done']}: it is COMPLETED, not PENDING or FAILED"}
+    entry = await store.get(populated["done"])
+    assert entry is not None and entry.status is ScheduledCommandStatus.COMPLETED
 
 
 async def test_requeue_one_dead_letter_then_it_runs(
@@ -310,3 +344,7 @@ async def test_api_on_postgresql(postgresql_store: SqlStore, clock: ManualClock)
         failed = (await client.get("/api/entries", params={"status": "FAILED"})).json()
         assert {e["id"] for e in failed["entries"]} == {ids["dead"], ids["dead2"]}
         assert (await client.post(f"/api/entries/{ids['dead']}/requeue")).json() == {"requeued": [ids["dead"]]}
+        dismissed = await client.post(f"/api/entries/{ids['dead2']}/cancel")
+        assert dismissed.json() == {"id": ids["dead2"], "cancelled": True}
+        entry = await postgresql_store.get(ids["dead2"])
+        assert entry is not None and entry.status is ScheduledCommandStatus.CANCELLED

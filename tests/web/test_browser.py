@@ -371,6 +371,39 @@ def test_requeue_a_dead_letter_and_watch_it_complete(served: Served, browser: An
     assert served.status(first) == served.status(second) == "COMPLETED"
 
 
+def test_cancel_dismisses_a_dead_letter(served: Served, browser: Any) -> None:
+    """The Cancel button beside Requeue dismisses a dead letter: it leaves the page in place (no reload), and the
+    store holds it CANCELLED with its attempt."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    dismissed, kept = served.schedule_dead_letter("unwanted"), served.schedule_dead_letter("kept")
+    wait_for(browser, lambda _: served.status(dismissed) == served.status(kept) == "FAILED", "both dead-lettered")
+
+    login(browser, served.url, "/dead-letters")
+    wait_for(browser, lambda d: element(d, f"dead-row-{dismissed}") and element(d, f"dead-row-{kept}"), "listed")
+    browser.execute_script("window.e2eMarker = 'dead letters';")
+    cancel = browser.find_element(By.ID, f"dead-cancel-{dismissed}")
+    assert cancel.accessible_name == f"Cancel entry {dismissed}"
+    assert browser.find_element(By.ID, f"dead-requeue-{dismissed}").accessible_name == f"Requeue entry {dismissed}"
+
+    cancel.send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: f"Cancelled entry {dismissed}." in d.find_element(By.ID, "announcer").text, "announced")
+    wait_for(browser, lambda d: element(d, f"dead-row-{dismissed}") is None, "the dismissed entry leaves the page")
+    assert element(browser, f"dead-row-{kept}") is not None
+    assert browser.execute_script("return window.e2eMarker;") == "dead letters"
+    screenshot(browser, "dead-letters-dismissed")
+    assert served.status(dismissed) == "CANCELLED"
+    assert served.status(kept) == "FAILED"
+    attempts = served.call(served.store.get_attempts(dismissed))
+    assert [a.outcome for a in attempts] == ["failed"]
+
+    # Its own page shows it CANCELLED, with no buttons left.
+    browser.get(f"{served.url}/entries/{dismissed}")
+    wait_for(browser, lambda d: live_status(d) == "CANCELLED", "the entry page shows CANCELLED")
+    assert action_buttons(browser) == []
+
+
 def test_pause_and_resume_a_recurring_schedule(served: Served, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

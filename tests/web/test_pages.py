@@ -314,19 +314,53 @@ async def test_unknown_entry_is_a_404_page(client: httpx.AsyncClient) -> None:
     assert fragment.status_code == 404
 
 
-async def test_dead_letters_offer_requeue_and_requeue_all_of_a_type(client: httpx.AsyncClient, filled: Filled) -> None:
+async def test_dead_letters_offer_requeue_cancel_and_requeue_all_of_a_type(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
     doc = await get_page(client, "/dead-letters")
     assert sorted(row_ids(doc, "dead")) == sorted(filled.failed)
     buttons = {b.attrs["id"]: b for b in action_buttons(doc)}
+    assert set(buttons) == {"requeue-type-1"} | {f"dead-{a}-{i}" for a in ("requeue", "cancel") for i in filled.failed}
     for entry_id in filled.failed:
         button = buttons[f"dead-requeue-{entry_id}"]
         assert button.attrs["data-action"] == f"/api/entries/{entry_id}/requeue"
-        assert button.text().startswith("Requeue")
+        assert button.text() == f"Requeue entry {entry_id}"
+        # Cancel dismisses the dead letter; its accessible name says which entry, beside Requeue in the same row.
+        cancel = buttons[f"dead-cancel-{entry_id}"]
+        assert cancel.attrs["data-action"] == f"/api/entries/{entry_id}/cancel"
+        assert cancel.text() == f"Cancel entry {entry_id}"
+        assert cancel.attrs["data-done"] == f"Cancelled entry {entry_id}."
+        row = doc.by_id(f"dead-row-{entry_id}")
+        assert row is not None
+        assert any(a is row for a in cancel.ancestors()) and any(a is row for a in button.ancestors())
     bulk = buttons["requeue-type-1"]
     assert bulk.attrs["data-action"] == "/api/dead-letters/requeue"
     assert bulk.attrs["data-body"] == '{"command_type": "scheduling_app.Fail"}'
     assert "Requeue all failed of this type" in bulk.text()
-    assert not any(b.attrs["id"].startswith("dead-cancel-") for b in buttons.values())  # cancel is for PENDING
+    assert "Cancelling dismisses an entry" in doc.text()
+
+
+async def test_a_dismissed_dead_letter_leaves_the_dead_letter_page(client: httpx.AsyncClient, filled: Filled) -> None:
+    """After its Cancel button's POST, the entry is gone from the dead letters (page and fragment) and its page shows
+    it CANCELLED with its error and both attempts, and no buttons."""
+    dismissed, kept = filled.failed
+    doc = await get_page(client, "/dead-letters")
+    cancel = doc.by_id(f"dead-cancel-{dismissed}")
+    assert cancel is not None
+    response = await client.post(cancel.attrs["data-action"])
+    assert response.status_code == 200 and response.json() == {"id": dismissed, "cancelled": True}
+
+    fragment = parse((await client.get("/dead-letters?fragment=dead_letters")).text)
+    assert row_ids(fragment, "dead") == [kept]
+    assert fragment.by_id(f"dead-cancel-{dismissed}") is None
+    detail = await get_page(client, f"/entries/{dismissed}")
+    status = detail.by_id("entry-status")
+    assert status is not None and status.attrs["data-status"] == "CANCELLED"
+    error = detail.by_id("entry-error")
+    assert error is not None and "ValueError: failure 2 of f0" in error.text()
+    attempts = detail.by_id("attempts")
+    assert attempts is not None and len(attempts.find_all("tbody")[0].find_all("tr")) == 2
+    assert action_buttons(detail) == []
 
 
 async def test_pending_entries_offer_cancel_and_finished_ones_nothing(
@@ -334,11 +368,31 @@ async def test_pending_entries_offer_cancel_and_finished_ones_nothing(
 ) -> None:
     doc = await get_page(client, "/entries")
     ids = {b.attrs["id"] for b in action_buttons(doc)}
-    assert ids == {f"entries-cancel-{i}" for i in filled.pending} | {f"entries-requeue-{i}" for i in filled.failed}
+    assert ids == {f"entries-cancel-{i}" for i in [*filled.pending, *filled.failed]} | {
+        f"entries-requeue-{i}" for i in filled.failed
+    }
     detail = await get_page(client, f"/entries/{filled.pending[0]}")
     (cancel,) = action_buttons(detail)
     assert cancel.attrs["data-action"] == f"/api/entries/{filled.pending[0]}/cancel"
     assert action_buttons(await get_page(client, f"/entries/{filled.completed[0]}")) == []
+
+
+async def test_failed_entries_offer_requeue_and_cancel_in_the_list_and_on_their_page(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    entry_id = filled.failed[0]
+    doc = await get_page(client, "/entries?status=FAILED")
+    row = doc.by_id(f"entries-row-{entry_id}")
+    assert row is not None
+    assert [(b.attrs["id"], b.text()) for b in action_buttons(row)] == [
+        (f"entries-requeue-{entry_id}", f"Requeue entry {entry_id}"),
+        (f"entries-cancel-{entry_id}", f"Cancel entry {entry_id}"),
+    ]
+    detail = await get_page(client, f"/entries/{entry_id}")
+    requeue, cancel = action_buttons(detail)
+    assert (requeue.attrs["id"], requeue.attrs["data-action"]) == ("detail-requeue", f"/api/entries/{entry_id}/requeue")
+    assert (cancel.attrs["id"], cancel.attrs["data-action"]) == ("detail-cancel", f"/api/entries/{entry_id}/cancel")
+    assert cancel.text() == "Cancel this entry"
 
 
 async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClient, filled: Filled) -> None:
@@ -419,6 +473,10 @@ async def test_read_only_mode_renders_no_buttons(filled: Filled) -> None:
             assert action_buttons(doc) == [], path
             assert "Actions" not in [th.text() for th in doc.find_all("th")]
             assert "Read-only mode" in doc.text()
+        # No Cancel on a dead letter either, and the route behind it refuses.
+        assert (await http.post(f"/api/entries/{filled.failed[0]}/cancel")).status_code == 403
+        entry = await filled.app.store.get(filled.failed[0])
+        assert entry is not None and entry.status is ScheduledCommandStatus.FAILED
 
 
 async def test_every_url_is_under_the_mount_path(filled: Filled) -> None:
