@@ -156,6 +156,15 @@ class SchedulerModel(RuleBasedStateMachine):
         if expected.status is S.FAILED:
             expected.status, expected.due, expected.retry_count, expected.expires_at = S.PENDING, self.now, 0, None
 
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def dismiss(self, data: st.DataObject) -> None:
+        entry_id, expected = self.pick(data)
+        dismissed = self.run(self.store.dismiss(entry_id, now=self.now))
+        assert (dismissed is not None) is (expected.status is S.FAILED)
+        if expected.status is S.FAILED:
+            expected.status = S.CANCELLED
+
     @rule(seconds=st.sampled_from([1, 10, 30, 61, 300]))
     def advance_clock(self, seconds: int) -> None:
         self.app.clock.advance(timedelta(seconds=seconds))
