@@ -1,10 +1,13 @@
 """``ScheduledCommandService``: the hosted worker that runs due commands.
 
-One loop claims due entries in batches (never more than free concurrency), runs each in its own task through the
-mediator, and records the outcome through the store's lease-fenced methods. Between claims it sleeps until the
-next due time (capped by ``polling_interval``), and is woken early when a sooner command is scheduled or a slot
-frees up. A heartbeat renews the leases of running commands; a periodic recovery takes over entries whose
-worker died. Failures of the store are retried with backoff and logged; nothing one command does stops the loop.
+One loop claims due entries in batches, runs each in its own task through the mediator (at most ``max_concurrency``
+at once), and records the outcome through the store's lease-fenced methods. It claims entries due within
+``CLAIM_AHEAD`` and starts each at its due time, and holds up to ``min(batch_size, max_concurrency)`` claimed entries
+beyond the running ones, so neither a due time nor a freed slot waits for a claim's round trip. Between claims it
+sleeps until shortly before the next due time (capped by ``polling_interval``), and is woken early when a sooner
+command is scheduled or slots free up. A heartbeat renews the leases of every claimed entry; a periodic recovery
+takes over entries whose worker died. Failures of the store are retried with backoff and logged; nothing one command
+does stops the loop.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -55,6 +58,11 @@ TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailableError
 #: Backoff between attempts at a failing store call: 0.05 s, 0.1 s, 0.2 s, ... up to 2 s.
 _STORE_RETRY_WAIT = wait_exponential(multiplier=0.05, max=2)
 
+#: The background loop claims entries due up to this far ahead and starts each at its due time, so the claim's own
+#: round trip (a few milliseconds, tens under load) is not added to their start. They hold leases meanwhile (and so
+#: cannot be cancelled in that window); ``run_until_idle()`` claims only what is due.
+CLAIM_AHEAD = timedelta(milliseconds=50)
+
 _MAX_ERROR_MESSAGE = 2_000
 _MAX_TRACEBACK = 20_000
 
@@ -92,6 +100,11 @@ class ScheduledCommandService:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, str] = {}
         self._cancelled_here: set[str] = set()  # attempts this service cancelled (released, not failed)
+        self._not_started: set[str] = set()  # claimed, waiting for their due time or a free slot
+        self._slots = asyncio.Semaphore(settings.max_concurrency)  # one per command running
+        # The background loop holds up to this many claimed entries beyond the running ones, so a slot that frees up
+        # starts the next command without waiting for a claim's round trip.
+        self._prefetch = min(settings.batch_size, settings.max_concurrency)
         self._last_claim_full = False
         self._waiting_for_capacity = False
         self._wake = asyncio.Event()
@@ -100,7 +113,7 @@ class ScheduledCommandService:
         self._next_recovery_at: datetime | None = None
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
-        self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
+        self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency + self._prefetch) // 2)
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed: dict[type[ScheduledCommandNotification], bool] = {
             kind: mediator.has_subscribers(kind)
@@ -125,8 +138,8 @@ class ScheduledCommandService:
 
     @property
     def running(self) -> int:
-        """Commands running right now."""
-        return len(self._running)
+        """Commands running right now (not counting those claimed and waiting for their due time or a slot)."""
+        return len(self._running) - len(self._not_started)
 
     @property
     def is_running(self) -> bool:
@@ -184,6 +197,7 @@ class ScheduledCommandService:
         await self._store.open()
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()  # bound to this loop: a service may be run again under another one
+        self._slots = asyncio.Semaphore(self._settings.max_concurrency)
         self._store.add_wakeup_listener(self._on_wakeup)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduled-commands-heartbeat")
         logger.info(
@@ -218,6 +232,7 @@ class ScheduledCommandService:
             return 0
         await self._store.open()
         self._stopping = False
+        self._slots = asyncio.Semaphore(self._settings.max_concurrency)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         handled = 0
         try:
@@ -245,7 +260,7 @@ class ScheduledCommandService:
                 await self._guarded(self._recover)
             self._wake.clear()
             try:
-                await self._claim()
+                await self._claim(ahead=CLAIM_AHEAD, prefetch=self._prefetch)
             except Exception:
                 failures += 1
                 delay = _store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
@@ -262,7 +277,7 @@ class ScheduledCommandService:
             failures = 0
             if self._stopping:
                 break
-            free = self._settings.max_concurrency - len(self._running)
+            free = self._settings.max_concurrency + self._prefetch - len(self._running)
             if self._last_claim_full and free > 0:
                 await asyncio.sleep(0)  # a full batch: more may be due; let the new tasks start, then claim again
                 continue
@@ -287,11 +302,12 @@ class ScheduledCommandService:
             logger.warning("could not read the next due time", exc_info=True, extra={"action": "next_due_failed"})
             next_due = None
         if next_due is not None:
-            deadline = min(deadline, next_due)
+            deadline = min(deadline, _minus(next_due, CLAIM_AHEAD))
         return deadline
 
     async def _sleep(self, deadline: datetime) -> None:
-        """Sleep until ``deadline`` or a wake-up, whichever comes first."""
+        """Sleep until ``deadline`` or a wake-up, whichever comes first (the loop claims ``CLAIM_AHEAD`` ahead, so
+        the deadline for an entry due at ``t`` is ``t - CLAIM_AHEAD``)."""
         if self._wake.is_set() or self._stopping:
             return
         self._next_wake_at = deadline
@@ -306,8 +322,10 @@ class ScheduledCommandService:
 
     def _on_wakeup(self, due: datetime) -> None:
         """Store listener: entries became PENDING, due at ``due`` at the earliest."""
+        if self._waiting_for_capacity:  # nothing more can be claimed now; a finishing command wakes the loop
+            return
         deadline = self._next_wake_at
-        if deadline is not None and due >= deadline:
+        if deadline is not None and _minus(due, CLAIM_AHEAD) >= deadline:
             return
         loop = self._loop
         if loop is None:
@@ -321,14 +339,18 @@ class ScheduledCommandService:
         else:
             loop.call_soon_threadsafe(self._wake.set)
 
-    async def _claim(self) -> list[ScheduledCommandEntry]:
-        free = self._settings.max_concurrency - len(self._running)
+    async def _claim(self, *, ahead: timedelta = timedelta(0), prefetch: int = 0) -> list[ScheduledCommandEntry]:
+        """Claim what is due by ``now + ahead``, up to the free slots plus ``prefetch``, and start it. An entry not
+        yet due, or without a free slot, waits in its task (holding its lease) until its due time and a slot."""
+        free = self._settings.max_concurrency + prefetch - len(self._running)
         self._last_claim_full = False
         if free <= 0:
             return []
         limit = min(self._settings.batch_size, free)
+        now = self._clock.now()
+        horizon = _plus(now, ahead)
         claimed = await self._store.claim_due(
-            now=self._clock.now(),
+            now=horizon,
             limit=limit,
             worker_id=self._worker_id,
             lease_duration=self._settings.lease_duration,
@@ -363,9 +385,10 @@ class ScheduledCommandService:
         self._running.pop(entry_id, None)
         self._leases.pop(entry_id, None)
         self._cancelled_here.discard(entry_id)
+        self._not_started.discard(entry_id)
         # Only a loop waiting for free slots needs waking; otherwise it sleeps until the next due time.
         if self._waiting_for_capacity and (
-            self._settings.max_concurrency - len(self._running) >= self._refill_at or not self._running
+            self._settings.max_concurrency + self._prefetch - len(self._running) >= self._refill_at or not self._running
         ):
             self._wake.set()
 
@@ -378,6 +401,31 @@ class ScheduledCommandService:
     # -- running one entry ------------------------------------------------------------------------------------
 
     async def _execute(self, entry: ScheduledCommandEntry) -> None:
+        if entry.scheduled_for > self._clock.now() or self._slots.locked():  # claimed ahead, or prefetched
+            await self._wait_to_start(entry)
+        else:
+            await self._slots.acquire()
+        try:
+            await self._attempt(entry)
+        finally:
+            self._slots.release()
+
+    async def _wait_to_start(self, entry: ScheduledCommandEntry) -> None:
+        """Until the entry is due and a slot is free (the slot is then held). Cancelled meanwhile (stopping, or the
+        lease was lost): the entry is given back, no attempt counted."""
+        self._not_started.add(entry.id)
+        try:
+            if entry.scheduled_for > self._clock.now():
+                await self._clock.sleep_until(entry.scheduled_for)
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            if entry.id in self._cancelled_here:
+                await self._release(entry)
+            raise
+        finally:
+            self._not_started.discard(entry.id)
+
+    async def _attempt(self, entry: ScheduledCommandEntry) -> None:
         started = self._clock.now()
         if entry.recurring_name is not None:  # before the expiry check: a skipped occurrence still advances
             await self._advance_recurring(entry, started)
@@ -637,6 +685,11 @@ class ScheduledCommandService:
         tasks = tuple(self._running.values())
         if not tasks:
             return
+        # Let tasks spawned by the last claim reach their first await: a task cancelled before it starts never runs,
+        # so it could not release its entry.
+        await asyncio.sleep(0)
+        for entry_id in tuple(self._not_started):  # claimed ahead or prefetched, not started: released at once
+            self._cancel(entry_id)
         grace = self._settings.shutdown_grace.total_seconds() if graceful else 0
         pending: set[asyncio.Task[None]] = set(tasks)
         if grace > 0:
@@ -678,6 +731,20 @@ class WorkerLostError(Exception):
 
     def __str__(self) -> str:
         return f"worker {self.worker_id or 'unknown'} stopped renewing its lease; the attempt is lost"
+
+
+def _plus(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment + delta
+    except OverflowError:  # a clock at the end of time
+        return moment
+
+
+def _minus(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment - delta
+    except OverflowError:
+        return moment
 
 
 def _store_backoff(failures: int, *, cap: float) -> float:
