@@ -89,10 +89,9 @@ class CommandScheduler:
                 f"idempotency_key={options.idempotency_key!r} cannot be shared by {len(commands)} commands; "
                 "schedule them one by one, each with its own key"
             )
-        now = self._clock.now()
-        entries = [self._entry_for(command, options, now) for command in commands]
-        if not entries:
+        if not commands:
             return []
+        entries = self._entries_for(commands, options, self._clock.now())
         if session is not None:
             ids = await self._store.add_in_session(session, entries)
         else:
@@ -110,16 +109,47 @@ class CommandScheduler:
                 )
         return ids
 
-    def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
+    def _entries_for(
+        self, commands: Sequence[Command[Any]], options: ScheduleOptions, now: Any
+    ) -> list[ScheduledCommandEntry]:
+        """One validated entry for the first command; the others share its options and due time, so they are
+        copies of it with their own id, type and payload (the checks of ``_entry_for`` still run per command)."""
+        first = self._entry_for(commands[0], options, now)
+        entries = [first]
+        type_names = {type(commands[0]): first.command_type}
+        for command in commands[1:]:
+            command_type = type_names.get(type(command))
+            if command_type is None:
+                command_type = type_names[type(command)] = self._checked_type_name(command)
+            update: dict[str, Any] = {
+                "id": str(uuid.uuid4()),
+                "command_type": command_type,
+                "payload": self._payload(command, command_type),
+            }
+            if first.metadata is not None:  # model_copy is shallow: no entry may share another's dict
+                update["metadata"] = dict(first.metadata)
+            entries.append(first.model_copy(update=update))
+        return entries
+
+    def _checked_type_name(self, command: Command[Any]) -> str:
         if not isinstance(command, Command):
             raise NotACommandError(command)
         if self._mediator.handler_for(type(command)) is None:
             raise HandlerNotFoundError(type(command))
-        command_type = command_type_name(type(command))
+        return command_type_name(type(command))
+
+    def _payload(self, command: Command[Any], command_type: str) -> str:
         payload = command.model_dump_json()
-        size = len(payload.encode())
-        if size > self._settings.max_payload_bytes:
-            raise PayloadTooLargeError(command_type, size, self._settings.max_payload_bytes)
+        limit = self._settings.max_payload_bytes
+        if len(payload) * 4 > limit:  # UTF-8 takes at most 4 bytes per character: encode only when it may matter
+            size = len(payload.encode())
+            if size > limit:
+                raise PayloadTooLargeError(command_type, size, limit)
+        return payload
+
+    def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
+        command_type = self._checked_type_name(command)
+        payload = self._payload(command, command_type)
         try:
             due = options.due_at(now)
             expires_at = due + options.expires_after if options.expires_after is not None else None

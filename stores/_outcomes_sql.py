@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from ._tables import UtcDateTime
 from .entries import AttemptRecord
 from .errors import StoreUnavailableError
 
-__all__ = ["Finish", "Finished", "GroupCommit", "batch_finish_statement"]
+__all__ = ["PG_BATCH_FINISH", "Finish", "Finished", "GroupCommit", "batch_finish_statement", "pg_batch_finish_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +137,83 @@ RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.s
         .bindparams(*datetimes)
         .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
     )
+
+
+#: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
+#: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
+#: PENDING again, and ``synchronous_commit = off`` for its commit (an outcome lost in a server crash only runs the
+#: command again, as a lost lease would). The batch is one JSON parameter: the statement's text never changes, so the
+#: driver parses it once (a statement of thousands of placeholders costs milliseconds of CPU per execution).
+PG_BATCH_FINISH = text(
+    """
+WITH v AS (
+    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
+        id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
+        retry_increment integer, attempt_increment integer, error_message text,
+        a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
+),
+done AS (
+    UPDATE scheduled_commands
+    SET status = v.status,
+        completed_at = v.completed_at,
+        result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload
+                              ELSE scheduled_commands.result_payload END,
+        scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
+        retry_count = scheduled_commands.retry_count + v.retry_increment,
+        attempt_count = scheduled_commands.attempt_count + v.attempt_increment,
+        error_message = COALESCE(v.error_message, scheduled_commands.error_message),
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+    FROM v
+    WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
+      AND scheduled_commands.status = 'PROCESSING'
+    RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for
+),
+attempts AS (
+    INSERT INTO scheduled_command_attempts (entry_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT v.id, v.a_number, v.a_worker, v.a_started, v.a_finished, v.a_outcome, v.a_error
+    FROM v JOIN done ON done.id = v.id
+    WHERE v.a_number IS NOT NULL
+)
+SELECT done.id, done.status, done.scheduled_for
+FROM done CROSS JOIN (
+    SELECT set_config('synchronous_commit', 'off', true),
+           (SELECT pg_notify(:channel, extract(epoch FROM min(pending.scheduled_for))::text)
+            FROM done AS pending WHERE pending.status = 'PENDING' HAVING count(*) > 0)
+) AS side
+"""
+).columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
+
+
+def pg_batch_finish_json(requests: list[Finish]) -> str:
+    """The ``batch`` parameter of ``PG_BATCH_FINISH``."""
+    rows = []
+    for r in requests:
+        a = r.attempt
+        rows.append(
+            {
+                "id": r.entry_id,
+                "token": r.lease_token,
+                "status": r.status,
+                "completed_at": _iso(r.completed_at),
+                "result_payload": r.result_payload,
+                "due": _iso(r.due),
+                "retry_increment": r.retry_increment,
+                "attempt_increment": 1 if a is not None else 0,
+                "error_message": r.error_message,
+                "a_number": a.attempt if a is not None else None,
+                "a_worker": a.worker_id if a is not None else None,
+                "a_started": _iso(a.started_at) if a is not None else None,
+                "a_finished": _iso(a.finished_at) if a is not None else None,
+                "a_outcome": a.outcome if a is not None else None,
+                "a_error": a.error if a is not None else None,
+            }
+        )
+    return json.dumps(rows)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC-aware datetimes")
+    return value.isoformat()

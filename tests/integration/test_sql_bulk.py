@@ -1,0 +1,123 @@
+"""Bulk scheduling on SqlStore: ``schedule_many`` (a COPY on PostgreSQL) keeps every field, all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from scheduling_app import START, Record, make_app
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from scheduling import ScheduledCommandStatus, ScheduleOptions
+from scheduling.errors import PayloadTooLargeError
+from stores import SqlStore
+from stores.sql import to_async_url
+
+#: Characters the COPY text format escapes, and some it does not need to.
+AWKWARD = 'tab\tnewline\nreturn\rbackslash\\ quote" \\N é 漢字 🙂 end'
+
+
+async def test_schedule_many_keeps_every_field(sql_url: str) -> None:
+    """Every entry of a large batch is stored with its own payload and the batch's options, text unchanged."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        options = ScheduleOptions(
+            delay=timedelta(minutes=5),
+            priority=7,
+            max_retries=1,
+            expires_after=timedelta(hours=1),
+            correlation_id=AWKWARD,
+            metadata={"k\t": AWKWARD},
+            timeout=timedelta(seconds=1.25),
+        )
+        values = [f"{AWKWARD} {i}" for i in range(2_500)]
+        ids = await app.scheduler.schedule_many([Record(value=v) for v in values], options)
+        assert len(set(ids)) == 2_500
+        assert (await store.count_by_status())[ScheduledCommandStatus.PENDING] == 2_500
+        for i in (0, 1, 1_234, 2_499):
+            entry = await store.get(ids[i])
+            assert entry is not None
+            assert Record.model_validate_json(entry.payload).value == values[i]
+            assert entry.status is ScheduledCommandStatus.PENDING
+            assert entry.priority == 7
+            assert entry.max_retries == 1
+            assert entry.scheduled_for == START + timedelta(minutes=5)
+            assert entry.created_at == START
+            assert entry.expires_at == START + timedelta(minutes=5, hours=1)
+            assert entry.correlation_id == AWKWARD
+            assert entry.metadata == {"k\t": AWKWARD}
+            assert entry.timeout_seconds == 1.25
+            assert (entry.retry_count, entry.attempt_count, entry.lease_token) == (0, 0, None)
+
+
+async def test_batch_with_an_id_already_stored_stores_nothing(sql_url: str) -> None:
+    """A batch holding an id the store holds raises ValueError naming it, and none of the batch is stored."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        [first] = await app.scheduler.schedule_many([Record(value="first")])
+        held = await store.get(first)
+        assert held is not None
+        fresh = [held.model_copy(update={"id": f"new-{i}"}) for i in range(50)]
+        with pytest.raises(ValueError, match="an id already exists"):
+            await store.add([*fresh, held])
+        assert (await store.count_by_status())[ScheduledCommandStatus.PENDING] == 1
+        assert await store.get("new-0") is None
+
+
+async def test_bad_command_in_a_batch_stores_nothing(sql_url: str) -> None:
+    """One command too large in a batch names its type and size, and nothing of the batch is stored."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store, max_payload_bytes=100)
+        commands = [Record(value="ok") for _ in range(10)] + [Record(value="é" * 60)]
+        with pytest.raises(PayloadTooLargeError, match=r"Record.*13\d bytes"):
+            await app.scheduler.schedule_many(commands)
+        assert sum((await store.count_by_status()).values()) == 0
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+async def test_text_the_database_cannot_hold_is_an_error_and_stores_nothing(sql_url: str) -> None:
+    """PostgreSQL text cannot hold NUL: scheduling it fails with the driver's error, and nothing is stored."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        with pytest.raises(Exception, match=r"0x00|NUL"):
+            await app.scheduler.schedule_many(
+                [Record(value="a"), Record(value="b")], ScheduleOptions(correlation_id="nul\x00here")
+            )
+        assert sum((await store.count_by_status()).values()) == 0
+        assert await app.scheduler.schedule(Record(value="after")) is not None  # the store still works
+
+
+async def test_schedule_many_joins_async_and_sync_sessions(sql_url: str) -> None:
+    """A batch scheduled through the caller's session (20: a COPY on PostgreSQL) exists if and only if the caller
+    commits."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        engine = create_async_engine(to_async_url(sql_url))
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                kept = await app.scheduler.schedule_many([Record(value=str(i)) for i in range(20)], session=session)
+            async with AsyncSession(engine) as session, session.begin():
+                dropped = await app.scheduler.schedule_many([Record(value=f"x{i}") for i in range(20)], session=session)
+                await session.rollback()
+        finally:
+            await engine.dispose()
+        parsed = to_async_url(sql_url)
+        sync_url = parsed.set(drivername="sqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+psycopg")
+        sync_engine = create_engine(sync_url)
+        try:
+            with Session(sync_engine) as sync_session:
+                kept_sync = await app.scheduler.schedule_many(
+                    [Record(value=f"s{i}") for i in range(20)], session=sync_session
+                )
+                await asyncio.to_thread(sync_session.commit)
+            with Session(sync_engine) as sync_session:
+                dropped_sync = await app.scheduler.schedule_many([Record(value="s3")], session=sync_session)
+                await asyncio.to_thread(sync_session.rollback)
+        finally:
+            sync_engine.dispose()
+        assert all([await store.get(i) is not None for i in kept + kept_sync])
+        assert all([await store.get(i) is None for i in dropped + dropped_sync])
+        assert await app.service.run_until_idle() == 40
