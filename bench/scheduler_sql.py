@@ -37,6 +37,7 @@ import gc
 import json
 import os
 import platform
+import random
 import re
 import signal
 import sqlite3
@@ -96,6 +97,9 @@ class Config:
     latency_spread_s: float = 5.0
     #: Longer than the burst of ``commands`` schedule() calls, so no command is due before it is stored.
     latency_lead_s: float = 2.0
+    #: Due-now latency: commands scheduled due at once, one at a time, this many, a random 0..2x gap apart.
+    latency_now_commands: int = 300
+    latency_now_gap_s: float = 0.01
     claim_sizes: dict[str, tuple[int, int]] = dataclasses.field(
         default_factory=lambda: {"sqlite": (10_000, 1_000_000), "postgresql": (10_000, 1_000_000)}
     )
@@ -117,6 +121,7 @@ QUICK = Config(
     latency_commands=50,
     latency_spread_s=1.0,
     latency_lead_s=0.5,
+    latency_now_commands=30,
     claim_sizes={"sqlite": (1_000, 10_000), "postgresql": (1_000, 10_000)},
     claim_warmup=2,
     claim_iterations=5,
@@ -619,6 +624,51 @@ async def latency(bench: Bench, backend: str, scheduled_by: str) -> dict[str, An
     }
 
 
+async def latency_due_now(bench: Bench, backend: str) -> dict[str, Any]:
+    """Commands due the moment they are scheduled, by the parent process: the wake-up crosses processes and the
+    claim's round trip is part of the latency (nothing can be claimed ahead)."""
+    c = bench.config
+    count = c.latency_now_commands
+    rng = random.Random(SEED)
+    progress(f"due_to_start_latency {backend}: due now, scheduled by the parent process")
+    async with bench.fresh_url(backend, "latency") as url, SqlStore(url) as store:
+        scheduler = scheduler_for(store)
+        counter = CompletedCounter(backend, url, store)
+        workers = Workers(bench, url, f"latency-now-{backend}")
+        try:
+            await workers.start(1)
+            await workers.wait_started()
+            await asyncio.sleep(0.3)
+            for n in range(count):
+                due = dt.datetime.now(dt.UTC)
+                await scheduler.schedule(Timed(n=n, due=due.timestamp()), ScheduleOptions(scheduled_for=due))
+                await asyncio.sleep(rng.uniform(0, 2 * c.latency_now_gap_s))
+            _, seen = await counter.wait_for(count, limit_s=15, poll_s=0.1)
+        finally:
+            codes = await workers.stop()
+            counter.close()
+    [lines] = workers.lines()
+    latencies = [(float(f[2]) - float(f[1])) * 1000 for f in lines if f[0] != "s"]
+    late = percentiles(latencies)
+    return {
+        **bench.env.header("due_to_start_latency", backend),
+        "params": {
+            "commands": count,
+            "scheduled_by": "parent",
+            "due": "at the moment schedule() is called (scheduled_for = now)",
+            "gap_s": f"uniform 0..{2 * c.latency_now_gap_s} between schedule() calls",
+            "wake_up": "LISTEN/NOTIFY" if backend == "postgresql" else "data_version watcher",
+            "worker": "1 process, default settings",
+        },
+        "completed": seen,
+        "started": len(latencies),
+        "exit_codes": codes,
+        "latency_ms": late,
+        "target_p99_ms": None,
+        "note": "includes the schedule() commit, the cross-process wake-up and one claim round trip",
+    }
+
+
 # -- 4. claim scaling ------------------------------------------------------------------------------------------
 
 _PG_INSERT = """
@@ -820,6 +870,7 @@ async def run(bench: Bench, measurements: Sequence[str], backends: Sequence[str]
             elif measurement == "latency":
                 for scheduled_by in ("parent", "worker"):
                     emit(await latency(bench, backend, scheduled_by))
+                emit(await latency_due_now(bench, backend))
             elif measurement == "claim":
                 emit(await claim_scaling(bench, backend))
 
