@@ -99,6 +99,23 @@ def _fail_all(batch: list[tuple[Finish, asyncio.Future[Finished | None]]], exc: 
             future.set_exception(exc)
 
 
+#: Ends claimed entries from the rows of ``v``, each fenced by its lease token and PROCESSING status; shared by
+#: both outcome statements below.
+_FENCED_FINISH = """UPDATE scheduled_commands
+SET status = v.status,
+    completed_at = v.completed_at,
+    result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload ELSE scheduled_commands.result_payload END,
+    scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
+    retry_count = scheduled_commands.retry_count + v.retry_increment,
+    attempt_count = scheduled_commands.attempt_count + v.attempt_increment,
+    error_message = COALESCE(v.error_message, scheduled_commands.error_message),
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+FROM v
+WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
+  AND scheduled_commands.status = 'PROCESSING'
+RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for"""
+
+
 @functools.lru_cache(maxsize=64)
 def batch_finish_statement(count: int, *, postgresql: bool) -> TextualSelect:
     """``UPDATE ... FROM (VALUES ...)`` ending ``count`` claims at once, each fenced by its lease token."""
@@ -117,20 +134,7 @@ def batch_finish_statement(count: int, *, postgresql: bool) -> TextualSelect:
     sql = f"""
 WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message)
     AS (VALUES {values})
-UPDATE scheduled_commands
-SET status = v.status,
-    completed_at = v.completed_at,
-    result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload ELSE scheduled_commands.result_payload END,
-    scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
-    retry_count = scheduled_commands.retry_count + v.retry_increment,
-    attempt_count = scheduled_commands.attempt_count + v.attempt_increment,
-    error_message = COALESCE(v.error_message, scheduled_commands.error_message),
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-FROM v
-WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
-  AND scheduled_commands.status = 'PROCESSING'
-RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for
-"""
+{_FENCED_FINISH}"""
     datetimes = [bindparam(f"{name}_{i}", type_=UtcDateTime) for i in range(count) for name in ("completed_at", "due")]
     return (
         text(sql)
@@ -145,7 +149,7 @@ RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.s
 #: command again, as a lost lease would). The batch is one JSON parameter: the statement's text never changes, so the
 #: driver parses it once (a statement of thousands of placeholders costs milliseconds of CPU per execution).
 PG_BATCH_FINISH = text(
-    """
+    f"""
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
         id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
@@ -153,21 +157,7 @@ WITH v AS (
         a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
 ),
 done AS (
-    UPDATE scheduled_commands
-    SET status = v.status,
-        completed_at = v.completed_at,
-        result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload
-                              ELSE scheduled_commands.result_payload END,
-        scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
-        retry_count = scheduled_commands.retry_count + v.retry_increment,
-        attempt_count = scheduled_commands.attempt_count + v.attempt_increment,
-        error_message = COALESCE(v.error_message, scheduled_commands.error_message),
-        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-    FROM v
-    WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
-      AND scheduled_commands.status = 'PROCESSING'
-    RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for
-),
+{_FENCED_FINISH}),
 attempts AS (
     INSERT INTO scheduled_command_attempts (entry_id, attempt, worker_id, started_at, finished_at, outcome, error)
     SELECT v.id, v.a_number, v.a_worker, v.a_started, v.a_finished, v.a_outcome, v.a_error

@@ -17,6 +17,8 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -1094,11 +1096,31 @@ def _prepare_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # keep the bad bytes as escapes, so the entry reaches the codec, fails validation and is dead-lettered.
     dbapi_connection.driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL waits for other connections' locks
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes, fast commits
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (persistent: once done, every later connection only reads it).
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy handler
+    (waiting could deadlock), while another connection reads: several processes opening a new file at the same
+    moment can meet that. The switch is retried for a few seconds; it happens once per database file.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.002 * min(attempt + 1, 25))  # up to about 4 s in all; only ever when a file is new
 
 
 def _prepare_sqlite_reader(dbapi_connection: Any, _record: Any) -> None:

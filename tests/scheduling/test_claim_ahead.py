@@ -7,12 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from scheduling_app import START, App, Block, Record, make_app
+from scheduling_app import START, Block, Record, eventually, make_app, status
 
-from scheduling import ScheduledCommandEntry, ScheduledCommandStatus, ScheduleOptions
+from scheduling import ScheduledCommandStatus, ScheduleOptions
 from scheduling.service import CLAIM_AHEAD
 from stores import MemoryStore, SqlStore
 from stores.base import ScheduledCommandStore
@@ -28,19 +27,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     )
     async with opened:
         yield opened
-
-
-async def status(app: App, command_id: str) -> ScheduledCommandEntry:
-    entry = await app.scheduler.get_status(command_id)
-    assert entry is not None
-    return entry
-
-
-async def eventually(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait (in real time, bounded) until ``predicate()`` is true."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.005)
 
 
 async def test_entry_due_soon_is_claimed_ahead_and_started_at_its_due_time(store: ScheduledCommandStore) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from scheduling_app import HANDLERS, START, Add, App, Block, Explode, Fail, Record, make_app
+from scheduling_app import HANDLERS, START, Add, App, Block, Explode, Fail, Record, eventually, make_app, status
 
 from mediator import NotificationHandler
 from scheduling import (
@@ -27,19 +27,6 @@ from stores import MemoryStore
 from stores.errors import StoreUnavailableError
 
 S = ScheduledCommandStatus
-
-
-async def status(app: App, command_id: str) -> ScheduledCommandEntry:
-    entry = await app.scheduler.get_status(command_id)
-    assert entry is not None
-    return entry
-
-
-async def eventually(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait (in real time, bounded) until ``predicate()`` is true; for background-service tests only."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.005)
 
 
 # -- running ---------------------------------------------------------------------------------------------------

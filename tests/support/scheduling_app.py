@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ from mediator import Command, CommandHandler, Mediator, MediatorModule, Notifica
 from scheduling import (
     CommandScheduler,
     ManualClock,
+    ScheduledCommandEntry,
     ScheduledCommandNotification,
     ScheduledCommandService,
     SchedulerSettings,
@@ -206,3 +207,17 @@ def make_app(
 
 def _bind_log(binder: Binder, log: Log) -> None:
     binder.bind(Log, to=log)
+
+
+async def status(app: App, command_id: str) -> ScheduledCommandEntry:
+    """The entry as the store holds it now (it must exist)."""
+    entry = await app.scheduler.get_status(command_id)
+    assert entry is not None
+    return entry
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Wait (in real time, bounded) until ``await predicate()`` is true; for background-service tests only."""
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.005)
