@@ -1,10 +1,9 @@
 """``ScheduledCommandService``: the hosted worker that runs due commands.
 
-One loop claims due entries in batches, runs each in its own task through the mediator (at most ``max_concurrency``
-at once), and records the outcome through the store's lease-fenced methods. It claims entries due within
-``CLAIM_AHEAD`` and starts each at its due time, and holds up to ``min(batch_size, max_concurrency)`` claimed entries
-beyond the running ones, so neither a due time nor a freed slot waits for a claim's round trip. Between claims it
-sleeps until shortly before the next due time (capped by ``polling_interval``), and is woken early when a sooner
+One loop claims due entries in batches (never more than free concurrency), runs each in its own task through the
+mediator, and records the outcome through the store's lease-fenced methods. It claims entries due within
+``CLAIM_AHEAD`` and starts each at its due time, so a claim's round trip is not added to their start. Between claims
+it sleeps until shortly before the next due time (capped by ``polling_interval``), and is woken early when a sooner
 command is scheduled or slots free up. A heartbeat renews the leases of every claimed entry; a periodic recovery
 takes over entries whose worker died. Failures of the store are retried with backoff and logged; nothing one command
 does stops the loop.
@@ -100,11 +99,7 @@ class ScheduledCommandService:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, str] = {}
         self._cancelled_here: set[str] = set()  # attempts this service cancelled (released, not failed)
-        self._not_started: set[str] = set()  # claimed, waiting for their due time or a free slot
-        self._slots = asyncio.Semaphore(settings.max_concurrency)  # one per command running
-        # The background loop holds up to this many claimed entries beyond the running ones, so a slot that frees up
-        # starts the next command without waiting for a claim's round trip.
-        self._prefetch = min(settings.batch_size, settings.max_concurrency)
+        self._not_started: set[str] = set()  # claimed ahead, waiting for their due time
         self._last_claim_full = False
         self._waiting_for_capacity = False
         self._wake = asyncio.Event()
@@ -113,7 +108,7 @@ class ScheduledCommandService:
         self._next_recovery_at: datetime | None = None
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
-        self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency + self._prefetch) // 2)
+        self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed: dict[type[ScheduledCommandNotification], bool] = {
             kind: mediator.has_subscribers(kind)
@@ -138,7 +133,7 @@ class ScheduledCommandService:
 
     @property
     def running(self) -> int:
-        """Commands running right now (not counting those claimed and waiting for their due time or a slot)."""
+        """Commands running right now (not counting those claimed ahead and waiting for their due time)."""
         return len(self._running) - len(self._not_started)
 
     @property
@@ -172,6 +167,9 @@ class ScheduledCommandService:
         ``immediate``), then cancel the rest and release them back to PENDING without counting an attempt."""
         self._stopping = True
         if immediate:
+            # Let tasks spawned by the last claim reach their first await: a task cancelled before it starts never
+            # runs, so it could not release its entry.
+            await asyncio.sleep(0)
             self._cancel_running()
         self._wake.set()
         main = self._main
@@ -197,7 +195,6 @@ class ScheduledCommandService:
         await self._store.open()
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()  # bound to this loop: a service may be run again under another one
-        self._slots = asyncio.Semaphore(self._settings.max_concurrency)
         self._store.add_wakeup_listener(self._on_wakeup)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduled-commands-heartbeat")
         logger.info(
@@ -232,7 +229,6 @@ class ScheduledCommandService:
             return 0
         await self._store.open()
         self._stopping = False
-        self._slots = asyncio.Semaphore(self._settings.max_concurrency)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         handled = 0
         try:
@@ -260,7 +256,7 @@ class ScheduledCommandService:
                 await self._guarded(self._recover)
             self._wake.clear()
             try:
-                await self._claim(ahead=CLAIM_AHEAD, prefetch=self._prefetch)
+                await self._claim(ahead=CLAIM_AHEAD)
             except Exception:
                 failures += 1
                 delay = _store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
@@ -277,7 +273,7 @@ class ScheduledCommandService:
             failures = 0
             if self._stopping:
                 break
-            free = self._settings.max_concurrency + self._prefetch - len(self._running)
+            free = self._settings.max_concurrency - len(self._running)
             if self._last_claim_full and free > 0:
                 await asyncio.sleep(0)  # a full batch: more may be due; let the new tasks start, then claim again
                 continue
@@ -339,10 +335,11 @@ class ScheduledCommandService:
         else:
             loop.call_soon_threadsafe(self._wake.set)
 
-    async def _claim(self, *, ahead: timedelta = timedelta(0), prefetch: int = 0) -> list[ScheduledCommandEntry]:
-        """Claim what is due by ``now + ahead``, up to the free slots plus ``prefetch``, and start it. An entry not
-        yet due, or without a free slot, waits in its task (holding its lease) until its due time and a slot."""
-        free = self._settings.max_concurrency + prefetch - len(self._running)
+    async def _claim(self, *, ahead: timedelta = timedelta(0)) -> list[ScheduledCommandEntry]:
+        """Claim what is due by ``now + ahead``, up to the free slots, and start it; an entry not yet due waits in
+        its task (holding its slot and its lease) until its due time. Never more than the free slots: a worker holds
+        no entry it could not run at once, so idle workers share the work and priorities keep their order."""
+        free = self._settings.max_concurrency - len(self._running)
         self._last_claim_full = False
         if free <= 0:
             return []
@@ -388,7 +385,7 @@ class ScheduledCommandService:
         self._not_started.discard(entry_id)
         # Only a loop waiting for free slots needs waking; otherwise it sleeps until the next due time.
         if self._waiting_for_capacity and (
-            self._settings.max_concurrency + self._prefetch - len(self._running) >= self._refill_at or not self._running
+            self._settings.max_concurrency - len(self._running) >= self._refill_at or not self._running
         ):
             self._wake.set()
 
@@ -401,23 +398,16 @@ class ScheduledCommandService:
     # -- running one entry ------------------------------------------------------------------------------------
 
     async def _execute(self, entry: ScheduledCommandEntry) -> None:
-        if entry.scheduled_for > self._clock.now() or self._slots.locked():  # claimed ahead, or prefetched
-            await self._wait_to_start(entry)
-        else:
-            await self._slots.acquire()
-        try:
-            await self._attempt(entry)
-        finally:
-            self._slots.release()
+        if entry.scheduled_for > self._clock.now():  # claimed ahead
+            await self._wait_until_due(entry)
+        await self._attempt(entry)
 
-    async def _wait_to_start(self, entry: ScheduledCommandEntry) -> None:
-        """Until the entry is due and a slot is free (the slot is then held). Cancelled meanwhile (stopping, or the
+    async def _wait_until_due(self, entry: ScheduledCommandEntry) -> None:
+        """Until the entry claimed ahead is due (its slot and lease held). Cancelled meanwhile (stopping, or the
         lease was lost): the entry is given back, no attempt counted."""
         self._not_started.add(entry.id)
         try:
-            if entry.scheduled_for > self._clock.now():
-                await self._clock.sleep_until(entry.scheduled_for)
-            await self._slots.acquire()
+            await self._clock.sleep_until(entry.scheduled_for)
         except asyncio.CancelledError:
             if entry.id in self._cancelled_here:
                 await self._release(entry)
@@ -688,7 +678,7 @@ class ScheduledCommandService:
         # Let tasks spawned by the last claim reach their first await: a task cancelled before it starts never runs,
         # so it could not release its entry.
         await asyncio.sleep(0)
-        for entry_id in tuple(self._not_started):  # claimed ahead or prefetched, not started: released at once
+        for entry_id in tuple(self._not_started):  # claimed ahead, not started: released at once
             self._cancel(entry_id)
         grace = self._settings.shutdown_grace.total_seconds() if graceful else 0
         pending: set[asyncio.Task[None]] = set(tasks)

@@ -426,6 +426,40 @@ async def test_graceful_stop_lets_commands_finish_within_the_grace() -> None:
     assert (await status(app, command_id)).status is S.COMPLETED
 
 
+class ClaimSignallingStore(MemoryStore):
+    """A MemoryStore that resolves ``claimed`` when a claim returns entries, before the service spawns their tasks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claimed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def claim_due(self, **kwargs: Any) -> list[ScheduledCommandEntry]:
+        entries = await super().claim_due(**kwargs)
+        if entries and not self.claimed.done():
+            self.claimed.set_result(None)
+        return entries
+
+
+async def test_immediate_stop_right_after_a_claim_releases_every_entry() -> None:
+    """A second signal (immediate stop) that lands between a claim and the start of its tasks: a task cancelled
+    before it starts never runs, so the service must let them start before cancelling, or the entries stay
+    PROCESSING until their leases expire and count a lost attempt."""
+    store = ClaimSignallingStore()
+    app = make_app(store=store, max_concurrency=2)
+    ids = await app.scheduler.schedule_many([Block(key="x"), Block(key="y")])
+
+    async def stop_at_once() -> None:
+        await store.claimed
+        await app.service.stop(immediate=True)
+
+    stopper = asyncio.create_task(stop_at_once())
+    await app.service.start()
+    await stopper
+    for command_id in ids:
+        entry = await status(app, command_id)
+        assert (entry.status, entry.lease_owner, entry.attempt_count) == (S.PENDING, None, 0)
+
+
 async def test_stopped_service_claims_nothing_more(app: App) -> None:
     """After stop(), new due commands stay PENDING."""
     async with app.service:
