@@ -613,6 +613,21 @@ def dashboard(
         ),
     ] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse and hide every change.")] = False,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-origin",
+            help="Also accept changes from pages served at this origin, e.g. https://dash.example.com behind a "
+            "proxy that rewrites Host (repeatable).",
+        ),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated proxy addresses (or *) whose X-Forwarded-Proto and X-Forwarded-For are trusted "
+            "(uvicorn's option; default: $FORWARDED_ALLOW_IPS or 127.0.0.1).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web dashboard and admin JSON API of a store until SIGINT or SIGTERM (extra: web).
 
@@ -621,6 +636,7 @@ def dashboard(
     """
     try:
         import uvicorn
+        from pydantic import ValidationError
 
         from .web import DashboardSettings, create_dashboard_app
     except ImportError as exc:
@@ -629,6 +645,10 @@ def dashboard(
         fail(f"--token (or ${DASHBOARD_TOKEN_ENV}) is empty: give a token, or none to get a random one", 2)
     generated = token is None
     secret = token if token is not None else secrets.token_urlsafe(24)
+    try:
+        settings = DashboardSettings(token=secret, read_only=read_only, allowed_origins=allowed_origin or [])
+    except ValidationError as exc:
+        fail(f"--allowed-origin: {'; '.join(str(e.get('ctx', {}).get('error', e['msg'])) for e in exc.errors())}", 2)
     if not _is_loopback(host):
         typer.echo(
             f"warning: listening on {host}, beyond this machine: anyone who can reach it and has the token can "
@@ -641,12 +661,12 @@ def dashboard(
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
     async def work(opened: ScheduledCommandStore) -> int:
-        settings = DashboardSettings(token=secret, read_only=read_only)
         config = uvicorn.Config(
             create_dashboard_app(opened, settings=settings),
             lifespan="off",
             log_level="warning",
             timeout_graceful_shutdown=5,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
         bound_host, bound_port = listener.getsockname()[:2]
         url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}/"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, field_serializer
 
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from stores.schedules import MisfirePolicy
+from stores.schedules import MisfirePolicy, StoredSchedule
 
 from . import recurring_ops
 from .options import ScheduleOptions, SchedulerSettings
@@ -22,6 +22,7 @@ from .recurring import RecurringSchedule
 
 __all__ = [
     "CANCELLABLE",
+    "MAX_DURATION",
     "CancelResult",
     "EntryDetail",
     "EntryPage",
@@ -288,25 +289,34 @@ _UNITS = {"w": 604_800.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0, "ms"
 _ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
+#: The longest duration ``parse_duration`` accepts: "now" minus it is still a date.
+MAX_DURATION = timedelta(days=365_250)
+
+
 def parse_duration(text: str) -> timedelta:
-    """``7d``, ``12h``, ``1d12h``, ``90m``, ``30s``, or an ISO 8601 duration (``P7D``); positive.
+    """``7d``, ``12h``, ``1d12h``, ``90m``, ``30s``, or an ISO 8601 duration (``P7D``); positive, at most
+    ``MAX_DURATION`` (1000 years).
 
     Raises:
         ValueError: anything else, quoting the text.
     """
     compact = text.strip().lower().replace(" ", "")
-    if compact and _DURATION.sub("", compact) == "":
-        seconds = sum(float(m["value"]) * _UNITS[m["unit"]] for m in _DURATION.finditer(compact))
-        value = timedelta(seconds=seconds)
-    else:
-        try:
+    try:
+        if compact and _DURATION.sub("", compact) == "":
+            seconds = sum(float(m["value"]) * _UNITS[m["unit"]] for m in _DURATION.finditer(compact))
+            value = timedelta(seconds=seconds)
+        else:
             value = _ISO_DURATION.validate_python(text.strip())
-        except ValidationError:
-            raise ValueError(
-                f"not a duration: {text!r} (use e.g. 7d, 12h, 1d12h, 90m, 30s, or ISO 8601 like P7D)"
-            ) from None
+    except ValidationError:
+        raise ValueError(
+            f"not a duration: {text!r} (use e.g. 7d, 12h, 1d12h, 90m, 30s, or ISO 8601 like P7D)"
+        ) from None
+    except OverflowError:
+        raise ValueError(f"the duration {text!r} is too long: at most {MAX_DURATION.days}d") from None
     if value <= timedelta(0):
         raise ValueError(f"the duration must be positive, got {text!r}")
+    if value > MAX_DURATION:
+        raise ValueError(f"the duration {text!r} is too long: at most {MAX_DURATION.days}d")
     return value
 
 
@@ -314,7 +324,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 class RecurringScheduleView(BaseModel):
-    """A recurring schedule as operators see it: ``RecurringSchedule``'s fields, the interval in seconds."""
+    """A recurring schedule as operators see it: ``RecurringSchedule``'s fields, the interval in seconds.
+
+    ``error`` is None for a valid schedule. A stored schedule that no longer loads (a time zone this system does not
+    know, options that do not validate) is still shown, as stored, with ``error`` saying why (its options as the
+    defaults when they are the problem): the worker cannot run it, and the operator must see it to fix or remove it.
+    """
 
     name: str
     command_type: str
@@ -332,11 +347,28 @@ class RecurringScheduleView(BaseModel):
     last_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: Why the stored schedule does not load (it cannot run), or None.
+    error: str | None = None
 
     @classmethod
     def of(cls, schedule: RecurringSchedule) -> RecurringScheduleView:
         interval = schedule.interval.total_seconds() if schedule.interval is not None else None
         return cls.model_validate({**dict(schedule), "interval": interval})
+
+    @classmethod
+    def of_stored(cls, stored: StoredSchedule) -> RecurringScheduleView:
+        """The view of a stored schedule: validated, or as stored with ``error`` set when it does not load."""
+        try:
+            return cls.of(RecurringSchedule.from_stored(stored))
+        except ValueError as exc:
+            error = str(exc)
+        try:
+            options = ScheduleOptions.model_validate_json(stored.options_json)
+        except ValueError:
+            options = ScheduleOptions()
+        values = stored.model_dump(exclude={"options_json"})
+        interval = stored.interval.total_seconds() if stored.interval is not None else None
+        return cls.model_validate({**values, "interval": interval, "options": options, "error": error})
 
 
 class RecurringList(BaseModel):
@@ -375,9 +407,8 @@ class RemoveResult(BaseModel):
 
 
 async def recurring_list(store: ScheduledCommandStore) -> RecurringList:
-    return RecurringList(
-        schedules=[RecurringScheduleView.of(RecurringSchedule.from_stored(s)) for s in await store.list_schedules()]
-    )
+    """Every schedule, by name; one that does not load is listed with its ``error`` (see ``RecurringScheduleView``)."""
+    return RecurringList(schedules=[RecurringScheduleView.of_stored(s) for s in await store.list_schedules()])
 
 
 async def pause_schedule(store: ScheduledCommandStore, name: str, now: datetime) -> PauseResult | None:

@@ -47,6 +47,8 @@ __all__ = ["ApiError", "PurgeRequest", "RequeueFailedRequest", "read_router", "w
 
 #: The most entries one page of ``GET /api/entries`` returns.
 MAX_PAGE = 500
+#: The largest ``offset`` accepted (a larger one is a 422, not an integer overflow in the database).
+MAX_OFFSET = 2**62
 
 Context = Annotated[DashboardContext, Depends(get_context)]
 
@@ -96,7 +98,9 @@ async def get_entries(
     command_type: Annotated[str | None, Query(description="Only this command type (module.Name).")] = None,
     correlation_id: Annotated[str | None, Query(description="Only entries of this correlation id.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Entries per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Skip this many (the next page's is next_offset).")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Skip this many (the next page's is next_offset).")
+    ] = 0,
 ) -> EntryPage:
     """Entries, newest first, with filters and paging."""
     return await operations.list_page(
@@ -171,14 +175,19 @@ async def purge(ctx: Context, request: PurgeRequest) -> PurgeResult:
         raise HTTPException(
             status_code=422, detail=f"statuses {', '.join(refused)} cannot be purged: only finished entries are"
         )
-    return await operations.purge(ctx.store, older_than=ctx.now() - age, statuses=statuses, dry_run=request.dry_run)
+    try:
+        cutoff = ctx.now() - age
+    except OverflowError:
+        raise HTTPException(status_code=422, detail=f"older_than {request.older_than!r} is too long") from None
+    return await operations.purge(ctx.store, older_than=cutoff, statuses=statuses, dry_run=request.dry_run)
 
 
 def _unknown_schedule(ctx: DashboardContext, name: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"no recurring schedule named {name!r} in {ctx.store.description}")
 
 
-@write_router.post("/recurring/{name}/pause", responses=_errors(404))
+# ``{name:path}``: a name may contain "/" (sent as %2F, which the server decodes before routing).
+@write_router.post("/recurring/{name:path}/pause", responses=_errors(404))
 async def pause_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> PauseResult:
     """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
     result = await operations.pause_schedule(ctx.store, name, ctx.now())
@@ -187,7 +196,7 @@ async def pause_schedule(ctx: Context, name: Annotated[str, Path(description="Th
     return result
 
 
-@write_router.post("/recurring/{name}/resume", responses=_errors(404))
+@write_router.post("/recurring/{name:path}/resume", responses=_errors(404))
 async def resume_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> ResumeResult:
     """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
     result = await operations.resume_schedule(ctx.store, name, ctx.now())

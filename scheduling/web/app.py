@@ -7,6 +7,8 @@ to where it is mounted (``request.scope["root_path"]``), so ``user_app.mount("/s
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +68,8 @@ def create_dashboard_app(
         if settings.session_secret is not None
         else secrets.token_bytes(32)
     )
+    if settings.token is not None:  # sessions and CSRF tokens of an older token are refused
+        secret = hmac.new(secret, b"token:" + settings.token.get_secret_value().encode(), hashlib.sha256).digest()
     context = DashboardContext(
         store=store,
         settings=settings,
@@ -86,6 +90,7 @@ def create_dashboard_app(
     if authenticate is not None:
         app.dependency_overrides[security.authenticate_with_token] = authenticate
     app.add_exception_handler(LoginRequired, _login_required)
+    app.add_middleware(security.SecurityHeaders)
 
     authenticated = [Depends(require_auth)]
     app.include_router(security.router)
@@ -112,6 +117,7 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     if security.wants_html(request):
         query = request.url.query
         page = security.login_page(request, next_url=request.url.path + (f"?{query}" if query else ""))
+        # login_page strips any ``token`` from next_url: a stale token never goes into the form
         page.headers["WWW-Authenticate"] = "Bearer"
         return page
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

@@ -28,7 +28,7 @@ from scheduling import operations
 from stores.entries import ScheduledCommandStatus
 
 from .context import TEMPLATES_KEY, DashboardContext, get_context
-from .security import csrf_token
+from .security import SESSION_COOKIE, csrf_token
 
 __all__ = ["Chart", "ChartBar", "format_duration", "format_time", "router", "throughput_chart"]
 
@@ -209,6 +209,8 @@ def _render(
     context: dict[str, Any] = {
         "settings": ctx.settings,
         "csrf": csrf_token(request),
+        # Log out ends a token session; the mounting application's own sign-in has its own way out.
+        "logout_url": root + "/logout" if ctx.authenticate is None and SESSION_COOKIE in request.cookies else None,
         "page_title": title,
         "url": lambda path: root + path,
         "pq": lambda name: quote(str(name), safe=""),
@@ -259,7 +261,7 @@ def _blank_to_none(text: str | None) -> str | None:
 # -- pages ----------------------------------------------------------------------------------------------------
 
 Fragment = Annotated[str | None, Query(description="Render only this live region of the page.")]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**62)]
 Limit = Annotated[int | None, Query(ge=1, le=500)]
 
 

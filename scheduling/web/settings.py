@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = ["DashboardSettings"]
 
@@ -33,3 +34,22 @@ class DashboardSettings(BaseModel):
     #: The key that signs session cookies and CSRF tokens. Default: random per process (sessions end with the
     #: process). Set the same value in every process when several serve the dashboard behind one address.
     session_secret: SecretStr | None = None
+    #: Origins besides the request's own scheme and ``Host`` whose mutations are accepted (``Origin`` check), such
+    #: as ``https://dash.example.com`` when a proxy rewrites the ``Host`` header. ``scheme://host[:port]`` only.
+    allowed_origins: frozenset[str] = frozenset()
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple | set | frozenset):
+            return value
+        origins = set()
+        for origin in value:
+            text = str(origin).strip().rstrip("/").lower()
+            parts = urlsplit(text)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+                raise ValueError(f"not an origin: {origin!r} (use scheme://host[:port], e.g. https://dash.example.com)")
+            origins.add(text)
+        return frozenset(origins)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -15,9 +16,10 @@ from dashboard_support import TOKEN, http_client, populate
 from fastapi import FastAPI
 from scheduling_app import App
 
-from scheduling import ManualClock, operations
+from scheduling import ManualClock, ScheduleOptions, operations
 from scheduling.entries import ScheduledCommandStatus
 from stores import ScheduledCommandStore, SqlStore
+from stores.schedules import StoredSchedule
 
 FAIL = "scheduling_app.Fail"
 RECORD = "scheduling_app.Record"
@@ -99,6 +101,8 @@ async def test_list_entries_filters_and_pages(
         ({"limit": 0}, "limit"),
         ({"limit": 501}, "limit"),
         ({"offset": -1}, "offset"),
+        ({"offset": 99999999999999999999}, "99999999999999999999"),
+        ({"offset": 2**62 + 1}, str(2**62 + 1)),
         ({"limit": "many"}, "many"),
     ],
 )
@@ -251,6 +255,10 @@ async def test_purge_dry_run_then_by_status(
     [
         ({"older_than": "soon"}, "'soon'"),
         ({"older_than": "-1d"}, "'-1d'"),
+        ({"older_than": "99999999999d"}, "'99999999999d' is too long"),
+        ({"older_than": "999999999d"}, "'999999999d' is too long"),
+        ({"older_than": "P999999999D"}, "'P999999999D' is too long"),
+        ({"older_than": "1" * 400 + "s"}, "is too long"),
         ({"older_than": "1d", "statuses": ["PENDING"]}, "PENDING cannot be purged"),
         ({"older_than": "1d", "statuses": ["GONE"]}, "GONE"),
         ({}, "older_than"),
@@ -291,6 +299,68 @@ async def test_recurring_list_pause_resume(
         missing = await client.post(f"/api/recurring/nope/{action}")
         assert missing.status_code == 404
         assert "'nope'" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["reports/daily", "a/../b", "tenant/42/nightly report", "weird%2Fname"])
+async def test_schedule_names_with_slashes_pause_and_resume(
+    client: httpx.AsyncClient, store: ScheduledCommandStore, clock: ManualClock, name: str
+) -> None:
+    """A name with ``/`` (sent as ``%2F``, decoded before routing) reaches the schedule, as the pages' buttons
+    send it."""
+    now = clock.now()
+    await store.upsert_schedule(
+        StoredSchedule(
+            name=name, command_type=RECORD, payload="{}", interval=timedelta(hours=1), created_at=now, updated_at=now
+        )
+    )
+    await store.upsert_schedule(
+        StoredSchedule(
+            name="b", command_type=RECORD, payload="{}", interval=timedelta(hours=1), created_at=now, updated_at=now
+        )
+    )
+    encoded = quote(name, safe="")
+    paused = await client.post(f"/api/recurring/{encoded}/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["name"] == name and paused.json()["paused"] is True
+    by_name = {s["name"]: s for s in (await client.get("/api/recurring")).json()["schedules"]}
+    assert by_name[name]["paused"] is True and by_name["b"]["paused"] is False
+    resumed = await client.post(f"/api/recurring/{encoded}/resume")
+    assert resumed.status_code == 200 and resumed.json()["name"] == name and resumed.json()["paused"] is False
+    missing = await client.post(f"/api/recurring/{quote(name + '/x', safe='')}/pause")
+    assert missing.status_code == 404 and repr(name + "/x") in missing.json()["detail"]
+
+
+async def test_a_schedule_that_does_not_load_is_listed_with_its_error(
+    client: httpx.AsyncClient, store: ScheduledCommandStore, clock: ManualClock, populated: dict[str, str]
+) -> None:
+    """A stored schedule in a time zone this system does not know (or with invalid options) does not break the
+    list: it is shown as stored with ``error``; valid ones have ``error`` None."""
+    now = clock.now()
+    for name, timezone, options in (("broken-zone", "Mars/Olympus_Mons", "{}"), ("broken-options", "UTC", "[1]")):
+        await store.upsert_schedule(
+            StoredSchedule(
+                name=name,
+                command_type=RECORD,
+                payload="{}",
+                cron="0 9 * * *",
+                timezone=timezone,
+                options_json=options,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    response = await client.get("/api/recurring")
+    assert response.status_code == 200
+    listed = response.json()
+    assert listed == json_of(await operations.recurring_list(store))
+    by_name = {s["name"]: s for s in listed["schedules"]}
+    assert set(by_name) == {"broken-options", "broken-zone", "report"}
+    assert "Mars/Olympus_Mons" in by_name["broken-zone"]["error"] and by_name["broken-zone"]["timezone"] == (
+        "Mars/Olympus_Mons"
+    )
+    assert by_name["broken-zone"]["cron"] == "0 9 * * *"
+    assert by_name["broken-options"]["error"] and by_name["broken-options"]["options"] == json_of(ScheduleOptions())
+    assert by_name["report"]["error"] is None and by_name["report"]["interval"] == 3600.0
 
 
 async def test_openapi_describes_every_route_with_typed_bodies(client: httpx.AsyncClient) -> None:

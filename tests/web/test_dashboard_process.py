@@ -172,3 +172,45 @@ def test_a_non_loopback_host_is_warned_about(demo_store: str, running: list[Dash
     running.append(dashboard)
     assert dashboard.stop(signal.SIGTERM) == 0
     assert "warning: listening on 0.0.0.0" in dashboard.stderr
+
+
+def test_behind_a_proxy_allowed_origins_and_forwarded_proto(demo_store: str, running: list[Dashboard]) -> None:
+    """--allowed-origin accepts changes from the public origin; --forwarded-allow-ips makes uvicorn trust the
+    proxy's X-Forwarded-Proto (here the proxy is 127.0.0.1), so an https Origin matches the forwarded scheme."""
+    token = "proxy-token-for-the-dashboard"
+    dashboard = Dashboard(
+        "--store",
+        demo_store,
+        "--allowed-origin",
+        "https://dash.example.com",
+        "--allowed-origin",
+        "https://other.example.com",
+        "--forwarded-allow-ips",
+        "127.0.0.1",
+        env=environment(CQRS_SCHEDULING_DASHBOARD_TOKEN=token),
+    )
+    running.append(dashboard)
+    host = dashboard.url.removeprefix("http://").rstrip("/")
+    with httpx.Client(base_url=dashboard.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
+        body = {"older_than": "1d", "dry_run": True}
+        for origin in ("https://dash.example.com", "https://other.example.com"):
+            assert client.post("api/purge", json=body, headers={"Origin": origin}).status_code == 200
+        refused = client.post("api/purge", json=body, headers={"Origin": "https://evil.example.com"})
+        assert refused.status_code == 403
+        forwarded = {"Origin": f"https://{host}", "X-Forwarded-Proto": "https"}
+        assert client.post("api/purge", json=body, headers=forwarded).status_code == 200
+        assert client.post("api/purge", json=body, headers={"Origin": f"https://{host}"}).status_code == 403
+    assert dashboard.stop(signal.SIGTERM) == 0
+
+
+def test_a_bad_allowed_origin_is_a_usage_error(demo_store: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduling", "dashboard", "--store", demo_store, "--allowed-origin", "dash.example"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert (
+        result.returncode == 2 and "not an origin: 'dash.example'" in result.stderr and "Traceback" not in result.stderr
+    )

@@ -23,6 +23,7 @@ from scheduling_app import START, Add, App, Fail, Record, make_app
 from scheduling import ScheduledCommandStatus, ScheduleOptions
 from scheduling.web import DashboardSettings, create_dashboard_app
 from scheduling.web.pages import format_duration, throughput_chart
+from stores.schedules import StoredSchedule
 from stores.sql import SqlStore
 
 TOKEN = "page-test-token"
@@ -410,6 +411,48 @@ async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClien
     assert "Paused" in row.text()
     (resume,) = action_buttons(row)
     assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
+
+
+async def test_a_schedule_name_with_a_slash_gets_buttons_that_work(client: httpx.AsyncClient, filled: Filled) -> None:
+    """The Pause and Resume buttons of ``reports/daily`` post to ``/api/recurring/reports%2Fdaily/...``: it works."""
+    await filled.app.scheduler.schedule_recurring("reports/daily", Record(value="daily"), interval=timedelta(days=1))
+    client.headers["X-CSRF-Token"] = "unused with the bearer token"
+    for state in ("Active", "Paused", "Active"):
+        doc = await get_page(client, "/recurring")
+        (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "reports/daily"]
+        assert state in row.text()
+        (button,) = action_buttons(row)
+        action = "pause" if state == "Active" else "resume"
+        assert button.attrs["data-action"] == f"/api/recurring/reports%2Fdaily/{action}"
+        response = await client.post(button.attrs["data-action"])
+        assert response.status_code == 200 and response.json()["name"] == "reports/daily"
+
+
+async def test_a_schedule_that_does_not_load_shows_its_error(client: httpx.AsyncClient, filled: Filled) -> None:
+    """A stored schedule in an unknown time zone does not break the page: its row says why it cannot run."""
+    now = filled.app.clock.now()
+    broken = StoredSchedule(
+        name="broken",
+        command_type="scheduling_app.Record",
+        payload="{}",
+        cron="0 9 * * *",
+        timezone="Mars/Olympus_Mons",
+        created_at=now,
+        updated_at=now,
+    )
+    await filled.app.store.upsert_schedule(broken)
+    for path in ("/recurring", "/recurring?fragment=recurring"):
+        doc = await get_page(client, path)
+        (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "broken"]
+        assert "Cannot run" in row.text() and "Mars/Olympus_Mons" in row.text()
+        (good,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "nightly-report"]
+        assert "Active" in good.text() and "Cannot run" not in good.text()
+
+
+@pytest.mark.parametrize("path", ["/entries", "/dead-letters"])
+async def test_a_huge_offset_is_a_422_naming_it(client: httpx.AsyncClient, filled: Filled, path: str) -> None:
+    response = await client.get(path, params={"offset": "99999999999999999999"}, headers={"Accept": "text/html"})
+    assert response.status_code == 422 and "99999999999999999999" in response.text
 
 
 # -- live regions ---------------------------------------------------------------------------------------------

@@ -11,13 +11,12 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from dashboard_support import BASE_URL, TOKEN, http_client, log_in
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Cookie, Depends, FastAPI, Header, HTTPException
 from fastapi.routing import APIRoute
 
 from scheduling import ManualClock
 from scheduling.web import DashboardSettings, create_dashboard_app
-from scheduling.web.context import STATE_KEY
-from scheduling.web.security import SESSION_COOKIE, session_csrf_token
+from scheduling.web.security import CSRF_COOKIE, SESSION_COOKIE
 from stores import ScheduledCommandStore
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -54,6 +53,13 @@ def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def mutations(app: FastAPI) -> list[tuple[str, str]]:
     return [(method, path) for method, path in protected_routes(app) if method in MUTATING]
+
+
+def page_csrf_token(page: str) -> str:
+    """The CSRF token a page carries in ``<meta name="csrf-token">``."""
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert found is not None, page[:300]
+    return found.group(1)
 
 
 def assert_set_cookie(response: httpx.Response, *, path: str, secure: bool) -> str:
@@ -132,7 +138,9 @@ async def test_login_form_sets_the_session_and_goes_to_next(anonymous: httpx.Asy
     assert (await anonymous.get("/api/overview")).status_code == 200
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "elsewhere"])
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "elsewhere", "/../evil", "/%2e%2e/evil"]
+)
 async def test_login_never_redirects_off_the_dashboard(anonymous: httpx.AsyncClient, target: str) -> None:
     response = await anonymous.post("/login", data={"token": TOKEN, "next": target})
     assert response.status_code == 303 and response.headers["location"] == "/"
@@ -310,8 +318,8 @@ async def test_an_application_dependency_replaces_the_token(
         path = f"/api/entries/{populated['later']}/cancel"
         assert (await client.post(path)).status_code == 403  # no CSRF token: the user may be a cookie session
         assert (await client.post(path, headers={"Origin": "https://evil.example"})).status_code == 403
-        context = getattr(app.state, STATE_KEY)
-        done = await client.post(path, headers={"X-CSRF-Token": session_csrf_token(context, "")})
+        page = await client.get("/", headers={"Accept": "text/html"})  # sets the browser's CSRF cookie
+        done = await client.post(path, headers={"X-CSRF-Token": page_csrf_token(page.text)})
         assert done.status_code == 200 and done.json()["cancelled"] is True
 
 
@@ -383,3 +391,210 @@ async def test_mounted_under_a_path(dashboard: FastAPI, populated: dict[str, str
     async with http_client(user_app, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
         assert (await api.get("/scheduling/api/entries/nope")).status_code == 404
         assert (await api.get("/scheduling/openapi.json")).status_code == 200
+
+
+# -- review findings: credentials, stale tokens, rotation, forged cookies, hardening headers -------------------
+
+
+@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Digest username=x", "Negotiate abc"])
+async def test_another_authorization_scheme_leaves_the_session_in_charge(
+    browser: httpx.AsyncClient, dashboard: FastAPI, authorization: str
+) -> None:
+    """A proxy's own ``Authorization`` (nginx ``auth_basic``) is not the dashboard's: the session cookie decides,
+    without it the request is unauthenticated; only a wrong ``Bearer`` is refused as wrong credentials."""
+    browser.headers["Authorization"] = authorization
+    assert (await browser.get("/api/overview")).status_code == 200
+    page = await browser.get("/entries")
+    assert page.status_code == 200 and 'id="token"' not in page.text
+    async with http_client(dashboard, headers={"Authorization": authorization}) as stranger:
+        assert (await stranger.get("/api/overview")).status_code == 401
+    browser.headers["Authorization"] = "Bearer wrong"
+    assert (await browser.get("/api/overview")).status_code == 401
+
+
+async def test_a_stale_url_token_with_a_valid_session_is_only_removed(browser: httpx.AsyncClient) -> None:
+    """A bookmarked ``?token=OLD`` with a valid session: 303 to the URL without it, no new cookie, no login loop."""
+    response = await browser.get("/entries", params={"status": "FAILED", "token": "an-old-token"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/entries?status=FAILED"
+    assert "set-cookie" not in response.headers
+    assert (await browser.get(response.headers["location"])).status_code == 200
+
+
+async def test_a_wrong_url_token_never_reaches_the_login_form(anonymous: httpx.AsyncClient) -> None:
+    """Without a session, a wrong ``?token=`` gets the login form, whose ``next`` has no token in it."""
+    response = await anonymous.get(
+        "/entries", params={"status": "FAILED", "token": "stale-secret-xyz"}, headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 401
+    assert "stale-secret-xyz" not in response.text
+    assert 'value="/entries?status=FAILED"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("next_url", "location"),
+    [
+        ("/entries?token=old&status=FAILED", "/entries?status=FAILED"),
+        ("/?token=old", "/"),
+        ("/recurring", "/recurring"),
+    ],
+)
+async def test_login_drops_a_token_from_next(anonymous: httpx.AsyncClient, next_url: str, location: str) -> None:
+    wrong = await anonymous.post("/login", data={"token": "nope", "next": next_url})
+    assert wrong.status_code == 401 and "old" not in re.findall(r'name="next" value="([^"]*)"', wrong.text)[0]
+    right = await anonymous.post("/login", data={"token": TOKEN, "next": next_url})
+    assert right.status_code == 303 and right.headers["location"] == location
+
+
+async def test_a_url_token_login_keeps_a_non_latin_path_encoded(anonymous: httpx.AsyncClient) -> None:
+    """``GET /entries/%E2%98%83?token=...``: the redirect keeps the path percent-encoded (no 500)."""
+    response = await anonymous.get("/entries/%E2%98%83", params={"token": TOKEN, "fragment": "entry"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/entries/%E2%98%83?fragment=entry"
+    assert (await anonymous.get(response.headers["location"])).status_code == 404  # no such entry: a page, not a 500
+
+
+async def test_a_new_token_ends_every_session(store: ScheduledCommandStore, clock: ManualClock) -> None:
+    """Sessions are signed with session_secret and the token: the same secret with a new token refuses them."""
+    secret = "shared-session-secret"
+    before = create_dashboard_app(store, settings=DashboardSettings(token=TOKEN, session_secret=secret), clock=clock)
+    async with http_client(before) as browser:
+        await log_in(browser)
+        session = browser.cookies[SESSION_COOKIE]
+    same = create_dashboard_app(store, settings=DashboardSettings(token=TOKEN, session_secret=secret), clock=clock)
+    rotated = create_dashboard_app(
+        store, settings=DashboardSettings(token="a-new-token-987654", session_secret=secret), clock=clock
+    )
+    async with http_client(same, cookies={SESSION_COOKIE: session}) as browser:
+        assert (await browser.get("/api/overview")).status_code == 200  # another process, same settings
+    async with http_client(rotated, cookies={SESSION_COOKIE: session}) as browser:
+        assert (await browser.get("/api/overview")).status_code == 401
+
+
+@pytest.mark.parametrize("cookie", ["1.2.\xe9", "\xe9\xe9.x.y", "1.\xff.abc", "\xb2.a.b"])
+async def test_a_non_ascii_session_cookie_is_refused_not_a_crash(anonymous: httpx.AsyncClient, cookie: str) -> None:
+    header = f"{SESSION_COOKIE}={cookie}".encode("latin-1")
+    response = await anonymous.get("/api/overview", headers={"Cookie": header})  # type: ignore[dict-item]
+    assert response.status_code == 401
+    response = await anonymous.post("/logout", headers={"Cookie": header})  # type: ignore[dict-item]
+    assert response.status_code == 403
+
+
+async def test_a_non_ascii_csrf_header_is_refused_not_a_crash(
+    browser: httpx.AsyncClient, populated: dict[str, str]
+) -> None:
+    response = await browser.post(
+        f"/api/entries/{populated['later']}/cancel",
+        headers={"X-CSRF-Token": "\xe9".encode("latin-1")},  # type: ignore[dict-item]
+    )
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [("https://dash.example.com", 200), ("https://dash.example.com/", 200), ("https://other.example.com", 403)],
+)
+async def test_allowed_origins_extend_the_origin_check(
+    store: ScheduledCommandStore, clock: ManualClock, populated: dict[str, str], origin: str, status: int
+) -> None:
+    """Behind a proxy that rewrites ``Host``, ``allowed_origins`` names the public origin the pages are served at."""
+    settings = DashboardSettings(token=TOKEN, allowed_origins=["https://Dash.Example.com"])
+    app = create_dashboard_app(store, settings=settings, clock=clock)
+    async with http_client(app, headers={"Origin": origin}) as browser:
+        await log_in(browser)
+        response = await browser.post(f"/api/entries/{populated['later']}/cancel")
+        assert response.status_code == status, response.text
+        login = await browser.post("/login", data={"token": TOKEN})
+        assert login.status_code == (303 if status == 200 else 403)
+
+
+@pytest.mark.parametrize("origin", ["dash.example.com", "https://dash.example.com/path", "ftp://dash.example.com"])
+def test_allowed_origins_must_be_origins(origin: str) -> None:
+    with pytest.raises(ValueError, match="not an origin"):
+        DashboardSettings(token=TOKEN, allowed_origins=[origin])
+
+
+async def test_every_response_carries_the_hardening_headers(dashboard: FastAPI, browser: httpx.AsyncClient) -> None:
+    """No framing, a same-origin CSP, nosniff and a same-origin referrer policy: on pages, the API, static files,
+    401s and the login form (whose one inline style is allowed by its hash)."""
+    async with http_client(dashboard) as anonymous:
+        responses = [
+            await browser.get("/"),
+            await browser.get("/entries?fragment=entries"),
+            await browser.get("/static/dashboard.js"),
+            await browser.get("/api/overview"),
+            await browser.get("/api/entries/nope"),
+            await anonymous.get("/api/overview"),
+            await anonymous.get("/login"),
+            await anonymous.get("/entries", headers={"Accept": "text/html"}),
+        ]
+    for response in responses:
+        assert response.headers["x-frame-options"] == "DENY", response.url
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    # A no-referrer policy would make Chromium send "Origin: null" with the login form's POST, which is refused.
+    assert responses[-2].headers["referrer-policy"] == "same-origin" and "no-referrer" not in responses[-2].text
+    login_csp = responses[-1].headers["content-security-policy"]
+    assert re.search(r"style-src 'sha256-[A-Za-z0-9+/=]+'", login_csp)
+    assert "style-src" not in responses[0].headers["content-security-policy"]  # pages use /static only
+
+
+async def test_pages_log_out_with_a_csrf_protected_form(browser: httpx.AsyncClient) -> None:
+    """The header's Log out button posts the page's CSRF token; a post without it is refused."""
+    page = (await browser.get("/")).text
+    form = re.search(
+        r'<form class="logout" method="post" action="([^"]+)">\s*<input type="hidden" name="csrf" '
+        r'value="([^"]+)">',
+        page,
+    )
+    assert form is not None and form.group(1) == "/logout"
+    token = browser.headers.pop("X-CSRF-Token")
+    assert form.group(2) == token
+    refused = await browser.post("/logout")
+    assert refused.status_code == 403
+    assert (await browser.get("/api/overview")).status_code == 200
+    done = await browser.post("/logout", data={"csrf": token})
+    assert done.status_code == 303 and done.headers["location"] == "/login"
+    assert (await browser.get("/api/overview")).status_code == 401
+
+
+async def cookie_user(sid: Annotated[str | None, Cookie()] = None) -> str:
+    """A mounting application's cookie sign-in (module level: FastAPI resolves annotations in module globals)."""
+    if sid not in ("alice", "mallory"):
+        raise HTTPException(status_code=401, detail="sign in")
+    return sid
+
+
+async def test_with_authenticate_every_browser_gets_its_own_csrf_token(
+    store: ScheduledCommandStore, clock: ManualClock, populated: dict[str, str]
+) -> None:
+    """``authenticate=``: a random ``cqrs_scheduling_csrf`` cookie per browser (HttpOnly, SameSite=Strict, the mount
+    path) and its HMAC in the page; another browser's token, none, or a bogus ``Authorization: Bearer`` header are
+    refused; no Log out button (the application signs users out)."""
+    dashboard = create_dashboard_app(store, authenticate=cookie_user, clock=clock)
+    user_app = FastAPI()
+    user_app.mount("/scheduling", dashboard)
+    tokens = {}
+    for who in ("alice", "mallory"):
+        async with http_client(user_app, cookies={"sid": who}) as client:
+            page = await client.get("/scheduling/", headers={"Accept": "text/html"})
+            header = page.headers["set-cookie"]
+            assert header.startswith(f"{CSRF_COOKIE}=") and "HttpOnly" in header and "Path=/scheduling/" in header
+            assert "samesite=strict" in header.lower()
+            assert 'class="logout"' not in page.text
+            tokens[who] = page_csrf_token(page.text)
+            again = await client.get("/scheduling/recurring", headers={"Accept": "text/html"})
+            assert "set-cookie" not in again.headers and page_csrf_token(again.text) == tokens[who]
+            path = f"/scheduling/api/entries/{populated['later']}/cancel"
+            assert (await client.post(path)).status_code == 403
+            assert (await client.post(path, headers={"Authorization": "Bearer whatever"})).status_code == 403
+            if who == "mallory":
+                assert (await client.post(path, headers={"X-CSRF-Token": tokens["alice"]})).status_code == 403
+                done = await client.post(path, headers={"X-CSRF-Token": tokens["mallory"]})
+                assert done.status_code == 200 and done.json()["cancelled"] is True
+    assert tokens["alice"] != tokens["mallory"]
+    async with http_client(user_app, cookies={"sid": "alice"}) as no_cookie:  # a token without its cookie
+        path = f"/scheduling/api/entries/{populated['dead']}/requeue"
+        assert (await no_cookie.post(path, headers={"X-CSRF-Token": tokens["alice"]})).status_code == 403
