@@ -68,7 +68,18 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[:_MAX_FINISH_BATCH], self._queue[_MAX_FINISH_BATCH:]
+            # At most one request per entry in a batch: results are matched to requests by entry id, and a stale
+            # holder's request beside the current one must meet the current one's change, not share a statement.
+            batch: list[tuple[Finish, asyncio.Future[Finished | None]]] = []
+            later: list[tuple[Finish, asyncio.Future[Finished | None]]] = []
+            in_batch: set[str] = set()
+            for item in self._queue:
+                if len(batch) < _MAX_FINISH_BATCH and item[0].entry_id not in in_batch:
+                    in_batch.add(item[0].entry_id)
+                    batch.append(item)
+                else:
+                    later.append(item)
+            self._queue = later
             await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[tuple[Finish, asyncio.Future[Finished | None]]]) -> None:

@@ -72,3 +72,30 @@ async def test_a_retry_wakes_listeners_of_other_stores(sql_url: str) -> None:
         async with asyncio.timeout(5):
             while not any(abs(h - due) < timedelta(milliseconds=1) for h in heard):
                 await asyncio.sleep(0.01)
+
+
+async def test_a_stale_and_the_current_holder_finishing_together_leave_one_winner(sql_url: str) -> None:
+    """A lease taken over (the old holder stalled past it) and both holders finishing at the same moment, so their
+    outcomes meet in one group commit: only the current holder's counts, and only its attempt is recorded."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        entry_id = await app.scheduler.schedule(Record(value="contested"))
+        now = app.clock.now()
+        [old] = await store.claim_due(now=now, limit=1, worker_id="stalled", lease_duration=timedelta(seconds=1))
+        later = now + timedelta(seconds=5)
+        [(new, _, _)] = await store.reclaim_expired_leases(
+            now=later, limit=10, worker_id="current", lease_duration=timedelta(minutes=1)
+        )
+        assert new.lease_token != old.lease_token
+        results = await asyncio.gather(
+            store.complete(
+                entry_id, old.lease_token or "", result_payload=None, attempt=attempt(1, "stalled", later, "completed")
+            ),
+            store.dead_letter(
+                entry_id, new.lease_token or "", error_message="E: lost", attempt=attempt(1, "current", later)
+            ),
+        )
+        assert results == [False, True]
+        stored = await store.get(entry_id)
+        assert stored is not None and stored.status is S.FAILED
+        assert [a.worker_id for a in await store.get_attempts(entry_id)] == ["current"]
