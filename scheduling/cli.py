@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -208,7 +208,10 @@ def _refuse_missing_sqlite_file(url: str) -> None:
 
 
 async def _explain_refusal(
-    store: ScheduledCommandStore, action: str, entry_id: str, needed: ScheduledCommandStatus
+    store: ScheduledCommandStore,
+    action: str,
+    entry_id: str,
+    needed: ScheduledCommandStatus | Sequence[ScheduledCommandStatus],
 ) -> None:
     """Say on stderr why ``action`` did nothing: the entry is unknown, or not in the status it needs."""
     from .operations import explain_refusal
@@ -379,7 +382,7 @@ def cancel(
 ) -> None:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
     CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
-    from .operations import CANCELLABLE, cancel_entry, explain_refusal
+    from .operations import CANCELLABLE, cancel_entry
 
     async def work(opened: ScheduledCommandStore) -> int:
         result = await cancel_entry(opened, entry_id, datetime.now(UTC))
@@ -388,8 +391,7 @@ def cancel(
         elif result.cancelled:
             typer.echo(f"cancelled {entry_id}")
         if not result.cancelled:
-            refusal = await explain_refusal(opened, "cancel", entry_id, CANCELLABLE)
-            typer.echo(f"error: {refusal.message}", err=True)
+            await _explain_refusal(opened, "cancel", entry_id, CANCELLABLE)
             return 1
         return 0
 

@@ -54,9 +54,6 @@ class SchedulingObservers(SchedulingObserver):
     def __bool__(self) -> bool:
         return bool(self._observers)
 
-    def __len__(self) -> int:
-        return len(self._observers)
-
     def add(self, observer: SchedulingObserver) -> None:
         """Install one more observer after the injector is built (the worker's ``--metrics-port`` does).
 
