@@ -5,6 +5,10 @@ range scan of ``ix_scheduled_commands_finished (status, completed_at)`` per term
 computed exactly, in whole microseconds: PostgreSQL from ``extract(epoch ...)`` of the interval (numeric); SQLite
 from the text it stores (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), whole seconds through ``julianday`` and the
 microseconds from the digits, because SQLite's date functions keep milliseconds only.
+
+Running entries (``count_running``) read only PROCESSING rows through an index: PostgreSQL scans the partial index
+``ix_scheduled_commands_lease (lease_expires_at) WHERE status = 'PROCESSING'`` (index only), SQLite searches by
+status. The status is a literal so that the planner can match the partial index's condition.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ._tables import UtcDateTime
 from .base import FinishedCount, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
-__all__ = ["count_finished_since"]
+__all__ = ["count_finished_since", "count_running"]
 
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
@@ -47,6 +51,13 @@ _FINISHED_SINCE_SQLITE: TextClause = text(
     """
 ).bindparams(bindparam("since", type_=UtcDateTime))
 
+_RUNNING: TextClause = text(
+    """
+    SELECT count(*) FROM scheduled_commands
+    WHERE status = 'PROCESSING' AND lease_expires_at > :now
+    """
+).bindparams(bindparam("now", type_=UtcDateTime))
+
 
 async def count_finished_since(conn: AsyncConnection, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
     """Terminal entries per status and bucket of ``bucket`` since ``since`` (see the store method's contract)."""
@@ -67,3 +78,8 @@ async def count_finished_since(conn: AsyncConnection, since: datetime, *, bucket
         rows = await conn.execute(_FINISHED_SINCE_POSTGRESQL, {"since": since, "bucket_us": bucket_us})
     counts = {(int(index), ScheduledCommandStatus(status)): int(finished) for status, index, finished in rows.all()}
     return finished_counts(since, bucket, counts)
+
+
+async def count_running(conn: AsyncConnection, now: datetime) -> int:
+    """PROCESSING entries whose lease has not expired at ``now`` (see the store method's contract)."""
+    return int((await conn.execute(_RUNNING, {"now": now.astimezone(UTC)})).scalar_one())

@@ -300,6 +300,21 @@ class ScheduledCommandStore(ABC):
             counts[entry.command_type] = counts.get(entry.command_type, 0) + 1
         return counts
 
+    async def count_running(self, *, now: datetime) -> int:
+        """How many entries a live worker holds: PROCESSING under a lease that has not expired at ``now``.
+
+        A worker that dies leaves its entries PROCESSING until another one reclaims them once their lease has
+        expired; with no worker left, nobody does. So this count, unlike ``count_by_status()[PROCESSING]``, falls
+        to zero within one lease duration when the whole fleet is down.
+
+        .. versionadded:: 0.4
+        """
+        running = 0
+        async for entry in self._iterate(status=ScheduledCommandStatus.PROCESSING):
+            if entry.lease_expires_at is not None and entry.lease_expires_at > now:
+                running += 1
+        return running
+
     async def count_purgeable(
         self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
     ) -> int:

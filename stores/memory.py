@@ -421,6 +421,9 @@ class MemoryStore(ScheduledCommandStore):
                 counts[key] = counts.get(key, 0) + 1
         return finished_counts(since, bucket, counts)
 
+    async def count_running(self, *, now: datetime) -> int:
+        return sum(1 for entry_id in self._processing if _holds_live_lease(self._entries[entry_id], now))
+
     async def next_due_at(self) -> datetime | None:
         earliest: datetime | None = None
         ready = self._ready
@@ -463,3 +466,7 @@ class MemoryStore(ScheduledCommandStore):
                 if not self._by_recurring[entry.recurring_name]:
                     del self._by_recurring[entry.recurring_name]
         return len(doomed)
+
+
+def _holds_live_lease(entry: ScheduledCommandEntry, now: datetime) -> bool:
+    return entry.lease_expires_at is not None and entry.lease_expires_at > now

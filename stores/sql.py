@@ -1028,6 +1028,12 @@ class SqlStore(ScheduledCommandStore):
         async with self._read() as conn:
             return await _stats_sql.count_finished_since(conn, since, bucket=bucket)
 
+    async def count_running(self, *, now: datetime) -> int:
+        from . import _stats_sql
+
+        async with self._read() as conn:
+            return await _stats_sql.count_running(conn, now)
+
     # -- operator actions (SQL in stores/_admin_sql.py) -------------------------------------------------------
 
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:

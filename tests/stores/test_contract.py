@@ -1364,6 +1364,47 @@ async def test_the_default_count_finished_since_agrees_with_the_stores() -> None
     assert await plain.count_finished_since(BASE, bucket=minute) == expected
 
 
+# -- running entries ------------------------------------------------------------------------------------------------
+
+
+async def test_count_running_counts_processing_entries_under_a_live_lease(store: ScheduledCommandStore) -> None:
+    """PROCESSING under a lease that has not expired at ``now`` counts; the lease's expiry itself does not;
+    entries in any other status never count, whatever their past lease."""
+    assert await store.count_running(now=BASE) == 0
+    for status in (PENDING, COMPLETED, FAILED, CANCELLED, EXPIRED):
+        await entry_in_status(store, status)
+    assert await store.count_running(now=BASE) == 0
+    first = await add_and_claim(store)  # lease until BASE + 60 s
+    later = await add_and_claim(store, scheduled_for=at(30))  # lease until BASE + 90 s
+    assert await store.count_running(now=at(59)) == 2
+    assert await store.count_running(now=at(60)) == 1  # expired at that very instant: reclaimable, not running
+    assert await store.count_running(now=at(90)) == 0
+    assert later.lease_token is not None
+    assert await store.renew_leases([(later.id, later.lease_token)], until=at(200)) == {later.id}
+    assert await store.count_running(now=at(90)) == 1
+    (reclaimed,) = await store.reclaim_expired_leases(now=at(100), limit=10, worker_id="w-2", lease_duration=LEASE)
+    assert reclaimed.entry.id == first.id
+    assert await store.count_running(now=at(100)) == 2  # taken over by a live worker
+    assert await store.release(later.id, later.lease_token)
+    assert await store.count_running(now=at(100)) == 1
+
+
+async def test_count_running_through_the_default_agrees_with_the_stores() -> None:
+    """The ABC's default (built on ``list_entries``) gives what MemoryStore's own does."""
+
+    class StoreWithBaseCount(MemoryStore):
+        count_running = ScheduledCommandStore.count_running
+
+    plain, memory = StoreWithBaseCount(), MemoryStore()
+    for target in (plain, memory):
+        await add_and_claim(target)
+        await add_and_claim(target, scheduled_for=at(30))
+        await entry_in_status(target, COMPLETED)
+    for now in (BASE, at(60), at(90)):
+        assert await plain.count_running(now=now) == await memory.count_running(now=now)
+    assert [await plain.count_running(now=now) for now in (BASE, at(60), at(90))] == [2, 1, 0]
+
+
 # -- recurring schedules ------------------------------------------------------------------------------------------
 
 
