@@ -5,14 +5,20 @@ Three pieces, each usable alone:
 - ``PrometheusObserver``: a ``SchedulingObserver`` counting scheduled, completed, retried, dead-lettered, expired and
   cancelled commands per command type, with histograms of run duration and due-to-start lag. Install it with
   ``SchedulingModule(observers=[PrometheusObserver()])``.
-- ``StoreGauges``: the number of entries in each status, read from the store by ``await gauges.refresh()``.
+- ``StoreGauges``: the number of entries in each status, the age of the oldest overdue entry and the entries running
+  now, read from the store by ``await gauges.refresh()``.
 - ``render()`` (the exposition body and its content type, for a ``/metrics`` route of your own) and
   ``serve_metrics()`` (the client's HTTP endpoint with periodically refreshed gauges, what ``cqrs-scheduling worker
   --metrics-port`` runs).
 
-Labels are command types (``module.Name``) and statuses, never ids, so the number of series stays bounded by the
-number of command classes. Instruments are registered once per registry and namespace: building a second observer
-or ``StoreGauges`` on the same registry reuses them instead of failing with "Duplicated timeseries".
+Labels are command types (``module.Name``), outcomes and statuses, never ids, so the number of series stays bounded
+by the number of command classes; outcome and status values are lower case (``completed``, ``pending``).
+Instruments are registered once per registry and namespace: building a second observer or ``StoreGauges`` on the
+same registry reuses them instead of failing with "Duplicated timeseries".
+
+Counters and histograms expose no ``*_created`` series: they are registered through a collector that leaves those
+samples out, so the process-wide ``prometheus_client.disable_created_metrics()`` switch is not needed (and not
+touched: the application's own metrics keep whatever it chose).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import os
 import re
 import threading
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +41,9 @@ from wsgiref.simple_server import WSGIServer
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
     from prometheus_client.exposition import choose_encoder
+    from prometheus_client.metrics import MetricWrapperBase
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         f"scheduling.metrics needs the prometheus_client package ({exc}): pip install 'cqrs-scheduling[metrics]'"
@@ -42,6 +51,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from stores.base import ScheduledCommandStore
 
+from .clock import Clock, SystemClock
 from .entries import ScheduledCommandEntry, ScheduledCommandStatus
 from .observer import FinishedOutcome, SchedulingObserver
 
@@ -98,6 +108,40 @@ def _shared(registry: CollectorRegistry, kind: str, namespace: str, build: Calla
         return cast(_T, found)
 
 
+class _WithoutCreated(Collector):
+    """Our instruments as one collector, registered at once (all names or none) and exposed without the
+    ``*_created`` samples that ``prometheus_client`` adds to every counter and histogram child.
+
+    Those samples double the series of every counter and histogram and are of no use to PromQL's ``rate()`` and
+    ``increase()``. The client's own switch (``disable_created_metrics()``, or ``PROMETHEUS_DISABLE_CREATED_SERIES``)
+    is process-wide and would change the application's metrics too; filtering here changes only ours.
+    """
+
+    def __init__(self, instruments: Sequence[MetricWrapperBase]) -> None:
+        self._instruments = tuple(instruments)
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples: what the registry checks for names already taken."""
+        for instrument in self._instruments:
+            yield from instrument.describe()
+
+    def collect(self) -> Iterable[Metric]:
+        for instrument in self._instruments:
+            for family in instrument.collect():  # a fresh Metric per collect(): filtering it in place is safe
+                created = f"{family.name}_created"
+                family.samples = [sample for sample in family.samples if sample.name != created]
+                yield family
+
+
+def _register(registry: CollectorRegistry, instruments: Sequence[MetricWrapperBase]) -> None:
+    """Register ``instruments`` (built with ``registry=None``) on ``registry`` as one collector.
+
+    Raises:
+        ValueError: another collector already owns one of the names; nothing is registered.
+    """
+    registry.register(_WithoutCreated(instruments))
+
+
 class _TypeSeries:
     """The labelled children of one command type, looked up once (``labels()`` takes a lock and builds a key)."""
 
@@ -118,42 +162,33 @@ class _Instruments:
     """The observer's counters and histograms on one registry under one namespace."""
 
     def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
-        built: list[Counter | Histogram] = []
-
         def counter(event: str, documentation: str) -> Counter:
-            made = Counter(f"commands_{event}", documentation, ["command_type"], namespace=namespace, registry=registry)
-            built.append(made)
-            return made
+            return Counter(f"commands_{event}", documentation, ["command_type"], namespace=namespace, registry=None)
 
-        try:
-            self.scheduled = counter("scheduled", "Commands stored to run later (an idempotent repeat is not counted).")
-            self.completed = counter("completed", "Commands whose handler returned (the entry is COMPLETED).")
-            self.retried = counter("retried", "Failed attempts that will be retried after a backoff.")
-            self.failed = counter("failed", "Commands dead-lettered: every allowed attempt failed (FAILED).")
-            self.expired = counter("expired", "Commands not started before their expires_at (EXPIRED).")
-            self.cancelled = counter("cancelled", "Pending commands cancelled through the scheduler.")
-            self.duration = Histogram(
-                "run_duration_seconds",
-                "How long an attempt ran, by command type and outcome (completed, retrying, failed).",
-                ["command_type", "outcome"],
-                namespace=namespace,
-                registry=registry,
-                buckets=DURATION_BUCKETS,
-            )
-            built.append(self.duration)
-            self.lag = Histogram(
-                "due_lag_seconds",
-                "How late an attempt started after it was due (scheduled_for); never negative.",
-                ["command_type"],
-                namespace=namespace,
-                registry=registry,
-                buckets=LAG_BUCKETS,
-            )
-            built.append(self.lag)
-        except ValueError:
-            for collector in built:  # leave the registry as it was, so the conflict can be fixed and retried
-                registry.unregister(collector)
-            raise
+        self.scheduled = counter("scheduled", "Commands stored to run later (an idempotent repeat is not counted).")
+        self.completed = counter("completed", "Commands whose handler returned (the entry is COMPLETED).")
+        self.retried = counter("retried", "Failed attempts that will be retried after a backoff.")
+        self.failed = counter("failed", "Commands dead-lettered: every allowed attempt failed (FAILED).")
+        self.expired = counter("expired", "Commands not started before their expires_at (EXPIRED).")
+        self.cancelled = counter("cancelled", "Pending commands cancelled through the scheduler.")
+        self.duration = Histogram(
+            "run_duration_seconds",
+            "How long an attempt ran, by command type and outcome (completed, retrying, failed).",
+            ["command_type", "outcome"],
+            namespace=namespace,
+            registry=None,
+            buckets=DURATION_BUCKETS,
+        )
+        self.lag = Histogram(
+            "due_lag_seconds",
+            "How late an attempt started after it was due (scheduled_for); never negative.",
+            ["command_type"],
+            namespace=namespace,
+            registry=None,
+            buckets=LAG_BUCKETS,
+        )
+        counters = (self.scheduled, self.completed, self.retried, self.failed, self.expired, self.cancelled)
+        _register(registry, (*counters, self.duration, self.lag))
         self._by_type: dict[str, _TypeSeries] = {}
 
     def of(self, command_type: str) -> _TypeSeries:
@@ -169,7 +204,9 @@ class PrometheusObserver(SchedulingObserver):
     Metrics (``{ns}`` is the namespace): counters ``{ns}_commands_scheduled_total``, ``_completed_total``,
     ``_retried_total``, ``_failed_total`` (dead-lettered), ``_expired_total`` and ``_cancelled_total``, each with
     the label ``command_type``; histograms ``{ns}_run_duration_seconds{command_type,outcome}`` and
-    ``{ns}_due_lag_seconds{command_type}``. A command type's series appear, at zero, the first time it is seen.
+    ``{ns}_due_lag_seconds{command_type}``; no ``*_created`` series. A command type's series appear at zero when
+    a service with a handler for it starts (``on_service_started``), or else the first time one of its commands
+    is seen, so ``increase()`` counts the first event.
 
     Args:
         registry: where the instruments are registered; default ``prometheus_client.REGISTRY``. A second observer
@@ -188,6 +225,10 @@ class PrometheusObserver(SchedulingObserver):
         self._instruments = _shared(
             self.registry, "observer", namespace, partial(_Instruments, self.registry, namespace)
         )
+
+    def on_service_started(self, command_types: Sequence[str]) -> None:
+        for command_type in command_types:
+            self._instruments.of(command_type)
 
     def on_scheduled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         for command_type, count in _tally(entries).items():
@@ -224,19 +265,59 @@ def _tally(entries: Sequence[ScheduledCommandEntry]) -> dict[str, int]:
     return Tally(entry.command_type for entry in entries)
 
 
-class StoreGauges:
-    """The gauge ``{ns}_entries{status}``: how many entries the store holds in each status, zeros included.
+class _StoreInstruments:
+    """``StoreGauges``' gauges on one registry under one namespace."""
 
-    The values are read from the store by ``refresh()`` (one ``count_by_status()`` query), so call it before
-    each scrape (the dashboard's ``/metrics`` route does) or periodically (``serve_metrics`` does). Cheap to
-    build: the gauge is registered once per registry and namespace.
+    def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        self.entries = Gauge(
+            "entries",
+            "Entries in the store per status, as of the last refresh.",
+            ["status"],
+            namespace=namespace,
+            registry=None,
+        )
+        self.oldest_overdue_age = Gauge(
+            "oldest_overdue_age_seconds",
+            "How long the oldest pending entry that is due has been waiting to start (0 when none is due), "
+            "as of the last refresh.",
+            namespace=namespace,
+            registry=None,
+        )
+        self.running = Gauge(
+            "entries_running",
+            "Entries a live worker holds: processing under a lease that has not expired, as of the last refresh.",
+            namespace=namespace,
+            registry=None,
+        )
+        _register(registry, (self.entries, self.oldest_overdue_age, self.running))
+
+
+class StoreGauges:
+    """Gauges read from the store, for dashboards and for alerts that must fire when no worker is left.
+
+    - ``{ns}_entries{status}``: how many entries the store holds in each status, zeros included; the status
+      values are lower case (``pending``, ``processing``, ``completed``, ``failed``, ``cancelled``, ``expired``).
+    - ``{ns}_oldest_overdue_age_seconds``: ``now - scheduled_for`` of the oldest pending entry that is due (0 when
+      none is): grows without bound while nothing claims due work.
+    - ``{ns}_entries_running``: processing entries whose lease has not expired. Entries of a worker that died
+      stay ``processing`` until another worker reclaims them; this gauge drops to 0 within one lease duration
+      when the whole fleet is down.
+
+    The values are read from the store by ``refresh()`` (three indexed queries: ``count_by_status()``,
+    ``next_due_at()`` and ``count_running()``), so call it before each scrape (the dashboard's ``/metrics`` route
+    does) or periodically (``serve_metrics`` does). Serve them from a process that outlives the workers (the
+    dashboard, your web application) for the fleet-down alerts. Cheap to build: the gauges are registered once per
+    registry and namespace.
 
     Args:
-        store: the store to count.
-        registry: where the gauge is registered; default ``prometheus_client.REGISTRY``.
+        store: the store to read.
+        registry: where the gauges are registered; default ``prometheus_client.REGISTRY``.
         namespace: the metric name prefix.
+        clock: what "now" is for the overdue age and the leases; default ``SystemClock()``.
 
     .. versionadded:: 0.3
+    .. versionchanged:: 0.4
+        The overdue-age and running gauges, and lower-case status values (were ``PENDING``, ...).
     """
 
     def __init__(
@@ -244,29 +325,35 @@ class StoreGauges:
         store: ScheduledCommandStore,
         registry: CollectorRegistry | None = None,
         namespace: str = DEFAULT_NAMESPACE,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
-        gauge = _shared(
-            self.registry,
-            "entries",
-            namespace,
-            lambda: Gauge(
-                "entries",
-                "Entries in the store per status, as of the last refresh.",
-                ["status"],
-                namespace=namespace,
-                registry=self.registry,
-            ),
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._instruments = _shared(
+            self.registry, "store", namespace, partial(_StoreInstruments, self.registry, namespace)
         )
-        self._children = {status: gauge.labels(status.value) for status in ScheduledCommandStatus}
+        self._children = {
+            status: self._instruments.entries.labels(_status_label(status)) for status in ScheduledCommandStatus
+        }
 
     async def refresh(self) -> None:
-        """Count the entries per status and set the gauge; a store error propagates and leaves the values as
-        they were."""
+        """Read the store and set every gauge; a store error propagates and leaves all the values as they were."""
+        now = self.clock.now()
         counts = await self.store.count_by_status()
+        next_due = await self.store.next_due_at()
+        running = await self.store.count_running(now=now)
         for status, child in self._children.items():
             child.set(counts.get(status, 0))
+        overdue = (now - next_due).total_seconds() if next_due is not None else 0.0
+        self._instruments.oldest_overdue_age.set(overdue if overdue > 0 else 0.0)
+        self._instruments.running.set(running)
+
+
+def _status_label(status: ScheduledCommandStatus) -> str:
+    """The ``status`` label value: lower case, like every label value of ours (``outcome="completed"``)."""
+    return status.value.lower()
 
 
 def render(registry: CollectorRegistry | None = None, *, accept: str | None = None) -> tuple[bytes, str]:
@@ -321,6 +408,7 @@ async def serve_metrics(
     registry: CollectorRegistry | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     refresh_every: timedelta = timedelta(seconds=15),
+    clock: Clock | None = None,
 ) -> AsyncIterator[MetricsEndpoint]:
     """Serve ``/metrics`` over HTTP on ``host:port`` while the block runs, refreshing ``StoreGauges``.
 
@@ -336,6 +424,7 @@ async def serve_metrics(
         registry: what to expose; default ``prometheus_client.REGISTRY`` (with the process metrics).
         namespace: the gauges' name prefix.
         refresh_every: how often the gauges are refreshed.
+        clock: what "now" is for the gauges (see ``StoreGauges``); default ``SystemClock()``.
 
     Raises:
         MetricsServerError: the port cannot be bound.
@@ -346,7 +435,7 @@ async def serve_metrics(
     if refresh_every <= timedelta(0):
         raise ValueError(f"refresh_every must be positive, got {refresh_every}")
     exposed: CollectorRegistry = registry if registry is not None else REGISTRY
-    gauges = StoreGauges(store, exposed, namespace)
+    gauges = StoreGauges(store, exposed, namespace, clock=clock)
     try:
         server, thread = start_http_server(port, addr=host, registry=exposed)
     except OSError as exc:

@@ -30,6 +30,13 @@ class SchedulingObserver:
     .. versionadded:: 0.3
     """
 
+    def on_service_started(self, command_types: Sequence[str]) -> None:
+        """A service starts handling commands (``run``, ``start`` or ``run_until_idle``); ``command_types`` are the
+        command types (``module.Name``) it has handlers for, so an observer can prepare per-type instruments.
+
+        .. versionadded:: 0.4
+        """
+
     def on_scheduled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         """Entries were stored by ``schedule``/``schedule_many`` (in a caller's session: before it commits)."""
 
@@ -65,6 +72,9 @@ class SchedulingObservers(SchedulingObserver):
             given = f"the class {observer.__qualname__}" if isinstance(observer, type) else type(observer).__qualname__
             raise TypeError(f"observers must be SchedulingObserver instances, got {given}")
         self._observers = (*self._observers, observer)
+
+    def on_service_started(self, command_types: Sequence[str]) -> None:
+        self._each("on_service_started", command_types)
 
     def on_scheduled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         self._each("on_scheduled", entries)

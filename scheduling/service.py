@@ -207,6 +207,8 @@ class ScheduledCommandService:
             ", ".join(self.command_types) or "(none)",
             extra={"action": "start", "worker_id": self._worker_id},
         )
+        if self._observers:  # per-type counters exist at zero before the first event (increase() sees it)
+            self._observers.on_service_started(self.command_types)
         graceful = True
         try:
             await self._claim_loop()
@@ -229,6 +231,8 @@ class ScheduledCommandService:
             return 0
         await self._store.open()
         self._stopping = False
+        if self._observers:
+            self._observers.on_service_started(self.command_types)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         handled = 0
         try:

@@ -23,6 +23,7 @@ from injector import Injector
 
 from stores.base import ScheduledCommandStore
 
+from .clock import Clock
 from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .service import ScheduledCommandService
@@ -135,7 +136,8 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
                 from .metrics import serve_metrics
 
                 host, port = metrics_address
-                endpoint = await stack.enter_async_context(serve_metrics(store, host=host, port=port))
+                clock = injector.get(Clock)  # type: ignore[type-abstract]
+                endpoint = await stack.enter_async_context(serve_metrics(store, host=host, port=port, clock=clock))
                 logger.info("serving Prometheus metrics on %s", endpoint.url, extra={"action": "metrics"})
             await service.run()
     finally:

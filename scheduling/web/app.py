@@ -139,12 +139,12 @@ def _infrastructure_router(app: FastAPI) -> APIRouter:
     @router.get("/metrics")
     async def metrics(request: Request, ctx: Annotated[DashboardContext, Depends(get_context)]) -> Response:
         """Prometheus exposition of the process's default registry (the counters and histograms of a
-        ``PrometheusObserver`` in this process) with the store's entries per status, refreshed now."""
+        ``PrometheusObserver`` in this process) with the store's gauges (``StoreGauges``), refreshed now."""
         from scheduling.metrics import StoreGauges, render
 
         gauges = getattr(app.state, _GAUGES_KEY, None)
         if not isinstance(gauges, StoreGauges):
-            gauges = StoreGauges(ctx.store)
+            gauges = StoreGauges(ctx.store, clock=ctx.clock)
             setattr(app.state, _GAUGES_KEY, gauges)
         await gauges.refresh()
         body, content_type = render(gauges.registry, accept=request.headers.get("accept"))

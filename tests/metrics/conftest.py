@@ -44,3 +44,10 @@ async def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     """A SQL store: a fresh SQLite file, or the run's PostgreSQL database emptied."""
     async with await _opened(request.param, tmp_path, request) as store:
         yield store
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScheduledCommandStore]:
+    """Every store: MemoryStore, a fresh SQLite file, or the run's PostgreSQL database emptied."""
+    async with await _opened(request.param, tmp_path, request) as store:
+        yield store

@@ -33,10 +33,11 @@ async def test_render_is_the_text_format_with_every_family(registry: CollectorRe
         for s in families["cqrs_scheduling_commands_completed"].samples
         if s.name.endswith("_total")
     }
-    assert completed == {ADD: 2, "scheduling_app.Fail": 0}
+    assert completed[ADD] == 2
+    assert completed["scheduling_app.Fail"] == 0
     statuses = {s.labels["status"]: s.value for s in families["cqrs_scheduling_entries"].samples}
-    assert statuses["COMPLETED"] == 2
-    assert statuses["FAILED"] == 1
+    assert statuses["completed"] == 2
+    assert statuses["failed"] == 1
     assert len(statuses) == 6
     labels = {key for family in families.values() for s in family.samples for key in s.labels}
     assert labels <= {"command_type", "outcome", "status", "le"}  # never an id: bounded cardinality

@@ -47,14 +47,14 @@ async def test_scrape_serves_counters_and_refreshed_gauges(
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
         samples = families(response.text)
-        assert samples["cqrs_scheduling_commands_completed_total"] == {(("command_type", "scheduling_app.Add"),): 1}
-        assert samples["cqrs_scheduling_entries"][(("status", "COMPLETED"),)] == 1  # refreshed before serving
+        assert samples["cqrs_scheduling_commands_completed_total"][(("command_type", "scheduling_app.Add"),)] == 1
+        assert samples["cqrs_scheduling_entries"][(("status", "completed"),)] == 1  # refreshed before serving
 
         await app.scheduler.schedule_many([Add(a=n, b=n) for n in range(3)])
         deadline = time.monotonic() + 10
         while True:  # the refresh task catches up within a few intervals; bounded, no fixed sleep asserted
             pending = families((await client.get(endpoint.url)).text)["cqrs_scheduling_entries"][
-                (("status", "PENDING"),)
+                (("status", "pending"),)
             ]
             if pending == 3 or time.monotonic() > deadline:
                 break
@@ -122,7 +122,7 @@ async def test_a_store_outage_is_logged_and_metrics_still_served(
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert "refreshing the entry gauges from" in caplog.text
     assert response.status_code == 200
-    assert families(response.text)["cqrs_scheduling_entries"][(("status", "PENDING"),)] == 1
+    assert families(response.text)["cqrs_scheduling_entries"][(("status", "pending"),)] == 1
 
 
 async def test_refresh_every_must_be_positive(registry: CollectorRegistry) -> None:

@@ -9,15 +9,19 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from injector import Injector
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from worker_app import Job, JobHandler
 
 from mediator import MediatorModule
-from scheduling import CommandScheduler, SchedulingModule
+from scheduling import CommandScheduler, ManualClock, SchedulerSettings, SchedulingModule
+from scheduling.metrics import StoreGauges
 from stores import SqlStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +59,6 @@ def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]] | No
 
 
 async def schedule_jobs(store_url: str, count: int) -> None:
-    from injector import Injector
-
     async with SqlStore(store_url) as store:
         scheduler = Injector([MediatorModule([JobHandler]), SchedulingModule(store=store)]).get(CommandScheduler)
         await scheduler.schedule_many([Job(n=n) for n in range(count)])
@@ -84,9 +86,18 @@ def test_a_worker_process_serves_metrics_while_it_runs(tmp_path: Path) -> None:
             time.sleep(0.05)
             samples = scrape(url)
         assert samples is not None, log.read_text()
-        assert samples["cqrs_scheduling_entries"][(("status", "PENDING"),)] == 0  # the gauges are there from the start
+        assert samples["cqrs_scheduling_entries"][(("status", "pending"),)] == 0  # the gauges are there from the start
         assert len(samples["cqrs_scheduling_entries"]) == 6
+        assert samples["cqrs_scheduling_oldest_overdue_age_seconds"] == {(): 0}
+        assert samples["cqrs_scheduling_entries_running"] == {(): 0}
         assert "process_cpu_seconds_total" in samples  # the default registry: process metrics come along
+        while "cqrs_scheduling_commands_completed_total" not in samples and time.monotonic() < deadline:
+            time.sleep(0.05)  # the endpoint is up just before the service starts and announces its types
+            samples = scrape(url) or {}
+        # before any job exists: a zero series per command type the worker can run, for increase() to see the first
+        for event in ("scheduled", "completed", "retried", "failed", "expired", "cancelled"):
+            assert samples[f"cqrs_scheduling_commands_{event}_total"] == {(("command_type", JOB),): 0}, event
+        assert not [name for name in samples if name.endswith("_created") and name.startswith("cqrs_scheduling")]
 
         asyncio.run(schedule_jobs(store_url, count))  # from another process, as an application would
         completed = 0.0
@@ -166,3 +177,58 @@ def test_metrics_host_without_port_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --metrics-host goes with --metrics-port"
+
+
+@pytest.mark.timeout(120)
+def test_gauges_tell_a_dead_fleet_from_a_busy_one(tmp_path: Path) -> None:
+    """A real worker holds a long job, then is killed (SIGKILL: no release, no goodbye). Read from another process,
+    as the dashboard would: while it lives, one entry is running; one lease duration after its death, nothing is
+    running although the entry is still PROCESSING, and a job scheduled since is overdue by exactly its age on
+    the reading process's clock: the condition of the fleet-down alert in docs/metrics.md."""
+    store_url = f"sqlite:///{tmp_path / 'scheduled.db'}"
+    log = tmp_path / "worker.log"
+    with log.open("w") as stderr:
+        worker = subprocess.Popen(
+            [*worker_command(store_url), "--polling-interval", "0.05"],
+            env=environment(tmp_path / "out"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        asyncio.run(_fleet_down(store_url, worker))
+    except AssertionError:
+        print(log.read_text())  # the worker's side, shown with the failure
+        raise
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+
+
+async def _fleet_down(store_url: str, worker: subprocess.Popen[bytes]) -> None:
+    registry = CollectorRegistry()
+    async with SqlStore(store_url) as store:
+        scheduler = Injector([MediatorModule([JobHandler]), SchedulingModule(store=store)]).get(CommandScheduler)
+        await scheduler.schedule(Job(n=1, seconds=600))
+        alive = StoreGauges(store, registry)  # the wall clock: the worker's leases are real ones
+        deadline = time.monotonic() + 60
+        running = 0.0
+        while running != 1 and worker.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            await alive.refresh()
+            running = registry.get_sample_value("cqrs_scheduling_entries_running") or 0.0
+        assert running == 1, "the worker never took the job"
+        assert registry.get_sample_value("cqrs_scheduling_oldest_overdue_age_seconds") == 0
+
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        waiting = await scheduler.get_status(await scheduler.schedule(Job(n=2)))
+        assert waiting is not None
+        lease = SchedulerSettings().lease_duration  # what the worker ran with: the application's default
+        later = ManualClock(datetime.now(UTC) + lease + timedelta(seconds=1))  # no sleeping through the lease
+        await StoreGauges(store, registry, clock=later).refresh()
+    assert registry.get_sample_value("cqrs_scheduling_entries_running") == 0
+    assert registry.get_sample_value("cqrs_scheduling_entries", {"status": "processing"}) == 1
+    overdue = registry.get_sample_value("cqrs_scheduling_oldest_overdue_age_seconds")
+    assert overdue == (later.now() - waiting.scheduled_for).total_seconds()
+    assert overdue is not None and overdue > lease.total_seconds()

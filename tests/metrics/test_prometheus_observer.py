@@ -19,6 +19,8 @@ from stores import ScheduledCommandStore
 ADD = "scheduling_app.Add"
 FAIL = "scheduling_app.Fail"
 TICK = f"{__name__}.Tick"
+#: The other types ``make_app`` registers handlers for: a started service shows them at zero.
+IDLE = {f"scheduling_app.{name}": 0.0 for name in ("Record", "Sleep", "Block", "Explode")}
 
 
 class Tick(Command[None]):
@@ -78,13 +80,13 @@ async def test_counters_and_histograms_follow_real_runs(
     await app.service.run_until_idle()  # the Add due at +10 s starts 2 s late, the late one expires, flaky retries
     await scheduler.schedule(Tick(seconds=3))
     await app.service.run_until_idle()  # the tick runs for 3 s of manual-clock time
-    assert counts(registry, "scheduled") == {ADD: 3, FAIL: 2, TICK: 1}
+    assert counts(registry, "scheduled") == IDLE | {ADD: 3, FAIL: 2, TICK: 1}
 
-    assert counts(registry, "completed") == {ADD: 1, FAIL: 1, TICK: 1}
-    assert counts(registry, "retried") == {ADD: 0, FAIL: 1, TICK: 0}
-    assert counts(registry, "failed") == {ADD: 0, FAIL: 1, TICK: 0}
-    assert counts(registry, "expired") == {ADD: 1, FAIL: 0, TICK: 0}
-    assert counts(registry, "cancelled") == {ADD: 1, FAIL: 0, TICK: 0}
+    assert counts(registry, "completed") == IDLE | {ADD: 1, FAIL: 1, TICK: 1}
+    assert counts(registry, "retried") == IDLE | {ADD: 0, FAIL: 1, TICK: 0}
+    assert counts(registry, "failed") == IDLE | {ADD: 0, FAIL: 1, TICK: 0}
+    assert counts(registry, "expired") == IDLE | {ADD: 1, FAIL: 0, TICK: 0}
+    assert counts(registry, "cancelled") == IDLE | {ADD: 1, FAIL: 0, TICK: 0}
 
     # run duration: manual-clock time, so exact; the expired entry never ran and has no duration
     assert sample(registry, "run_duration_seconds_count", command_type=TICK, outcome="completed") == 1
@@ -119,8 +121,8 @@ async def test_an_idempotent_repeat_and_a_batch_are_counted_once_each(
     await app.scheduler.schedule_many([Add(a=n, b=n) for n in range(4)] + [Fail(key="x")])
     assert counts(registry, "scheduled") == {ADD: 5, FAIL: 1}
     assert await app.service.run_until_idle() == 6
-    assert counts(registry, "completed") == {ADD: 5, FAIL: 0}
-    assert counts(registry, "retried") == {ADD: 0, FAIL: 1}
+    assert counts(registry, "completed") == IDLE | {ADD: 5, FAIL: 0}
+    assert counts(registry, "retried") == IDLE | {ADD: 0, FAIL: 1}
 
 
 async def test_two_observers_on_one_registry_share_its_instruments(registry: CollectorRegistry) -> None:
@@ -133,8 +135,8 @@ async def test_two_observers_on_one_registry_share_its_instruments(registry: Col
     await second.scheduler.schedule_many([Add(a=2, b=2), Add(a=3, b=3)])
     await first.service.run_until_idle()
     await second.service.run_until_idle()
-    assert counts(registry, "scheduled") == {ADD: 3}
-    assert counts(registry, "completed") == {ADD: 3}
+    assert counts(registry, "scheduled") == IDLE | {ADD: 3, FAIL: 0}
+    assert counts(registry, "completed") == IDLE | {ADD: 3, FAIL: 0}
     assert sample(registry, "due_lag_seconds_count", command_type=ADD) == 3
 
     other_namespace = PrometheusObserver(registry, namespace="billing_jobs")  # a second set, side by side
@@ -181,7 +183,7 @@ async def test_an_observer_added_after_the_injector_is_built_sees_what_follows(r
     app.injector.get(SchedulingObservers).add(PrometheusObserver(registry))
     await app.scheduler.schedule(Add(a=2, b=2))
     assert await app.service.run_until_idle() == 2
-    assert counts(registry, "scheduled") == {ADD: 1}
-    assert counts(registry, "completed") == {ADD: 2}
+    assert counts(registry, "scheduled") == IDLE | {ADD: 1, FAIL: 0}
+    assert counts(registry, "completed") == IDLE | {ADD: 2, FAIL: 0}
     with pytest.raises(TypeError, match="got the class PrometheusObserver"):
         app.injector.get(SchedulingObservers).add(PrometheusObserver)  # type: ignore[arg-type]

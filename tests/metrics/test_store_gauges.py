@@ -27,7 +27,7 @@ async def test_gauges_count_every_status_of_a_sql_store(
     """Empty store: six zeros. After real runs: the store's counts, zeros still present; refresh follows changes."""
     gauges = StoreGauges(sql_store, registry)
     await gauges.refresh()
-    assert entries(registry) == {status.value: 0 for status in ScheduledCommandStatus}
+    assert entries(registry) == {status.value.lower(): 0 for status in ScheduledCommandStatus}
 
     app = make_app(store=sql_store)
     await app.scheduler.schedule(Add(a=1, b=1))
@@ -37,20 +37,20 @@ async def test_gauges_count_every_status_of_a_sql_store(
     await app.service.run_until_idle()
     await gauges.refresh()
     assert entries(registry) == {
-        "PENDING": 2,
-        "PROCESSING": 0,
-        "COMPLETED": 1,
-        "FAILED": 1,
-        "CANCELLED": 1,
-        "EXPIRED": 0,
+        "pending": 2,
+        "processing": 0,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 1,
+        "expired": 0,
     }
 
     app.clock.advance(timedelta(hours=2))
     await app.service.run_until_idle()
     again = StoreGauges(sql_store, registry)  # a second instance on the same registry: the same gauge
     await again.refresh()
-    assert entries(registry)["PENDING"] == 0
-    assert entries(registry)["COMPLETED"] == 3
+    assert entries(registry)["pending"] == 0
+    assert entries(registry)["completed"] == 3
 
 
 async def test_gauges_in_another_namespace_stand_beside(
@@ -61,5 +61,5 @@ async def test_gauges_in_another_namespace_stand_beside(
     await app.scheduler.schedule(Add(a=1, b=1))
     await StoreGauges(sql_store, registry, namespace="other").refresh()
     StoreGauges(sql_store, registry)  # registered, never refreshed: zeros
-    assert entries(registry, "other")["PENDING"] == 1
-    assert entries(registry)["PENDING"] == 0
+    assert entries(registry, "other")["pending"] == 1
+    assert entries(registry)["pending"] == 0

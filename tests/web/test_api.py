@@ -393,9 +393,9 @@ async def test_metrics_expose_entries_per_status(client: httpx.AsyncClient, popu
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert 'cqrs_scheduling_entries{status="FAILED"} 2.0' in response.text
+    assert 'cqrs_scheduling_entries{status="failed"} 2.0' in response.text
     await client.post("/api/dead-letters/requeue")
-    assert 'cqrs_scheduling_entries{status="FAILED"} 0.0' in (await client.get("/metrics")).text
+    assert 'cqrs_scheduling_entries{status="failed"} 0.0' in (await client.get("/metrics")).text
 
 
 async def test_api_on_postgresql(postgresql_store: SqlStore, clock: ManualClock) -> None:
