@@ -83,7 +83,8 @@ def _origin(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"at {_shown_path(exc.filename)}:{exc.lineno}"
     frames = traceback.extract_tb(exc.__traceback__)
-    in_app = [frame for frame in frames if not frame.filename.startswith(_not_the_app())]
+    not_the_app = (*_not_the_app(), "<")  # "<frozen importlib._bootstrap>" and the like
+    in_app = [frame for frame in frames if not frame.filename.startswith(not_the_app)]
     if not (in_app or frames):
         return "no traceback"
     frame = (in_app or frames)[-1]
