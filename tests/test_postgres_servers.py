@@ -9,12 +9,15 @@ schemas, and no server directory or process is left.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 from postgres_servers import (
+    POSTGRES_BIN_ENV,
     ThrowawayPostgres,
     admin_conninfo,
     postgres_database,
@@ -117,3 +120,33 @@ def test_throwaway_servers_and_databases_leave_the_shared_server_and_the_machine
         assert not server.directory.exists(), f"{server.directory} was removed"
         assert refuses_connections(server.url), f"the server on port {server.port} was stopped"
     assert server_directories() <= directories_before, "no server directory is left"
+
+
+def test_the_fixture_gives_a_running_server_of_the_tests_own(throwaway_postgres: ThrowawayPostgres) -> None:
+    assert throwaway_postgres.running
+    assert throwaway_postgres.directory.is_relative_to(tempfile.gettempdir())
+    assert "store" not in databases(throwaway_postgres.url)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [(None, "1 skipped"), ("1", "1 error")])
+def test_without_server_binaries_the_fixture_skips_and_under_ci_fails(
+    ci: str | None, outcome: str, tmp_path: Path
+) -> None:
+    """With no initdb where $CQRS_SCHEDULING_TEST_POSTGRES_BIN points, a test that needs a throwaway server is
+    skipped, saying why; when CI is set it fails instead (an error in its set-up)."""
+    env = {key: value for key, value in os.environ.items() if key != "CI"} | {POSTGRES_BIN_ENV: str(tmp_path)}
+    if ci is not None:
+        env["CI"] = ci
+    probe = f"{Path(__file__).name}::test_the_fixture_gives_a_running_server_of_the_tests_own"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rsf", "-p", "no:cacheprovider", probe],
+        cwd=Path(__file__).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert outcome in result.stdout, result.stdout
+    assert f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) in {tmp_path}" in result.stdout
+    assert not list(tmp_path.iterdir()), "nothing was created"

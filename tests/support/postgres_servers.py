@@ -8,7 +8,8 @@ when it fails.
 
 ``initdb`` and ``postgres`` refuse to run as root, so under root they run as the ``postgres`` OS user (``runuser``),
 which then owns the temporary directory. The server binaries are found through ``$CQRS_SCHEDULING_TEST_POSTGRES_BIN``,
-``initdb`` on ``PATH``, ``pg_config --bindir``, or Debian's ``/usr/lib/postgresql/<version>/bin`` (newest first).
+or else ``initdb`` on ``PATH``, ``pg_config --bindir``, or Debian's ``/usr/lib/postgresql/<version>/bin`` (newest
+first).
 """
 
 from __future__ import annotations
@@ -91,9 +92,20 @@ def find_postgres_bin() -> Path:
             raise PostgresUnavailableError(
                 f"running as root, and there is no {SERVER_OS_USER!r} OS user to run the PostgreSQL server as"
             ) from exc
+    configured = os.environ.get(POSTGRES_BIN_ENV)
+    candidates = [configured] if configured else _discovered_bin_dirs()  # said explicitly: no looking elsewhere
+    for candidate in candidates:
+        directory = Path(candidate)
+        if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    raise PostgresUnavailableError(
+        f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) in {', '.join(candidates) or 'any known place'}; "
+        f"set ${POSTGRES_BIN_ENV} to their directory"
+    )
+
+
+def _discovered_bin_dirs() -> list[str]:
     candidates: list[str] = []
-    if configured := os.environ.get(POSTGRES_BIN_ENV):
-        candidates.append(configured)
     if on_path := shutil.which("initdb"):
         candidates.append(str(Path(on_path).parent))
     if pg_config := shutil.which("pg_config"):
@@ -102,13 +114,7 @@ def find_postgres_bin() -> Path:
             candidates.append(result.stdout.strip())
     debian = glob.glob("/usr/lib/postgresql/*/bin")
     candidates += sorted(debian, key=lambda d: int(Path(d).parent.name) if Path(d).parent.name.isdigit() else 0)[::-1]
-    for candidate in candidates:
-        directory = Path(candidate)
-        if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
-            return directory
-    raise PostgresUnavailableError(
-        f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; set ${POSTGRES_BIN_ENV} to their directory"
-    )
+    return candidates
 
 
 def _free_port() -> int:
