@@ -315,6 +315,14 @@ class ScheduledCommandStore(ABC):
                 running += 1
         return running
 
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """The ids of entries that start with ``prefix`` (case-sensitive, every status), in id order, at most
+        ``limit`` of them: how operators name an entry by the first characters of its id.
+
+        .. versionadded:: 0.4
+        """
+        return sorted([entry.id async for entry in self._iterate() if entry.id.startswith(prefix)])[:limit]
+
     async def count_purgeable(
         self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
     ) -> int:

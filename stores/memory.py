@@ -139,6 +139,9 @@ class MemoryStore(ScheduledCommandStore):
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
         return self._entries.get(entry_id)
 
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        return sorted(entry_id for entry_id in self._entries if entry_id.startswith(prefix))[:limit]
+
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         entry = self._entries.get(entry_id)
         if entry is None or entry.status is not PENDING:

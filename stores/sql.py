@@ -189,6 +189,11 @@ def to_async_url(url: str) -> URL:
     if backend == "sqlite":
         if driver not in ("", "aiosqlite", "pysqlite"):
             raise ValueError(f"unsupported SQLite driver {driver!r} in {mask_url(url)}; use sqlite:///path")
+        if parsed.host:  # sqlite://file.db: the start of the path was read as a host name
+            raise ValueError(
+                f"{mask_url(url)} names no file (the path follows three slashes): did you mean "
+                f"sqlite:///{parsed.host}{'/' + parsed.database if parsed.database else ''}?"
+            )
         if parsed.database in (None, "", ":memory:"):
             raise ValueError(f"{mask_url(url)} is an in-memory SQLite database; use MemoryStore, or a file path")
         return parsed.set(drivername="sqlite+aiosqlite")
@@ -516,6 +521,20 @@ class SqlStore(ScheduledCommandStore):
         async with self._read() as conn:
             row = (await conn.execute(select(ENTRIES).where(ENTRIES.c.id == entry_id))).first()
         return _row_to_entry(row) if row is not None else None
+
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(ENTRIES.c.id)
+                # SQLite's LIKE ignores case: the substr comparison keeps the match exact.
+                .where(
+                    ENTRIES.c.id.startswith(prefix, autoescape=True),
+                    func.substr(ENTRIES.c.id, 1, len(prefix)) == prefix,
+                )
+                .order_by(ENTRIES.c.id)
+                .limit(limit)
+            )
+            return [str(entry_id) for entry_id in rows.scalars()]
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         cancelled = await self._cancel_where(ENTRIES.c.id == entry_id, now)
