@@ -33,6 +33,7 @@ from .clock import Clock
 from .codec import CommandCodec
 from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
 from .errors import UndeliverableCommandError
+from .hooks import StartupHooks
 from .notifications import (
     ScheduledCommandCompleted,
     ScheduledCommandExpired,
@@ -43,7 +44,7 @@ from .notifications import (
 from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .retry import next_attempt_at
-from .scheduler import publish_safely
+from .scheduler import CommandScheduler, publish_safely
 
 __all__ = ["ScheduledCommandService"]
 
@@ -88,8 +89,14 @@ class ScheduledCommandService:
         settings: SchedulerSettings,
         clock: Clock,
         observers: SchedulingObservers,
+        scheduler: CommandScheduler,
+        startup_hooks: StartupHooks,
     ) -> None:
         self._store = store
+        self._scheduler = scheduler
+        self._startup_hooks = startup_hooks
+        self._hooks_ran = False
+        self._owns_store = False
         self._mediator = mediator
         self._settings = settings
         self._clock = clock
@@ -158,9 +165,14 @@ class ScheduledCommandService:
         if not self._settings.enabled:
             logger.info("scheduled command service is disabled", extra={"action": "disabled"})
             return
-        await self._store.open()
+        self._owns_store = await self._open_store()
+        try:
+            await self._run_startup_hooks()
+        except BaseException:
+            await self._close_store(self._owns_store)
+            raise
         self._stopping = False
-        self._main = asyncio.create_task(self._run(), name=f"scheduled-commands:{self._worker_id}")
+        self._main = asyncio.create_task(self._run(opened=True), name=f"scheduled-commands:{self._worker_id}")
 
     async def stop(self, *, immediate: bool = False) -> None:
         """Stop claiming, let running commands finish for up to ``shutdown_grace`` (not at all when
@@ -191,8 +203,27 @@ class ScheduledCommandService:
         finally:
             self._main = None
 
-    async def _run(self) -> None:
+    async def _open_store(self) -> bool:
+        """Open the store (failing fast); return whether this service opened it, and so closes it when it stops."""
+        owns = not self._store.opened_explicitly
         await self._store.open()
+        return owns
+
+    async def _close_store(self, owns: bool) -> None:
+        if owns:
+            await self._store.close()
+
+    async def _run(self, *, opened: bool = False) -> None:
+        if not opened:
+            self._owns_store = await self._open_store()
+        try:
+            if not opened:
+                await self._run_startup_hooks()
+            await self._serve()
+        finally:
+            await self._close_store(self._owns_store)
+
+    async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()  # bound to this loop: a service may be run again under another one
         self._store.add_wakeup_listener(self._on_wakeup)
@@ -227,11 +258,12 @@ class ScheduledCommandService:
             raise RuntimeError("run_until_idle() cannot be used while the service is running; stop() it first")
         if not self._settings.enabled:
             return 0
-        await self._store.open()
+        owns_store = await self._open_store()
         self._stopping = False
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         handled = 0
         try:
+            await self._run_startup_hooks()
             handled += await self._recover()
             while True:
                 claimed = await self._claim()
@@ -243,6 +275,15 @@ class ScheduledCommandService:
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._close_store(owns_store)
+
+    async def _run_startup_hooks(self) -> None:
+        """The application's ``on_start`` hooks, once per service (declaring recurring schedules is idempotent,
+        but ``run_until_idle()`` may be called in a loop)."""
+        if self._hooks_ran or not self._startup_hooks:
+            return
+        await self._startup_hooks.run(self._scheduler)
+        self._hooks_ran = True
 
     # -- the claim loop ---------------------------------------------------------------------------------------
 

@@ -219,8 +219,10 @@ class SqlStore(ScheduledCommandStore):
             ``postgresql://`` works too), or an ``AsyncEngine`` you configured.
         pool_size: connections kept per process (PostgreSQL).
 
-    Tables and indexes are created on first use (``open()``), idempotently; a database whose schema is newer than
-    this code is refused with ``SchemaVersionError``.
+    The store opens itself on first use: it connects and creates its tables and indexes (idempotently); a database
+    whose schema is newer than this code is refused with ``SchemaVersionError``. ``async with store:`` or
+    ``await store.open()`` opens it at once instead, to fail fast; whoever opens a store that way closes it. A
+    ``ScheduledCommandService`` closes, when it stops, a store it found not opened that way.
 
     .. versionadded:: 0.1
     """
@@ -243,6 +245,7 @@ class SqlStore(ScheduledCommandStore):
             raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {self._dialect} ({mask_url(self._url)})")
         self._write_lock = asyncio.Lock()  # SQLite: one writer per process; the others wait here, not in busy loops
         self._opened = False
+        self._explicit = False  # opened by open() / async with, not by first use
         self._open_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._reader: AsyncEngine | None = None
@@ -291,8 +294,24 @@ class SqlStore(ScheduledCommandStore):
         self._finisher = GroupCommit(self._finish_batch)
         return True
 
+    @property
+    def opened_explicitly(self) -> bool:
+        return self._opened and self._explicit
+
     async def open(self) -> None:
-        self._loop_changed()
+        """Connect and create the schema now (first use does it too): fails fast with ``StoreUnavailableError`` or
+        ``SchemaVersionError``. Whoever calls it closes the store."""
+        await self._open()
+        self._explicit = True
+
+    async def _open_on_first_use(self) -> None:
+        """Open for an operation on a store nobody opened (or opened under an event loop that is gone)."""
+        if not self._opened or self._loop is not asyncio.get_running_loop():
+            await self._open()
+
+    async def _open(self) -> None:
+        if self._loop_changed():
+            self._explicit = False
         async with self._open_lock:
             if self._opened:
                 return
@@ -329,6 +348,7 @@ class SqlStore(ScheduledCommandStore):
                 self._watcher = None
             await self._dispose()
             self._opened = False
+            self._explicit = False
 
     async def _dispose(self) -> None:
         if self._reader is not None:
@@ -359,7 +379,7 @@ class SqlStore(ScheduledCommandStore):
         return engine
 
     async def _ensure_schema(self) -> None:
-        async with self._write() as conn:
+        async with self._transaction() as conn:
             if self.is_postgresql:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             await conn.run_sync(_create_tables)
@@ -388,8 +408,13 @@ class SqlStore(ScheduledCommandStore):
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one at a time per process)."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
+        async with self._transaction() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``_write`` on an engine already created (opening uses it to create the schema)."""
         engine = self.engine
         lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
         async with lock:
@@ -402,8 +427,7 @@ class SqlStore(ScheduledCommandStore):
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
         """PostgreSQL: a connection in autocommit mode, for ONE statement, which is atomic by itself (saves the
         BEGIN and COMMIT round trips of a transaction)."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
         engine = self.engine
         with self._unavailable_as_store_error():
             async with engine.connect() as conn:
@@ -414,8 +438,7 @@ class SqlStore(ScheduledCommandStore):
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         """A read. Reads run concurrently with writes: on SQLite through a second engine whose connections never
         take the write lock (WAL readers see the last commit); through the write path for an engine passed in."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
         if not self.is_postgresql and self._reader is None:
             async with self._write() as conn:
                 yield conn
@@ -447,7 +470,7 @@ class SqlStore(ScheduledCommandStore):
         """
         if not entries:
             return []
-        await self.open()  # the tables must exist before the caller's transaction writes to them
+        await self._open_on_first_use()  # the tables must exist before the caller's transaction writes to them
         bind_url = session.get_bind().engine.url
         if not _same_database(bind_url, self._url):
             raise SessionNotSupportedError(
@@ -670,6 +693,7 @@ class SqlStore(ScheduledCommandStore):
                         f"retry_{i}": r.retry_increment,
                         f"attempt_{i}": 1 if r.attempt is not None else 0,
                         f"error_{i}": r.error_message,
+                        f"started_at_{i}": r.attempt.started_at if r.attempt is not None else None,
                     }
                 )
             rows = (await conn.execute(statement, parameters)).all()
