@@ -298,10 +298,11 @@ class ScheduledCommandService:
             self._wake.clear()
             try:
                 await self._claim(ahead=CLAIM_AHEAD)
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
                 failures += 1
                 delay = _store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
-                logger.exception(
+                _log_failure(
+                    exc,
                     "claiming due commands failed (attempt %d); retrying in %.2fs",
                     failures,
                     delay,
@@ -335,8 +336,8 @@ class ScheduledCommandService:
             deadline = min(deadline, self._next_recovery_at)
         try:
             next_due = await self._store.next_due_at()
-        except Exception:
-            logger.warning("could not read the next due time", exc_info=True, extra={"action": "next_due_failed"})
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(exc, "could not read the next due time", extra={"action": "next_due_failed"})
             next_due = None
         if next_due is not None:
             deadline = min(deadline, _minus(next_due, CLAIM_AHEAD))
@@ -411,12 +412,14 @@ class ScheduledCommandService:
             await work
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception(
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(
+                exc,
                 "could not record the outcome of %s %s; its lease will expire and it will run again",
                 entry.command_type,
                 entry.id,
                 extra=_extra("record_failed", entry),
+                level=logging.ERROR,
             )
 
     def _finished(self, entry_id: str) -> None:
@@ -433,8 +436,8 @@ class ScheduledCommandService:
     async def _guarded(self, step: Callable[[], Awaitable[Any]]) -> None:
         try:
             await step()
-        except Exception:
-            logger.exception("%s failed; continuing", step.__name__, extra={"action": "step_failed"})
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(exc, "%s failed; continuing", step.__name__.lstrip("_"), extra={"action": "step_failed"})
 
     # -- running one entry ------------------------------------------------------------------------------------
 
@@ -514,8 +517,9 @@ class ScheduledCommandService:
             await self._store_call(
                 recurring_ops.advance, self._store, entry, now, default_max_retries=self._settings.max_retries
             )
-        except Exception:
-            logger.exception(
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(
+                exc,
                 "could not create the next occurrence of recurring schedule %s",
                 entry.recurring_name,
                 extra=_extra("recurring_failed", entry),
@@ -636,8 +640,8 @@ class ScheduledCommandService:
         assert entry.lease_token is not None
         try:
             released = await self._store.release(entry.id, entry.lease_token)
-        except Exception:
-            logger.exception("could not release %s; its lease will expire", entry.id, extra=_extra("release", entry))
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(exc, "could not release %s; its lease will expire", entry.id, extra=_extra("release", entry))
             return
         if released:
             logger.info("released %s %s unfinished", entry.command_type, entry.id, extra=_extra("release", entry))
@@ -813,6 +817,20 @@ def _error_text(exc: BaseException, message: str) -> str:
     if len(trace) > _MAX_TRACEBACK:
         trace = "…" + trace[-_MAX_TRACEBACK:]
     return f"{message}\n\n{trace}"
+
+
+def _log_failure(
+    exc: BaseException, message: str, *args: object, extra: dict[str, Any], level: int = logging.WARNING
+) -> None:
+    """Log a failure the service survives. The store being away for a moment is one line an operator can read, at
+    ``level`` (the traceback, with the driver's SQL, only at DEBUG); anything else is an ERROR with its traceback,
+    since it is a bug to report."""
+    if isinstance(exc, TRANSIENT_STORE_ERRORS):
+        logger.log(level, message + ": %s", *args, exc, extra=extra)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("traceback of the failure above", exc_info=exc, extra=extra)
+    else:
+        logger.error(message, *args, exc_info=exc, extra=extra)
 
 
 def _log_store_failure(exc: BaseException) -> None:
