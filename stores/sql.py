@@ -277,11 +277,22 @@ class SqlStore(ScheduledCommandStore):
 
     def _loop_changed(self) -> bool:
         """Whether this store is used under another event loop than before (``asyncio.run`` twice, one loop per
-        test): its locks, tasks and pooled connections belonged to the old loop, so it starts afresh."""
+        test). A store belongs to one event loop at a time: when the old loop ended (``asyncio.run`` returned, which
+        closed the store through its wake-up task), its locks and tasks are recreated and it opens afresh; while the
+        old loop still runs (another thread), using the store here is refused with ``StoreError``.
+
+        Raises:
+            StoreError: the store is open under an event loop that is still running.
+        """
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return False
         if self._loop is not None:
+            if self._opened and self._loop.is_running():
+                raise StoreError(
+                    f"{self.description} is open in another event loop, which is still running (another thread?); "
+                    "a store belongs to the event loop that opened it: use one store per event loop"
+                )
             self._opened = False
             self._watcher = None
             self._reader = None
@@ -328,10 +339,7 @@ class SqlStore(ScheduledCommandStore):
                 await self._dispose()
                 raise
             self._closing.clear()
-            self._watcher = asyncio.create_task(
-                self._listen_postgresql() if self.is_postgresql else self._watch_sqlite(),
-                name=f"wake-ups:{self.url}",
-            )
+            self._watcher = asyncio.create_task(self._wake_ups(), name=f"wake-ups:{self.url}")
             self._opened = True
 
     async def close(self) -> None:
@@ -963,6 +971,20 @@ class SqlStore(ScheduledCommandStore):
         return [_row_to_entry(row) for row in rows]
 
     # -- wake-ups across processes ----------------------------------------------------------------------------
+
+    async def _wake_ups(self) -> None:
+        """The store's background task. Cancelled while the store is open, which is the event loop shutting down
+        (``asyncio.run`` cancels the tasks left at its end), it closes the store's connections: a store opened by
+        its first use and never closed does not leak them, and the next event loop opens it afresh."""
+        try:
+            await (self._listen_postgresql() if self.is_postgresql else self._watch_sqlite())
+        except asyncio.CancelledError:
+            if not self._closing.is_set():
+                self._watcher = None
+                await self._dispose()
+                self._opened = False
+                self._explicit = False
+            raise
 
     async def _listen_postgresql(self) -> None:
         """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""

@@ -109,3 +109,45 @@ def test_a_cli_worker_declares_the_recurring_schedules_of_its_factory(app_env: d
     schedules = json.loads(listed.stdout)
     names = [s["name"] for s in (schedules["schedules"] if isinstance(schedules, dict) else schedules)]
     assert names == ["every-second-greeting"], listed.stdout
+
+
+LEAK_CHECK = """
+import asyncio
+
+from first_hour_app import Greet, build
+
+from scheduling import CommandScheduler, ScheduledCommandService
+
+injector = build()
+
+
+async def produce() -> None:
+    await injector.get(CommandScheduler).schedule(Greet(name="grace"))  # the store opens itself, nobody closes it
+
+
+async def work() -> None:
+    assert await injector.get(ScheduledCommandService).run_until_idle() == 2
+
+
+asyncio.run(produce())
+asyncio.run(produce())  # a second event loop: the store closed with the first one and opens again
+asyncio.run(work())
+print("done")
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_store_that_opened_itself_leaks_nothing(app_env: dict[str, str], tmp_path: Path) -> None:
+    """A script that never opens or closes its store, across three event loops, leaves no ResourceWarning."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", LEAK_CHECK],
+        env=app_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
+    assert "ResourceWarning" not in result.stderr, result.stderr
+    assert (tmp_path / "executed.txt").read_text(encoding="utf-8").splitlines() == ["grace", "grace"]

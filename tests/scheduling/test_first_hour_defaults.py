@@ -183,3 +183,48 @@ def _record_handlers() -> list[type]:
     from scheduling_app import HANDLERS
 
     return list(HANDLERS)
+
+
+def test_a_store_open_in_a_running_loop_refuses_another_loop(tmp_path: Path) -> None:
+    """Two threads' event loops cannot share one open store: the second is told so, the first keeps it."""
+    import asyncio
+    import threading
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'threads.db'}")
+    opened, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    async def hold_open() -> None:
+        async with store:
+            opened.set()
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+
+    owner = threading.Thread(target=asyncio.run, args=(hold_open(),))
+    owner.start()
+    try:
+        assert opened.wait(10)
+
+        async def use_elsewhere() -> None:
+            try:
+                await store.count_by_status()
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        asyncio.run(use_elsewhere())
+    finally:
+        release.set()
+        owner.join(10)
+    assert len(errors) == 1 and "is open in another event loop, which is still running" in str(errors[0])
+
+
+def test_a_store_follows_asyncio_run_to_the_next_loop(tmp_path: Path) -> None:
+    """After asyncio.run returns, the same store works under the next event loop (it closed with the first)."""
+    import asyncio
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'loops.db'}")
+    app = make_app(store=store)
+    first = asyncio.run(app.scheduler.schedule(Record(value="1")))
+    assert store._engine is None, "closed when its event loop ended"
+    entry = asyncio.run(app.scheduler.get_status(first))
+    assert entry is not None and entry.status == "PENDING"
