@@ -83,11 +83,15 @@ class ScheduledCommandStore(ABC):
     @property
     def opened_explicitly(self) -> bool:
         """Whether ``open()`` (or ``async with``) opened this store and ``close()`` has not been called since: then
-        its opener closes it. A store that opened itself on first use is not: nobody owns it yet.
+        its opener closes it. A store that opened itself on first use is not: nobody owns it yet, and a service that
+        starts on it closes it when it stops.
+
+        A store that does not track this (the default, for stores written before 0.2) reports True, so a service
+        leaves closing it to the application, as it always did. ``SqlStore`` tracks it.
 
         .. versionadded:: 0.2
         """
-        return False
+        return True
 
     async def __aenter__(self) -> Self:
         await self.open()

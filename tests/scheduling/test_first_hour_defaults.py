@@ -228,3 +228,21 @@ def test_a_store_follows_asyncio_run_to_the_next_loop(tmp_path: Path) -> None:
     assert store._engine is None, "closed when its event loop ended"
     entry = asyncio.run(app.scheduler.get_status(first))
     assert entry is not None and entry.status == "PENDING"
+
+
+async def test_a_store_that_does_not_track_its_opener_is_never_closed_by_the_service() -> None:
+    """A custom store written before stores tracked their opener keeps its old lifecycle: the application closes it."""
+
+    class CustomStore(MemoryStore):
+        closed = 0
+
+        async def close(self) -> None:
+            self.closed += 1
+
+    store = CustomStore()
+    app = make_app(store=store)
+    await app.scheduler.schedule(Record(value="a"))
+    assert await app.service.run_until_idle() == 1
+    async with app.service:
+        pass
+    assert store.closed == 0
