@@ -19,11 +19,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from stores.base import ScheduledCommandStore
+from stores.default import DEFAULT_STORE_URL, STORE_ENV, default_store_url
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
-#: The store when neither --store nor $CQRS_SCHEDULING_STORE says otherwise: the embedded default.
-DEFAULT_STORE = "sqlite:///scheduled-commands.db"
-STORE_ENV = "CQRS_SCHEDULING_STORE"
+#: The store when neither --store nor $CQRS_SCHEDULING_STORE says otherwise (shared with ``SchedulingModule()``).
+DEFAULT_STORE = DEFAULT_STORE_URL
 
 StoreOption = Annotated[
     str | None,
@@ -48,8 +48,8 @@ class LogLevel(StrEnum):
 
 
 def store_url(option: str | None) -> str:
-    """The store URL in force: --store, then $CQRS_SCHEDULING_STORE, then the SQLite default."""
-    return option or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    """The store URL in force: --store, then $CQRS_SCHEDULING_STORE, then the SQLite default (as SchedulingModule)."""
+    return default_store_url(option)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -340,7 +340,7 @@ def list_entries(
         from rich.table import Table
 
         now = datetime.now(UTC)
-        table = Table("id", "type", "status", "priority", "due", "retries", "last error")
+        table = Table("id", "type", "status", "priority", "due", "failed", "last error")
         for entry in page.entries:
             table.add_row(
                 entry.id,
@@ -348,7 +348,8 @@ def list_entries(
                 entry.status.value,
                 str(entry.priority),
                 _when(entry.scheduled_for, now),
-                f"{entry.retry_count}/{entry.max_retries}",
+                # Failed attempts of those allowed: a dead letter with max_retries 2 reads 3/3, not "retries 3/2".
+                f"{entry.retry_count}/{entry.max_retries + 1}",
                 (entry.error_message or "")[:60],
             )
         console = _console()

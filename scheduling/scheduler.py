@@ -18,7 +18,7 @@ from . import recurring_ops
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError
+from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError, UnimportableCommandError
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings
@@ -72,6 +72,8 @@ class CommandScheduler:
             NotACommandError: ``command`` is not a ``Command``.
             PayloadTooLargeError: it serializes to more than ``max_payload_bytes``.
             SessionNotSupportedError: ``session`` was given but the store is not a ``SqlStore``.
+            UnimportableCommandError: the command's class is defined in ``__main__`` and the store is durable (a
+                worker process could never import it); nothing was stored.
         """
         (entry_id,) = await self.schedule_many([command], options, session=session)
         return entry_id
@@ -91,6 +93,7 @@ class CommandScheduler:
             )
         if not commands:
             return []
+        self._refuse_unimportable(commands)
         entries = self._entries_for(commands, options, self._clock.now())
         if session is not None:
             ids = await self._store.add_in_session(session, entries)
@@ -108,6 +111,14 @@ class CommandScheduler:
                     extra={"action": "schedule", "command_id": stored_id, "command_type": entry.command_type},
                 )
         return ids
+
+    def _refuse_unimportable(self, commands: Sequence[Command[Any]]) -> None:
+        """On a durable store, refuse command classes defined in ``__main__``: no worker can import them."""
+        if not self._store.durable:
+            return
+        for command_class in {type(command) for command in commands if isinstance(command, Command)}:
+            if command_class.__module__ == "__main__":
+                raise UnimportableCommandError(command_type_name(command_class), self._store.description)
 
     def _entries_for(
         self, commands: Sequence[Command[Any]], options: ScheduleOptions, now: Any
@@ -243,6 +254,7 @@ class CommandScheduler:
         """
         options = options or _DEFAULT_OPTIONS
         normalized = check_definition(name, cron=cron, interval=interval, timezone=timezone, options=options)
+        self._refuse_unimportable([command])
         if misfire_policy not in ("skip", "run_once", "run_all"):
             raise InvalidScheduleError(
                 f"misfire_policy must be skip, run_once or run_all, not {misfire_policy!r}", name

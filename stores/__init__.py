@@ -1,11 +1,7 @@
 """Where scheduled commands live: the store contract and its implementations."""
 
-import logging
-
 from .base import ScheduledCommandStore
 from .memory import MemoryStore
 from .sql import SqlStore
 
 __all__ = ["MemoryStore", "ScheduledCommandStore", "SqlStore"]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -58,10 +58,16 @@ class FinishedCount:
 class ScheduledCommandStore(ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
-    Use as ``async with store:`` or call ``open()``/``close()``; ``open()`` is idempotent.
+    A store opens itself on first use. ``async with store:`` or ``open()`` opens it at once, to fail fast (``open()``
+    is idempotent); whoever opens a store that way closes it (``close()``, or leaving the ``async with``). A
+    ``ScheduledCommandService`` that finds its store not opened that way opens it and closes it when it stops.
 
     .. versionadded:: 0.1
     """
+
+    #: Whether entries outlive the process and are seen by other processes (a worker elsewhere may run them).
+    #: ``CommandScheduler.schedule()`` refuses command classes that other processes cannot import on such a store.
+    durable: bool = True
 
     def __init__(self) -> None:
         self._wakeup_listeners: list[WakeupListener] = []
@@ -72,7 +78,20 @@ class ScheduledCommandStore(ABC):
         """Connect and prepare (for example create tables). Idempotent."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections. The store may be opened again."""
+        """Release connections. The store may be opened again (explicitly, or by its next use)."""
+
+    @property
+    def opened_explicitly(self) -> bool:
+        """Whether ``open()`` (or ``async with``) opened this store and ``close()`` has not been called since: then
+        its opener closes it. A store that opened itself on first use is not: nobody owns it yet, and a service that
+        starts on it closes it when it stops.
+
+        A store that does not track this (the default, for stores written before 0.2) reports True, so a service
+        leaves closing it to the application, as it always did. ``SqlStore`` tracks it.
+
+        .. versionadded:: 0.2
+        """
+        return True
 
     async def __aenter__(self) -> Self:
         await self.open()

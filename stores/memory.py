@@ -27,10 +27,12 @@ PROCESSING = ScheduledCommandStatus.PROCESSING
 
 
 class MemoryStore(ScheduledCommandStore):
-    """An in-memory ``ScheduledCommandStore``.
+    """An in-memory ``ScheduledCommandStore``: for tests and single-process scripts; its entries are lost on exit.
 
     .. versionadded:: 0.1
     """
+
+    durable = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,6 +244,9 @@ class MemoryStore(ScheduledCommandStore):
             return None
         if attempt is not None:
             changes["attempt_count"] = self._record(attempt, entry_id)
+            changes["started_at"] = attempt.started_at  # the attempt's own start, not the claim's
+        elif entry.attempt_count == 0:
+            changes["started_at"] = None  # never ran (expired or released before its first attempt)
         if failed:
             changes["retry_count"] = entry.retry_count + 1
         self._put(

@@ -224,8 +224,10 @@ class SqlStore(ScheduledCommandStore):
             ``postgresql://`` works too), or an ``AsyncEngine`` you configured.
         pool_size: connections kept per process (PostgreSQL).
 
-    Tables and indexes are created on first use (``open()``), idempotently; a database whose schema is newer than
-    this code is refused with ``SchemaVersionError``.
+    The store opens itself on first use: it connects and creates its tables and indexes (idempotently); a database
+    whose schema is newer than this code is refused with ``SchemaVersionError``. ``async with store:`` or
+    ``await store.open()`` opens it at once instead, to fail fast; whoever opens a store that way closes it. A
+    ``ScheduledCommandService`` closes, when it stops, a store it found not opened that way.
 
     .. versionadded:: 0.1
     """
@@ -248,6 +250,7 @@ class SqlStore(ScheduledCommandStore):
             raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {self._dialect} ({mask_url(self._url)})")
         self._write_lock = asyncio.Lock()  # SQLite: one writer per process; the others wait here, not in busy loops
         self._opened = False
+        self._explicit = False  # opened by open() / async with, not by first use
         self._open_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._reader: AsyncEngine | None = None
@@ -279,11 +282,22 @@ class SqlStore(ScheduledCommandStore):
 
     def _loop_changed(self) -> bool:
         """Whether this store is used under another event loop than before (``asyncio.run`` twice, one loop per
-        test): its locks, tasks and pooled connections belonged to the old loop, so it starts afresh."""
+        test). A store belongs to one event loop at a time: when the old loop ended (``asyncio.run`` returned, which
+        closed the store through its wake-up task), its locks and tasks are recreated and it opens afresh; while the
+        old loop still runs (another thread), using the store here is refused with ``StoreError``.
+
+        Raises:
+            StoreError: the store is open under an event loop that is still running.
+        """
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return False
         if self._loop is not None:
+            if self._opened and self._loop.is_running():
+                raise StoreError(
+                    f"{self.description} is open in another event loop, which is still running (another thread?); "
+                    "a store belongs to the event loop that opened it: use one store per event loop"
+                )
             self._opened = False
             self._watcher = None
             self._reader = None
@@ -296,8 +310,24 @@ class SqlStore(ScheduledCommandStore):
         self._finisher = GroupCommit(self._finish_batch)
         return True
 
+    @property
+    def opened_explicitly(self) -> bool:
+        return self._opened and self._explicit
+
     async def open(self) -> None:
-        self._loop_changed()
+        """Connect and create the schema now (first use does it too): fails fast with ``StoreUnavailableError`` or
+        ``SchemaVersionError``. Whoever calls it closes the store."""
+        await self._open()
+        self._explicit = True
+
+    async def _open_on_first_use(self) -> None:
+        """Open for an operation on a store nobody opened (or opened under an event loop that is gone)."""
+        if not self._opened or self._loop is not asyncio.get_running_loop():
+            await self._open()
+
+    async def _open(self) -> None:
+        if self._loop_changed():
+            self._explicit = False
         async with self._open_lock:
             if self._opened:
                 return
@@ -314,10 +344,7 @@ class SqlStore(ScheduledCommandStore):
                 await self._dispose()
                 raise
             self._closing.clear()
-            self._watcher = asyncio.create_task(
-                self._listen_postgresql() if self.is_postgresql else self._watch_sqlite(),
-                name=f"wake-ups:{self.url}",
-            )
+            self._watcher = asyncio.create_task(self._wake_ups(), name=f"wake-ups:{self.url}")
             self._opened = True
 
     async def close(self) -> None:
@@ -334,6 +361,7 @@ class SqlStore(ScheduledCommandStore):
                 self._watcher = None
             await self._dispose()
             self._opened = False
+            self._explicit = False
 
     async def _dispose(self) -> None:
         if self._reader is not None:
@@ -364,7 +392,7 @@ class SqlStore(ScheduledCommandStore):
         return engine
 
     async def _ensure_schema(self) -> None:
-        async with self._write() as conn:
+        async with self._transaction() as conn:
             if self.is_postgresql:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             await conn.run_sync(_create_tables)
@@ -393,8 +421,13 @@ class SqlStore(ScheduledCommandStore):
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one at a time per process)."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
+        async with self._transaction() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``_write`` on an engine already created (opening uses it to create the schema)."""
         engine = self.engine
         lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
         async with lock:
@@ -407,8 +440,7 @@ class SqlStore(ScheduledCommandStore):
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
         """PostgreSQL: a connection in autocommit mode, for ONE statement, which is atomic by itself (saves the
         BEGIN and COMMIT round trips of a transaction)."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
         engine = self.engine
         with self._unavailable_as_store_error():
             async with engine.connect() as conn:
@@ -419,8 +451,7 @@ class SqlStore(ScheduledCommandStore):
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         """A read. Reads run concurrently with writes: on SQLite through a second engine whose connections never
         take the write lock (WAL readers see the last commit); through the write path for an engine passed in."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
         if not self.is_postgresql and self._reader is None:
             async with self._write() as conn:
                 yield conn
@@ -452,7 +483,7 @@ class SqlStore(ScheduledCommandStore):
         """
         if not entries:
             return []
-        await self.open()  # the tables must exist before the caller's transaction writes to them
+        await self._open_on_first_use()  # the tables must exist before the caller's transaction writes to them
         bind_url = session.get_bind().engine.url
         if not _same_database(bind_url, self._url):
             raise SessionNotSupportedError(
@@ -689,6 +720,7 @@ class SqlStore(ScheduledCommandStore):
                         f"retry_{i}": r.retry_increment,
                         f"attempt_{i}": 1 if r.attempt is not None else 0,
                         f"error_{i}": r.error_message,
+                        f"started_at_{i}": r.attempt.started_at if r.attempt is not None else None,
                     }
                 )
             rows = (await conn.execute(statement, parameters)).all()
@@ -958,6 +990,20 @@ class SqlStore(ScheduledCommandStore):
         return [_row_to_entry(row) for row in rows]
 
     # -- wake-ups across processes ----------------------------------------------------------------------------
+
+    async def _wake_ups(self) -> None:
+        """The store's background task. Cancelled while the store is open, which is the event loop shutting down
+        (``asyncio.run`` cancels the tasks left at its end), it closes the store's connections: a store opened by
+        its first use and never closed does not leak them, and the next event loop opens it afresh."""
+        try:
+            await (self._listen_postgresql() if self.is_postgresql else self._watch_sqlite())
+        except asyncio.CancelledError:
+            if not self._closing.is_set():
+                self._watcher = None
+                await self._dispose()
+                self._opened = False
+                self._explicit = False
+            raise
 
     async def _listen_postgresql(self) -> None:
         """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""
