@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,10 +51,17 @@ from ._outcomes_sql import (
     batch_finish_statement,
     pg_batch_finish_json,
 )
+from ._rows import as_datetime, install_psycopg_loaders, read_entry
 from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SchemaVersionError, SessionNotSupportedError, StoreError, StoreUnavailableError
+from .errors import (
+    SchemaVersionError,
+    SessionNotSupportedError,
+    StoreError,
+    StoreUnavailableError,
+    UnreadableEntryError,
+)
 from .schedules import StoredSchedule
 
 __all__ = ["SqlStore", "mask_url", "to_async_url"]
@@ -79,6 +86,9 @@ _SCHEMA_LOCK_KEY = 0x63717273_5343484D
 _CLAIM_WINDOW_FACTOR = 4
 
 _PURGE_CHUNK = 5_000
+
+#: Longest error message written for an unreadable row.
+_ERROR_LIMIT = 2_000
 
 #: The columns a new entry sets (the others start NULL), with their PostgreSQL types, for the bulk insert.
 _PG_BULK_COLUMNS = (
@@ -233,6 +243,8 @@ class SqlStore(ScheduledCommandStore):
             self._owns_engine = False
             if url_or_engine.dialect.name == "sqlite":  # WAL, busy timeout and BEGIN IMMEDIATE are not optional
                 _make_sqlite_safe(url_or_engine)
+            else:
+                _make_postgresql_tolerant(url_or_engine)
         else:
             self._engine = None
             self._url = to_async_url(url_or_engine)
@@ -351,7 +363,9 @@ class SqlStore(ScheduledCommandStore):
         if self.is_postgresql:
             # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
             # is invalidated, and the caller's retry gets a fresh one.
-            return create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
+            engine = create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
+            _make_postgresql_tolerant(engine)
+            return engine
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
         _make_sqlite_safe(engine)
         self._reader = create_async_engine(self._url, connect_args={"timeout": 30})
@@ -515,7 +529,7 @@ class SqlStore(ScheduledCommandStore):
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
         async with self._read() as conn:
             row = (await conn.execute(select(ENTRIES).where(ENTRIES.c.id == entry_id))).first()
-        return _row_to_entry(row) if row is not None else None
+        return _row_to_entry(row) if row is not None else None  # an unreadable row: UnreadableEntryError
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         cancelled = await self._cancel_where(ENTRIES.c.id == entry_id, now)
@@ -533,7 +547,7 @@ class SqlStore(ScheduledCommandStore):
                 .returning(*ENTRIES.c)
             )
             rows = result.all()
-        return [_row_to_entry(r) for r in sorted(rows, key=lambda r: r.seq)]
+        return _readable(sorted(rows, key=lambda r: r.seq), "cancelled")
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         async with self._write() as conn:
@@ -567,11 +581,17 @@ class SqlStore(ScheduledCommandStore):
         if self.is_postgresql:  # one statement: autocommit, no BEGIN and COMMIT round trips
             async with self._autocommit() as conn:
                 rows = await self._claim_postgresql(conn, now, limit, worker_id, lease_expires_at)
+                claimed, unreadable = _convert_each(rows)
+                if unreadable:
+                    await _dead_letter_unreadable(conn, unreadable, now)
         else:
             async with self._write() as conn:
                 rows = await self._claim_sqlite(conn, now, limit, worker_id, lease_expires_at)
-        ordered = sorted(rows, key=lambda r: (-r.priority, r.scheduled_for, r.seq))
-        return [_row_to_entry(r) for r in ordered]
+                claimed, unreadable = _convert_each(rows)
+                if unreadable:
+                    await _dead_letter_unreadable(conn, unreadable, now)
+        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
+        return [entry for _, entry in claimed]
 
     async def _claim_postgresql(
         self, conn: AsyncConnection, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
@@ -741,16 +761,23 @@ class SqlStore(ScheduledCommandStore):
     ) -> list[ReclaimedEntry]:
         if limit <= 0:
             return []
+        # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker is
+        # unknown, and nothing else would ever take it over.
+        lease = ENTRIES.c.lease_expires_at
         query = (
-            select(ENTRIES.c.seq, ENTRIES.c.lease_owner, ENTRIES.c.lease_expires_at)
-            .where(ENTRIES.c.status == PROCESSING, ENTRIES.c.lease_expires_at <= now)
-            .order_by(ENTRIES.c.lease_expires_at, ENTRIES.c.seq)
+            select(ENTRIES.c.seq, ENTRIES.c.lease_owner, lease)
+            .where(
+                ENTRIES.c.status == PROCESSING,
+                (lease <= now) | lease.is_(None) | self._unreadable_timestamp(lease),
+            )
+            .order_by(lease, ENTRIES.c.seq)
             .limit(limit)
         )
         if self.is_postgresql:
             query = query.with_for_update(skip_locked=True)
         reclaimed: list[ReclaimedEntry] = []
         async with self._write() as conn:
+            await self._dead_letter_unclaimable(conn, now)
             expired = (await conn.execute(query)).all()
             for seq, previous_owner, previous_expiry in expired:
                 row = (
@@ -765,8 +792,41 @@ class SqlStore(ScheduledCommandStore):
                         .returning(*ENTRIES.c)
                     )
                 ).one()
-                reclaimed.append(ReclaimedEntry(_row_to_entry(row), previous_owner, previous_expiry))
+                try:
+                    entry = _row_to_entry(row)
+                except UnreadableEntryError as exc:
+                    await _dead_letter_unreadable(conn, [exc], now)
+                    continue
+                owner = previous_owner if isinstance(previous_owner, str) else None
+                reclaimed.append(ReclaimedEntry(entry, owner, as_datetime(previous_expiry)))
         return reclaimed
+
+    def _unreadable_timestamp(self, column: Any) -> Any:
+        """SQL: the timestamp in ``column`` cannot be a value this library wrote (SQLite: not a timestamp text
+        at all; PostgreSQL: an infinity, or past the year 9999). Both are index range conditions."""
+        if self.is_postgresql:
+            return (column >= text("'10000-01-01 00:00:00+00'::timestamptz")) | (
+                column <= text("'-infinity'::timestamptz")
+            )
+        # SQLite orders numbers before text and blobs after it; a timestamp text is between these bounds.
+        return (column < text("'0001-01-01'")) | (column > text("'9999-12-31 23:59:59.999999'"))
+
+    async def _dead_letter_unclaimable(self, conn: AsyncConnection, now: datetime) -> None:
+        """Dead-letter PENDING rows whose due time can never be reached by a claim (an infinity, the year 20000,
+        a text that is no timestamp), so they do not wait unseen forever. Runs with recovery."""
+        rows = (
+            await conn.execute(
+                select(ENTRIES.c.seq, ENTRIES.c.id, ENTRIES.c.scheduled_for)
+                .where(ENTRIES.c.status == PENDING, self._unreadable_timestamp(ENTRIES.c.scheduled_for))
+                .limit(_PURGE_CHUNK)
+            )
+        ).all()
+        problems = [
+            UnreadableEntryError(row.seq, row.id, "scheduled_for", row.scheduled_for, "not a reachable due time")
+            for row in rows
+        ]
+        if problems:
+            await _dead_letter_unreadable(conn, problems, now)
 
     # -- reading and housekeeping -----------------------------------------------------------------------------
 
@@ -805,6 +865,7 @@ class SqlStore(ScheduledCommandStore):
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
@@ -819,7 +880,16 @@ class SqlStore(ScheduledCommandStore):
         query = select(ENTRIES).where(and_(True, *conditions)).order_by(order).limit(limit).offset(offset)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [_row_to_entry(r) for r in rows]
+        entries: list[ScheduledCommandEntry] = []
+        for row in rows:
+            try:
+                entries.append(_row_to_entry(row))
+            except UnreadableEntryError as exc:
+                if on_unreadable is None:
+                    _log_unreadable(exc, "skipped in a listing")
+                else:
+                    on_unreadable(exc)
+        return entries
 
     async def next_due_at(self) -> datetime | None:
         async with self._read() as conn:
@@ -936,7 +1006,7 @@ class SqlStore(ScheduledCommandStore):
     ) -> list[ScheduledCommandEntry]:
         async with self._write() as conn:
             rows = await _schedules_sql.cancel_occurrences(conn, name, now=now, keep_generation=keep_generation)
-        return [_row_to_entry(row) for row in rows]
+        return _readable(rows, "cancelled")
 
     # -- wake-ups across processes ----------------------------------------------------------------------------
 
@@ -1035,7 +1105,7 @@ class SqlStore(ScheduledCommandStore):
 
         async with self._write() as conn:
             row = await _admin_sql.dismiss(conn, entry_id, now=now)
-        return _row_to_entry(row) if row is not None else None
+        return _readable([row], "dismissed")[0] if row is not None else None
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
@@ -1068,11 +1138,14 @@ async def _next_due_at(conn: AsyncConnection) -> datetime | None:
         if conn.dialect.name == "sqlite"
         else select(func.min(ENTRIES.c.scheduled_for)).where(ENTRIES.c.status == PENDING)
     )
-    value: datetime | str | None = (await conn.execute(statement)).scalar_one_or_none()
-    if value is None:
-        return None
+    value: object = (await conn.execute(statement)).scalar_one_or_none()
     if isinstance(value, str):  # SQLite's min() loses the column type
-        value = datetime.fromisoformat(value)
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, datetime):  # none, or unreadable: recovery dead-letters such a row; poll meanwhile
+        return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -1081,6 +1154,16 @@ def _create_tables(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # an index added later is created on databases that predate it
             index.create(connection, checkfirst=True)
+
+
+def _make_postgresql_tolerant(engine: AsyncEngine) -> None:
+    if not event.contains(engine.sync_engine, "connect", _prepare_postgresql_connection):
+        event.listen(engine.sync_engine, "connect", _prepare_postgresql_connection)
+
+
+def _prepare_postgresql_connection(dbapi_connection: Any, _record: Any) -> None:
+    # A timestamp Python cannot hold ('-infinity', the year 20000) must fail its own row, not every row read with it.
+    install_psycopg_loaders(dbapi_connection.driver_connection)
 
 
 def _make_sqlite_safe(engine: AsyncEngine) -> None:
@@ -1187,10 +1270,56 @@ def _entry_to_copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
 
 
 def _row_to_entry(row: Row[Any]) -> ScheduledCommandEntry:
+    """Raises ``UnreadableEntryError`` naming the column and value of a row written behind the library's back."""
     values = row._asdict()
-    values.pop("seq", None)
-    values["metadata"] = _decode_metadata(values.pop("metadata_json", None), values.get("id"))
-    return ScheduledCommandEntry.model_validate(values)
+    return read_entry(values, _decode_metadata(values.get("metadata_json"), values.get("id")))
+
+
+def _convert_each(
+    rows: Sequence[Row[Any]],
+) -> tuple[list[tuple[int, ScheduledCommandEntry]], list[UnreadableEntryError]]:
+    """Each row on its own: the ``(seq, entry)`` of those that convert, and what is wrong with the others."""
+    converted: list[tuple[int, ScheduledCommandEntry]] = []
+    unreadable: list[UnreadableEntryError] = []
+    for row in rows:
+        try:
+            converted.append((row.seq, _row_to_entry(row)))
+        except UnreadableEntryError as exc:
+            unreadable.append(exc)
+    return converted, unreadable
+
+
+def _readable(rows: Sequence[Row[Any]], action: str) -> list[ScheduledCommandEntry]:
+    """The entries of the rows that convert; the others are logged (the change was made to them all)."""
+    converted, unreadable = _convert_each(rows)
+    for exc in unreadable:
+        _log_unreadable(exc, action)
+    return [entry for _, entry in converted]
+
+
+def _log_unreadable(exc: UnreadableEntryError, action: str) -> None:
+    logger.error("%s; %s", exc, action, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+
+
+async def _dead_letter_unreadable(
+    conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime
+) -> None:
+    """FAILED, with the error naming the column and value: no attempt can run an entry that cannot be read, and
+    no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined)."""
+    for exc in unreadable:
+        await conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.seq == exc.seq)
+            .values(
+                status=ScheduledCommandStatus.FAILED.value,
+                completed_at=now,
+                error_message=f"UnreadableEntryError: {exc.description}"[:_ERROR_LIMIT],
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+        _log_unreadable(exc, "dead-lettered")
 
 
 def _decode_metadata(text: str | None, entry_id: object) -> dict[str, str] | None:
