@@ -262,6 +262,7 @@ class SqlStore(ScheduledCommandStore):
         self._closing = asyncio.Event()
         self._finisher = GroupCommit(self._finish_batch)
         self._wrote_at = 0.0  # loop time of this store's last write (SQLite: its watcher tells its commits apart)
+        self._lock_stalls = _LockStalls()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -405,11 +406,22 @@ class SqlStore(ScheduledCommandStore):
         if self._loop is not asyncio.get_running_loop() and self._opened:
             await self.open()
         engine = self.engine
-        lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
-        async with lock:
+        if self.is_postgresql:
             with self._unavailable_as_store_error():
                 async with engine.begin() as conn:
                     yield conn
+            self._wrote_at = asyncio.get_running_loop().time()
+            return
+        async with self._write_lock:
+            stalls = self._lock_stalls
+            stalls.waiting()
+            with self._unavailable_as_store_error():
+                async with engine.begin() as conn:
+                    stalls.acquired()
+                    try:
+                        yield conn
+                    finally:
+                        stalls.released()
             self._wrote_at = asyncio.get_running_loop().time()
 
     @contextlib.asynccontextmanager
@@ -761,23 +773,30 @@ class SqlStore(ScheduledCommandStore):
     ) -> list[ReclaimedEntry]:
         if limit <= 0:
             return []
-        # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker is
-        # unknown, and nothing else would ever take it over.
-        lease = ENTRIES.c.lease_expires_at
-        query = (
-            select(ENTRIES.c.seq, ENTRIES.c.lease_owner, lease)
-            .where(
-                ENTRIES.c.status == PROCESSING,
-                (lease <= now) | lease.is_(None) | self._unreadable_timestamp(lease),
-            )
-            .order_by(lease, ENTRIES.c.seq)
-            .limit(limit)
-        )
-        if self.is_postgresql:
-            query = query.with_for_update(skip_locked=True)
         reclaimed: list[ReclaimedEntry] = []
         async with self._write() as conn:
             await self._dead_letter_unclaimable(conn, now)
+            expired_before = now
+            if not self.is_postgresql:
+                # SQLite has one write lock: while something held it (a process paused inside a transaction, a long
+                # transaction of another program), no worker could renew its leases. A lease that expired within
+                # the longest such stall seen lately is not taken over yet: its owner gets the time to renew it.
+                stall = self._lock_stalls.longest(within=lease_duration.total_seconds())
+                expired_before = _minus_seconds(now, stall)
+            # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker
+            # is unknown, and nothing else would ever take it over.
+            lease = ENTRIES.c.lease_expires_at
+            query = (
+                select(ENTRIES.c.seq, ENTRIES.c.lease_owner, lease)
+                .where(
+                    ENTRIES.c.status == PROCESSING,
+                    (lease <= expired_before) | lease.is_(None) | self._unreadable_timestamp(lease),
+                )
+                .order_by(lease, ENTRIES.c.seq)
+                .limit(limit)
+            )
+            if self.is_postgresql:
+                query = query.with_for_update(skip_locked=True)
             expired = (await conn.execute(query)).all()
             for seq, previous_owner, previous_expiry in expired:
                 row = (
@@ -1109,6 +1128,49 @@ class SqlStore(ScheduledCommandStore):
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
+
+
+class _LockStalls:
+    """How long this store lately waited for SQLite's write lock, or held it, in loop (monotonic) seconds.
+
+    A wait that failed (the busy timeout) still counts until a later attempt gets the lock, so a stall longer than
+    the busy timeout is measured whole. Only stalls of a second or more are kept, each for one lease duration.
+    """
+
+    _MINIMUM = 1.0
+
+    def __init__(self) -> None:
+        self._waiting_since: float | None = None
+        self._acquired_at = 0.0
+        self._seen: list[tuple[float, float]] = []  # (when it ended, how long it was)
+
+    def waiting(self) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+
+    def acquired(self) -> None:
+        self._acquired_at = time.monotonic()
+        if self._waiting_since is not None:
+            self._note(self._acquired_at - self._waiting_since)
+            self._waiting_since = None
+
+    def released(self) -> None:
+        self._note(time.monotonic() - self._acquired_at)
+
+    def _note(self, seconds: float) -> None:
+        if seconds >= self._MINIMUM:
+            self._seen.append((time.monotonic(), seconds))
+
+    def longest(self, *, within: float) -> float:
+        """The longest stall that ended less than ``within`` seconds ago (the one going on included), or 0."""
+        now = time.monotonic()
+        self._seen = [(ended, length) for ended, length in self._seen if now - ended < within]
+        current = now - self._acquired_at  # the transaction asking holds the lock: counts as far as it went
+        return max([length for _, length in self._seen] + [current if current >= self._MINIMUM else 0.0])
+
+
+def _minus_seconds(moment: datetime, seconds: float) -> datetime:
+    return moment - timedelta(seconds=seconds) if seconds > 0 else moment
 
 
 def _same_database(a: URL, b: URL) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from scheduling_app import Record, RecordHandler, make_app
 from sqlalchemy import text
@@ -99,6 +99,11 @@ def _check(make_store: StoreMaker, values: st.SearchStrategy[Any], max_examples:
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
             )
             @given(column=st.sampled_from(COLUMNS), value=values)
+            @example(column="scheduled_for", value="-infinity")  # the cases first found by hand, always tried
+            @example(column="created_at", value="infinity")
+            @example(column="expires_at", value="20000-01-01 00:00:00+00")
+            @example(column="priority", value="WEIRD")
+            @example(column="scheduled_for", value="NaN")
             def check(column: str, value: Any) -> None:
                 runner.run(_write_and_drain(store, column, value))
 
