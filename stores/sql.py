@@ -1124,7 +1124,8 @@ class SqlStore(ScheduledCommandStore):
 
         async with self._write() as conn:
             row = await _admin_sql.dismiss(conn, entry_id, now=now)
-        return _readable([row], "dismissed")[0] if row is not None else None
+        entries = _readable([row], "dismissed") if row is not None else []
+        return entries[0] if entries else None
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
