@@ -12,6 +12,7 @@ import asyncio
 import math
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,22 @@ def test_generated_commands_are_refused_or_delivered_exactly_postgresql(module_p
 def test_soak_generated_commands_are_refused_or_delivered_exactly(module_postgres_url: str) -> None:
     for maker, examples in ((_memory, 5_000), (_sqlite, 1_000), (_postgresql(module_postgres_url), 1_000)):
         _check_every_command(maker, max_examples=examples)
+
+
+@pytest.mark.parametrize("name", ["nightly\x00", "nightly \udcff"])
+async def test_a_recurring_schedule_name_no_store_can_hold_is_refused(
+    any_store: ScheduledCommandStore, name: str
+) -> None:
+    app = make_app(store=any_store, handlers=HANDLERS)
+    with pytest.raises(ValueError, match="schedule name"):
+        await app.scheduler.schedule_recurring(name, Measure(amount=1.0), interval=timedelta(hours=1))
+    assert await any_store.list_schedules() == []
+
+
+async def test_recurring_options_and_commands_meet_the_same_limits(any_store: ScheduledCommandStore) -> None:
+    app = make_app(store=any_store, handlers=HANDLERS)
+    with pytest.raises(ValueError, match=r"cannot be stored.*field amount"):
+        await app.scheduler.schedule_recurring("nan", Measure(amount=math.nan), interval=timedelta(hours=1))
+    with pytest.raises(ValueError, match="priority"):
+        ScheduleOptions(priority=2**31)
+    assert await any_store.list_schedules() == []
