@@ -48,6 +48,12 @@ def read_entry(values: Mapping[str, Any], metadata: dict[str, str] | None) -> Sc
     seq = fields.pop("seq", None)
     fields.pop("metadata_json", None)
     fields["metadata"] = metadata
+    entry_id = fields.get("id")
+    if isinstance(entry_id, str) and not entry_id.isascii():
+        try:  # SQLite hands back bytes that are not UTF-8 as surrogate escapes: no write could name this id
+            entry_id.encode()
+        except UnicodeEncodeError:
+            raise UnreadableEntryError(seq, None, "id", entry_id, "not valid UTF-8") from None
     try:
         return ScheduledCommandEntry.model_validate(fields)
     except ValidationError as exc:

@@ -88,7 +88,10 @@ class UnreadableEntryError(StoreError):
         return f"column {self.column} holds {_short(self.value)} ({self.problem})"
 
     def __str__(self) -> str:
-        who = f"entry {self.entry_id}" if self.entry_id is not None else f"an entry with the id {_short(self.raw_id)}"
+        if self.entry_id is not None:
+            who = f"entry {self.entry_id}"
+        else:
+            who = "an entry" if self.raw_id is None else f"an entry with the id {_short(self.raw_id)}"
         return f"{who} (row {self.seq}) cannot be read: {self.description}"
 
 

@@ -284,6 +284,7 @@ UNREADABLE: list[tuple[str, str, str, str]] = [
     ("sqlite", "created_at", "X'00FF'", "b'\\x00\\xff'"),
     ("sqlite", "retry_count", "2.5", "2.5"),
     ("sqlite", "id", "X'FF'", "b'\\xff'"),
+    ("sqlite", "id", "CAST(X'FF41' AS TEXT)", "'\\udcffA'"),  # read as surrogate escapes: no write could name it
 ]
 
 
