@@ -64,11 +64,12 @@ class UtcDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: object, dialect: Dialect) -> Any:
+        """An aware datetime, None, or an ``UnreadableValue`` for a value that is no timestamp."""
         if value is None:
             return None
         if not isinstance(value, datetime):  # written behind the library's back: read per row, never fatal
-            return UnreadableValue(value)  # type: ignore[unreachable,unused-ignore]
+            return UnreadableValue(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
