@@ -6,6 +6,7 @@ Every function takes an opened ``ScheduledCommandStore`` and returns plain pydan
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
@@ -221,8 +222,11 @@ async def list_page(
 ) -> EntryPage:
     # One more than asked tells whether a next page exists without counting.
     unreadable: list[UnreadableRow] = []
+    reporting: dict[str, Callable[[UnreadableEntryError], None]] = {}
+    if "on_unreadable" in inspect.signature(store.list_entries).parameters:  # a store written before 0.3 has not
+        reporting["on_unreadable"] = lambda error: unreadable.append(UnreadableRow.of(error))
     entries = await store.list_entries(
-        on_unreadable=lambda error: unreadable.append(UnreadableRow.of(error)),
+        **reporting,
         status=status,
         command_type=command_type,
         correlation_id=correlation_id,
