@@ -179,6 +179,22 @@ _SQLITE_MAX_PRIORITY_BELOW = text(
     "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
     " WHERE status = 'PENDING' AND priority < :below"
 )
+# PENDING rows whose due time is no timestamp text: SQLite orders numbers before text and blobs after it, so they are
+# the two ends of the next-due index (two range scans, not a scan of every pending row).
+_SQLITE_UNREACHABLE_DUE = text(
+    "SELECT seq, id, scheduled_for FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING' AND scheduled_for < '0001-01-01'"
+    " UNION ALL"
+    " SELECT seq, id, scheduled_for FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING' AND scheduled_for > '9999-12-31 23:59:59.999999'"
+    " LIMIT :limit"
+)
+# The same on PostgreSQL: 'infinity' and the years past 9999 (Python's datetime ends there), one range scan.
+_PG_UNREACHABLE_DUE = text(
+    "SELECT seq, id, CAST(scheduled_for AS text) AS scheduled_for FROM scheduled_commands"
+    " WHERE status = 'PENDING' AND scheduled_for >= '10000-01-01 00:00:00+00'"
+    " LIMIT :limit"
+)
 _SQLITE_NEXT_DUE = text(
     "SELECT min(scheduled_for) FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
     " WHERE status = 'PENDING'"
@@ -833,13 +849,8 @@ class SqlStore(ScheduledCommandStore):
     async def _dead_letter_unclaimable(self, conn: AsyncConnection, now: datetime) -> None:
         """Dead-letter PENDING rows whose due time can never be reached by a claim (an infinity, the year 20000,
         a text that is no timestamp), so they do not wait unseen forever. Runs with recovery."""
-        rows = (
-            await conn.execute(
-                select(ENTRIES.c.seq, ENTRIES.c.id, ENTRIES.c.scheduled_for)
-                .where(ENTRIES.c.status == PENDING, self._unreadable_timestamp(ENTRIES.c.scheduled_for))
-                .limit(_PURGE_CHUNK)
-            )
-        ).all()
+        query = _PG_UNREACHABLE_DUE if self.is_postgresql else _SQLITE_UNREACHABLE_DUE
+        rows = (await conn.execute(query, {"limit": _PURGE_CHUNK})).all()
         problems = [
             UnreadableEntryError(row.seq, row.id, "scheduled_for", row.scheduled_for, "not a reachable due time")
             for row in rows
