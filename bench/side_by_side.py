@@ -86,6 +86,12 @@ class Results:
     def __init__(self) -> None:
         self.values: dict[str, list[float]] = defaultdict(list)
         self.cpu: dict[str, list[float]] = defaultdict(list)
+        self.failures: list[dict[str, Any]] = []
+
+    def failed(self, round_: int, error: str) -> None:
+        progress(f"round {round_}: FAILED {error}")
+        self.failures.append({"round": round_, "error": error[-2000:]})
+        emit({"bench": "side_by_side_failure", "round": round_, "error": error[-2000:]})
 
     def record(self, who: str, line: dict[str, Any]) -> None:
         emit(line)
@@ -118,6 +124,7 @@ class Results:
             "statistic": "median over rounds",
             "ratio": "ours / peer: above 1 is better for rates (per_s), below 1 is better for latencies (ms)",
             "rows": rows,
+            "failures": self.failures,
         }
 
     @staticmethod
@@ -321,7 +328,12 @@ async def run(args: argparse.Namespace, postgres: Postgres, tmp: Path) -> None:
         for round_ in range(1, args.rounds + 1):
             shift = (round_ - 1) * 2 % len(blocks)  # rotate by pairs, so each of ours stays next to its peer
             for block in blocks[shift:] + blocks[:shift]:
-                await block(round_)
+                try:
+                    await block(round_)
+                except (RuntimeError, TimeoutError, OSError, KeyError, psycopg.Error) as error:
+                    # One failed workload (a peer's script that exited, a worker that did not start) loses its
+                    # own line, not the run: the failure is reported and counted in the final line.
+                    results.failed(round_, repr(error))
     finally:
         peers.drop_created()
     emit(
