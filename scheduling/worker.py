@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from injector import Injector
+from injector import Binder, Injector
 
 from stores.base import ScheduledCommandStore
 
@@ -65,12 +65,23 @@ def load_app(spec: str) -> Injector:
         app = factory
     if not isinstance(app, Injector):
         raise AppLoadError(f"{spec} returned {type(app).__qualname__}, not an injector.Injector")
-    if not app.binder.has_binding_for(ScheduledCommandStore):
+    if not _binds(app, ScheduledCommandStore):
         raise AppLoadError(
             f"the injector {spec} returned has no SchedulingModule: add SchedulingModule() to its modules, "
             "e.g. Injector([MediatorModule(handlers), SchedulingModule()])"
         )
     return app
+
+
+def _binds(injector: Injector, interface: type) -> bool:
+    """Whether ``injector`` or one of its parents binds ``interface``: a child injector (``create_child_injector``)
+    gets what its parent's modules bind, such as the ``SchedulingModule`` of an application's root injector."""
+    binder: Binder | None = injector.binder
+    while binder is not None:
+        if binder.has_binding_for(interface):
+            return True
+        binder = binder.parent
+    return False
 
 
 def _one_line(exc: BaseException) -> str:

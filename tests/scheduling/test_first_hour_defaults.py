@@ -246,3 +246,25 @@ async def test_a_store_that_does_not_track_its_opener_is_never_closed_by_the_ser
     async with app.service:
         pass
     assert store.closed == 0
+
+
+def test_a_worker_factory_may_return_a_child_of_the_injector_holding_scheduling_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--app`` accepts a child injector (``create_child_injector``): it gets the parent's SchedulingModule. An
+    injector with no SchedulingModule anywhere up its chain is still refused, in one line."""
+    import sys
+    import types
+
+    from scheduling.worker import AppLoadError, load_app
+
+    root = Injector([MediatorModule(handlers=_record_handlers()), SchedulingModule(store=MemoryStore())])
+    factories = types.ModuleType("child_injector_app")
+    factories.child = root.create_child_injector  # type: ignore[attr-defined]
+    factories.bare_child = Injector([MediatorModule(handlers=[])]).create_child_injector  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "child_injector_app", factories)
+
+    child = load_app("child_injector_app:child")
+    assert child.get(ScheduledCommandService) is not None
+    with pytest.raises(AppLoadError, match="has no SchedulingModule"):
+        load_app("child_injector_app:bare_child")
