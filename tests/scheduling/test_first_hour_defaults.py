@@ -251,12 +251,13 @@ async def test_a_store_that_does_not_track_its_opener_is_never_closed_by_the_ser
 def test_a_worker_factory_may_return_a_child_of_the_injector_holding_scheduling_module(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``--app`` accepts a child injector (``create_child_injector``): it gets the parent's SchedulingModule. An
-    injector with no SchedulingModule anywhere up its chain is still refused, in one line."""
+    """``--app`` accepts a child injector (``create_child_injector``): it gets the parent's SchedulingModule, and
+    ``--store`` and the settings options rebind where that module bound them, so the service (built in the parent)
+    runs on them. An injector with no SchedulingModule anywhere up its chain is still refused, in one line."""
     import sys
     import types
 
-    from scheduling.worker import AppLoadError, load_app
+    from scheduling.worker import AppLoadError, apply_overrides, load_app
 
     root = Injector([MediatorModule(handlers=_record_handlers()), SchedulingModule(store=MemoryStore())])
     factories = types.ModuleType("child_injector_app")
@@ -265,6 +266,10 @@ def test_a_worker_factory_may_return_a_child_of_the_injector_holding_scheduling_
     monkeypatch.setitem(sys.modules, "child_injector_app", factories)
 
     child = load_app("child_injector_app:child")
-    assert child.get(ScheduledCommandService) is not None
+    override = MemoryStore()
+    settings = apply_overrides(child, store=override, concurrency=3)
+    service = child.get(ScheduledCommandService)  # built in the parent: it must see the overrides too
+    assert service._store is override, "--store rebound in the child only: the worker would run another store"
+    assert settings.max_concurrency == 3 and service._settings.max_concurrency == 3
     with pytest.raises(AppLoadError, match="has no SchedulingModule"):
         load_app("child_injector_app:bare_child")
