@@ -13,13 +13,14 @@ import math
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import Field
+from pydantic import ConfigDict, Field, PrivateAttr
 from reliability_support import empty
 from scheduling_app import make_app
 from sqlalchemy import text
@@ -56,6 +57,22 @@ class Anything(Command[None]):
     tree: Any
 
 
+class NanAsConstant(Command[None]):
+    """Writes NaN and infinities as the JSON constants, which pydantic's parser reads back."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+    amount: float
+
+
+class Ratio(Command[None]):
+    value: Annotated[Decimal, Field(allow_inf_nan=True)]
+
+
+class WithPrivateState(Command[None]):
+    amount: float
+    _seen: list[str] = PrivateAttr(default_factory=list)
+
+
 #: What the handlers received, in order (the test compares it with what was scheduled).
 RECEIVED: list[Command[Any]] = []
 
@@ -85,7 +102,31 @@ class AnythingHandler(CommandHandler[Anything, None]):
         RECEIVED.append(command)
 
 
-HANDLERS: list[type] = [MeasureHandler, AliasedHandler, AliasedOptionalHandler, TreeHandler, AnythingHandler]
+class NanAsConstantHandler(CommandHandler[NanAsConstant, None]):
+    async def handle(self, command: NanAsConstant) -> None:
+        RECEIVED.append(command)
+
+
+class RatioHandler(CommandHandler[Ratio, None]):
+    async def handle(self, command: Ratio) -> None:
+        RECEIVED.append(command)
+
+
+class WithPrivateStateHandler(CommandHandler[WithPrivateState, None]):
+    async def handle(self, command: WithPrivateState) -> None:
+        RECEIVED.append(command)
+
+
+HANDLERS: list[type] = [
+    MeasureHandler,
+    AliasedHandler,
+    AliasedOptionalHandler,
+    TreeHandler,
+    AnythingHandler,
+    NanAsConstantHandler,
+    RatioHandler,
+    WithPrivateStateHandler,
+]
 
 
 def nested_list(depth: int) -> Any:
@@ -136,6 +177,30 @@ async def test_commands_that_survive_storage_are_delivered_equal(any_store: Sche
         await app.scheduler.schedule(command)
     assert await app.service.run_until_idle() == len(commands)
     assert commands == RECEIVED
+
+
+async def test_a_nan_the_json_carries_back_is_not_refused() -> None:
+    """NaN is never == NaN, yet a model that writes it as a JSON constant, or a Decimal field that allows it, gets
+    NaN back: such a command is delivered, not refused as if it did not survive."""
+    RECEIVED.clear()
+    app = make_app(handlers=HANDLERS)
+    await app.scheduler.schedule(NanAsConstant(amount=math.nan))
+    await app.scheduler.schedule(Ratio(value=Decimal("NaN")))
+    assert await app.service.run_until_idle() == 2
+    first, second = RECEIVED
+    assert isinstance(first, NanAsConstant) and math.isnan(first.amount)
+    assert isinstance(second, Ratio) and second.value.is_nan()
+
+
+async def test_a_set_private_attribute_is_refused_by_name() -> None:
+    """Private attributes are not in the JSON: a command carrying private state is refused with the attribute's name
+    and value, not as a field "<root>" whose two sides print the same; one that leaves it at its default is fine."""
+    app = make_app(handlers=HANDLERS)
+    command = WithPrivateState(amount=1.0)
+    command._seen.append("x")
+    with pytest.raises(ValueError, match=r"private attribute _seen holds \['x'\].*default \(\[\]\)"):
+        await app.scheduler.schedule(command)
+    assert await app.scheduler.schedule(WithPrivateState(amount=2.0))
 
 
 INT32_MAX = 2**31 - 1
