@@ -8,9 +8,7 @@ scheduled, with the options that were given.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -18,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from pydantic import ConfigDict, Field, PrivateAttr
-from reliability_support import empty
+from reliability_support import memory_store, postgresql_store, property_settings, sqlite_store, store_for_examples
 from scheduling_app import make_app
 from sqlalchemy import text
 
@@ -279,8 +277,6 @@ OPTIONS = st.fixed_dictionaries(
     },
 )
 
-StoreMaker = Callable[[Path], Awaitable[ScheduledCommandStore]]
-
 
 async def _emptied(store: ScheduledCommandStore) -> ScheduledCommandStore:
     """The store without entries: a new MemoryStore, or the SQL store with its rows deleted."""
@@ -315,61 +311,37 @@ async def _schedule_and_run(store: ScheduledCommandStore, command: Anything, val
     assert (await app.scheduler.get_status(entry_id)).status is S.COMPLETED  # type: ignore[union-attr]
 
 
-def _check_every_command(make_store: StoreMaker, max_examples: int) -> None:
-    with tempfile.TemporaryDirectory() as directory, asyncio.Runner() as runner:
-        store = runner.run(make_store(Path(directory)))
-        try:
+def _check_every_command(make_store: Callable[[Path], Awaitable[ScheduledCommandStore]], max_examples: int) -> None:
+    with store_for_examples(make_store) as (runner, store):
 
-            @settings(
-                max_examples=max_examples,
-                deadline=None,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-            )
-            @given(command=COMMANDS, values=OPTIONS)
-            def check(command: Anything, values: dict[str, Any]) -> None:
-                runner.run(_schedule_and_run(runner.run(_emptied(store)), command, values))
+        @property_settings(max_examples, HealthCheck.data_too_large)
+        @given(command=COMMANDS, values=OPTIONS)
+        def check(command: Anything, values: dict[str, Any]) -> None:
+            runner.run(_schedule_and_run(runner.run(_emptied(store)), command, values))
 
-            check()
-        finally:
-            runner.run(store.close())
-
-
-async def _memory(_: Path) -> ScheduledCommandStore:
-    return MemoryStore()
-
-
-async def _sqlite(directory: Path) -> ScheduledCommandStore:
-    store = SqlStore(f"sqlite:///{directory / 'limits.db'}")
-    await store.open()
-    return store
-
-
-def _postgresql(url: str) -> StoreMaker:
-    async def make(_: Path) -> ScheduledCommandStore:
-        store = SqlStore(url)
-        await empty(store)
-        return store
-
-    return make
+        check()
 
 
 def test_generated_commands_are_refused_or_delivered_exactly_memory() -> None:
-    _check_every_command(_memory, max_examples=150)
+    _check_every_command(memory_store, max_examples=150)
 
 
 def test_generated_commands_are_refused_or_delivered_exactly_sqlite() -> None:
-    _check_every_command(_sqlite, max_examples=40)
+    _check_every_command(sqlite_store, max_examples=40)
 
 
 def test_generated_commands_are_refused_or_delivered_exactly_postgresql(module_postgres_url: str) -> None:
-    _check_every_command(_postgresql(module_postgres_url), max_examples=40)
+    _check_every_command(postgresql_store(module_postgres_url), max_examples=40)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_soak_generated_commands_are_refused_or_delivered_exactly(module_postgres_url: str) -> None:
-    for maker, examples in ((_memory, 5_000), (_sqlite, 1_000), (_postgresql(module_postgres_url), 1_000)):
+    for maker, examples in (
+        (memory_store, 5_000),
+        (sqlite_store, 1_000),
+        (postgresql_store(module_postgres_url), 1_000),
+    ):
         _check_every_command(maker, max_examples=examples)
 
 
