@@ -15,6 +15,7 @@ from typing import Any
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 __all__ = [
     "INT32_MAX",
@@ -89,9 +90,8 @@ def check_command_round_trip(command: BaseModel, payload: str, command_type: str
         error = exc.errors()[0]
         where = ".".join(map(str, error["loc"])) or _unparseable_field(command)
         raise ValueError(
-            f"{command_type} cannot be stored: field {where} does not decode back from its JSON ({error['msg']}); "
-            "JSON has no NaN or infinity (they become null), a field with an alias is written by name but read by "
-            "alias, and the parser reads fewer nesting levels than the serializer writes"
+            f"{command_type} cannot be stored: field {where} does not decode back from its JSON "
+            f"(pydantic {error['type']}: {error['msg']}){_usual_cause(error)}"
         ) from None
     if decoded == command or _same(decoded, command):
         return
@@ -117,6 +117,23 @@ def check_command_round_trip(command: BaseModel, payload: str, command_type: str
     raise ValueError(
         f"{command_type} cannot be stored: it would be decoded as {_short(decoded)} instead of {_short(command)}"
     )
+
+
+#: Pydantic errors of a number field that read the ``null`` a NaN or an infinity is written as.
+_NUMBER_ERRORS = frozenset({"float_type", "decimal_type", "finite_number"})
+
+
+def _usual_cause(error: ErrorDetails) -> str:
+    """Why a command pydantic wrote fails to decode, for the errors that pydantic's own defaults cause; nothing for
+    the others, whose pydantic error says it all (a computed field that ``extra="forbid"`` refuses, a validator,
+    ...)."""
+    if error["type"] == "json_invalid":
+        return "; the parser reads fewer nesting levels than the serializer writes"
+    if error["type"] in _NUMBER_ERRORS and error["input"] is None:
+        return "; JSON has no NaN or infinity: they are written as null"
+    if error["type"] == "missing":
+        return "; a field with an alias is written by name but read by its alias"
+    return ""
 
 
 def _same(decoded: Any, given: Any) -> bool:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, computed_field
 from reliability_support import memory_store, postgresql_store, property_settings, sqlite_store, store_for_examples
 from scheduling_app import make_app
 from sqlalchemy import text
@@ -71,6 +71,19 @@ class WithPrivateState(Command[None]):
     _seen: list[str] = PrivateAttr(default_factory=list)
 
 
+class WithTotal(Command[None]):
+    """Writes its computed field into the JSON, which ``extra="forbid"`` then refuses to read back."""
+
+    model_config = ConfigDict(extra="forbid")
+    price: int
+    quantity: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> int:
+        return self.price * self.quantity
+
+
 #: What the handlers received, in order (the test compares it with what was scheduled).
 RECEIVED: list[Command[Any]] = []
 
@@ -115,6 +128,11 @@ class WithPrivateStateHandler(CommandHandler[WithPrivateState, None]):
         RECEIVED.append(command)
 
 
+class WithTotalHandler(CommandHandler[WithTotal, None]):
+    async def handle(self, command: WithTotal) -> None:
+        RECEIVED.append(command)
+
+
 HANDLERS: list[type] = [
     MeasureHandler,
     AliasedHandler,
@@ -124,6 +142,7 @@ HANDLERS: list[type] = [
     NanAsConstantHandler,
     RatioHandler,
     WithPrivateStateHandler,
+    WithTotalHandler,
 ]
 
 
@@ -156,6 +175,36 @@ async def test_a_command_the_worker_could_not_decode_as_scheduled_is_refused(
     with pytest.raises(ValueError, match=f"field {field}"):
         await app.scheduler.schedule_many([Measure(amount=1.0), make()])
     assert sum((await any_store.count_by_status()).values()) == 0, "nothing is stored"
+
+
+NAN_HINT = "NaN or infinity"
+ALIAS_HINT = "alias"
+NESTING_HINT = "nesting levels"
+
+
+@pytest.mark.parametrize(
+    ("make", "named", "hint"),
+    [
+        (lambda: Measure(amount=math.nan), "pydantic float_type: Input should be a valid number", NAN_HINT),
+        (lambda: Aliased(v="x"), "pydantic missing: Field required", ALIAS_HINT),
+        (lambda: Tree(data=nested_list(220)), "pydantic json_invalid: Invalid JSON: recursion limit", NESTING_HINT),
+        (lambda: WithTotal(price=3, quantity=2), "pydantic extra_forbidden: Extra inputs are not permitted", None),
+    ],
+    ids=["NaN", "alias", "nesting", "computed field refused by extra=forbid"],
+)
+async def test_a_decoding_refusal_names_pydantic_error_and_only_the_cause_that_applies(
+    make: Callable[[], Command[Any]], named: str, hint: str | None
+) -> None:
+    """The refusal quotes pydantic's error; it explains a cause (NaN written as null, an alias, nesting) only when
+    that error is the one the cause produces, so a computed field refused by ``extra="forbid"`` is not blamed on
+    NaN, aliases or nesting."""
+    app = make_app(handlers=HANDLERS)
+    with pytest.raises(ValueError, match="cannot be stored") as refused:
+        await app.scheduler.schedule(make())
+    message = str(refused.value)
+    assert named in message
+    for cause in (NAN_HINT, ALIAS_HINT, NESTING_HINT):
+        assert (cause in message) == (cause == hint), (cause, message)
 
 
 async def test_commands_that_survive_storage_are_delivered_equal(any_store: ScheduledCommandStore) -> None:
