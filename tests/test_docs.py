@@ -128,11 +128,16 @@ def _leaks(stderr: str) -> bool:
 
 
 def _chain_cases() -> list[object]:
-    return [
-        pytest.param(path, chain, id=f"{document_id(path)}:{chain[0].line}")
-        for path in DOCUMENTS
-        for chain in chains(python_blocks(path))
-    ]
+    """One case per chain; a document whose markers are malformed has none (test_markers_are_well_formed says
+    why)."""
+    cases: list[object] = []
+    for path in DOCUMENTS:
+        try:
+            document_chains = chains(python_blocks(path))
+        except ValueError:
+            continue
+        cases += [pytest.param(path, chain, id=f"{document_id(path)}:{chain[0].line}") for chain in document_chains]
+    return cases
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=document_id)
@@ -149,7 +154,9 @@ def test_python_examples_run_as_scripts(path: Path, chain: list[Block], tmp_path
     save_modules(python_blocks(path), tmp_path)
     result = run_as_script(script(chain), tmp_path, timeout=110)
     where = f"{document_id(path)}:{chain[0].line}"
-    assert result.returncode == 0, f"the example at {where} failed:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"the example at {where} failed (example.py's lines are the document's):\n{result.stderr}"
+    )
     assert not _leaks(result.stderr), f"the example at {where} leaks resources:\n{result.stderr}"
 
 
