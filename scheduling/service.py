@@ -27,11 +27,11 @@ from stores.base import ScheduledCommandStore
 
 from ._attempt import Attempts
 from ._claim_loop import CLAIM_AHEAD, ClaimLoop
+from ._hooks import StartupHooks
 from ._leases import Leases
 from ._wakeup import Wakeup
 from .clock import Clock
 from .codec import CommandCodec
-from .hooks import StartupHooks
 from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .scheduler import CommandScheduler

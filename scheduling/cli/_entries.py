@@ -73,7 +73,8 @@ def list_entries(
 ) -> None:
     """List entries, newest first, with filters and paging."""
     from scheduling.admin import list_page
-    from scheduling.lookup import resolve_command_type
+
+    from ._lookup import resolve_command_type
 
     async def work(opened: ScheduledCommandStore) -> int:
         page = await list_page(
@@ -119,7 +120,8 @@ def show(
 ) -> None:
     """Every field of one entry, its payload pretty-printed, and its attempts with their errors."""
     from scheduling.admin import entry_detail
-    from scheduling.lookup import resolve_entry_id
+
+    from ._lookup import resolve_entry_id
 
     async def work(opened: ScheduledCommandStore) -> int:
         detail = await entry_detail(opened, await resolve_entry_id(opened, entry_id))
@@ -161,7 +163,8 @@ def cancel(
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
     CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
     from scheduling.admin import CANCELLABLE, cancel_entry
-    from scheduling.lookup import resolve_entry_id
+
+    from ._lookup import resolve_entry_id
 
     async def work(opened: ScheduledCommandStore) -> int:
         full_id = await resolve_entry_id(opened, entry_id)
@@ -199,7 +202,8 @@ def requeue(
         fail("--type goes with --all-failed", 2)
 
     from scheduling.admin import requeue_entry, requeue_failed
-    from scheduling.lookup import resolve_command_type, resolve_entry_id
+
+    from ._lookup import resolve_command_type, resolve_entry_id
 
     async def work(opened: ScheduledCommandStore) -> int:
         now = datetime.now(UTC)
