@@ -22,6 +22,9 @@ from ._common import (
     fail,
 )
 
+#: An entry named on the command line: its id, or the first characters of it.
+EntryIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The entry's id, or its first characters.")]
+
 
 def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Counts per status, the next due time, the oldest overdue entry and its lag, dead letters per type."""
@@ -113,11 +116,7 @@ def list_entries(
     _run_with_store(store, work)
 
 
-def show(
-    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id, or its first characters.")],
-    store: StoreOption = None,
-    as_json: JsonOption = False,
-) -> None:
+def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every field of one entry, its payload pretty-printed, and its attempts with their errors."""
     from scheduling.admin import entry_detail
 
@@ -155,11 +154,7 @@ def show(
     _run_with_store(store, work)
 
 
-def cancel(
-    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id, or its first characters.")],
-    store: StoreOption = None,
-    as_json: JsonOption = False,
-) -> None:
+def cancel(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
     CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
     from scheduling.admin import CANCELLABLE, cancel_entry

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sized
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from stores.base import ScheduledCommandStore
 
@@ -22,6 +24,12 @@ from ._common import (
 recurring_app = typer.Typer(
     no_args_is_help=True, help="Recurring schedules: list, pause, resume, remove.", **HELP_STYLE
 )
+
+if TYPE_CHECKING:
+    from scheduling.admin import ResumeResult
+
+#: What an action on one schedule returns (printed as JSON with --json).
+Result = TypeVar("Result", bound=BaseModel)
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
 
@@ -71,17 +79,9 @@ def recurring_pause(name: NameArgument, store: StoreOption = None, as_json: Json
     """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
     from scheduling.admin import pause_schedule
 
-    async def work(opened: ScheduledCommandStore) -> int:
-        paused = await pause_schedule(opened, name, datetime.now(UTC))
-        if paused is None:
-            return _unknown_schedule(name, opened)
-        if as_json:
-            _emit_json(paused.model_dump(mode="json"))
-        else:
-            typer.echo(f"paused {name} (cancelled {len(paused.cancelled)} pending occurrence(s))")
-        return 0
-
-    _run_with_store(store, work)
+    _act_on_schedule(
+        name, store, as_json, pause_schedule, lambda paused: f"paused {name} ({_cancelled(paused.cancelled)})"
+    )
 
 
 @recurring_app.command("resume")
@@ -89,18 +89,11 @@ def recurring_resume(name: NameArgument, store: StoreOption = None, as_json: Jso
     """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
     from scheduling.admin import resume_schedule
 
-    async def work(opened: ScheduledCommandStore) -> int:
-        resumed = await resume_schedule(opened, name, datetime.now(UTC))
-        if resumed is None:
-            return _unknown_schedule(name, opened)
+    def said(resumed: ResumeResult) -> str:
         next_at = resumed.next_run_at.isoformat() if resumed.next_run_at else None
-        if as_json:
-            _emit_json(resumed.model_dump(mode="json"))
-        else:
-            typer.echo(f"resumed {name}; next occurrence at {next_at}")
-        return 0
+        return f"resumed {name}; next occurrence at {next_at}"
 
-    _run_with_store(store, work)
+    _act_on_schedule(name, store, as_json, resume_schedule, said)
 
 
 @recurring_app.command("remove")
@@ -108,14 +101,33 @@ def recurring_remove(name: NameArgument, store: StoreOption = None, as_json: Jso
     """Delete a schedule and cancel its pending occurrence (finished occurrences stay, for the record)."""
     from scheduling.admin import remove_schedule
 
+    _act_on_schedule(
+        name, store, as_json, remove_schedule, lambda removed: f"removed {name} ({_cancelled(removed.cancelled)})"
+    )
+
+
+def _act_on_schedule(
+    name: str,
+    store: str | None,
+    as_json: bool,
+    action: Callable[[ScheduledCommandStore, str, datetime], Awaitable[Result | None]],
+    said: Callable[[Result], str],
+) -> None:
+    """Run ``action`` on the schedule ``name``; print its result as JSON or as ``said`` puts it. Exit code 1 (and
+    the schedules there are) if there is no such schedule."""
+
     async def work(opened: ScheduledCommandStore) -> int:
-        removed = await remove_schedule(opened, name, datetime.now(UTC))
-        if removed is None:
+        result = await action(opened, name, datetime.now(UTC))
+        if result is None:
             return _unknown_schedule(name, opened)
         if as_json:
-            _emit_json(removed.model_dump(mode="json"))
+            _emit_json(result.model_dump(mode="json"))
         else:
-            typer.echo(f"removed {name} (cancelled {len(removed.cancelled)} pending occurrence(s))")
+            typer.echo(said(result))
         return 0
 
     _run_with_store(store, work)
+
+
+def _cancelled(cancelled: Sized) -> str:
+    return f"cancelled {len(cancelled)} pending occurrence(s)"
