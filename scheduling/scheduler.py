@@ -23,6 +23,7 @@ from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
+from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
 
@@ -71,6 +72,8 @@ class CommandScheduler:
             HandlerNotFoundError: no handler is registered for the command's type.
             NotACommandError: ``command`` is not a ``Command``.
             PayloadTooLargeError: it serializes to more than ``max_payload_bytes``.
+            ValueError: its JSON would not decode to an equal command (NaN or infinity, a field with an alias,
+                nesting deeper than the parser reads, ...), naming the field; see docs/scheduling.md.
             SessionNotSupportedError: ``session`` was given but the store is not a ``SqlStore``.
             UnimportableCommandError: the command's class is defined in ``__main__`` and the store is durable (a
                 worker process could never import it); nothing was stored.
@@ -156,6 +159,7 @@ class CommandScheduler:
             size = len(payload.encode())
             if size > limit:
                 raise PayloadTooLargeError(command_type, size, limit)
+        check_storable_command(command, payload, command_type)
         return payload
 
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
@@ -361,3 +365,10 @@ async def publish_safely(mediator: Mediator, notification: Any) -> None:
                 "command_type": getattr(notification, "command_type", None),
             },
         )
+
+
+def check_storable_command(command: Command[Any], payload: str, command_type: str) -> None:
+    """Refuse, with a ``ValueError`` naming the field, a command the worker could not run as scheduled: a type name
+    longer than the store holds, or a payload that does not decode to an equal command."""
+    check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
+    check_command_round_trip(command, payload, command_type)

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SessionNotSupportedError
+from .errors import SessionNotSupportedError, UnreadableEntryError
 from .schedules import StoredSchedule
 
 __all__ = [
@@ -245,8 +245,13 @@ class ScheduledCommandStore(ABC):
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
     ) -> list[ScheduledCommandEntry]:
-        """Entries matching every filter given, in scheduling order (or its reverse), one page at a time."""
+        """Entries matching every filter given, in scheduling order (or its reverse), one page at a time.
+
+        A stored row that does not convert to an entry (written behind the library's back) is left out of the page
+        and passed to ``on_unreadable`` (by default, logged), so one corrupt row never hides the others.
+        """
 
     @abstractmethod
     async def next_due_at(self) -> datetime | None:

@@ -108,6 +108,8 @@ def list_entries(
             )
         console = _console()
         console.print(table)
+        for row in page.unreadable:  # shown as corrupt, one line each; the readable entries are listed above
+            console.print(f"corrupt row {row.seq} (id {row.id or '?'}): {row.message}", markup=False)
         more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
         noun = "entry" if len(page.entries) == 1 else "entries"
         console.print(f"{len(page.entries)} {noun} from offset {page.offset}{more}")

@@ -969,6 +969,17 @@ async def test_list_entries_filters(store: ScheduledCommandStore) -> None:
     assert await store.list_entries(status=CANCELLED) == [await store.get(c.id)]
 
 
+async def test_list_entries_accepts_an_unreadable_row_handler(store: ScheduledCommandStore) -> None:
+    """Every store takes ``on_unreadable``; rows that convert are listed and never handed to it (rows that do not,
+    possible only in a SQL store, are covered by tests/reliability/test_hostile_store_rows.py)."""
+    entries = [make_entry() for _ in range(3)]
+    await store.add(entries)
+    unreadable: list[object] = []
+    listed = await store.list_entries(on_unreadable=unreadable.append)
+    assert [e.id for e in listed] == [e.id for e in entries]
+    assert unreadable == []
+
+
 async def test_list_entries_pages_are_complete_and_disjoint(store: ScheduledCommandStore) -> None:
     """Pages of ``limit``/``offset`` over 25 entries cover them all once, in scheduling order."""
     entries = [make_entry(priority=i % 4, scheduled_for=at(25 - i)) for i in range(25)]
