@@ -9,8 +9,8 @@ from injector import Binder, Module, singleton
 from stores.base import ScheduledCommandStore
 from stores.default import default_store
 
+from ._hooks import StartupHook, StartupHooks
 from .clock import Clock, SystemClock
-from .hooks import StartupHook, StartupHooks
 from .observer import SchedulingObserver, SchedulingObservers
 from .options import SchedulerSettings
 from .scheduler import CommandScheduler

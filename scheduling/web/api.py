@@ -1,6 +1,6 @@
 """The admin JSON API under ``/api``: the CLI's operator commands over HTTP, with the CLI's ``--json`` shapes.
 
-Every route answers from ``scheduling.operations``, as the CLI does, so a body here equals the CLI's ``--json``
+Every route answers from ``scheduling.admin``, as the CLI does, so a body here equals the CLI's ``--json``
 output for the same question. Reads are in ``read_router``; mutations (all POST) in ``write_router``, which
 ``create_dashboard_app`` leaves out of the OpenAPI document in read-only mode (where they answer 403).
 
@@ -27,8 +27,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from scheduling import operations
-from scheduling.operations import (
+from scheduling import admin
+from scheduling.admin import (
     CancelResult,
     EntryDetail,
     EntryPage,
@@ -89,7 +89,7 @@ write_router = APIRouter(prefix="/api", tags=["change"], responses=_errors(401, 
 @read_router.get("/overview")
 async def get_overview(ctx: Context) -> StoreOverview:
     """Counts per status, next due, oldest overdue and its lag, dead letters per type, throughput per minute."""
-    return await operations.overview(ctx.store, ctx.now())
+    return await admin.overview(ctx.store, ctx.now())
 
 
 @read_router.get("/entries", responses=_errors(422))
@@ -104,7 +104,7 @@ async def get_entries(
     ] = 0,
 ) -> EntryPage:
     """Entries, newest first, with filters and paging."""
-    return await operations.list_page(
+    return await admin.list_page(
         ctx.store, status=status, command_type=command_type, correlation_id=correlation_id, limit=limit, offset=offset
     )
 
@@ -113,7 +113,7 @@ async def get_entries(
 async def get_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> EntryDetail:
     """One entry with its attempts (their errors included)."""
     try:
-        detail = await operations.entry_detail(ctx.store, entry_id)
+        detail = await admin.entry_detail(ctx.store, entry_id)
     except UnreadableEntryError as exc:  # a corrupt row: said in one line, which column and what value
         raise HTTPException(status_code=422, detail=str(exc)) from None
     if detail is None:
@@ -124,7 +124,7 @@ async def get_entry(ctx: Context, entry_id: Annotated[str, Path(description="The
 @read_router.get("/recurring")
 async def get_recurring(ctx: Context) -> RecurringList:
     """Every recurring schedule: its timing, state and next occurrence."""
-    return await operations.recurring_list(ctx.store)
+    return await admin.recurring_list(ctx.store)
 
 
 async def _refuse(
@@ -134,7 +134,7 @@ async def _refuse(
     needed: ScheduledCommandStatus | Sequence[ScheduledCommandStatus],
 ) -> HTTPException:
     """404 for an unknown entry, 409 for one in another status than ``needed``, with the CLI's explanation."""
-    refusal = await operations.explain_refusal(ctx.store, action, entry_id, needed)
+    refusal = await admin.explain_refusal(ctx.store, action, entry_id, needed)
     return HTTPException(status_code=404 if refusal.status is None else 409, detail=refusal.message)
 
 
@@ -142,16 +142,16 @@ async def _refuse(
 async def cancel_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> CancelResult:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED): it becomes CANCELLED, keeping its error and
     attempts. 409 for an entry in another status."""
-    result = await operations.cancel_entry(ctx.store, entry_id, ctx.now())
+    result = await admin.cancel_entry(ctx.store, entry_id, ctx.now())
     if not result.cancelled:
-        raise await _refuse(ctx, "cancel", entry_id, operations.CANCELLABLE)
+        raise await _refuse(ctx, "cancel", entry_id, admin.CANCELLABLE)
     return result
 
 
 @write_router.post("/entries/{entry_id}/requeue", responses=_errors(404, 409))
 async def requeue_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> RequeueResult:
     """Run a dead letter again: FAILED -> PENDING, due now, retry count 0."""
-    result = await operations.requeue_entry(ctx.store, entry_id, ctx.now())
+    result = await admin.requeue_entry(ctx.store, entry_id, ctx.now())
     if not result.requeued:
         raise await _refuse(ctx, "requeue", entry_id, ScheduledCommandStatus.FAILED)
     return result
@@ -163,14 +163,14 @@ async def requeue_dead_letters(
 ) -> RequeueResult:
     """Requeue every FAILED entry, or those of one command type; the ids requeued (maybe none)."""
     command_type = request.command_type if request is not None else None
-    return await operations.requeue_failed(ctx.store, ctx.now(), command_type)
+    return await admin.requeue_failed(ctx.store, ctx.now(), command_type)
 
 
 @write_router.post("/purge", responses=_errors(422))
 async def purge(ctx: Context, request: PurgeRequest) -> PurgeResult:
     """Delete finished entries (and their attempts) older than ``older_than``; never PENDING or PROCESSING."""
     try:
-        age = operations.parse_duration(request.older_than)
+        age = admin.parse_duration(request.older_than)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     statuses = list(request.statuses) if request.statuses else sorted(TERMINAL_STATUSES)
@@ -183,7 +183,7 @@ async def purge(ctx: Context, request: PurgeRequest) -> PurgeResult:
         cutoff = ctx.now() - age
     except OverflowError:
         raise HTTPException(status_code=422, detail=f"older_than {request.older_than!r} is too long") from None
-    return await operations.purge(ctx.store, older_than=cutoff, statuses=statuses, dry_run=request.dry_run)
+    return await admin.purge(ctx.store, older_than=cutoff, statuses=statuses, dry_run=request.dry_run)
 
 
 def _unknown_schedule(ctx: DashboardContext, name: str) -> HTTPException:
@@ -194,7 +194,7 @@ def _unknown_schedule(ctx: DashboardContext, name: str) -> HTTPException:
 @write_router.post("/recurring/{name:path}/pause", responses=_errors(404))
 async def pause_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> PauseResult:
     """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
-    result = await operations.pause_schedule(ctx.store, name, ctx.now())
+    result = await admin.pause_schedule(ctx.store, name, ctx.now())
     if result is None:
         raise _unknown_schedule(ctx, name)
     return result
@@ -203,7 +203,7 @@ async def pause_schedule(ctx: Context, name: Annotated[str, Path(description="Th
 @write_router.post("/recurring/{name:path}/resume", responses=_errors(404))
 async def resume_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> ResumeResult:
     """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
-    result = await operations.resume_schedule(ctx.store, name, ctx.now())
+    result = await admin.resume_schedule(ctx.store, name, ctx.now())
     if result is None:
         raise _unknown_schedule(ctx, name)
     return result

@@ -5,7 +5,7 @@ answers only that region, rendered by the same partial template as the full page
 it every ``settings.refresh_seconds`` and swaps it in, so the page updates without a reload. Buttons POST to the JSON
 API (``api.py``); they are not rendered at all when the dashboard is read-only.
 
-The pages run no store queries of their own: every number comes from ``scheduling.operations``, the same functions
+The pages run no store queries of their own: every number comes from ``scheduling.admin``, the same functions
 that answer the CLI and the JSON API. Every URL a page contains starts with the path the app is mounted at
 (``request.scope["root_path"]``), so the pages work under ``user_app.mount("/scheduling", dashboard)``.
 """
@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from scheduling import operations
+from scheduling import admin
 from stores.entries import ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 
@@ -162,7 +162,7 @@ def throughput_chart(
     return Chart(bars=bars, width=width, height=height)
 
 
-def _throughput_counts(overview: operations.StoreOverview) -> dict[datetime, int]:
+def _throughput_counts(overview: admin.StoreOverview) -> dict[datetime, int]:
     """Entries finished per minute (every terminal status together) from the overview's throughput buckets."""
     return {bucket.start: sum(bucket.counts.values()) for bucket in overview.throughput.buckets}
 
@@ -270,7 +270,7 @@ Limit = Annotated[int | None, Query(ge=1, le=500)]
 async def overview_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
     """Counts per status, throughput over the last hour, next due, oldest overdue lag, dead letters per type."""
     now = ctx.now()
-    data = await operations.overview(ctx.store, now)
+    data = await admin.overview(ctx.store, now)
     chart = throughput_chart(_throughput_counts(data), now)
     return _render(
         request,
@@ -307,7 +307,7 @@ async def entries_page(
         "correlation_id": wanted_correlation,
         "limit": size,
     }
-    page = await operations.list_page(
+    page = await admin.list_page(
         ctx.store,
         status=wanted,
         command_type=wanted_type,
@@ -343,7 +343,7 @@ async def entries_page(
     )
 
 
-def _pager(request: Request, page: operations.EntryPage, size: int) -> dict[str, str | None]:
+def _pager(request: Request, page: admin.EntryPage, size: int) -> dict[str, str | None]:
     previous = None if page.offset == 0 else _url_with(request, offset=max(0, page.offset - size), fragment=None)
     following = None if page.next_offset is None else _url_with(request, offset=page.next_offset, fragment=None)
     return {"previous_url": previous, "next_url": following}
@@ -353,7 +353,7 @@ def _pager(request: Request, page: operations.EntryPage, size: int) -> dict[str,
 async def entry_page(request: Request, ctx: Context, entry_id: str, fragment: Fragment = None) -> Response:
     """One entry: payload, result, error, attempts, timestamps; 404 when there is no such entry."""
     try:
-        detail = await operations.entry_detail(ctx.store, entry_id)
+        detail = await admin.entry_detail(ctx.store, entry_id)
     except UnreadableEntryError as exc:  # a corrupt row: said in one line, which column and what value
         return _message(request, ctx, title="Corrupt entry", message=str(exc), status_code=422)
     if detail is None:
@@ -373,8 +373,8 @@ async def dead_letters_page(
 ) -> Response:
     """Failed entries, with Requeue per entry and "requeue all failed of this type" per command type."""
     size = limit if limit is not None else ctx.settings.page_size
-    summary = await operations.overview(ctx.store, ctx.now())
-    page = await operations.list_page(ctx.store, status=ScheduledCommandStatus.FAILED, limit=size, offset=offset)
+    summary = await admin.overview(ctx.store, ctx.now())
+    page = await admin.list_page(ctx.store, status=ScheduledCommandStatus.FAILED, limit=size, offset=offset)
     by_type = [{"command_type": name, "count": count} for name, count in summary.dead_letters_by_type.items()]
     return _render(
         request,
@@ -395,7 +395,7 @@ async def dead_letters_page(
 @router.get("/recurring", response_class=HTMLResponse, name="recurring")
 async def recurring_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
     """Recurring schedules: timing, time zone, state, next and last run, with Pause and Resume."""
-    schedules = await operations.recurring_list(ctx.store)
+    schedules = await admin.recurring_list(ctx.store)
     return _render(
         request,
         ctx,

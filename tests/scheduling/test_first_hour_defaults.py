@@ -258,7 +258,7 @@ def test_a_worker_factory_may_return_a_child_of_the_injector_holding_scheduling_
     import sys
     import types
 
-    from scheduling.worker import AppLoadError, apply_overrides, load_app
+    from scheduling._worker import AppLoadError, apply_overrides, load_app
 
     root = Injector([MediatorModule(handlers=_record_handlers()), SchedulingModule(store=MemoryStore())])
     factories = types.ModuleType("child_injector_app")

@@ -1,4 +1,4 @@
-"""``operations.parse_duration``: the ``--older-than`` / ``older_than`` durations of purge, as a table."""
+"""``admin.parse_duration``: the ``--older-than`` / ``older_than`` durations of purge, as a table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduling.operations import MAX_DURATION, parse_duration
+from scheduling.admin import MAX_DURATION, parse_duration
 
 
 @pytest.mark.parametrize(

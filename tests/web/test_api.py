@@ -1,6 +1,6 @@
 """The admin JSON API: every route, its filters and paging, its errors, and bodies equal to the CLI's ``--json``.
 
-Each route answers from ``scheduling.operations``, as the CLI does; the tests compare bodies with those functions'
+Each route answers from ``scheduling.admin``, as the CLI does; the tests compare bodies with those functions'
 ``model_dump(mode="json")`` (what ``--json`` prints) on the same store, at the same (manual) time.
 """
 
@@ -16,7 +16,7 @@ from dashboard_support import TOKEN, http_client, populate
 from fastapi import FastAPI
 from scheduling_app import App
 
-from scheduling import ManualClock, ScheduleOptions, operations
+from scheduling import ManualClock, ScheduleOptions, admin
 from scheduling.entries import ScheduledCommandStatus
 from stores import ScheduledCommandStore, SqlStore
 from stores.schedules import StoredSchedule
@@ -37,7 +37,7 @@ async def test_overview_is_the_status_json(
     response = await client.get("/api/overview")
     assert response.status_code == 200
     body = response.json()
-    assert body == json_of(await operations.overview(store, clock.now()))
+    assert body == json_of(await admin.overview(store, clock.now()))
     assert body["counts"] == {
         "PENDING": 2,  # "later" and the first occurrence of "report"
         "PROCESSING": 0,
@@ -73,7 +73,7 @@ async def test_list_entries_filters_and_pages(
     """GET /api/entries: status, command_type and correlation_id filters; limit/offset paging, newest first."""
     failed = (await client.get("/api/entries", params={"status": "FAILED"})).json()
     assert [e["id"] for e in failed["entries"]] == [populated["dead2"], populated["dead"]]
-    assert failed == json_of(await operations.list_page(store, status=ScheduledCommandStatus.FAILED))
+    assert failed == json_of(await admin.list_page(store, status=ScheduledCommandStatus.FAILED))
 
     by_type = (await client.get("/api/entries", params={"command_type": FAIL})).json()
     assert {e["id"] for e in by_type["entries"]} == {populated["dead"], populated["dead2"]}
@@ -121,7 +121,7 @@ async def test_show_entry_with_attempts_or_404(
     response = await client.get(f"/api/entries/{populated['dead']}")
     assert response.status_code == 200
     body = response.json()
-    detail = await operations.entry_detail(store, populated["dead"])
+    detail = await admin.entry_detail(store, populated["dead"])
     assert body == json_of(detail)
     assert body["entry"]["status"] == "FAILED" and "failure 1 of x" in body["entry"]["error_message"]
     assert [a["outcome"] for a in body["attempts"]] == ["failed"]
@@ -162,7 +162,7 @@ async def test_cancel_dismisses_a_dead_letter(
     response = await client.post(f"/api/entries/{entry_id}/cancel")
     assert response.status_code == 200
     assert response.json() == {"id": entry_id, "cancelled": True}
-    assert response.json() == json_of(operations.CancelResult(id=entry_id, cancelled=True))
+    assert response.json() == json_of(admin.CancelResult(id=entry_id, cancelled=True))
 
     after = (await client.get(f"/api/entries/{entry_id}")).json()
     expected = before.json()
@@ -278,7 +278,7 @@ async def test_recurring_list_pause_resume(
 ) -> None:
     """GET /api/recurring (``recurring list --json``); POST pause and resume, with their CLI shapes; 404 unknown."""
     listed = (await client.get("/api/recurring")).json()
-    assert listed == json_of(await operations.recurring_list(store))
+    assert listed == json_of(await admin.recurring_list(store))
     [report] = listed["schedules"]
     assert (report["name"], report["interval"], report["paused"]) == ("report", 3600.0, False)
     pending = await store.list_entries(status=ScheduledCommandStatus.PENDING, command_type=RECORD)
@@ -352,7 +352,7 @@ async def test_a_schedule_that_does_not_load_is_listed_with_its_error(
     response = await client.get("/api/recurring")
     assert response.status_code == 200
     listed = response.json()
-    assert listed == json_of(await operations.recurring_list(store))
+    assert listed == json_of(await admin.recurring_list(store))
     by_name = {s["name"]: s for s in listed["schedules"]}
     assert set(by_name) == {"broken-options", "broken-zone", "report"}
     assert "Mars/Olympus_Mons" in by_name["broken-zone"]["error"] and by_name["broken-zone"]["timezone"] == (
@@ -410,7 +410,7 @@ async def test_api_on_postgresql(postgresql_store: SqlStore, clock: ManualClock)
     async with http_client(dashboard, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         overview = (await client.get("/api/overview")).json()
         assert overview["throughput"]["totals"] == {"CANCELLED": 1, "COMPLETED": 1, "EXPIRED": 0, "FAILED": 2}
-        assert overview == json_of(await operations.overview(postgresql_store, clock.now()))
+        assert overview == json_of(await admin.overview(postgresql_store, clock.now()))
         failed = (await client.get("/api/entries", params={"status": "FAILED"})).json()
         assert {e["id"] for e in failed["entries"]} == {ids["dead"], ids["dead2"]}
         assert (await client.post(f"/api/entries/{ids['dead']}/requeue")).json() == {"requeued": [ids["dead"]]}

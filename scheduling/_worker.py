@@ -33,7 +33,7 @@ from .service import ScheduledCommandService
 
 __all__ = ["AppLoadError", "JsonFormatter", "configure_logging", "install_metrics", "load_app", "run_worker"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduling.worker")  # the name operators configure
 
 
 class AppLoadError(Exception):

@@ -1,0 +1,190 @@
+"""What a worker holds: the task and lease of every claimed entry, the heartbeat that renews the leases, recovery
+of entries whose worker died, and cancelling and draining at shutdown.
+
+A cancel made here (stopping, a lost lease) is the service's, not the handler's: the attempt gives its entry back
+(:meth:`Leases.release`) instead of recording a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from stores.base import ScheduledCommandStore
+
+from ._store_calls import entry_extra, log_failure, run_guarded
+from ._wakeup import Wakeup
+from .clock import Clock
+from .entries import ScheduledCommandEntry
+from .options import SchedulerSettings
+
+__all__ = ["Leases", "WorkerLostError"]
+
+logger = logging.getLogger("scheduling.service")
+
+#: Records a lost attempt of an entry taken over from a dead worker.
+RecordLost = Callable[[ScheduledCommandEntry, "WorkerLostError"], Awaitable[None]]
+
+
+class WorkerLostError(Exception):
+    """The worker running an attempt stopped renewing its lease (it crashed, hung or lost the store)."""
+
+    def __init__(self, worker_id: str | None, lease_expires_at: datetime | None) -> None:
+        self.worker_id = worker_id
+        self.lease_expires_at = lease_expires_at
+        super().__init__(worker_id, lease_expires_at)
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id or 'unknown'} stopped renewing its lease; the attempt is lost"
+
+
+class Leases:
+    """The entries this worker has claimed: one task and one lease token each, until the task ends."""
+
+    def __init__(
+        self,
+        store: ScheduledCommandStore,
+        settings: SchedulerSettings,
+        clock: Clock,
+        wakeup: Wakeup,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._wakeup = wakeup
+        self._worker_id = settings.worker_id
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._tokens: dict[str, str] = {}
+        self.cancelled_here: set[str] = set()  # attempts this service cancelled (released, not failed)
+        self.not_started: set[str] = set()  # claimed ahead, waiting for their due time
+        self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
+
+    @property
+    def free(self) -> int:
+        """Slots free for claiming."""
+        return self._settings.max_concurrency - len(self.running)
+
+    # -- tasks ------------------------------------------------------------------------------------------------
+
+    def spawn(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
+        """Run ``work`` for ``entry`` in a task of its own, holding its slot and lease until it ends."""
+        assert entry.lease_token is not None
+        task = asyncio.ensure_future(self._guard(entry, work))
+        self.running[entry.id] = task
+        self._tokens[entry.id] = entry.lease_token
+        task.add_done_callback(lambda _: self._finished(entry.id))
+
+    async def _guard(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
+        """Log what escapes one command's task (a store that stayed away longer than a lease), with its id."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure; the service keeps going
+            log_failure(
+                exc,
+                "could not record the outcome of %s %s; its lease will expire and it will run again",
+                entry.command_type,
+                entry.id,
+                extra=entry_extra("record_failed", entry),
+                level=logging.ERROR,
+            )
+
+    def _finished(self, entry_id: str) -> None:
+        self.running.pop(entry_id, None)
+        self._tokens.pop(entry_id, None)
+        self.cancelled_here.discard(entry_id)
+        self.not_started.discard(entry_id)
+        # Only a loop waiting for free slots needs waking; otherwise it sleeps until the next due time.
+        if self._wakeup.waiting_for_capacity and (self.free >= self._refill_at or not self.running):
+            self._wakeup.set()
+
+    def cancel(self, entry_id: str) -> None:
+        """Cancel a running attempt on the service's behalf (stop, lost lease): it is released, not failed."""
+        task = self.running.get(entry_id)
+        if task is not None and not task.done():
+            self.cancelled_here.add(entry_id)
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        for entry_id in tuple(self.running):
+            self.cancel(entry_id)
+
+    async def release(self, entry: ScheduledCommandEntry) -> None:
+        """Give an entry back to PENDING without counting an attempt."""
+        assert entry.lease_token is not None
+        try:
+            released = await self._store.release(entry.id, entry.lease_token)
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure; the service keeps going
+            extra = entry_extra("release", entry)
+            log_failure(exc, "could not release %s; its lease will expire", entry.id, extra=extra)
+            return
+        if released:
+            logger.info("released %s %s unfinished", entry.command_type, entry.id, extra=entry_extra("release", entry))
+
+    # -- heartbeat and recovery -------------------------------------------------------------------------------
+
+    async def heartbeat_loop(self) -> None:
+        interval = self._settings.heartbeat_interval
+        while True:
+            await self._clock.sleep_until(self._clock.now() + interval)
+            await run_guarded(self.renew_leases)
+
+    async def renew_leases(self) -> None:
+        leases = list(self._tokens.items())
+        if not leases:
+            return
+        renewed = await self._store.renew_leases(leases, until=self._clock.now() + self._settings.lease_duration)
+        for entry_id, _ in leases:
+            task = self.running.get(entry_id)
+            if entry_id not in renewed and task is not None and not task.done():
+                logger.warning(
+                    "lease on %s was lost; cancelling its attempt here (another worker may run it)",
+                    entry_id,
+                    extra={"action": "lease_lost", "command_id": entry_id, "worker_id": self._worker_id},
+                )
+                self.cancel(entry_id)
+
+    async def recover(self, record_lost: RecordLost) -> int:
+        """Take over entries whose worker died; each counts a lost (failed) attempt, recorded by ``record_lost``."""
+        reclaimed = await self._store.reclaim_expired_leases(
+            now=self._clock.now(),
+            limit=self._settings.batch_size,
+            worker_id=self._worker_id,
+            lease_duration=self._settings.lease_duration,
+        )
+        for entry, previous_owner, previous_expiry in reclaimed:
+            logger.warning(
+                "%s %s was abandoned by worker %s (lease expired); recording a lost attempt",
+                entry.command_type,
+                entry.id,
+                previous_owner,
+                extra=entry_extra("recover", entry),
+            )
+            self.spawn(entry, record_lost(entry, WorkerLostError(previous_owner, previous_expiry)))
+        return len(reclaimed)
+
+    # -- shutdown ---------------------------------------------------------------------------------------------
+
+    async def drain(self, *, graceful: bool) -> None:
+        """Let running attempts finish for up to ``shutdown_grace`` (none unless ``graceful``), then cancel the
+        rest; entries claimed ahead and not started are given back at once."""
+        tasks = tuple(self.running.values())
+        if not tasks:
+            return
+        # Let tasks spawned by the last claim reach their first await: a task cancelled before it starts never runs,
+        # so it could not release its entry.
+        await asyncio.sleep(0)
+        for entry_id in tuple(self.not_started):
+            self.cancel(entry_id)
+        grace = self._settings.shutdown_grace.total_seconds() if graceful else 0
+        pending: set[asyncio.Task[None]] = set(tasks)
+        if grace > 0:
+            logger.info("waiting up to %gs for %d running command(s)", grace, len(tasks), extra={"action": "drain"})
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+        for entry_id, task in tuple(self.running.items()):
+            if task in pending:
+                self.cancel(entry_id)
+        await asyncio.gather(*tasks, return_exceptions=True)

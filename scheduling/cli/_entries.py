@@ -1,0 +1,281 @@
+"""The operator commands on entries: status, list, show, cancel, requeue, purge."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from stores.base import ScheduledCommandStore
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
+
+from ._common import (
+    JsonOption,
+    StoreOption,
+    _console,
+    _emit_json,
+    _explain_refusal,
+    _run_with_store,
+    _when,
+    fail,
+)
+
+#: An entry named on the command line: its id, or the first characters of it.
+EntryIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The entry's id, or its first characters.")]
+
+
+def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Counts per status, the next due time, the oldest overdue entry and its lag, dead letters per type."""
+    from scheduling.admin import overview
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        report = await overview(opened, datetime.now(UTC))
+        if as_json:
+            _emit_json(report.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        console = _console()
+        console.print(f"Store: {report.store}")
+        counts = Table(title=None, show_header=True)
+        for name in report.counts:
+            counts.add_column(name, justify="right")
+        counts.add_row(*(str(n) for n in report.counts.values()))
+        console.print(counts)
+        console.print(f"Next due:       {_when(report.next_due_at, report.now)}")
+        if report.oldest_overdue_at is not None and report.oldest_overdue_lag_seconds is not None:
+            console.print(f"Oldest overdue: {_when(report.oldest_overdue_at, report.now)}")
+        finished = ", ".join(f"{n} {status}" for status, n in report.throughput.totals.items() if n) or "none"
+        console.print(f"Finished in the last hour: {finished}")
+        if report.dead_letters_by_type:
+            letters = Table("command type", "dead letters (FAILED)", title="Dead letters")
+            for command_type, count in report.dead_letters_by_type.items():
+                letters.add_row(command_type, str(count))
+            console.print(letters)
+        return 0
+
+    _run_with_store(store, work)
+
+
+def list_entries(
+    store: StoreOption = None,
+    status_filter: Annotated[
+        ScheduledCommandStatus | None,
+        typer.Option("--status", case_sensitive=False, help="Only entries in this status (any case)."),
+    ] = None,
+    command_type: Annotated[
+        str | None,
+        typer.Option("--type", help="Only this command type: module.Name, or the class name alone when unambiguous."),
+    ] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="Only entries of this correlation id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Entries per page.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page's offset is printed).")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """List entries, newest first, with filters and paging."""
+    from scheduling.admin import list_page
+
+    from ._lookup import resolve_command_type
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        page = await list_page(
+            opened,
+            status=status_filter,
+            command_type=await resolve_command_type(opened, command_type) if command_type is not None else None,
+            correlation_id=correlation_id,
+            limit=limit,
+            offset=offset,
+        )
+        if as_json:
+            _emit_json(page.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        now = datetime.now(UTC)
+        table = Table("id", "type", "status", "priority", "due", "failed", "last error")
+        for entry in page.entries:
+            table.add_row(
+                entry.id,
+                entry.command_type.rsplit(".", 1)[-1],
+                entry.status.value,
+                str(entry.priority),
+                _when(entry.scheduled_for, now),
+                # Failed attempts of those allowed: a dead letter with max_retries 2 reads 3/3, not "retries 3/2".
+                f"{entry.retry_count}/{entry.max_retries + 1}",
+                (entry.error_message or "")[:60],
+            )
+        console = _console()
+        console.print(table)
+        for row in page.unreadable:  # shown as corrupt, one line each; the readable entries are listed above
+            console.print(f"corrupt row {row.seq} (id {row.id or '?'}): {row.message}", markup=False)
+        more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
+        noun = "entry" if len(page.entries) == 1 else "entries"
+        console.print(f"{len(page.entries)} {noun} from offset {page.offset}{more}")
+        return 0
+
+    _run_with_store(store, work)
+
+
+def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Every field of one entry, its payload pretty-printed, and its attempts with their errors."""
+    from scheduling.admin import entry_detail
+
+    from ._lookup import resolve_entry_id
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        detail = await entry_detail(opened, await resolve_entry_id(opened, entry_id))
+        if detail is None:
+            typer.echo(f"error: no entry with id {entry_id!r} in {opened.description}", err=True)
+            return 1
+        if as_json:
+            _emit_json(detail.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        console = _console()
+        fields = Table("field", "value", show_header=False)
+        for name, value in detail.entry.model_dump(exclude={"payload"}).items():
+            fields.add_row(name, "-" if value is None else str(getattr(value, "value", value)))
+        console.print(fields)
+        console.print("payload:")
+        try:
+            console.print(json.dumps(json.loads(detail.entry.payload), indent=2, ensure_ascii=False))
+        except ValueError:
+            console.print(detail.entry.payload)
+        for attempt in detail.attempts:
+            console.print(
+                f"attempt {attempt.attempt}: {attempt.outcome} on {attempt.worker_id}, "
+                f"{attempt.started_at.isoformat()} -> {attempt.finished_at.isoformat()}"
+            )
+            if attempt.error:
+                console.print(attempt.error.rstrip())
+        return 0
+
+    _run_with_store(store, work)
+
+
+def cancel(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
+    CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
+    from scheduling.admin import CANCELLABLE, cancel_entry
+
+    from ._lookup import resolve_entry_id
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        full_id = await resolve_entry_id(opened, entry_id)
+        result = await cancel_entry(opened, full_id, datetime.now(UTC))
+        if as_json:
+            _emit_json(result.model_dump(mode="json"))
+        elif result.cancelled:
+            typer.echo(f"cancelled {full_id}")
+        if not result.cancelled:
+            await _explain_refusal(opened, "cancel", full_id, CANCELLABLE)
+            return 1
+        return 0
+
+    _run_with_store(store, work)
+
+
+def requeue(
+    entry_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="The dead-lettered entry to run again (its id or first characters)."),
+    ] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Requeue every FAILED entry.")] = False,
+    command_type: Annotated[
+        str | None,
+        typer.Option("--type", help="With --all-failed: only this type (module.Name, or the class name alone)."),
+    ] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run dead letters again: FAILED -> PENDING, due now, retry count 0 (exit code 1 if nothing was requeued; an
+    ID that is not FAILED gets one line on stderr saying why)."""
+    if (entry_id is None) == (not all_failed):
+        fail("give an ID or --all-failed (not both)", 2)
+    if command_type is not None and not all_failed:
+        fail("--type goes with --all-failed", 2)
+
+    from scheduling.admin import requeue_entry, requeue_failed
+
+    from ._lookup import resolve_command_type, resolve_entry_id
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        now = datetime.now(UTC)
+        full_id = await resolve_entry_id(opened, entry_id) if entry_id is not None else None
+        if full_id is not None:
+            result = await requeue_entry(opened, full_id, now)
+        else:
+            wanted = await resolve_command_type(opened, command_type) if command_type is not None else None
+            result = await requeue_failed(opened, now, wanted)
+        requeued = result.requeued
+        if as_json:
+            _emit_json(result.model_dump(mode="json"))
+        elif requeued or full_id is None:  # a refused ID is explained in one line below, not counted as 0 here
+            typer.echo(f"requeued {len(requeued)} entr{'y' if len(requeued) == 1 else 'ies'}")
+        if not requeued:
+            if full_id is not None:
+                await _explain_refusal(opened, "requeue", full_id, ScheduledCommandStatus.FAILED)
+            return 1
+        return 0
+
+    _run_with_store(store, work)
+
+
+def purge(
+    older_than: Annotated[
+        str, typer.Option(help="Finished longer ago than this: 7d, 12h, 1d12h, 90m, or ISO 8601 (P7D).")
+    ],
+    status_filter: Annotated[
+        list[ScheduledCommandStatus] | None,
+        typer.Option(
+            "--status",
+            case_sensitive=False,
+            help="Only these terminal statuses (repeatable, any case). Default: all terminal ones.",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete finished entries (COMPLETED, FAILED, CANCELLED, EXPIRED) and their attempts; never PENDING or
+    PROCESSING. Shows progress on a terminal. Deleting nothing is not an error: exit code 0."""
+    from scheduling.admin import parse_duration
+    from scheduling.admin import purge as purge_entries
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    statuses = list(status_filter) if status_filter else sorted(TERMINAL_STATUSES)
+    refused = [s.value for s in statuses if s not in TERMINAL_STATUSES]
+    if refused:
+        fail(f"--status {', '.join(refused)} cannot be purged: only finished entries are", 2)
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        from rich.progress import Progress
+
+        cutoff = datetime.now(UTC) - age
+        console = _console()
+        show_progress = console.is_terminal and not as_json and not dry_run
+        with Progress(console=console, disable=not show_progress, transient=True) as progress:
+            task = progress.add_task("purging", total=None)
+            result = await purge_entries(
+                opened,
+                older_than=cutoff,
+                statuses=statuses,
+                dry_run=dry_run,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        if as_json:
+            _emit_json(result.model_dump(mode="json"))
+        else:
+            verb = "would delete" if dry_run else "deleted"
+            typer.echo(
+                f"{verb} {result.count} entries finished before {cutoff.isoformat()} ({', '.join(result.statuses)})"
+            )
+        return 0
+
+    _run_with_store(store, work)

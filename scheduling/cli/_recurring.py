@@ -1,0 +1,133 @@
+"""``cqrs-scheduling recurring``: list, pause, resume and remove recurring schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sized
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from pydantic import BaseModel
+
+from stores.base import ScheduledCommandStore
+
+from ._common import (
+    HELP_STYLE,
+    JsonOption,
+    StoreOption,
+    _console,
+    _emit_json,
+    _run_with_store,
+    _when,
+)
+
+recurring_app = typer.Typer(
+    no_args_is_help=True, help="Recurring schedules: list, pause, resume, remove.", **HELP_STYLE
+)
+
+if TYPE_CHECKING:
+    from scheduling.admin import ResumeResult
+
+#: What an action on one schedule returns (printed as JSON with --json).
+Result = TypeVar("Result", bound=BaseModel)
+
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
+
+
+@recurring_app.command("list")
+def recurring_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Every recurring schedule: its timing, state and next occurrence."""
+    from scheduling.admin import recurring_list as list_schedules
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        listed = await list_schedules(opened)
+        if as_json:
+            _emit_json(listed.model_dump(mode="json"))
+            return 0
+        schedules = listed.schedules
+        from rich.table import Table
+
+        now = datetime.now(UTC)
+        table = Table("name", "type", "when", "misfire", "state", "generation", "next", "last")
+        for s in schedules:
+            when = f"{s.cron} ({s.timezone})" if s.cron is not None else f"every {timedelta(seconds=s.interval or 0)}"
+            table.add_row(
+                s.name,
+                s.command_type.rsplit(".", 1)[-1],
+                when,
+                s.misfire_policy,
+                "paused" if s.paused else "active",
+                str(s.generation),
+                _when(s.next_run_at, now),
+                _when(s.last_run_at, now),
+            )
+        console = _console()
+        console.print(table)
+        console.print(f"{len(schedules)} schedule{'' if len(schedules) == 1 else 's'}")
+        return 0
+
+    _run_with_store(store, work)
+
+
+def _unknown_schedule(name: str, opened: ScheduledCommandStore) -> int:
+    typer.echo(f"error: no recurring schedule named {name!r} in {opened.description}", err=True)
+    return 1
+
+
+@recurring_app.command("pause")
+def recurring_pause(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
+    from scheduling.admin import pause_schedule
+
+    _act_on_schedule(
+        name, store, as_json, pause_schedule, lambda paused: f"paused {name} ({_cancelled(paused.cancelled)})"
+    )
+
+
+@recurring_app.command("resume")
+def recurring_resume(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
+    from scheduling.admin import resume_schedule
+
+    def said(resumed: ResumeResult) -> str:
+        next_at = resumed.next_run_at.isoformat() if resumed.next_run_at else None
+        return f"resumed {name}; next occurrence at {next_at}"
+
+    _act_on_schedule(name, store, as_json, resume_schedule, said)
+
+
+@recurring_app.command("remove")
+def recurring_remove(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Delete a schedule and cancel its pending occurrence (finished occurrences stay, for the record)."""
+    from scheduling.admin import remove_schedule
+
+    _act_on_schedule(
+        name, store, as_json, remove_schedule, lambda removed: f"removed {name} ({_cancelled(removed.cancelled)})"
+    )
+
+
+def _act_on_schedule(
+    name: str,
+    store: str | None,
+    as_json: bool,
+    action: Callable[[ScheduledCommandStore, str, datetime], Awaitable[Result | None]],
+    said: Callable[[Result], str],
+) -> None:
+    """Run ``action`` on the schedule ``name``; print its result as JSON or as ``said`` puts it. Exit code 1 (and
+    the schedules there are) if there is no such schedule."""
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        result = await action(opened, name, datetime.now(UTC))
+        if result is None:
+            return _unknown_schedule(name, opened)
+        if as_json:
+            _emit_json(result.model_dump(mode="json"))
+        else:
+            typer.echo(said(result))
+        return 0
+
+    _run_with_store(store, work)
+
+
+def _cancelled(cancelled: Sized) -> str:
+    return f"cancelled {len(cancelled)} pending occurrence(s)"
