@@ -1,27 +1,22 @@
-"""Ending claims in batches, for ``SqlStore``: a group commit and the one fenced UPDATE it sends.
+"""Ending claims in batches, for ``SqlStore``: a group commit and the one fenced UPDATE every backend sends.
 
 Whatever outcomes (complete, retry, dead letter, expire, release) arrive while one batch is being written are written
-together in the next, as one ``UPDATE ... FROM (VALUES ...)`` whose every row is fenced by its lease token.
+together in the next, as one UPDATE whose every row is fenced by its lease token (``FENCED_FINISH``; each backend
+module wraps it in the statement that feeds it the batch).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import String, bindparam, column, text
-from sqlalchemy.sql.selectable import TextualSelect
+from stores.entries import AttemptRecord
+from stores.errors import StoreUnavailableError
 
-from ._tables import UtcDateTime
-from .entries import AttemptRecord
-from .errors import StoreUnavailableError
-
-__all__ = ["PG_BATCH_FINISH", "Finish", "Finished", "GroupCommit", "batch_finish_statement", "pg_batch_finish_json"]
+__all__ = ["FENCED_FINISH", "Finish", "Finished", "GroupCommit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +106,8 @@ def _fail_all(batch: list[tuple[Finish, asyncio.Future[Finished | None]]], exc: 
 
 
 #: Ends claimed entries from the rows of ``v``, each fenced by its lease token and PROCESSING status; shared by
-#: both outcome statements below.
-_FENCED_FINISH = """UPDATE scheduled_commands
+#: both backends' batch statements.
+FENCED_FINISH = """UPDATE scheduled_commands
 SET status = v.status,
     completed_at = v.completed_at,
     started_at = CASE WHEN v.started_at IS NOT NULL THEN v.started_at
@@ -128,102 +123,3 @@ FROM v
 WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
   AND scheduled_commands.status = 'PROCESSING'
 RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for"""
-
-
-@functools.lru_cache(maxsize=64)
-def batch_finish_statement(count: int, *, postgresql: bool) -> TextualSelect:
-    """``UPDATE ... FROM (VALUES ...)`` ending ``count`` claims at once, each fenced by its lease token."""
-    if postgresql:
-        row = (
-            "(:id_{i}, :token_{i}, :status_{i}, CAST(:completed_at_{i} AS timestamptz), CAST(:result_{i} AS text), "
-            "CAST(:due_{i} AS timestamptz), CAST(:retry_{i} AS integer), CAST(:attempt_{i} AS integer), "
-            "CAST(:error_{i} AS text), CAST(:started_at_{i} AS timestamptz))"
-        )
-    else:
-        row = (
-            "(:id_{i}, :token_{i}, :status_{i}, :completed_at_{i}, :result_{i}, :due_{i}, :retry_{i}, "
-            ":attempt_{i}, :error_{i}, :started_at_{i})"
-        )
-    values = ", ".join(row.format(i=i) for i in range(count))
-    sql = f"""
-WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message,
-       started_at)
-    AS (VALUES {values})
-{_FENCED_FINISH}"""
-    datetimes = [
-        bindparam(f"{name}_{i}", type_=UtcDateTime)
-        for i in range(count)
-        for name in ("completed_at", "due", "started_at")
-    ]
-    return (
-        text(sql)
-        .bindparams(*datetimes)
-        .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
-    )
-
-
-#: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
-#: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
-#: PENDING again, and ``synchronous_commit = off`` for its commit (an outcome lost in a server crash only runs the
-#: command again, as a lost lease would). The batch is one JSON parameter: the statement's text never changes, so the
-#: driver parses it once (a statement of thousands of placeholders costs milliseconds of CPU per execution).
-PG_BATCH_FINISH = text(
-    f"""
-WITH v AS (
-    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
-        id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
-        retry_increment integer, attempt_increment integer, error_message text, started_at timestamptz,
-        a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
-),
-done AS (
-{_FENCED_FINISH}),
-attempts AS (
-    INSERT INTO scheduled_command_attempts (entry_id, attempt, worker_id, started_at, finished_at, outcome, error)
-    SELECT v.id, v.a_number, v.a_worker, v.a_started, v.a_finished, v.a_outcome, v.a_error
-    FROM v JOIN done ON done.id = v.id
-    WHERE v.a_number IS NOT NULL
-)
-SELECT done.id, done.status, done.scheduled_for
-FROM done CROSS JOIN (
-    SELECT set_config('synchronous_commit', 'off', true),
-           (SELECT pg_notify(:channel, extract(epoch FROM min(pending.scheduled_for))::text)
-            FROM done AS pending WHERE pending.status = 'PENDING' HAVING count(*) > 0)
-) AS side
-"""
-).columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
-
-
-def pg_batch_finish_json(requests: list[Finish]) -> str:
-    """The ``batch`` parameter of ``PG_BATCH_FINISH``."""
-    rows = []
-    for r in requests:
-        a = r.attempt
-        rows.append(
-            {
-                "id": r.entry_id,
-                "token": r.lease_token,
-                "status": r.status,
-                "completed_at": _iso(r.completed_at),
-                "result_payload": r.result_payload,
-                "due": _iso(r.due),
-                "retry_increment": r.retry_increment,
-                "attempt_increment": 1 if a is not None else 0,
-                "error_message": r.error_message,
-                "started_at": _iso(a.started_at) if a is not None else None,
-                "a_number": a.attempt if a is not None else None,
-                "a_worker": a.worker_id if a is not None else None,
-                "a_started": _iso(a.started_at) if a is not None else None,
-                "a_finished": _iso(a.finished_at) if a is not None else None,
-                "a_outcome": a.outcome if a is not None else None,
-                "a_error": a.error if a is not None else None,
-            }
-        )
-    return json.dumps(rows)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC-aware datetimes")
-    return value.isoformat()

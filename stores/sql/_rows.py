@@ -1,5 +1,6 @@
-"""Reading stored rows one at a time: a value the database holds but Python cannot represent never fails a whole
-query, and a row that does not convert to an entry is described (which column, what value), never fatal.
+"""Rows to entries and back. Stored rows are read one at a time: a value the database holds but Python cannot
+represent never fails a whole query, and a row that does not convert to an entry is described (which column, what
+value), never fatal.
 
 Rows can be written behind the library's back (a migration script, a manual ``UPDATE``, another version): the
 database's own types are wider than the entry's (PostgreSQL's ``timestamptz`` holds ``'-infinity'`` and the year
@@ -9,16 +10,34 @@ in the driver, so the other rows of the same result are still read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import Row
 
-from .entries import ScheduledCommandEntry
-from .errors import UnreadableEntryError
+from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import UnreadableEntryError
 
-__all__ = ["UnreadableValue", "as_datetime", "install_psycopg_loaders", "read_entry"]
+__all__ = [
+    "UnreadableValue",
+    "as_datetime",
+    "attempt_from_row",
+    "attempt_to_row",
+    "convert_each",
+    "decode_metadata",
+    "entry_to_row",
+    "install_psycopg_loaders",
+    "log_unreadable",
+    "read_entry",
+    "readable",
+    "row_to_entry",
+]
+
+logger = logging.getLogger("stores.sql")
 
 #: Where an entry field is stored under another column name.
 _COLUMN_OF_FIELD = {"metadata": "metadata_json"}
@@ -101,3 +120,106 @@ def install_psycopg_loaders(driver_connection: Any) -> None:
 def as_datetime(value: object) -> datetime | None:
     """A stored timestamp, or None if it is NULL or unreadable."""
     return value if isinstance(value, datetime) else None
+
+
+def entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "command_type": entry.command_type,
+        "payload": entry.payload,
+        "status": ScheduledCommandStatus.PENDING.value,
+        "priority": entry.priority,
+        "scheduled_for": entry.scheduled_for,
+        "created_at": entry.created_at,
+        "started_at": entry.started_at,
+        "completed_at": entry.completed_at,
+        "expires_at": entry.expires_at,
+        "retry_count": entry.retry_count,
+        "attempt_count": entry.attempt_count,
+        "max_retries": entry.max_retries,
+        "correlation_id": entry.correlation_id,
+        "metadata_json": json.dumps(entry.metadata) if entry.metadata is not None else None,
+        "idempotency_key": entry.idempotency_key,
+        "error_message": entry.error_message,
+        "result_payload": entry.result_payload,
+        "timeout_seconds": entry.timeout_seconds,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "recurring_name": entry.recurring_name,
+        "occurrence_at": entry.occurrence_at,
+    }
+
+
+def row_to_entry(row: Row[Any]) -> ScheduledCommandEntry:
+    """Raises ``UnreadableEntryError`` naming the column and value of a row written behind the library's back."""
+    values = row._asdict()
+    return read_entry(values, decode_metadata(values.get("metadata_json"), values.get("id")))
+
+
+def convert_each(
+    rows: Sequence[Row[Any]],
+) -> tuple[list[tuple[int, ScheduledCommandEntry]], list[UnreadableEntryError]]:
+    """Each row on its own: the ``(seq, entry)`` of those that convert, and what is wrong with the others."""
+    converted: list[tuple[int, ScheduledCommandEntry]] = []
+    unreadable: list[UnreadableEntryError] = []
+    for row in rows:
+        try:
+            converted.append((row.seq, row_to_entry(row)))
+        except UnreadableEntryError as exc:
+            unreadable.append(exc)
+    return converted, unreadable
+
+
+def readable(rows: Sequence[Row[Any]], action: str) -> list[ScheduledCommandEntry]:
+    """The entries of the rows that convert; the others are logged (the change was made to them all)."""
+    converted, unreadable = convert_each(rows)
+    for exc in unreadable:
+        log_unreadable(exc, action)
+    return [entry for _, entry in converted]
+
+
+def log_unreadable(exc: UnreadableEntryError, action: str) -> None:
+    logger.error("%s; %s", exc, action, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+
+
+def decode_metadata(text: str | None, entry_id: object) -> dict[str, str] | None:
+    """Metadata as stored; a row whose metadata was damaged outside the library keeps running without it."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+    except ValueError:
+        pass
+    logger.warning(
+        "entry %s has metadata that is not a JSON object; it is ignored: %.200r",
+        entry_id,
+        text,
+        extra={"action": "bad_metadata", "command_id": entry_id},
+    )
+    return None
+
+
+def attempt_to_row(entry_id: str, attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "entry_id": entry_id,
+        "attempt": attempt.attempt,
+        "worker_id": attempt.worker_id,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "outcome": attempt.outcome,
+        "error": attempt.error,
+    }
+
+
+def attempt_from_row(row: Row[Any]) -> AttemptRecord:
+    return AttemptRecord(
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        outcome=row.outcome,
+        error=row.error,
+    )

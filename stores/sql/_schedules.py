@@ -2,8 +2,8 @@
 
 The upsert is a locked read-modify-write in one transaction: ``INSERT ... ON CONFLICT (name) DO NOTHING`` (a
 concurrent declaration of a new name waits for the first one to commit, then does nothing), then the row is read
-``FOR UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the write lock) and updated only when the
-definition differs, so any number of processes declaring one schedule at once store it once.
+locked (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the write lock) and updated only
+when the definition differs, so any number of processes declaring one schedule at once store it once.
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import EntryRow, ScheduleRow
-from .entries import ScheduledCommandStatus
-from .schedules import StoredSchedule, occurrence_key_prefix
+from stores.entries import ScheduledCommandStatus
+from stores.schedules import StoredSchedule, occurrence_key_prefix
+
+from ._backend import Backend
+from ._tables import ENTRIES, SCHEDULES
 
 __all__ = [
-    "SCHEDULES",
     "cancel_occurrences",
     "delete_schedule",
     "get_schedule",
@@ -29,9 +30,6 @@ __all__ = [
     "set_schedule_paused",
     "upsert_schedule",
 ]
-
-SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
-ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
 
 _DEFINITION_COLUMNS = ("command_type", "payload", "cron", "interval_us", "timezone", "options_json", "misfire_policy")
 
@@ -49,24 +47,15 @@ def _from_row(row: Row[Any]) -> StoredSchedule:
     return StoredSchedule.model_validate(values)
 
 
-async def upsert_schedule(conn: AsyncConnection, schedule: StoredSchedule, *, postgresql: bool) -> StoredSchedule:
-    if postgresql:
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+async def upsert_schedule(conn: AsyncConnection, schedule: StoredSchedule, backend: Backend) -> StoredSchedule:
     inserted = (
         await conn.execute(
-            insert(SCHEDULES)
-            .values(_to_row(schedule))
-            .on_conflict_do_nothing(index_elements=["name"])
-            .returning(SCHEDULES.c.name)
+            backend.insert_ignoring_conflicts(SCHEDULES, "name").values(_to_row(schedule)).returning(SCHEDULES.c.name)
         )
     ).first()
     if inserted is not None:
         return schedule
-    query = select(SCHEDULES).where(SCHEDULES.c.name == schedule.name)
-    if postgresql:
-        query = query.with_for_update()
+    query = backend.lock_rows(select(SCHEDULES).where(SCHEDULES.c.name == schedule.name), skip_locked=False)
     stored = _from_row((await conn.execute(query)).one())
     if stored.definition() == schedule.definition():
         return stored
