@@ -19,7 +19,7 @@ from typing import Any
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
-from .schedules import StoredSchedule, occurrence_key_prefix
+from .schedules import StoredSchedule
 
 __all__ = ["MemoryStore"]
 
@@ -377,11 +377,9 @@ class MemoryStore(ScheduledCommandStore):
     async def cancel_occurrences(
         self, name: str, *, now: datetime, keep_generation: int | None = None
     ) -> list[ScheduledCommandEntry]:
-        keep = occurrence_key_prefix(name, keep_generation) if keep_generation is not None else None
         cancelled: list[ScheduledCommandEntry] = []
         for entry_id in sorted(self._by_recurring.get(name, ()), key=self._order.__getitem__):
-            key = self._entries[entry_id].idempotency_key
-            if keep is not None and key is not None and key.startswith(keep):
+            if keep_generation is not None and self._entries[entry_id].occurrence_generation == keep_generation:
                 continue
             entry = await self.cancel(entry_id, now=now)
             if entry is not None:

@@ -19,6 +19,7 @@ from ._group_commit import Finish, Finished, GroupCommit
 from ._postgresql import PostgresqlBackend
 from ._schema import ensure_schema
 from ._sqlite import SqliteBackend
+from ._tables import SCHEMA_VERSION
 from ._urls import mask_url, to_async_url
 
 __all__ = ["SqlConnections"]
@@ -49,6 +50,7 @@ class SqlConnections(ScheduledCommandStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = asyncio.Event()
         self._finisher = GroupCommit(self._finish_batch)
+        self._schema_found: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -169,7 +171,23 @@ class SqlConnections(ScheduledCommandStore):
 
     async def _ensure_schema(self) -> None:
         async with self._transaction() as conn:
-            await ensure_schema(conn, self._backend, self.url)
+            self._schema_found = await ensure_schema(conn, self._backend, self.url)
+
+    async def migrate(self) -> tuple[int | None, int]:
+        """Bring the database's schema to this version's now, as opening does (migrating an older one under a lock
+        that makes concurrent openers wait), and open the store; whoever calls it closes the store.
+
+        Returns:
+            The schema version found (``None``: the database was new) and the version it has now.
+
+        Raises:
+            SchemaVersionError: the database's schema is newer than this version of the library.
+            StoreUnavailableError: the database cannot be reached.
+
+        .. versionadded:: 0.2
+        """
+        await self.open()
+        return self._schema_found, SCHEMA_VERSION
 
     # -- transactions -----------------------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ BULK_COLUMNS = (
     ("timeout_seconds", "double precision"),
     ("recurring_name", "text"),
     ("occurrence_at", "timestamptz"),
+    ("occurrence_generation", "integer"),
 )
 #: Scheduling many on PostgreSQL: one ``COPY`` of the rows (psycopg's COPY writer, in C, is about twice as fast as
 #: binding arrays). An id already stored fails the COPY, and the transaction, like it fails an INSERT.
@@ -365,6 +366,7 @@ def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
         entry.timeout_seconds,
         entry.recurring_name,
         entry.occurrence_at,
+        entry.occurrence_generation,
     )
 
 

@@ -148,6 +148,7 @@ def entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
         "lease_expires_at": None,
         "recurring_name": entry.recurring_name,
         "occurrence_at": entry.occurrence_at,
+        "occurrence_generation": entry.occurrence_generation,
     }
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import ScheduledCommandStatus
-from stores.schedules import StoredSchedule, occurrence_key_prefix
+from stores.schedules import StoredSchedule
 
 from ._backend import Backend
 from ._tables import ENTRIES, SCHEDULES
@@ -125,8 +125,8 @@ async def cancel_occurrences(
 ) -> list[Row[Any]]:
     conditions = [ENTRIES.c.recurring_name == name, ENTRIES.c.status == ScheduledCommandStatus.PENDING.value]
     if keep_generation is not None:
-        keep = occurrence_key_prefix(name, keep_generation)
-        conditions.append(~ENTRIES.c.idempotency_key.startswith(keep, autoescape=True))
+        generation = ENTRIES.c.occurrence_generation
+        conditions.append(generation.is_(None) | (generation != keep_generation))
     result = await conn.execute(
         update(ENTRIES)
         .where(*conditions)

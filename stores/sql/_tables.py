@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -128,6 +128,8 @@ class EntryRow(_StoreModel, table=True):
     #: The recurring schedule this entry is an occurrence of, and the occurrence's nominal time.
     recurring_name: str | None = Field(default=None, sa_type=String(200))
     occurrence_at: datetime | None = _when(default=None)
+    #: The schedule's generation the occurrence belongs to (schema version 2).
+    occurrence_generation: int | None = Field(default=None)
 
     __table_args__ = (
         # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).
