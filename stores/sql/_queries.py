@@ -24,6 +24,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 
+from stores._transitions import CANCEL, DISMISS, REQUEUE, Transition, as_column_values
 from stores.base import FinishedCount, ReclaimedEntry, check_bucket, finished_counts
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
@@ -54,10 +55,8 @@ __all__ = [
     "requeue_where",
 ]
 
-PENDING = ScheduledCommandStatus.PENDING.value
 PROCESSING = ScheduledCommandStatus.PROCESSING.value
 FAILED = ScheduledCommandStatus.FAILED.value
-CANCELLED = ScheduledCommandStatus.CANCELLED.value
 
 #: Rows one purge (or one pass of recovery's dead-lettering) handles per transaction.
 PURGE_CHUNK = 5_000
@@ -101,35 +100,29 @@ async def ids_starting_with(conn: AsyncConnection, prefix: str, limit: int) -> l
 
 async def cancel_where(conn: AsyncConnection, condition: Any, now: datetime) -> list[Row[Any]]:
     """PENDING -> CANCELLED for the rows matching ``condition``; the changed rows in scheduling order."""
-    result = await conn.execute(
-        update(ENTRIES)
-        .where(condition, ENTRIES.c.status == PENDING)
-        .values(status=CANCELLED, completed_at=now)
-        .returning(*ENTRIES.c)
-    )
+    result = await conn.execute(_apply(CANCEL, now, condition).returning(*ENTRIES.c))
     return sorted(result.all(), key=lambda row: row.seq)
 
 
 async def requeue_where(conn: AsyncConnection, conditions: Sequence[Any], now: datetime) -> list[str]:
     """FAILED -> PENDING, due now, with a fresh retry budget; the ids of the rows changed."""
-    result = await conn.execute(
-        update(ENTRIES)
-        .where(*conditions, ENTRIES.c.status == FAILED)
-        .values(status=PENDING, scheduled_for=now, retry_count=0, completed_at=None, expires_at=None)
-        .returning(ENTRIES.c.id)
-    )
+    result = await conn.execute(_apply(REQUEUE, now, *conditions).returning(ENTRIES.c.id))
     return [str(entry_id) for entry_id in result.scalars()]
 
 
 async def dismiss(conn: AsyncConnection, entry_id: str, now: datetime) -> Row[Any] | None:
     """FAILED -> CANCELLED with ``completed_at = now``; the updated row, or None when it is unknown or not FAILED."""
-    result = await conn.execute(
-        update(ENTRIES)
-        .where(ENTRIES.c.id == entry_id, ENTRIES.c.status == FAILED)
-        .values(status=CANCELLED, completed_at=now)
-        .returning(*ENTRIES.c)
-    )
+    result = await conn.execute(_apply(DISMISS, now, ENTRIES.c.id == entry_id).returning(*ENTRIES.c))
     return result.first()
+
+
+def _apply(transition: Transition, now: datetime, *conditions: Any) -> Any:
+    """The transition as one conditional UPDATE of the rows matching ``conditions``, fenced by its source status."""
+    return (
+        update(ENTRIES)
+        .where(*conditions, ENTRIES.c.status == transition.source.value)
+        .values(**as_column_values(transition.changes(now)))
+    )
 
 
 async def renew_leases(conn: AsyncConnection, leases: Sequence[tuple[str, str]], until: datetime) -> set[str]:

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stores._transitions import schedule_paused_changes
 from stores.entries import ScheduledCommandStatus
 from stores.schedules import StoredSchedule
 
@@ -96,9 +97,7 @@ async def delete_schedule(conn: AsyncConnection, name: str) -> bool:
 async def set_schedule_paused(
     conn: AsyncConnection, name: str, paused: bool, *, now: datetime
 ) -> StoredSchedule | None:
-    changes: dict[str, Any] = {"paused": paused, "generation": SCHEDULES.c.generation + 1, "updated_at": now}
-    if paused:
-        changes["next_run_at"] = None
+    changes = schedule_paused_changes(paused, now=now, next_generation=SCHEDULES.c.generation + 1)
     row = (
         await conn.execute(update(SCHEDULES).where(SCHEDULES.c.name == name).values(**changes).returning(*SCHEDULES.c))
     ).first()
