@@ -7,6 +7,7 @@ schedules: every worker declares them at every start, and declaring an unchanged
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ class StartupHooks:
         for hook in self._hooks:
             if not callable(hook):
                 raise TypeError(f"on_start hooks must be callables taking the CommandScheduler, got {hook!r}")
+            if inspect.isfunction(hook) and not inspect.iscoroutinefunction(hook):
+                raise TypeError(_not_async(hook))
 
     def __bool__(self) -> bool:
         return bool(self._hooks)
@@ -34,4 +37,13 @@ class StartupHooks:
     async def run(self, scheduler: CommandScheduler) -> None:
         """Call every hook in order; the first that raises stops the start-up (its error propagates)."""
         for hook in self._hooks:
-            await hook(scheduler)
+            started = hook(scheduler)
+            if not inspect.isawaitable(started):  # a callable object or a partial whose function is not async
+                raise TypeError(_not_async(hook))
+            await started
+
+
+def _not_async(hook: object) -> str:
+    target = getattr(hook, "func", hook)  # functools.partial: name the function it wraps
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"on_start hook {name} is not async: define it with 'async def', taking the CommandScheduler"

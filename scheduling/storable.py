@@ -9,10 +9,13 @@ values. They are part of the contract: docs/scheduling.md lists them.
 from __future__ import annotations
 
 import json
+import math
+from decimal import Decimal
 from typing import Any
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 __all__ = [
     "INT32_MAX",
@@ -87,20 +90,80 @@ def check_command_round_trip(command: BaseModel, payload: str, command_type: str
         error = exc.errors()[0]
         where = ".".join(map(str, error["loc"])) or _unparseable_field(command)
         raise ValueError(
-            f"{command_type} cannot be stored: field {where} does not decode back from its JSON ({error['msg']}); "
-            "JSON has no NaN or infinity (they become null), a field with an alias is written by name but read by "
-            "alias, and the parser reads fewer nesting levels than the serializer writes"
+            f"{command_type} cannot be stored: field {where} does not decode back from its JSON "
+            f"(pydantic {error['type']}: {error['msg']}){_usual_cause(error)}"
         ) from None
-    if decoded == command:
+    if decoded == command or _same(decoded, command):
         return
     field = next(
-        (name for name in type(command).model_fields if getattr(decoded, name, None) != getattr(command, name, None)),
-        "<root>",
+        (name for name in type(command).model_fields if not _same(getattr(decoded, name), getattr(command, name))),
+        None,
     )
+    if field is not None:
+        raise ValueError(
+            f"{command_type} cannot be stored: field {field} would be decoded as "
+            f"{_short(getattr(decoded, field))} instead of {_short(getattr(command, field))}"
+        )
+    private = command.__pydantic_private__ or {}
+    changed = next(
+        (name for name in private if not _same((decoded.__pydantic_private__ or {}).get(name), private[name])), None
+    )
+    if changed is not None:
+        raise ValueError(
+            f"{command_type} cannot be stored: private attribute {changed} holds {_short(private[changed])}, but "
+            "private attributes are not part of the JSON, so the worker's command would have its default "
+            f"({_short((decoded.__pydantic_private__ or {}).get(changed))}); make it a field, or leave it unset"
+        )
     raise ValueError(
-        f"{command_type} cannot be stored: field {field} would be decoded as "
-        f"{_short(getattr(decoded, field, decoded))} instead of {_short(getattr(command, field, command))}"
+        f"{command_type} cannot be stored: it would be decoded as {_short(decoded)} instead of {_short(command)}"
     )
+
+
+#: Pydantic errors of a number field that read the ``null`` a NaN or an infinity is written as.
+_NUMBER_ERRORS = frozenset({"float_type", "decimal_type", "finite_number"})
+
+
+def _usual_cause(error: ErrorDetails) -> str:
+    """Why a command pydantic wrote fails to decode, for the errors that pydantic's own defaults cause; nothing for
+    the others, whose pydantic error says it all (a computed field that ``extra="forbid"`` refuses, a validator,
+    ...)."""
+    if error["type"] == "json_invalid":
+        return "; the parser reads fewer nesting levels than the serializer writes"
+    if error["type"] in _NUMBER_ERRORS and error["input"] is None:
+        return "; JSON has no NaN or infinity: they are written as null"
+    if error["type"] == "missing":
+        return "; a field with an alias is written by name but read by its alias"
+    return ""
+
+
+def _same(decoded: Any, given: Any) -> bool:
+    """Equality as the worker sees it: like ``==``, except that a NaN decoded back as NaN (a model that writes NaN
+    as a JSON constant, a ``Decimal`` allowing it) is the value that was given, although NaN is never ``==`` NaN."""
+    if decoded == given:
+        return True
+    if type(decoded) is not type(given):
+        return False
+    if isinstance(given, float | Decimal):
+        return _is_nan(decoded) and _is_nan(given)
+    if isinstance(given, BaseModel):
+        return (
+            _same(_fields(decoded), _fields(given))
+            and _same(decoded.__pydantic_extra__, given.__pydantic_extra__)
+            and _same(decoded.__pydantic_private__, given.__pydantic_private__)
+        )
+    if isinstance(given, dict):
+        return decoded.keys() == given.keys() and all(_same(decoded[key], given[key]) for key in given)
+    if isinstance(given, list | tuple):
+        return len(decoded) == len(given) and all(map(_same, decoded, given))
+    return False
+
+
+def _fields(model: BaseModel) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in type(model).model_fields}
+
+
+def _is_nan(value: float | Decimal) -> bool:
+    return value.is_nan() if isinstance(value, Decimal) else math.isnan(value)
 
 
 def _unparseable_field(command: BaseModel) -> str:

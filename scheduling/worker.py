@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from injector import Injector
+from injector import Binder, Injector
 
 from stores.base import ScheduledCommandStore
 
@@ -65,12 +65,24 @@ def load_app(spec: str) -> Injector:
         app = factory
     if not isinstance(app, Injector):
         raise AppLoadError(f"{spec} returned {type(app).__qualname__}, not an injector.Injector")
-    if not app.binder.has_binding_for(ScheduledCommandStore):
+    if _binder_with(app, ScheduledCommandStore) is None:
         raise AppLoadError(
             f"the injector {spec} returned has no SchedulingModule: add SchedulingModule() to its modules, "
             "e.g. Injector([MediatorModule(handlers), SchedulingModule()])"
         )
     return app
+
+
+def _binder_with(injector: Injector, interface: type) -> Binder | None:
+    """The binder that binds ``interface`` for ``injector``: its own, or a parent's. A child injector
+    (``create_child_injector``) gets what its parent's modules bind, such as the ``SchedulingModule`` of an
+    application's root injector, and the scheduler and service built there use the parent's bindings."""
+    binder: Binder | None = injector.binder
+    while binder is not None:
+        if binder.has_binding_for(interface):
+            return binder
+        binder = binder.parent
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -130,11 +142,14 @@ def apply_overrides(
         changes["polling_interval"] = timedelta(seconds=polling_interval)
     if worker_id is not None:
         changes["worker_id"] = worker_id
+    # Rebound where SchedulingModule bound them (a parent's binder for a child injector): the service and scheduler
+    # are built there, so a binding in the child alone would leave them on the application's own store.
     if changes:
         settings = SchedulerSettings.model_validate(settings.model_dump() | changes)
-        injector.binder.bind(SchedulerSettings, to=settings)
+        (_binder_with(injector, SchedulerSettings) or injector.binder).bind(SchedulerSettings, to=settings)
     if store is not None:
-        injector.binder.bind(ScheduledCommandStore, to=store)  # type: ignore[type-abstract]
+        binder = _binder_with(injector, ScheduledCommandStore) or injector.binder
+        binder.bind(ScheduledCommandStore, to=store)  # type: ignore[type-abstract]
     return settings
 
 

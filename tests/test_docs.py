@@ -1,18 +1,16 @@
 """Every Python example in README.md and docs/*.md runs as a reader copies it.
 
-Each block runs on its own, in a fresh namespace, unless its first line says which earlier block it continues:
+Each block runs on its own unless its first line says which earlier block it continues:
 ``# continues: <which example>``; it then runs after the last block that runs before it (and whatever that one
 continues), in the same namespace. A block whose first line is ``# not run: <reason>`` is skipped; the reason is
-required. A block whose first line is ``# file: name.py`` is a module the reader saves under that name: it is
-written to the examples' working directory, where the other examples import it. Each file's examples run in a fresh
-interpreter with warnings as errors, and a leaked resource (``ResourceWarning``, even from a finalizer) fails them.
-The namespace is a module named ``docs_example``, as an application module would be; the README's quick starts also
-run as scripts.
+required. A block whose first line is ``# file: name.py`` is a module the reader saves under that name, beside the
+example, which imports it. Each chain of blocks is saved as one script and run as a reader runs it,
+``python -W error example.py``: as ``__main__``, in a fresh interpreter and a fresh working directory, with warnings
+as errors; a leaked resource (``ResourceWarning``, even from a finalizer) fails it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -27,19 +25,6 @@ FENCE = re.compile(r"^```python[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE |
 NOT_RUN = re.compile(r"#\s*not run:(?P<reason>.*)")
 CONTINUES = re.compile(r"#\s*continues:(?P<what>.*)")
 FILE = re.compile(r"#\s*file:\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*\.py)")
-
-#: Runs the chains it reads from stdin as JSON: [[[filename, first line, code], ...], ...]. Each chain gets a fresh
-#: module namespace (registered in sys.modules, as pydantic and injector look classes' modules up there).
-RUNNER = """
-import gc, json, sys, types
-for chain in json.load(sys.stdin):
-    module = sys.modules["docs_example"] = types.ModuleType("docs_example")
-    for filename, line, code in chain:
-        exec(compile("\\n" * (line - 1) + code, filename, "exec"), module.__dict__)
-    del module
-    sys.modules.pop("docs_example", None)
-    gc.collect()
-"""
 
 
 @dataclass(frozen=True)
@@ -102,61 +87,82 @@ def document_id(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+def script(chain: list[Block]) -> str:
+    """The chain as the one script a reader saves: each block at its line in the document, so a traceback's line
+    numbers are the document's."""
+    lines: list[str] = []
+    for block in chain:
+        lines.extend([""] * (block.line - 1 - len(lines)))
+        lines.extend(block.code.splitlines())
+    return "\n".join(lines) + "\n"
+
+
+def save_modules(blocks: list[Block], directory: Path) -> None:
+    """Writes the document's ``# file:`` blocks where the reader saves them, beside the script."""
+    for block in blocks:
+        if block.file_name is not None:
+            (directory / block.file_name).write_text(block.code, encoding="utf-8")
+
+
+#: ``python example.py``, then a garbage collection, so that a resource the script leaves open in one of its globals
+#: is reported too (at interpreter exit, CPython stops reporting them).
+RUN_SCRIPT = "import gc, runpy; runpy.run_path('example.py', run_name='__main__'); gc.collect()"
+
+
+def run_as_script(code: str, directory: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """As ``python -W error example.py`` in ``directory``: the example runs as ``__main__`` in a fresh
+    interpreter."""
+    (directory / "example.py").write_text(code, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", RUN_SCRIPT],
+        cwd=directory,  # an example that writes the default store's file writes it here
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _leaks(stderr: str) -> bool:
     return "ResourceWarning" in stderr
 
 
-@pytest.mark.timeout(300)
+def _chain_cases() -> list[object]:
+    """One case per chain; a document whose markers are malformed has none (test_markers_are_well_formed says
+    why)."""
+    cases: list[object] = []
+    for path in DOCUMENTS:
+        try:
+            document_chains = chains(python_blocks(path))
+        except ValueError:
+            continue
+        cases += [pytest.param(path, chain, id=f"{document_id(path)}:{chain[0].line}") for chain in document_chains]
+    return cases
+
+
 @pytest.mark.parametrize("path", DOCUMENTS, ids=document_id)
-def test_python_examples_run(path: Path, tmp_path: Path) -> None:
-    """Each example runs on its own or after the example it says it continues, in a fresh interpreter, and leaks
-    nothing."""
-    blocks = python_blocks(path)
-    for block in blocks:
-        if block.file_name is not None:
-            (tmp_path / block.file_name).write_text(block.code, encoding="utf-8")
-    runnable = [[(document_id(b.path), b.line, b.code) for b in chain] for chain in chains(blocks)]
-    if not runnable:
-        return
+def test_markers_are_well_formed(path: Path) -> None:
+    """Every '# not run:' gives its reason and every '# continues:' follows an example that runs."""
+    chains(python_blocks(path))
 
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", RUNNER],
-        input=json.dumps(runnable),
-        cwd=tmp_path,  # an example that writes the default store's file writes it here
-        capture_output=True,
-        text=True,
-        timeout=290,
-        check=False,
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("path", "chain"), _chain_cases())
+def test_python_examples_run_as_scripts(path: Path, chain: list[Block], tmp_path: Path) -> None:
+    """Each example, with the examples it continues, saved as one script beside the document's ``# file:``
+    modules and run with ``python -W error example.py``, exits 0 and leaks nothing: what a reader sees."""
+    save_modules(python_blocks(path), tmp_path)
+    result = run_as_script(script(chain), tmp_path, timeout=110)
+    where = f"{document_id(path)}:{chain[0].line}"
+    assert result.returncode == 0, (
+        f"the example at {where} failed (example.py's lines are the document's):\n{result.stderr}"
     )
-
-    assert result.returncode == 0, f"{document_id(path)} examples failed:\n{result.stderr}"
-    assert not _leaks(result.stderr), f"{document_id(path)} examples leak resources:\n{result.stderr}"
+    assert not _leaks(result.stderr), f"the example at {where} leaks resources:\n{result.stderr}"
 
 
 def test_the_readme_has_a_runnable_quick_start() -> None:
     """README.md holds at least one Python example that is run, not skipped."""
     assert any(b.skip_reason is None for b in python_blocks(ROOT / "README.md"))
-
-
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("index", range(len(python_blocks(ROOT / "README.md"))))
-def test_the_readme_quick_starts_run_as_scripts_without_leaks(index: int, tmp_path: Path) -> None:
-    """A README quick start saved as a file and run with ``python -W error::ResourceWarning quickstart.py``."""
-    block = python_blocks(ROOT / "README.md")[index]
-    if block.skip_reason is not None or block.continues is not None or block.file_name is not None:
-        pytest.skip("not a standalone quick start")
-    script = tmp_path / "quickstart.py"
-    script.write_text(block.code, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert not _leaks(result.stderr), result.stderr
 
 
 @pytest.mark.parametrize(
@@ -213,8 +219,50 @@ def test_markers_are_checked(codes: tuple[str, ...], problem: str) -> None:
 
 def test_a_block_copied_alone_fails_when_it_needs_an_earlier_one(tmp_path: Path) -> None:
     """The check has teeth: a block using a name from an earlier block, without '# continues:', fails."""
-    runnable = [[("doc.md", 1, "value = 1\n")], [("doc.md", 3, "print(value)\n")]]
-    result = subprocess.run(
-        [sys.executable, "-c", RUNNER], input=json.dumps(runnable), capture_output=True, text=True, check=False
-    )
+    blocks = _blocks("value = 1\n", "print(value)\n")
+    result = run_as_script(script(chains(blocks)[1]), tmp_path, timeout=60)
     assert result.returncode != 0 and "NameError" in result.stderr
+
+
+def test_a_chain_runs_as_one_script_with_the_documents_line_numbers(tmp_path: Path) -> None:
+    """Blocks of a chain share one namespace, run as ``__main__``, and a traceback names the document's line."""
+    blocks = [
+        Block(ROOT / "README.md", 3, "value = __name__\n"),
+        Block(ROOT / "README.md", 7, "# continues: the block above\nassert value == '__main__'\nraise SystemExit(3)\n"),
+    ]
+    code = script(chains(blocks)[0])
+    assert code.splitlines()[2] == "value = __name__" and code.splitlines()[8] == "raise SystemExit(3)"
+    assert run_as_script(code, tmp_path, timeout=60).returncode == 3
+
+
+def test_a_command_defined_in_the_script_is_refused_on_a_durable_store(tmp_path: Path) -> None:
+    """Why examples run as ``__main__``: a command class defined in the script cannot be scheduled on a SqlStore,
+    which a module-named namespace would hide."""
+    code = """
+import asyncio
+from injector import Injector
+from mediator import Command, MediatorModule
+from scheduling import CommandScheduler, SchedulingModule
+from scheduling.errors import UnimportableCommandError
+from stores import SqlStore
+
+class Ping(Command[None]):
+    pass
+
+async def main() -> None:
+    async with SqlStore("sqlite:///scheduled.db") as store:
+        scheduler = Injector([MediatorModule(handlers=[]), SchedulingModule(store=store)]).get(CommandScheduler)
+        try:
+            await scheduler.schedule(Ping())
+        except UnimportableCommandError:
+            raise SystemExit(7) from None
+
+asyncio.run(main())
+"""
+    assert run_as_script(code, tmp_path, timeout=60).returncode == 7, "expected UnimportableCommandError"
+
+
+def test_a_resource_left_open_in_a_global_is_reported(tmp_path: Path) -> None:
+    """A leak the interpreter's exit would not report is caught: the script's globals are collected first."""
+    result = run_as_script("import socket\n\nconnection = socket.socket()\n", tmp_path, timeout=60)
+    assert _leaks(result.stderr), result.stderr

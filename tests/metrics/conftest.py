@@ -1,8 +1,9 @@
-"""Fixtures for the metrics tests: a private Prometheus registry per test, and stores to observe."""
+"""Fixtures for the metrics tests: a private Prometheus registry per test, its counters by command type, and stores
+to observe."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,21 @@ from stores import MemoryStore, ScheduledCommandStore, SqlStore
 def registry() -> CollectorRegistry:
     """A registry of the test's own, so counters start at zero and tests cannot see each other's series."""
     return CollectorRegistry()
+
+
+@pytest.fixture
+def counts(registry: CollectorRegistry) -> Callable[[str], dict[str, float]]:
+    """``counts(event)``: every command type's value of ``cqrs_scheduling_commands_{event}_total`` in ``registry``."""
+
+    def values(event: str) -> dict[str, float]:
+        return {
+            sample.labels["command_type"]: sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name == f"cqrs_scheduling_commands_{event}_total"
+        }
+
+    return values
 
 
 async def _opened(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ScheduledCommandStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -17,15 +17,6 @@ from stores import ScheduledCommandStore
 
 REGISTERED = [f"scheduling_app.{name}" for name in ("Add", "Block", "Explode", "Fail", "Record", "Sleep")]
 EVENTS = ("scheduled", "completed", "retried", "failed", "expired", "cancelled")
-
-
-def series(registry: CollectorRegistry, event: str) -> dict[str, float]:
-    return {
-        s.labels["command_type"]: s.value
-        for family in registry.collect()
-        for s in family.samples
-        if s.name == f"cqrs_scheduling_commands_{event}_total"
-    }
 
 
 class Announcements(SchedulingObserver):
@@ -44,13 +35,13 @@ class Broken(SchedulingObserver):
 
 
 async def test_a_started_service_shows_every_registered_type_at_zero(
-    run_store: ScheduledCommandStore, registry: CollectorRegistry
+    run_store: ScheduledCommandStore, registry: CollectorRegistry, counts: Callable[[str], dict[str, float]]
 ) -> None:
     """``service.start()``: before any command exists, each of the six counters has a zero series per registered
     type (and the histograms too); the first completion then reads 0 -> 1, which ``increase()`` counts."""
     announcements = Announcements()
     app = make_app(store=run_store, observers=[PrometheusObserver(registry), announcements])
-    assert series(registry, "completed") == {}  # nothing before the service starts
+    assert counts("completed") == {}  # nothing before the service starts
     async with app.service:
         for _ in range(1000):  # the service announces itself from its task, right after opening the store
             if announcements.started:
@@ -58,7 +49,7 @@ async def test_a_started_service_shows_every_registered_type_at_zero(
             await asyncio.sleep(0.001)
         assert announcements.started == [REGISTERED]
         for event in EVENTS:
-            assert series(registry, event) == dict.fromkeys(REGISTERED, 0.0), event
+            assert counts(event) == dict.fromkeys(REGISTERED, 0.0), event
         for command_type in REGISTERED:
             labels = {"command_type": command_type}
             assert registry.get_sample_value("cqrs_scheduling_due_lag_seconds_count", labels) == 0
@@ -68,23 +59,25 @@ async def test_a_started_service_shows_every_registered_type_at_zero(
 
         await app.scheduler.schedule(Add(a=1, b=1))
         for _ in range(2000):
-            if series(registry, "completed")["scheduling_app.Add"] == 1:
+            if counts("completed")["scheduling_app.Add"] == 1:
                 break
             await asyncio.sleep(0.005)
-    assert series(registry, "completed") == dict.fromkeys(REGISTERED, 0.0) | {"scheduling_app.Add": 1.0}
+    assert counts("completed") == dict.fromkeys(REGISTERED, 0.0) | {"scheduling_app.Add": 1.0}
 
 
-async def test_run_until_idle_announces_the_types_too(registry: CollectorRegistry) -> None:
+async def test_run_until_idle_announces_the_types_too(
+    registry: CollectorRegistry, counts: Callable[[str], dict[str, float]]
+) -> None:
     """The test and batch entry point starts the same way: zeros for every type before anything ran."""
     announcements = Announcements()
     app = make_app(observers=[PrometheusObserver(registry), announcements])
     assert await app.service.run_until_idle() == 0
     assert announcements.started == [REGISTERED]
-    assert series(registry, "failed") == dict.fromkeys(REGISTERED, 0.0)
+    assert counts("failed") == dict.fromkeys(REGISTERED, 0.0)
 
 
 async def test_an_observer_failing_at_start_does_not_stop_the_service(
-    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+    registry: CollectorRegistry, counts: Callable[[str], dict[str, float]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A raising ``on_service_started`` is logged like any observer failure; the other observers still get the
     call and commands still run."""
@@ -94,7 +87,7 @@ async def test_an_observer_failing_at_start_does_not_stop_the_service(
     with caplog.at_level(logging.ERROR, logger="scheduling.observer"):
         assert await app.service.run_until_idle() == 1
     assert "observer Broken failed in on_service_started" in caplog.text
-    assert series(registry, "completed") == dict.fromkeys(REGISTERED, 0.0) | {"scheduling_app.Add": 1.0}
+    assert counts("completed") == dict.fromkeys(REGISTERED, 0.0) | {"scheduling_app.Add": 1.0}
 
 
 def test_the_default_hook_does_nothing() -> None:

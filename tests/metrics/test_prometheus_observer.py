@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import cast
 
@@ -44,18 +45,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return value
 
 
-def counts(registry: CollectorRegistry, event: str) -> dict[str, float]:
-    """Every command type's value of ``cqrs_scheduling_commands_{event}_total``."""
-    return {
-        s.labels["command_type"]: s.value
-        for family in registry.collect()
-        for s in family.samples
-        if s.name == f"cqrs_scheduling_commands_{event}_total"
-    }
-
-
 async def test_counters_and_histograms_follow_real_runs(
-    run_store: ScheduledCommandStore, registry: CollectorRegistry
+    run_store: ScheduledCommandStore, registry: CollectorRegistry, counts: Callable[[str], dict[str, float]]
 ) -> None:
     """Scheduled, completed, retried, dead-lettered, expired and cancelled are counted per type; lag is exact."""
     app = make_app(
@@ -72,7 +63,7 @@ async def test_counters_and_histograms_follow_real_runs(
         Add(a=0, b=0), ScheduleOptions(delay=timedelta(seconds=5), expires_after=timedelta(seconds=1))
     )
     gone = await scheduler.schedule(Add(a=9, b=9), ScheduleOptions(delay=timedelta(hours=1)))
-    assert counts(registry, "scheduled") == {ADD: 3, FAIL: 2}
+    assert counts("scheduled") == {ADD: 3, FAIL: 2}
 
     await scheduler.cancel(gone)
     await app.service.run_until_idle()  # at +0: flaky fails once (retry due at +1 s), doomed dead-letters
@@ -80,13 +71,13 @@ async def test_counters_and_histograms_follow_real_runs(
     await app.service.run_until_idle()  # the Add due at +10 s starts 2 s late, the late one expires, flaky retries
     await scheduler.schedule(Tick(seconds=3))
     await app.service.run_until_idle()  # the tick runs for 3 s of manual-clock time
-    assert counts(registry, "scheduled") == IDLE | {ADD: 3, FAIL: 2, TICK: 1}
+    assert counts("scheduled") == IDLE | {ADD: 3, FAIL: 2, TICK: 1}
 
-    assert counts(registry, "completed") == IDLE | {ADD: 1, FAIL: 1, TICK: 1}
-    assert counts(registry, "retried") == IDLE | {ADD: 0, FAIL: 1, TICK: 0}
-    assert counts(registry, "failed") == IDLE | {ADD: 0, FAIL: 1, TICK: 0}
-    assert counts(registry, "expired") == IDLE | {ADD: 1, FAIL: 0, TICK: 0}
-    assert counts(registry, "cancelled") == IDLE | {ADD: 1, FAIL: 0, TICK: 0}
+    assert counts("completed") == IDLE | {ADD: 1, FAIL: 1, TICK: 1}
+    assert counts("retried") == IDLE | {ADD: 0, FAIL: 1, TICK: 0}
+    assert counts("failed") == IDLE | {ADD: 0, FAIL: 1, TICK: 0}
+    assert counts("expired") == IDLE | {ADD: 1, FAIL: 0, TICK: 0}
+    assert counts("cancelled") == IDLE | {ADD: 1, FAIL: 0, TICK: 0}
 
     # run duration: manual-clock time, so exact; the expired entry never ran and has no duration
     assert sample(registry, "run_duration_seconds_count", command_type=TICK, outcome="completed") == 1
@@ -110,22 +101,24 @@ async def test_counters_and_histograms_follow_real_runs(
 
 
 async def test_an_idempotent_repeat_and_a_batch_are_counted_once_each(
-    run_store: ScheduledCommandStore, registry: CollectorRegistry
+    run_store: ScheduledCommandStore, registry: CollectorRegistry, counts: Callable[[str], dict[str, float]]
 ) -> None:
     """An idempotency key the store already holds stores nothing and counts nothing; schedule_many counts each."""
     app = make_app(store=run_store, observers=[PrometheusObserver(registry)])
     first = await app.scheduler.schedule(Add(a=1, b=1), ScheduleOptions(idempotency_key="once"))
     again = await app.scheduler.schedule(Add(a=1, b=1), ScheduleOptions(idempotency_key="once"))
     assert first == again
-    assert counts(registry, "scheduled") == {ADD: 1}
+    assert counts("scheduled") == {ADD: 1}
     await app.scheduler.schedule_many([Add(a=n, b=n) for n in range(4)] + [Fail(key="x")])
-    assert counts(registry, "scheduled") == {ADD: 5, FAIL: 1}
+    assert counts("scheduled") == {ADD: 5, FAIL: 1}
     assert await app.service.run_until_idle() == 6
-    assert counts(registry, "completed") == IDLE | {ADD: 5, FAIL: 0}
-    assert counts(registry, "retried") == IDLE | {ADD: 0, FAIL: 1}
+    assert counts("completed") == IDLE | {ADD: 5, FAIL: 0}
+    assert counts("retried") == IDLE | {ADD: 0, FAIL: 1}
 
 
-async def test_two_observers_on_one_registry_share_its_instruments(registry: CollectorRegistry) -> None:
+async def test_two_observers_on_one_registry_share_its_instruments(
+    registry: CollectorRegistry, counts: Callable[[str], dict[str, float]]
+) -> None:
     """A second observer on the same registry reuses the collectors (no "Duplicated timeseries")."""
     first, second = (
         make_app(observers=[PrometheusObserver(registry)]),
@@ -135,8 +128,8 @@ async def test_two_observers_on_one_registry_share_its_instruments(registry: Col
     await second.scheduler.schedule_many([Add(a=2, b=2), Add(a=3, b=3)])
     await first.service.run_until_idle()
     await second.service.run_until_idle()
-    assert counts(registry, "scheduled") == IDLE | {ADD: 3, FAIL: 0}
-    assert counts(registry, "completed") == IDLE | {ADD: 3, FAIL: 0}
+    assert counts("scheduled") == IDLE | {ADD: 3, FAIL: 0}
+    assert counts("completed") == IDLE | {ADD: 3, FAIL: 0}
     assert sample(registry, "due_lag_seconds_count", command_type=ADD) == 3
 
     other_namespace = PrometheusObserver(registry, namespace="billing_jobs")  # a second set, side by side
@@ -176,14 +169,16 @@ def test_an_invalid_namespace_is_named(registry: CollectorRegistry, namespace: s
         PrometheusObserver(registry, namespace=namespace)
 
 
-async def test_an_observer_added_after_the_injector_is_built_sees_what_follows(registry: CollectorRegistry) -> None:
+async def test_an_observer_added_after_the_injector_is_built_sees_what_follows(
+    registry: CollectorRegistry, counts: Callable[[str], dict[str, float]]
+) -> None:
     """SchedulingObservers.add (what the worker's --metrics-port does): the scheduler and service call it next."""
     app = make_app()
     await app.scheduler.schedule(Add(a=1, b=1))  # before: not counted
     app.injector.get(SchedulingObservers).add(PrometheusObserver(registry))
     await app.scheduler.schedule(Add(a=2, b=2))
     assert await app.service.run_until_idle() == 2
-    assert counts(registry, "scheduled") == IDLE | {ADD: 1, FAIL: 0}
-    assert counts(registry, "completed") == IDLE | {ADD: 2, FAIL: 0}
+    assert counts("scheduled") == IDLE | {ADD: 1, FAIL: 0}
+    assert counts("completed") == IDLE | {ADD: 2, FAIL: 0}
     with pytest.raises(TypeError, match="got the class PrometheusObserver"):
         app.injector.get(SchedulingObservers).add(PrometheusObserver)  # type: ignore[arg-type]

@@ -8,28 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_line_error, cli, populate
+from cli_support import SUPPORT, assert_one_line_error, cli
 
 from stores import SqlStore
-
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def populated(
-    request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]
-) -> tuple[str, dict[str, str]]:
-    """A store with one entry in each interesting state (see ``test_cli.populate``), and their ids by role."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cli.db'}"
-    else:
-        url = new_postgres_database(request.getfixturevalue("postgres_url"), "cli")
-    return url, asyncio.run(populate(url))
 
 
 async def add_copies(store_url: str, of: str, **changes: str) -> None:

@@ -1,4 +1,5 @@
-"""Helpers of the reliability tests: worker processes, databases of their own, and reading what happened.
+"""Helpers of the reliability tests: worker processes, databases of their own, reading what happened, and the
+scaffolding of the property-based tests.
 
 Worker processes run ``cqrs-scheduling worker`` with an application of ``tests/support`` or of this directory;
 each one appends the job numbers it executed to a file of its own (``WORKER_APP_OUT``, flushed per line, so a
@@ -14,14 +15,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from injector import Injector
 from postgres_servers import admin_conninfo, postgres_database
 from sqlalchemy import create_engine, text
@@ -115,6 +119,58 @@ async def empty(store: SqlStore) -> None:
     await store.open()
     async with store.engine.begin() as conn:
         await conn.execute(text("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY"))
+
+
+# -- property-based tests ------------------------------------------------------------------------------------------
+
+StoreT = TypeVar("StoreT", bound=ScheduledCommandStore)
+
+
+async def memory_store(_: Path) -> MemoryStore:
+    return MemoryStore()
+
+
+async def sqlite_store(directory: Path) -> SqlStore:
+    """An opened store on a new SQLite file in ``directory``."""
+    store = SqlStore(f"sqlite:///{directory / 'property.db'}")
+    await store.open()
+    return store
+
+
+def postgresql_store(url: str) -> Callable[[Path], Awaitable[SqlStore]]:
+    """Makes an opened store on the database at ``url``, emptied."""
+
+    async def make(_: Path) -> SqlStore:
+        store = SqlStore(url)
+        await empty(store)
+        return store
+
+    return make
+
+
+def property_settings(max_examples: int, *suppressed: HealthCheck) -> settings:
+    """Hypothesis settings of a property test: a bounded number of examples with no time limit per example (a
+    loaded machine must not fail them), no example database written into the repository, and slow data generation
+    accepted (each example runs a worker), plus the ``suppressed`` health checks."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, *suppressed],
+    )
+
+
+@contextlib.contextmanager
+def store_for_examples(make_store: Callable[[Path], Awaitable[StoreT]]) -> Iterator[tuple[asyncio.Runner, StoreT]]:
+    """One event loop and one store, made in a temporary directory, for all of a property's examples (an example
+    runs its coroutines with ``runner.run``); the store is closed and the directory removed afterwards, also when an
+    example fails."""
+    with tempfile.TemporaryDirectory() as directory, asyncio.Runner() as runner:
+        store = runner.run(make_store(Path(directory)))
+        try:
+            yield runner, store
+        finally:
+            runner.run(store.close())
 
 
 # -- scheduling and waiting ----------------------------------------------------------------------------------------

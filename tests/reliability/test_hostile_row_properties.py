@@ -12,15 +12,15 @@ worker. Bounded in the normal run; the soak variant runs many more examples.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, assume, example, given
 from hypothesis import strategies as st
+from reliability_support import postgresql_store, property_settings, sqlite_store, store_for_examples
 from scheduling_app import Record, RecordHandler, make_app
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -84,59 +84,34 @@ async def _write_and_drain(store: SqlStore, column: str, value: Any) -> None:
         assert entry is not None and entry.status is S.COMPLETED, (column, value, entry)
 
 
-StoreMaker = Callable[[Path], Awaitable[SqlStore]]
+def _check(
+    make_store: Callable[[Path], Awaitable[SqlStore]], values: st.SearchStrategy[Any], max_examples: int
+) -> None:
+    with store_for_examples(make_store) as (runner, store):
 
+        @property_settings(max_examples, HealthCheck.filter_too_much)
+        @given(column=st.sampled_from(COLUMNS), value=values)
+        @example(column="scheduled_for", value="-infinity")  # the cases first found by hand, always tried
+        @example(column="created_at", value="infinity")
+        @example(column="expires_at", value="20000-01-01 00:00:00+00")
+        @example(column="priority", value="WEIRD")
+        @example(column="scheduled_for", value="NaN")
+        def check(column: str, value: Any) -> None:
+            runner.run(_write_and_drain(store, column, value))
 
-def _check(make_store: StoreMaker, values: st.SearchStrategy[Any], max_examples: int) -> None:
-    with tempfile.TemporaryDirectory() as directory, asyncio.Runner() as runner:
-        store = runner.run(make_store(Path(directory)))
-        try:
-
-            @settings(
-                max_examples=max_examples,
-                deadline=None,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            )
-            @given(column=st.sampled_from(COLUMNS), value=values)
-            @example(column="scheduled_for", value="-infinity")  # the cases first found by hand, always tried
-            @example(column="created_at", value="infinity")
-            @example(column="expires_at", value="20000-01-01 00:00:00+00")
-            @example(column="priority", value="WEIRD")
-            @example(column="scheduled_for", value="NaN")
-            def check(column: str, value: Any) -> None:
-                runner.run(_write_and_drain(store, column, value))
-
-            check()
-        finally:
-            runner.run(store.close())
-
-
-async def _sqlite(directory: Path) -> SqlStore:
-    store = SqlStore(f"sqlite:///{directory / 'hostile.db'}")
-    await store.open()
-    return store
-
-
-def _postgresql(url: str) -> StoreMaker:
-    async def make(_: Path) -> SqlStore:
-        store = SqlStore(url)
-        await store.open()
-        return store
-
-    return make
+        check()
 
 
 def test_any_value_in_any_column_of_one_row_never_blocks_the_others_sqlite() -> None:
-    _check(_sqlite, SQLITE_VALUES, max_examples=60)
+    _check(sqlite_store, SQLITE_VALUES, max_examples=60)
 
 
 def test_any_value_in_any_column_of_one_row_never_blocks_the_others_postgresql(module_postgres_url: str) -> None:
-    _check(_postgresql(module_postgres_url), POSTGRESQL_VALUES, max_examples=60)
+    _check(postgresql_store(module_postgres_url), POSTGRESQL_VALUES, max_examples=60)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_soak_any_value_in_any_column_never_blocks_the_others(module_postgres_url: str) -> None:
-    _check(_sqlite, SQLITE_VALUES, max_examples=2_000)
-    _check(_postgresql(module_postgres_url), POSTGRESQL_VALUES, max_examples=2_000)
+    _check(sqlite_store, SQLITE_VALUES, max_examples=2_000)
+    _check(postgresql_store(module_postgres_url), POSTGRESQL_VALUES, max_examples=2_000)

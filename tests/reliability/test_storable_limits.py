@@ -8,19 +8,18 @@ scheduled, with the options that were given.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from pydantic import Field
-from reliability_support import empty
+from pydantic import ConfigDict, Field, PrivateAttr, computed_field
+from reliability_support import memory_store, postgresql_store, property_settings, sqlite_store, store_for_examples
 from scheduling_app import make_app
 from sqlalchemy import text
 
@@ -56,6 +55,35 @@ class Anything(Command[None]):
     tree: Any
 
 
+class NanAsConstant(Command[None]):
+    """Writes NaN and infinities as the JSON constants, which pydantic's parser reads back."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+    amount: float
+
+
+class Ratio(Command[None]):
+    value: Annotated[Decimal, Field(allow_inf_nan=True)]
+
+
+class WithPrivateState(Command[None]):
+    amount: float
+    _seen: list[str] = PrivateAttr(default_factory=list)
+
+
+class WithTotal(Command[None]):
+    """Writes its computed field into the JSON, which ``extra="forbid"`` then refuses to read back."""
+
+    model_config = ConfigDict(extra="forbid")
+    price: int
+    quantity: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> int:
+        return self.price * self.quantity
+
+
 #: What the handlers received, in order (the test compares it with what was scheduled).
 RECEIVED: list[Command[Any]] = []
 
@@ -85,7 +113,37 @@ class AnythingHandler(CommandHandler[Anything, None]):
         RECEIVED.append(command)
 
 
-HANDLERS: list[type] = [MeasureHandler, AliasedHandler, AliasedOptionalHandler, TreeHandler, AnythingHandler]
+class NanAsConstantHandler(CommandHandler[NanAsConstant, None]):
+    async def handle(self, command: NanAsConstant) -> None:
+        RECEIVED.append(command)
+
+
+class RatioHandler(CommandHandler[Ratio, None]):
+    async def handle(self, command: Ratio) -> None:
+        RECEIVED.append(command)
+
+
+class WithPrivateStateHandler(CommandHandler[WithPrivateState, None]):
+    async def handle(self, command: WithPrivateState) -> None:
+        RECEIVED.append(command)
+
+
+class WithTotalHandler(CommandHandler[WithTotal, None]):
+    async def handle(self, command: WithTotal) -> None:
+        RECEIVED.append(command)
+
+
+HANDLERS: list[type] = [
+    MeasureHandler,
+    AliasedHandler,
+    AliasedOptionalHandler,
+    TreeHandler,
+    AnythingHandler,
+    NanAsConstantHandler,
+    RatioHandler,
+    WithPrivateStateHandler,
+    WithTotalHandler,
+]
 
 
 def nested_list(depth: int) -> Any:
@@ -119,6 +177,36 @@ async def test_a_command_the_worker_could_not_decode_as_scheduled_is_refused(
     assert sum((await any_store.count_by_status()).values()) == 0, "nothing is stored"
 
 
+NAN_HINT = "NaN or infinity"
+ALIAS_HINT = "alias"
+NESTING_HINT = "nesting levels"
+
+
+@pytest.mark.parametrize(
+    ("make", "named", "hint"),
+    [
+        (lambda: Measure(amount=math.nan), "pydantic float_type: Input should be a valid number", NAN_HINT),
+        (lambda: Aliased(v="x"), "pydantic missing: Field required", ALIAS_HINT),
+        (lambda: Tree(data=nested_list(220)), "pydantic json_invalid: Invalid JSON: recursion limit", NESTING_HINT),
+        (lambda: WithTotal(price=3, quantity=2), "pydantic extra_forbidden: Extra inputs are not permitted", None),
+    ],
+    ids=["NaN", "alias", "nesting", "computed field refused by extra=forbid"],
+)
+async def test_a_decoding_refusal_names_pydantic_error_and_only_the_cause_that_applies(
+    make: Callable[[], Command[Any]], named: str, hint: str | None
+) -> None:
+    """The refusal quotes pydantic's error; it explains a cause (NaN written as null, an alias, nesting) only when
+    that error is the one the cause produces, so a computed field refused by ``extra="forbid"`` is not blamed on
+    NaN, aliases or nesting."""
+    app = make_app(handlers=HANDLERS)
+    with pytest.raises(ValueError, match="cannot be stored") as refused:
+        await app.scheduler.schedule(make())
+    message = str(refused.value)
+    assert named in message
+    for cause in (NAN_HINT, ALIAS_HINT, NESTING_HINT):
+        assert (cause in message) == (cause == hint), (cause, message)
+
+
 async def test_commands_that_survive_storage_are_delivered_equal(any_store: ScheduledCommandStore) -> None:
     """The round-trip check refuses nothing that does round-trip: extreme floats, deep (but parseable) nesting,
     NUL and astral characters, an aliased field given by alias that the JSON carries back."""
@@ -136,6 +224,30 @@ async def test_commands_that_survive_storage_are_delivered_equal(any_store: Sche
         await app.scheduler.schedule(command)
     assert await app.service.run_until_idle() == len(commands)
     assert commands == RECEIVED
+
+
+async def test_a_nan_the_json_carries_back_is_not_refused() -> None:
+    """NaN is never == NaN, yet a model that writes it as a JSON constant, or a Decimal field that allows it, gets
+    NaN back: such a command is delivered, not refused as if it did not survive."""
+    RECEIVED.clear()
+    app = make_app(handlers=HANDLERS)
+    await app.scheduler.schedule(NanAsConstant(amount=math.nan))
+    await app.scheduler.schedule(Ratio(value=Decimal("NaN")))
+    assert await app.service.run_until_idle() == 2
+    first, second = RECEIVED
+    assert isinstance(first, NanAsConstant) and math.isnan(first.amount)
+    assert isinstance(second, Ratio) and second.value.is_nan()
+
+
+async def test_a_set_private_attribute_is_refused_by_name() -> None:
+    """Private attributes are not in the JSON: a command carrying private state is refused with the attribute's name
+    and value, not as a field "<root>" whose two sides print the same; one that leaves it at its default is fine."""
+    app = make_app(handlers=HANDLERS)
+    command = WithPrivateState(amount=1.0)
+    command._seen.append("x")
+    with pytest.raises(ValueError, match=r"private attribute _seen holds \['x'\].*default \(\[\]\)"):
+        await app.scheduler.schedule(command)
+    assert await app.scheduler.schedule(WithPrivateState(amount=2.0))
 
 
 INT32_MAX = 2**31 - 1
@@ -214,8 +326,6 @@ OPTIONS = st.fixed_dictionaries(
     },
 )
 
-StoreMaker = Callable[[Path], Awaitable[ScheduledCommandStore]]
-
 
 async def _emptied(store: ScheduledCommandStore) -> ScheduledCommandStore:
     """The store without entries: a new MemoryStore, or the SQL store with its rows deleted."""
@@ -250,61 +360,37 @@ async def _schedule_and_run(store: ScheduledCommandStore, command: Anything, val
     assert (await app.scheduler.get_status(entry_id)).status is S.COMPLETED  # type: ignore[union-attr]
 
 
-def _check_every_command(make_store: StoreMaker, max_examples: int) -> None:
-    with tempfile.TemporaryDirectory() as directory, asyncio.Runner() as runner:
-        store = runner.run(make_store(Path(directory)))
-        try:
+def _check_every_command(make_store: Callable[[Path], Awaitable[ScheduledCommandStore]], max_examples: int) -> None:
+    with store_for_examples(make_store) as (runner, store):
 
-            @settings(
-                max_examples=max_examples,
-                deadline=None,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-            )
-            @given(command=COMMANDS, values=OPTIONS)
-            def check(command: Anything, values: dict[str, Any]) -> None:
-                runner.run(_schedule_and_run(runner.run(_emptied(store)), command, values))
+        @property_settings(max_examples, HealthCheck.data_too_large)
+        @given(command=COMMANDS, values=OPTIONS)
+        def check(command: Anything, values: dict[str, Any]) -> None:
+            runner.run(_schedule_and_run(runner.run(_emptied(store)), command, values))
 
-            check()
-        finally:
-            runner.run(store.close())
-
-
-async def _memory(_: Path) -> ScheduledCommandStore:
-    return MemoryStore()
-
-
-async def _sqlite(directory: Path) -> ScheduledCommandStore:
-    store = SqlStore(f"sqlite:///{directory / 'limits.db'}")
-    await store.open()
-    return store
-
-
-def _postgresql(url: str) -> StoreMaker:
-    async def make(_: Path) -> ScheduledCommandStore:
-        store = SqlStore(url)
-        await empty(store)
-        return store
-
-    return make
+        check()
 
 
 def test_generated_commands_are_refused_or_delivered_exactly_memory() -> None:
-    _check_every_command(_memory, max_examples=150)
+    _check_every_command(memory_store, max_examples=150)
 
 
 def test_generated_commands_are_refused_or_delivered_exactly_sqlite() -> None:
-    _check_every_command(_sqlite, max_examples=40)
+    _check_every_command(sqlite_store, max_examples=40)
 
 
 def test_generated_commands_are_refused_or_delivered_exactly_postgresql(module_postgres_url: str) -> None:
-    _check_every_command(_postgresql(module_postgres_url), max_examples=40)
+    _check_every_command(postgresql_store(module_postgres_url), max_examples=40)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_soak_generated_commands_are_refused_or_delivered_exactly(module_postgres_url: str) -> None:
-    for maker, examples in ((_memory, 5_000), (_sqlite, 1_000), (_postgresql(module_postgres_url), 1_000)):
+    for maker, examples in (
+        (memory_store, 5_000),
+        (sqlite_store, 1_000),
+        (postgresql_store(module_postgres_url), 1_000),
+    ):
         _check_every_command(maker, max_examples=examples)
 
 

@@ -3,6 +3,7 @@ whoever opened them, a clear refusal of commands no worker could import, and sta
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,54 @@ async def test_a_store_that_does_not_track_its_opener_is_never_closed_by_the_ser
     async with app.service:
         pass
     assert store.closed == 0
+
+
+def test_a_worker_factory_may_return_a_child_of_the_injector_holding_scheduling_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--app`` accepts a child injector (``create_child_injector``): it gets the parent's SchedulingModule, and
+    ``--store`` and the settings options rebind where that module bound them, so the service (built in the parent)
+    runs on them. An injector with no SchedulingModule anywhere up its chain is still refused, in one line."""
+    import sys
+    import types
+
+    from scheduling.worker import AppLoadError, apply_overrides, load_app
+
+    root = Injector([MediatorModule(handlers=_record_handlers()), SchedulingModule(store=MemoryStore())])
+    factories = types.ModuleType("child_injector_app")
+    factories.child = root.create_child_injector  # type: ignore[attr-defined]
+    factories.bare_child = Injector([MediatorModule(handlers=[])]).create_child_injector  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "child_injector_app", factories)
+
+    child = load_app("child_injector_app:child")
+    override = MemoryStore()
+    settings = apply_overrides(child, store=override, concurrency=3)
+    service = child.get(ScheduledCommandService)  # built in the parent: it must see the overrides too
+    assert service._store is override, "--store rebound in the child only: the worker would run another store"
+    assert settings.max_concurrency == 3 and service._settings.max_concurrency == 3
+    with pytest.raises(AppLoadError, match="has no SchedulingModule"):
+        load_app("child_injector_app:bare_child")
+
+
+def test_a_start_up_hook_that_is_not_async_is_refused_by_name() -> None:
+    """A plain ``def`` hook is refused when the module is built, naming it and saying to make it async; a callable
+    object that returns no awaitable is refused in the same words when the service starts, before its first claim."""
+
+    def declare(scheduler: CommandScheduler) -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"on_start hook .*declare is not async: define it with 'async def'"):
+        SchedulingModule(store=MemoryStore(), on_start=[declare])  # type: ignore[list-item]
+
+    class Declarer:
+        def __call__(self, scheduler: CommandScheduler) -> None:
+            return None
+
+    injector = Injector(
+        [
+            MediatorModule(handlers=_record_handlers()),
+            SchedulingModule(store=MemoryStore(), clock=ManualClock(START), on_start=[Declarer()]),  # type: ignore[list-item]
+        ]
+    )
+    with pytest.raises(TypeError, match=r"on_start hook .*Declarer is not async"):
+        asyncio.run(injector.get(ScheduledCommandService).run_until_idle())
