@@ -782,10 +782,10 @@ def _psycopg_placeholders(statement: str) -> str:
 
 def explain_claim_ms(url: str, now: dt.datetime, c: Config) -> dict[str, Any] | None:
     """Server-side planning and execution time of the store's claim statement, in rolled-back transactions."""
-    from stores import sql as sql_store
+    from stores.sql import _postgresql as sql_store
 
-    statement = getattr(sql_store, "_PG_CLAIM", None)
-    factor = getattr(sql_store, "_CLAIM_WINDOW_FACTOR", 4)
+    statement = getattr(sql_store, "CLAIM", None)
+    factor = getattr(sql_store, "CLAIM_WINDOW_FACTOR", 4)
     if not isinstance(statement, str):
         return None
     query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _psycopg_placeholders(statement)

@@ -12,7 +12,6 @@ See docs/recurring.md for the rules, with examples.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, CroniterError, croniter  # type: ignore[import-untyped]
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
-from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores.schedules import MisfirePolicy, StoredSchedule, occurrence_key
+from stores.entries import ScheduledCommandEntry
+from stores.schedules import MisfirePolicy, StoredSchedule
 
 from .errors import InvalidScheduleError
 from .options import ScheduleOptions
@@ -263,6 +262,12 @@ def next_occurrence(
     raise AssertionError("unreachable: occurrences are endless")  # pragma: no cover
 
 
+def occurrence_key(name: str, generation: int, occurrence_at: datetime) -> str:
+    """The idempotency key of one occurrence: the store's unique key makes "one entry per schedule, generation
+    and occurrence time" a constraint, so two workers creating the same occurrence store it once."""
+    return f"recurring:{name}:{generation}:{occurrence_at.isoformat()}"
+
+
 def occurrence_entry(
     schedule: RecurringSchedule, occurrence_at: datetime, now: datetime, *, default_max_retries: int
 ) -> ScheduledCommandEntry:
@@ -276,20 +281,18 @@ def occurrence_entry(
     if schedule.misfire_policy == "skip":
         following = next(occurrences_after(schedule, occurrence_at))
         expires_at = following if expires_at is None else min(expires_at, following)
-    return ScheduledCommandEntry(
-        id=str(uuid.uuid4()),
-        command_type=schedule.command_type,
-        payload=schedule.payload,
-        status=ScheduledCommandStatus.PENDING,
-        priority=options.priority,
+    from .scheduler import new_entry  # the scheduler imports the recurring rules: imported when first used
+
+    return new_entry(
+        schedule.command_type,
+        schedule.payload,
+        options,
         scheduled_for=occurrence_at,
-        created_at=now,
         expires_at=expires_at,
-        max_retries=options.max_retries if options.max_retries is not None else default_max_retries,
-        correlation_id=options.correlation_id,
-        metadata=options.metadata,
+        now=now,
+        default_max_retries=default_max_retries,
         idempotency_key=occurrence_key(schedule.name, schedule.generation, occurrence_at),
-        timeout_seconds=options.timeout.total_seconds() if options.timeout is not None else None,
         recurring_name=schedule.name,
         occurrence_at=occurrence_at,
+        occurrence_generation=schedule.generation,
     )

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from stores.base import ScheduledCommandStore
 from stores.entries import ScheduledCommandEntry
-from stores.schedules import occurrence_generation
 
 from .recurring import RecurringSchedule, next_occurrence, occurrence_entry, occurrences_after
 
@@ -100,7 +99,7 @@ async def advance(
     name = entry.recurring_name
     if name is None:
         return None
-    generation = occurrence_generation(name, entry.idempotency_key)
+    generation = entry.occurrence_generation
     stored = await store.get_schedule(name)
     if stored is None or stored.paused or generation is None or stored.generation != generation:
         return None

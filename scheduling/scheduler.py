@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from injector import inject
@@ -173,20 +173,14 @@ class CommandScheduler:
                 f"the due time or expiry of {command_type} is past the year 9999 "
                 f"(delay={options.delay!r}, expires_after={options.expires_after!r})"
             ) from None
-        return ScheduledCommandEntry(
-            id=str(uuid.uuid4()),
-            command_type=command_type,
-            payload=payload,
-            status=ScheduledCommandStatus.PENDING,
-            priority=options.priority,
+        return new_entry(
+            command_type,
+            payload,
+            options,
             scheduled_for=due,
-            created_at=now,
             expires_at=expires_at,
-            max_retries=options.max_retries if options.max_retries is not None else self._settings.max_retries,
-            correlation_id=options.correlation_id,
-            metadata=options.metadata,
-            idempotency_key=options.idempotency_key,
-            timeout_seconds=options.timeout.total_seconds() if options.timeout is not None else None,
+            now=now,
+            default_max_retries=self._settings.max_retries,
         )
 
     async def cancel(self, command_id: str) -> bool:
@@ -372,3 +366,39 @@ def check_storable_command(command: Command[Any], payload: str, command_type: st
     longer than the store holds, or a payload that does not decode to an equal command."""
     check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
     check_command_round_trip(command, payload, command_type)
+
+
+def new_entry(
+    command_type: str,
+    payload: str,
+    options: ScheduleOptions,
+    *,
+    scheduled_for: datetime,
+    expires_at: datetime | None,
+    now: datetime,
+    default_max_retries: int,
+    idempotency_key: str | None = None,
+    recurring_name: str | None = None,
+    occurrence_at: datetime | None = None,
+    occurrence_generation: int | None = None,
+) -> ScheduledCommandEntry:
+    """The PENDING entry ``options`` make of a command: the one place where options become an entry, for commands
+    scheduled once and for recurring occurrences alike (``idempotency_key`` defaults to the options' own)."""
+    return ScheduledCommandEntry(
+        id=str(uuid.uuid4()),
+        command_type=command_type,
+        payload=payload,
+        status=ScheduledCommandStatus.PENDING,
+        priority=options.priority,
+        scheduled_for=scheduled_for,
+        created_at=now,
+        expires_at=expires_at,
+        max_retries=options.max_retries if options.max_retries is not None else default_max_retries,
+        correlation_id=options.correlation_id,
+        metadata=options.metadata,
+        idempotency_key=idempotency_key if idempotency_key is not None else options.idempotency_key,
+        timeout_seconds=options.timeout.total_seconds() if options.timeout is not None else None,
+        recurring_name=recurring_name,
+        occurrence_at=occurrence_at,
+        occurrence_generation=occurrence_generation,
+    )

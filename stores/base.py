@@ -312,8 +312,7 @@ class ScheduledCommandStore(ABC):
         self, name: str, *, now: datetime, keep_generation: int | None = None
     ) -> list[ScheduledCommandEntry]:
         """Cancel the PENDING occurrences of schedule ``name`` atomically (``completed_at = now``), except those of
-        ``keep_generation`` when given (their idempotency key starts ``recurring:{name}:{keep_generation}:``).
-        Returns the cancelled entries."""
+        those whose ``occurrence_generation`` is ``keep_generation`` when given. Returns the cancelled entries."""
 
     # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
 

@@ -93,6 +93,9 @@ class ScheduledCommandEntry(BaseModel):
     recurring_name: str | None = None
     #: The occurrence's nominal time (``scheduled_for`` moves on retries; this does not).
     occurrence_at: AwareDatetime | None = None
+    #: The generation of the schedule this occurrence was made for (a definition change or a pause starts a new
+    #: one; an occurrence of an older generation does nothing when it runs).
+    occurrence_generation: int | None = None
 
     @property
     def attempts_allowed(self) -> int:

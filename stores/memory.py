@@ -16,10 +16,11 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._transitions import CANCEL, DISMISS, REQUEUE, schedule_paused_changes
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
-from .schedules import StoredSchedule, occurrence_key_prefix
+from .schedules import StoredSchedule
 
 __all__ = ["MemoryStore"]
 
@@ -147,9 +148,9 @@ class MemoryStore(ScheduledCommandStore):
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         entry = self._entries.get(entry_id)
-        if entry is None or entry.status is not PENDING:
+        if entry is None or entry.status is not CANCEL.source:
             return None
-        cancelled = entry.model_copy(update={"status": ScheduledCommandStatus.CANCELLED, "completed_at": now})
+        cancelled = entry.model_copy(update=CANCEL.changes(now))
         self._put(cancelled)
         return cancelled
 
@@ -163,28 +164,18 @@ class MemoryStore(ScheduledCommandStore):
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         entry = self._entries.get(entry_id)
-        if entry is None or entry.status is not ScheduledCommandStatus.FAILED:
+        if entry is None or entry.status is not REQUEUE.source:
             return False
-        self._put(
-            entry.model_copy(
-                update={
-                    "status": PENDING,
-                    "scheduled_for": now,
-                    "retry_count": 0,
-                    "completed_at": None,
-                    "expires_at": None,
-                }
-            )
-        )
+        self._put(entry.model_copy(update=REQUEUE.changes(now)))
         self._notify_wakeup(now)
         return True
 
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         entry = self._entries.get(entry_id)
-        if entry is None or entry.status is not ScheduledCommandStatus.FAILED:
+        if entry is None or entry.status is not DISMISS.source:
             return None
         # A FAILED entry sits in no heap, so only the snapshot, counts and version change.
-        dismissed = entry.model_copy(update={"status": ScheduledCommandStatus.CANCELLED, "completed_at": now})
+        dismissed = entry.model_copy(update=DISMISS.changes(now))
         self._put(dismissed)
         return dismissed
 
@@ -356,9 +347,7 @@ class MemoryStore(ScheduledCommandStore):
         stored = self._schedules.get(name)
         if stored is None:
             return None
-        changes: dict[str, Any] = {"paused": paused, "generation": stored.generation + 1, "updated_at": now}
-        if paused:
-            changes["next_run_at"] = None
+        changes = schedule_paused_changes(paused, now=now, next_generation=stored.generation + 1)
         updated = self._schedules[name] = stored.model_copy(update=changes)
         return updated
 
@@ -377,11 +366,9 @@ class MemoryStore(ScheduledCommandStore):
     async def cancel_occurrences(
         self, name: str, *, now: datetime, keep_generation: int | None = None
     ) -> list[ScheduledCommandEntry]:
-        keep = occurrence_key_prefix(name, keep_generation) if keep_generation is not None else None
         cancelled: list[ScheduledCommandEntry] = []
         for entry_id in sorted(self._by_recurring.get(name, ()), key=self._order.__getitem__):
-            key = self._entries[entry_id].idempotency_key
-            if keep is not None and key is not None and key.startswith(keep):
+            if keep_generation is not None and self._entries[entry_id].occurrence_generation == keep_generation:
                 continue
             entry = await self.cancel(entry_id, now=now)
             if entry is not None:

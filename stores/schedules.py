@@ -6,12 +6,12 @@ depend on the ``scheduling`` package, so they persist this record, whose options
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-__all__ = ["MisfirePolicy", "StoredSchedule", "occurrence_generation", "occurrence_key", "occurrence_key_prefix"]
+__all__ = ["MisfirePolicy", "StoredSchedule"]
 
 #: What a schedule does about occurrences missed while no worker ran (see docs/recurring.md).
 MisfirePolicy = Literal["skip", "run_once", "run_all"]
@@ -61,23 +61,3 @@ class StoredSchedule(BaseModel):
             self.options_json,
             self.misfire_policy,
         )
-
-
-def occurrence_key_prefix(name: str, generation: int) -> str:
-    """The start of the idempotency key of every occurrence of ``name`` at ``generation``."""
-    return f"recurring:{name}:{generation}:"
-
-
-def occurrence_key(name: str, generation: int, occurrence_at: datetime) -> str:
-    """The idempotency key of one occurrence: the store's unique key makes "one entry per schedule, generation
-    and occurrence time" a constraint, so two workers creating the same occurrence store it once."""
-    return occurrence_key_prefix(name, generation) + occurrence_at.isoformat()
-
-
-def occurrence_generation(name: str, idempotency_key: str | None) -> int | None:
-    """The generation an occurrence's idempotency key names, or ``None`` if it is not an occurrence key."""
-    prefix = f"recurring:{name}:"
-    if idempotency_key is None or not idempotency_key.startswith(prefix):
-        return None
-    generation, _, _ = idempotency_key[len(prefix) :].partition(":")
-    return int(generation) if generation.isdigit() else None

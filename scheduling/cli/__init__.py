@@ -70,6 +70,30 @@ def demo(store: StoreOption = None) -> None:
         fail(str(exc))
 
 
+@app.command()
+def migrate(store: StoreOption = None) -> None:
+    """Bring the store's schema to this version now (opening a store does it too, under a lock)."""
+    from stores.errors import StoreError
+    from stores.sql import SqlStore
+
+    async def run(sql_store: SqlStore) -> tuple[int | None, int]:
+        try:
+            return await sql_store.migrate()
+        finally:
+            await sql_store.close()
+
+    try:
+        found, current = asyncio.run(run(SqlStore(store_url(store))))
+    except (ValueError, StoreError) as exc:
+        fail(str(exc))
+    if found is None:
+        typer.echo(f"created schema version {current}")
+    elif found < current:
+        typer.echo(f"migrated schema version {found} to {current}")
+    else:
+        typer.echo(f"schema version {current} is current")
+
+
 app.command()(worker)
 app.command()(status)
 app.command("list")(list_entries)

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from scheduling import ScheduledCommandStatus, ScheduleOptions
 from stores import SqlStore
-from stores._tables import SCHEMA_VERSION
 from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError
 from stores.sql import mask_url, to_async_url
+from stores.sql._tables import SCHEMA_VERSION
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ async def test_store_tables_stay_out_of_the_applications_metadata() -> None:
     """The store's tables have their own metadata: SQLModel.metadata.create_all()/drop_all() never touch them."""
     from sqlmodel import SQLModel
 
-    from stores._tables import metadata
+    from stores.sql._tables import metadata
 
     assert "scheduled_commands" not in SQLModel.metadata.tables
     assert {"scheduled_commands", "scheduled_command_attempts", "scheduled_commands_schema"} <= set(metadata.tables)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from scheduling.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores import MemoryStore, ScheduledCommandStore
 from stores.base import FinishedCount
-from stores.schedules import StoredSchedule, occurrence_key
+from stores.schedules import StoredSchedule
 
 #: As in ``conftest.py``: builds an unopened, empty store that may keep files in the given directory.
 StoreFactory = Callable[[Path], ScheduledCommandStore]
@@ -1460,7 +1460,8 @@ def make_occurrence(name: str, generation: int, seconds: float, **overrides: Any
         recurring_name=name,
         occurrence_at=at(seconds),
         scheduled_for=at(seconds),
-        idempotency_key=occurrence_key(name, generation, at(seconds)),
+        idempotency_key=f"recurring:{name}:{generation}:{at(seconds).isoformat()}",
+        occurrence_generation=generation,
         **overrides,
     )
 

@@ -1,7 +1,8 @@
 """The SQL schema, in one place: tables as SQLModel classes, indexes, and the schema version.
 
-``SCHEMA_VERSION`` is bumped with every change of these definitions, together with a migration step in
-``stores/sql.py``; a database whose version row is newer than this code is refused.
+``SCHEMA_VERSION`` is bumped with every change of these definitions, together with a migration step; a database
+whose version row is newer than this code is refused. ``ENTRIES``, ``ATTEMPTS``, ``SCHEDULES`` and ``SCHEMA`` are
+the tables every query of the package is written against, defined here once.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Table, Text, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -18,6 +19,10 @@ from sqlmodel import Field, SQLModel
 from ._rows import UnreadableValue
 
 __all__ = [
+    "ATTEMPTS",
+    "ENTRIES",
+    "SCHEDULES",
+    "SCHEMA",
     "SCHEMA_VERSION",
     "AttemptRow",
     "EntryRow",
@@ -28,7 +33,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -123,6 +128,8 @@ class EntryRow(_StoreModel, table=True):
     #: The recurring schedule this entry is an occurrence of, and the occurrence's nominal time.
     recurring_name: str | None = Field(default=None, sa_type=String(200))
     occurrence_at: datetime | None = _when(default=None)
+    #: The schedule's generation the occurrence belongs to (schema version 2).
+    occurrence_generation: int | None = Field(default=None)
 
     __table_args__ = (
         # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).
@@ -211,3 +218,9 @@ class SchemaVersionRow(_StoreModel, table=True):
     id: int = Field(default=1, primary_key=True)
     version: int = Field(nullable=False)
     updated_at: datetime = _when(nullable=False)
+
+
+ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
+ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
+SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
+SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]

@@ -2,8 +2,8 @@
 
 The upsert is a locked read-modify-write in one transaction: ``INSERT ... ON CONFLICT (name) DO NOTHING`` (a
 concurrent declaration of a new name waits for the first one to commit, then does nothing), then the row is read
-``FOR UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the write lock) and updated only when the
-definition differs, so any number of processes declaring one schedule at once store it once.
+locked (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the write lock) and updated only
+when the definition differs, so any number of processes declaring one schedule at once store it once.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import EntryRow, ScheduleRow
-from .entries import ScheduledCommandStatus
-from .schedules import StoredSchedule, occurrence_key_prefix
+from stores._transitions import schedule_paused_changes
+from stores.entries import ScheduledCommandStatus
+from stores.schedules import StoredSchedule
+
+from ._backend import Backend
+from ._tables import ENTRIES, SCHEDULES
 
 __all__ = [
-    "SCHEDULES",
     "cancel_occurrences",
     "delete_schedule",
     "get_schedule",
@@ -29,9 +31,6 @@ __all__ = [
     "set_schedule_paused",
     "upsert_schedule",
 ]
-
-SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
-ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
 
 _DEFINITION_COLUMNS = ("command_type", "payload", "cron", "interval_us", "timezone", "options_json", "misfire_policy")
 
@@ -49,24 +48,15 @@ def _from_row(row: Row[Any]) -> StoredSchedule:
     return StoredSchedule.model_validate(values)
 
 
-async def upsert_schedule(conn: AsyncConnection, schedule: StoredSchedule, *, postgresql: bool) -> StoredSchedule:
-    if postgresql:
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+async def upsert_schedule(conn: AsyncConnection, schedule: StoredSchedule, backend: Backend) -> StoredSchedule:
     inserted = (
         await conn.execute(
-            insert(SCHEDULES)
-            .values(_to_row(schedule))
-            .on_conflict_do_nothing(index_elements=["name"])
-            .returning(SCHEDULES.c.name)
+            backend.insert_ignoring_conflicts(SCHEDULES, "name").values(_to_row(schedule)).returning(SCHEDULES.c.name)
         )
     ).first()
     if inserted is not None:
         return schedule
-    query = select(SCHEDULES).where(SCHEDULES.c.name == schedule.name)
-    if postgresql:
-        query = query.with_for_update()
+    query = backend.lock_rows(select(SCHEDULES).where(SCHEDULES.c.name == schedule.name), skip_locked=False)
     stored = _from_row((await conn.execute(query)).one())
     if stored.definition() == schedule.definition():
         return stored
@@ -107,9 +97,7 @@ async def delete_schedule(conn: AsyncConnection, name: str) -> bool:
 async def set_schedule_paused(
     conn: AsyncConnection, name: str, paused: bool, *, now: datetime
 ) -> StoredSchedule | None:
-    changes: dict[str, Any] = {"paused": paused, "generation": SCHEDULES.c.generation + 1, "updated_at": now}
-    if paused:
-        changes["next_run_at"] = None
+    changes = schedule_paused_changes(paused, now=now, next_generation=SCHEDULES.c.generation + 1)
     row = (
         await conn.execute(update(SCHEDULES).where(SCHEDULES.c.name == name).values(**changes).returning(*SCHEDULES.c))
     ).first()
@@ -136,8 +124,8 @@ async def cancel_occurrences(
 ) -> list[Row[Any]]:
     conditions = [ENTRIES.c.recurring_name == name, ENTRIES.c.status == ScheduledCommandStatus.PENDING.value]
     if keep_generation is not None:
-        keep = occurrence_key_prefix(name, keep_generation)
-        conditions.append(~ENTRIES.c.idempotency_key.startswith(keep, autoescape=True))
+        generation = ENTRIES.c.occurrence_generation
+        conditions.append(generation.is_(None) | (generation != keep_generation))
     result = await conn.execute(
         update(ENTRIES)
         .where(*conditions)

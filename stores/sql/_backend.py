@@ -1,0 +1,125 @@
+"""The seam between the dialect-neutral ``SqlStore`` and its two backends (``_postgresql.py``, ``_sqlite.py``).
+
+A backend is what differs between the databases and nothing else: how a connection is prepared and a write
+transaction taken (SQLite's one writer per process, PostgreSQL's pool), the claim, the bulk insert, the batch of
+outcomes, the wake-ups of other processes (NOTIFY/LISTEN; ``PRAGMA data_version``), and the quirks of reading what
+the database holds. Every query that reads the same on both lives in ``_queries.py``; the store never asks which
+database it talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stores.entries import ScheduledCommandEntry
+
+from ._group_commit import Finish
+from ._sessions import Executor
+
+__all__ = ["Backend", "reason"]
+
+
+class Backend(Protocol):
+    """One database's way of doing what ``SqlStore`` needs; one instance per store and event loop."""
+
+    #: The SQLAlchemy backend name (``"postgresql"``, ``"sqlite"``).
+    name: str
+    #: Whether a read through the writing engine must take the write path (SQLite: that engine begins every
+    #: transaction with ``BEGIN IMMEDIATE``); PostgreSQL reads anywhere.
+    reads_take_write_lock: bool
+
+    def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
+        """The engine that writes, and one that only reads concurrently with it (or None)."""
+        ...
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        """Make an engine the caller configured safe to use (idempotent)."""
+        ...
+
+    def check_location(self) -> None:
+        """Raise ``StoreUnavailableError`` for a database that cannot be where the URL says (before connecting)."""
+        ...
+
+    def write(self, engine: AsyncEngine) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction, holding whatever lock the database needs for it."""
+        ...
+
+    def single_statement(self, engine: AsyncEngine) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for statements that are atomic by themselves (PostgreSQL: autocommit, no BEGIN/COMMIT)."""
+        ...
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        """Serialize schema creation and migrations among processes, until ``conn``'s transaction ends."""
+        ...
+
+    async def claim(
+        self, conn: AsyncConnection, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+    ) -> Sequence[Row[Any]]:
+        """Lease up to ``limit`` due PENDING entries, highest priority first; the claimed rows, whole."""
+        ...
+
+    async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
+        """INSERT entries without an idempotency key, as few statements as the database allows."""
+        ...
+
+    def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
+        """An INSERT into ``table`` that skips the rows whose ``key`` (a unique column) is already held."""
+        ...
+
+    async def notify(self, executor: Executor, due: datetime) -> None:
+        """Wake other processes' workers when the transaction commits (a no-op where they watch instead)."""
+        ...
+
+    async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
+        """The fenced end of a batch of claims, with their attempts and wake-ups; ``(id, status, scheduled_for)`` of
+        the rows it changed."""
+        ...
+
+    def unreadable_timestamp(self, column: Any) -> Any:
+        """SQL: ``column`` holds a timestamp this library cannot have written (an index range condition)."""
+        ...
+
+    async def unreachable_due(self, conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
+        """``(seq, id, scheduled_for)`` of PENDING rows no claim can ever reach."""
+        ...
+
+    async def next_due_at(self, conn: AsyncConnection) -> datetime | None:
+        """The earliest due time of a PENDING entry, or None."""
+        ...
+
+    def expired_before(self, now: datetime, lease_duration: timedelta) -> datetime:
+        """Leases that expired before this are taken over by recovery."""
+        ...
+
+    def lock_rows(self, query: Any, *, skip_locked: bool) -> Any:
+        """``query`` locking the rows it reads until the transaction ends, waiting for or skipping those others
+        locked (or as it is, where the write transaction already excludes every other writer)."""
+        ...
+
+    async def count_finished_since(self, conn: AsyncConnection, since: datetime, bucket_us: int) -> Sequence[Any]:
+        """``(status, bucket number, count)`` of terminal entries completed since ``since``."""
+        ...
+
+    async def watch(
+        self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
+    ) -> None:
+        """Call ``wake(due)`` when another process made an entry due, until ``closing`` is set or cancelled."""
+        ...
+
+    #: Whether ``watch`` ends by itself once ``closing`` is set (else the store cancels it).
+    watch_stops_itself: bool
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of a driver error, for messages."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__

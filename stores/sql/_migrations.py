@@ -1,0 +1,90 @@
+"""Schema migrations: ordered, named steps, each taking the schema from one version to the next.
+
+Like procrastinate's numbered migration files and Django's ``operations`` lists, but in one module and run by the
+store itself (no Alembic: the library owns four tables and a migration is a few statements that must work the same
+on SQLite and PostgreSQL). ``upgrade`` runs, in the caller's write transaction, every step above the version the
+database has; the caller holds the schema lock (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``, the
+write lock), so processes opening an old database at once migrate it exactly once: the first one migrates and
+commits, the others wait for the lock and then find the new version.
+
+A step never loses a row: it adds columns and fills them from what the rows already hold. Indexes that a step's
+columns need are created after the steps, with every other missing index (``_schema.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ._tables import ENTRIES
+
+__all__ = ["MIGRATIONS", "Migration", "upgrade"]
+
+logger = logging.getLogger("stores.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step: ``apply`` takes a database at ``version - 1`` to ``version``."""
+
+    version: int
+    name: str
+    apply: Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _occurrence_generation_column(conn: AsyncConnection) -> None:
+    """Version 2: the schedule generation of a recurring occurrence becomes a column of its own.
+
+    Version 1 kept it only inside the occurrence's idempotency key, ``recurring:{name}:{generation}:{time}``; this
+    step reads it from there once, so that nothing reads it from a key again.
+    """
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN occurrence_generation INTEGER"))
+    rows = (
+        await conn.execute(
+            select(ENTRIES.c.seq, ENTRIES.c.recurring_name, ENTRIES.c.idempotency_key).where(
+                ENTRIES.c.recurring_name.is_not(None), ENTRIES.c.idempotency_key.is_not(None)
+            )
+        )
+    ).all()
+    generations = []
+    for seq, name, key in rows:
+        generation = _generation_in_v1_key(str(name), str(key))
+        if generation is not None:
+            generations.append({"row_seq": seq, "generation": generation})
+    if generations:
+        await conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.seq == bindparam("row_seq"))
+            .values(occurrence_generation=bindparam("generation")),
+            generations,
+        )
+
+
+def _generation_in_v1_key(name: str, key: str) -> int | None:
+    prefix = f"recurring:{name}:"
+    if not key.startswith(prefix):
+        return None
+    generation, _, _ = key[len(prefix) :].partition(":")
+    return int(generation) if generation.isdigit() else None
+
+
+#: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
+MIGRATIONS: tuple[Migration, ...] = (Migration(2, "occurrence_generation_column", _occurrence_generation_column),)
+
+
+async def upgrade(conn: AsyncConnection, found: int, shown_url: str) -> None:
+    """Run every step above ``found``, in ``conn``'s transaction (all or nothing)."""
+    for step in MIGRATIONS:
+        if step.version > found:
+            logger.info(
+                "migrating %s to schema version %d (%s)",
+                shown_url,
+                step.version,
+                step.name,
+                extra={"action": "migrate", "version": step.version},
+            )
+            await step.apply(conn)

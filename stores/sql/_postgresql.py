@@ -1,0 +1,377 @@
+"""The PostgreSQL backend of ``SqlStore``: a pool of psycopg 3 connections, statements that each do a whole step.
+
+One ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` claims a batch; one statement (in autocommit
+mode) ends a batch of claims, records their attempts and wakes workers; new entries go in by ``COPY`` or one
+``INSERT ... SELECT FROM unnest``. A LISTEN connection wakes idle workers when an entry becomes PENDING anywhere
+(NOTIFY is sent in the same transaction, so a rolled-back schedule wakes nobody).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, String, Table, bindparam, column, event, func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL, Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import TextClause
+
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
+
+from ._backend import reason
+from ._group_commit import FENCED_FINISH, Finish
+from ._rows import install_psycopg_loaders
+from ._sessions import Executor
+from ._tables import ENTRIES, UtcDateTime
+from ._urls import mask_url
+
+__all__ = ["CLAIM", "CLAIM_WINDOW_FACTOR", "NOTIFY_CHANNEL", "PostgresqlBackend"]
+
+logger = logging.getLogger("stores.sql")
+
+#: The NOTIFY channel that wakes workers; the payload is the earliest due time as a POSIX timestamp.
+NOTIFY_CHANNEL = "cqrs_scheduling_due"
+
+#: Key of the advisory lock that serializes schema creation and migrations among workers starting together.
+SCHEMA_LOCK_KEY = 0x63717273_5343484D
+
+#: Extra candidates per priority in the claim, so concurrent claimers skipping each other's locked rows still fill
+#: their batches.
+CLAIM_WINDOW_FACTOR = 4
+
+_TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+
+#: The columns a new entry sets (the others start NULL), with their PostgreSQL types, for the bulk insert.
+BULK_COLUMNS = (
+    ("id", "text"),
+    ("command_type", "text"),
+    ("payload", "text"),
+    ("status", "text"),
+    ("priority", "integer"),
+    ("scheduled_for", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("retry_count", "integer"),
+    ("attempt_count", "integer"),
+    ("max_retries", "integer"),
+    ("correlation_id", "text"),
+    ("metadata_json", "text"),
+    ("idempotency_key", "text"),
+    ("timeout_seconds", "double precision"),
+    ("recurring_name", "text"),
+    ("occurrence_at", "timestamptz"),
+    ("occurrence_generation", "integer"),
+)
+#: Scheduling many on PostgreSQL: one ``COPY`` of the rows (psycopg's COPY writer, in C, is about twice as fast as
+#: binding arrays). An id already stored fails the COPY, and the transaction, like it fails an INSERT.
+_BULK_COPY = f"COPY scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) FROM STDIN"
+#: COPY costs a round trip more than one statement: used from this many rows.
+_COPY_FROM = 20
+#: The same as one INSERT ... SELECT FROM unnest(arrays): for fewer rows, and for a caller's session on a driver
+#: other than psycopg 3.
+_BULK_INSERT = text(
+    f"INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in BULK_COLUMNS)})"
+)
+
+# The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
+# down with one index probe each (a loose index scan); for each, ``candidates`` takes the earliest due entries by an
+# index range scan; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE
+# claims them. The cost is a few index probes per distinct priority, whether 10 or 10 million entries are pending.
+CLAIM = """
+WITH RECURSIVE priorities(p) AS (
+    SELECT max(priority) FROM scheduled_commands WHERE status = 'PENDING'
+  UNION ALL
+    SELECT (SELECT max(priority) FROM scheduled_commands WHERE status = 'PENDING' AND priority < priorities.p)
+    FROM priorities WHERE priorities.p IS NOT NULL
+),
+candidates AS (
+    SELECT c.seq FROM priorities
+    CROSS JOIN LATERAL (
+        SELECT seq FROM scheduled_commands
+        WHERE status = 'PENDING' AND priority = priorities.p AND scheduled_for <= :now
+        ORDER BY scheduled_for, seq
+        LIMIT :window
+    ) AS c
+    WHERE priorities.p IS NOT NULL
+),
+locked AS (
+    SELECT seq FROM scheduled_commands
+    WHERE seq = ANY(ARRAY(SELECT seq FROM candidates)) AND status = 'PENDING' AND scheduled_for <= :now
+    ORDER BY priority DESC, scheduled_for, seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE scheduled_commands AS t
+SET status = 'PROCESSING', started_at = :now, lease_owner = :worker_id,
+    lease_token = replace(gen_random_uuid()::text, '-', ''), lease_expires_at = :lease_expires_at
+FROM locked
+WHERE t.seq = locked.seq
+RETURNING t.*
+"""
+
+
+# The same on PostgreSQL: 'infinity' and the years past 9999 (Python's datetime ends there), one range scan.
+_UNREACHABLE_DUE = text(
+    "SELECT seq, id, CAST(scheduled_for AS text) AS scheduled_for FROM scheduled_commands"
+    " WHERE status = 'PENDING' AND scheduled_for >= '10000-01-01 00:00:00+00'"
+    " LIMIT :limit"
+)
+
+_FINISHED_SINCE: TextClause = text(
+    f"""
+    SELECT status,
+           CAST(floor(extract(epoch FROM completed_at - CAST(:since AS timestamptz)) * 1000000 / :bucket_us)
+                AS BIGINT) AS bucket,
+           count(*) AS finished
+    FROM scheduled_commands
+    WHERE status IN ({_TERMINAL}) AND completed_at >= :since AND completed_at < 'infinity'
+    GROUP BY status, bucket
+    """
+).bindparams(bindparam("since", type_=UtcDateTime), bindparam("bucket_us", type_=BigInteger))
+
+#: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
+#: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
+#: PENDING again, and ``synchronous_commit = off`` for its commit (an outcome lost in a server crash only runs the
+#: command again, as a lost lease would). The batch is one JSON parameter: the statement's text never changes, so the
+#: driver parses it once (a statement of thousands of placeholders costs milliseconds of CPU per execution).
+_BATCH_FINISH = text(
+    f"""
+WITH v AS (
+    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
+        id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
+        retry_increment integer, attempt_increment integer, error_message text, started_at timestamptz,
+        a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
+),
+done AS (
+{FENCED_FINISH}),
+attempts AS (
+    INSERT INTO scheduled_command_attempts (entry_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT v.id, v.a_number, v.a_worker, v.a_started, v.a_finished, v.a_outcome, v.a_error
+    FROM v JOIN done ON done.id = v.id
+    WHERE v.a_number IS NOT NULL
+)
+SELECT done.id, done.status, done.scheduled_for
+FROM done CROSS JOIN (
+    SELECT set_config('synchronous_commit', 'off', true),
+           (SELECT pg_notify(:channel, extract(epoch FROM min(pending.scheduled_for))::text)
+            FROM done AS pending WHERE pending.status = 'PENDING' HAVING count(*) > 0)
+) AS side
+"""
+).columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
+
+
+def _batch_json(requests: list[Finish]) -> str:
+    """The ``batch`` parameter of ``_BATCH_FINISH``."""
+    rows = []
+    for r in requests:
+        a = r.attempt
+        rows.append(
+            {
+                "id": r.entry_id,
+                "token": r.lease_token,
+                "status": r.status,
+                "completed_at": _iso(r.completed_at),
+                "result_payload": r.result_payload,
+                "due": _iso(r.due),
+                "retry_increment": r.retry_increment,
+                "attempt_increment": 1 if a is not None else 0,
+                "error_message": r.error_message,
+                "started_at": _iso(a.started_at) if a is not None else None,
+                "a_number": a.attempt if a is not None else None,
+                "a_worker": a.worker_id if a is not None else None,
+                "a_started": _iso(a.started_at) if a is not None else None,
+                "a_finished": _iso(a.finished_at) if a is not None else None,
+                "a_outcome": a.outcome if a is not None else None,
+                "a_error": a.error if a is not None else None,
+            }
+        )
+    return json.dumps(rows)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC-aware datetimes")
+    return value.isoformat()
+
+
+class PostgresqlBackend:
+    """``Backend`` for PostgreSQL (see the module docstring)."""
+
+    name = "postgresql"
+    reads_take_write_lock = False
+    watch_stops_itself = False
+
+    def __init__(self, url: URL, *, pool_size: int) -> None:
+        self._url = url
+        self._shown_url = mask_url(url)
+        self._pool_size = pool_size
+
+    def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
+        # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
+        # is invalidated, and the caller's retry gets a fresh one.
+        engine = create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
+        self.prepare_engine(engine)
+        return engine, None
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        if not event.contains(engine.sync_engine, "connect", _prepare_connection):
+            event.listen(engine.sync_engine, "connect", _prepare_connection)
+
+    def check_location(self) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def write(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        async with engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def single_statement(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+    async def claim(
+        self, conn: AsyncConnection, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+    ) -> Sequence[Row[Any]]:
+        statement = text(CLAIM).columns(*ENTRIES.c)
+        result = await conn.execute(
+            statement,
+            {
+                "now": now,
+                "limit": limit,
+                "window": limit * CLAIM_WINDOW_FACTOR,
+                "worker_id": worker_id,
+                "lease_expires_at": lease_expires_at,
+            },
+        )
+        return result.all()
+
+    async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
+        # One statement or one COPY, not one INSERT per row.
+        rows = [_copy_row(e) for e in entries]
+        if len(rows) >= _COPY_FROM:
+            await executor.copy(_BULK_COPY, rows, _BULK_INSERT, lambda: _columns(rows))
+        else:
+            await executor.execute(_BULK_INSERT, _columns(rows))
+
+    def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+    async def notify(self, executor: Executor, due: datetime) -> None:
+        await executor.execute(
+            text("SELECT pg_notify(:channel, :due)"), {"channel": NOTIFY_CHANNEL, "due": str(due.timestamp())}
+        )
+
+    async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
+        parameters = {"batch": _batch_json(requests), "channel": NOTIFY_CHANNEL}
+        return (await conn.execute(_BATCH_FINISH, parameters)).all()
+
+    def unreadable_timestamp(self, column: Any) -> Any:
+        # An infinity, or past the year 9999 (Python's datetime ends there).
+        return (column >= text("'10000-01-01 00:00:00+00'::timestamptz")) | (column <= text("'-infinity'::timestamptz"))
+
+    async def unreachable_due(self, conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
+        return (await conn.execute(_UNREACHABLE_DUE, {"limit": limit})).all()
+
+    async def next_due_at(self, conn: AsyncConnection) -> datetime | None:
+        statement = select(func.min(ENTRIES.c.scheduled_for)).where(
+            ENTRIES.c.status == ScheduledCommandStatus.PENDING.value
+        )
+        value: object = (await conn.execute(statement)).scalar_one_or_none()
+        if not isinstance(value, datetime):  # none, or unreadable: recovery dead-letters such a row; poll meanwhile
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def expired_before(self, now: datetime, lease_duration: timedelta) -> datetime:
+        return now
+
+    def lock_rows(self, query: Any, *, skip_locked: bool) -> Any:
+        return query.with_for_update(skip_locked=skip_locked)
+
+    async def count_finished_since(self, conn: AsyncConnection, since: datetime, bucket_us: int) -> Sequence[Any]:
+        return (await conn.execute(_FINISHED_SINCE, {"since": since, "bucket_us": bucket_us})).all()
+
+    async def watch(
+        self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
+    ) -> None:
+        """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""
+        import psycopg
+
+        conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if failures:
+                        logger.info("wake-up listener reconnected to %s", self._shown_url, extra={"action": "listen"})
+                        wake(datetime.now(UTC))  # anything may have been scheduled meanwhile
+                    failures = 0
+                    async for notification in conn.notifies():
+                        wake(_parse_due(notification.payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the listener must outlive database restarts
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                logger.warning(
+                    "wake-up listener on %s lost its connection (%s); polling until it reconnects in %.1fs",
+                    self._shown_url,
+                    reason(exc),
+                    delay,
+                    extra={"action": "listen_failed"},
+                )
+                await asyncio.sleep(delay)
+
+
+def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
+    # A timestamp Python cannot hold ('-infinity', the year 20000) must fail its own row, not every row read with it.
+    install_psycopg_loaders(dbapi_connection.driver_connection)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    return {name: [row[i] for row in rows] for i, (name, _) in enumerate(BULK_COLUMNS)}
+
+
+def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
+    """A new entry's values in the order of ``BULK_COLUMNS``."""
+    return (
+        entry.id,
+        entry.command_type,
+        entry.payload,
+        ScheduledCommandStatus.PENDING.value,
+        entry.priority,
+        entry.scheduled_for,
+        entry.created_at,
+        entry.expires_at,
+        entry.retry_count,
+        entry.attempt_count,
+        entry.max_retries,
+        entry.correlation_id,
+        json.dumps(entry.metadata) if entry.metadata is not None else None,
+        entry.idempotency_key,
+        entry.timeout_seconds,
+        entry.recurring_name,
+        entry.occurrence_at,
+        entry.occurrence_generation,
+    )
+
+
+def _parse_due(payload: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(payload), UTC)
+    except ValueError:
+        return datetime.now(UTC)

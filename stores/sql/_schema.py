@@ -1,0 +1,53 @@
+"""Creating the schema, checking its version and migrating it, at open, under the backend's schema lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, inspect, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stores.errors import SchemaVersionError
+
+from ._backend import Backend
+from ._migrations import upgrade
+from ._tables import ATTEMPTS, ENTRIES, SCHEDULES, SCHEMA, SCHEMA_VERSION
+
+__all__ = ["ensure_schema"]
+
+
+async def ensure_schema(conn: AsyncConnection, backend: Backend, shown_url: str) -> int | None:
+    """Bring the database to ``SCHEMA_VERSION`` in ``conn``'s write transaction: create a new schema, or migrate an
+    older one, then create whatever index is missing. Returns the version found (None: the schema was created).
+
+    Raises:
+        SchemaVersionError: the database was created by a newer version of the library.
+    """
+    await backend.lock_schema(conn)
+    found = await _stored_version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(shown_url, found, SCHEMA_VERSION)
+    if found is not None and found < SCHEMA_VERSION:
+        await upgrade(conn, found, shown_url)
+        await conn.execute(
+            update(SCHEMA).where(SCHEMA.c.id == 1).values(version=SCHEMA_VERSION, updated_at=datetime.now(UTC))
+        )
+    await conn.run_sync(_create_tables)
+    if found is None:
+        await conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION, updated_at=datetime.now(UTC)))
+    return found
+
+
+async def _stored_version(conn: AsyncConnection) -> int | None:
+    if not await conn.run_sync(lambda sync: inspect(sync).has_table(SCHEMA.name)):
+        return None
+    version = (await conn.execute(select(SCHEMA.c.version).where(SCHEMA.c.id == 1))).scalar_one_or_none()
+    return int(version) if version is not None else None
+
+
+def _create_tables(connection: Connection) -> None:
+    for table in (ENTRIES, ATTEMPTS, SCHEDULES, SCHEMA):
+        table.create(connection, checkfirst=True)
+        for index in table.indexes:  # an index added later is created on databases that predate it
+            index.create(connection, checkfirst=True)

@@ -1,0 +1,434 @@
+"""The SQLite backend of ``SqlStore``: the embedded default, one file, any number of processes on one machine.
+
+WAL, a busy timeout, every write transaction ``BEGIN IMMEDIATE`` (it takes the write lock at once, so two writers can
+never deadlock upgrading read locks) and one writer at a time per process; reads go through a second engine whose
+connections never take the write lock. Other processes' commits on the same file are noticed through
+``PRAGMA data_version``. Queries name their index: without ``ANALYZE`` statistics SQLite's planner prefers the
+``(status, ...)`` indexes, which read every pending row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, Table, bindparam, column, event, func, insert, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Connection, Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
+
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import StoreUnavailableError
+
+from ._group_commit import FENCED_FINISH, Finish
+from ._rows import attempt_to_row, entry_to_row
+from ._sessions import Executor
+from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
+from ._urls import mask_url
+
+__all__ = ["SqliteBackend"]
+
+logger = logging.getLogger("stores.sql")
+
+_TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+
+# SQLite's claim and next-due reads, with the index named: without ANALYZE statistics its planner picks the
+# (status, ...) indexes for "status = 'PENDING'", which read every pending row.
+_TOP_PRIORITY_DUE = text(
+    "SELECT seq, priority FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
+    " WHERE status = 'PENDING' AND scheduled_for <= :now AND priority = ("
+    "  SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due WHERE status = 'PENDING')"
+    " ORDER BY scheduled_for, seq LIMIT :limit"
+).bindparams(bindparam("now", type_=UtcDateTime))
+_DUE_AT_PRIORITY = text(
+    "SELECT seq, priority FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
+    " WHERE status = 'PENDING' AND priority = :priority AND scheduled_for <= :now"
+    " ORDER BY scheduled_for, seq LIMIT :limit"
+).bindparams(bindparam("now", type_=UtcDateTime))
+_MAX_PRIORITY = text(
+    "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due WHERE status = 'PENDING'"
+)
+_MAX_PRIORITY_BELOW = text(
+    "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
+    " WHERE status = 'PENDING' AND priority < :below"
+)
+# PENDING rows whose due time is no timestamp text: SQLite orders numbers before text and blobs after it, so they are
+# the two ends of the next-due index (two range scans, not a scan of every pending row).
+_UNREACHABLE_DUE = text(
+    "SELECT seq, id, scheduled_for FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING' AND scheduled_for < '0001-01-01'"
+    " UNION ALL"
+    " SELECT seq, id, scheduled_for FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING' AND scheduled_for > '9999-12-31 23:59:59.999999'"
+    " LIMIT :limit"
+)
+_NEXT_DUE = text(
+    "SELECT min(scheduled_for) FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING'"
+)
+
+_FINISHED_SINCE: TextClause = text(
+    f"""
+    SELECT status,
+           (CAST(round((julianday(substr(completed_at, 1, 19)) - julianday(:since_second)) * 86400) AS INTEGER)
+                * 1000000 + CAST(substr(completed_at, 21, 6) AS INTEGER) - :since_micro) / :bucket_us AS bucket,
+           count(*) AS finished
+    FROM scheduled_commands
+    WHERE status IN ({_TERMINAL}) AND completed_at >= :since AND typeof(completed_at) = 'text'
+      AND julianday(substr(completed_at, 1, 19)) IS NOT NULL
+    GROUP BY status, bucket
+    """
+).bindparams(bindparam("since", type_=UtcDateTime))
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_finish_statement(count: int) -> TextualSelect:
+    """``UPDATE ... FROM (VALUES ...)`` ending ``count`` claims at once, each fenced by its lease token."""
+    row = (
+        "(:id_{i}, :token_{i}, :status_{i}, :completed_at_{i}, :result_{i}, :due_{i}, :retry_{i}, "
+        ":attempt_{i}, :error_{i}, :started_at_{i})"
+    )
+    values = ", ".join(row.format(i=i) for i in range(count))
+    sql = f"""
+WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message,
+       started_at)
+    AS (VALUES {values})
+{FENCED_FINISH}"""
+    datetimes = [
+        bindparam(f"{name}_{i}", type_=UtcDateTime)
+        for i in range(count)
+        for name in ("completed_at", "due", "started_at")
+    ]
+    return (
+        text(sql)
+        .bindparams(*datetimes)
+        .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
+    )
+
+
+class SqliteBackend:
+    """``Backend`` for SQLite (see the module docstring)."""
+
+    name = "sqlite"
+    reads_take_write_lock = True
+    watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
+
+    def __init__(self, url: URL) -> None:
+        self._url = url
+        self._shown_url = mask_url(url)
+        self._write_lock = asyncio.Lock()  # one writer per process; the others wait here, not in busy loops
+        self._wrote_at = 0.0  # loop time of this store's last write (the watcher tells its commits apart)
+        self.lock_stalls = LockStalls()
+
+    def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
+        engine = create_async_engine(self._url, connect_args={"timeout": 30})
+        self.prepare_engine(engine)
+        reader = create_async_engine(self._url, connect_args={"timeout": 30})
+        event.listen(reader.sync_engine, "connect", _prepare_reader)
+        return engine, reader
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        # WAL, busy timeout and BEGIN IMMEDIATE are not optional, on an engine the caller configured too.
+        if not event.contains(engine.sync_engine, "connect", _prepare_connection):
+            event.listen(engine.sync_engine, "connect", _prepare_connection)
+            event.listen(engine.sync_engine, "begin", _begin_immediate)
+
+    def check_location(self) -> None:
+        # Said plainly here rather than as the driver's "unable to open database file" (and a failed aiosqlite
+        # connect leaves a thread behind that outlives the event loop).
+        directory = os.path.dirname(os.path.abspath(self._url.database or ""))
+        if not os.path.isdir(directory):
+            raise StoreUnavailableError(self._shown_url, f"the directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise StoreUnavailableError(self._shown_url, f"the directory {directory} is not writable")
+
+    @contextlib.asynccontextmanager
+    async def write(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock:
+            stalls = self.lock_stalls
+            stalls.waiting()
+            async with engine.begin() as conn:
+                stalls.acquired()
+                try:
+                    yield conn
+                finally:
+                    stalls.released()
+        self._wrote_at = asyncio.get_running_loop().time()
+
+    def single_statement(self, engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self.write(engine)
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        return None  # the write transaction (BEGIN IMMEDIATE) holds the database's write lock already
+
+    async def claim(
+        self, conn: AsyncConnection, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+    ) -> Sequence[Row[Any]]:
+        # The transaction holds SQLite's write lock, so picking then updating is atomic. One index range scan per
+        # distinct PENDING priority, highest first, until the batch is full; the first probe finds the highest
+        # priority itself, so the common case (one priority with due work) is one SELECT and one UPDATE.
+        # INDEXED BY: without statistics SQLite prefers the (status, ...) indexes, which read every pending row.
+        seqs: list[int] = []
+        found = (await conn.execute(_TOP_PRIORITY_DUE, {"now": now, "limit": limit})).all()
+        seqs.extend(row.seq for row in found)
+        priority = found[0].priority if found else None
+        if priority is None:
+            priority = (await conn.execute(_MAX_PRIORITY)).scalar_one_or_none()
+            if priority is not None and not found:
+                found = (await conn.execute(_DUE_AT_PRIORITY, {"priority": priority, "now": now, "limit": limit})).all()
+                seqs.extend(row.seq for row in found)
+        while priority is not None and len(seqs) < limit:
+            priority = (await conn.execute(_MAX_PRIORITY_BELOW, {"below": priority})).scalar_one_or_none()
+            if priority is None:
+                break
+            found = (
+                await conn.execute(_DUE_AT_PRIORITY, {"priority": priority, "now": now, "limit": limit - len(seqs)})
+            ).all()
+            seqs.extend(row.seq for row in found)
+        if not seqs:
+            return []
+        result = await conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.seq.in_(seqs))
+            .values(
+                status=ScheduledCommandStatus.PROCESSING.value,
+                started_at=now,
+                lease_owner=worker_id,
+                lease_token=func.lower(func.hex(func.randomblob(16))),
+                lease_expires_at=lease_expires_at,
+            )
+            .returning(*ENTRIES.c)
+        )
+        return list(result.all())
+
+    async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
+        # sqlite3's executemany is a loop in C over one prepared statement.
+        await executor.execute(insert(ENTRIES), [entry_to_row(e) for e in entries])
+
+    def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+    async def notify(self, executor: Executor, due: datetime) -> None:
+        return None  # other processes notice commits through PRAGMA data_version (see watch)
+
+    async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
+        statement = _batch_finish_statement(len(requests))
+        parameters: dict[str, Any] = {}
+        for i, r in enumerate(requests):
+            parameters.update(
+                {
+                    f"id_{i}": r.entry_id,
+                    f"token_{i}": r.lease_token,
+                    f"status_{i}": r.status,
+                    f"completed_at_{i}": r.completed_at,
+                    f"result_{i}": r.result_payload,
+                    f"due_{i}": r.due,
+                    f"retry_{i}": r.retry_increment,
+                    f"attempt_{i}": 1 if r.attempt is not None else 0,
+                    f"error_{i}": r.error_message,
+                    f"started_at_{i}": r.attempt.started_at if r.attempt is not None else None,
+                }
+            )
+        rows = (await conn.execute(statement, parameters)).all()
+        done = {row.id for row in rows}
+        attempts = [
+            attempt_to_row(r.entry_id, r.attempt) for r in requests if r.attempt is not None and r.entry_id in done
+        ]
+        if attempts:
+            await conn.execute(insert(ATTEMPTS), attempts)
+        return rows
+
+    def unreadable_timestamp(self, column: Any) -> Any:
+        # SQLite orders numbers before text and blobs after it; a timestamp text is between these bounds.
+        return (column < text("'0001-01-01'")) | (column > text("'9999-12-31 23:59:59.999999'"))
+
+    async def unreachable_due(self, conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
+        return (await conn.execute(_UNREACHABLE_DUE, {"limit": limit})).all()
+
+    async def next_due_at(self, conn: AsyncConnection) -> datetime | None:
+        value: object = (await conn.execute(_NEXT_DUE)).scalar_one_or_none()
+        if isinstance(value, str):  # SQLite's min() loses the column type
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, datetime):  # none, or unreadable: recovery dead-letters such a row; poll meanwhile
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def expired_before(self, now: datetime, lease_duration: timedelta) -> datetime:
+        # SQLite has one write lock: while something held it (a process paused inside a transaction, a long
+        # transaction of another program), no worker could renew its leases. A lease that expired within the longest
+        # such stall seen lately is not taken over yet: its owner gets the time to renew it.
+        stall = self.lock_stalls.longest(within=lease_duration.total_seconds())
+        return _minus_seconds(now, stall)
+
+    def lock_rows(self, query: Any, *, skip_locked: bool) -> Any:
+        return query  # the write transaction (BEGIN IMMEDIATE) excludes every other writer
+
+    async def count_finished_since(self, conn: AsyncConnection, since: datetime, bucket_us: int) -> Sequence[Any]:
+        parameters = {
+            "since": since,
+            "since_second": since.strftime("%Y-%m-%d %H:%M:%S"),
+            "since_micro": since.microsecond,
+            "bucket_us": bucket_us,
+        }
+        return (await conn.execute(_FINISHED_SINCE, parameters)).all()
+
+    async def watch(
+        self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
+    ) -> None:
+        """Notice commits by other processes on the same file and wake listeners.
+
+        ``PRAGMA data_version`` changes when another connection committed; it is read on one dedicated connection
+        in autocommit mode (a pooled one would take the write lock and compare versions across connections), every
+        50 ms, and sooner (within 5 ms) when the size or modification time of the WAL file changed, which every
+        commit changes (a ``stat`` of a local file, not a database call), unless this store itself wrote just now:
+        a busy worker's own commits would otherwise make it read ``data_version`` 200 times a second.
+        """
+        import aiosqlite
+
+        interval = 0.05
+        tick = 0.005
+        wal = f"{self._url.database or ''}-wal"
+        seen: tuple[int, int] | None = None
+        checked_at = 0.0
+        loop = asyncio.get_running_loop()
+        previous: int | None = None
+        connection: aiosqlite.Connection | None = None
+        try:
+            while not closing.is_set():
+                await asyncio.sleep(tick)
+                if closing.is_set() or not listening():
+                    continue
+                signature = _file_signature(wal)
+                now = loop.time()
+                if now - checked_at < interval and (signature == seen or now - self._wrote_at < 2 * tick):
+                    seen = signature
+                    continue
+                seen, checked_at = signature, now
+                try:
+                    if connection is None:
+                        connection = await aiosqlite.connect(self._url.database or "", isolation_level=None)
+                    async with connection.execute("PRAGMA data_version") as cursor:
+                        row = await cursor.fetchone()
+                    version = int(row[0]) if row else 0
+                    if previous is not None and version != previous:
+                        async with connection.execute(
+                            "SELECT min(scheduled_for) FROM scheduled_commands WHERE status = 'PENDING'"
+                        ) as cursor:
+                            row = await cursor.fetchone()
+                        if row and row[0] is not None:
+                            wake(datetime.fromisoformat(row[0]).replace(tzinfo=UTC))
+                    previous = version
+                except Exception:  # a busy or missing file: try again on the next tick
+                    logger.debug("data_version watch failed", exc_info=True, extra={"action": "watch_failed"})
+        finally:
+            if connection is not None:
+                await connection.close()
+
+
+class LockStalls:
+    """How long this store lately waited for SQLite's write lock, or held it, in loop (monotonic) seconds.
+
+    A wait that failed (the busy timeout) still counts until a later attempt gets the lock, so a stall longer than
+    the busy timeout is measured whole. Only stalls of a second or more are kept, each for one lease duration.
+    """
+
+    _MINIMUM = 1.0
+
+    def __init__(self) -> None:
+        self._waiting_since: float | None = None
+        self._acquired_at = 0.0
+        self._seen: list[tuple[float, float]] = []  # (when it ended, how long it was)
+
+    def waiting(self) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+
+    def acquired(self) -> None:
+        self._acquired_at = time.monotonic()
+        if self._waiting_since is not None:
+            self._note(self._acquired_at - self._waiting_since)
+            self._waiting_since = None
+
+    def released(self) -> None:
+        self._note(time.monotonic() - self._acquired_at)
+
+    def _note(self, seconds: float) -> None:
+        if seconds >= self._MINIMUM:
+            self._seen.append((time.monotonic(), seconds))
+
+    def longest(self, *, within: float) -> float:
+        """The longest stall that ended less than ``within`` seconds ago (the one going on included), or 0."""
+        now = time.monotonic()
+        self._seen = [(ended, length) for ended, length in self._seen if now - ended < within]
+        current = now - self._acquired_at  # the transaction asking holds the lock: counts as far as it went
+        return max([length for _, length in self._seen] + [current if current >= self._MINIMUM else 0.0])
+
+
+def _minus_seconds(moment: datetime, seconds: float) -> datetime:
+    return moment - timedelta(seconds=seconds) if seconds > 0 else moment
+
+
+def _file_signature(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions by itself: _begin_immediate does, taking the write lock at once.
+    dbapi_connection.isolation_level = None
+    # A text column holding bytes that are not UTF-8 (written by something else) must not make every claim fail:
+    # keep the bad bytes as escapes, so the entry reaches the codec, fails validation and is dead-lettered.
+    dbapi_connection.driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    _switch_to_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes, fast commits
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (persistent: once done, every later connection only reads it).
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy handler
+    (waiting could deadlock), while another connection reads: several processes opening a new file at the same
+    moment can meet that. The switch is retried for a few seconds; it happens once per database file.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.002 * min(attempt + 1, 25))  # up to about 4 s in all; only ever when a file is new
+
+
+def _prepare_reader(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,372 @@
+"""``SqlStore``: scheduled commands in SQLite (the embedded default) or PostgreSQL (a fleet of workers).
+
+Async all the way: SQLAlchemy's async engine with aiosqlite or psycopg 3, so no database call blocks the loop. This
+class is the same for both databases: it opens, runs transactions and turns rows into entries; what differs between
+them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named functions in ``_queries.py`` and
+``_schedules.py``, the tables in ``_tables.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from stores.base import FinishedCount, ReclaimedEntry
+from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import SessionNotSupportedError, UnreadableEntryError
+from stores.schedules import StoredSchedule
+
+from . import _queries as queries
+from . import _schedules as schedules
+from ._backend import reason
+from ._connections import SqlConnections
+from ._group_commit import Finish, Finished
+from ._rows import convert_each, entry_to_row, readable, row_to_entry
+from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
+from ._tables import ENTRIES
+from ._urls import mask_url, same_database
+
+__all__ = ["SqlStore"]
+
+
+class SqlStore(SqlConnections):
+    """A ``ScheduledCommandStore`` in SQLite or PostgreSQL, through SQLModel/SQLAlchemy's async engine.
+
+    Args:
+        url_or_engine: ``sqlite:///path/to/file.db`` or ``postgresql+psycopg://user@host/db`` (plain
+            ``postgresql://`` works too), or an ``AsyncEngine`` you configured.
+        pool_size: connections kept per process (PostgreSQL).
+
+    The store opens itself on first use: it connects and creates its tables and indexes (idempotently); a database
+    whose schema is newer than this code is refused with ``SchemaVersionError``. ``async with store:`` or
+    ``await store.open()`` opens it at once instead, to fail fast; whoever opens a store that way closes it. A
+    ``ScheduledCommandService`` closes, when it stops, a store it found not opened that way.
+
+    .. versionadded:: 0.1
+    """
+
+    # -- scheduling -------------------------------------------------------------------------------------------
+
+    async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        if not entries:
+            return []
+        try:
+            async with self._write() as conn:
+                ids = await self._insert_entries(AsyncExecutor(conn), entries)
+        except IntegrityError as exc:
+            raise ValueError(f"could not add entries: an id already exists ({reason(exc)})") from exc
+        self._notify_wakeup(min(e.scheduled_for for e in entries))
+        return ids
+
+    async def add_in_session(
+        self, session: AsyncSession | Session, entries: Sequence[ScheduledCommandEntry]
+    ) -> list[str]:
+        """Insert entries through the caller's session, inside the caller's transaction.
+
+        They exist if and only if the caller commits; on commit the workers are woken (PostgreSQL: the NOTIFY is
+        part of the transaction). A sync ``Session`` runs in a worker thread, never on the loop.
+        """
+        if not entries:
+            return []
+        await self._open_on_first_use()  # the tables must exist before the caller's transaction writes to them
+        bind_url = session.get_bind().engine.url
+        if not same_database(bind_url, self._url):
+            raise SessionNotSupportedError(
+                self.description,
+                f"the session is bound to {mask_url(bind_url)}, another database than the store's",
+            )
+        earliest = min(e.scheduled_for for e in entries)
+        sync_session = session.sync_session if isinstance(session, AsyncSession) else session
+        event.listen(sync_session, "after_commit", lambda _: self._notify_wakeup(earliest), once=True)
+        if isinstance(session, AsyncSession):
+            return await self._insert_entries(AsyncSessionExecutor(session), entries)
+        executor = SyncSessionExecutor(session)
+        return await asyncio.to_thread(run_sync, self._insert_entries(executor, entries))
+
+    async def _insert_entries(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
+        """INSERT the entries; those whose idempotency key is held return the holder's id."""
+        seen_ids: set[str] = set()
+        first_with_key: dict[str, str] = {}
+        plain: list[ScheduledCommandEntry] = []
+        keyed: list[dict[str, Any]] = []
+        for entry in entries:
+            if entry.id in seen_ids:
+                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
+            seen_ids.add(entry.id)
+            key = entry.idempotency_key
+            if key is None:
+                plain.append(entry)
+            elif key not in first_with_key:
+                first_with_key[key] = entry.id
+                keyed.append(entry_to_row(entry))
+        if plain:
+            await self._backend.insert_new(executor, plain)
+        holders: dict[str, str] = {}
+        if keyed:
+            await executor.execute(self._backend.insert_ignoring_conflicts(ENTRIES, "idempotency_key"), keyed)
+            holders = await queries.held_keys(executor, list(first_with_key))
+        await self._backend.notify(executor, min(e.scheduled_for for e in entries))
+        return [holders.get(e.idempotency_key, e.id) if e.idempotency_key is not None else e.id for e in entries]
+
+    async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
+        async with self._read() as conn:
+            row = await queries.get_row(conn, entry_id)
+        return row_to_entry(row) if row is not None else None  # an unreadable row: UnreadableEntryError
+
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        async with self._read() as conn:
+            return await queries.ids_starting_with(conn, prefix, limit)
+
+    async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        cancelled = await self._cancel_where(ENTRIES.c.id == entry_id, now)
+        return cancelled[0] if cancelled else None
+
+    async def cancel_by_correlation_id(self, correlation_id: str, *, now: datetime) -> list[ScheduledCommandEntry]:
+        return await self._cancel_where(ENTRIES.c.correlation_id == correlation_id, now)
+
+    async def _cancel_where(self, condition: Any, now: datetime) -> list[ScheduledCommandEntry]:
+        async with self._write() as conn:
+            rows = await queries.cancel_where(conn, condition, now)
+        return readable(rows, "cancelled")
+
+    async def requeue(self, entry_id: str, *, now: datetime) -> bool:
+        return bool(await self._requeue_where([ENTRIES.c.id == entry_id], now))
+
+    async def requeue_failed(self, *, now: datetime, command_type: str | None = None) -> list[str]:
+        conditions = [] if command_type is None else [ENTRIES.c.command_type == command_type]
+        return await self._requeue_where(conditions, now)
+
+    async def _requeue_where(self, conditions: list[Any], now: datetime) -> list[str]:
+        async with self._write() as conn:
+            ids = await queries.requeue_where(conn, conditions, now)
+            if ids:
+                await self._backend.notify(AsyncExecutor(conn), now)
+        if ids:
+            self._notify_wakeup(now)
+        return ids
+
+    async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        async with self._write() as conn:
+            row = await queries.dismiss(conn, entry_id, now)
+        entries = readable([row], "dismissed") if row is not None else []
+        return entries[0] if entries else None
+
+    # -- claiming and outcomes --------------------------------------------------------------------------------
+
+    async def claim_due(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ScheduledCommandEntry]:
+        if limit <= 0:
+            return []
+        async with self._single_statement() as conn:
+            rows = await self._backend.claim(
+                conn, now=now, limit=limit, worker_id=worker_id, lease_expires_at=now + lease_duration
+            )
+            claimed, unreadable = convert_each(rows)
+            if unreadable:
+                await queries.dead_letter_unreadable(conn, unreadable, now)
+        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
+        return [entry for _, entry in claimed]
+
+    async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
+        if not leases:
+            return set()
+        async with self._write() as conn:
+            return await queries.renew_leases(conn, leases, until)
+
+    async def _finish(self, request: Finish) -> Finished | None:
+        """End a claim, fenced by its lease token. Requests arriving while a batch is being written are written
+        together in the next one (group commit): one statement per batch, not per command."""
+        return await self._finisher.submit(request)
+
+    async def _finish_batch(self, requests: list[Finish]) -> list[Finished | None]:
+        """The one fenced transition, for a batch: update the entries still held under their tokens, record their
+        attempts, and wake workers for those that became PENDING. Returns, per request, its outcome or None."""
+        async with self._single_statement() as conn:
+            rows = await self._backend.finish_batch(conn, requests)
+        done = {row.id: Finished(row.status, row.scheduled_for) for row in rows}
+        return [done.get(r.entry_id) for r in requests]
+
+    async def complete(
+        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
+    ) -> bool:
+        request = Finish(
+            entry_id,
+            lease_token,
+            ScheduledCommandStatus.COMPLETED.value,
+            completed_at=attempt.finished_at,
+            result_payload=result_payload,
+            attempt=attempt,
+        )
+        return await self._finish(request) is not None
+
+    async def retry_later(
+        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        request = Finish(
+            entry_id,
+            lease_token,
+            ScheduledCommandStatus.PENDING.value,
+            due=due,
+            retry_increment=1,
+            error_message=error_message,
+            attempt=attempt,
+        )
+        return await self._finish(request) is not None
+
+    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
+        request = Finish(
+            entry_id,
+            lease_token,
+            ScheduledCommandStatus.FAILED.value,
+            completed_at=attempt.finished_at,
+            retry_increment=1,
+            error_message=error_message,
+            attempt=attempt,
+        )
+        return await self._finish(request) is not None
+
+    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
+        request = Finish(entry_id, lease_token, ScheduledCommandStatus.EXPIRED.value, completed_at=now)
+        return await self._finish(request) is not None
+
+    async def release(self, entry_id: str, lease_token: str) -> bool:
+        finished = await self._finish(Finish(entry_id, lease_token, ScheduledCommandStatus.PENDING.value))
+        if finished is None:
+            return False
+        self._notify_wakeup(finished.scheduled_for)
+        return True
+
+    async def reclaim_expired_leases(
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+    ) -> list[ReclaimedEntry]:
+        if limit <= 0:
+            return []
+        async with self._write() as conn:
+            return await queries.reclaim_expired(
+                conn, self._backend, now=now, limit=limit, worker_id=worker_id, lease_duration=lease_duration
+            )
+
+    # -- reading and housekeeping -----------------------------------------------------------------------------
+
+    async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
+        async with self._read() as conn:
+            return await queries.get_attempts(conn, entry_id)
+
+    async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
+        async with self._read() as conn:
+            return await queries.count_by_status(conn)
+
+    async def list_entries(
+        self,
+        *,
+        status: ScheduledCommandStatus | None = None,
+        command_type: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
+    ) -> list[ScheduledCommandEntry]:
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+        async with self._read() as conn:
+            rows = await queries.list_rows(
+                conn,
+                status=status,
+                command_type=command_type,
+                correlation_id=correlation_id,
+                limit=limit,
+                offset=offset,
+                newest_first=newest_first,
+            )
+        return queries.readable_listing(rows, on_unreadable)
+
+    async def next_due_at(self) -> datetime | None:
+        async with self._read() as conn:
+            return await self._backend.next_due_at(conn)
+
+    async def purge(
+        self,
+        *,
+        older_than: datetime,
+        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
+        limit: int | None = None,
+    ) -> int:
+        purgeable = queries.purgeable(statuses)
+        if not purgeable or (limit is not None and limit <= 0):
+            return 0
+        total = 0
+        while limit is None or total < limit:  # in chunks, so one purge never holds the write lock for long
+            chunk = queries.PURGE_CHUNK if limit is None else min(queries.PURGE_CHUNK, limit - total)
+            async with self._write() as conn:
+                deleted = await queries.purge_chunk(conn, purgeable, older_than, chunk)
+            total += deleted
+            if deleted < chunk:
+                break
+        return total
+
+    async def count_by_command_type(self, status: ScheduledCommandStatus) -> dict[str, int]:
+        async with self._read() as conn:
+            return await queries.count_by_command_type(conn, status)
+
+    async def count_purgeable(
+        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
+    ) -> int:
+        purgeable = queries.purgeable(statuses)
+        if not purgeable:
+            return 0
+        async with self._read() as conn:
+            return await queries.count_purgeable(conn, purgeable, older_than)
+
+    async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
+        async with self._read() as conn:
+            return await queries.count_finished_since(conn, self._backend, since, bucket)
+
+    async def count_running(self, *, now: datetime) -> int:
+        async with self._read() as conn:
+            return await queries.count_running(conn, now)
+
+    # -- recurring schedules (SQL in _schedules.py) -------------------------------------------------------------
+
+    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
+        async with self._write() as conn:
+            return await schedules.upsert_schedule(conn, schedule, self._backend)
+
+    async def get_schedule(self, name: str) -> StoredSchedule | None:
+        async with self._read() as conn:
+            return await schedules.get_schedule(conn, name)
+
+    async def list_schedules(self) -> list[StoredSchedule]:
+        async with self._read() as conn:
+            return await schedules.list_schedules(conn)
+
+    async def delete_schedule(self, name: str) -> bool:
+        async with self._write() as conn:
+            return await schedules.delete_schedule(conn, name)
+
+    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
+        async with self._write() as conn:
+            return await schedules.set_schedule_paused(conn, name, paused, now=now)
+
+    async def record_schedule_run(
+        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
+    ) -> bool:
+        async with self._write() as conn:
+            return await schedules.record_schedule_run(
+                conn, name, generation, last_run_at=last_run_at, next_run_at=next_run_at
+            )
+
+    async def cancel_occurrences(
+        self, name: str, *, now: datetime, keep_generation: int | None = None
+    ) -> list[ScheduledCommandEntry]:
+        async with self._write() as conn:
+            rows = await schedules.cancel_occurrences(conn, name, now=now, keep_generation=keep_generation)
+        return readable(rows, "cancelled")
