@@ -340,6 +340,17 @@ class PostgresqlBackend:
 def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
     # A timestamp Python cannot hold ('-infinity', the year 20000) must fail its own row, not every row read with it.
     install_psycopg_loaders(dbapi_connection.driver_connection)
+    # Timestamps are read as text in the session's time zone: east of UTC, a valid due time late on 9999-12-31 UTC
+    # would print as the year 10000 and read as unreadable. UTC for every connection of ours, whatever the database
+    # or role default says (SQLAlchemy's documented way to run a SET at connect, outside a transaction).
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+        dbapi_connection.autocommit = autocommit
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 from scheduling_app import START, Record, make_app
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -319,3 +323,25 @@ def test_one_application_runs_under_two_event_loops_in_turn(sql_url: str) -> Non
     ids = [asyncio.run(schedule_and_run("first")), asyncio.run(schedule_and_run("second"))]
     assert app.log.records == ["first", "second"]
     assert len(set(ids)) == 2
+
+
+async def test_a_database_east_of_utc_reads_the_latest_due_time_exactly(
+    postgres_url: str, new_postgres_database: Callable[[str, str], str]
+) -> None:
+    """A valid due time late on 9999-12-31 UTC is the year 10000 in Tokyo: our connections read in UTC whatever
+    the database's time zone, so the entry reads back exactly and is not mistaken for a corrupt row."""
+    url = new_postgres_database(postgres_url, "tz")
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET timezone = 'Asia/Tokyo'").format(sql.Identifier(make_url(url).database))
+        )
+    latest = datetime(9999, 12, 31, 23, 30, tzinfo=UTC)
+    async with SqlStore(url) as store:
+        app = make_app(store)
+        command_id = await app.scheduler.schedule(Record(value="late"), ScheduleOptions(scheduled_for=latest))
+        entry = await store.get(command_id)
+        assert entry is not None
+        assert entry.scheduled_for == latest
+        assert entry.status is ScheduledCommandStatus.PENDING
+        assert await store.next_due_at() == latest
