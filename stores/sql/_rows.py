@@ -216,11 +216,22 @@ def attempt_to_row(entry_id: str, attempt: AttemptRecord) -> dict[str, Any]:
 
 
 def attempt_from_row(row: Row[Any]) -> AttemptRecord:
-    return AttemptRecord(
-        attempt=row.attempt,
-        worker_id=row.worker_id,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        outcome=row.outcome,
-        error=row.error,
-    )
+    """Raises ``UnreadableEntryError`` naming the attempts column and value of a row written behind our back, so an
+    entry's page says in one line what is wrong instead of failing with a validation error."""
+    values = row._asdict()
+    try:
+        return AttemptRecord(
+            attempt=values["attempt"],
+            worker_id=values["worker_id"],
+            started_at=values["started_at"],
+            finished_at=values["finished_at"],
+            outcome=values["outcome"],
+            error=values["error"],
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        column = str(error["loc"][0]) if error["loc"] else "?"
+        value = values.get(column, error.get("input"))
+        raise UnreadableEntryError(
+            values.get("seq"), values.get("entry_id"), f"scheduled_command_attempts.{column}", value, error["msg"]
+        ) from None

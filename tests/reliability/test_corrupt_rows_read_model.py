@@ -151,3 +151,44 @@ async def test_admin_api_and_dashboard_with_corrupt_rows(dashboard_client: tuple
     assert all(ids[f"good{i}"] in listing for i in range(3))
     detail = await client.get(f"/entries/{ids['bad_time']}", headers=html)
     assert detail.status_code == 422 and "column scheduled_for holds" in detail.text
+
+
+async def add_corrupt_attempt(url: str, entry_id: str) -> None:
+    """An attempt row of ``entry_id`` whose outcome no release writes."""
+    async with SqlStore(url) as store, store.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO scheduled_command_attempts"
+                " (entry_id, attempt, worker_id, started_at, finished_at, outcome)"
+                " SELECT id, 1, 'w', created_at, created_at, 'weird' FROM scheduled_commands WHERE id = :id"
+            ),
+            {"id": entry_id},
+        )
+
+
+def test_a_corrupt_attempt_row_is_one_line_naming_its_column(corrupt: tuple[str, str, dict[str, str]]) -> None:
+    """An attempt row written behind the library's back: ``show`` and the admin API say which column holds what, in
+    one line, instead of a validation error or a 500; the entry's other readers and every other entry keep working."""
+    _, url, ids = corrupt
+    asyncio.run(add_corrupt_attempt(url, ids["good1"]))
+    shown = cli("show", ids["good1"], store=url)
+    assert shown.returncode == 1, (shown.stdout, shown.stderr)
+    lines = shown.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in shown.stderr, shown.stderr
+    assert ids["good1"] in lines[0] and "column scheduled_command_attempts.outcome holds 'weird'" in lines[0], lines[0]
+    good = cli("show", ids["good0"], store=url)
+    assert good.returncode == 0 and ids["good0"] in good.stdout, good.stderr
+
+    async def through_the_api() -> httpx.Response:
+        async with SqlStore(url) as store:
+            app = create_dashboard_app(store, settings=DashboardSettings(token=TOKEN))
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://testserver",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as client:
+                return await client.get(f"/api/entries/{ids['good1']}")
+
+    response = asyncio.run(through_the_api())
+    assert response.status_code == 422, response.text
+    assert "scheduled_command_attempts.outcome" in response.text
