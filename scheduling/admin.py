@@ -10,6 +10,7 @@ import inspect
 import re
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError, field_serializer
 
@@ -220,23 +221,21 @@ async def list_page(
     limit: int = 50,
     offset: int = 0,
 ) -> EntryPage:
-    # One more than asked tells whether a next page exists without counting.
     unreadable: list[UnreadableRow] = []
-    reporting: dict[str, Callable[[UnreadableEntryError], None]] = {}
+    reporting: dict[str, Any] = {}
     if "on_unreadable" in inspect.signature(store.list_entries).parameters:  # a store written before 0.3 has not
         reporting["on_unreadable"] = lambda error: unreadable.append(UnreadableRow.of(error))
-    entries = await store.list_entries(
-        **reporting,
-        status=status,
-        command_type=command_type,
-        correlation_id=correlation_id,
-        limit=limit + 1,
-        offset=offset,
-        newest_first=True,
-    )
-    has_more = len(entries) + len(unreadable) > limit
+    filters: dict[str, Any] = {"status": status, "command_type": command_type, "correlation_id": correlation_id}
+    entries = await store.list_entries(**reporting, **filters, limit=limit, offset=offset, newest_first=True)
+    # Whether a next page exists, without counting: one row past this page, readable or not. (Asking for one more row
+    # than the page cannot tell which row was the extra one when a corrupt row is among them.)
+    beyond: list[UnreadableEntryError] = []
+    if "on_unreadable" in reporting:
+        reporting["on_unreadable"] = beyond.append
+    past = await store.list_entries(**reporting, **filters, limit=1, offset=offset + limit, newest_first=True)
+    has_more = bool(past or beyond)
     return EntryPage(
-        entries=entries[:limit],
+        entries=entries,
         unreadable=unreadable,
         limit=limit,
         offset=offset,

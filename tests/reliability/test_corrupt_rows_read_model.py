@@ -192,3 +192,33 @@ def test_a_corrupt_attempt_row_is_one_line_naming_its_column(corrupt: tuple[str,
     response = asyncio.run(through_the_api())
     assert response.status_code == 422, response.text
     assert "scheduled_command_attempts.outcome" in response.text
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_pages_with_a_corrupt_row_neither_repeat_nor_skip_an_entry(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Paging through a listing that holds a corrupt row shows every readable entry exactly once, the corrupt row
+    once, and no page longer than asked for."""
+    from scheduling.admin import list_page
+
+    url = f"sqlite:///{tmp_path / 'pages.db'}" if kind == "sqlite" else request.getfixturevalue("module_postgres_url")
+    async with SqlStore(url) as store:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM scheduled_command_attempts"))
+            await conn.execute(text("DELETE FROM scheduled_commands"))
+        app = make_app(store=store, handlers=[RecordHandler])
+        ids = [await app.scheduler.schedule(Record(value=f"v{i}")) for i in range(5)]
+        async with store.engine.begin() as conn:
+            await conn.execute(text("UPDATE scheduled_commands SET status = 'WEIRD' WHERE id = :id"), {"id": ids[-1]})
+        seen: list[str] = []
+        corrupt: list[str | None] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await list_page(store, limit=2, offset=offset)
+            assert len(page.entries) + len(page.unreadable) <= 2
+            seen += [entry.id for entry in page.entries]
+            corrupt += [row.id for row in page.unreadable]
+            offset = page.next_offset
+    assert sorted(seen) == sorted(ids[:-1]) and len(seen) == len(set(seen))
+    assert corrupt == [ids[-1]]
