@@ -4,8 +4,9 @@ import logging
 
 from .base import ScheduledCommandStore
 from .memory import MemoryStore
+from .redis import RedisStore
 from .sql import SqlStore
 
-__all__ = ["MemoryStore", "ScheduledCommandStore", "SqlStore"]
+__all__ = ["MemoryStore", "RedisStore", "ScheduledCommandStore", "SqlStore"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
