@@ -29,7 +29,10 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help=f"Store URL (sqlite:///path or postgresql+psycopg://...). Default: ${STORE_ENV}, then {DEFAULT_STORE}.",
+        help=(
+            "Store URL (sqlite:///path, postgresql+psycopg://... or redis://host:6379/0). "
+            f"Default: ${STORE_ENV}, then {DEFAULT_STORE}."
+        ),
         show_default=False,
     ),
 ]
@@ -79,13 +82,13 @@ def demo(store: StoreOption = None) -> None:
     It runs on the embedded default store (a SQLite file), so a second run shows the first run's history.
     """
     from stores.errors import StoreError
-    from stores.sql import SqlStore
+    from stores.urls import store_from_url
 
     from .demo import run_demo
 
     try:
-        asyncio.run(run_demo(SqlStore(store_url(store))))
-    except (ValueError, StoreError) as exc:
+        asyncio.run(run_demo(store_from_url(store_url(store))))
+    except (ValueError, StoreError, ImportError) as exc:
         fail(str(exc))
 
 
@@ -133,7 +136,7 @@ def worker(
     """
     from stores.errors import StoreError
     from stores.memory import MemoryStore
-    from stores.sql import SqlStore
+    from stores.urls import store_from_url
 
     from .worker import AppLoadError, apply_overrides, configure_logging, install_metrics, load_app, run_worker
 
@@ -150,10 +153,9 @@ def worker(
         # A worker process on a memory store could only run what it scheduled itself: use the embedded default.
         url = DEFAULT_STORE
     try:
-        sql_store = SqlStore(url) if url else None
         apply_overrides(
             injector,
-            store=sql_store,
+            store=store_from_url(url) if url else None,
             concurrency=concurrency,
             batch_size=batch_size,
             polling_interval=polling_interval,
@@ -178,10 +180,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (a stable, 
 def _run_with_store(url_option: str | None, work: Callable[[ScheduledCommandStore], Awaitable[int]]) -> None:
     """Open the store named by --store, run ``work``, exit with its code; store errors are one line on stderr."""
     from stores.errors import StoreError
-    from stores.sql import SqlStore
+    from stores.urls import store_from_url
 
     async def run() -> int:
-        store = SqlStore(store_url(url_option))
+        store = store_from_url(store_url(url_option))
         async with store:
             return await work(store)
 
@@ -189,7 +191,7 @@ def _run_with_store(url_option: str | None, work: Callable[[ScheduledCommandStor
     try:
         _refuse_missing_sqlite_file(url)
         code = asyncio.run(run())
-    except (ValueError, StoreError) as exc:
+    except (ValueError, StoreError, ImportError) as exc:
         fail(str(exc))
     if code:
         raise typer.Exit(code)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import _redis_scripts as scripts
 from ._redis_codec import (
@@ -82,14 +82,28 @@ def mask_redis_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
+def _split_prefix(url: str) -> tuple[str, str | None]:
+    """The URL without its ``prefix`` query parameter (redis-py would refuse it), and that parameter."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    if not prefixes:
+        return url, None
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefixes[-1]
+
+
 class RedisStore(ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:
-        url: ``redis://host:6379/0``, ``rediss://...`` for TLS, or ``unix:///path/to/socket``.
-        prefix: every key of the store starts with ``prefix:``; stores with different prefixes share a server
-            without seeing each other. For Redis Cluster, give a prefix with a hash tag, such as ``{jobs}``, so
-            that every key lands in one slot (the scripts touch many keys).
+        url: ``redis://host:6379/0``, ``rediss://...`` for TLS, or ``unix:///path/to/socket``; a ``prefix`` query
+            parameter (``redis://host:6379/0?prefix=billing``) gives the prefix where only a URL can be given
+            (``--store``, ``$CQRS_SCHEDULING_STORE``).
+        prefix: every key of the store starts with ``prefix:`` (default: the URL's, else ``cqrs-scheduling``);
+            stores with different prefixes share a server without seeing each other. For Redis Cluster, give a
+            prefix with a hash tag, such as ``{jobs}``, so that every key lands in one slot (the scripts touch
+            many keys).
 
     The key layout is versioned: a server holding a newer layout under the prefix is refused with
     ``SchemaVersionError``. Opening logs a warning when the server persists nothing (no AOF, no RDB snapshots):
@@ -98,10 +112,12 @@ class RedisStore(ScheduledCommandStore):
     .. versionadded:: 0.5
     """
 
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, url: str, *, prefix: str | None = None) -> None:
         super().__init__()
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"RedisStore needs a redis://, rediss:// or unix:// URL, not {mask_redis_url(url)!r}")
+        url, url_prefix = _split_prefix(url)
+        prefix = prefix if prefix is not None else url_prefix or DEFAULT_PREFIX
         if not prefix or any(c.isspace() for c in prefix):
             raise ValueError(f"the key prefix must be non-empty and without whitespace, got {prefix!r}")
         self._url = url
