@@ -69,6 +69,15 @@ local function pop_due(id, seq, priority)
   if redis.call('ZCARD', key) == 0 then redis.call('ZREM', P .. 'prio', priority) end
 end
 local function wake(due) redis.call('PUBLISH', P .. 'wakeup', due) end
+-- a <= b, exactly, for times as decimal integer strings (scores are doubles: about 32 microseconds apart in the
+-- year 9000, so a score range can hold an entry a few microseconds too late, which is checked here).
+local function at_or_before(a, b)
+  local a_negative, b_negative = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if a_negative ~= b_negative then return a_negative end
+  if a_negative then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
 """
 
 #: ARGV: prefix, n, then per entry: id, field count f, f name/value pairs. Returns the ids (holders for held keys).
@@ -125,16 +134,25 @@ local claimed = {}
 for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
   if #claimed >= limit then break end
   local key = P .. 'due:' .. priority
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, limit - #claimed)) do
-    local id = id_of(m)
-    local entry = P .. 'e:' .. id
-    redis.call('ZREM', key, m)
-    move_status(id, redis.call('HGET', entry, 'seq'), 'PENDING', 'PROCESSING')
-    redis.call('HSET', entry, 'started_at', now, 'lease_owner', ARGV[4],
-      'lease_token', ARGV[6] .. '-' .. (#claimed + 1), 'lease_expires_at', ARGV[5])
-    redis.call('ZADD', P .. 'leases', ARGV[5], m)
-    claimed[#claimed + 1] = redis.call('HGETALL', entry)
-  end
+  local skipped = 0
+  repeat
+    local found = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', skipped, limit - #claimed)
+    for _, m in ipairs(found) do
+      local id = id_of(m)
+      local entry = P .. 'e:' .. id
+      local current = redis.call('HMGET', entry, 'seq', 'scheduled_for')
+      if at_or_before(current[2], now) then
+        redis.call('ZREM', key, m)
+        move_status(id, current[1], 'PENDING', 'PROCESSING')
+        redis.call('HSET', entry, 'started_at', now, 'lease_owner', ARGV[4],
+          'lease_token', ARGV[6] .. '-' .. (#claimed + 1), 'lease_expires_at', ARGV[5])
+        redis.call('ZADD', P .. 'leases', ARGV[5], m)
+        claimed[#claimed + 1] = redis.call('HGETALL', entry)
+      else
+        skipped = skipped + 1
+      end
+    end
+  until #found == 0 or #claimed >= limit
   if redis.call('ZCARD', key) == 0 then redis.call('ZREM', P .. 'prio', priority) end
 end
 return claimed
@@ -310,14 +328,18 @@ return page
 """
 )
 
-#: ARGV: prefix. Returns the earliest due time of PENDING entries, or nil.
+#: ARGV: prefix. Returns the earliest due time of PENDING entries, or nil. Read from the entries, not the scores:
+#: a double holds microseconds exactly only within about 285 years of 1970.
 NEXT_DUE = (
     _LIB
     + """
 local earliest = nil
 for _, priority in ipairs(redis.call('ZRANGE', P .. 'prio', 0, -1)) do
-  local first = redis.call('ZRANGE', P .. 'due:' .. priority, 0, 0, 'WITHSCORES')
-  if first[2] and (earliest == nil or tonumber(first[2]) < tonumber(earliest)) then earliest = first[2] end
+  local first = redis.call('ZRANGE', P .. 'due:' .. priority, 0, 0)
+  if first[1] then
+    local due = redis.call('HGET', P .. 'e:' .. id_of(first[1]), 'scheduled_for')
+    if earliest == nil or tonumber(due) < tonumber(earliest) then earliest = due end
+  end
 end
 return earliest or false
 """

@@ -30,7 +30,8 @@ from worker_app import Job, JobHandler
 
 from mediator import MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, SchedulingModule
-from stores import MemoryStore, ScheduledCommandStore, SqlStore
+from stores import MemoryStore, RedisStore, ScheduledCommandStore, SqlStore
+from stores.urls import store_from_url
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -113,10 +114,14 @@ def entries_completed_twice(store_url: str) -> int:
 
 
 async def open_store(kind: str, directory: Path, request: pytest.FixtureRequest) -> ScheduledCommandStore:
-    """A fresh, opened store: a MemoryStore, an SQLite file in ``directory``, or the test module's PostgreSQL
-    database, emptied."""
+    """A fresh, opened store: a MemoryStore, an SQLite file in ``directory``, the test module's PostgreSQL
+    database, emptied, or Redis under a key prefix of the test's own."""
     if kind == "memory":
         return MemoryStore()
+    if kind == "redis":
+        redis_store = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
+        await redis_store.open()
+        return redis_store
     if kind == "sqlite":
         store = SqlStore(f"sqlite:///{directory / 'store.db'}")
         await store.open()
@@ -138,21 +143,21 @@ async def empty(store: SqlStore) -> None:
 
 async def schedule_jobs(store_url: str, count: int, seconds: float = 0.0) -> None:
     """Schedule ``Job(n)`` for n in 0..count-1, due now, in batches of a thousand."""
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         scheduler = Injector([MediatorModule([JobHandler]), SchedulingModule(store=store)]).get(CommandScheduler)
         for start in range(0, count, 1000):
             await scheduler.schedule_many([Job(n=n, seconds=seconds) for n in range(start, min(start + 1000, count))])
 
 
 async def store_counts(store_url: str) -> dict[ScheduledCommandStatus, int]:
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         return await store.count_by_status()
 
 
 async def wait_until_completed(store_url: str, count: int, timeout: float) -> dict[ScheduledCommandStatus, int]:
     """Poll the store until ``count`` entries are COMPLETED or ``timeout`` seconds passed; the last counts."""
     deadline = time.monotonic() + timeout
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         while True:
             try:
                 counts = await store.count_by_status()
