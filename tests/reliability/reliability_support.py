@@ -97,14 +97,33 @@ def query(store_url: str, sql: str, **parameters: object) -> list[tuple[object, 
         engine.dispose()
 
 
+def redis_attempts(store_url: str) -> dict[str, list[str]]:
+    """A RedisStore's audit trail read directly: the outcomes of each entry's attempts, by entry id."""
+    import json
+
+    import redis
+
+    store = RedisStore(store_url)
+    trail: dict[str, list[str]] = {}
+    with redis.Redis.from_url(store_url.split("?", 1)[0], decode_responses=True) as client:
+        lists = f"{store.prefix}:a:"
+        for key in client.scan_iter(match=f"{lists}*", count=1000):
+            trail[key[len(lists) :]] = [json.loads(a)["outcome"] for a in client.lrange(key, 0, -1)]
+    return trail
+
+
 def attempt_outcomes(store_url: str) -> Counter[str]:
     """How many attempts the audit trail holds, by outcome."""
+    if store_url.startswith("redis"):
+        return Counter(outcome for outcomes in redis_attempts(store_url).values() for outcome in outcomes)
     rows = query(store_url, "SELECT outcome, count(*) FROM scheduled_command_attempts GROUP BY outcome")
     return Counter({str(outcome): int(str(count)) for outcome, count in rows})
 
 
 def entries_completed_twice(store_url: str) -> int:
     """Entries with more than one ``completed`` attempt: the fence should make this zero."""
+    if store_url.startswith("redis"):
+        return sum(outcomes.count("completed") > 1 for outcomes in redis_attempts(store_url).values())
     rows = query(
         store_url,
         "SELECT count(*) FROM (SELECT entry_id FROM scheduled_command_attempts WHERE outcome = 'completed'"
