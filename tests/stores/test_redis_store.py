@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -121,3 +122,31 @@ def test_without_the_redis_client_stores_import_and_only_opening_fails() -> None
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60)
     assert "pip install 'cqrs-scheduling[redis]'" in result.stdout
+
+
+def test_the_command_line_reads_a_redis_store(redis_url: str, redis_prefix: str) -> None:
+    """``--store redis://...?prefix=...`` reaches the entries, and the environment variable does too."""
+
+    async def add() -> None:
+        async with RedisStore(redis_url, prefix=redis_prefix) as store:
+            await store.add([entry("from-redis")])
+
+    asyncio.run(add())
+    url = f"{redis_url}?prefix={redis_prefix}"
+    listed = subprocess.run(
+        [sys.executable, "-m", "scheduling", "list", "--store", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "from-redis" in listed.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "scheduling", "show", "from-redis", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"CQRS_SCHEDULING_STORE": url},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert '"PENDING"' in shown.stdout
