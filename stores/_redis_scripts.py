@@ -80,34 +80,33 @@ local function at_or_before(a, b)
 end
 """
 
-#: ARGV: prefix, n, then per entry: id, field count f, f name/value pairs. Returns the ids (holders for held keys).
+#: ARGV: prefix, then the batch as JSON: a list of entries, each a flat name, value, name, value... list of strings
+#: (one argument, not one per field: packing thousands of arguments costs the client more than the JSON does).
+#: Returns the ids (the holder's id where an idempotency key is held).
 ADD = (
     _LIB
     + """
-local n = tonumber(ARGV[2])
-local blocks, i = {}, 3
-for b = 1, n do
-  local id, count = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('EXISTS', P .. 'e:' .. id) == 1 then
-    return redis.error_reply('EXISTS ' .. id)
+local batch = cjson.decode(ARGV[2])
+local decoded = {}
+for b, flat in ipairs(batch) do
+  local fields = {}
+  for j = 1, #flat, 2 do fields[flat[j]] = flat[j + 1] end
+  if redis.call('EXISTS', P .. 'e:' .. fields['id']) == 1 then
+    return redis.error_reply('EXISTS ' .. fields['id'])
   end
-  blocks[b] = {id, i + 2, count}
-  i = i + 2 + 2 * count
+  decoded[b] = fields
 end
 local ids, earliest = {}, nil
-for b = 1, n do
-  local id, first, count = blocks[b][1], blocks[b][2], blocks[b][3]
-  local fields = {}
-  for j = first, first + 2 * count - 1, 2 do fields[ARGV[j]] = ARGV[j + 1] end
-  local key = fields['idempotency_key']
+for b, flat in ipairs(batch) do
+  local fields = decoded[b]
+  local id, key = fields['id'], fields['idempotency_key']
   local holder = key and redis.call('HGET', P .. 'idem', key)
   if holder then
     ids[b] = holder
   else
     ids[b] = id
     local seq = string.format('%d', redis.call('HINCRBY', P .. 'meta', 'seq', 1))
-    local entry = P .. 'e:' .. id
-    redis.call('HSET', entry, 'seq', seq, unpack(ARGV, first, first + 2 * count - 1))
+    redis.call('HSET', P .. 'e:' .. id, 'seq', seq, unpack(flat))
     move_status(id, seq, nil, 'PENDING')
     redis.call('ZADD', P .. 'all', seq, id)
     redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Collection, Iterator, Sequence
@@ -297,18 +298,20 @@ class RedisStore(ScheduledCommandStore):
     async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         if not entries:
             return []
-        args: list[str | int] = [len(entries)]
+        batch: list[list[str]] = []
         seen: set[str] = set()
         for entry in entries:
             if entry.id in seen:
                 raise ValueError(f"the id {entry.id!r} appears twice in the batch")
             seen.add(entry.id)
-            fields = entry_fields(entry.model_copy(update={"status": ScheduledCommandStatus.PENDING}))
-            args += (entry.id, len(fields) // 2, *fields)
+            fields = entry_fields(entry)
+            status = next(i for i in range(0, len(fields), 2) if fields[i] == "status")
+            fields[status + 1] = ScheduledCommandStatus.PENDING.value
+            batch.append(fields)
         from redis.exceptions import ResponseError
 
         try:
-            ids: list[str] = await self._run("add", *args)
+            ids: list[str] = await self._run("add", json.dumps(batch, ensure_ascii=False, separators=(",", ":")))
         except ResponseError as exc:
             if str(exc).startswith("EXISTS "):
                 raise ValueError(f"an entry with id {str(exc)[7:]!r} already exists") from exc
