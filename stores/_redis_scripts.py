@@ -177,35 +177,40 @@ return renewed
 """
 )
 
-#: The one fenced end of a claim. ARGV: prefix, id, token, new status, attempt JSON ('' for none), '1' to count a
-#: failure, n, n name/value pairs to set, then names of fields to delete. Returns 1, or 0 when the lease is not held.
+#: The fenced ends of claims, several in one run (outcomes arriving together share a round trip). ARGV: prefix, then
+#: JSON: a list of requests {entry id, lease token, new status, attempt JSON ('' for none), '1' to count a failure,
+#: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held.
 FINISH = (
     _LIB
     + """
-local id, new = ARGV[2], ARGV[4]
-local entry = P .. 'e:' .. id
-local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq')
-if current[1] ~= 'PROCESSING' or current[2] ~= ARGV[3] then return 0 end
-local seq = current[3]
-local m = member(id, seq)
-redis.call('ZREM', P .. 'leases', m)
-redis.call('HDEL', entry, 'lease_owner', 'lease_token', 'lease_expires_at')
-move_status(id, seq, 'PROCESSING', new)
-if ARGV[5] ~= '' then
-  redis.call('HSET', entry, 'attempt_count', redis.call('RPUSH', P .. 'a:' .. id, ARGV[5]))
+local function finish(r)
+  local id, new, attempt, assigned, deleted = r[1], r[3], r[4], r[6], r[7]
+  local entry = P .. 'e:' .. id
+  local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq')
+  if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return 0 end
+  local seq = current[3]
+  local m = member(id, seq)
+  redis.call('ZREM', P .. 'leases', m)
+  redis.call('HDEL', entry, 'lease_owner', 'lease_token', 'lease_expires_at')
+  move_status(id, seq, 'PROCESSING', new)
+  if attempt ~= '' then
+    redis.call('HSET', entry, 'attempt_count', redis.call('RPUSH', P .. 'a:' .. id, attempt))
+  end
+  if r[5] == '1' then redis.call('HINCRBY', entry, 'retry_count', 1) end
+  if #assigned > 0 then redis.call('HSET', entry, unpack(assigned)) end
+  if #deleted > 0 then redis.call('HDEL', entry, unpack(deleted)) end
+  if new == 'PENDING' then
+    local after = redis.call('HMGET', entry, 'priority', 'scheduled_for')
+    push_due(id, seq, after[1], after[2])
+    if attempt == '' then wake(after[2]) end
+  else
+    redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
+  end
+  return 1
 end
-if ARGV[6] == '1' then redis.call('HINCRBY', entry, 'retry_count', 1) end
-local n = tonumber(ARGV[7])
-if n > 0 then redis.call('HSET', entry, unpack(ARGV, 8, 7 + 2 * n)) end
-if #ARGV > 7 + 2 * n then redis.call('HDEL', entry, unpack(ARGV, 8 + 2 * n, #ARGV)) end
-if new == 'PENDING' then
-  local after = redis.call('HMGET', entry, 'priority', 'scheduled_for')
-  push_due(id, seq, after[1], after[2])
-  if ARGV[5] == '' then wake(after[2]) end
-else
-  redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
-end
-return 1
+local results = {}
+for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
+return results
 """
 )
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import _redis_scripts as scripts
+from ._redis_batch import OutcomeBatcher
 from ._redis_codec import (
     entry_fields,
     entry_from_reply,
@@ -128,6 +129,7 @@ class RedisStore(ScheduledCommandStore):
         self._listener: asyncio.Task[None] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._finisher = OutcomeBatcher(self._finish_batch)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class RedisStore(ScheduledCommandStore):
                 self._redis, self._listener, self._scripts = None, None, {}
             self._loop = loop
             self._open_lock = asyncio.Lock()
+            self._finisher = OutcomeBatcher(self._finish_batch)
         return self._open_lock
 
     async def open(self) -> None:
@@ -376,20 +379,23 @@ class RedisStore(ScheduledCommandStore):
         failed: bool = False,
         set_fields: Sequence[tuple[str, str | None]] = (),
     ) -> bool:
-        assigned = [(name, value) for name, value in set_fields if value is not None]
+        assigned = [part for name, value in set_fields if value is not None for part in (name, value)]
         deleted = [name for name, value in set_fields if value is None]
-        finished = await self._run(
-            "finish",
+        request = [
             entry_id,
             lease_token,
             status.value,
             attempt.model_dump_json() if attempt is not None else "",
             "1" if failed else "0",
-            len(assigned),
-            *(part for pair in assigned for part in pair),
-            *deleted,
-        )
-        return bool(finished)
+            assigned,
+            deleted,
+        ]
+        await self._client()
+        return await self._finisher.submit(request)
+
+    async def _finish_batch(self, requests: list[list[Any]]) -> list[bool]:
+        results = await self._run("finish", json.dumps(requests, ensure_ascii=False, separators=(",", ":")))
+        return [bool(result) for result in results]
 
     async def complete(
         self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
