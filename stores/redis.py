@@ -130,6 +130,7 @@ class RedisStore(ScheduledCommandStore):
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finisher = OutcomeBatcher(self._finish_batch)
+        self._explicit = False  # opened by open() / async with, not by first use
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -151,13 +152,25 @@ class RedisStore(ScheduledCommandStore):
         if self._open_lock is None or self._loop is not loop:
             if self._loop is not None and self._loop is not loop:
                 # Used under another event loop (``asyncio.run`` twice): the old loop's connections are unusable.
-                self._redis, self._listener, self._scripts = None, None, {}
+                self._redis, self._listener, self._scripts, self._explicit = None, None, {}, False
             self._loop = loop
             self._open_lock = asyncio.Lock()
             self._finisher = OutcomeBatcher(self._finish_batch)
         return self._open_lock
 
+    @property
+    def opened_explicitly(self) -> bool:
+        """Whether ``open()`` (or ``async with``) opened the store and it is still open: then its opener closes it.
+        A store that opened itself on first use is not (a service that starts on it closes it when it stops)."""
+        return self._redis is not None and self._explicit
+
     async def open(self) -> None:
+        """Connect, check the key layout and subscribe to wake-ups now (first use does it too): fails fast with
+        ``StoreUnavailableError`` or ``SchemaVersionError``. Whoever calls it closes the store."""
+        await self._open()
+        self._explicit = True
+
+    async def _open(self) -> None:
         async with self._lock():
             if self._redis is not None:
                 return
@@ -203,6 +216,7 @@ class RedisStore(ScheduledCommandStore):
                 await self._redis.aclose()
                 self._redis = None
             self._scripts = {}
+            self._explicit = False
 
     async def _check_layout(self, client: Redis) -> None:
         meta = self._key("meta")
@@ -243,7 +257,7 @@ class RedisStore(ScheduledCommandStore):
 
     async def _client(self) -> Redis:
         if self._redis is None or self._loop is not asyncio.get_running_loop():
-            await self.open()
+            await self._open()
         assert self._redis is not None
         return self._redis
 
