@@ -16,6 +16,7 @@ from .schedules import StoredSchedule
 
 __all__ = [
     "entry_fields",
+    "entry_from_json",
     "entry_from_reply",
     "from_micros",
     "micros",
@@ -95,6 +96,11 @@ def entry_from_reply(reply: Sequence[str]) -> ScheduledCommandEntry:
     if "timeout_seconds" in fields:
         values["timeout_seconds"] = float(fields["timeout_seconds"])
     return ScheduledCommandEntry.model_validate(values)
+
+
+def entry_from_json(text: str) -> ScheduledCommandEntry:
+    """An entry from a script's snapshot: its HGETALL list as JSON."""
+    return entry_from_reply(json.loads(text))
 
 
 def schedule_fields(schedule: StoredSchedule) -> tuple[str, list[str]]:

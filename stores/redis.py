@@ -24,6 +24,7 @@ from . import _redis_scripts as scripts
 from ._redis_batch import OutcomeBatcher
 from ._redis_codec import (
     entry_fields,
+    entry_from_json,
     entry_from_reply,
     from_micros,
     micros,
@@ -353,7 +354,7 @@ class RedisStore(ScheduledCommandStore):
 
     async def _cancel(self, index: str, value: str, now: datetime, keep: str = "") -> list[ScheduledCommandEntry]:
         replies = await self._run("cancel", micros(now), index, value, keep)
-        return [entry_from_reply(reply) for reply in replies]
+        return [entry_from_json(reply) for reply in replies]
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         requeued = bool(await self._run("requeue", entry_id, micros(now)))
@@ -363,7 +364,7 @@ class RedisStore(ScheduledCommandStore):
 
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         reply = await self._run("dismiss", entry_id, micros(now))
-        return entry_from_reply(reply) if reply else None
+        return entry_from_json(reply) if reply else None
 
     # -- claiming and outcomes --------------------------------------------------------------------------------
 
@@ -375,7 +376,7 @@ class RedisStore(ScheduledCommandStore):
         replies = await self._run(
             "claim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex
         )
-        return [entry_from_reply(reply) for reply in replies]
+        return [entry_from_json(reply) for reply in replies]
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         if not leases:
@@ -466,7 +467,7 @@ class RedisStore(ScheduledCommandStore):
             "reclaim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex
         )
         return [
-            ReclaimedEntry(entry_from_reply(reply), owner, from_micros(expiry) if expiry is not None else None)
+            ReclaimedEntry(entry_from_json(reply), owner, from_micros(expiry) if expiry is not None else None)
             for owner, expiry, reply in replies
         ]
 
@@ -561,7 +562,7 @@ class RedisStore(ScheduledCommandStore):
             index = "all"
         matching = [part for name, value in filters.items() if value is not None for part in (name, value)]
         replies = await self._run("list", index, offset, limit, "1" if newest_first else "0", *matching)
-        return [entry_from_reply(reply) for reply in replies]
+        return [entry_from_json(reply) for reply in replies]
 
     async def count_running(self, *, now: datetime) -> int:
         client = await self._client()
