@@ -53,7 +53,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import psycopg
 from _bench_app import GRACE_ENV, OUT_ENV, Noop, NoopHandler, ScheduleTimed, ScheduleTimedHandler, Timed, TimedHandler
@@ -390,16 +390,26 @@ class Workers:
             self.outputs.append(out)
             self.logs.append(log)
 
-    async def wait_started(self, limit_s: float = 30.0) -> None:
-        """Until every worker has logged that its service started."""
+    async def wait_started(
+        self, limit_s: float = 30.0, poll_s: float = 0.02, on_started: Callable[[int], None] | None = None
+    ) -> None:
+        """Until every worker has logged that its service started; ``on_started(pid)`` as each one is seen."""
         deadline = time.monotonic() + limit_s
-        while not all('"action": "start"' in _read_text(log) for log in self.logs):
+        seen: set[int] = set()
+        while True:
+            for process, log in zip(self.processes, self.logs, strict=True):
+                if process.pid not in seen and '"action": "start"' in _read_text(log):
+                    seen.add(process.pid)
+                    if on_started is not None:
+                        on_started(process.pid)
+            if len(seen) == len(self.processes):
+                return
             for process, log in zip(self.processes, self.logs, strict=True):
                 if process.returncode is not None:
                     raise RuntimeError(f"worker exited with {process.returncode}: {_read_text(log)[-2000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError("workers did not start")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(poll_s)
 
     async def stop(self) -> list[int | None]:
         """SIGTERM (graceful), then wait; a worker still running after 30 s is killed."""
@@ -518,7 +528,25 @@ async def schedule_rate(bench: Bench, backend: str) -> dict[str, Any]:
 # -- 2. draining -----------------------------------------------------------------------------------------------
 
 
-async def drain_once(bench: Bench, backend: str, processes: int, concurrency: int, batch: int) -> dict[str, Any]:
+class DrainMeter(Protocol):
+    """Hooks around one drain, for measuring what it costs (``bench/side_by_side.py``)."""
+
+    async def before_start(self, url: str) -> None:
+        """The commands are stored; no worker runs yet."""
+
+    def worker_started(self, pid: int) -> None:
+        """The worker process ``pid`` has just logged that its service started (it may have begun draining)."""
+
+    async def completed(self, pids: list[int]) -> None:
+        """The parent saw every entry COMPLETED; the workers still run."""
+
+    async def stopped(self) -> None:
+        """The workers have exited."""
+
+
+async def drain_once(
+    bench: Bench, backend: str, processes: int, concurrency: int, batch: int, meter: DrainMeter | None = None
+) -> dict[str, Any]:
     c = bench.config
     count = c.drain_commands
     async with bench.fresh_url(backend, "drain") as url, store_from_url(url) as store:
@@ -528,14 +556,22 @@ async def drain_once(bench: Bench, backend: str, processes: int, concurrency: in
         cpu_before = children_cpu_s()
         server_before = redis_cpu_s(bench.redis_url) if backend == "redis" else None
         try:
+            if meter is not None:
+                await meter.before_start(url)
             spawned = time.time()
             await workers.start(processes, concurrency=concurrency, batch_size=batch)
+            if meter is not None:
+                await workers.wait_started(poll_s=0.005, on_started=meter.worker_started)
             done_at, seen = await counter.wait_for(count, limit_s=c.drain_timeout_s, poll_s=c.drain_poll_s)
+            if meter is not None and done_at is not None:
+                await meter.completed([process.pid for process in workers.processes])
         finally:
             server_cpu = redis_cpu_s(bench.redis_url) - server_before if server_before is not None else None
             codes = await workers.stop()
             counter.close()
         workers_cpu = children_cpu_s() - cpu_before
+        if meter is not None:
+            await meter.stopped()
         if done_at is None:
             progress(f"drain {backend} timed out at {seen}/{count}; worker logs:\n{workers.log_tail()}")
     per_process = workers.lines()

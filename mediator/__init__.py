@@ -1,7 +1,5 @@
 """In-process CQRS mediator: commands, queries and notifications dispatched to handlers built by ``injector``."""
 
-import logging
-
 from .behaviors import PipelineBehavior
 from .errors import DuplicateHandlerError, HandlerNotFoundError, MediatorError
 from .handlers import CommandHandler, NotificationHandler, QueryHandler
@@ -23,5 +21,3 @@ __all__ = [
     "Query",
     "QueryHandler",
 ]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

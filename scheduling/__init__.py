@@ -1,7 +1,5 @@
 """Scheduled commands: schedule a command for later and run it through the mediator, with retries."""
 
-import logging
-
 from .clock import Clock, ManualClock, SystemClock
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .module import SchedulingModule
@@ -37,5 +35,3 @@ __all__ = [
     "SchedulingModule",
     "SystemClock",
 ]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -19,11 +19,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from stores.base import ScheduledCommandStore
+from stores.default import DEFAULT_STORE_URL, STORE_ENV, default_store_url
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
-#: The store when neither --store nor $CQRS_SCHEDULING_STORE says otherwise: the embedded default.
-DEFAULT_STORE = "sqlite:///scheduled-commands.db"
-STORE_ENV = "CQRS_SCHEDULING_STORE"
+#: The store when neither --store nor $CQRS_SCHEDULING_STORE says otherwise (shared with ``SchedulingModule()``).
+DEFAULT_STORE = DEFAULT_STORE_URL
 
 StoreOption = Annotated[
     str | None,
@@ -51,8 +51,8 @@ class LogLevel(StrEnum):
 
 
 def store_url(option: str | None) -> str:
-    """The store URL in force: --store, then $CQRS_SCHEDULING_STORE, then the SQLite default."""
-    return option or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    """The store URL in force: --store, then $CQRS_SCHEDULING_STORE, then the SQLite default (as SchedulingModule)."""
+    return default_store_url(option)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -63,15 +63,35 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 __all__ = ["app", "main"]
 
+#: Plain help, as git and kubectl print it (flags shown as flags), with -h as well as --help.
+HELP_STYLE: dict[str, Any] = {
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Scheduled commands for a CQRS mediator: run the demo, workers and operator commands.",
+    **HELP_STYLE,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"cqrs-scheduling {version('cqrs-scheduling')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Scheduled commands for a CQRS mediator."""
 
 
@@ -109,9 +129,12 @@ def worker(
     worker_id: Annotated[
         str | None, typer.Option(help="Name in leases and the audit trail (default host:pid:random).")
     ] = None,
-    log_format: Annotated[LogFormat, typer.Option(help="Log lines as text or JSON, on stderr.")] = LogFormat.text,
+    log_format: Annotated[
+        LogFormat, typer.Option(case_sensitive=False, help="Log lines as text or JSON, on stderr.")
+    ] = LogFormat.text,
     log_level: Annotated[
-        LogLevel, typer.Option(help="The least severe log level shown (debug shows every command run).")
+        LogLevel,
+        typer.Option(case_sensitive=False, help="The least severe log level shown (debug shows every command run)."),
     ] = LogLevel.info,
     metrics_port: Annotated[
         int | None,
@@ -182,15 +205,15 @@ def _run_with_store(url_option: str | None, work: Callable[[ScheduledCommandStor
     from stores.errors import StoreError
     from stores.urls import store_from_url
 
-    async def run() -> int:
-        store = store_from_url(store_url(url_option))
+    async def run(store: ScheduledCommandStore) -> int:
         async with store:
             return await work(store)
 
     url = store_url(url_option)
     try:
+        store = store_from_url(url)  # checks the URL first: a malformed one is one line, with a hint where one helps
         _refuse_missing_sqlite_file(url)
-        code = asyncio.run(run())
+        code = asyncio.run(run(store))
     except (ValueError, StoreError, ImportError) as exc:
         fail(str(exc))
     if code:
@@ -288,22 +311,27 @@ def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def list_entries(
     store: StoreOption = None,
     status_filter: Annotated[
-        ScheduledCommandStatus | None, typer.Option("--status", help="Only entries in this status.")
+        ScheduledCommandStatus | None,
+        typer.Option("--status", case_sensitive=False, help="Only entries in this status (any case)."),
     ] = None,
-    command_type: Annotated[str | None, typer.Option("--type", help="Only this command type (module.Name).")] = None,
+    command_type: Annotated[
+        str | None,
+        typer.Option("--type", help="Only this command type: module.Name, or the class name alone when unambiguous."),
+    ] = None,
     correlation_id: Annotated[str | None, typer.Option(help="Only entries of this correlation id.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Entries per page.")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page's offset is printed).")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """List entries, newest first, with filters and paging."""
+    from .lookup import resolve_command_type
     from .operations import list_page
 
     async def work(opened: ScheduledCommandStore) -> int:
         page = await list_page(
             opened,
             status=status_filter,
-            command_type=command_type,
+            command_type=await resolve_command_type(opened, command_type) if command_type is not None else None,
             correlation_id=correlation_id,
             limit=limit,
             offset=offset,
@@ -314,7 +342,7 @@ def list_entries(
         from rich.table import Table
 
         now = datetime.now(UTC)
-        table = Table("id", "type", "status", "priority", "due", "retries", "last error")
+        table = Table("id", "type", "status", "priority", "due", "failed", "last error")
         for entry in page.entries:
             table.add_row(
                 entry.id,
@@ -322,11 +350,14 @@ def list_entries(
                 entry.status.value,
                 str(entry.priority),
                 _when(entry.scheduled_for, now),
-                f"{entry.retry_count}/{entry.max_retries}",
+                # Failed attempts of those allowed: a dead letter with max_retries 2 reads 3/3, not "retries 3/2".
+                f"{entry.retry_count}/{entry.max_retries + 1}",
                 (entry.error_message or "")[:60],
             )
         console = _console()
         console.print(table)
+        for row in page.unreadable:  # shown as corrupt, one line each; the readable entries are listed above
+            console.print(f"corrupt row {row.seq} (id {row.id or '?'}): {row.message}", markup=False)
         more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
         noun = "entry" if len(page.entries) == 1 else "entries"
         console.print(f"{len(page.entries)} {noun} from offset {page.offset}{more}")
@@ -337,15 +368,16 @@ def list_entries(
 
 @app.command()
 def show(
-    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id.")],
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id, or its first characters.")],
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every field of one entry, its payload pretty-printed, and its attempts with their errors."""
+    from .lookup import resolve_entry_id
     from .operations import entry_detail
 
     async def work(opened: ScheduledCommandStore) -> int:
-        detail = await entry_detail(opened, entry_id)
+        detail = await entry_detail(opened, await resolve_entry_id(opened, entry_id))
         if detail is None:
             typer.echo(f"error: no entry with id {entry_id!r} in {opened.description}", err=True)
             return 1
@@ -378,22 +410,24 @@ def show(
 
 @app.command()
 def cancel(
-    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id.")],
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="The entry's id, or its first characters.")],
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
     CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
+    from .lookup import resolve_entry_id
     from .operations import CANCELLABLE, cancel_entry
 
     async def work(opened: ScheduledCommandStore) -> int:
-        result = await cancel_entry(opened, entry_id, datetime.now(UTC))
+        full_id = await resolve_entry_id(opened, entry_id)
+        result = await cancel_entry(opened, full_id, datetime.now(UTC))
         if as_json:
             _emit_json(result.model_dump(mode="json"))
         elif result.cancelled:
-            typer.echo(f"cancelled {entry_id}")
+            typer.echo(f"cancelled {full_id}")
         if not result.cancelled:
-            await _explain_refusal(opened, "cancel", entry_id, CANCELLABLE)
+            await _explain_refusal(opened, "cancel", full_id, CANCELLABLE)
             return 1
         return 0
 
@@ -403,35 +437,43 @@ def cancel(
 @app.command()
 def requeue(
     entry_id: Annotated[
-        str | None, typer.Argument(metavar="[ID]", help="The dead-lettered entry to run again.")
+        str | None,
+        typer.Argument(metavar="[ID]", help="The dead-lettered entry to run again (its id or first characters)."),
     ] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Requeue every FAILED entry.")] = False,
-    command_type: Annotated[str | None, typer.Option("--type", help="With --all-failed: only this type.")] = None,
+    command_type: Annotated[
+        str | None,
+        typer.Option("--type", help="With --all-failed: only this type (module.Name, or the class name alone)."),
+    ] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run dead letters again: FAILED -> PENDING, due now, retry count 0 (exit code 1 if nothing was requeued)."""
+    """Run dead letters again: FAILED -> PENDING, due now, retry count 0 (exit code 1 if nothing was requeued; an
+    ID that is not FAILED gets one line on stderr saying why)."""
     if (entry_id is None) == (not all_failed):
         fail("give an ID or --all-failed (not both)", 2)
     if command_type is not None and not all_failed:
         fail("--type goes with --all-failed", 2)
 
+    from .lookup import resolve_command_type, resolve_entry_id
     from .operations import requeue_entry, requeue_failed
 
     async def work(opened: ScheduledCommandStore) -> int:
         now = datetime.now(UTC)
-        if entry_id is not None:
-            result = await requeue_entry(opened, entry_id, now)
+        full_id = await resolve_entry_id(opened, entry_id) if entry_id is not None else None
+        if full_id is not None:
+            result = await requeue_entry(opened, full_id, now)
         else:
-            result = await requeue_failed(opened, now, command_type)
+            wanted = await resolve_command_type(opened, command_type) if command_type is not None else None
+            result = await requeue_failed(opened, now, wanted)
         requeued = result.requeued
         if as_json:
             _emit_json(result.model_dump(mode="json"))
-        else:
+        elif requeued or full_id is None:  # a refused ID is explained in one line below, not counted as 0 here
             typer.echo(f"requeued {len(requeued)} entr{'y' if len(requeued) == 1 else 'ies'}")
         if not requeued:
-            if entry_id is not None:
-                await _explain_refusal(opened, "requeue", entry_id, ScheduledCommandStatus.FAILED)
+            if full_id is not None:
+                await _explain_refusal(opened, "requeue", full_id, ScheduledCommandStatus.FAILED)
             return 1
         return 0
 
@@ -445,14 +487,18 @@ def purge(
     ],
     status_filter: Annotated[
         list[ScheduledCommandStatus] | None,
-        typer.Option("--status", help="Only these terminal statuses (repeatable). Default: all terminal ones."),
+        typer.Option(
+            "--status",
+            case_sensitive=False,
+            help="Only these terminal statuses (repeatable, any case). Default: all terminal ones.",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete finished entries (COMPLETED, FAILED, CANCELLED, EXPIRED) and their attempts; never PENDING or
-    PROCESSING. Shows progress on a terminal; exit code 1 if nothing was deleted."""
+    PROCESSING. Shows progress on a terminal. Deleting nothing is not an error: exit code 0."""
     from .operations import parse_duration
     from .operations import purge as purge_entries
 
@@ -487,14 +533,16 @@ def purge(
             typer.echo(
                 f"{verb} {result.count} entries finished before {cutoff.isoformat()} ({', '.join(result.statuses)})"
             )
-        return 0 if result.count or dry_run else 1
+        return 0
 
     _run_with_store(store, work)
 
 
 # -- recurring schedules ----------------------------------------------------------------------------------------
 
-recurring_app = typer.Typer(no_args_is_help=True, help="Recurring schedules: list, pause, resume, remove.")
+recurring_app = typer.Typer(
+    no_args_is_help=True, help="Recurring schedules: list, pause, resume, remove.", **HELP_STYLE
+)
 app.add_typer(recurring_app, name="recurring")
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]

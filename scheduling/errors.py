@@ -5,6 +5,7 @@ Hierarchy::
     SchedulingError
     ├── PayloadTooLargeError       schedule() of a command whose JSON exceeds max_payload_bytes
     ├── NotACommandError           schedule() of something that is not a Command (also a TypeError)
+    ├── UnimportableCommandError   schedule() on a durable store of a command class defined in __main__
     ├── InvalidScheduleError       schedule_recurring() with a bad cron, time zone, interval or options
     └── UndeliverableCommandError  a stored entry that can never run (dead-lettered, never raised to callers)
         ├── UnknownCommandTypeError   its type has no registered handler
@@ -22,6 +23,7 @@ __all__ = [
     "PayloadTooLargeError",
     "SchedulingError",
     "UndeliverableCommandError",
+    "UnimportableCommandError",
     "UnknownCommandTypeError",
 ]
 
@@ -55,6 +57,24 @@ class NotACommandError(SchedulingError, TypeError):
 
     def __str__(self) -> str:
         return f"only Command instances can be scheduled, got {type(self.value).__qualname__}: {self.value!r:.200}"
+
+
+class UnimportableCommandError(SchedulingError, TypeError):
+    """A command class defined in ``__main__`` (the script being run) was scheduled on a durable store; nothing was
+    stored. A worker process can never import it, so the entry could only wait forever. Move the command class (and
+    its handler) into a module of your application, or use ``MemoryStore()`` for a single-process script."""
+
+    def __init__(self, command_type: str, store: str) -> None:
+        self.command_type = command_type
+        self.store = store
+        super().__init__(command_type, store)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.command_type} is defined in __main__, which a worker process cannot import, so {self.store} "
+            "would keep it forever; move the command class and its handler into an importable module "
+            "(e.g. myapp/commands.py), or pass store=MemoryStore() to SchedulingModule for a single-process script"
+        )
 
 
 class InvalidScheduleError(SchedulingError, ValueError):

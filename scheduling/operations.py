@@ -6,6 +6,7 @@ Every function takes an opened ``ScheduledCommandStore`` and returns plain pydan
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, field_serializer
 
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import UnreadableEntryError
 from stores.schedules import MisfirePolicy, StoredSchedule
 
 from . import recurring_ops
@@ -37,6 +39,7 @@ __all__ = [
     "StoreOverview",
     "Throughput",
     "ThroughputBucket",
+    "UnreadableRow",
     "cancel_entry",
     "entry_detail",
     "explain_refusal",
@@ -97,10 +100,37 @@ class StoreOverview(BaseModel):
     throughput: Throughput
 
 
+class UnreadableRow(BaseModel):
+    """A stored row that does not convert to an entry (written behind the library's back): which, and why."""
+
+    #: The row's position in scheduling order (always readable), and its id if that is readable.
+    seq: int | None
+    id: str | None
+    column: str
+    #: The stored value, as Python shows it.
+    value: str
+    problem: str
+    #: One line: ``column scheduled_for holds '-infinity' (Input should be a valid datetime)``.
+    message: str
+
+    @classmethod
+    def of(cls, error: UnreadableEntryError) -> UnreadableRow:
+        return cls(
+            seq=error.seq if isinstance(error.seq, int) else None,
+            id=error.entry_id,
+            column=error.column,
+            value=repr(error.value),
+            problem=error.problem,
+            message=error.description,
+        )
+
+
 class EntryPage(BaseModel):
     """``list``: one page of entries, newest first."""
 
     entries: list[ScheduledCommandEntry]
+    #: Rows of this page that cannot be read: shown as corrupt, one line each; the others are listed as usual.
+    unreadable: list[UnreadableRow] = []
     limit: int
     offset: int
     #: The offset of the next page, or None on the last one.
@@ -191,7 +221,12 @@ async def list_page(
     offset: int = 0,
 ) -> EntryPage:
     # One more than asked tells whether a next page exists without counting.
+    unreadable: list[UnreadableRow] = []
+    reporting: dict[str, Callable[[UnreadableEntryError], None]] = {}
+    if "on_unreadable" in inspect.signature(store.list_entries).parameters:  # a store written before 0.3 has not
+        reporting["on_unreadable"] = lambda error: unreadable.append(UnreadableRow.of(error))
     entries = await store.list_entries(
+        **reporting,
         status=status,
         command_type=command_type,
         correlation_id=correlation_id,
@@ -199,13 +234,19 @@ async def list_page(
         offset=offset,
         newest_first=True,
     )
-    has_more = len(entries) > limit
+    has_more = len(entries) + len(unreadable) > limit
     return EntryPage(
-        entries=entries[:limit], limit=limit, offset=offset, next_offset=offset + limit if has_more else None
+        entries=entries[:limit],
+        unreadable=unreadable,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if has_more else None,
     )
 
 
 async def entry_detail(store: ScheduledCommandStore, entry_id: str) -> EntryDetail | None:
+    """The entry and its attempts; None if unknown. Raises ``UnreadableEntryError`` (one line: which column, what
+    value) for a row that cannot be read."""
     entry = await store.get(entry_id)
     if entry is None:
         return None

@@ -11,6 +11,14 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .clock import ensure_aware
+from .storable import (
+    INT32_MAX,
+    MAX_CORRELATION_ID_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    check_storable_int,
+    check_storable_metadata,
+    check_storable_text,
+)
 
 __all__ = ["ScheduleOptions", "SchedulerSettings", "default_worker_id"]
 
@@ -33,17 +41,18 @@ class ScheduleOptions(BaseModel):
     scheduled_for: datetime | None = None
     #: Due this long after scheduling (>= 0). Not together with ``scheduled_for``. Neither: due now.
     delay: timedelta | None = None
-    #: Higher runs first; among equal priority, earlier due first, then scheduling order.
+    #: Higher runs first; among equal priority, earlier due first, then scheduling order. A 32-bit integer.
     priority: int = 0
     #: Retries after the first attempt (5 means up to 6 attempts); ``None``: the settings' ``max_retries``.
     max_retries: Annotated[int, Field(ge=0)] | None = None
     #: An entry not started this long after its due time becomes EXPIRED.
     expires_after: timedelta | None = None
-    #: Groups the commands of one flow; carried into every lifecycle notification.
+    #: Groups the commands of one flow; carried into every lifecycle notification. At most 256 characters.
     correlation_id: str | None = None
     #: Free-form string pairs; carried into every lifecycle notification.
     metadata: dict[str, str] | None = None
-    #: Scheduling again with a key the store still holds returns the first id and stores nothing new.
+    #: Scheduling again with a key the store still holds returns the first id and stores nothing new. At most 512
+    #: characters.
     idempotency_key: str | None = None
     #: An attempt running longer is cancelled and counts as a failed attempt.
     timeout: timedelta | None = None
@@ -52,6 +61,36 @@ class ScheduleOptions(BaseModel):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else ensure_aware(value, "scheduled_for")
+
+    # What every store can hold (see scheduling/storable.py): checked here, so every store refuses the same values.
+    @field_validator("priority")
+    @classmethod
+    def _storable_priority(cls, value: int) -> int:
+        return check_storable_int(value, "priority")
+
+    @field_validator("max_retries")
+    @classmethod
+    def _storable_max_retries(cls, value: int | None) -> int | None:
+        return None if value is None else check_storable_int(value, "max_retries", minimum=0)
+
+    @field_validator("correlation_id")
+    @classmethod
+    def _storable_correlation_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_storable_text(value, "correlation_id", max_length=MAX_CORRELATION_ID_LENGTH)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _storable_idempotency_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_storable_text(value, "idempotency_key", max_length=MAX_IDEMPOTENCY_KEY_LENGTH)
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else check_storable_metadata(value)
 
     @field_validator("delay")
     @classmethod
@@ -108,7 +147,7 @@ class SchedulerSettings(BaseModel):
     #: Commands running at once in one service.
     max_concurrency: Annotated[int, Field(ge=1)] = 10
     #: Default retries after the first attempt, for options that do not say.
-    max_retries: Annotated[int, Field(ge=0)] = 3
+    max_retries: Annotated[int, Field(ge=0, le=INT32_MAX)] = 3
     #: Delay before the first retry; doubled for each further one when ``exponential_backoff``.
     retry_delay_base: timedelta = timedelta(seconds=10)
     #: Double the delay per retry; otherwise every retry waits ``retry_delay_base``.

@@ -27,6 +27,7 @@ from stores.schedules import MisfirePolicy, StoredSchedule, occurrence_key
 
 from .errors import InvalidScheduleError
 from .options import ScheduleOptions
+from .storable import check_storable_text
 
 __all__ = [
     "MAX_CATCH_UP",
@@ -124,6 +125,10 @@ def check_definition(
             raise InvalidScheduleError(
                 f"a schedule name is non-empty text without surrounding spaces, at most {MAX_NAME_LENGTH} characters"
             )
+        try:  # what every store can hold: no NUL, no lone surrogate
+            check_storable_text(name, "the schedule name")
+        except ValueError as exc:
+            raise InvalidScheduleError(str(exc)) from None
         if (cron is None) == (interval is None):
             raise InvalidScheduleError("give exactly one of cron= and interval=")
         if interval is not None and not isinstance(interval, timedelta):

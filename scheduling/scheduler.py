@@ -18,11 +18,12 @@ from . import recurring_ops
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError
+from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError, UnimportableCommandError
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
+from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
 
@@ -71,7 +72,11 @@ class CommandScheduler:
             HandlerNotFoundError: no handler is registered for the command's type.
             NotACommandError: ``command`` is not a ``Command``.
             PayloadTooLargeError: it serializes to more than ``max_payload_bytes``.
+            ValueError: its JSON would not decode to an equal command (NaN or infinity, a field with an alias,
+                nesting deeper than the parser reads, ...), naming the field; see docs/scheduling.md.
             SessionNotSupportedError: ``session`` was given but the store is not a ``SqlStore``.
+            UnimportableCommandError: the command's class is defined in ``__main__`` and the store is durable (a
+                worker process could never import it); nothing was stored.
         """
         (entry_id,) = await self.schedule_many([command], options, session=session)
         return entry_id
@@ -91,6 +96,7 @@ class CommandScheduler:
             )
         if not commands:
             return []
+        self._refuse_unimportable(commands)
         entries = self._entries_for(commands, options, self._clock.now())
         if session is not None:
             ids = await self._store.add_in_session(session, entries)
@@ -108,6 +114,14 @@ class CommandScheduler:
                     extra={"action": "schedule", "command_id": stored_id, "command_type": entry.command_type},
                 )
         return ids
+
+    def _refuse_unimportable(self, commands: Sequence[Command[Any]]) -> None:
+        """On a durable store, refuse command classes defined in ``__main__``: no worker can import them."""
+        if not self._store.durable:
+            return
+        for command_class in {type(command) for command in commands if isinstance(command, Command)}:
+            if command_class.__module__ == "__main__":
+                raise UnimportableCommandError(command_type_name(command_class), self._store.description)
 
     def _entries_for(
         self, commands: Sequence[Command[Any]], options: ScheduleOptions, now: Any
@@ -145,6 +159,7 @@ class CommandScheduler:
             size = len(payload.encode())
             if size > limit:
                 raise PayloadTooLargeError(command_type, size, limit)
+        check_storable_command(command, payload, command_type)
         return payload
 
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
@@ -243,6 +258,7 @@ class CommandScheduler:
         """
         options = options or _DEFAULT_OPTIONS
         normalized = check_definition(name, cron=cron, interval=interval, timezone=timezone, options=options)
+        self._refuse_unimportable([command])
         if misfire_policy not in ("skip", "run_once", "run_all"):
             raise InvalidScheduleError(
                 f"misfire_policy must be skip, run_once or run_all, not {misfire_policy!r}", name
@@ -349,3 +365,10 @@ async def publish_safely(mediator: Mediator, notification: Any) -> None:
                 "command_type": getattr(notification, "command_type", None),
             },
         )
+
+
+def check_storable_command(command: Command[Any], payload: str, command_type: str) -> None:
+    """Refuse, with a ``ValueError`` naming the field, a command the worker could not run as scheduled: a type name
+    longer than the store holds, or a payload that does not decode to an equal command."""
+    check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
+    check_command_round_trip(command, payload, command_type)

@@ -33,6 +33,7 @@ from .clock import Clock
 from .codec import CommandCodec
 from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
 from .errors import UndeliverableCommandError
+from .hooks import StartupHooks
 from .notifications import (
     ScheduledCommandCompleted,
     ScheduledCommandExpired,
@@ -43,7 +44,7 @@ from .notifications import (
 from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .retry import next_attempt_at
-from .scheduler import publish_safely
+from .scheduler import CommandScheduler, publish_safely
 
 __all__ = ["ScheduledCommandService"]
 
@@ -88,8 +89,14 @@ class ScheduledCommandService:
         settings: SchedulerSettings,
         clock: Clock,
         observers: SchedulingObservers,
+        scheduler: CommandScheduler,
+        startup_hooks: StartupHooks,
     ) -> None:
         self._store = store
+        self._scheduler = scheduler
+        self._startup_hooks = startup_hooks
+        self._hooks_ran = False
+        self._owns_store = False
         self._mediator = mediator
         self._settings = settings
         self._clock = clock
@@ -158,9 +165,14 @@ class ScheduledCommandService:
         if not self._settings.enabled:
             logger.info("scheduled command service is disabled", extra={"action": "disabled"})
             return
-        await self._store.open()
+        self._owns_store = await self._open_store()
+        try:
+            await self._run_startup_hooks()
+        except BaseException:
+            await self._close_store(self._owns_store)
+            raise
         self._stopping = False
-        self._main = asyncio.create_task(self._run(), name=f"scheduled-commands:{self._worker_id}")
+        self._main = asyncio.create_task(self._run(opened=True), name=f"scheduled-commands:{self._worker_id}")
 
     async def stop(self, *, immediate: bool = False) -> None:
         """Stop claiming, let running commands finish for up to ``shutdown_grace`` (not at all when
@@ -191,8 +203,27 @@ class ScheduledCommandService:
         finally:
             self._main = None
 
-    async def _run(self) -> None:
+    async def _open_store(self) -> bool:
+        """Open the store (failing fast); return whether this service opened it, and so closes it when it stops."""
+        owns = not self._store.opened_explicitly
         await self._store.open()
+        return owns
+
+    async def _close_store(self, owns: bool) -> None:
+        if owns:
+            await self._store.close()
+
+    async def _run(self, *, opened: bool = False) -> None:
+        if not opened:
+            self._owns_store = await self._open_store()
+        try:
+            if not opened:
+                await self._run_startup_hooks()
+            await self._serve()
+        finally:
+            await self._close_store(self._owns_store)
+
+    async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()  # bound to this loop: a service may be run again under another one
         self._store.add_wakeup_listener(self._on_wakeup)
@@ -229,13 +260,14 @@ class ScheduledCommandService:
             raise RuntimeError("run_until_idle() cannot be used while the service is running; stop() it first")
         if not self._settings.enabled:
             return 0
-        await self._store.open()
+        owns_store = await self._open_store()
         self._stopping = False
         if self._observers:
             self._observers.on_service_started(self.command_types)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         handled = 0
         try:
+            await self._run_startup_hooks()
             handled += await self._recover()
             while True:
                 claimed = await self._claim()
@@ -247,6 +279,15 @@ class ScheduledCommandService:
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._close_store(owns_store)
+
+    async def _run_startup_hooks(self) -> None:
+        """The application's ``on_start`` hooks, once per service (declaring recurring schedules is idempotent,
+        but ``run_until_idle()`` may be called in a loop)."""
+        if self._hooks_ran or not self._startup_hooks:
+            return
+        await self._startup_hooks.run(self._scheduler)
+        self._hooks_ran = True
 
     # -- the claim loop ---------------------------------------------------------------------------------------
 
@@ -261,10 +302,11 @@ class ScheduledCommandService:
             self._wake.clear()
             try:
                 await self._claim(ahead=CLAIM_AHEAD)
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
                 failures += 1
                 delay = _store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
-                logger.exception(
+                _log_failure(
+                    exc,
                     "claiming due commands failed (attempt %d); retrying in %.2fs",
                     failures,
                     delay,
@@ -298,8 +340,8 @@ class ScheduledCommandService:
             deadline = min(deadline, self._next_recovery_at)
         try:
             next_due = await self._store.next_due_at()
-        except Exception:
-            logger.warning("could not read the next due time", exc_info=True, extra={"action": "next_due_failed"})
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(exc, "could not read the next due time", extra={"action": "next_due_failed"})
             next_due = None
         if next_due is not None:
             deadline = min(deadline, _minus(next_due, CLAIM_AHEAD))
@@ -374,12 +416,14 @@ class ScheduledCommandService:
             await work
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception(
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(
+                exc,
                 "could not record the outcome of %s %s; its lease will expire and it will run again",
                 entry.command_type,
                 entry.id,
                 extra=_extra("record_failed", entry),
+                level=logging.ERROR,
             )
 
     def _finished(self, entry_id: str) -> None:
@@ -396,8 +440,8 @@ class ScheduledCommandService:
     async def _guarded(self, step: Callable[[], Awaitable[Any]]) -> None:
         try:
             await step()
-        except Exception:
-            logger.exception("%s failed; continuing", step.__name__, extra={"action": "step_failed"})
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(exc, "%s failed; continuing", step.__name__.lstrip("_"), extra={"action": "step_failed"})
 
     # -- running one entry ------------------------------------------------------------------------------------
 
@@ -477,8 +521,9 @@ class ScheduledCommandService:
             await self._store_call(
                 recurring_ops.advance, self._store, entry, now, default_max_retries=self._settings.max_retries
             )
-        except Exception:
-            logger.exception(
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(
+                exc,
                 "could not create the next occurrence of recurring schedule %s",
                 entry.recurring_name,
                 extra=_extra("recurring_failed", entry),
@@ -599,8 +644,8 @@ class ScheduledCommandService:
         assert entry.lease_token is not None
         try:
             released = await self._store.release(entry.id, entry.lease_token)
-        except Exception:
-            logger.exception("could not release %s; its lease will expire", entry.id, extra=_extra("release", entry))
+        except Exception as exc:  # noqa: BLE001 - logged by _log_failure; the service keeps going
+            _log_failure(exc, "could not release %s; its lease will expire", entry.id, extra=_extra("release", entry))
             return
         if released:
             logger.info("released %s %s unfinished", entry.command_type, entry.id, extra=_extra("release", entry))
@@ -776,6 +821,20 @@ def _error_text(exc: BaseException, message: str) -> str:
     if len(trace) > _MAX_TRACEBACK:
         trace = "…" + trace[-_MAX_TRACEBACK:]
     return f"{message}\n\n{trace}"
+
+
+def _log_failure(
+    exc: BaseException, message: str, *args: object, extra: dict[str, Any], level: int = logging.WARNING
+) -> None:
+    """Log a failure the service survives. The store being away for a moment is one line an operator can read, at
+    ``level`` (the traceback, with the driver's SQL, only at DEBUG); anything else is an ERROR with its traceback,
+    since it is a bug to report."""
+    if isinstance(exc, TRANSIENT_STORE_ERRORS):
+        logger.log(level, message + ": %s", *args, exc, extra=extra)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("traceback of the failure above", exc_info=exc, extra=extra)
+    else:
+        logger.error(message, *args, exc_info=exc, extra=extra)
 
 
 def _log_store_failure(exc: BaseException) -> None:

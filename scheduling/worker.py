@@ -14,12 +14,15 @@ import json
 import logging
 import signal
 import sys
+import sysconfig
 import time
+import traceback
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from injector import Injector
+from injector import Binder, Injector
 
 from stores.base import ScheduledCommandStore
 
@@ -46,6 +49,8 @@ def load_app(spec: str) -> Injector:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppLoadError(f"cannot import {module_name!r} (from --app {spec!r}): {exc}") from exc
+    except Exception as exc:  # the module itself is broken: say where, in one line
+        raise AppLoadError(f"importing {module_name!r} failed: {_one_line(exc)} ({_origin(exc)})") from exc
     factory = getattr(module, attribute, None)
     if factory is None:
         raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r} (from --app {spec!r})")
@@ -55,13 +60,66 @@ def load_app(spec: str) -> Injector:
         try:
             app = factory()
         except Exception as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise AppLoadError(f"calling {spec} failed: {type(exc).__name__}: {first_line}") from exc
+            raise AppLoadError(f"calling {spec} failed: {_one_line(exc)} ({_origin(exc)})") from exc
     else:
         app = factory
     if not isinstance(app, Injector):
         raise AppLoadError(f"{spec} returned {type(app).__qualname__}, not an injector.Injector")
+    if _binder_with(app, ScheduledCommandStore) is None:
+        raise AppLoadError(
+            f"the injector {spec} returned has no SchedulingModule: add SchedulingModule() to its modules, "
+            "e.g. Injector([MediatorModule(handlers), SchedulingModule()])"
+        )
     return app
+
+
+def _binder_with(injector: Injector, interface: type) -> Binder | None:
+    """The binder that binds ``interface`` for ``injector``: its own, or a parent's. A child injector
+    (``create_child_injector``) gets what its parent's modules bind, such as the ``SchedulingModule`` of an
+    application's root injector, and the scheduler and service built there use the parent's bindings."""
+    binder: Binder | None = injector.binder
+    while binder is not None:
+        if binder.has_binding_for(interface):
+            return binder
+        binder = binder.parent
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _origin(exc: BaseException) -> str:
+    """``file:line`` where the application's code raised ``exc``: the innermost frame outside the standard library,
+    installed packages and this library (or where a SyntaxError points)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"at {_shown_path(exc.filename)}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    not_the_app = (*_not_the_app(), "<")  # "<frozen importlib._bootstrap>" and the like
+    in_app = [frame for frame in frames if not frame.filename.startswith(not_the_app)]
+    if not (in_app or frames):
+        return "no traceback"
+    frame = (in_app or frames)[-1]
+    return f"at {_shown_path(frame.filename)}:{frame.lineno}"
+
+
+def _not_the_app() -> tuple[str, ...]:
+    """Directories of code that is not the application's: the standard library, installed packages, this library."""
+    import mediator
+    import stores
+
+    paths = sysconfig.get_paths()
+    ours = [Path(package.__file__ or "").parent for package in (mediator, stores, sys.modules[__name__])]
+    return (paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"], *(f"{p}/" for p in ours))
+
+
+def _shown_path(filename: str) -> str:
+    """``filename`` relative to the working directory when it is below it, as a user typed ``--app``."""
+    try:
+        return str(Path(filename).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return filename
 
 
 def apply_overrides(
@@ -84,11 +142,14 @@ def apply_overrides(
         changes["polling_interval"] = timedelta(seconds=polling_interval)
     if worker_id is not None:
         changes["worker_id"] = worker_id
+    # Rebound where SchedulingModule bound them (a parent's binder for a child injector): the service and scheduler
+    # are built there, so a binding in the child alone would leave them on the application's own store.
     if changes:
         settings = SchedulerSettings.model_validate(settings.model_dump() | changes)
-        injector.binder.bind(SchedulerSettings, to=settings)
+        (_binder_with(injector, SchedulerSettings) or injector.binder).bind(SchedulerSettings, to=settings)
     if store is not None:
-        injector.binder.bind(ScheduledCommandStore, to=store)  # type: ignore[type-abstract]
+        binder = _binder_with(injector, ScheduledCommandStore) or injector.binder
+        binder.bind(ScheduledCommandStore, to=store)  # type: ignore[type-abstract]
     return settings
 
 

@@ -1,12 +1,8 @@
 """Where scheduled commands live: the store contract and its implementations."""
 
-import logging
-
 from .base import ScheduledCommandStore
 from .memory import MemoryStore
 from .redis import RedisStore
 from .sql import SqlStore
 
 __all__ = ["MemoryStore", "RedisStore", "ScheduledCommandStore", "SqlStore"]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

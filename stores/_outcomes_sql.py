@@ -44,7 +44,7 @@ class Finished(NamedTuple):
     scheduled_for: datetime
 
 
-#: Most requests one batch carries (9 parameters each keeps SQLite far below its parameter limit).
+#: Most requests one batch carries (10 parameters each keeps SQLite far below its parameter limit).
 _MAX_FINISH_BATCH = 200
 
 
@@ -115,6 +115,9 @@ def _fail_all(batch: list[tuple[Finish, asyncio.Future[Finished | None]]], exc: 
 _FENCED_FINISH = """UPDATE scheduled_commands
 SET status = v.status,
     completed_at = v.completed_at,
+    started_at = CASE WHEN v.started_at IS NOT NULL THEN v.started_at
+                      WHEN scheduled_commands.attempt_count = 0 THEN NULL
+                      ELSE scheduled_commands.started_at END,
     result_payload = CASE WHEN v.status = 'COMPLETED' THEN v.result_payload ELSE scheduled_commands.result_payload END,
     scheduled_for = COALESCE(v.due, scheduled_commands.scheduled_for),
     retry_count = scheduled_commands.retry_count + v.retry_increment,
@@ -134,19 +137,24 @@ def batch_finish_statement(count: int, *, postgresql: bool) -> TextualSelect:
         row = (
             "(:id_{i}, :token_{i}, :status_{i}, CAST(:completed_at_{i} AS timestamptz), CAST(:result_{i} AS text), "
             "CAST(:due_{i} AS timestamptz), CAST(:retry_{i} AS integer), CAST(:attempt_{i} AS integer), "
-            "CAST(:error_{i} AS text))"
+            "CAST(:error_{i} AS text), CAST(:started_at_{i} AS timestamptz))"
         )
     else:
         row = (
             "(:id_{i}, :token_{i}, :status_{i}, :completed_at_{i}, :result_{i}, :due_{i}, :retry_{i}, "
-            ":attempt_{i}, :error_{i})"
+            ":attempt_{i}, :error_{i}, :started_at_{i})"
         )
     values = ", ".join(row.format(i=i) for i in range(count))
     sql = f"""
-WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message)
+WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message,
+       started_at)
     AS (VALUES {values})
 {_FENCED_FINISH}"""
-    datetimes = [bindparam(f"{name}_{i}", type_=UtcDateTime) for i in range(count) for name in ("completed_at", "due")]
+    datetimes = [
+        bindparam(f"{name}_{i}", type_=UtcDateTime)
+        for i in range(count)
+        for name in ("completed_at", "due", "started_at")
+    ]
     return (
         text(sql)
         .bindparams(*datetimes)
@@ -164,7 +172,7 @@ PG_BATCH_FINISH = text(
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
         id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
-        retry_increment integer, attempt_increment integer, error_message text,
+        retry_increment integer, attempt_increment integer, error_message text, started_at timestamptz,
         a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
 ),
 done AS (
@@ -201,6 +209,7 @@ def pg_batch_finish_json(requests: list[Finish]) -> str:
                 "retry_increment": r.retry_increment,
                 "attempt_increment": 1 if a is not None else 0,
                 "error_message": r.error_message,
+                "started_at": _iso(a.started_at) if a is not None else None,
                 "a_number": a.attempt if a is not None else None,
                 "a_worker": a.worker_id if a is not None else None,
                 "a_started": _iso(a.started_at) if a is not None else None,

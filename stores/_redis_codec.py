@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from .entries import ScheduledCommandEntry
+from .errors import UnreadableEntryError
 from .schedules import StoredSchedule
 
 __all__ = [
@@ -84,18 +87,35 @@ def pairs(reply: Sequence[str]) -> dict[str, str]:
 
 
 def entry_from_reply(reply: Sequence[str]) -> ScheduledCommandEntry:
-    """An entry from its HGETALL reply."""
+    """An entry from its HGETALL reply.
+
+    Raises:
+        UnreadableEntryError: a field holds a value that does not convert (written behind the store's back).
+    """
     fields = pairs(reply)
     values: dict[str, Any] = {name: fields[name] for name in _TEXTS if name in fields}
-    for name in _TIMES & fields.keys():
-        values[name] = from_micros(fields[name])
-    for name in _INTEGERS & fields.keys():
-        values[name] = int(fields[name])
-    if "metadata" in fields:
-        values["metadata"] = json.loads(fields["metadata"])
-    if "timeout_seconds" in fields:
-        values["timeout_seconds"] = float(fields["timeout_seconds"])
-    return ScheduledCommandEntry.model_validate(values)
+    column = ""
+    try:
+        for column in _TIMES & fields.keys():
+            values[column] = from_micros(fields[column])
+        for column in _INTEGERS & fields.keys():
+            values[column] = int(fields[column])
+        column = "metadata"
+        if column in fields:
+            values[column] = json.loads(fields[column])
+        column = "timeout_seconds"
+        if column in fields:
+            values[column] = float(fields[column])
+    except (ValueError, OverflowError) as exc:
+        raise UnreadableEntryError(fields.get("seq"), fields.get("id"), column, fields.get(column), str(exc)) from exc
+    try:
+        return ScheduledCommandEntry.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        column = str(error["loc"][0]) if error["loc"] else "?"
+        raise UnreadableEntryError(
+            fields.get("seq"), fields.get("id"), column, fields.get(column), error["msg"]
+        ) from exc
 
 
 def entry_from_json(text: str) -> ScheduledCommandEntry:

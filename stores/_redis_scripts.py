@@ -198,6 +198,8 @@ local function finish(r)
   move_status(id, seq, 'PROCESSING', new)
   if attempt ~= '' then
     redis.call('HSET', entry, 'attempt_count', redis.call('RPUSH', P .. 'a:' .. id, attempt))
+  elseif (tonumber(redis.call('HGET', entry, 'attempt_count')) or 0) == 0 then
+    redis.call('HDEL', entry, 'started_at')  -- never ran: expired or released before its first attempt
   end
   if r[5] == '1' then redis.call('HINCRBY', entry, 'retry_count', 1) end
   if #assigned > 0 then redis.call('HSET', entry, unpack(assigned)) end

@@ -34,7 +34,7 @@ _FINISHED_SINCE_POSTGRESQL: TextClause = text(
                 AS BIGINT) AS bucket,
            count(*) AS finished
     FROM scheduled_commands
-    WHERE status IN ({_TERMINAL}) AND completed_at >= :since
+    WHERE status IN ({_TERMINAL}) AND completed_at >= :since AND completed_at < 'infinity'
     GROUP BY status, bucket
     """
 ).bindparams(bindparam("since", type_=UtcDateTime), bindparam("bucket_us", type_=BigInteger))
@@ -46,7 +46,8 @@ _FINISHED_SINCE_SQLITE: TextClause = text(
                 * 1000000 + CAST(substr(completed_at, 21, 6) AS INTEGER) - :since_micro) / :bucket_us AS bucket,
            count(*) AS finished
     FROM scheduled_commands
-    WHERE status IN ({_TERMINAL}) AND completed_at >= :since
+    WHERE status IN ({_TERMINAL}) AND completed_at >= :since AND typeof(completed_at) = 'text'
+      AND julianday(substr(completed_at, 1, 19)) IS NOT NULL
     GROUP BY status, bucket
     """
 ).bindparams(bindparam("since", type_=UtcDateTime))
@@ -76,7 +77,12 @@ async def count_finished_since(conn: AsyncConnection, since: datetime, *, bucket
         )
     else:
         rows = await conn.execute(_FINISHED_SINCE_POSTGRESQL, {"since": since, "bucket_us": bucket_us})
-    counts = {(int(index), ScheduledCommandStatus(status)): int(finished) for status, index, finished in rows.all()}
+    # A completed_at that is no timestamp (written behind the library's back) is not counted: no bucket holds it.
+    counts = {
+        (int(index), ScheduledCommandStatus(status)): int(finished)
+        for status, index, finished in rows.all()
+        if index is not None
+    }
     return finished_counts(since, bucket, counts)
 
 

@@ -15,6 +15,8 @@ from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from ._rows import UnreadableValue
+
 __all__ = [
     "SCHEMA_VERSION",
     "AttemptRow",
@@ -62,10 +64,28 @@ class UtcDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: object, dialect: Dialect) -> Any:
+        """An aware datetime, None, or an ``UnreadableValue`` for a value that is no timestamp."""
         if value is None:
             return None
+        if not isinstance(value, datetime):  # written behind the library's back: read per row, never fatal
+            return UnreadableValue(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        process = super().result_processor(dialect, coltype)
+        if process is None:  # pragma: no cover - process_result_value is defined
+            return None
+
+        def tolerant(value: Any) -> Any:
+            # SQLite's text parser raises on a value that is not a timestamp (any value fits any SQLite column):
+            # it becomes an UnreadableValue, so one row's value never fails the other rows of a result.
+            try:
+                return process(value)
+            except Exception:  # noqa: BLE001 - whatever the parser raises, the value is unreadable
+                return UnreadableValue(value)
+
+        return tolerant
 
 
 def _when(**kwargs: Any) -> Any:

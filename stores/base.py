@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SessionNotSupportedError
+from .errors import SessionNotSupportedError, UnreadableEntryError
 from .schedules import StoredSchedule
 
 __all__ = [
@@ -58,10 +58,16 @@ class FinishedCount:
 class ScheduledCommandStore(ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
-    Use as ``async with store:`` or call ``open()``/``close()``; ``open()`` is idempotent.
+    A store opens itself on first use. ``async with store:`` or ``open()`` opens it at once, to fail fast (``open()``
+    is idempotent); whoever opens a store that way closes it (``close()``, or leaving the ``async with``). A
+    ``ScheduledCommandService`` that finds its store not opened that way opens it and closes it when it stops.
 
     .. versionadded:: 0.1
     """
+
+    #: Whether entries outlive the process and are seen by other processes (a worker elsewhere may run them).
+    #: ``CommandScheduler.schedule()`` refuses command classes that other processes cannot import on such a store.
+    durable: bool = True
 
     def __init__(self) -> None:
         self._wakeup_listeners: list[WakeupListener] = []
@@ -72,7 +78,20 @@ class ScheduledCommandStore(ABC):
         """Connect and prepare (for example create tables). Idempotent."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections. The store may be opened again."""
+        """Release connections. The store may be opened again (explicitly, or by its next use)."""
+
+    @property
+    def opened_explicitly(self) -> bool:
+        """Whether ``open()`` (or ``async with``) opened this store and ``close()`` has not been called since: then
+        its opener closes it. A store that opened itself on first use is not: nobody owns it yet, and a service that
+        starts on it closes it when it stops.
+
+        A store that does not track this (the default, for stores written before 0.2) reports True, so a service
+        leaves closing it to the application, as it always did. ``SqlStore`` tracks it.
+
+        .. versionadded:: 0.2
+        """
+        return True
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -226,8 +245,13 @@ class ScheduledCommandStore(ABC):
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
     ) -> list[ScheduledCommandEntry]:
-        """Entries matching every filter given, in scheduling order (or its reverse), one page at a time."""
+        """Entries matching every filter given, in scheduling order (or its reverse), one page at a time.
+
+        A stored row that does not convert to an entry (written behind the library's back) is left out of the page
+        and passed to ``on_unreadable`` (by default, logged), so one corrupt row never hides the others.
+        """
 
     @abstractmethod
     async def next_due_at(self) -> datetime | None:
@@ -314,6 +338,14 @@ class ScheduledCommandStore(ABC):
             if entry.lease_expires_at is not None and entry.lease_expires_at > now:
                 running += 1
         return running
+
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """The ids of entries that start with ``prefix`` (case-sensitive, every status), in id order, at most
+        ``limit`` of them: how operators name an entry by the first characters of its id.
+
+        .. versionadded:: 0.4
+        """
+        return sorted([entry.id async for entry in self._iterate() if entry.id.startswith(prefix)])[:limit]
 
     async def count_purgeable(
         self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES

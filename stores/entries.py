@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = ["TERMINAL_STATUSES", "AttemptOutcome", "AttemptRecord", "ScheduledCommandEntry", "ScheduledCommandStatus"]
 
@@ -42,6 +42,9 @@ TERMINAL_STATUSES = frozenset(
 
 AttemptOutcome = Literal["completed", "failed", "timed_out", "lost"]
 
+#: A count or limit that is never negative (a row written with one is unreadable, and dead-lettered).
+_Count = Annotated[int, Field(ge=0)]
+
 
 class ScheduledCommandEntry(BaseModel):
     """A snapshot of one scheduled command, as the store holds it. All datetimes are UTC-aware.
@@ -68,10 +71,10 @@ class ScheduledCommandEntry(BaseModel):
     completed_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
     #: Failed attempts since it was scheduled or last requeued (decides retry or dead letter).
-    retry_count: int = 0
+    retry_count: _Count = 0
     #: Attempts recorded over the entry's whole life, requeues included (numbers its AttemptRecords).
-    attempt_count: int = 0
-    max_retries: int = 3
+    attempt_count: _Count = 0
+    max_retries: _Count = 3
     correlation_id: str | None = None
     metadata: dict[str, str] | None = None
     idempotency_key: str | None = None
@@ -80,7 +83,7 @@ class ScheduledCommandEntry(BaseModel):
     #: JSON of the handler's result, for commands that return one.
     result_payload: str | None = None
     #: Per-attempt timeout in seconds, from ``ScheduleOptions.timeout``.
-    timeout_seconds: float | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     #: The worker holding the lease while PROCESSING.
     lease_owner: str | None = None
     #: Fencing token of the current claim; a worker whose token no longer matches cannot change the entry.

@@ -12,12 +12,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import UnreadableEntryError
 from .schedules import StoredSchedule, occurrence_key_prefix
 
 __all__ = ["MemoryStore"]
@@ -27,10 +28,12 @@ PROCESSING = ScheduledCommandStatus.PROCESSING
 
 
 class MemoryStore(ScheduledCommandStore):
-    """An in-memory ``ScheduledCommandStore``.
+    """An in-memory ``ScheduledCommandStore``: for tests and single-process scripts; its entries are lost on exit.
 
     .. versionadded:: 0.1
     """
+
+    durable = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -139,6 +142,9 @@ class MemoryStore(ScheduledCommandStore):
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
         return self._entries.get(entry_id)
 
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        return sorted(entry_id for entry_id in self._entries if entry_id.startswith(prefix))[:limit]
+
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         entry = self._entries.get(entry_id)
         if entry is None or entry.status is not PENDING:
@@ -239,6 +245,9 @@ class MemoryStore(ScheduledCommandStore):
             return None
         if attempt is not None:
             changes["attempt_count"] = self._record(attempt, entry_id)
+            changes["started_at"] = attempt.started_at  # the attempt's own start, not the claim's
+        elif entry.attempt_count == 0:
+            changes["started_at"] = None  # never ran (expired or released before its first attempt)
         if failed:
             changes["retry_count"] = entry.retry_count + 1
         self._put(
@@ -396,6 +405,7 @@ class MemoryStore(ScheduledCommandStore):
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,7 +33,7 @@ from ._redis_codec import (
 )
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SchemaVersionError, StoreUnavailableError
+from .errors import SchemaVersionError, StoreUnavailableError, UnreadableEntryError
 from .schedules import StoredSchedule, occurrence_key_prefix
 
 if TYPE_CHECKING:
@@ -394,6 +394,8 @@ class RedisStore(ScheduledCommandStore):
         failed: bool = False,
         set_fields: Sequence[tuple[str, str | None]] = (),
     ) -> bool:
+        if attempt is not None:  # the attempt's own start, not the claim's
+            set_fields = [*set_fields, ("started_at", micros(attempt.started_at))]
         assigned = [part for name, value in set_fields if value is not None for part in (name, value)]
         deleted = [name for name, value in set_fields if value is None]
         request = [
@@ -547,6 +549,7 @@ class RedisStore(ScheduledCommandStore):
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
@@ -562,7 +565,18 @@ class RedisStore(ScheduledCommandStore):
             index = "all"
         matching = [part for name, value in filters.items() if value is not None for part in (name, value)]
         replies = await self._run("list", index, offset, limit, "1" if newest_first else "0", *matching)
-        return [entry_from_json(reply) for reply in replies]
+        entries: list[ScheduledCommandEntry] = []
+        for reply in replies:
+            try:
+                entries.append(entry_from_json(reply))
+            except UnreadableEntryError as exc:  # one corrupt hash never hides the others
+                if on_unreadable is None:
+                    logger.error(
+                        "%s; skipped in a listing", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id}
+                    )
+                else:
+                    on_unreadable(exc)
+        return entries
 
     async def count_running(self, *, now: datetime) -> int:
         client = await self._client()

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,10 +51,17 @@ from ._outcomes_sql import (
     batch_finish_statement,
     pg_batch_finish_json,
 )
+from ._rows import as_datetime, install_psycopg_loaders, read_entry
 from ._tables import SCHEMA_VERSION, AttemptRow, EntryRow, SchemaVersionRow, UtcDateTime
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SchemaVersionError, SessionNotSupportedError, StoreError, StoreUnavailableError
+from .errors import (
+    SchemaVersionError,
+    SessionNotSupportedError,
+    StoreError,
+    StoreUnavailableError,
+    UnreadableEntryError,
+)
 from .schedules import StoredSchedule
 
 __all__ = ["SqlStore", "mask_url", "to_async_url"]
@@ -79,6 +86,9 @@ _SCHEMA_LOCK_KEY = 0x63717273_5343484D
 _CLAIM_WINDOW_FACTOR = 4
 
 _PURGE_CHUNK = 5_000
+
+#: Longest error message written for an unreadable row.
+_ERROR_LIMIT = 2_000
 
 #: The columns a new entry sets (the others start NULL), with their PostgreSQL types, for the bulk insert.
 _PG_BULK_COLUMNS = (
@@ -169,6 +179,22 @@ _SQLITE_MAX_PRIORITY_BELOW = text(
     "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
     " WHERE status = 'PENDING' AND priority < :below"
 )
+# PENDING rows whose due time is no timestamp text: SQLite orders numbers before text and blobs after it, so they are
+# the two ends of the next-due index (two range scans, not a scan of every pending row).
+_SQLITE_UNREACHABLE_DUE = text(
+    "SELECT seq, id, scheduled_for FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING' AND scheduled_for < '0001-01-01'"
+    " UNION ALL"
+    " SELECT seq, id, scheduled_for FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
+    " WHERE status = 'PENDING' AND scheduled_for > '9999-12-31 23:59:59.999999'"
+    " LIMIT :limit"
+)
+# The same on PostgreSQL: 'infinity' and the years past 9999 (Python's datetime ends there), one range scan.
+_PG_UNREACHABLE_DUE = text(
+    "SELECT seq, id, CAST(scheduled_for AS text) AS scheduled_for FROM scheduled_commands"
+    " WHERE status = 'PENDING' AND scheduled_for >= '10000-01-01 00:00:00+00'"
+    " LIMIT :limit"
+)
 _SQLITE_NEXT_DUE = text(
     "SELECT min(scheduled_for) FROM scheduled_commands INDEXED BY ix_scheduled_commands_next_due"
     " WHERE status = 'PENDING'"
@@ -189,6 +215,11 @@ def to_async_url(url: str) -> URL:
     if backend == "sqlite":
         if driver not in ("", "aiosqlite", "pysqlite"):
             raise ValueError(f"unsupported SQLite driver {driver!r} in {mask_url(url)}; use sqlite:///path")
+        if parsed.host:  # sqlite://file.db: the start of the path was read as a host name
+            raise ValueError(
+                f"{mask_url(url)} names no file (the path follows three slashes): did you mean "
+                f"sqlite:///{parsed.host}{'/' + parsed.database if parsed.database else ''}?"
+            )
         if parsed.database in (None, "", ":memory:"):
             raise ValueError(f"{mask_url(url)} is an in-memory SQLite database; use MemoryStore, or a file path")
         return parsed.set(drivername="sqlite+aiosqlite")
@@ -219,8 +250,10 @@ class SqlStore(ScheduledCommandStore):
             ``postgresql://`` works too), or an ``AsyncEngine`` you configured.
         pool_size: connections kept per process (PostgreSQL).
 
-    Tables and indexes are created on first use (``open()``), idempotently; a database whose schema is newer than
-    this code is refused with ``SchemaVersionError``.
+    The store opens itself on first use: it connects and creates its tables and indexes (idempotently); a database
+    whose schema is newer than this code is refused with ``SchemaVersionError``. ``async with store:`` or
+    ``await store.open()`` opens it at once instead, to fail fast; whoever opens a store that way closes it. A
+    ``ScheduledCommandService`` closes, when it stops, a store it found not opened that way.
 
     .. versionadded:: 0.1
     """
@@ -233,6 +266,8 @@ class SqlStore(ScheduledCommandStore):
             self._owns_engine = False
             if url_or_engine.dialect.name == "sqlite":  # WAL, busy timeout and BEGIN IMMEDIATE are not optional
                 _make_sqlite_safe(url_or_engine)
+            else:
+                _make_postgresql_tolerant(url_or_engine)
         else:
             self._engine = None
             self._url = to_async_url(url_or_engine)
@@ -243,6 +278,7 @@ class SqlStore(ScheduledCommandStore):
             raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {self._dialect} ({mask_url(self._url)})")
         self._write_lock = asyncio.Lock()  # SQLite: one writer per process; the others wait here, not in busy loops
         self._opened = False
+        self._explicit = False  # opened by open() / async with, not by first use
         self._open_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._reader: AsyncEngine | None = None
@@ -250,6 +286,7 @@ class SqlStore(ScheduledCommandStore):
         self._closing = asyncio.Event()
         self._finisher = GroupCommit(self._finish_batch)
         self._wrote_at = 0.0  # loop time of this store's last write (SQLite: its watcher tells its commits apart)
+        self._lock_stalls = _LockStalls()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -274,11 +311,22 @@ class SqlStore(ScheduledCommandStore):
 
     def _loop_changed(self) -> bool:
         """Whether this store is used under another event loop than before (``asyncio.run`` twice, one loop per
-        test): its locks, tasks and pooled connections belonged to the old loop, so it starts afresh."""
+        test). A store belongs to one event loop at a time: when the old loop ended (``asyncio.run`` returned, which
+        closed the store through its wake-up task), its locks and tasks are recreated and it opens afresh; while the
+        old loop still runs (another thread), using the store here is refused with ``StoreError``.
+
+        Raises:
+            StoreError: the store is open under an event loop that is still running.
+        """
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return False
         if self._loop is not None:
+            if self._opened and self._loop.is_running():
+                raise StoreError(
+                    f"{self.description} is open in another event loop, which is still running (another thread?); "
+                    "a store belongs to the event loop that opened it: use one store per event loop"
+                )
             self._opened = False
             self._watcher = None
             self._reader = None
@@ -291,8 +339,24 @@ class SqlStore(ScheduledCommandStore):
         self._finisher = GroupCommit(self._finish_batch)
         return True
 
+    @property
+    def opened_explicitly(self) -> bool:
+        return self._opened and self._explicit
+
     async def open(self) -> None:
-        self._loop_changed()
+        """Connect and create the schema now (first use does it too): fails fast with ``StoreUnavailableError`` or
+        ``SchemaVersionError``. Whoever calls it closes the store."""
+        await self._open()
+        self._explicit = True
+
+    async def _open_on_first_use(self) -> None:
+        """Open for an operation on a store nobody opened (or opened under an event loop that is gone)."""
+        if not self._opened or self._loop is not asyncio.get_running_loop():
+            await self._open()
+
+    async def _open(self) -> None:
+        if self._loop_changed():
+            self._explicit = False
         async with self._open_lock:
             if self._opened:
                 return
@@ -309,10 +373,7 @@ class SqlStore(ScheduledCommandStore):
                 await self._dispose()
                 raise
             self._closing.clear()
-            self._watcher = asyncio.create_task(
-                self._listen_postgresql() if self.is_postgresql else self._watch_sqlite(),
-                name=f"wake-ups:{self.url}",
-            )
+            self._watcher = asyncio.create_task(self._wake_ups(), name=f"wake-ups:{self.url}")
             self._opened = True
 
     async def close(self) -> None:
@@ -329,6 +390,7 @@ class SqlStore(ScheduledCommandStore):
                 self._watcher = None
             await self._dispose()
             self._opened = False
+            self._explicit = False
 
     async def _dispose(self) -> None:
         if self._reader is not None:
@@ -351,7 +413,9 @@ class SqlStore(ScheduledCommandStore):
         if self.is_postgresql:
             # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
             # is invalidated, and the caller's retry gets a fresh one.
-            return create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
+            engine = create_async_engine(self._url, pool_size=self._pool_size, max_overflow=self._pool_size)
+            _make_postgresql_tolerant(engine)
+            return engine
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
         _make_sqlite_safe(engine)
         self._reader = create_async_engine(self._url, connect_args={"timeout": 30})
@@ -359,7 +423,7 @@ class SqlStore(ScheduledCommandStore):
         return engine
 
     async def _ensure_schema(self) -> None:
-        async with self._write() as conn:
+        async with self._transaction() as conn:
             if self.is_postgresql:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             await conn.run_sync(_create_tables)
@@ -388,22 +452,37 @@ class SqlStore(ScheduledCommandStore):
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one at a time per process)."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
+        async with self._transaction() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``_write`` on an engine already created (opening uses it to create the schema)."""
         engine = self.engine
-        lock = self._write_lock if not self.is_postgresql else contextlib.nullcontext()
-        async with lock:
+        if self.is_postgresql:
             with self._unavailable_as_store_error():
                 async with engine.begin() as conn:
                     yield conn
+            self._wrote_at = asyncio.get_running_loop().time()
+            return
+        async with self._write_lock:
+            stalls = self._lock_stalls
+            stalls.waiting()
+            with self._unavailable_as_store_error():
+                async with engine.begin() as conn:
+                    stalls.acquired()
+                    try:
+                        yield conn
+                    finally:
+                        stalls.released()
             self._wrote_at = asyncio.get_running_loop().time()
 
     @contextlib.asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
         """PostgreSQL: a connection in autocommit mode, for ONE statement, which is atomic by itself (saves the
         BEGIN and COMMIT round trips of a transaction)."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
         engine = self.engine
         with self._unavailable_as_store_error():
             async with engine.connect() as conn:
@@ -414,8 +493,7 @@ class SqlStore(ScheduledCommandStore):
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         """A read. Reads run concurrently with writes: on SQLite through a second engine whose connections never
         take the write lock (WAL readers see the last commit); through the write path for an engine passed in."""
-        if self._loop is not asyncio.get_running_loop() and self._opened:
-            await self.open()
+        await self._open_on_first_use()
         if not self.is_postgresql and self._reader is None:
             async with self._write() as conn:
                 yield conn
@@ -447,7 +525,7 @@ class SqlStore(ScheduledCommandStore):
         """
         if not entries:
             return []
-        await self.open()  # the tables must exist before the caller's transaction writes to them
+        await self._open_on_first_use()  # the tables must exist before the caller's transaction writes to them
         bind_url = session.get_bind().engine.url
         if not _same_database(bind_url, self._url):
             raise SessionNotSupportedError(
@@ -515,7 +593,21 @@ class SqlStore(ScheduledCommandStore):
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
         async with self._read() as conn:
             row = (await conn.execute(select(ENTRIES).where(ENTRIES.c.id == entry_id))).first()
-        return _row_to_entry(row) if row is not None else None
+        return _row_to_entry(row) if row is not None else None  # an unreadable row: UnreadableEntryError
+
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(ENTRIES.c.id)
+                # SQLite's LIKE ignores case: the substr comparison keeps the match exact.
+                .where(
+                    ENTRIES.c.id.startswith(prefix, autoescape=True),
+                    func.substr(ENTRIES.c.id, 1, len(prefix)) == prefix,
+                )
+                .order_by(ENTRIES.c.id)
+                .limit(limit)
+            )
+            return [str(entry_id) for entry_id in rows.scalars()]
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         cancelled = await self._cancel_where(ENTRIES.c.id == entry_id, now)
@@ -533,7 +625,7 @@ class SqlStore(ScheduledCommandStore):
                 .returning(*ENTRIES.c)
             )
             rows = result.all()
-        return [_row_to_entry(r) for r in sorted(rows, key=lambda r: r.seq)]
+        return _readable(sorted(rows, key=lambda r: r.seq), "cancelled")
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         async with self._write() as conn:
@@ -567,11 +659,17 @@ class SqlStore(ScheduledCommandStore):
         if self.is_postgresql:  # one statement: autocommit, no BEGIN and COMMIT round trips
             async with self._autocommit() as conn:
                 rows = await self._claim_postgresql(conn, now, limit, worker_id, lease_expires_at)
+                claimed, unreadable = _convert_each(rows)
+                if unreadable:
+                    await _dead_letter_unreadable(conn, unreadable, now)
         else:
             async with self._write() as conn:
                 rows = await self._claim_sqlite(conn, now, limit, worker_id, lease_expires_at)
-        ordered = sorted(rows, key=lambda r: (-r.priority, r.scheduled_for, r.seq))
-        return [_row_to_entry(r) for r in ordered]
+                claimed, unreadable = _convert_each(rows)
+                if unreadable:
+                    await _dead_letter_unreadable(conn, unreadable, now)
+        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
+        return [entry for _, entry in claimed]
 
     async def _claim_postgresql(
         self, conn: AsyncConnection, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
@@ -670,6 +768,7 @@ class SqlStore(ScheduledCommandStore):
                         f"retry_{i}": r.retry_increment,
                         f"attempt_{i}": 1 if r.attempt is not None else 0,
                         f"error_{i}": r.error_message,
+                        f"started_at_{i}": r.attempt.started_at if r.attempt is not None else None,
                     }
                 )
             rows = (await conn.execute(statement, parameters)).all()
@@ -741,16 +840,30 @@ class SqlStore(ScheduledCommandStore):
     ) -> list[ReclaimedEntry]:
         if limit <= 0:
             return []
-        query = (
-            select(ENTRIES.c.seq, ENTRIES.c.lease_owner, ENTRIES.c.lease_expires_at)
-            .where(ENTRIES.c.status == PROCESSING, ENTRIES.c.lease_expires_at <= now)
-            .order_by(ENTRIES.c.lease_expires_at, ENTRIES.c.seq)
-            .limit(limit)
-        )
-        if self.is_postgresql:
-            query = query.with_for_update(skip_locked=True)
         reclaimed: list[ReclaimedEntry] = []
         async with self._write() as conn:
+            await self._dead_letter_unclaimable(conn, now)
+            expired_before = now
+            if not self.is_postgresql:
+                # SQLite has one write lock: while something held it (a process paused inside a transaction, a long
+                # transaction of another program), no worker could renew its leases. A lease that expired within
+                # the longest such stall seen lately is not taken over yet: its owner gets the time to renew it.
+                stall = self._lock_stalls.longest(within=lease_duration.total_seconds())
+                expired_before = _minus_seconds(now, stall)
+            # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker
+            # is unknown, and nothing else would ever take it over.
+            lease = ENTRIES.c.lease_expires_at
+            query = (
+                select(ENTRIES.c.seq, ENTRIES.c.lease_owner, lease)
+                .where(
+                    ENTRIES.c.status == PROCESSING,
+                    (lease <= expired_before) | lease.is_(None) | self._unreadable_timestamp(lease),
+                )
+                .order_by(lease, ENTRIES.c.seq)
+                .limit(limit)
+            )
+            if self.is_postgresql:
+                query = query.with_for_update(skip_locked=True)
             expired = (await conn.execute(query)).all()
             for seq, previous_owner, previous_expiry in expired:
                 row = (
@@ -765,8 +878,36 @@ class SqlStore(ScheduledCommandStore):
                         .returning(*ENTRIES.c)
                     )
                 ).one()
-                reclaimed.append(ReclaimedEntry(_row_to_entry(row), previous_owner, previous_expiry))
+                try:
+                    entry = _row_to_entry(row)
+                except UnreadableEntryError as exc:
+                    await _dead_letter_unreadable(conn, [exc], now)
+                    continue
+                owner = previous_owner if isinstance(previous_owner, str) else None
+                reclaimed.append(ReclaimedEntry(entry, owner, as_datetime(previous_expiry)))
         return reclaimed
+
+    def _unreadable_timestamp(self, column: Any) -> Any:
+        """SQL: the timestamp in ``column`` cannot be a value this library wrote (SQLite: not a timestamp text
+        at all; PostgreSQL: an infinity, or past the year 9999). Both are index range conditions."""
+        if self.is_postgresql:
+            return (column >= text("'10000-01-01 00:00:00+00'::timestamptz")) | (
+                column <= text("'-infinity'::timestamptz")
+            )
+        # SQLite orders numbers before text and blobs after it; a timestamp text is between these bounds.
+        return (column < text("'0001-01-01'")) | (column > text("'9999-12-31 23:59:59.999999'"))
+
+    async def _dead_letter_unclaimable(self, conn: AsyncConnection, now: datetime) -> None:
+        """Dead-letter PENDING rows whose due time can never be reached by a claim (an infinity, the year 20000,
+        a text that is no timestamp), so they do not wait unseen forever. Runs with recovery."""
+        query = _PG_UNREACHABLE_DUE if self.is_postgresql else _SQLITE_UNREACHABLE_DUE
+        rows = (await conn.execute(query, {"limit": _PURGE_CHUNK})).all()
+        problems = [
+            UnreadableEntryError(row.seq, row.id, "scheduled_for", row.scheduled_for, "not a reachable due time")
+            for row in rows
+        ]
+        if problems:
+            await _dead_letter_unreadable(conn, problems, now)
 
     # -- reading and housekeeping -----------------------------------------------------------------------------
 
@@ -805,6 +946,7 @@ class SqlStore(ScheduledCommandStore):
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = False,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
@@ -819,7 +961,16 @@ class SqlStore(ScheduledCommandStore):
         query = select(ENTRIES).where(and_(True, *conditions)).order_by(order).limit(limit).offset(offset)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [_row_to_entry(r) for r in rows]
+        entries: list[ScheduledCommandEntry] = []
+        for row in rows:
+            try:
+                entries.append(_row_to_entry(row))
+            except UnreadableEntryError as exc:
+                if on_unreadable is None:
+                    _log_unreadable(exc, "skipped in a listing")
+                else:
+                    on_unreadable(exc)
+        return entries
 
     async def next_due_at(self) -> datetime | None:
         async with self._read() as conn:
@@ -936,9 +1087,23 @@ class SqlStore(ScheduledCommandStore):
     ) -> list[ScheduledCommandEntry]:
         async with self._write() as conn:
             rows = await _schedules_sql.cancel_occurrences(conn, name, now=now, keep_generation=keep_generation)
-        return [_row_to_entry(row) for row in rows]
+        return _readable(rows, "cancelled")
 
     # -- wake-ups across processes ----------------------------------------------------------------------------
+
+    async def _wake_ups(self) -> None:
+        """The store's background task. Cancelled while the store is open, which is the event loop shutting down
+        (``asyncio.run`` cancels the tasks left at its end), it closes the store's connections: a store opened by
+        its first use and never closed does not leak them, and the next event loop opens it afresh."""
+        try:
+            await (self._listen_postgresql() if self.is_postgresql else self._watch_sqlite())
+        except asyncio.CancelledError:
+            if not self._closing.is_set():
+                self._watcher = None
+                await self._dispose()
+                self._opened = False
+                self._explicit = False
+            raise
 
     async def _listen_postgresql(self) -> None:
         """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""
@@ -1041,10 +1206,54 @@ class SqlStore(ScheduledCommandStore):
 
         async with self._write() as conn:
             row = await _admin_sql.dismiss(conn, entry_id, now=now)
-        return _row_to_entry(row) if row is not None else None
+        entries = _readable([row], "dismissed") if row is not None else []
+        return entries[0] if entries else None
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
+
+
+class _LockStalls:
+    """How long this store lately waited for SQLite's write lock, or held it, in loop (monotonic) seconds.
+
+    A wait that failed (the busy timeout) still counts until a later attempt gets the lock, so a stall longer than
+    the busy timeout is measured whole. Only stalls of a second or more are kept, each for one lease duration.
+    """
+
+    _MINIMUM = 1.0
+
+    def __init__(self) -> None:
+        self._waiting_since: float | None = None
+        self._acquired_at = 0.0
+        self._seen: list[tuple[float, float]] = []  # (when it ended, how long it was)
+
+    def waiting(self) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+
+    def acquired(self) -> None:
+        self._acquired_at = time.monotonic()
+        if self._waiting_since is not None:
+            self._note(self._acquired_at - self._waiting_since)
+            self._waiting_since = None
+
+    def released(self) -> None:
+        self._note(time.monotonic() - self._acquired_at)
+
+    def _note(self, seconds: float) -> None:
+        if seconds >= self._MINIMUM:
+            self._seen.append((time.monotonic(), seconds))
+
+    def longest(self, *, within: float) -> float:
+        """The longest stall that ended less than ``within`` seconds ago (the one going on included), or 0."""
+        now = time.monotonic()
+        self._seen = [(ended, length) for ended, length in self._seen if now - ended < within]
+        current = now - self._acquired_at  # the transaction asking holds the lock: counts as far as it went
+        return max([length for _, length in self._seen] + [current if current >= self._MINIMUM else 0.0])
+
+
+def _minus_seconds(moment: datetime, seconds: float) -> datetime:
+    return moment - timedelta(seconds=seconds) if seconds > 0 else moment
 
 
 def _same_database(a: URL, b: URL) -> bool:
@@ -1074,11 +1283,14 @@ async def _next_due_at(conn: AsyncConnection) -> datetime | None:
         if conn.dialect.name == "sqlite"
         else select(func.min(ENTRIES.c.scheduled_for)).where(ENTRIES.c.status == PENDING)
     )
-    value: datetime | str | None = (await conn.execute(statement)).scalar_one_or_none()
-    if value is None:
-        return None
+    value: object = (await conn.execute(statement)).scalar_one_or_none()
     if isinstance(value, str):  # SQLite's min() loses the column type
-        value = datetime.fromisoformat(value)
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, datetime):  # none, or unreadable: recovery dead-letters such a row; poll meanwhile
+        return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -1087,6 +1299,16 @@ def _create_tables(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # an index added later is created on databases that predate it
             index.create(connection, checkfirst=True)
+
+
+def _make_postgresql_tolerant(engine: AsyncEngine) -> None:
+    if not event.contains(engine.sync_engine, "connect", _prepare_postgresql_connection):
+        event.listen(engine.sync_engine, "connect", _prepare_postgresql_connection)
+
+
+def _prepare_postgresql_connection(dbapi_connection: Any, _record: Any) -> None:
+    # A timestamp Python cannot hold ('-infinity', the year 20000) must fail its own row, not every row read with it.
+    install_psycopg_loaders(dbapi_connection.driver_connection)
 
 
 def _make_sqlite_safe(engine: AsyncEngine) -> None:
@@ -1193,10 +1415,56 @@ def _entry_to_copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
 
 
 def _row_to_entry(row: Row[Any]) -> ScheduledCommandEntry:
+    """Raises ``UnreadableEntryError`` naming the column and value of a row written behind the library's back."""
     values = row._asdict()
-    values.pop("seq", None)
-    values["metadata"] = _decode_metadata(values.pop("metadata_json", None), values.get("id"))
-    return ScheduledCommandEntry.model_validate(values)
+    return read_entry(values, _decode_metadata(values.get("metadata_json"), values.get("id")))
+
+
+def _convert_each(
+    rows: Sequence[Row[Any]],
+) -> tuple[list[tuple[int, ScheduledCommandEntry]], list[UnreadableEntryError]]:
+    """Each row on its own: the ``(seq, entry)`` of those that convert, and what is wrong with the others."""
+    converted: list[tuple[int, ScheduledCommandEntry]] = []
+    unreadable: list[UnreadableEntryError] = []
+    for row in rows:
+        try:
+            converted.append((row.seq, _row_to_entry(row)))
+        except UnreadableEntryError as exc:
+            unreadable.append(exc)
+    return converted, unreadable
+
+
+def _readable(rows: Sequence[Row[Any]], action: str) -> list[ScheduledCommandEntry]:
+    """The entries of the rows that convert; the others are logged (the change was made to them all)."""
+    converted, unreadable = _convert_each(rows)
+    for exc in unreadable:
+        _log_unreadable(exc, action)
+    return [entry for _, entry in converted]
+
+
+def _log_unreadable(exc: UnreadableEntryError, action: str) -> None:
+    logger.error("%s; %s", exc, action, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+
+
+async def _dead_letter_unreadable(
+    conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime
+) -> None:
+    """FAILED, with the error naming the column and value: no attempt can run an entry that cannot be read, and
+    no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined)."""
+    for exc in unreadable:
+        await conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.seq == exc.seq)
+            .values(
+                status=ScheduledCommandStatus.FAILED.value,
+                completed_at=now,
+                error_message=f"UnreadableEntryError: {exc.description}"[:_ERROR_LIMIT],
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+        _log_unreadable(exc, "dead-lettered")
 
 
 def _decode_metadata(text: str | None, entry_id: object) -> dict[str, str] | None:

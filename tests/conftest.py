@@ -1,17 +1,29 @@
-"""Fixtures shared by every test layer: a private PostgreSQL database per test run.
+"""Fixtures shared by every test layer: PostgreSQL databases of the run's own, and throwaway PostgreSQL servers.
 
-The server is read from ``CQRS_SCHEDULING_TEST_POSTGRES_URL`` (default: the local ``test`` database). Each run creates
-its own database, so parallel or repeated runs cannot collide, and drops it at the end. When ``CI`` is set an
-unreachable server fails the tests that need it; elsewhere they are skipped, and the skip says why.
+The shared server is read from ``CQRS_SCHEDULING_TEST_POSTGRES_URL`` (default: the local ``test`` database). Each run
+creates its own database, so parallel or repeated runs cannot collide, and drops it at the end; a test that wants a
+database to itself asks ``new_postgres_database``, which drops what it created. No test restarts, stops or
+reconfigures the shared server: a test that must do that to a server asks ``throwaway_postgres`` for one of its own
+(see tests/support/postgres_servers.py). When ``CI`` is set an unreachable server or missing server binaries fail
+the tests that need them; elsewhere they are skipped, and the skip says why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from postgres_servers import (
+    PostgresUnavailableError,
+    ThrowawayPostgres,
+    find_postgres_bin,
+    postgres_database,
+    postmaster_start_time,
+    throwaway_postgres,
+)
 from sqlalchemy.engine import make_url
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -23,7 +35,11 @@ def _admin_conninfo(url: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """The URL of a fresh database on the test PostgreSQL server, dropped after the run."""
+    """The URL of a fresh database on the test PostgreSQL server, dropped after the run.
+
+    At the end of the run it also checks that the tests left the server as they found it: not restarted (same
+    ``pg_postmaster_start_time()``), and no database of this run (its names carry the process id) left behind.
+    """
     import psycopg
 
     base = os.environ.get("CQRS_SCHEDULING_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
@@ -37,11 +53,43 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(reason)
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
+    started = postmaster_start_time(base)
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(_admin_conninfo(base), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            left = admin.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
+                (f"cqrs\\_%\\_{os.getpid()}\\_%",),
+            ).fetchall()
+        assert postmaster_start_time(base) == started, "a test restarted the shared PostgreSQL server"
+        assert not left, f"tests left these databases on the shared server: {', '.join(row[0] for row in left)}"
+
+
+@pytest.fixture
+def new_postgres_database() -> Iterator[Callable[[str, str], str]]:
+    """``create(base_url, hint)``: the URL of a new database on the server of ``base_url``; every database it
+    created is dropped after the test, also when the test fails."""
+    with contextlib.ExitStack() as created:
+
+        def create(base_url: str, hint: str) -> str:
+            return created.enter_context(postgres_database(base_url, hint))
+
+        yield create
+
+
+@pytest.fixture(name="throwaway_postgres")
+def throwaway_postgres_fixture() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL server of the test's own, which it may stop and restart; removed after the test."""
+    try:
+        find_postgres_bin()
+    except PostgresUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI is set: tests that restart PostgreSQL must run)")
+        pytest.skip(str(exc))
+    with throwaway_postgres() as server:
+        yield server
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

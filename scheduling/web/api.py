@@ -40,6 +40,7 @@ from scheduling.operations import (
     StoreOverview,
 )
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
+from stores.errors import UnreadableEntryError
 
 from .context import DashboardContext, get_context
 
@@ -108,10 +109,13 @@ async def get_entries(
     )
 
 
-@read_router.get("/entries/{entry_id}", responses=_errors(404))
+@read_router.get("/entries/{entry_id}", responses=_errors(404, 422))
 async def get_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> EntryDetail:
     """One entry with its attempts (their errors included)."""
-    detail = await operations.entry_detail(ctx.store, entry_id)
+    try:
+        detail = await operations.entry_detail(ctx.store, entry_id)
+    except UnreadableEntryError as exc:  # a corrupt row: said in one line, which column and what value
+        raise HTTPException(status_code=422, detail=str(exc)) from None
     if detail is None:
         raise HTTPException(status_code=404, detail=f"no entry with id {entry_id!r} in {ctx.store.description}")
     return detail

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduling.clock import Clock, SystemClock
 from stores.base import ScheduledCommandStore
+from stores.errors import UnreadableEntryError
 
 from . import api, pages, security
 from .context import STATE_KEY, TEMPLATES_KEY, DashboardContext, get_context
@@ -90,6 +91,7 @@ def create_dashboard_app(
     if authenticate is not None:
         app.dependency_overrides[security.authenticate_with_token] = authenticate
     app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(UnreadableEntryError, _unreadable_entry)
     app.add_middleware(security.SecurityHeaders)
 
     authenticated = [Depends(require_auth)]
@@ -121,6 +123,11 @@ async def _login_required(request: Request, exc: Exception) -> Response:
         page.headers["WWW-Authenticate"] = "Bearer"
         return page
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unreadable_entry(request: Request, exc: Exception) -> Response:
+    """422: a stored row that cannot be read (an action's explanation read it), said in one line, never a 500."""
+    return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
 def _infrastructure_router(app: FastAPI) -> APIRouter:

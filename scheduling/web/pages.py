@@ -26,6 +26,7 @@ from fastapi.templating import Jinja2Templates
 
 from scheduling import operations
 from stores.entries import ScheduledCommandStatus
+from stores.errors import UnreadableEntryError
 
 from .context import TEMPLATES_KEY, DashboardContext, get_context
 from .security import SESSION_COOKIE, csrf_token
@@ -351,7 +352,10 @@ def _pager(request: Request, page: operations.EntryPage, size: int) -> dict[str,
 @router.get("/entries/{entry_id}", response_class=HTMLResponse, name="entry")
 async def entry_page(request: Request, ctx: Context, entry_id: str, fragment: Fragment = None) -> Response:
     """One entry: payload, result, error, attempts, timestamps; 404 when there is no such entry."""
-    detail = await operations.entry_detail(ctx.store, entry_id)
+    try:
+        detail = await operations.entry_detail(ctx.store, entry_id)
+    except UnreadableEntryError as exc:  # a corrupt row: said in one line, which column and what value
+        return _message(request, ctx, title="Corrupt entry", message=str(exc), status_code=422)
     if detail is None:
         return _message(
             request,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -11,7 +12,6 @@ import pytest
 from sqlalchemy.engine import make_url
 from test_multiworker import (
     executions,
-    fresh_postgres_database,
     schedule_jobs,
     start_worker,
     stop,
@@ -35,9 +35,11 @@ def terminate_backends(store_url: str) -> int:
 
 
 @pytest.mark.timeout(240)
-def test_workers_survive_connections_being_killed_mid_drain(tmp_path: Path, postgres_url: str) -> None:
+def test_workers_survive_connections_being_killed_mid_drain(
+    tmp_path: Path, postgres_url: str, new_postgres_database: Callable[[str, str], str]
+) -> None:
     """Every connection is terminated three times during a drain; all commands complete exactly once."""
-    store_url = fresh_postgres_database(postgres_url, tmp_path)
+    store_url = new_postgres_database(postgres_url, "outage")
     count = 3_000
     asyncio.run(schedule_jobs(store_url, count, seconds=0.002))
     outputs = [tmp_path / f"worker-{i}.out" for i in range(2)]

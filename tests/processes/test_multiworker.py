@@ -12,11 +12,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 from worker_app import Job
 
 from mediator import MediatorModule
@@ -98,24 +97,19 @@ def executions(outputs: list[Path]) -> Counter[int]:
     return counter
 
 
-def fresh_postgres_database(base_url: str, tmp_path: Path) -> str:
-    """A database of its own for one multi-process test (the workers create the schema)."""
-    name = f"cqrs_mp_{os.getpid()}_{tmp_path.name[-12:]}".replace("-", "_").lower()
-    admin = make_url(base_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("backend", "processes", "count"), [("postgresql", 4, 10_000), ("sqlite", 2, 10_000)])
 def test_every_command_runs_exactly_once_across_worker_processes(
-    backend: str, processes: int, count: int, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str,
+    processes: int,
+    count: int,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    new_postgres_database: Callable[[str, str], str],
 ) -> None:
     """N worker processes drain the store: each command is executed exactly once and none is lost."""
     if backend == "postgresql":
-        store_url = fresh_postgres_database(request.getfixturevalue("postgres_url"), tmp_path)
+        store_url = new_postgres_database(request.getfixturevalue("postgres_url"), "mp")
     else:
         store_url = f"sqlite:///{tmp_path / 'scheduled.db'}"
     asyncio.run(schedule_jobs(store_url, count))
@@ -165,12 +159,12 @@ def test_scheduled_commands_survive_a_restart_on_the_same_sqlite_file(tmp_path: 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigterm_mid_batch_releases_unfinished_commands_and_loses_nothing(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, new_postgres_database: Callable[[str, str], str]
 ) -> None:
     """A worker stopped by SIGTERM while commands run gives back what it could not finish; a second worker
     completes everything, and no command is lost or counted as a failed attempt."""
     if backend == "postgresql":
-        store_url = fresh_postgres_database(request.getfixturevalue("postgres_url"), tmp_path)
+        store_url = new_postgres_database(request.getfixturevalue("postgres_url"), "mp")
     else:
         store_url = f"sqlite:///{tmp_path / 'scheduled.db'}"
     asyncio.run(schedule_jobs(store_url, 40, seconds=0.5))

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from injector import Injector
+from postgres_servers import admin_conninfo, postgres_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from worker_app import Job, JobHandler
@@ -41,27 +41,11 @@ SUPPORT = ROOT / "tests" / "support"
 # -- databases -----------------------------------------------------------------------------------------------------
 
 
-def admin_conninfo(url: str, database: str | None = None) -> str:
-    """A libpq connection string for ``url`` (or for another database on the same server)."""
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
 @contextlib.contextmanager
 def fresh_postgres_database(base_url: str, hint: str) -> Iterator[str]:
     """A database of its own on the test server, dropped afterwards (the workers create the schema)."""
-    name = f"cqrs_rel_{hint}_{os.getpid()}_{uuid.uuid4().hex[:6]}".lower()
-    with psycopg.connect(admin_conninfo(base_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        wait_for_postgres(base_url, timeout=60)
-        with psycopg.connect(admin_conninfo(base_url), autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(base_url, f"rel_{hint}") as url:
+        yield url
 
 
 def wait_for_postgres(url: str, timeout: float) -> bool:

@@ -1,8 +1,8 @@
 """The database goes away in the middle of a drain by 2 worker processes: they log, back off, reconnect, finish.
 
-Two faults: a real restart of the PostgreSQL server (when this process may restart the local cluster: root on a
-machine with ``pg_ctlcluster``; skipped elsewhere), and a 2-second outage of the store's database, in which every
-connection is terminated and new ones are refused (``ALLOW_CONNECTIONS false``), which any superuser can cause.
+Two faults: a real restart of the PostgreSQL server (fast shutdown, start), and a 2-second outage of the store's
+database, in which every connection is terminated and new ones are refused (``ALLOW_CONNECTIONS false``). Both
+happen on a throwaway server of the test's own (the ``throwaway_postgres`` fixture), never on the shared one.
 Nothing is lost; a command runs twice only if its lease expired during the outage, so at most what the two
 workers had in flight.
 """
@@ -10,15 +10,13 @@ workers had in flight.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
+from postgres_servers import ThrowawayPostgres, postmaster_start_time
 from reliability_support import (
     Fleet,
     admin_conninfo,
@@ -26,9 +24,7 @@ from reliability_support import (
     entries_completed_twice,
     executed_lines,
     executions,
-    fresh_postgres_database,
     schedule_jobs,
-    wait_for_postgres,
     wait_until_completed,
 )
 from sqlalchemy.engine import make_url
@@ -37,27 +33,6 @@ from scheduling import ScheduledCommandStatus
 
 COUNT = 6_000
 CONCURRENCY = 10
-
-
-def local_cluster(url: str) -> tuple[str, str] | None:
-    """``(version, name)`` of the local cluster serving ``url``, when this process may restart it; else None."""
-    parsed = make_url(url)
-    if parsed.host not in ("127.0.0.1", "localhost", None) or shutil.which("pg_lsclusters") is None:
-        return None
-    if os.geteuid() != 0 or shutil.which("pg_ctlcluster") is None:
-        return None
-    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False).stdout
-    for line in listing.splitlines():
-        version, name, port, status, *_ = line.split()
-        if int(port) == (parsed.port or 5432) and status == "online":
-            return version, name
-    return None
-
-
-def restart_server(url: str) -> None:
-    cluster = local_cluster(url)
-    assert cluster is not None
-    subprocess.run(["pg_ctlcluster", *cluster, "restart"], check=True, timeout=120, capture_output=True)
 
 
 def cut_off_database(url: str, seconds: float = 2.0) -> None:
@@ -118,22 +93,22 @@ def drain_through(fault: Callable[[str], None], store_url: str, directory: Path)
 
 
 @pytest.mark.timeout(200)
-def test_workers_finish_the_drain_through_a_server_restart(tmp_path: Path, postgres_url: str) -> None:
+def test_workers_finish_the_drain_through_a_server_restart(
+    tmp_path: Path, throwaway_postgres: ThrowawayPostgres
+) -> None:
     """The PostgreSQL server is restarted (fast shutdown, start) in the middle of a drain."""
-    if local_cluster(postgres_url) is None:
-        pytest.skip("restarting the server needs root and pg_ctlcluster on the machine that runs it")
-    cluster = local_cluster(postgres_url)
-    try:
-        with fresh_postgres_database(postgres_url, "restart") as store_url:
-            drain_through(restart_server, store_url, tmp_path)
-    finally:
-        if not wait_for_postgres(postgres_url, timeout=30) and cluster is not None:
-            subprocess.run(["pg_ctlcluster", *cluster, "start"], check=False, timeout=120)
-        assert wait_for_postgres(postgres_url, timeout=30), "the server is up again after the test"
+    started = postmaster_start_time(throwaway_postgres.url)
+
+    def restart_server(store_url: str) -> None:
+        throwaway_postgres.restart()
+
+    drain_through(restart_server, throwaway_postgres.create_database("restart"), tmp_path)
+    assert postmaster_start_time(throwaway_postgres.url) != started, "the server was restarted"
 
 
 @pytest.mark.timeout(200)
-def test_workers_finish_the_drain_through_a_database_outage(tmp_path: Path, postgres_url: str) -> None:
+def test_workers_finish_the_drain_through_a_database_outage(
+    tmp_path: Path, throwaway_postgres: ThrowawayPostgres
+) -> None:
     """For 2 s every connection to the store's database is terminated and new ones are refused."""
-    with fresh_postgres_database(postgres_url, "outage") as store_url:
-        drain_through(cut_off_database, store_url, tmp_path)
+    drain_through(cut_off_database, throwaway_postgres.create_database("outage"), tmp_path)

@@ -19,7 +19,7 @@ from scheduling_app import START, Log, Record, RecordHandler, make_app
 from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from scheduling import ScheduledCommandEntry, ScheduledCommandStatus
+from scheduling import ScheduledCommandEntry, ScheduledCommandStatus, ScheduleOptions
 from scheduling.codec import command_type_name
 from scheduling.errors import PayloadTooLargeError
 from stores import ScheduledCommandStore, SqlStore
@@ -265,3 +265,139 @@ async def test_invalid_unicode_in_a_command_field_is_refused_at_schedule(any_sto
     with pytest.raises(ValueError, match="surrogates not allowed"):
         await app.scheduler.schedule(Record(value="bad \udcff"))
     assert sum((await any_store.count_by_status()).values()) == 0
+
+
+# -- values the database holds but an entry cannot: each row is read on its own --------------------------------------
+
+# kind, column, the SQL expression written into it, what the error names. Every one of these failed the whole claim
+# (or every claim) before rows were converted one by one.
+UNREADABLE: list[tuple[str, str, str, str]] = [
+    ("postgresql", "scheduled_for", "'-infinity'::timestamptz", "'-infinity'"),
+    ("postgresql", "created_at", "'infinity'::timestamptz", "'infinity'"),
+    ("postgresql", "expires_at", "'20000-01-01+00'::timestamptz", "'20000-01-01"),
+    ("postgresql", "timeout_seconds", "'NaN'::double precision", "nan"),
+    ("postgresql", "max_retries", "-1", "-1"),
+    ("postgresql", "status", "'PENDING'", "PENDING"),  # control: a readable row runs (checked below)
+    ("sqlite", "priority", "'high'", "'high'"),
+    ("sqlite", "scheduled_for", "12345", "12345"),
+    ("sqlite", "scheduled_for", "'0 not a time'", "'0 not a time'"),
+    ("sqlite", "created_at", "X'00FF'", "b'\\x00\\xff'"),
+    ("sqlite", "retry_count", "2.5", "2.5"),
+    ("sqlite", "id", "X'FF'", "b'\\xff'"),
+    ("sqlite", "id", "CAST(X'FF41' AS TEXT)", "'\\udcffA'"),  # read as surrogate escapes: no write could name it
+]
+
+
+async def sql_store(kind: str, tmp_path: Any, request: pytest.FixtureRequest) -> SqlStore:
+    if kind == "sqlite":
+        store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+        await store.open()
+        return store
+    store = SqlStore(request.getfixturevalue("module_postgres_url"))
+    await store.open()
+    async with store.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY"))
+    return store
+
+
+async def write_raw(store: SqlStore, entry_id: str, column: str, expression: str) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            text(f"UPDATE scheduled_commands SET {column} = {expression} WHERE id = :id"), {"id": entry_id}
+        )
+
+
+@pytest.mark.parametrize(("kind", "column", "expression", "shown"), UNREADABLE)
+async def test_an_unreadable_row_is_dead_lettered_and_its_claim_batch_runs(
+    kind: str, column: str, expression: str, shown: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """Four commands due together, one written with a value its column's type cannot give back: the other three
+    complete in the same run, and the bad one is FAILED with an error naming the column and the value."""
+    store = await sql_store(kind, tmp_path, request)
+    try:
+        app = make_app(store=store, handlers=[RecordHandler], batch_size=10)
+        ids = [await app.scheduler.schedule(Record(value=f"v{i}")) for i in range(4)]
+        await write_raw(store, ids[1], column, expression)
+        async with asyncio.timeout(10):
+            await app.service.run_until_idle()
+        readable = column == "status"
+        good_ids = ids if readable else [ids[0], ids[2], ids[3]]
+        for entry_id in good_ids:
+            assert (await app.scheduler.get_status(entry_id)).status is S.COMPLETED  # type: ignore[union-attr]
+        counts = await store.count_by_status()
+        assert counts[S.PROCESSING] == 0 and counts[S.PENDING] == 0
+        if readable:
+            return
+        assert counts[S.FAILED] == 1
+        async with store.engine.connect() as conn:
+            status, error = (
+                await conn.execute(text("SELECT status, error_message FROM scheduled_commands WHERE seq = 2"))
+            ).one()
+        assert status == "FAILED"
+        assert error.startswith(f"UnreadableEntryError: column {column} holds ") and shown in error, error
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_recovery_takes_over_leases_that_are_missing_or_unreadable(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """PROCESSING rows whose worker died: one with an ordinary expired lease, one with no lease expiry at all, one
+    whose lease expiry cannot be read, and one whose lease is readable but whose row is not. Recovery takes the
+    first three over (a lost attempt each, then they run), dead-letters the fourth, and leaves nothing stranded."""
+    store = await sql_store(kind, tmp_path, request)
+    try:
+        app = make_app(store=store, handlers=[RecordHandler])
+        ids = [await app.scheduler.schedule(Record(value=f"v{i}")) for i in range(4)]
+        claimed = await store.claim_due(
+            now=START, limit=10, worker_id="dead-worker", lease_duration=timedelta(seconds=1)
+        )
+        assert len(claimed) == 4
+        unreadable = "'-infinity'::timestamptz" if kind == "postgresql" else "'soon'"
+        await write_raw(store, ids[1], "lease_expires_at", "NULL")
+        await write_raw(store, ids[2], "lease_expires_at", unreadable)
+        await write_raw(store, ids[3], "created_at", "'infinity'::timestamptz" if kind == "postgresql" else "'x'")
+        app.clock.advance(timedelta(seconds=5))
+        async with asyncio.timeout(10):
+            assert await app.service.run_until_idle() == 3  # recovered: a lost attempt each, retried later
+        app.clock.advance(timedelta(minutes=1))
+        async with asyncio.timeout(10):
+            assert await app.service.run_until_idle() == 3
+        for entry_id in ids[:3]:
+            entry = await app.scheduler.get_status(entry_id)
+            assert entry is not None and entry.status is S.COMPLETED, entry
+            assert [a.outcome for a in await app.scheduler.get_attempts(entry_id)] == ["lost", "completed"]
+        counts = await store.count_by_status()
+        assert (counts[S.COMPLETED], counts[S.FAILED], counts[S.PROCESSING]) == (3, 1, 0)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("kind", "due"), [("postgresql", "'infinity'::timestamptz"), ("sqlite", "'zzz'")])
+async def test_a_due_time_no_claim_can_reach_is_dead_lettered(
+    kind: str, due: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """A PENDING row due at a time that never comes (an infinity; on SQLite a text sorting after every timestamp)
+    would wait unseen forever: recovery dead-letters it, and the next due time is still read for the others."""
+    store = await sql_store(kind, tmp_path, request)
+    try:
+        app = make_app(store=store, handlers=[RecordHandler])
+        bad = await app.scheduler.schedule(Record(value="bad"))
+        await write_raw(store, bad, "scheduled_for", due)
+        assert await store.next_due_at() is None  # unreadable: not an error, the worker polls
+        good = await app.scheduler.schedule(Record(value="good"), ScheduleOptions(delay=timedelta(minutes=1)))
+        assert await store.next_due_at() == START + timedelta(minutes=1)
+        assert await app.service.run_until_idle() == 0
+        async with store.engine.connect() as conn:
+            status, error = (
+                await conn.execute(
+                    text("SELECT status, error_message FROM scheduled_commands WHERE id = :id"), {"id": bad}
+                )
+            ).one()
+        assert status == "FAILED" and error.startswith("UnreadableEntryError: column scheduled_for holds "), error
+        app.clock.advance(timedelta(minutes=1))
+        assert await app.service.run_until_idle() == 1
+        assert (await app.scheduler.get_status(good)).status is S.COMPLETED  # type: ignore[union-attr]
+    finally:
+        await store.close()

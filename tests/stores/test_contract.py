@@ -969,6 +969,17 @@ async def test_list_entries_filters(store: ScheduledCommandStore) -> None:
     assert await store.list_entries(status=CANCELLED) == [await store.get(c.id)]
 
 
+async def test_list_entries_accepts_an_unreadable_row_handler(store: ScheduledCommandStore) -> None:
+    """Every store takes ``on_unreadable``; rows that convert are listed and never handed to it (rows that do not,
+    possible only in a SQL store, are covered by tests/reliability/test_hostile_store_rows.py)."""
+    entries = [make_entry() for _ in range(3)]
+    await store.add(entries)
+    unreadable: list[object] = []
+    listed = await store.list_entries(on_unreadable=unreadable.append)
+    assert [e.id for e in listed] == [e.id for e in entries]
+    assert unreadable == []
+
+
 async def test_list_entries_pages_are_complete_and_disjoint(store: ScheduledCommandStore) -> None:
     """Pages of ``limit``/``offset`` over 25 entries cover them all once, in scheduling order."""
     entries = [make_entry(priority=i % 4, scheduled_for=at(25 - i)) for i in range(25)]
@@ -1255,6 +1266,27 @@ async def test_count_by_command_type_counts_one_status(store: ScheduledCommandSt
     await entry_in_status(store, COMPLETED, command_type="a.Send")
     assert await store.count_by_command_type(FAILED) == {"a.Send": 2, "b.Charge": 1}
     assert await store.count_by_command_type(CANCELLED) == {}
+
+
+@pytest.mark.parametrize("answer", ["store", "base default"])
+async def test_ids_starting_with_finds_entries_by_the_start_of_their_id(
+    store: ScheduledCommandStore, answer: str
+) -> None:
+    """ids_starting_with: ids with that prefix in any status, in id order, at most ``limit``; LIKE wildcards in the
+    prefix match only themselves. The base class's default (built on list_entries) gives the same answers."""
+    ids = ["ab12-0001", "ab12-0002", "ab13-0001", "a_b%-0001", "zz99-0001"]
+    await store.add([make_entry(id=entry_id) for entry_id in ids])
+    await entry_in_status(store, FAILED, id="ab12-0003")
+    lookup = store.ids_starting_with if answer == "store" else ScheduledCommandStore.ids_starting_with.__get__(store)
+    assert await lookup("ab12") == ["ab12-0001", "ab12-0002", "ab12-0003"]
+    assert await lookup("ab12", limit=2) == ["ab12-0001", "ab12-0002"]
+    assert await lookup("ab1") == ["ab12-0001", "ab12-0002", "ab12-0003", "ab13-0001"]
+    assert await lookup("ab13-0001") == ["ab13-0001"]
+    assert await lookup("a_b%") == ["a_b%-0001"]
+    assert await lookup("a_") == ["a_b%-0001"]
+    assert await lookup("a%") == []
+    assert await lookup("AB12") == []
+    assert await lookup("nothing") == []
 
 
 async def test_requeue_failed_requeues_every_dead_letter_or_one_type(store: ScheduledCommandStore) -> None:
