@@ -251,7 +251,14 @@ class Fleet:
         worker.process.wait(timeout=30)
 
     def stop(self) -> None:
-        """SIGTERM every live worker and wait for it (SIGKILL after 30 s)."""
+        """SIGTERM every live worker and wait for it (SIGKILL after 30 s).
+
+        A worker still starting (a replacement spawned just before) is first given up to 30 s to start its service:
+        a SIGTERM that arrives before its signal handlers exist would end it with -15 instead of a graceful stop.
+        """
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any('"action": "start"' not in w.log_text() for w in self.alive):
+            time.sleep(0.05)
         for worker in self.alive:
             worker.process.send_signal(signal.SIGTERM)
         for worker in self.workers:
