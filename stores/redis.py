@@ -16,9 +16,8 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import _redis_scripts as scripts
 from ._redis_batch import OutcomeBatcher
@@ -28,17 +27,17 @@ from ._redis_codec import (
     entry_from_reply,
     from_micros,
     micros,
-    schedule_fields,
-    schedule_from_reply,
 )
+from ._redis_schedules import RedisSchedules
+from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
+from ._redis_url import mask_redis_url, split_prefix
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SchemaVersionError, StoreUnavailableError, UnreadableEntryError
-from .schedules import StoredSchedule, occurrence_key_prefix
+from .errors import StoreUnavailableError, UnreadableEntryError
+from .schedules import occurrence_key_prefix
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
     from redis.commands.core import AsyncScript
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
@@ -51,7 +50,6 @@ DEFAULT_PREFIX = "cqrs-scheduling"
 #: Purge deletes at most this many entries per script run, so one purge never blocks the server for long.
 _PURGE_CHUNK = 1_000
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _TERMINAL_ORDER = tuple(sorted(TERMINAL_STATUSES))
 
@@ -74,29 +72,7 @@ _SCRIPTS = {
 }
 
 
-def mask_redis_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-
-
-def _split_prefix(url: str) -> tuple[str, str | None]:
-    """The URL without its ``prefix`` query parameter (redis-py would refuse it), and that parameter."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefixes = [value for name, value in query if name == "prefix"]
-    if not prefixes:
-        return url, None
-    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefixes[-1]
-
-
-class RedisStore(ScheduledCommandStore):
+class RedisStore(RedisSchedules, ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:
@@ -119,7 +95,7 @@ class RedisStore(ScheduledCommandStore):
         super().__init__()
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"RedisStore needs a redis://, rediss:// or unix:// URL, not {mask_redis_url(url)!r}")
-        url, url_prefix = _split_prefix(url)
+        url, url_prefix = split_prefix(url)
         prefix = prefix if prefix is not None else url_prefix or DEFAULT_PREFIX
         if not prefix or any(c.isspace() for c in prefix):
             raise ValueError(f"the key prefix must be non-empty and without whitespace, got {prefix!r}")
@@ -186,8 +162,8 @@ class RedisStore(ScheduledCommandStore):
             client: Redis = Redis.from_url(self._url, decode_responses=True, retry=Retry(NoBackoff(), 0))
             try:
                 with self._unavailable():
-                    await self._check_layout(client)
-                    await self._warn_without_persistence(client)
+                    await check_layout(client, self._key("meta"), self.description)
+                    await warn_without_persistence(client, self.url, self.description)
             except BaseException:
                 await client.aclose()
                 raise
@@ -197,12 +173,15 @@ class RedisStore(ScheduledCommandStore):
             # listener task, a cancellation during the subscription can be swallowed by the client.)
             try:
                 with self._unavailable():
-                    pubsub = await self._subscribe()
+                    pubsub = await subscribe(client, self._key("wakeup"))
             except BaseException:
                 self._redis = None
                 await client.aclose()
                 raise
-            self._listener = asyncio.create_task(self._listen(pubsub), name=f"wake-ups:{self.description}")
+            self._listener = asyncio.create_task(
+                listen(lambda: self._redis, self._key("wakeup"), pubsub, self._notify_wakeup, self.url),
+                name=f"wake-ups:{self.description}",
+            )
 
     async def close(self) -> None:
         async with self._lock():
@@ -218,30 +197,6 @@ class RedisStore(ScheduledCommandStore):
                 self._redis = None
             self._scripts = {}
             self._explicit = False
-
-    async def _check_layout(self, client: Redis) -> None:
-        meta = self._key("meta")
-        await client.hsetnx(meta, "layout", str(scripts.LAYOUT_VERSION))
-        found = int(await cast(Awaitable[str], client.hget(meta, "layout")))
-        if found > scripts.LAYOUT_VERSION:
-            raise SchemaVersionError(self.description, found, scripts.LAYOUT_VERSION)
-        # found < LAYOUT_VERSION: migrations go here, one step per version.
-
-    async def _warn_without_persistence(self, client: Redis) -> None:
-        from redis.exceptions import ResponseError
-
-        try:
-            appendonly = (await client.config_get("appendonly")).get("appendonly")
-            save = (await client.config_get("save")).get("save")
-        except ResponseError:  # CONFIG is disabled on many managed servers: they persist by their own policy
-            return
-        if appendonly == "no" and not save:
-            logger.warning(
-                "Redis at %s persists nothing (appendonly no, no save points): a restart of the server loses "
-                "every scheduled command; enable AOF (appendonly yes, appendfsync everysec or always)",
-                self.url,
-                extra={"action": "open", "store": self.description},
-            )
 
     def _key(self, suffix: str) -> str:
         return f"{self._prefix}:{suffix}"
@@ -267,49 +222,6 @@ class RedisStore(ScheduledCommandStore):
         await self._client()
         with self._unavailable():
             return await self._scripts[script](keys=[], args=[self._prefix, *args])
-
-    # -- wake-ups ---------------------------------------------------------------------------------------------
-
-    async def _subscribe(self) -> PubSub:
-        assert self._redis is not None
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self._key("wakeup"))
-        except BaseException:
-            await pubsub.aclose()
-            raise
-        return pubsub
-
-    async def _listen(self, subscribed: PubSub) -> None:
-        """Read the wake-up channel; subscribe again with backoff after the connection drops."""
-        pubsub: PubSub | None = subscribed
-        failures = 0
-        while True:
-            try:
-                if pubsub is None:
-                    await asyncio.sleep(min(0.1 * 2**failures, 5.0))
-                    pubsub = await self._subscribe()
-                    logger.info("wake-up listener subscribed again on %s", self.url, extra={"action": "listen"})
-                    failures = 0
-                    # Anything may have been scheduled meanwhile: wake the listeners to look.
-                    self._notify_wakeup(_EPOCH)
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        self._notify_wakeup(from_micros(message["data"]))
-                raise ConnectionError("the subscription ended")
-            except asyncio.CancelledError:
-                if pubsub is not None:
-                    await pubsub.aclose()
-                raise
-            except Exception as exc:  # noqa: BLE001 - the server may be away: subscribe again
-                if pubsub is not None:
-                    await pubsub.aclose()
-                    pubsub = None
-                failures += 1
-                if failures == 1:
-                    logger.warning(
-                        "wake-up listener lost %s: %s; subscribing again", self.url, exc, extra={"action": "listen"}
-                    )
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -473,52 +385,7 @@ class RedisStore(ScheduledCommandStore):
             for owner, expiry, reply in replies
         ]
 
-    # -- recurring schedules ----------------------------------------------------------------------------------
-
-    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
-        definition, fields = schedule_fields(schedule)
-        return schedule_from_reply(await self._run("upsert_schedule", schedule.name, definition, *fields))
-
-    async def get_schedule(self, name: str) -> StoredSchedule | None:
-        client = await self._client()
-        with self._unavailable():
-            reply = await cast(Awaitable[dict[str, str]], client.hgetall(self._key(f"sched:{name}")))
-        return schedule_from_reply([item for pair in reply.items() for item in pair]) if reply else None
-
-    async def list_schedules(self) -> list[StoredSchedule]:
-        client = await self._client()
-        with self._unavailable():
-            names = sorted(await cast(Awaitable[set[str]], client.smembers(self._key("scheds"))))
-            async with client.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hgetall(self._key(f"sched:{name}"))
-                replies: list[dict[str, str]] = await pipe.execute()
-        return [schedule_from_reply([item for pair in r.items() for item in pair]) for r in replies if r]
-
-    async def delete_schedule(self, name: str) -> bool:
-        client = await self._client()
-        with self._unavailable():
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(self._key(f"sched:{name}"))
-                pipe.srem(self._key("scheds"), name)
-                deleted, _ = await pipe.execute()
-        return bool(deleted)
-
-    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
-        reply = await self._run("set_schedule_paused", name, "1" if paused else "0", micros(now))
-        return schedule_from_reply(reply) if reply else None
-
-    async def record_schedule_run(
-        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
-    ) -> bool:
-        recorded = await self._run(
-            "record_schedule_run",
-            name,
-            str(generation),
-            micros(next_run_at) if next_run_at is not None else "",
-            micros(last_run_at) if last_run_at is not None else "",
-        )
-        return bool(recorded)
+    # -- recurring schedules (the rest: RedisSchedules) --------------------------------------------------------
 
     async def cancel_occurrences(
         self, name: str, *, now: datetime, keep_generation: int | None = None
