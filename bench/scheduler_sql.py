@@ -1,4 +1,5 @@
-"""Scheduler throughput, latency and claim scaling on ``SqlStore``: SQLite (a temporary file) and PostgreSQL.
+"""Scheduler throughput, latency and claim scaling on ``SqlStore`` (SQLite, a temporary file, and PostgreSQL) and on
+``RedisStore`` (the local Redis, under a ``bench-*`` key prefix deleted afterwards; no claim scaling).
 
 Run with ``.venv/bin/python bench/scheduler_sql.py [--quick]`` (never part of ``make test``). Prints one JSON line
 per measurement to stdout and progress to stderr:
@@ -22,6 +23,9 @@ per measurement to stdout and progress to stderr:
   entries at three priorities). PostgreSQL also reports the server-side execution time of the claim statement
   (``EXPLAIN ANALYZE`` in a rolled-back transaction).
 
+``drain_rate`` also reports CPU seconds per 1,000 commands: the worker processes' user+system time (interpreter
+start-up included), and for Redis the server's, read from ``INFO cpu`` (shared with anything else using it).
+
 Every measurement runs on 127.0.0.1 and is bounded in time; databases named ``bench_*`` are created and dropped.
 ``--profile-dir DIR`` runs the worker processes under cProfile and keeps one profile per process there.
 """
@@ -39,6 +43,7 @@ import os
 import platform
 import random
 import re
+import resource
 import signal
 import sqlite3
 import statistics
@@ -59,7 +64,8 @@ from sqlalchemy.engine import make_url
 
 from mediator import MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, ScheduleOptions, SchedulerSettings, SchedulingModule
-from stores import SqlStore
+from stores import ScheduledCommandStore, SqlStore
+from stores.urls import store_from_url
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -69,12 +75,15 @@ APP = "_bench_app:build_injector"
 COMMAND_TYPE = f"{Noop.__module__}.{Noop.__qualname__}"
 COMPLETED = ScheduledCommandStatus.COMPLETED
 SEED = 20_260_101
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = ("sqlite", "postgresql", "redis")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_ENV = "BENCH_REDIS_URL"
 MEASUREMENTS = ("schedule", "drain", "latency", "claim")
 
 SCHEDULE_TARGET_PER_S = {"postgresql": 30_000}
-DRAIN_TARGETS = {"sqlite": (1, 3_000), "postgresql": (4, 5_000)}  # (processes, commands/s)
+DRAIN_TARGETS = {"sqlite": (1, 3_000), "postgresql": (4, 5_000), "redis": (4, 6_000)}  # (processes, commands/s)
 LATENCY_TARGET_P99_MS = 20.0
+WAKE_UPS = {"sqlite": "data_version watcher", "postgresql": "LISTEN/NOTIFY", "redis": "pub/sub"}
 CLAIM_TARGET_RATIO = 2.0
 
 
@@ -87,7 +96,7 @@ class Config:
     drain_commands: int = 20_000
     drain_repeats: int = 2
     drain_processes: dict[str, tuple[int, ...]] = dataclasses.field(
-        default_factory=lambda: {"sqlite": (1, 2), "postgresql": (1, 4)}
+        default_factory=lambda: {"sqlite": (1, 2), "postgresql": (1, 4), "redis": (1, 4)}
     )
     #: (max_concurrency, batch_size): the defaults, then a higher concurrency.
     drain_settings: tuple[tuple[int, int], ...] = ((10, 50), (100, 100))
@@ -143,8 +152,9 @@ def emit(document: dict[str, Any]) -> None:
 class Env:
     """What every JSON line says about where it was measured."""
 
-    def __init__(self, postgres: Postgres | None) -> None:
+    def __init__(self, postgres: Postgres | None, redis_url: str = DEFAULT_REDIS_URL) -> None:
         self.postgres = postgres
+        self.redis_url = redis_url
         self._pg_version: str | None = None
 
     def header(self, bench: str, backend: str) -> dict[str, Any]:
@@ -162,6 +172,8 @@ class Env:
             document["postgres_version"] = self._pg_version
         if backend == "sqlite":
             document["sqlite_version"] = sqlite3.sqlite_version
+        if backend == "redis":
+            document["redis_version"] = redis_info(self.redis_url, "server")["redis_version"]
         return document
 
 
@@ -228,13 +240,51 @@ def sqlite_path(url: str) -> str:
     return database
 
 
+def redis_info(url: str, section: str) -> dict[str, Any]:
+    import redis
+
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        info: dict[str, Any] = client.info(section)
+    return info
+
+
+def redis_cpu_s(url: str) -> float:
+    """The Redis server's CPU seconds so far (user + system, main thread and the others)."""
+    info = redis_info(url, "cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    import redis
+
+    assert prefix.startswith("bench-"), prefix
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of the child processes waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Bench:
-    def __init__(self, config: Config, postgres: Postgres | None, tmp: Path, profile_dir: Path | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        postgres: Postgres | None,
+        tmp: Path,
+        profile_dir: Path | None,
+        redis_url: str = DEFAULT_REDIS_URL,
+    ) -> None:
         self.config = config
         self.postgres = postgres
+        self.redis_url = redis_url
         self.tmp = tmp
         self.profile_dir = profile_dir
-        self.env = Env(postgres)
+        self.env = Env(postgres, redis_url)
         self._counter = 0
 
     def _next(self, label: str) -> str:
@@ -245,7 +295,13 @@ class Bench:
     async def fresh_url(self, backend: str, label: str) -> AsyncIterator[str]:
         """The URL of an empty database of its own: a new SQLite file, or a new PostgreSQL database."""
         name = self._next(label)
-        if backend == "postgresql":
+        if backend == "redis":
+            prefix = name.replace("_", "-")
+            try:
+                yield f"{self.redis_url}?prefix={prefix}"
+            finally:
+                delete_redis_prefix(self.redis_url, prefix)
+        elif backend == "postgresql":
             assert self.postgres is not None
             url = self.postgres.create(name)
             try:
@@ -265,7 +321,7 @@ def _remove_sqlite_files(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def scheduler_for(store: SqlStore) -> CommandScheduler:
+def scheduler_for(store: ScheduledCommandStore) -> CommandScheduler:
     injector = Injector(
         [
             MediatorModule(handlers=[NoopHandler, TimedHandler, ScheduleTimedHandler]),
@@ -384,7 +440,7 @@ class CompletedCounter:
     SQLite takes the write lock (``BEGIN IMMEDIATE``) and polling it every 50 ms would slow the workers measured.
     """
 
-    def __init__(self, backend: str, url: str, store: SqlStore | None) -> None:
+    def __init__(self, backend: str, url: str, store: ScheduledCommandStore | None) -> None:
         self.backend = backend
         self.store = store
         self.conn: sqlite3.Connection | None = None
@@ -431,7 +487,7 @@ async def schedule_rate(bench: Bench, backend: str) -> dict[str, Any]:
     many: list[float] = []
     for repeat in range(c.repeats):
         progress(f"schedule_rate {backend}: run {repeat + 1}/{c.repeats}")
-        async with bench.fresh_url(backend, "schedule") as url, SqlStore(url) as store:
+        async with bench.fresh_url(backend, "schedule") as url, store_from_url(url) as store:
             scheduler = scheduler_for(store)
             commands = [Noop(n=n) for n in range(c.schedule_one)]
 
@@ -440,7 +496,7 @@ async def schedule_rate(bench: Bench, backend: str) -> dict[str, Any]:
                     await scheduler.schedule(command)
 
             one.append(rate(c.schedule_one, await timed(one_by_one)))
-        async with bench.fresh_url(backend, "schedule") as url, SqlStore(url) as store:
+        async with bench.fresh_url(backend, "schedule") as url, store_from_url(url) as store:
             scheduler = scheduler_for(store)
             commands = [Noop(n=n) for n in range(c.schedule_many)]
 
@@ -493,10 +549,12 @@ async def drain_once(
 ) -> dict[str, Any]:
     c = bench.config
     count = c.drain_commands
-    async with bench.fresh_url(backend, "drain") as url, SqlStore(url) as store:
+    async with bench.fresh_url(backend, "drain") as url, store_from_url(url) as store:
         await schedule_noops(scheduler_for(store), count, c.schedule_batch)
         counter = CompletedCounter(backend, url, store)
         workers = Workers(bench, url, f"drain-{backend}-{processes}-{concurrency}")
+        cpu_before = children_cpu_s()
+        server_before = redis_cpu_s(bench.redis_url) if backend == "redis" else None
         try:
             if meter is not None:
                 await meter.before_start(url)
@@ -508,8 +566,10 @@ async def drain_once(
             if meter is not None and done_at is not None:
                 await meter.completed([process.pid for process in workers.processes])
         finally:
+            server_cpu = redis_cpu_s(bench.redis_url) - server_before if server_before is not None else None
             codes = await workers.stop()
             counter.close()
+        workers_cpu = children_cpu_s() - cpu_before
         if meter is not None:
             await meter.stopped()
         if done_at is None:
@@ -527,7 +587,10 @@ async def drain_once(
         "per_process": [len(lines) for lines in per_process],
         "exit_codes": codes,
         "startup_s": round(first_start - spawned, 3),
+        "worker_cpu_s_per_1000": round(workers_cpu / count * 1000, 4),
     }
+    if server_cpu is not None:
+        result["server_cpu_s_per_1000"] = round(server_cpu / count * 1000, 4)
     if done_at is not None:
         result |= {
             "spawn_to_completed_s": round(done_at - spawned, 3),
@@ -563,6 +626,9 @@ async def drain_rate(bench: Bench, backend: str) -> dict[str, Any]:
             for name, values in rates.items():
                 summary[f"{name}_per_s"] = statistics.median(values) if values else None
             summary["startup_s"] = statistics.median(r["startup_s"] for r in runs)
+            summary["worker_cpu_s_per_1000"] = statistics.median(r["worker_cpu_s_per_1000"] for r in runs)
+            if backend == "redis":
+                summary["server_cpu_s_per_1000"] = statistics.median(r["server_cpu_s_per_1000"] for r in runs)
             summary["samples"] = {f"{name}_per_s": values for name, values in rates.items()}
             summary["runs"] = [
                 {k: r[k] for k in ("completed", "timed_out", "executions", "ran_twice", "per_process", "exit_codes")}
@@ -596,7 +662,7 @@ async def latency(bench: Bench, backend: str, scheduled_by: str) -> dict[str, An
     burst_ms: float | None = None
     stored_at: dict[int, float] = {}  # n -> time.time() when schedule() returned
     progress(f"due_to_start_latency {backend}: scheduled by the {scheduled_by} process")
-    async with bench.fresh_url(backend, "latency") as url, SqlStore(url) as store:
+    async with bench.fresh_url(backend, "latency") as url, store_from_url(url) as store:
         scheduler = scheduler_for(store)
         counter = CompletedCounter(backend, url, store)
         workers = Workers(bench, url, f"latency-{backend}-{scheduled_by}")
@@ -639,11 +705,7 @@ async def latency(bench: Bench, backend: str, scheduled_by: str) -> dict[str, An
             "spread_s": c.latency_spread_s,
             "lead_s": c.latency_lead_s,
             "scheduled_by": scheduled_by,
-            "wake_up": (
-                "in-process"
-                if scheduled_by == "worker"
-                else ("LISTEN/NOTIFY" if backend == "postgresql" else "data_version watcher")
-            ),
+            "wake_up": ("in-process" if scheduled_by == "worker" else WAKE_UPS[backend]),
             "distribution": "uniform random (seeded), scheduled one at a time with schedule() in random due order",
             "worker": "1 process, default settings",
             "settings": {"max_concurrency": 10, "batch_size": 50, "polling_interval_s": 5.0},
@@ -667,7 +729,7 @@ async def latency_due_now(bench: Bench, backend: str) -> dict[str, Any]:
     count = c.latency_now_commands
     rng = random.Random(SEED)
     progress(f"due_to_start_latency {backend}: due now, scheduled by the parent process")
-    async with bench.fresh_url(backend, "latency") as url, SqlStore(url) as store:
+    async with bench.fresh_url(backend, "latency") as url, store_from_url(url) as store:
         scheduler = scheduler_for(store)
         counter = CompletedCounter(backend, url, store)
         workers = Workers(bench, url, f"latency-now-{backend}")
@@ -693,7 +755,7 @@ async def latency_due_now(bench: Bench, backend: str) -> dict[str, Any]:
             "scheduled_by": "parent",
             "due": "at the moment schedule() is called (scheduled_for = now)",
             "gap_s": f"uniform 0..{2 * c.latency_now_gap_s} between schedule() calls",
-            "wake_up": "LISTEN/NOTIFY" if backend == "postgresql" else "data_version watcher",
+            "wake_up": WAKE_UPS[backend],
             "worker": "1 process, default settings",
         },
         "completed": seen,
@@ -907,7 +969,7 @@ async def run(bench: Bench, measurements: Sequence[str], backends: Sequence[str]
                 for scheduled_by in ("parent", "worker"):
                     emit(await latency(bench, backend, scheduled_by))
                 emit(await latency_due_now(bench, backend))
-            elif measurement == "claim":
+            elif measurement == "claim" and backend != "redis":  # claim scaling fills tables with SQL
                 emit(await claim_scaling(bench, backend))
 
 
@@ -917,12 +979,20 @@ def main() -> None:
     parser.add_argument(
         "--only", default=",".join(MEASUREMENTS), help=f"comma-separated subset of {', '.join(MEASUREMENTS)}"
     )
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of sqlite, postgresql")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated subset of sqlite, postgresql, redis"
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL),
         help=f"a local PostgreSQL URL whose server may get bench_* databases (default ${POSTGRES_ENV}, then "
         f"{DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get(REDIS_ENV, DEFAULT_REDIS_URL),
+        help=f"the Redis server whose bench-* key prefixes the benchmark may use (default ${REDIS_ENV}, then "
+        f"{DEFAULT_REDIS_URL})",
     )
     parser.add_argument("--profile-dir", type=Path, help="run worker processes under cProfile, profiles kept here")
     args = parser.parse_args()
@@ -936,7 +1006,7 @@ def main() -> None:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
     config = QUICK if args.quick else Config()
     with tempfile.TemporaryDirectory(prefix="bench-sql-") as tmp:
-        bench = Bench(config, postgres, Path(tmp), args.profile_dir)
+        bench = Bench(config, postgres, Path(tmp), args.profile_dir, args.redis)
         asyncio.run(run(bench, measurements, backends))
 
 

@@ -2,6 +2,7 @@
 
 from .base import ScheduledCommandStore
 from .memory import MemoryStore
+from .redis import RedisStore
 from .sql import SqlStore
 
-__all__ = ["MemoryStore", "ScheduledCommandStore", "SqlStore"]
+__all__ = ["MemoryStore", "RedisStore", "ScheduledCommandStore", "SqlStore"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from .sql import SqlStore
+from .base import ScheduledCommandStore
+from .urls import store_from_url
 
 __all__ = ["DEFAULT_STORE_URL", "STORE_ENV", "default_store", "default_store_url"]
 
@@ -28,12 +29,13 @@ def default_store_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
 
 
-def default_store() -> SqlStore:
-    """A ``SqlStore`` on ``default_store_url()``; it opens itself on first use.
+def default_store() -> ScheduledCommandStore:
+    """The store of ``default_store_url()`` (``SqlStore``, or ``RedisStore`` for a ``redis://`` URL); it opens itself
+    on first use.
 
     Raises:
-        ValueError: ``$CQRS_SCHEDULING_STORE`` names a database other than SQLite or PostgreSQL.
+        ValueError: ``$CQRS_SCHEDULING_STORE`` names a database other than SQLite, PostgreSQL or Redis.
 
     .. versionadded:: 0.2
     """
-    return SqlStore(default_store_url())
+    return store_from_url(default_store_url())

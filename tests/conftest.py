@@ -90,3 +90,61 @@ def throwaway_postgres_fixture() -> Iterator[ThrowawayPostgres]:
         pytest.skip(str(exc))
     with throwaway_postgres() as server:
         yield server
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: Every Redis key a test run writes starts with this prefix (its own, so runs never meet); removed after each test.
+REDIS_RUN_PREFIX = f"cqrs-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of the test Redis server (``CQRS_SCHEDULING_TEST_REDIS_URL``, default the local one).
+
+    Tests use only keys under ``REDIS_RUN_PREFIX`` there and delete them: the server is shared, so never FLUSHDB.
+    """
+    import redis
+
+    url = os.environ.get("CQRS_SCHEDULING_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        reason = f"Redis at {url} is unreachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: Redis tests must run)")
+        pytest.skip(reason)
+    finally:
+        client.close()
+    try:
+        yield url
+    finally:  # whatever a test left behind (a store it reopened after its prefix was emptied, say)
+        delete_redis_keys(url, f"{REDIS_RUN_PREFIX}:")
+
+
+def delete_redis_keys(url: str, prefix: str) -> int:
+    """Delete every key starting with ``prefix`` (SCAN, never FLUSHDB); how many were deleted."""
+    import redis
+
+    deleted = 0
+    with redis.Redis.from_url(url) as client:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.unlink(*batch)
+    return deleted
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own on the test Redis server; its keys are deleted afterwards."""
+    prefix = f"{REDIS_RUN_PREFIX}:{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        delete_redis_keys(redis_url, f"{prefix}:")

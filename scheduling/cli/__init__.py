@@ -62,11 +62,11 @@ def demo(store: StoreOption = None) -> None:
     """
     from scheduling.demo import run_demo
     from stores.errors import StoreError
-    from stores.sql import SqlStore
+    from stores.urls import store_from_url
 
     try:
-        asyncio.run(run_demo(SqlStore(store_url(store))))
-    except (ValueError, StoreError) as exc:
+        asyncio.run(run_demo(store_from_url(store_url(store))))
+    except (ValueError, StoreError, ImportError) as exc:
         fail(str(exc))
 
 

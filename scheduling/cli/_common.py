@@ -23,7 +23,10 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help=f"Store URL (sqlite:///path or postgresql+psycopg://...). Default: ${STORE_ENV}, then {DEFAULT_STORE}.",
+        help=(
+            "Store URL (sqlite:///path, postgresql+psycopg://... or redis://host:6379/0). "
+            f"Default: ${STORE_ENV}, then {DEFAULT_STORE}."
+        ),
         show_default=False,
     ),
 ]
@@ -52,18 +55,18 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (a stable, 
 def _run_with_store(url_option: str | None, work: Callable[[ScheduledCommandStore], Awaitable[int]]) -> None:
     """Open the store named by --store, run ``work``, exit with its code; store errors are one line on stderr."""
     from stores.errors import StoreError
-    from stores.sql import SqlStore
+    from stores.urls import store_from_url
 
-    async def run(store: SqlStore) -> int:
+    async def run(store: ScheduledCommandStore) -> int:
         async with store:
             return await work(store)
 
     url = store_url(url_option)
     try:
-        store = SqlStore(url)  # checks the URL first: a malformed one is one line, with a hint where one helps
+        store = store_from_url(url)  # checks the URL first: a malformed one is one line, with a hint where one helps
         _refuse_missing_sqlite_file(url)
         code = asyncio.run(run(store))
-    except (ValueError, StoreError) as exc:
+    except (ValueError, StoreError, ImportError) as exc:
         fail(str(exc))
     if code:
         raise typer.Exit(code)

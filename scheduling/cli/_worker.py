@@ -87,7 +87,7 @@ def worker(
     )
     from stores.errors import StoreError
     from stores.memory import MemoryStore
-    from stores.sql import SqlStore
+    from stores.urls import store_from_url
 
     if metrics_host is not None and metrics_port is None:
         fail("--metrics-host goes with --metrics-port", 2)
@@ -102,10 +102,9 @@ def worker(
         # A worker process on a memory store could only run what it scheduled itself: use the embedded default.
         url = DEFAULT_STORE
     try:
-        sql_store = SqlStore(url) if url else None
         apply_overrides(
             injector,
-            store=sql_store,
+            store=store_from_url(url) if url else None,
             concurrency=concurrency,
             batch_size=batch_size,
             polling_interval=polling_interval,

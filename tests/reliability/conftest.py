@@ -32,9 +32,10 @@ def module_postgres_url(postgres_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScheduledCommandStore]:
-    """An opened, empty store of each kind (PostgreSQL: the module's database, emptied), closed afterwards."""
+    """An opened, empty store of each kind (PostgreSQL: the module's database, emptied; Redis: a key prefix of the
+    test's own), closed afterwards."""
     store = await open_store(request.param, tmp_path, request)
     try:
         yield store

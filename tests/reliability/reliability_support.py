@@ -34,7 +34,8 @@ from worker_app import Job, JobHandler
 
 from mediator import MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, SchedulingModule
-from stores import MemoryStore, ScheduledCommandStore, SqlStore
+from stores import MemoryStore, RedisStore, ScheduledCommandStore, SqlStore
+from stores.urls import store_from_url
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -84,14 +85,33 @@ def query(store_url: str, sql: str, **parameters: object) -> list[tuple[object, 
         engine.dispose()
 
 
+def redis_attempts(store_url: str) -> dict[str, list[str]]:
+    """A RedisStore's audit trail read directly: the outcomes of each entry's attempts, by entry id."""
+    import json
+
+    import redis
+
+    store = RedisStore(store_url)
+    trail: dict[str, list[str]] = {}
+    with redis.Redis.from_url(store_url.split("?", 1)[0], decode_responses=True) as client:
+        lists = f"{store.prefix}:a:"
+        for key in client.scan_iter(match=f"{lists}*", count=1000):
+            trail[key[len(lists) :]] = [json.loads(a)["outcome"] for a in client.lrange(key, 0, -1)]
+    return trail
+
+
 def attempt_outcomes(store_url: str) -> Counter[str]:
     """How many attempts the audit trail holds, by outcome."""
+    if store_url.startswith("redis"):
+        return Counter(outcome for outcomes in redis_attempts(store_url).values() for outcome in outcomes)
     rows = query(store_url, "SELECT outcome, count(*) FROM scheduled_command_attempts GROUP BY outcome")
     return Counter({str(outcome): int(str(count)) for outcome, count in rows})
 
 
 def entries_completed_twice(store_url: str) -> int:
     """Entries with more than one ``completed`` attempt: the fence should make this zero."""
+    if store_url.startswith("redis"):
+        return sum(outcomes.count("completed") > 1 for outcomes in redis_attempts(store_url).values())
     rows = query(
         store_url,
         "SELECT count(*) FROM (SELECT entry_id FROM scheduled_command_attempts WHERE outcome = 'completed'"
@@ -101,10 +121,14 @@ def entries_completed_twice(store_url: str) -> int:
 
 
 async def open_store(kind: str, directory: Path, request: pytest.FixtureRequest) -> ScheduledCommandStore:
-    """A fresh, opened store: a MemoryStore, an SQLite file in ``directory``, or the test module's PostgreSQL
-    database, emptied."""
+    """A fresh, opened store: a MemoryStore, an SQLite file in ``directory``, the test module's PostgreSQL
+    database, emptied, or Redis under a key prefix of the test's own."""
     if kind == "memory":
         return MemoryStore()
+    if kind == "redis":
+        redis_store = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
+        await redis_store.open()
+        return redis_store
     if kind == "sqlite":
         store = SqlStore(f"sqlite:///{directory / 'store.db'}")
         await store.open()
@@ -178,21 +202,21 @@ def store_for_examples(make_store: Callable[[Path], Awaitable[StoreT]]) -> Itera
 
 async def schedule_jobs(store_url: str, count: int, seconds: float = 0.0) -> None:
     """Schedule ``Job(n)`` for n in 0..count-1, due now, in batches of a thousand."""
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         scheduler = Injector([MediatorModule([JobHandler]), SchedulingModule(store=store)]).get(CommandScheduler)
         for start in range(0, count, 1000):
             await scheduler.schedule_many([Job(n=n, seconds=seconds) for n in range(start, min(start + 1000, count))])
 
 
 async def store_counts(store_url: str) -> dict[ScheduledCommandStatus, int]:
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         return await store.count_by_status()
 
 
 async def wait_until_completed(store_url: str, count: int, timeout: float) -> dict[ScheduledCommandStatus, int]:
     """Poll the store until ``count`` entries are COMPLETED or ``timeout`` seconds passed; the last counts."""
     deadline = time.monotonic() + timeout
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         while True:
             try:
                 counts = await store.count_by_status()
@@ -283,7 +307,14 @@ class Fleet:
         worker.process.wait(timeout=30)
 
     def stop(self) -> None:
-        """SIGTERM every live worker and wait for it (SIGKILL after 30 s)."""
+        """SIGTERM every live worker and wait for it (SIGKILL after 30 s).
+
+        A worker still starting (a replacement spawned just before) is first given up to 30 s to start its service:
+        a SIGTERM that arrives before its signal handlers exist would end it with -15 instead of a graceful stop.
+        """
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any('"action": "start"' not in w.log_text() for w in self.alive):
+            time.sleep(0.05)
         for worker in self.alive:
             worker.process.send_signal(signal.SIGTERM)
         for worker in self.workers:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from scheduling import ScheduledCommandEntry, ScheduledCommandStatus, ScheduleOptions
 from scheduling.codec import command_type_name
 from scheduling.errors import PayloadTooLargeError
-from stores import MemoryStore, ScheduledCommandStore, SqlStore
+from stores import ScheduledCommandStore, SqlStore
 from stores.sql import ENTRIES
 
 S = ScheduledCommandStatus
@@ -44,12 +44,12 @@ def raw_entry(command_type: str, payload: str, **changes: Any) -> ScheduledComma
 
 
 async def insert_raw(store: ScheduledCommandStore, entry: ScheduledCommandEntry, **columns: Any) -> str:
-    """Put the entry into the store without the scheduler: ``store.add`` for memory, an SQL INSERT otherwise
-    (``columns`` overrides raw column values)."""
-    if isinstance(store, MemoryStore):
+    """Put the entry into the store without the scheduler: an SQL INSERT for SQL stores (``columns`` overrides raw
+    column values), ``store.add`` for the others."""
+    if not isinstance(store, SqlStore):
+        assert not columns, "raw column values need an SQL store"
         [entry_id] = await store.add([entry])
         return entry_id
-    assert isinstance(store, SqlStore)
     row = {
         "id": entry.id,
         "command_type": entry.command_type,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +29,7 @@ from reliability_support import empty
 from scheduling_app import Fail, FailHandler, Log, Record, RecordHandler, make_app
 
 from scheduling import ScheduledCommandStatus, ScheduleOptions
-from stores import MemoryStore, ScheduledCommandStore, SqlStore
+from stores import MemoryStore, RedisStore, ScheduledCommandStore, SqlStore
 
 S = ScheduledCommandStatus
 RETRY_DELAY = timedelta(seconds=10)
@@ -275,13 +276,29 @@ def test_postgresql_store_behaves_like_the_model(module_postgres_url: str) -> No
     _run(postgresql, max_examples=8)
 
 
+def test_redis_store_behaves_like_the_model(redis_url: str, redis_prefix: str) -> None:
+    _run(_redis_maker(redis_url, redis_prefix), max_examples=15)
+
+
+def _redis_maker(redis_url: str, redis_prefix: str) -> StoreMaker:
+    """Each example on a key prefix of its own (under the test's, whose keys are deleted after the test)."""
+
+    async def redis_store(_: Path) -> ScheduledCommandStore:
+        store = RedisStore(redis_url, prefix=f"{redis_prefix}:{uuid.uuid4().hex[:8]}")
+        await store.open()
+        return store
+
+    return redis_store
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
-def test_soak_every_store_behaves_like_the_model(module_postgres_url: str) -> None:
+def test_soak_every_store_behaves_like_the_model(module_postgres_url: str, redis_url: str, redis_prefix: str) -> None:
     async def postgresql(_: Path) -> ScheduledCommandStore:
         store = SqlStore(module_postgres_url)
         await empty(store)
         return store
 
-    for maker, examples in ((_memory, 2_000), (_sqlite, 300), (postgresql, 200)):
+    redis_store = _redis_maker(redis_url, redis_prefix)
+    for maker, examples in ((_memory, 2_000), (_sqlite, 300), (postgresql, 200), (redis_store, 300)):
         _run(maker, max_examples=examples)

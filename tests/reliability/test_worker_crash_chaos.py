@@ -113,6 +113,12 @@ def test_sigkilled_sqlite_workers_lose_nothing(tmp_path: Path) -> None:
     run_chaos(store_url, tmp_path, processes=2, count=10_000, max_kills=10, seed=8)
 
 
+@pytest.mark.timeout(240)
+def test_sigkilled_redis_workers_lose_nothing(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """4 workers on Redis drain 20,000 commands while one of them is SIGKILLed about every second."""
+    run_chaos(f"{redis_url}?prefix={redis_prefix}", tmp_path, processes=4, count=20_000, max_kills=15, seed=8)
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

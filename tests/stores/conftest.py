@@ -7,13 +7,14 @@ it may keep files in (an SQLite database, for example) and returns an unopened s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from stores import MemoryStore, ScheduledCommandStore
+from stores import MemoryStore, RedisStore, ScheduledCommandStore
 from stores.sql import SqlStore
 
 #: Builds an unopened, empty store that may keep its files in the given (fresh, empty) directory.
@@ -39,14 +40,22 @@ class _EmptiedSqlStore(SqlStore):
             )
 
 
-#: Every store the contract suite runs against, by test id. ``postgresql`` gets its URL from the run's database.
+def _redis_store(directory: Path) -> ScheduledCommandStore:
+    # One key prefix per directory: stores made for one directory share their data, like SQLite files do.
+    return RedisStore(_REDIS[0], prefix=f"{_REDIS[1]}:{hashlib.sha1(str(directory).encode()).hexdigest()[:12]}")
+
+
+#: Every store the contract suite runs against, by test id. ``postgresql`` gets its URL from the run's database;
+#: ``redis`` uses keys under a prefix of the test's own on the test server, deleted after the test.
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "sqlite": _sqlite_store,
     "postgresql": lambda directory: _EmptiedSqlStore(_POSTGRES_URL[0]),
+    "redis": _redis_store,
 }
 
 _POSTGRES_URL: list[str] = []
+_REDIS: list[str] = []  # [url, the current test's key prefix]
 
 
 @pytest.fixture(params=list(STORE_FACTORIES))
@@ -54,6 +63,8 @@ def store_factory(request: pytest.FixtureRequest) -> StoreFactory:
     """The factory of the store under test (for tests that need several fresh stores, such as property tests)."""
     if request.param == "postgresql" and not _POSTGRES_URL:
         _POSTGRES_URL.append(request.getfixturevalue("postgres_url"))
+    if request.param == "redis":
+        _REDIS[:] = [request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")]
     factory: StoreFactory = STORE_FACTORIES[request.param]
     return factory
 

@@ -78,7 +78,7 @@ SCHEDULING_API = [
 ]
 
 #: Section 3 of the contract: ``from stores import (...)``.
-STORES_API = ["MemoryStore", "ScheduledCommandStore", "SqlStore"]
+STORES_API = ["MemoryStore", "RedisStore", "ScheduledCommandStore", "SqlStore"]
 
 
 def test_scheduling_exports_exactly_the_contract() -> None:

@@ -1,0 +1,162 @@
+"""How ``RedisStore`` writes entries and schedules into Redis hashes, and reads them back.
+
+Every value is a string: times as integer microseconds since the epoch (exact, and usable as sorted-set scores
+below 2**53), numbers in decimal, ``metadata`` as JSON. A ``None`` attribute is an absent field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from .entries import ScheduledCommandEntry
+from .errors import UnreadableEntryError
+from .schedules import StoredSchedule
+
+__all__ = [
+    "entry_fields",
+    "entry_from_json",
+    "entry_from_reply",
+    "from_micros",
+    "micros",
+    "pairs",
+    "schedule_fields",
+    "schedule_from_reply",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+_TIMES = frozenset(
+    {"scheduled_for", "created_at", "started_at", "completed_at", "expires_at", "lease_expires_at", "occurrence_at"}
+)
+_INTEGERS = frozenset({"priority", "retry_count", "attempt_count", "max_retries", "occurrence_generation"})
+_TEXTS = (
+    "id",
+    "command_type",
+    "payload",
+    "status",
+    "correlation_id",
+    "idempotency_key",
+    "error_message",
+    "result_payload",
+    "lease_owner",
+    "lease_token",
+    "recurring_name",
+)
+#: Definition fields of a schedule, kept together as one JSON document (compared as a whole by the upsert script).
+_DEFINITION = ("command_type", "payload", "cron", "interval", "timezone", "options_json", "misfire_policy")
+
+
+def micros(moment: datetime) -> str:
+    """A UTC-aware datetime as integer microseconds since the epoch."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: the store holds UTC-aware datetimes only")
+    return str((moment - _EPOCH) // _MICROSECOND)
+
+
+def from_micros(value: str | int) -> datetime:
+    return _EPOCH + int(value) * _MICROSECOND
+
+
+def entry_fields(entry: ScheduledCommandEntry) -> list[str]:
+    """The entry's hash fields as a flat name, value, name, value... list (absent: ``None`` attributes)."""
+    flat: list[str] = []
+    for name, value in entry:
+        if value is None:
+            continue
+        if name in _TIMES:
+            text = micros(value)
+        elif name == "metadata":
+            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        elif name == "timeout_seconds":
+            text = repr(float(value))
+        else:
+            text = str(value)
+        flat += (name, text)
+    return flat
+
+
+def pairs(reply: Sequence[str]) -> dict[str, str]:
+    """An HGETALL reply (a flat list) as a dict."""
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def entry_from_reply(reply: Sequence[str]) -> ScheduledCommandEntry:
+    """An entry from its HGETALL reply.
+
+    Raises:
+        UnreadableEntryError: a field holds a value that does not convert (written behind the store's back).
+    """
+    fields = pairs(reply)
+    values: dict[str, Any] = {name: fields[name] for name in _TEXTS if name in fields}
+    column = ""
+    try:
+        for column in _TIMES & fields.keys():
+            values[column] = from_micros(fields[column])
+        for column in _INTEGERS & fields.keys():
+            values[column] = int(fields[column])
+        column = "metadata"
+        if column in fields:
+            values[column] = json.loads(fields[column])
+        column = "timeout_seconds"
+        if column in fields:
+            values[column] = float(fields[column])
+    except (ValueError, OverflowError) as exc:
+        raise UnreadableEntryError(fields.get("seq"), fields.get("id"), column, fields.get(column), str(exc)) from exc
+    try:
+        return ScheduledCommandEntry.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        column = str(error["loc"][0]) if error["loc"] else "?"
+        raise UnreadableEntryError(
+            fields.get("seq"), fields.get("id"), column, fields.get(column), error["msg"]
+        ) from exc
+
+
+def entry_from_json(text: str) -> ScheduledCommandEntry:
+    """An entry from a script's snapshot: its HGETALL list as JSON."""
+    return entry_from_reply(json.loads(text))
+
+
+def schedule_fields(schedule: StoredSchedule) -> tuple[str, list[str]]:
+    """The schedule's definition (JSON) and its other fields as name, value pairs ('' for ``None``)."""
+    definition = schedule.model_dump_json(include=set(_DEFINITION))
+
+    def moment(value: datetime | None) -> str:
+        return micros(value) if value is not None else ""
+
+    return definition, [
+        "paused",
+        "1" if schedule.paused else "0",
+        "generation",
+        str(schedule.generation),
+        "next_run_at",
+        moment(schedule.next_run_at),
+        "last_run_at",
+        moment(schedule.last_run_at),
+        "created_at",
+        micros(schedule.created_at),
+        "updated_at",
+        micros(schedule.updated_at),
+    ]
+
+
+def schedule_from_reply(reply: Sequence[str]) -> StoredSchedule:
+    fields = pairs(reply)
+    values: dict[str, Any] = json.loads(fields["definition"])
+    values |= {
+        "name": fields["name"],
+        "paused": fields["paused"] == "1",
+        "generation": int(fields["generation"]),
+        "created_at": from_micros(fields["created_at"]),
+        "updated_at": from_micros(fields["updated_at"]),
+    }
+    for name in ("next_run_at", "last_run_at"):
+        if name in fields:
+            values[name] = from_micros(fields[name])
+    return StoredSchedule.model_validate(values)

@@ -1,0 +1,445 @@
+"""The Lua scripts of ``RedisStore``, in one place: each store operation that changes state is one script, run
+atomically by the server in one round trip (EVALSHA; redis-py re-sends the source after a server restart).
+
+Key layout (``P`` is the store's prefix followed by ``:``; times are integer microseconds since the epoch, UTC):
+
+- ``P meta``            hash: ``layout`` (the layout version), ``seq`` (the scheduling-order counter)
+- ``P e:{id}``          hash: one entry, a field per attribute; absent fields are ``None``
+- ``P a:{id}``          list: the entry's attempts, as JSON, oldest first
+- ``P due:{priority}``  sorted set of PENDING entries of one priority, scored by due time
+- ``P prio``            sorted set of the priorities that have PENDING entries (claims walk it highest first)
+- ``P leases``          sorted set of PROCESSING entries, scored by lease expiry (recovery takes the lowest)
+- ``P done:{status}``   sorted set of entries in a terminal status, scored by ``completed_at`` (purge, throughput)
+- ``P all``, ``P s:{status}``, ``P t:{command type}``, ``P c:{correlation id}``, ``P r:{schedule name}``
+                        sorted sets of entry ids scored by scheduling order: the listing and filtering indexes
+- ``P idem``            hash: idempotency key -> id of the entry holding it
+- ``P counts``          hash: status -> number of entries
+- ``P sched:{name}``    hash: one recurring schedule; ``P scheds``: set of schedule names
+- ``P wakeup``          pub/sub channel: the due time of entries that just became PENDING
+
+Members of ``due``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
+lexically, which is then scheduling order, the last key of the claim order.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ADD",
+    "CANCEL",
+    "CLAIM",
+    "COUNT_FINISHED",
+    "DISMISS",
+    "FINISH",
+    "LAYOUT_VERSION",
+    "LIST",
+    "NEXT_DUE",
+    "PURGE",
+    "RECLAIM",
+    "RECORD_SCHEDULE_RUN",
+    "RENEW",
+    "REQUEUE",
+    "SET_SCHEDULE_PAUSED",
+    "UPSERT_SCHEDULE",
+]
+
+#: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``).
+LAYOUT_VERSION = 1
+
+# Shared by every entry script. ARGV[1] is always the key prefix.
+_LIB = """
+local P = ARGV[1] .. ':'
+local function member(id, seq) return string.format('%016d', tonumber(seq)) .. ':' .. id end
+local function id_of(m) return string.sub(m, 18) end
+local function move_status(id, seq, old, new)
+  if old then
+    redis.call('ZREM', P .. 's:' .. old, id)
+    redis.call('HINCRBY', P .. 'counts', old, -1)
+  end
+  redis.call('ZADD', P .. 's:' .. new, seq, id)
+  redis.call('HINCRBY', P .. 'counts', new, 1)
+  redis.call('HSET', P .. 'e:' .. id, 'status', new)
+end
+local function push_due(id, seq, priority, due)
+  redis.call('ZADD', P .. 'due:' .. priority, due, member(id, seq))
+  redis.call('ZADD', P .. 'prio', priority, priority)
+end
+local function pop_due(id, seq, priority)
+  local key = P .. 'due:' .. priority
+  redis.call('ZREM', key, member(id, seq))
+  if redis.call('ZCARD', key) == 0 then redis.call('ZREM', P .. 'prio', priority) end
+end
+local function wake(due) redis.call('PUBLISH', P .. 'wakeup', due) end
+-- An entry as one JSON string (its HGETALL list): the client parses one string per entry, in C, instead of a
+-- reply of fifty elements.
+local function snapshot(entry) return cjson.encode(redis.call('HGETALL', entry)) end
+-- a <= b, exactly, for times as decimal integer strings (scores are doubles: about 32 microseconds apart in the
+-- year 9000, so a score range can hold an entry a few microseconds too late, which is checked here).
+local function at_or_before(a, b)
+  local a_negative, b_negative = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if a_negative ~= b_negative then return a_negative end
+  if a_negative then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+"""
+
+#: ARGV: prefix, then the batch as JSON: a list of entries, each a flat name, value, name, value... list of strings
+#: (one argument, not one per field: packing thousands of arguments costs the client more than the JSON does).
+#: Returns the ids (the holder's id where an idempotency key is held).
+ADD = (
+    _LIB
+    + """
+local batch = cjson.decode(ARGV[2])
+local decoded = {}
+for b, flat in ipairs(batch) do
+  local fields = {}
+  for j = 1, #flat, 2 do fields[flat[j]] = flat[j + 1] end
+  if redis.call('EXISTS', P .. 'e:' .. fields['id']) == 1 then
+    return redis.error_reply('EXISTS ' .. fields['id'])
+  end
+  decoded[b] = fields
+end
+local ids, earliest = {}, nil
+for b, flat in ipairs(batch) do
+  local fields = decoded[b]
+  local id, key = fields['id'], fields['idempotency_key']
+  local holder = key and redis.call('HGET', P .. 'idem', key)
+  if holder then
+    ids[b] = holder
+  else
+    ids[b] = id
+    local seq = string.format('%d', redis.call('HINCRBY', P .. 'meta', 'seq', 1))
+    redis.call('HSET', P .. 'e:' .. id, 'seq', seq, unpack(flat))
+    move_status(id, seq, nil, 'PENDING')
+    redis.call('ZADD', P .. 'all', seq, id)
+    redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
+    if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
+    if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
+    if key then redis.call('HSET', P .. 'idem', key, id) end
+    push_due(id, seq, fields['priority'], fields['scheduled_for'])
+    if earliest == nil or tonumber(fields['scheduled_for']) < tonumber(earliest) then
+      earliest = fields['scheduled_for']
+    end
+  end
+end
+if earliest then wake(earliest) end
+return ids
+"""
+)
+
+#: ARGV: prefix, now, limit, worker id, lease expiry, token prefix. Returns the claimed entries (JSON each).
+CLAIM = (
+    _LIB
+    + """
+local now, limit = ARGV[2], tonumber(ARGV[3])
+local claimed = {}
+for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
+  if #claimed >= limit then break end
+  local key = P .. 'due:' .. priority
+  local skipped = 0
+  repeat
+    local found = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', skipped, limit - #claimed)
+    for _, m in ipairs(found) do
+      local id = id_of(m)
+      local entry = P .. 'e:' .. id
+      local current = redis.call('HMGET', entry, 'seq', 'scheduled_for')
+      if at_or_before(current[2], now) then
+        redis.call('ZREM', key, m)
+        move_status(id, current[1], 'PENDING', 'PROCESSING')
+        redis.call('HSET', entry, 'started_at', now, 'lease_owner', ARGV[4],
+          'lease_token', ARGV[6] .. '-' .. (#claimed + 1), 'lease_expires_at', ARGV[5])
+        redis.call('ZADD', P .. 'leases', ARGV[5], m)
+        claimed[#claimed + 1] = snapshot(entry)
+      else
+        skipped = skipped + 1
+      end
+    end
+  until #found == 0 or #claimed >= limit
+  if redis.call('ZCARD', key) == 0 then redis.call('ZREM', P .. 'prio', priority) end
+end
+return claimed
+"""
+)
+
+#: ARGV: prefix, until, then id/token pairs. Returns the ids renewed.
+RENEW = (
+    _LIB
+    + """
+local renewed = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local entry = P .. 'e:' .. id
+  local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq')
+  if current[1] == 'PROCESSING' and current[2] == ARGV[i + 1] then
+    redis.call('HSET', entry, 'lease_expires_at', ARGV[2])
+    redis.call('ZADD', P .. 'leases', ARGV[2], member(id, current[3]))
+    renewed[#renewed + 1] = id
+  end
+end
+return renewed
+"""
+)
+
+#: The fenced ends of claims, several in one run (outcomes arriving together share a round trip). ARGV: prefix, then
+#: JSON: a list of requests {entry id, lease token, new status, attempt JSON ('' for none), '1' to count a failure,
+#: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held.
+FINISH = (
+    _LIB
+    + """
+local function finish(r)
+  local id, new, attempt, assigned, deleted = r[1], r[3], r[4], r[6], r[7]
+  local entry = P .. 'e:' .. id
+  local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq')
+  if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return 0 end
+  local seq = current[3]
+  local m = member(id, seq)
+  redis.call('ZREM', P .. 'leases', m)
+  redis.call('HDEL', entry, 'lease_owner', 'lease_token', 'lease_expires_at')
+  move_status(id, seq, 'PROCESSING', new)
+  if attempt ~= '' then
+    redis.call('HSET', entry, 'attempt_count', redis.call('RPUSH', P .. 'a:' .. id, attempt))
+  elseif (tonumber(redis.call('HGET', entry, 'attempt_count')) or 0) == 0 then
+    redis.call('HDEL', entry, 'started_at')  -- never ran: expired or released before its first attempt
+  end
+  if r[5] == '1' then redis.call('HINCRBY', entry, 'retry_count', 1) end
+  if #assigned > 0 then redis.call('HSET', entry, unpack(assigned)) end
+  if #deleted > 0 then redis.call('HDEL', entry, unpack(deleted)) end
+  if new == 'PENDING' then
+    local after = redis.call('HMGET', entry, 'priority', 'scheduled_for')
+    push_due(id, seq, after[1], after[2])
+    if attempt == '' then wake(after[2]) end
+  else
+    redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
+  end
+  return 1
+end
+local results = {}
+for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
+return results
+"""
+)
+
+#: ARGV: prefix, now, limit, worker id, lease expiry, token prefix. Returns {previous owner, previous expiry,
+#: JSON} per entry taken over, lowest expiry (then scheduling order) first.
+RECLAIM = (
+    _LIB
+    + """
+local taken = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local entry = P .. 'e:' .. id_of(m)
+  local previous = redis.call('HMGET', entry, 'lease_owner', 'lease_expires_at')
+  redis.call('HSET', entry, 'lease_owner', ARGV[4], 'lease_token', ARGV[6] .. '-' .. (#taken + 1),
+    'lease_expires_at', ARGV[5])
+  redis.call('ZADD', P .. 'leases', ARGV[5], m)
+  taken[#taken + 1] = {previous[1], previous[2], snapshot(entry)}
+end
+return taken
+"""
+)
+
+#: PENDING -> CANCELLED. ARGV: prefix, now, index ('id', 'c' or 'r'), value, kept occurrence generation ('' for none).
+#: Returns the cancelled entries, in scheduling order.
+CANCEL = (
+    _LIB
+    + """
+local now, index, keep = ARGV[2], ARGV[3], ARGV[5]
+local ids
+if index == 'id' then ids = {ARGV[4]} else ids = redis.call('ZRANGE', P .. index .. ':' .. ARGV[4], 0, -1) end
+local cancelled = {}
+for _, id in ipairs(ids) do
+  local entry = P .. 'e:' .. id
+  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'occurrence_generation')
+  local kept = keep ~= '' and current[4] == keep
+  if current[1] == 'PENDING' and not kept then
+    pop_due(id, current[2], current[3])
+    move_status(id, current[2], 'PENDING', 'CANCELLED')
+    redis.call('HSET', entry, 'completed_at', now)
+    redis.call('ZADD', P .. 'done:CANCELLED', now, member(id, current[2]))
+    cancelled[#cancelled + 1] = snapshot(entry)
+  end
+end
+return cancelled
+"""
+)
+
+#: FAILED -> PENDING due now, retry count 0. ARGV: prefix, id, now. Returns 1, or 0 when the entry is not FAILED.
+REQUEUE = (
+    _LIB
+    + """
+local id, now = ARGV[2], ARGV[3]
+local entry = P .. 'e:' .. id
+local current = redis.call('HMGET', entry, 'status', 'seq', 'priority')
+if current[1] ~= 'FAILED' then return 0 end
+redis.call('ZREM', P .. 'done:FAILED', member(id, current[2]))
+move_status(id, current[2], 'FAILED', 'PENDING')
+redis.call('HSET', entry, 'scheduled_for', now, 'retry_count', 0)
+redis.call('HDEL', entry, 'completed_at', 'expires_at')
+push_due(id, current[2], current[3], now)
+wake(now)
+return 1
+"""
+)
+
+#: FAILED -> CANCELLED. ARGV: prefix, id, now. Returns the dismissed entry, or nil when it is not FAILED.
+DISMISS = (
+    _LIB
+    + """
+local id, now = ARGV[2], ARGV[3]
+local entry = P .. 'e:' .. id
+local current = redis.call('HMGET', entry, 'status', 'seq')
+if current[1] ~= 'FAILED' then return false end
+local m = member(id, current[2])
+redis.call('ZREM', P .. 'done:FAILED', m)
+move_status(id, current[2], 'FAILED', 'CANCELLED')
+redis.call('HSET', entry, 'completed_at', now)
+redis.call('ZADD', P .. 'done:CANCELLED', now, m)
+return snapshot(entry)
+"""
+)
+
+#: ARGV: prefix, index key, offset, limit, '1' for newest first, then field/value pairs every entry must match.
+#: Returns the matching entries (JSON each), one page.
+LIST = (
+    _LIB
+    + """
+local index, offset, limit, newest = P .. ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local function range(start, stop)
+  if newest then return redis.call('ZREVRANGE', index, start, stop) end
+  return redis.call('ZRANGE', index, start, stop)
+end
+local page = {}
+if limit == 0 then return page end
+if #ARGV == 5 then
+  for _, id in ipairs(range(offset, offset + limit - 1)) do page[#page + 1] = snapshot(P .. 'e:' .. id) end
+  return page
+end
+local names = {}
+for i = 6, #ARGV, 2 do names[#names + 1] = ARGV[i] end
+local skipped, position, chunk = 0, 0, 500
+while #page < limit do
+  local ids = range(position, position + chunk - 1)
+  if #ids == 0 then break end
+  position = position + chunk
+  for _, id in ipairs(ids) do
+    local entry = P .. 'e:' .. id
+    local values = redis.call('HMGET', entry, unpack(names))
+    local matches = true
+    for j = 1, #names do
+      if values[j] ~= ARGV[5 + 2 * j] then matches = false break end
+    end
+    if matches then
+      if skipped < offset then skipped = skipped + 1
+      elseif #page < limit then page[#page + 1] = snapshot(entry) end
+    end
+  end
+end
+return page
+"""
+)
+
+#: ARGV: prefix. Returns the earliest due time of PENDING entries, or nil. Read from the entries, not the scores:
+#: a double holds microseconds exactly only within about 285 years of 1970.
+NEXT_DUE = (
+    _LIB
+    + """
+local earliest = nil
+for _, priority in ipairs(redis.call('ZRANGE', P .. 'prio', 0, -1)) do
+  local first = redis.call('ZRANGE', P .. 'due:' .. priority, 0, 0)
+  if first[1] then
+    local due = redis.call('HGET', P .. 'e:' .. id_of(first[1]), 'scheduled_for')
+    if earliest == nil or tonumber(due) < tonumber(earliest) then earliest = due end
+  end
+end
+return earliest or false
+"""
+)
+
+#: ARGV: prefix, older than, limit, then statuses. Deletes entries finished before ``older than``; returns how many.
+PURGE = (
+    _LIB
+    + """
+local older, limit, deleted = ARGV[2], tonumber(ARGV[3]), 0
+for s = 4, #ARGV do
+  local status = ARGV[s]
+  local done = P .. 'done:' .. status
+  if deleted >= limit then break end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', done, '-inf', '(' .. older, 'LIMIT', 0, limit - deleted)) do
+    local id = id_of(m)
+    local entry = P .. 'e:' .. id
+    local f = redis.call('HMGET', entry, 'command_type', 'correlation_id', 'recurring_name', 'idempotency_key')
+    redis.call('ZREM', done, m)
+    redis.call('ZREM', P .. 'all', id)
+    redis.call('ZREM', P .. 's:' .. status, id)
+    redis.call('HINCRBY', P .. 'counts', status, -1)
+    if f[1] then redis.call('ZREM', P .. 't:' .. f[1], id) end
+    if f[2] then redis.call('ZREM', P .. 'c:' .. f[2], id) end
+    if f[3] then redis.call('ZREM', P .. 'r:' .. f[3], id) end
+    if f[4] and redis.call('HGET', P .. 'idem', f[4]) == id then redis.call('HDEL', P .. 'idem', f[4]) end
+    redis.call('DEL', entry, P .. 'a:' .. id)
+    deleted = deleted + 1
+  end
+end
+return deleted
+"""
+)
+
+#: ARGV: prefix, since, bucket length, then statuses. Returns status, bucket index, count triples.
+COUNT_FINISHED = (
+    _LIB
+    + """
+local since, bucket = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for s = 4, #ARGV do
+  local counts = {}
+  local found = redis.call('ZRANGEBYSCORE', P .. 'done:' .. ARGV[s], ARGV[2], '+inf', 'WITHSCORES')
+  for i = 2, #found, 2 do
+    local index = math.floor((tonumber(found[i]) - since) / bucket)
+    counts[index] = (counts[index] or 0) + 1
+  end
+  for index, count in pairs(counts) do
+    out[#out + 1] = {ARGV[s], index, count}
+  end
+end
+return out
+"""
+)
+
+#: ARGV: prefix, name, definition, then the other fields as name/value pairs ('' for absent). Inserts the
+#: schedule, keeps it when the definition is unchanged, else replaces the definition and bumps the generation.
+#: Returns the stored schedule (HGETALL).
+UPSERT_SCHEDULE = """
+local key = ARGV[1] .. ':sched:' .. ARGV[2]
+if redis.call('EXISTS', key) == 0 then
+  redis.call('HSET', key, 'name', ARGV[2], 'definition', ARGV[3])
+  for i = 4, #ARGV, 2 do
+    if ARGV[i + 1] ~= '' then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+  end
+  redis.call('SADD', ARGV[1] .. ':scheds', ARGV[2])
+elseif redis.call('HGET', key, 'definition') ~= ARGV[3] then
+  local updated = ''
+  for i = 4, #ARGV, 2 do if ARGV[i] == 'updated_at' then updated = ARGV[i + 1] end end
+  redis.call('HSET', key, 'definition', ARGV[3], 'updated_at', updated)
+  redis.call('HINCRBY', key, 'generation', 1)
+end
+return redis.call('HGETALL', key)
+"""
+
+#: ARGV: prefix, name, '1' to pause or '0' to resume, now. Returns the updated schedule, or nil when unknown.
+SET_SCHEDULE_PAUSED = """
+local key = ARGV[1] .. ':sched:' .. ARGV[2]
+if redis.call('EXISTS', key) == 0 then return false end
+redis.call('HSET', key, 'paused', ARGV[3], 'updated_at', ARGV[4])
+redis.call('HINCRBY', key, 'generation', 1)
+if ARGV[3] == '1' then redis.call('HDEL', key, 'next_run_at') end
+return redis.call('HGETALL', key)
+"""
+
+#: ARGV: prefix, name, generation, next run ('' for none), last run ('' to keep). Returns 1, or 0 when the schedule
+#: is unknown or at another generation.
+RECORD_SCHEDULE_RUN = """
+local key = ARGV[1] .. ':sched:' .. ARGV[2]
+if redis.call('HGET', key, 'generation') ~= ARGV[3] then return 0 end
+if ARGV[4] == '' then redis.call('HDEL', key, 'next_run_at') else redis.call('HSET', key, 'next_run_at', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', key, 'last_run_at', ARGV[5]) end
+return 1
+"""

@@ -1,0 +1,99 @@
+"""What ``RedisStore`` does with the server besides its scripts: the checks on opening (the key layout version, the
+server's persistence) and the wake-up subscription, which resubscribes after the connection drops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
+
+from . import _redis_scripts as scripts
+from ._redis_codec import from_micros
+from .errors import SchemaVersionError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+__all__ = ["check_layout", "listen", "subscribe", "warn_without_persistence"]
+
+logger = logging.getLogger("stores.redis")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def check_layout(client: Redis, meta_key: str, description: str) -> None:
+    """Record the layout version under the prefix, or refuse a newer one (``SchemaVersionError``)."""
+    await client.hsetnx(meta_key, "layout", str(scripts.LAYOUT_VERSION))
+    found = int(await cast(Awaitable[str], client.hget(meta_key, "layout")))
+    if found > scripts.LAYOUT_VERSION:
+        raise SchemaVersionError(description, found, scripts.LAYOUT_VERSION)
+    # found < LAYOUT_VERSION: migrations go here, one step per version.
+
+
+async def warn_without_persistence(client: Redis, url: str, description: str) -> None:
+    """Log a WARNING when the server persists nothing: its restart would lose every entry."""
+    from redis.exceptions import ResponseError
+
+    try:
+        appendonly = (await client.config_get("appendonly")).get("appendonly")
+        save = (await client.config_get("save")).get("save")
+    except ResponseError:  # CONFIG is disabled on many managed servers: they persist by their own policy
+        return
+    if appendonly == "no" and not save:
+        logger.warning(
+            "Redis at %s persists nothing (appendonly no, no save points): a restart of the server loses "
+            "every scheduled command; enable AOF (appendonly yes, appendfsync everysec or always)",
+            url,
+            extra={"action": "open", "store": description},
+        )
+
+
+async def subscribe(client: Redis, channel: str) -> PubSub:
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+    except BaseException:
+        await pubsub.aclose()
+        raise
+    return pubsub
+
+
+async def listen(
+    client: Callable[[], Redis | None],
+    channel: str,
+    subscribed: PubSub,
+    notify: Callable[[datetime], None],
+    url: str,
+) -> None:
+    """Read the wake-up channel, calling ``notify(due)``; subscribe again with backoff after the connection drops."""
+    pubsub: PubSub | None = subscribed
+    failures = 0
+    while True:
+        try:
+            if pubsub is None:
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                current = client()
+                if current is None:
+                    return  # the store was closed meanwhile
+                pubsub = await subscribe(current, channel)
+                logger.info("wake-up listener subscribed again on %s", url, extra={"action": "listen"})
+                failures = 0
+                notify(_EPOCH)  # anything may have been scheduled meanwhile: wake the listeners to look
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    notify(from_micros(message["data"]))
+            raise ConnectionError("the subscription ended")
+        except asyncio.CancelledError:
+            if pubsub is not None:
+                await pubsub.aclose()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server may be away: subscribe again
+            if pubsub is not None:
+                await pubsub.aclose()
+                pubsub = None
+            failures += 1
+            if failures == 1:
+                logger.warning("wake-up listener lost %s: %s; subscribing again", url, exc, extra={"action": "listen"})
