@@ -21,13 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import _redis_scripts as scripts
 from ._redis_batch import OutcomeBatcher
-from ._redis_codec import (
-    entry_fields,
-    entry_from_json,
-    entry_from_reply,
-    from_micros,
-    micros,
-)
+from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
@@ -287,7 +281,16 @@ class RedisStore(RedisSchedules, ScheduledCommandStore):
         replies = await self._run(
             "claim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex
         )
-        return [entry_from_json(reply) for reply in replies]
+        claimed: list[ScheduledCommandEntry] = []
+        for reply in replies:
+            try:
+                claimed.append(entry_from_json(reply))
+            except UnreadableEntryError as exc:  # written behind our back: FAILED under the lease just taken, naming
+                fields = pairs(json.loads(reply))  # the field and value (as the SQL stores); never strands the others
+                error = [("completed_at", micros(now)), ("error_message", f"UnreadableEntryError: {exc.description}")]
+                await self._finish(fields["id"], fields["lease_token"], ScheduledCommandStatus.FAILED, set_fields=error)
+                logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+        return claimed
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         if not leases:

@@ -150,3 +150,20 @@ def test_the_command_line_reads_a_redis_store(redis_url: str, redis_prefix: str)
     )
     assert shown.returncode == 0, shown.stderr
     assert '"PENDING"' in shown.stdout
+
+
+async def test_a_corrupt_hash_is_dead_lettered_and_never_strands_its_claim(redis_url: str, redis_prefix: str) -> None:
+    """An entry hash written behind the store's back (a priority that is no number) is dead-lettered by the claim
+    that meets it, naming the field and value, and the other entries of that claim run, as on the SQL stores."""
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        await store.add([entry("good-1"), entry("bad"), entry("good-2")])
+        with redis.Redis.from_url(redis_url) as client:
+            client.hset(f"{redis_prefix}:e:bad", "priority", "high")
+        claimed = await store.claim_due(now=T0, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
+        assert sorted(e.id for e in claimed) == ["good-1", "good-2"]
+        assert await store.claim_due(now=T0, limit=10, worker_id="w", lease_duration=timedelta(minutes=1)) == []
+        assert (await store.count_by_status())[ScheduledCommandStatus.FAILED] == 1
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            stored = client.hgetall(f"{redis_prefix}:e:bad")
+        assert stored["status"] == "FAILED"
+        assert "column priority holds 'high'" in stored["error_message"], stored["error_message"]
