@@ -117,3 +117,8 @@ def test_importing_stores_first_works() -> None:
         [sys.executable, "-c", "import stores; import scheduling; import mediator"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_sync_module_exports_the_sync_scheduler() -> None:
+    """Section 6 of the contract: ``from scheduling.sync import SyncScheduler``."""
+    assert_public_api("scheduling.sync", ["SyncScheduler"])
