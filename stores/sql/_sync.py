@@ -92,7 +92,7 @@ class SyncSql:
         #: SQLite: reads go through connections that never take the write lock (a caller's transaction may hold
         #: it while it reads); PostgreSQL reads through the one engine.
         self._reader: Engine | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         #: Django's cursors take ``%s`` parameters on every database.
         self._django_dialect: Dialect = (
             postgresql.psycopg.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
@@ -126,14 +126,16 @@ class SyncSql:
             self._engine = self._reader = None
 
     def _read(self) -> Engine:
+        """The engine reads go through (the schema checked)."""
         engine = self.open()
-        if not self._postgresql:
-            with self._lock:
-                if self._reader is None:
-                    self._reader = create_engine(self._url, connect_args={"timeout": 30})
-                    event.listen(self._reader, "connect", _prepare_sqlite_reader)
-                return self._reader
-        return engine
+        return engine if self._postgresql else self._sqlite_reader()
+
+    def _sqlite_reader(self) -> Engine:
+        with self._lock:
+            if self._reader is None:
+                self._reader = create_engine(self._url, connect_args={"timeout": 30})
+                event.listen(self._reader, "connect", _prepare_sqlite_reader)
+            return self._reader
 
     def _create_engine(self) -> Engine:
         if self._postgresql:
@@ -156,7 +158,8 @@ class SyncSql:
                 raise SchemaVersionError(self.shown_url, found or 0, SCHEMA_VERSION)
 
     def _schema_version(self, engine: Engine) -> int | None:
-        with self._unavailable(), engine.connect() as conn:
+        # On SQLite through a reader: a caller's transaction may hold the write lock (a Django view's atomic block).
+        with self._unavailable(), (engine if self._postgresql else self._sqlite_reader()).connect() as conn:
             if not inspect(conn).has_table(SCHEMA.name):
                 return None
             version = conn.execute(select(SCHEMA.c.version).where(SCHEMA.c.id == 1)).scalar_one_or_none()
@@ -182,7 +185,16 @@ class SyncSql:
         PostgreSQL. Returns, per entry, its id, or the id of the entry already holding its idempotency key."""
         if not entries:
             return []
-        self.open()  # the schema is checked (and created) before the caller's transaction writes to it
+        try:
+            self.open()  # the schema is checked (and created) before the caller's transaction writes to it
+        except StoreUnavailableError as exc:
+            if session is None or self._postgresql or "locked" not in exc.reason:
+                raise
+            raise StoreUnavailableError(
+                exc.url,
+                f"{exc.reason} (creating the scheduler's tables while your transaction holds SQLite's write lock: "
+                "call SyncScheduler.open() at start-up, or run `cqrs-scheduling migrate`)",
+            ) from exc
         try:
             if session is None:
                 with self._own_transaction() as runner:

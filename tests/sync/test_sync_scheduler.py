@@ -21,7 +21,7 @@ from scheduling.errors import NotACommandError, PayloadTooLargeError
 from scheduling.observer import SchedulingObserver
 from scheduling.sync import SyncScheduler
 from stores import MemoryStore, SqlStore
-from stores.errors import SchemaVersionError, SessionNotSupportedError
+from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError
 from stores.sql._tables import SCHEMA_VERSION
 
 
@@ -311,3 +311,20 @@ def test_concurrent_threads_share_one_scheduler(sync: SyncScheduler) -> None:
         thread.join()
     assert len(set(ids)) == 40
     assert all(sync.get_status(i) is not None for i in ids)
+
+
+def test_first_use_inside_a_transaction_holding_sqlites_lock_says_what_to_do(tmp_path: Path) -> None:
+    """Creating the tables needs SQLite's write lock; a caller's transaction that holds it gets an error saying to
+    open the scheduler at start-up (after SQLite's lock timeout, not a hang)."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    scheduler = make_app(store=SqlStore(url)).injector.get(SyncScheduler)
+    engine = create_engine(url)
+    try:
+        with Session(engine) as session:
+            session.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY)"))
+            session.execute(text("INSERT INTO orders VALUES (1)"))  # the caller's transaction holds the lock
+            with pytest.raises(StoreUnavailableError, match=r"call SyncScheduler\.open\(\) at start-up"):
+                scheduler.schedule(Record(value="x"), session=session)
+    finally:
+        engine.dispose()
+        scheduler.close()
