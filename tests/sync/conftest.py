@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 
-def _empty(url: str) -> None:
+def empty_postgres(url: str) -> None:
+    """Delete every entry, attempt and schedule of the run's PostgreSQL database (shared by its tests)."""
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for table in ("scheduled_commands", "scheduled_command_attempts", "recurring_schedules"):
@@ -27,7 +28,7 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'scheduled.db'}"
         return
     url: str = request.getfixturevalue("postgres_url")
-    _empty(url)
+    empty_postgres(url)
     yield url
 
 

@@ -1,18 +1,21 @@
-"""A Django project on SQLite (settings configured here, one model, one view): the view creates a row and schedules
-a command inside ``transaction.atomic()``. Rolled back: neither exists; committed: a worker runs the command and
-sees the row."""
+"""A Django project (settings configured here, one model, one view) on SQLite and on PostgreSQL: the view creates
+a row and schedules a command inside ``transaction.atomic()``, through Django's own connection. Rolled back:
+neither exists; committed: a worker runs the command and sees the row."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from conftest import empty_postgres
 from scheduling_app import make_app
+from sqlalchemy.engine import make_url
 
 from mediator import Command, CommandHandler
 from scheduling import ScheduledCommandStatus
@@ -24,38 +27,56 @@ django = pytest.importorskip("django")
 
 class ShipOrder(Command[str]):
     order_id: int
+    database: str  #: the Django alias of the database holding the order
 
 
 class ShipOrderHandler(CommandHandler[ShipOrder, str]):
-    #: The database file the handler reads the order from (set by the fixture).
-    database: Path | None = None
+    #: Per Django alias: how the worker reads an order's item by id, outside Django (set by the fixture).
+    readers: dict[str, Callable[[int], str | None]] = {}  # noqa: RUF012
     shipped: list[str] = []  # noqa: RUF012 - the test reads what the handler saw
 
     async def handle(self, command: ShipOrder) -> str:
-        assert self.database is not None
-        with sqlite3.connect(self.database) as conn:
-            row = conn.execute("SELECT item FROM shop_order WHERE id = ?", (command.order_id,)).fetchone()
-        item = row[0] if row else "<no such order>"
+        item = self.readers[command.database](command.order_id) or "<no such order>"
         ShipOrderHandler.shipped.append(item)
         return item
 
 
 @dataclass
-class Project:
-    database: Path
+class Site:
+    alias: str
     order_model: Any
     view: Any
     scheduler: SyncScheduler
     worker: Any
+    count_entries: Callable[[], int]
+
+
+def _postgres_settings(url: str) -> dict[str, Any]:
+    parsed = make_url(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parsed.database,
+        "USER": parsed.username or "",
+        "PASSWORD": parsed.password or "",
+        "HOST": parsed.host or "",
+        "PORT": str(parsed.port or ""),
+    }
+
+
+def _conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+def sites(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Site]]:
+    """One Django project with two databases: ``default`` (SQLite) and ``pg`` (the run's PostgreSQL database)."""
     from django.conf import settings
 
     if settings.configured:  # pragma: no cover - one Django project per test process
         pytest.skip("Django settings were configured by another test")
     database = tmp_path_factory.mktemp("django") / "shop.db"
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    empty_postgres(postgres_url)  # the run's tests share it: no other test's entries for this worker
     settings.configure(
         DATABASES={
             "default": {
@@ -63,14 +84,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
                 "NAME": str(database),
                 # Take SQLite's write lock at BEGIN and wait for it, as the scheduler's own connections do.
                 "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
-            }
+            },
+            "pg": _postgres_settings(postgres_url),
         },
         INSTALLED_APPS=[],
         USE_TZ=True,
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
     )
     django.setup()
-    from django.db import connection, models, transaction
+    from django.db import connections, models, transaction
     from django.http import HttpRequest, JsonResponse
 
     class Order(models.Model):
@@ -79,58 +101,92 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         class Meta:
             app_label = "shop"
 
-    with connection.schema_editor() as editor:
-        editor.create_model(Order)
+    def read_sqlite(order_id: int) -> str | None:
+        with sqlite3.connect(database) as conn:
+            row = conn.execute("SELECT item FROM shop_order WHERE id = ?", (order_id,)).fetchone()
+        return row[0] if row else None
 
-    app = make_app(store=SqlStore(f"sqlite:///{database}"), handlers=[ShipOrderHandler])
-    scheduler = app.injector.get(SyncScheduler)
-    scheduler.open()  # creates the store's tables in the same file, at start-up
+    def read_postgres(order_id: int) -> str | None:
+        with psycopg.connect(_conninfo(postgres_url)) as conn:
+            row = conn.execute("SELECT item FROM shop_order WHERE id = %s", (order_id,)).fetchone()
+        return row[0] if row else None
 
-    def create_order(request: HttpRequest) -> JsonResponse:
-        with transaction.atomic():
-            order = Order.objects.create(item=request.POST["item"])
-            command_id = scheduler.schedule(ShipOrder(order_id=order.pk), session=connection)
-            if request.POST.get("decline"):
-                raise ValueError("payment declined")
-        return JsonResponse({"order": order.pk, "command": command_id}, status=201)
+    def counter(alias: str) -> Callable[[], int]:
+        def count() -> int:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM scheduled_commands")
+                return int(cursor.fetchone()[0])
 
-    ShipOrderHandler.database = database
+        return count
+
+    store_urls = {"default": f"sqlite:///{database}", "pg": postgres_url}
+    ShipOrderHandler.readers.update(default=read_sqlite, pg=read_postgres)
+    built: dict[str, Site] = {}
+    for alias, url in store_urls.items():
+        with connections[alias].schema_editor() as editor:
+            editor.create_model(Order)
+        worker = make_app(store=SqlStore(url), handlers=[ShipOrderHandler])
+        scheduler = worker.injector.get(SyncScheduler)
+        scheduler.open()  # at start-up: the store's tables, in the application's database
+
+        def create_order(request: HttpRequest, alias: str = alias, scheduler: SyncScheduler = scheduler) -> Any:
+            with transaction.atomic(using=alias):
+                order = Order.objects.using(alias).create(item=request.POST["item"])
+                command = ShipOrder(order_id=order.pk, database=alias)
+                command_id = scheduler.schedule(command, session=connections[alias])
+                if request.POST.get("decline"):
+                    raise ValueError("payment declined")
+            return JsonResponse({"order": order.pk, "command": command_id}, status=201)
+
+        built[alias] = Site(alias, Order, create_order, scheduler, worker, counter(alias))
     try:
-        yield Project(database, Order, create_order, scheduler, app)
+        yield built
     finally:
-        scheduler.close()
-        connection.close()
+        for alias, site in built.items():
+            site.scheduler.close()
+            if alias == "pg":
+                with connections[alias].schema_editor() as editor:
+                    editor.delete_model(Order)
+            connections[alias].close()
 
 
-def _post(project: Project, **data: str) -> Any:
+@pytest.fixture(params=["default", "pg"], ids=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, sites: dict[str, Site]) -> Site:
+    return sites[request.param]
+
+
+def _post(site: Site, **data: str) -> Any:
     from django.test import RequestFactory
 
-    return project.view(RequestFactory().post("/orders", data))
+    return site.view(RequestFactory().post("/orders", data))
 
 
-def _entries(database: Path) -> int:
-    with sqlite3.connect(database) as conn:
-        return int(conn.execute("SELECT count(*) FROM scheduled_commands").fetchone()[0])
-
-
-def test_rolled_back_view_stores_neither_row_nor_command(project: Project) -> None:
-    before = _entries(project.database)
+def test_rolled_back_view_stores_neither_row_nor_command(site: Site) -> None:
+    before = site.count_entries()
     with pytest.raises(ValueError, match="payment declined"):
-        _post(project, item="lamp", decline="yes")
-    assert not project.order_model.objects.filter(item="lamp").exists()
-    assert _entries(project.database) == before
+        _post(site, item="lamp", decline="yes")
+    assert not site.order_model.objects.using(site.alias).filter(item="lamp").exists()
+    assert site.count_entries() == before
 
 
-def test_committed_view_runs_the_command_with_the_row_visible(project: Project) -> None:
-    import json
-
-    response = _post(project, item="book")
+def test_committed_view_runs_the_command_with_the_row_visible(site: Site) -> None:
+    ShipOrderHandler.shipped.clear()
+    response = _post(site, item=f"book on {site.alias}")
     assert response.status_code == 201
     body = json.loads(response.content)
-    entry = project.scheduler.get_status(body["command"])
+    entry = site.scheduler.get_status(body["command"])
     assert entry is not None and entry.status is ScheduledCommandStatus.PENDING
-    assert asyncio.run(project.worker.service.run_until_idle()) == 1
-    assert ShipOrderHandler.shipped == ["book"]
-    done = project.scheduler.get_status(body["command"])
+    assert asyncio.run(site.worker.service.run_until_idle()) == 1
+    assert ShipOrderHandler.shipped == [f"book on {site.alias}"]
+    done = site.scheduler.get_status(body["command"])
     assert done is not None and done.status is ScheduledCommandStatus.COMPLETED
-    assert done.result_payload == '"book"'
+    assert done.result_payload == json.dumps(f"book on {site.alias}")
+
+
+def test_a_connection_to_another_database_is_refused(sites: dict[str, Site]) -> None:
+    from django.db import connections
+
+    from stores.errors import SessionNotSupportedError
+
+    with pytest.raises(SessionNotSupportedError, match="another database than the store's"):
+        sites["default"].scheduler.schedule(ShipOrder(order_id=1, database="pg"), session=connections["pg"])
