@@ -190,3 +190,30 @@ def test_a_connection_to_another_database_is_refused(sites: dict[str, Site]) -> 
 
     with pytest.raises(SessionNotSupportedError, match="another database than the store's"):
         sites["default"].scheduler.schedule(ShipOrder(order_id=1, database="pg"), session=connections["pg"])
+
+
+def test_postgresql_workers_are_notified_on_commit_only(sites: dict[str, Site], postgres_url: str) -> None:
+    """The NOTIFY goes through Django's cursor inside the view's transaction: delivered when it commits, never for
+    a rolled-back view."""
+    from stores.sql._postgresql import NOTIFY_CHANNEL
+
+    with psycopg.connect(_conninfo(postgres_url), autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with pytest.raises(ValueError, match="payment declined"):
+            _post(sites["pg"], item="chair", decline="yes")
+        # Notifications arrive in commit order: anything the rolled-back view sent would come before this marker.
+        listener.execute("SELECT pg_notify(%s, 'marker')", (NOTIFY_CHANNEL,))
+        _post(sites["pg"], item="table")
+        notified = list(listener.notifies(timeout=5, stop_after=2))
+    assert [n.payload == "marker" for n in notified] == [True, False]
+    asyncio.run(sites["pg"].worker.service.run_until_idle())  # leaves no due entry to the next test
+
+
+def test_importing_the_sync_module_does_not_import_django() -> None:
+    """Django's connection is recognised without importing Django: Flask applications do not pay for it."""
+    import subprocess
+    import sys
+
+    script = "import sys, scheduling.sync; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
