@@ -13,9 +13,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import empty_postgres
 from scheduling_app import make_app
 from sqlalchemy.engine import make_url
+from sync_support import empty_postgres
 
 from mediator import Command, CommandHandler
 from scheduling import ScheduledCommandStatus

@@ -10,10 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import blocking_url
 from scheduling_app import START, Add, Fail, Record, Unhandled, make_app
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
+from sync_support import blocking_url
 
 from mediator import HandlerNotFoundError
 from scheduling import ScheduledCommandStatus, ScheduleOptions
