@@ -69,9 +69,9 @@ class SyncScheduler:
     ) -> None:
         if not isinstance(store, SqlStore):
             raise TypeError(
-                f"SyncScheduler needs a SqlStore (SQLite or PostgreSQL), not {store.description}: "
-                "a synchronous caller cannot share the entries of a store that lives in one event loop's memory; "
-                "use SqlStore('sqlite:///path/to/file.db') or a PostgreSQL URL"
+                f"SyncScheduler needs a SqlStore (SQLite or PostgreSQL), not {store.description}: it writes through "
+                "a blocking SQL engine, and a MemoryStore's entries live in one process's memory, out of reach of "
+                "another process; use SqlStore('sqlite:///path/to/file.db') or a PostgreSQL URL"
             )
         # The async scheduler builds and validates the entries: the same checks, the same errors.
         self._planner = CommandScheduler(store, mediator, settings, clock, observers)

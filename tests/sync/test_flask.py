@@ -1,15 +1,15 @@
-"""A Flask application with Flask-SQLAlchemy on the store's SQLite file: a view adds a row and schedules a command
-in the request's session (``db.session``). Rolled back: neither exists; committed: a worker runs the command and
-sees the row. Driven through ``app.test_client()``."""
+"""A Flask application with Flask-SQLAlchemy on the store's database (SQLite, PostgreSQL): a view adds a row and
+schedules a command in the request's session (``db.session``). Rolled back: neither exists; committed: a worker runs
+the command and sees the row. Driven through ``app.test_client()``."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 from scheduling_app import make_app
+from sqlalchemy import create_engine, text
+from sync_support import blocking_url
 
 from mediator import Command, CommandHandler
 from scheduling import ScheduledCommandStatus
@@ -25,23 +25,30 @@ class SendInvoice(Command[str]):
 
 
 class SendInvoiceHandler(CommandHandler[SendInvoice, str]):
-    database: Path | None = None
+    #: The blocking URL of the database the handler reads the order from (set by the test).
+    database: str | None = None
     sent: list[str] = []  # noqa: RUF012 - the test reads what the handler saw
 
     async def handle(self, command: SendInvoice) -> str:
-        assert self.database is not None
-        with sqlite3.connect(self.database) as conn:
-            row = conn.execute("SELECT item FROM orders WHERE id = ?", (command.order_id,)).fetchone()
-        item = row[0] if row else "<no such order>"
+        item = await asyncio.to_thread(self._read_item, command.order_id) or "<no such order>"
         SendInvoiceHandler.sent.append(item)
         return item
 
+    def _read_item(self, order_id: int) -> str | None:
+        assert self.database is not None
+        engine = create_engine(self.database)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT item FROM orders WHERE id = :id"), {"id": order_id}).scalar()
+        finally:
+            engine.dispose()
 
-def test_flask_view_schedules_in_the_request_session(tmp_path: Path) -> None:
+
+def test_flask_view_schedules_in_the_request_session(sql_url: str) -> None:
     from flask import Flask, request
     from flask_sqlalchemy import SQLAlchemy
 
-    database = tmp_path / "shop.db"
+    database = blocking_url(sql_url)
     db = SQLAlchemy()
 
     class Order(db.Model):  # type: ignore[name-defined, misc]
@@ -49,13 +56,13 @@ def test_flask_view_schedules_in_the_request_session(tmp_path: Path) -> None:
         id = db.Column(db.Integer, primary_key=True)
         item = db.Column(db.String(100), nullable=False)
 
-    worker = make_app(store=SqlStore(f"sqlite:///{database}"), handlers=[SendInvoiceHandler])
+    worker = make_app(store=SqlStore(sql_url), handlers=[SendInvoiceHandler])
     scheduler = worker.injector.get(SyncScheduler)
     scheduler.open()  # at start-up: creates the store's tables before any request's transaction
     SendInvoiceHandler.database = database
 
     app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{database}"
+    app.config["SQLALCHEMY_DATABASE_URI"] = database
     db.init_app(app)
 
     @app.post("/orders")
@@ -77,18 +84,19 @@ def test_flask_view_schedules_in_the_request_session(tmp_path: Path) -> None:
 
         declined = client.post("/orders", data={"item": "lamp", "decline": "yes"})
         assert declined.status_code == 402
-        with sqlite3.connect(database) as conn:
-            assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
-            assert conn.execute("SELECT count(*) FROM scheduled_commands").fetchone()[0] == 0
+        with app.app_context(), db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM orders")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM scheduled_commands")).scalar_one() == 0
 
         created = client.post("/orders", data={"item": "book"})
         assert created.status_code == 201
         command_id = created.get_json()["command"]
         assert asyncio.run(worker.service.run_until_idle()) == 1
-        assert SendInvoiceHandler.sent == ["book"]
+        assert SendInvoiceHandler.sent[-1:] == ["book"]
         entry = scheduler.get_status(command_id)
         assert entry is not None and entry.status is ScheduledCommandStatus.COMPLETED
     finally:
         scheduler.close()
         with app.app_context():
+            db.drop_all()  # the PostgreSQL database is shared by the run's tests
             db.engine.dispose()
