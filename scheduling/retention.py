@@ -141,6 +141,8 @@ class Purger:
         try:
             now = self._clock.now()
             for status, age in self._retention.ages.items():
+                if now - datetime.min.replace(tzinfo=now.tzinfo) <= age:
+                    continue  # the clock is within ``age`` of the year 1: nothing can have finished that long ago
                 await self._purge_status(status, now - age, purged)
         finally:
             if purged:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -152,6 +152,18 @@ async def test_a_round_logs_its_counts_once_and_nothing_when_idle(caplog: pytest
     assert record.getMessage() == "retention purged 2 finished entries (1 completed, 1 expired)"
     assert record.__dict__["purged"] == {"completed": 1, "expired": 1}
     assert record.__dict__["worker_id"] == "w"
+
+
+async def test_a_clock_near_the_year_1_purges_nothing_and_does_not_fail() -> None:
+    """``now - age`` would be before the first representable instant: nothing is that old."""
+    retention = Retention(completed=30 * DAY, **FAST)
+    app = make_app(clock=ManualClock(datetime(1, 1, 2, tzinfo=UTC)), retention=retention)
+    command_id = await app.scheduler.schedule(Record(value="early"))
+    await app.service.run_until_idle()
+    assert await purger(app, retention, PurgeCounts()).purge_once() == {}
+    app.clock.advance(31 * DAY)
+    assert await purger(app, retention, PurgeCounts()).purge_once() == {S.COMPLETED: 1}
+    assert await app.scheduler.get_status(command_id) is None
 
 
 # -- the running service ---------------------------------------------------------------------------------------
