@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stores.base import ScheduledCommandStore
 
-from ._store_calls import run_guarded, store_call
+from ._store_calls import run_guarded
 from .clock import Clock
 from .entries import ScheduledCommandStatus
 from .observer import SchedulingObserver
@@ -105,8 +105,10 @@ class Purger:
         retention: the ages and pacing.
         clock: what "now" is; an entry goes when ``completed_at < clock.now() - age``.
         observer: told each batch's count (``on_purged``), for the ``entries_purged_total`` counter.
-        lease_duration: how long a failing store call is retried before the round gives up until the next one.
         worker_id: this worker's name in the log records.
+
+    A store call that fails ends the round (one log record, WARNING when the store is away) without retries:
+    nothing is urgent about deleting old entries, and the next round, an ``interval`` later, carries on.
     """
 
     def __init__(
@@ -116,14 +118,12 @@ class Purger:
         clock: Clock,
         observer: SchedulingObserver,
         *,
-        lease_duration: timedelta,
         worker_id: str,
     ) -> None:
         self._store = store
         self._retention = retention
         self._clock = clock
         self._observer = observer
-        self._lease_duration = lease_duration
         self._worker_id = worker_id
 
     async def run(self) -> None:
@@ -164,9 +164,7 @@ class Purger:
         batch = self._retention.batch_size
         pause = self._retention.batch_pause.total_seconds()
         while True:
-            deleted = await store_call(
-                self._lease_duration, self._store.purge, older_than=older_than, statuses=[status], limit=batch
-            )
+            deleted = await self._store.purge(older_than=older_than, statuses=[status], limit=batch)
             if deleted:
                 purged[status] = purged.get(status, 0) + deleted
                 self._observer.on_purged(status, deleted)

@@ -83,14 +83,7 @@ class ScheduledCommandService:
         )
         retention = settings.retention
         self._purger = (
-            Purger(
-                store,
-                retention,
-                clock,
-                observers,
-                lease_duration=settings.lease_duration,
-                worker_id=settings.worker_id,
-            )
+            Purger(store, retention, clock, observers, worker_id=settings.worker_id)
             if retention is not None and retention.ages
             else None
         )

@@ -20,6 +20,7 @@ from scheduling import (
 from scheduling.observer import SchedulingObserver
 from scheduling.retention import Purger
 from stores import MemoryStore
+from stores.errors import StoreUnavailableError
 
 S = ScheduledCommandStatus
 DAY = timedelta(days=1)
@@ -100,7 +101,7 @@ async def finished_app(retention: Retention, observer: SchedulingObserver | None
 
 
 def purger(app: App, retention: Retention, observer: SchedulingObserver) -> Purger:
-    return Purger(app.store, retention, app.clock, observer, lease_duration=timedelta(seconds=5), worker_id="w")
+    return Purger(app.store, retention, app.clock, observer, worker_id="w")
 
 
 async def test_a_round_purges_each_status_by_its_own_age() -> None:
@@ -213,8 +214,19 @@ async def test_without_retention_the_service_keeps_everything() -> None:
     assert store.purges == 0
 
 
-async def test_a_failing_round_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptureFixture) -> None:
-    """A store error in a round neither stops the service nor the next round."""
+@pytest.mark.parametrize(
+    ("error", "level", "message"),
+    [
+        (StoreUnavailableError("memory://flaky", "connection refused"), logging.WARNING, "connection refused"),
+        (RuntimeError("disk on fire"), logging.ERROR, "purge_round failed; continuing"),
+    ],
+    ids=["store-away", "bug"],
+)
+async def test_a_failing_round_is_logged_once_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture, error: Exception, level: int, message: str
+) -> None:
+    """A store error ends the round with one record (WARNING when the store is away, else ERROR with its
+    traceback), without retries; the service keeps running and the next round, an interval later, purges."""
 
     class FlakyPurge(MemoryStore):
         failures = 1
@@ -222,7 +234,7 @@ async def test_a_failing_round_is_logged_and_the_next_one_runs(caplog: pytest.Lo
         async def purge(self, **kwargs: Any) -> int:
             if self.failures:
                 self.failures -= 1
-                raise RuntimeError("disk on fire")
+                raise error
             return await super().purge(**kwargs)
 
     store = FlakyPurge()
@@ -230,11 +242,15 @@ async def test_a_failing_round_is_logged_and_the_next_one_runs(caplog: pytest.Lo
     command_id = await app.scheduler.schedule(Record(value="x"))
     await app.service.run_until_idle()
     app.clock.advance(2 * DAY)
-    with caplog.at_level(logging.ERROR, logger="scheduling.service"):
+    with caplog.at_level(logging.WARNING, logger="scheduling"):
         async with app.service:
-            await eventually(lambda: _logged(caplog, "purge_round failed"))
+            await eventually(lambda: _logged(caplog, message))
             app.clock.advance(timedelta(minutes=10))
             await eventually(lambda: _gone(app, command_id))
+    [record] = caplog.records
+    assert record.levelno == level
+    assert record.getMessage().startswith("purge_round failed; continuing")
+    assert (record.exc_info is not None) == (level == logging.ERROR)
 
 
 async def _gone(app: App, command_id: str) -> bool:
