@@ -19,6 +19,8 @@ from test_contract import (
     at,
     entry_in_status,
     make_attempt,
+    make_occurrence,
+    make_schedule,
 )
 
 from scheduling.entries import ScheduledCommandStatus
@@ -123,3 +125,19 @@ async def test_completed_entry_attempts_go_with_it(store: ScheduledCommandStore)
     assert len(await store.get_attempts(claimed)) == 2
     assert await store.purge(older_than=at(10), statuses=[ScheduledCommandStatus.COMPLETED], limit=1) == 1
     assert await store.get_attempts(claimed) == []
+
+
+async def test_purge_leaves_recurring_schedules_and_their_pending_occurrence(store: ScheduledCommandStore) -> None:
+    """A recurring schedule's finished occurrences are entries like any other; the schedule itself and its next
+    (pending) occurrence are never purged."""
+    schedule = await store.upsert_schedule(make_schedule())
+    done = make_occurrence("nightly", schedule.generation, 0)
+    upcoming = make_occurrence("nightly", schedule.generation, 86_400)
+    await store.add([done, upcoming])
+    claimed = (await store.claim_due(now=at(0), limit=1, worker_id="w", lease_duration=at(60) - at(0)))[0]
+    assert claimed.id == done.id and claimed.lease_token is not None
+    assert await store.complete(done.id, claimed.lease_token, result_payload=None, attempt=make_attempt())
+    assert await store.purge(older_than=at(10**6), statuses=[COMPLETED], limit=500) == 1
+    assert await store.get_schedule("nightly") == schedule
+    assert await store.get(done.id) is None
+    assert await store.get(upcoming.id) is not None
