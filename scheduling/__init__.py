@@ -5,7 +5,8 @@ What lives here, in two layers (the stores they use are the ``stores`` package):
 - **The engine**, public: ``scheduler`` (``CommandScheduler``: schedule, cancel, inspect), ``service``
   (``ScheduledCommandService``, the worker), ``options`` (``ScheduleOptions``, ``SchedulerSettings``), ``module``
   (``SchedulingModule``), ``clock``, ``entries``, ``notifications``, ``observer``, ``errors``, ``retry`` (backoff as
-  a pure function), ``recurring`` and ``recurring_ops`` (recurring schedules), ``codec`` (command type names and
+  a pure function), ``recurring`` and ``recurring_ops`` (recurring schedules), ``retention``
+  (``Retention``: deleting old finished entries), ``codec`` (command type names and
   payloads). The service's parts are private: ``_claim_loop`` (claim, sleep, wake; ``_wakeup``), ``_attempt`` (one
   attempt and its outcome), ``_leases`` (heartbeat, recovery, draining), ``_store_calls`` (store retries and
   failure logs), ``_hooks`` (startup hooks).
@@ -30,6 +31,7 @@ from .notifications import (
     ScheduledCommandRetrying,
 )
 from .options import ScheduleOptions, SchedulerSettings
+from .retention import Retention
 from .scheduler import CommandScheduler, ICommandScheduler
 from .service import ScheduledCommandService
 
@@ -39,6 +41,7 @@ __all__ = [
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
+    "Retention",
     "ScheduleOptions",
     "ScheduledCommandCancelled",
     "ScheduledCommandCompleted",

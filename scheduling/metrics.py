@@ -3,8 +3,8 @@
 Three pieces, each usable alone:
 
 - ``PrometheusObserver``: a ``SchedulingObserver`` counting scheduled, completed, retried, dead-lettered, expired and
-  cancelled commands per command type, with histograms of run duration and due-to-start lag. Install it with
-  ``SchedulingModule(observers=[PrometheusObserver()])``.
+  cancelled commands per command type, with histograms of run duration and due-to-start lag, and the finished
+  entries retention purged per status. Install it with ``SchedulingModule(observers=[PrometheusObserver()])``.
 - ``StoreGauges``: the number of entries in each status, the age of the oldest overdue entry and the entries running
   now, read from the store by ``await gauges.refresh()``.
 - ``render()`` (the exposition body and its content type, for a ``/metrics`` route of your own) and
@@ -52,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from stores.base import ScheduledCommandStore
 
 from .clock import Clock, SystemClock
-from .entries import ScheduledCommandEntry, ScheduledCommandStatus
+from .entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from .observer import FinishedOutcome, SchedulingObserver
 
 __all__ = [
@@ -187,7 +187,11 @@ class _Instruments:
             registry=None,
             buckets=LAG_BUCKETS,
         )
-        counters = (self.scheduled, self.completed, self.retried, self.failed, self.expired, self.cancelled)
+        purged = Counter(
+            "entries_purged", "Finished entries deleted by retention.", ["status"], namespace=namespace, registry=None
+        )
+        self.purged = {status: purged.labels(_status_label(status)) for status in TERMINAL_STATUSES}  # at zero
+        counters = (self.scheduled, self.completed, self.retried, self.failed, self.expired, self.cancelled, purged)
         _register(registry, (*counters, self.duration, self.lag))
         self._by_type: dict[str, _TypeSeries] = {}
 
@@ -204,7 +208,9 @@ class PrometheusObserver(SchedulingObserver):
     Metrics (``{ns}`` is the namespace): counters ``{ns}_commands_scheduled_total``, ``_completed_total``,
     ``_retried_total``, ``_failed_total`` (dead-lettered), ``_expired_total`` and ``_cancelled_total``, each with
     the label ``command_type``; histograms ``{ns}_run_duration_seconds{command_type,outcome}`` and
-    ``{ns}_due_lag_seconds{command_type}``; no ``*_created`` series. A command type's series appear at zero when
+    ``{ns}_due_lag_seconds{command_type}``; ``{ns}_entries_purged_total{status}``, the finished entries the
+    service's retention deleted (``status``: ``completed``, ``failed``, ``cancelled``, ``expired``, each at zero
+    from the start); no ``*_created`` series. A command type's series appear at zero when
     a service with a handler for it starts (``on_service_started``), or else the first time one of its commands
     is seen, so ``increase()`` counts the first event.
 
@@ -257,6 +263,9 @@ class PrometheusObserver(SchedulingObserver):
     def on_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         for command_type, count in _tally(entries).items():
             self._instruments.of(command_type).cancelled.inc(count)
+
+    def on_purged(self, status: ScheduledCommandStatus, count: int) -> None:
+        self._instruments.purged[status].inc(count)
 
 
 def _tally(entries: Sequence[ScheduledCommandEntry]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
-from .entries import ScheduledCommandEntry
+from .entries import ScheduledCommandEntry, ScheduledCommandStatus
 
 __all__ = ["FinishedOutcome", "SchedulingObserver", "SchedulingObservers"]
 
@@ -50,6 +50,12 @@ class SchedulingObserver:
 
     def on_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         """Pending entries were cancelled through the scheduler."""
+
+    def on_purged(self, status: ScheduledCommandStatus, count: int) -> None:
+        """The service's retention deleted ``count`` finished entries of ``status`` (one batch; never 0).
+
+        .. versionadded:: 0.5
+        """
 
 
 class SchedulingObservers(SchedulingObserver):
@@ -89,6 +95,9 @@ class SchedulingObservers(SchedulingObserver):
 
     def on_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         self._each("on_cancelled", entries)
+
+    def on_purged(self, status: ScheduledCommandStatus, count: int) -> None:
+        self._each("on_purged", status, count)
 
     def _each(self, hook: str, *args: object) -> None:
         for observer in self._observers:

@@ -11,6 +11,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .clock import ensure_aware
+from .retention import Retention
 from .storable import (
     INT32_MAX,
     MAX_CORRELATION_ID_LENGTH,
@@ -164,6 +165,9 @@ class SchedulerSettings(BaseModel):
     max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     #: This worker's name in leases and the audit trail; default ``host:pid:random``.
     worker_id: str = Field(default_factory=default_worker_id)
+    #: How long finished entries are kept before the running service deletes them (see ``Retention``: completed
+    #: 7 days, cancelled and expired 30 days, dead letters until handled); ``None`` keeps everything.
+    retention: Retention | None = Field(default_factory=Retention)
 
     @field_validator("polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay")
     @classmethod

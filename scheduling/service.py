@@ -7,7 +7,9 @@ The service is the public face of three parts, each in a module of its own:
 - the attempts (:mod:`scheduling._attempt`): run each entry through the mediator in its own task and record its
   outcome through the store's lease-fenced methods, every outcome along one reporting path;
 - the leases (:mod:`scheduling._leases`): the claimed entries' tasks and leases, the heartbeat renewing them,
-  recovery of entries whose worker died, and draining at shutdown.
+  recovery of entries whose worker died, and draining at shutdown;
+- retention (:mod:`scheduling.retention`): deleting finished entries once they are older than the settings'
+  ``retention`` ages, in a background task of its own.
 
 Failures of the store are retried with backoff and logged (:mod:`scheduling._store_calls`); nothing one command does
 stops the loop. Every part logs to the ``scheduling.service`` logger.
@@ -34,6 +36,7 @@ from .clock import Clock
 from .codec import CommandCodec
 from .observer import SchedulingObservers
 from .options import SchedulerSettings
+from .retention import Purger
 from .scheduler import CommandScheduler
 
 __all__ = ["CLAIM_AHEAD", "ScheduledCommandService"]
@@ -77,6 +80,12 @@ class ScheduledCommandService:
         self._attempts = Attempts(store, mediator, self._codec, settings, clock, observers, self._leases, self._wakeup)
         self._claims = ClaimLoop(
             store, settings, clock, self._leases, self._wakeup, execute=self._attempts.execute, recover=self._recover
+        )
+        retention = settings.retention
+        self._purger = (
+            Purger(store, retention, clock, observers, worker_id=settings.worker_id)
+            if retention is not None and retention.ages
+            else None
         )
 
     # -- properties -------------------------------------------------------------------------------------------
@@ -179,6 +188,9 @@ class ScheduledCommandService:
         self._wakeup.bind()
         self._store.add_wakeup_listener(self._wakeup.notify)
         heartbeat = asyncio.create_task(self._leases.heartbeat_loop(), name="scheduled-commands-heartbeat")
+        purger = None
+        if self._purger is not None:
+            purger = asyncio.create_task(self._purger.run(), name="scheduled-commands-retention")
         logger.info(
             "worker %s started on %s (concurrency %d, batch %d, polling %ss); command types: %s",
             self._worker_id,
@@ -199,9 +211,11 @@ class ScheduledCommandService:
             raise
         finally:
             self._store.remove_wakeup_listener(self._wakeup.notify)
+            if purger is not None:  # a round stops at once (a batch's transaction rolls back), not after the drain
+                purger.cancel()
             await self._leases.drain(graceful=graceful)
             heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            await asyncio.gather(heartbeat, *([purger] if purger is not None else []), return_exceptions=True)
             logger.info("worker %s stopped", self._worker_id, extra={"action": "stop", "worker_id": self._worker_id})
 
     async def run_until_idle(self) -> int:

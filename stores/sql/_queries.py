@@ -265,19 +265,24 @@ def purgeable(statuses: Collection[ScheduledCommandStatus]) -> list[str]:
     return sorted(ScheduledCommandStatus(s).value for s in set(statuses) & TERMINAL_STATUSES)
 
 
-async def purge_chunk(conn: AsyncConnection, statuses: list[str], older_than: datetime, chunk: int) -> int:
-    """Delete up to ``chunk`` finished entries (and their attempts); how many were deleted."""
-    doomed = (
-        await conn.execute(
-            select(ENTRIES.c.seq, ENTRIES.c.id)
-            .where(ENTRIES.c.status.in_(statuses), ENTRIES.c.completed_at < older_than)
-            .limit(chunk)
-        )
-    ).all()
-    if doomed:
-        await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
-        await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed])))
-    return len(doomed)
+async def purge_chunk(
+    conn: AsyncConnection, backend: Backend, statuses: list[str], older_than: datetime, chunk: int
+) -> int:
+    """Delete up to ``chunk`` finished entries (and their attempts); how many were deleted.
+
+    The rows are locked as they are chosen, skipping rows another transaction holds (PostgreSQL: ``FOR UPDATE SKIP
+    LOCKED``; SQLite's write transaction already excludes every other writer): purgers running at once delete
+    disjoint rows and each counts only its own, and a dead letter being requeued meanwhile is either requeued (and
+    skipped here) or purged first (and the requeue finds nothing).
+    """
+    finished = and_(ENTRIES.c.status.in_(statuses), ENTRIES.c.completed_at < older_than)
+    query = select(ENTRIES.c.seq, ENTRIES.c.id).where(finished).limit(chunk)
+    doomed = (await conn.execute(backend.lock_rows(query, skip_locked=True))).all()
+    if not doomed:
+        return 0
+    await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
+    deleted = await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed]), finished))
+    return int(deleted.rowcount)
 
 
 async def count_purgeable(conn: AsyncConnection, statuses: list[str], older_than: datetime) -> int:

@@ -307,7 +307,7 @@ class SqlStore(SqlConnections):
         while limit is None or total < limit:  # in chunks, so one purge never holds the write lock for long
             chunk = queries.PURGE_CHUNK if limit is None else min(queries.PURGE_CHUNK, limit - total)
             async with self._write() as conn:
-                deleted = await queries.purge_chunk(conn, purgeable, older_than, chunk)
+                deleted = await queries.purge_chunk(conn, self._backend, purgeable, older_than, chunk)
             total += deleted
             if deleted < chunk:
                 break

@@ -62,6 +62,7 @@ SCHEDULING_API = [
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
+    "Retention",
     "ScheduleOptions",
     "ScheduledCommandCancelled",
     "ScheduledCommandCompleted",
