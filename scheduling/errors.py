@@ -152,8 +152,7 @@ class CommandNotFoundError(SchedulingError, LookupError):
 
     def __str__(self) -> str:
         return (
-            f"no scheduled command {self.command_id!r} in {self.store}: never scheduled there, rolled back, "
-            "or purged"
+            f"no scheduled command {self.command_id!r} in {self.store}: never scheduled there, rolled back, or purged"
         )
 
 

@@ -10,6 +10,7 @@ memory, LISTEN/NOTIFY on PostgreSQL, the commit watcher on SQLite, pub/sub on Re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -107,7 +108,7 @@ def decode_result(entry: ScheduledCommandEntry, command_class: type[Command[Any]
 
 
 async def wait_until_finished(
-    store: ScheduledCommandStore, command_id: str, *, timeout: float | None, recheck_every: float
+    store: ScheduledCommandStore, command_id: str, *, within: float | None, recheck_every: float
 ) -> ScheduledCommandEntry:
     """The entry once it reaches a terminal status, woken by the store's finish notifications.
 
@@ -116,7 +117,7 @@ async def wait_until_finished(
 
     Raises:
         CommandNotFoundError: the store does not hold the id (or no longer does).
-        TimeoutError: ``timeout`` seconds passed (real, monotonic time) first.
+        TimeoutError: ``within`` seconds passed (real, monotonic time) first.
     """
     woken = asyncio.Event()
 
@@ -124,7 +125,7 @@ async def wait_until_finished(
         woken.set()
 
     loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
+    deadline = None if within is None else loop.time() + within
     store.add_finish_listener(command_id, listener)
     try:
         while True:
@@ -139,14 +140,12 @@ async def wait_until_finished(
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise TimeoutError(
-                        f"{entry.command_type} {command_id} did not finish within {timeout:g}s "
+                        f"{entry.command_type} {command_id} did not finish within {within:g}s "
                         f"(status {entry.status.value})"
                     )
                 pause = min(pause, remaining)
-            try:
+            with contextlib.suppress(TimeoutError):  # the deadline or the safety-net re-read: the loop decides
                 await asyncio.wait_for(woken.wait(), pause)
-            except TimeoutError:
-                pass  # the deadline or the safety-net re-read: the loop decides which
     finally:
         store.remove_finish_listener(command_id, listener)
 

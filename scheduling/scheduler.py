@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 _DEFAULT_OPTIONS = ScheduleOptions()
 
 R = TypeVar("R")
+#: A duration as a ``timedelta`` or seconds, or None for no limit.
+Duration = timedelta | float | None
 
 
 class CommandScheduler:
@@ -221,11 +223,12 @@ class CommandScheduler:
 
     # -- results ----------------------------------------------------------------------------------------------
 
+    # ``timeout=`` as in asyncio.wait_for and the contract (API.md section 6), hence the noqa: ASYNC109.
     @overload
-    async def wait(self, command_id: ScheduledCommandId[R], *, timeout: timedelta | float | None = None) -> R: ...
+    async def wait(self, command_id: ScheduledCommandId[R], *, timeout: Duration = None) -> R: ...  # noqa: ASYNC109
     @overload
-    async def wait(self, command_id: str, *, timeout: timedelta | float | None = None) -> Any: ...
-    async def wait(self, command_id: str, *, timeout: timedelta | float | None = None) -> Any:
+    async def wait(self, command_id: str, *, timeout: Duration = None) -> Any: ...  # noqa: ASYNC109
+    async def wait(self, command_id: str, *, timeout: Duration = None) -> Any:  # noqa: ASYNC109
         """Wait until the command finishes; return its handler's result, decoded with the command's result type.
 
         Woken by the store when the entry finishes, in this process or another (see docs/scheduling.md, "Waiting
@@ -251,7 +254,7 @@ class CommandScheduler:
         """
         wait_seconds = seconds(timeout, "timeout")
         recheck = self._settings.wait_recheck_interval.total_seconds()
-        entry = await wait_until_finished(self._store, command_id, timeout=wait_seconds, recheck_every=recheck)
+        entry = await wait_until_finished(self._store, command_id, within=wait_seconds, recheck_every=recheck)
         return decode_result(entry, self._command_class(entry.command_type))
 
     @overload
