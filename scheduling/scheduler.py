@@ -227,7 +227,7 @@ class CommandScheduler:
     @overload
     async def wait(self, command_id: ScheduledCommandId[R], *, timeout: Duration = None) -> R: ...  # noqa: ASYNC109
     @overload
-    async def wait(self, command_id: str, *, timeout: Duration = None) -> Any: ...  # noqa: ASYNC109
+    async def wait(self, command_id: str, *, timeout: Duration = None) -> object: ...  # noqa: ASYNC109
     async def wait(self, command_id: str, *, timeout: Duration = None) -> Any:  # noqa: ASYNC109
         """Wait until the command finishes; return its handler's result, decoded with the command's result type.
 
@@ -236,7 +236,7 @@ class CommandScheduler:
 
         Args:
             command_id: what ``schedule()`` returned (then the result is typed ``R`` of ``Command[R]``), or any id
-                as a plain ``str``.
+                as a plain ``str`` (then it is typed ``object``: the type checker cannot know the command's type).
             timeout: the longest wait, as a ``timedelta`` or seconds of real (monotonic) time, not of the
                 scheduler's ``Clock``; ``None`` waits as long as it takes.
 
@@ -260,7 +260,7 @@ class CommandScheduler:
     @overload
     async def result(self, command_id: ScheduledCommandId[R]) -> R: ...
     @overload
-    async def result(self, command_id: str) -> Any: ...
+    async def result(self, command_id: str) -> object: ...
     async def result(self, command_id: str) -> Any:
         """The result of a finished command, typed like ``wait()``'s, without waiting.
 
