@@ -33,7 +33,7 @@ from .errors import (
 if TYPE_CHECKING:
     from stores.base import ScheduledCommandStore
 
-__all__ = ["ScheduledCommandId", "decode_result", "result_type_of", "wait_until_finished"]
+__all__ = ["ScheduledCommandId", "decode_result", "result_type_of", "seconds", "wait_until_finished"]
 
 R_co = TypeVar("R_co", covariant=True)
 
