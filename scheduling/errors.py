@@ -7,16 +7,34 @@ Hierarchy::
     ├── NotACommandError           schedule() of something that is not a Command (also a TypeError)
     ├── UnimportableCommandError   schedule() on a durable store of a command class defined in __main__
     ├── InvalidScheduleError       schedule_recurring() with a bad cron, time zone, interval or options
+    ├── CommandNotFoundError       wait() or result() of an id the store does not hold (also a LookupError)
+    ├── CommandNotFinishedError    result() of a command still PENDING or PROCESSING
+    ├── CommandOutcomeError        wait() or result() of a command that did not complete
+    │   ├── CommandFailedError        it was dead-lettered (FAILED); carries the stored error message
+    │   ├── CommandExpiredError       it expired before it could run
+    │   └── CommandCancelledError     it was cancelled
     └── UndeliverableCommandError  a stored entry that can never run (dead-lettered, never raised to callers)
         ├── UnknownCommandTypeError   its type has no registered handler
         └── InvalidPayloadError       its payload no longer validates against the command class
 
-``mediator.HandlerNotFoundError`` is raised by ``schedule()`` for a command type without a handler.
+``mediator.HandlerNotFoundError`` is raised by ``schedule()`` for a command type without a handler; ``wait()``
+raises the builtin ``TimeoutError`` when its timeout passes first.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stores.entries import ScheduledCommandEntry
+
 __all__ = [
+    "CommandCancelledError",
+    "CommandExpiredError",
+    "CommandFailedError",
+    "CommandNotFinishedError",
+    "CommandNotFoundError",
+    "CommandOutcomeError",
     "InvalidPayloadError",
     "InvalidScheduleError",
     "NotACommandError",
@@ -118,3 +136,97 @@ class InvalidPayloadError(UndeliverableCommandError):
 
     def __str__(self) -> str:
         return f"payload of {self.command_type} no longer validates: {self.reason}"
+
+
+class CommandNotFoundError(SchedulingError, LookupError):
+    """``wait()`` or ``result()`` was given an id the store does not hold: never scheduled there, scheduled in a
+    transaction that rolled back, or purged. Check the id and the store the scheduler uses.
+
+    .. versionadded:: 0.5
+    """
+
+    def __init__(self, command_id: str, store: str) -> None:
+        self.command_id = command_id
+        self.store = store
+        super().__init__(command_id, store)
+
+    def __str__(self) -> str:
+        return (
+            f"no scheduled command {self.command_id!r} in {self.store}: never scheduled there, rolled back, or purged"
+        )
+
+
+class CommandNotFinishedError(SchedulingError):
+    """``result()`` was asked for the result of a command that has not finished (PENDING or PROCESSING); use
+    ``wait()`` to wait for it.
+
+    .. versionadded:: 0.5
+    """
+
+    def __init__(self, entry: ScheduledCommandEntry) -> None:
+        self.entry = entry
+        self.command_id = entry.id
+        super().__init__(entry)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.entry.command_type} {self.command_id} has not finished (status {self.entry.status.value}); "
+            "await scheduler.wait(command_id) to wait for its result"
+        )
+
+
+class CommandOutcomeError(SchedulingError):
+    """The command finished without a result: the base of the failed, expired and cancelled outcomes.
+
+    ``entry`` is the finished entry (its attempts: ``scheduler.get_attempts(command_id)``).
+
+    .. versionadded:: 0.5
+    """
+
+    def __init__(self, entry: ScheduledCommandEntry) -> None:
+        #: The finished entry, as stored.
+        self.entry = entry
+        #: The command's id.
+        self.command_id = entry.id
+        #: The stored error message (the last failure's, for a dead-lettered command), or None.
+        self.error_message = entry.error_message
+        super().__init__(entry)
+
+    def _outcome(self) -> str:
+        return "did not complete"
+
+    def __str__(self) -> str:
+        text = f"{self.entry.command_type} {self.command_id} {self._outcome()}"
+        return f"{text}: {self.error_message}" if self.error_message else text
+
+
+class CommandFailedError(CommandOutcomeError):
+    """The command was dead-lettered (FAILED): its last attempt failed with no retry left, or it could never run.
+    ``error_message`` is the stored error; an operator may requeue it (then wait again).
+
+    .. versionadded:: 0.5
+    """
+
+    def _outcome(self) -> str:
+        return f"failed after {self.entry.attempt_count} attempt(s) and is dead-lettered"
+
+
+class CommandExpiredError(CommandOutcomeError):
+    """The command expired (its ``expires_after`` passed) before it could run.
+
+    .. versionadded:: 0.5
+    """
+
+    def _outcome(self) -> str:
+        return "expired before it ran"
+
+
+class CommandCancelledError(CommandOutcomeError):
+    """The command was cancelled (by ``cancel()``, its correlation id, its recurring schedule, or an operator
+    dismissing it after it failed).
+
+    .. versionadded:: 0.5
+    """
+
+    def _outcome(self) -> str:
+        return "was cancelled"

@@ -143,6 +143,9 @@ class SchedulerSettings(BaseModel):
     #: Longest sleep between two polls when nothing is known to be due; the service otherwise sleeps until the
     #: next due time, and is woken when a sooner command is scheduled.
     polling_interval: timedelta = timedelta(seconds=5)
+    #: ``CommandScheduler.wait()`` is woken by the store when the entry finishes; it also re-reads the entry this
+    #: often, only as a safety net against a lost notification (a dropped database connection).
+    wait_recheck_interval: timedelta = timedelta(seconds=5)
     #: Entries claimed per store round trip.
     batch_size: Annotated[int, Field(ge=1)] = 50
     #: Commands running at once in one service.
@@ -169,7 +172,9 @@ class SchedulerSettings(BaseModel):
     #: 7 days, cancelled and expired 30 days, dead letters until handled); ``None`` keeps everything.
     retention: Retention | None = Field(default_factory=Retention)
 
-    @field_validator("polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay")
+    @field_validator(
+        "polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay", "wait_recheck_interval"
+    )
     @classmethod
     def _positive_durations(cls, value: timedelta, info: object) -> timedelta:
         name = getattr(info, "field_name", "value")

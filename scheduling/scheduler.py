@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from injector import inject
 
@@ -18,11 +18,18 @@ from . import recurring_ops
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError, UnimportableCommandError
+from .errors import (
+    CommandNotFoundError,
+    InvalidScheduleError,
+    NotACommandError,
+    PayloadTooLargeError,
+    UnimportableCommandError,
+)
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
+from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
 from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
@@ -30,6 +37,10 @@ __all__ = ["CommandScheduler", "ICommandScheduler"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_OPTIONS = ScheduleOptions()
+
+R = TypeVar("R")
+#: A duration as a ``timedelta`` or seconds, or None for no limit.
+Duration = timedelta | float | None
 
 
 class CommandScheduler:
@@ -60,9 +71,10 @@ class CommandScheduler:
         return self._store
 
     async def schedule(
-        self, command: Command[Any], options: ScheduleOptions | None = None, *, session: Any = None
-    ) -> str:
-        """Store ``command`` to run when due; return its id.
+        self, command: Command[R], options: ScheduleOptions | None = None, *, session: Any = None
+    ) -> ScheduledCommandId[R]:
+        """Store ``command`` to run when due; return its id (a ``str``, typed with the command's result type for
+        ``wait()``).
 
         With an ``idempotency_key`` the store still holds, returns the first entry's id and stores nothing.
         With ``session`` (the caller's SQLAlchemy/SQLModel ``Session`` or ``AsyncSession`` on the store's database),
@@ -79,7 +91,7 @@ class CommandScheduler:
                 worker process could never import it); nothing was stored.
         """
         (entry_id,) = await self.schedule_many([command], options, session=session)
-        return entry_id
+        return ScheduledCommandId(entry_id)
 
     async def schedule_many(
         self, commands: Sequence[Command[Any]], options: ScheduleOptions | None = None, *, session: Any = None
@@ -208,6 +220,69 @@ class CommandScheduler:
     async def get_attempts(self, command_id: str) -> list[AttemptRecord]:
         """Every attempt at running the command, oldest first."""
         return await self._store.get_attempts(command_id)
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    # ``timeout=`` as in asyncio.wait_for and the contract (API.md section 6), hence the noqa: ASYNC109.
+    @overload
+    async def wait(self, command_id: ScheduledCommandId[R], *, timeout: Duration = None) -> R: ...  # noqa: ASYNC109
+    @overload
+    async def wait(self, command_id: str, *, timeout: Duration = None) -> object: ...  # noqa: ASYNC109
+    async def wait(self, command_id: str, *, timeout: Duration = None) -> Any:  # noqa: ASYNC109
+        """Wait until the command finishes; return its handler's result, decoded with the command's result type.
+
+        Woken by the store when the entry finishes, in this process or another (see docs/scheduling.md, "Waiting
+        for a result"), not by polling. A command that is retried is waited for until its last attempt.
+
+        Args:
+            command_id: what ``schedule()`` returned (then the result is typed ``R`` of ``Command[R]``), or any id
+                as a plain ``str`` (then it is typed ``object``: the type checker cannot know the command's type).
+            timeout: the longest wait, as a ``timedelta`` or seconds of real (monotonic) time, not of the
+                scheduler's ``Clock``; ``None`` waits as long as it takes.
+
+        Returns:
+            The result, validated as ``R``; ``None`` for a command whose handler returns nothing.
+
+        Raises:
+            CommandFailedError: the command was dead-lettered; ``error_message`` is its stored error.
+            CommandExpiredError: it expired before it could run.
+            CommandCancelledError: it was cancelled.
+            CommandNotFoundError: the store does not hold the id.
+            TimeoutError: ``timeout`` passed first (the command may still run later).
+
+        .. versionadded:: 0.5
+        """
+        wait_seconds = seconds(timeout, "timeout")
+        recheck = self._settings.wait_recheck_interval.total_seconds()
+        entry = await wait_until_finished(self._store, command_id, within=wait_seconds, recheck_every=recheck)
+        return decode_result(entry, self._command_class(entry.command_type))
+
+    @overload
+    async def result(self, command_id: ScheduledCommandId[R]) -> R: ...
+    @overload
+    async def result(self, command_id: str) -> object: ...
+    async def result(self, command_id: str) -> Any:
+        """The result of a finished command, typed like ``wait()``'s, without waiting.
+
+        ``entry.result_payload`` stays the stored JSON text, for operators; this is the decoded value, for code.
+
+        Raises:
+            CommandNotFinishedError: the command is still PENDING or PROCESSING.
+            CommandFailedError, CommandExpiredError, CommandCancelledError, CommandNotFoundError: as ``wait()``.
+
+        .. versionadded:: 0.5
+        """
+        entry = await self._store.get(command_id)
+        if entry is None:
+            raise CommandNotFoundError(command_id, self._store.description)
+        return decode_result(entry, self._command_class(entry.command_type))
+
+    def _command_class(self, command_type: str) -> type[Command[Any]] | None:
+        """The registered command class stored under ``command_type``, or None."""
+        for request_type in self._mediator.request_types:
+            if issubclass(request_type, Command) and command_type_name(request_type) == command_type:
+                return request_type
+        return None
 
     # -- recurring schedules ----------------------------------------------------------------------------------
 

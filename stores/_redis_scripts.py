@@ -58,6 +58,7 @@ local function move_status(id, seq, old, new)
   redis.call('ZADD', P .. 's:' .. new, seq, id)
   redis.call('HINCRBY', P .. 'counts', new, 1)
   redis.call('HSET', P .. 'e:' .. id, 'status', new)
+  if new ~= 'PENDING' and new ~= 'PROCESSING' then redis.call('PUBLISH', P .. 'finished', id) end
 end
 local function push_due(id, seq, priority, due)
   redis.call('ZADD', P .. 'due:' .. priority, due, member(id, seq))

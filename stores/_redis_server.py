@@ -1,5 +1,5 @@
 """What ``RedisStore`` does with the server besides its scripts: the checks on opening (the key layout version, the
-server's persistence) and the wake-up subscription, which resubscribes after the connection drops."""
+server's persistence) and the subscription to wake-ups and finishes, which resubscribes after the connection drops."""
 
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ async def warn_without_persistence(client: Redis, url: str, description: str) ->
         )
 
 
-async def subscribe(client: Redis, channel: str) -> PubSub:
+async def subscribe(client: Redis, *channels: str) -> PubSub:
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
-        await pubsub.subscribe(channel)
+        await pubsub.subscribe(*channels)
     except BaseException:
         await pubsub.aclose()
         raise
@@ -63,12 +63,17 @@ async def subscribe(client: Redis, channel: str) -> PubSub:
 
 async def listen(
     client: Callable[[], Redis | None],
-    channel: str,
+    channels: tuple[str, str],
     subscribed: PubSub,
-    notify: Callable[[datetime], None],
+    hooks: tuple[Callable[[datetime], None], Callable[[list[str]], None], Callable[[], None]],
     url: str,
 ) -> None:
-    """Read the wake-up channel, calling ``notify(due)``; subscribe again with backoff after the connection drops."""
+    """Read the wake-up channel, calling ``notify(due)``, and the finish channel (an entry id per message), calling
+    ``finished([id])`` (``hooks`` is ``(notify, finished, recheck)``); subscribe again with backoff after the
+    connection drops, then wake every listener and ``recheck()`` the waiters (anything may have happened meanwhile).
+    """
+    wakeup_channel, finished_channel = channels
+    notify, finished, recheck = hooks
     pubsub: PubSub | None = subscribed
     failures = 0
     while True:
@@ -78,12 +83,17 @@ async def listen(
                 current = client()
                 if current is None:
                     return  # the store was closed meanwhile
-                pubsub = await subscribe(current, channel)
+                pubsub = await subscribe(current, wakeup_channel, finished_channel)
                 logger.info("wake-up listener subscribed again on %s", url, extra={"action": "listen"})
                 failures = 0
                 notify(_EPOCH)  # anything may have been scheduled meanwhile: wake the listeners to look
+                recheck()
             async for message in pubsub.listen():
-                if message["type"] == "message":
+                if message["type"] != "message":
+                    continue
+                if message["channel"] == finished_channel:
+                    finished([message["data"]])
+                else:
                     notify(from_micros(message["data"]))
             raise ConnectionError("the subscription ended")
         except asyncio.CancelledError:

@@ -11,7 +11,7 @@ worker that lost its lease can neither complete nor fail an entry that another w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -22,6 +22,7 @@ from .errors import SessionNotSupportedError, UnreadableEntryError
 from .schedules import StoredSchedule
 
 __all__ = [
+    "FinishListener",
     "FinishedCount",
     "ReclaimedEntry",
     "ScheduledCommandStore",
@@ -32,6 +33,8 @@ __all__ = [
 
 #: Called with the earliest due time of entries that just became PENDING (added, requeued or released).
 WakeupListener = Callable[[datetime], None]
+#: Called with the id of a watched entry that reached a terminal status (or may have: the caller re-reads it).
+FinishListener = Callable[[str], None]
 
 
 class ReclaimedEntry(NamedTuple):
@@ -71,6 +74,7 @@ class ScheduledCommandStore(ABC):
 
     def __init__(self) -> None:
         self._wakeup_listeners: list[WakeupListener] = []
+        self._finish_listeners: dict[str, list[FinishListener]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -124,6 +128,46 @@ class ScheduledCommandStore(ABC):
     def _notify_wakeup(self, due: datetime) -> None:
         for listener in tuple(self._wakeup_listeners):
             listener(due)
+
+    def add_finish_listener(self, entry_id: str, listener: FinishListener) -> None:
+        """Call ``listener(entry_id)`` when that entry reaches a terminal status (COMPLETED, FAILED, EXPIRED,
+        CANCELLED), in this process or, on a store shared by several processes, in another one (PostgreSQL:
+        LISTEN/NOTIFY; SQLite: the commit watcher; Redis: pub/sub).
+
+        A listener may also be called when the store cannot tell whether the entry finished (it reconnected after
+        missing notifications): the caller re-reads the entry. Listeners must be cheap and must not raise; they
+        stay registered until removed. Register before reading the entry, so a finish between the two is not missed.
+
+        .. versionadded:: 0.5
+        """
+        self._finish_listeners.setdefault(entry_id, []).append(listener)
+
+    def remove_finish_listener(self, entry_id: str, listener: FinishListener) -> None:
+        """Undo ``add_finish_listener`` (nothing happens when it was not registered).
+
+        .. versionadded:: 0.5
+        """
+        listeners = self._finish_listeners.get(entry_id)
+        if listeners is not None and listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                del self._finish_listeners[entry_id]
+
+    def _notify_finished(self, entry_ids: Iterable[str]) -> None:
+        """Call the finish listeners of those of ``entry_ids`` that are watched."""
+        if not self._finish_listeners:
+            return
+        for entry_id in entry_ids:
+            for listener in tuple(self._finish_listeners.get(entry_id, ())):
+                listener(entry_id)
+
+    def _watched_ids(self) -> list[str]:
+        """The ids some finish listener waits for."""
+        return list(self._finish_listeners)
+
+    def _recheck_finished(self) -> None:
+        """Call every finish listener: notifications may have been missed (a reconnection); each re-reads."""
+        self._notify_finished(self._watched_ids())
 
     # -- scheduling -------------------------------------------------------------------------------------------
 

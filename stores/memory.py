@@ -74,6 +74,8 @@ class MemoryStore(ScheduledCommandStore):
             self._processing.discard(entry.id)
         if entry.status is PENDING:
             heapq.heappush(self._delayed, (entry.scheduled_for, self._order[entry.id], version, entry.id))
+        elif entry.status in TERMINAL_STATUSES:
+            self._notify_finished((entry.id,))
 
     def _new_token(self) -> str:
         return f"{self._token_prefix}-{next(self._tokens)}"

@@ -3,7 +3,8 @@
 Every change of state is one Lua script (``_redis_scripts``), which the server runs atomically in one round trip:
 claims, lease renewal, the fenced outcomes and the recovery of expired leases, with the secondary indexes (status,
 command type, correlation id, schedule, idempotency key) kept in the same scripts. Entries that become PENDING
-are published on a channel every store of that prefix listens to, so workers wake without polling delay.
+are published on a channel every store of that prefix listens to, so workers wake without polling delay (and ids
+of entries that finish on another, for ``wait()``).
 
 Requires the ``redis`` extra (redis-py's asyncio client); importing this module does not, using it does.
 """
@@ -164,17 +165,19 @@ class RedisStore(RedisSchedules, ScheduledCommandStore):
             self._scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
             # Subscribed before open() returns: a wake-up published right after it is not missed. (Inside the
             # listener task, a cancellation during the subscription can be swallowed by the client.)
+            channels = (self._key("wakeup"), self._key("finished"))
             try:
                 with self._unavailable():
-                    pubsub = await subscribe(client, self._key("wakeup"))
+                    pubsub = await subscribe(client, *channels)
             except BaseException:
                 self._redis = None
                 await client.aclose()
                 raise
+            hooks = (self._notify_wakeup, self._notify_finished, self._recheck_finished)
             self._listener = asyncio.create_task(
-                listen(lambda: self._redis, self._key("wakeup"), pubsub, self._notify_wakeup, self.url),
-                name=f"wake-ups:{self.description}",
+                listen(lambda: self._redis, channels, pubsub, hooks, self.url), name=f"wake-ups:{self.description}"
             )
+            self._recheck_finished()  # a finish before the subscription was published to nobody
 
     async def close(self) -> None:
         async with self._lock():

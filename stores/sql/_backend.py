@@ -10,7 +10,7 @@ database it talks to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -78,9 +78,14 @@ class Backend(Protocol):
         """Wake other processes' workers when the transaction commits (a no-op where they watch instead)."""
         ...
 
+    async def notify_finished(self, executor: Executor, entry_ids: Sequence[str]) -> None:
+        """Tell other processes' waiters, when the transaction commits, that these entries reached a terminal
+        status (a no-op where they watch instead)."""
+        ...
+
     async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
-        """The fenced end of a batch of claims, with their attempts and wake-ups; ``(id, status, scheduled_for)`` of
-        the rows it changed."""
+        """The fenced end of a batch of claims, with their attempts, wake-ups and finish notifications;
+        ``(id, status, scheduled_for)`` of the rows it changed."""
         ...
 
     def unreadable_timestamp(self, column: Any) -> Any:
@@ -109,9 +114,17 @@ class Backend(Protocol):
         ...
 
     async def watch(
-        self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
+        self,
+        wake: Callable[[datetime], None],
+        listening: Callable[[], bool],
+        closing: asyncio.Event,
+        watched: Callable[[], Collection[str]],
+        finished: Callable[[Iterable[str]], None],
     ) -> None:
-        """Call ``wake(due)`` when another process made an entry due, until ``closing`` is set or cancelled."""
+        """Call ``wake(due)`` when another process made an entry due, and ``finished(ids)`` when another process
+        finished entries of ``watched()`` (the ids this process waits for; ``finished`` may be given ids nobody
+        waits for, or ids not finished after a reconnection: the waiters re-read), until ``closing`` is set or
+        cancelled."""
         ...
 
     #: Whether ``watch`` ends by itself once ``closing`` is set (else the store cancels it).

@@ -249,7 +249,13 @@ class SqlConnections(ScheduledCommandStore):
         (``asyncio.run`` cancels the tasks left at its end), it closes the store's connections: a store opened by
         its first use and never closed does not leak them, and the next event loop opens it afresh."""
         try:
-            await self._backend.watch(self._notify_wakeup, lambda: bool(self._wakeup_listeners), self._closing)
+            await self._backend.watch(
+                self._notify_wakeup,
+                lambda: bool(self._wakeup_listeners or self._finish_listeners),
+                self._closing,
+                self._finish_listeners.keys,
+                self._notify_finished,
+            )
         except asyncio.CancelledError:
             if not self._closing.is_set():
                 self._watcher = None

@@ -3,7 +3,8 @@
 One ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` claims a batch; one statement (in autocommit
 mode) ends a batch of claims, records their attempts and wakes workers; new entries go in by ``COPY`` or one
 ``INSERT ... SELECT FROM unnest``. A LISTEN connection wakes idle workers when an entry becomes PENDING anywhere
-(NOTIFY is sent in the same transaction, so a rolled-back schedule wakes nobody).
+(NOTIFY is sent in the same transaction, so a rolled-back schedule wakes nobody), and wakes ``wait()`` when an entry
+reaches a terminal status anywhere (a NOTIFY on a second channel, from the statements that finish entries).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,12 +32,18 @@ from ._sessions import Executor
 from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
 
-__all__ = ["CLAIM", "CLAIM_WINDOW_FACTOR", "NOTIFY_CHANNEL", "PostgresqlBackend"]
+__all__ = ["CLAIM", "CLAIM_WINDOW_FACTOR", "FINISHED_CHANNEL", "NOTIFY_CHANNEL", "PostgresqlBackend"]
 
 logger = logging.getLogger("stores.sql")
 
 #: The NOTIFY channel that wakes workers; the payload is the earliest due time as a POSIX timestamp.
 NOTIFY_CHANNEL = "cqrs_scheduling_due"
+#: The NOTIFY channel that wakes ``wait()``: the payload is a JSON array of ids of entries that reached a terminal
+#: status (COMPLETED, FAILED, EXPIRED, CANCELLED), at most ``FINISHED_PER_NOTIFY`` of them.
+FINISHED_CHANNEL = "cqrs_scheduling_finished"
+#: Ids per finish NOTIFY: a payload must stay under PostgreSQL's 8000 bytes, and an id (64 characters at most) takes
+#: at most 6 bytes a character in JSON.
+FINISHED_PER_NOTIFY = 16
 
 #: Key of the advisory lock that serializes schema creation and migrations among workers starting together.
 SCHEMA_LOCK_KEY = 0x63717273_5343484D
@@ -138,9 +145,10 @@ _FINISHED_SINCE: TextClause = text(
 
 #: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
 #: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
-#: PENDING again, and ``synchronous_commit = off`` for its commit (an outcome lost in a server crash only runs the
-#: command again, as a lost lease would). The batch is one JSON parameter: the statement's text never changes, so the
-#: driver parses it once (a statement of thousands of placeholders costs milliseconds of CPU per execution).
+#: PENDING again, the NOTIFYs naming the rows that finished (for ``wait()``), and ``synchronous_commit = off`` for
+#: its commit (an outcome lost in a server crash only runs the command again, as a lost lease would). The batch is one
+#: JSON parameter: the statement's text never changes, so the driver parses it once (a statement of thousands of
+#: placeholders costs milliseconds of CPU per execution).
 _BATCH_FINISH = text(
     f"""
 WITH v AS (
@@ -161,7 +169,11 @@ SELECT done.id, done.status, done.scheduled_for
 FROM done CROSS JOIN (
     SELECT set_config('synchronous_commit', 'off', true),
            (SELECT pg_notify(:channel, extract(epoch FROM min(pending.scheduled_for))::text)
-            FROM done AS pending WHERE pending.status = 'PENDING' HAVING count(*) > 0)
+            FROM done AS pending WHERE pending.status = 'PENDING' HAVING count(*) > 0),
+           (SELECT count(pg_notify(:finished_channel, chunk.ids)) FROM (
+                SELECT CAST(json_agg(fin.id) AS text) AS ids
+                FROM (SELECT id, row_number() OVER () - 1 AS n FROM done WHERE status IN ({_TERMINAL})) AS fin
+                GROUP BY fin.n / {FINISHED_PER_NOTIFY}) AS chunk)
 ) AS side
 """
 ).columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
@@ -275,8 +287,15 @@ class PostgresqlBackend:
             text("SELECT pg_notify(:channel, :due)"), {"channel": NOTIFY_CHANNEL, "due": str(due.timestamp())}
         )
 
+    async def notify_finished(self, executor: Executor, entry_ids: Sequence[str]) -> None:
+        for start in range(0, len(entry_ids), FINISHED_PER_NOTIFY):
+            payload = json.dumps(list(entry_ids[start : start + FINISHED_PER_NOTIFY]), ensure_ascii=False)
+            await executor.execute(
+                text("SELECT pg_notify(:channel, :ids)"), {"channel": FINISHED_CHANNEL, "ids": payload}
+            )
+
     async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
-        parameters = {"batch": _batch_json(requests), "channel": NOTIFY_CHANNEL}
+        parameters = {"batch": _batch_json(requests), "channel": NOTIFY_CHANNEL, "finished_channel": FINISHED_CHANNEL}
         return (await conn.execute(_BATCH_FINISH, parameters)).all()
 
     def unreadable_timestamp(self, column: Any) -> Any:
@@ -305,9 +324,18 @@ class PostgresqlBackend:
         return (await conn.execute(_FINISHED_SINCE, {"since": since, "bucket_us": bucket_us})).all()
 
     async def watch(
-        self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
+        self,
+        wake: Callable[[datetime], None],
+        listening: Callable[[], bool],
+        closing: asyncio.Event,
+        watched: Callable[[], Collection[str]],
+        finished: Callable[[Iterable[str]], None],
     ) -> None:
-        """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""
+        """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops.
+
+        Once listening (at first and after every reconnection), the waiters re-read their entries: a finish before
+        the LISTEN took effect sent its NOTIFY to nobody.
+        """
         import psycopg
 
         conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -316,12 +344,17 @@ class PostgresqlBackend:
             try:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    await conn.execute(f"LISTEN {FINISHED_CHANNEL}")
                     if failures:
                         logger.info("wake-up listener reconnected to %s", self._shown_url, extra={"action": "listen"})
                         wake(datetime.now(UTC))  # anything may have been scheduled meanwhile
                     failures = 0
+                    finished(list(watched()))  # anything may have finished before the LISTEN
                     async for notification in conn.notifies():
-                        wake(_parse_due(notification.payload))
+                        if notification.channel != FINISHED_CHANNEL:
+                            wake(_parse_due(notification.payload))
+                        elif watched():  # nobody waits: not even parsed
+                            finished(_parse_ids(notification.payload))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the listener must outlive database restarts
@@ -386,3 +419,11 @@ def _parse_due(payload: str) -> datetime:
         return datetime.fromtimestamp(float(payload), UTC)
     except ValueError:
         return datetime.now(UTC)
+
+
+def _parse_ids(payload: str) -> list[str]:
+    try:
+        ids = json.loads(payload)
+    except ValueError:
+        return []
+    return [str(entry_id) for entry_id in ids] if isinstance(ids, list) else []

@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -221,6 +221,9 @@ class SqliteBackend:
     async def notify(self, executor: Executor, due: datetime) -> None:
         return None  # other processes notice commits through PRAGMA data_version (see watch)
 
+    async def notify_finished(self, executor: Executor, entry_ids: Sequence[str]) -> None:
+        return None  # other processes' waiters notice commits through PRAGMA data_version (see watch)
+
     async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
         statement = _batch_finish_statement(len(requests))
         parameters: dict[str, Any] = {}
@@ -286,9 +289,15 @@ class SqliteBackend:
         return (await conn.execute(_FINISHED_SINCE, parameters)).all()
 
     async def watch(
-        self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
+        self,
+        wake: Callable[[datetime], None],
+        listening: Callable[[], bool],
+        closing: asyncio.Event,
+        watched: Callable[[], Collection[str]],
+        finished: Callable[[Iterable[str]], None],
     ) -> None:
-        """Notice commits by other processes on the same file and wake listeners.
+        """Notice commits by other processes on the same file and wake listeners; after such a commit (and at the
+        first read), tell the waiters which of the entries they wait for are finished.
 
         ``PRAGMA data_version`` changes when another connection committed; it is read on one dedicated connection
         in autocommit mode (a pooled one would take the write lock and compare versions across connections), every
@@ -330,12 +339,28 @@ class SqliteBackend:
                             row = await cursor.fetchone()
                         if row and row[0] is not None:
                             wake(datetime.fromisoformat(row[0]).replace(tzinfo=UTC))
+                    if version != previous and (waited := list(watched())):
+                        finished(await _finished_among(connection, waited))
                     previous = version
                 except Exception:  # a busy or missing file: try again on the next tick
                     logger.debug("data_version watch failed", exc_info=True, extra={"action": "watch_failed"})
         finally:
             if connection is not None:
                 await connection.close()
+
+
+async def _finished_among(connection: Any, entry_ids: list[str]) -> list[str]:
+    """Those of ``entry_ids`` in a terminal status, read on the watcher's connection (by the unique id index)."""
+    found: list[str] = []
+    for start in range(0, len(entry_ids), 500):
+        chunk = entry_ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        async with connection.execute(
+            f"SELECT id FROM scheduled_commands WHERE id IN ({marks}) AND status IN ({_TERMINAL})",
+            chunk,
+        ) as cursor:
+            found.extend(str(row[0]) for row in await cursor.fetchall())
+    return found
 
 
 class LockStalls:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from stores.base import FinishedCount, ReclaimedEntry
@@ -134,7 +134,14 @@ class SqlStore(SqlConnections):
     async def _cancel_where(self, condition: Any, now: datetime) -> list[ScheduledCommandEntry]:
         async with self._write() as conn:
             rows = await queries.cancel_where(conn, condition, now)
+            await self._tell_finished(conn, [row.id for row in rows])
+        self._notify_finished(row.id for row in rows)
         return readable(rows, "cancelled")
+
+    async def _tell_finished(self, conn: AsyncConnection, entry_ids: list[str]) -> None:
+        """Wake other processes' waiters for these entries when the transaction commits."""
+        if entry_ids:
+            await self._backend.notify_finished(AsyncExecutor(conn), entry_ids)
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         return bool(await self._requeue_where([ENTRIES.c.id == entry_id], now))
@@ -155,6 +162,10 @@ class SqlStore(SqlConnections):
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         async with self._write() as conn:
             row = await queries.dismiss(conn, entry_id, now)
+            if row is not None:
+                await self._tell_finished(conn, [row.id])
+        if row is not None:
+            self._notify_finished((row.id,))
         entries = readable([row], "dismissed") if row is not None else []
         return entries[0] if entries else None
 
@@ -192,6 +203,7 @@ class SqlStore(SqlConnections):
         async with self._single_statement() as conn:
             rows = await self._backend.finish_batch(conn, requests)
         done = {row.id: Finished(row.status, row.scheduled_for) for row in rows}
+        self._notify_finished(row.id for row in rows if row.status != ScheduledCommandStatus.PENDING.value)
         return [done.get(r.entry_id) for r in requests]
 
     async def complete(
@@ -369,4 +381,6 @@ class SqlStore(SqlConnections):
     ) -> list[ScheduledCommandEntry]:
         async with self._write() as conn:
             rows = await schedules.cancel_occurrences(conn, name, now=now, keep_generation=keep_generation)
+            await self._tell_finished(conn, [row.id for row in rows])
+        self._notify_finished(row.id for row in rows)
         return readable(rows, "cancelled")

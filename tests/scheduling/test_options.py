@@ -81,6 +81,7 @@ def test_settings_defaults_match_the_contract() -> None:
     [
         ({"polling_interval": timedelta(0)}, "polling_interval must be positive"),
         ({"lease_duration": timedelta(seconds=-1)}, "lease_duration must be positive"),
+        ({"wait_recheck_interval": timedelta(0)}, "wait_recheck_interval must be positive"),
         ({"batch_size": 0}, "greater than or equal to 1"),
         ({"max_concurrency": 0}, "greater than or equal to 1"),
         ({"shutdown_grace": timedelta(seconds=-1)}, "shutdown_grace must not be negative"),

@@ -30,10 +30,16 @@ def _sqlite_store(directory: Path) -> ScheduledCommandStore:
 
 
 class _EmptiedSqlStore(SqlStore):
-    """A SqlStore on the run's shared PostgreSQL database, emptied when opened so every test starts clean."""
+    """A SqlStore on the run's shared PostgreSQL database, emptied when first opened so every test starts clean
+    (only then: a service that opens the store again must find what the test scheduled)."""
+
+    _emptied = False
 
     async def open(self) -> None:
         await super().open()
+        if self._emptied:
+            return
+        self._emptied = True
         async with self.engine.begin() as conn:
             await conn.execute(
                 text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mediator import Command, Mediator, Notification, Query
+from scheduling import CommandScheduler
 
 
 class CreateUser(Command[int]):
@@ -25,3 +26,10 @@ async def main(mediator: Mediator) -> None:
     user_id = await mediator.send(CreateUser(email="a@b.c"))
     as_text: str = user_id  # E: assignment
     del wrong, names, as_text
+
+
+async def waiting(scheduler: CommandScheduler) -> None:
+    command_id = await scheduler.schedule(CreateUser(email="a@b.c"))
+    text: str = await scheduler.wait(command_id)  # E: assignment
+    other: list[str] = await scheduler.result(command_id)  # E: assignment
+    del text, other

@@ -18,6 +18,8 @@ from mediator import (
     QueryHandler,
 )
 from mediator.behaviors import Next
+from scheduling import CommandScheduler
+from scheduling.results import ScheduledCommandId
 
 
 class UserRepository:
@@ -111,3 +113,16 @@ async def main() -> None:
     names: list[str] = await mediator.send(ListUserNames())
     del typed, names
     mediator.clear_cache()
+
+
+async def waiting(scheduler: CommandScheduler, stored_id: str) -> None:
+    """``schedule()`` returns an id typed with the command's result, which ``wait()`` and ``result()`` return."""
+    command_id = await scheduler.schedule(CreateUser(email="a@b.c"))
+    assert_type(command_id, ScheduledCommandId[int])
+    assert_type(await scheduler.wait(command_id, timeout=30), int)
+    assert_type(await scheduler.wait(await scheduler.schedule(Ping())), None)
+    assert_type(await scheduler.result(command_id), int)
+    as_text: str = command_id  # still a str for every existing caller
+    user_id: int = await scheduler.wait(command_id)
+    assert_type(await scheduler.wait(stored_id), object)  # a plain str id: the command type is not known
+    del as_text, user_id
