@@ -5,10 +5,11 @@ What lives here, in two layers (the stores they use are the ``stores`` package):
 - **The engine**, public: ``scheduler`` (``CommandScheduler``: schedule, cancel, inspect), ``service``
   (``ScheduledCommandService``, the worker), ``options`` (``ScheduleOptions``, ``SchedulerSettings``), ``module``
   (``SchedulingModule``), ``clock``, ``entries``, ``notifications``, ``observer``, ``errors``, ``retry`` (backoff as
-  a pure function), ``recurring`` and ``recurring_ops`` (recurring schedules), ``codec`` (command type names and
-  payloads). The service's parts are private: ``_claim_loop`` (claim, sleep, wake; ``_wakeup``), ``_attempt`` (one
-  attempt and its outcome), ``_leases`` (heartbeat, recovery, draining), ``_store_calls`` (store retries and
-  failure logs), ``_hooks`` (startup hooks).
+  a pure function), ``recurring`` and ``recurring_ops`` (recurring schedules), ``workers`` (the worker registry as
+  ``WorkerInfo``), ``codec`` (command type names and payloads). The service's parts are private: ``_claim_loop``
+  (claim, sleep, wake; ``_wakeup``), ``_attempt`` (one attempt and its outcome), ``_leases`` (heartbeat, recovery,
+  draining), ``_registry`` (this worker's registry record), ``_store_calls`` (store retries and failure logs),
+  ``_hooks`` (startup hooks).
 - **The operator tooling**, built on the engine and never imported by it: ``admin`` (the read model and actions
   shared by the command line and the dashboard's API), ``metrics`` (Prometheus, extra ``metrics``), ``web`` (the
   dashboard, extra ``web``), ``cli`` (the ``cqrs-scheduling`` command line, a package of private modules),
@@ -32,6 +33,7 @@ from .notifications import (
 from .options import ScheduleOptions, SchedulerSettings
 from .scheduler import CommandScheduler, ICommandScheduler
 from .service import ScheduledCommandService
+from .workers import WorkerInfo
 
 __all__ = [
     "AttemptRecord",
@@ -52,4 +54,5 @@ __all__ = [
     "SchedulerSettings",
     "SchedulingModule",
     "SystemClock",
+    "WorkerInfo",
 ]

@@ -164,8 +164,10 @@ class SchedulerSettings(BaseModel):
     max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     #: This worker's name in leases and the audit trail; default ``host:pid:random``.
     worker_id: str = Field(default_factory=default_worker_id)
+    #: How long a worker that is gone (stopped, or missed its lease renewals) stays in ``list_workers()``.
+    worker_retention: timedelta = timedelta(days=1)
 
-    @field_validator("polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay")
+    @field_validator("polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay", "worker_retention")
     @classmethod
     def _positive_durations(cls, value: timedelta, info: object) -> timedelta:
         name = getattr(info, "field_name", "value")
