@@ -18,10 +18,23 @@ from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 from stores.workers import StoredWorker
 
-__all__ = ["WorkerInfo", "WorkerState", "count_stuck", "list_workers", "worker_state"]
+__all__ = [
+    "WORKER_STATES",
+    "Fleet",
+    "WorkerInfo",
+    "WorkerState",
+    "count_stuck",
+    "is_stuck",
+    "list_workers",
+    "worker_state",
+    "workers_by_state",
+]
 
 #: ``running``; ``stopping`` (draining at shutdown); ``gone`` (exited, or not seen for a lease duration).
 WorkerState = Literal["running", "stopping", "gone"]
+
+#: Every state, in the order reports show them.
+WORKER_STATES: tuple[WorkerState, ...] = ("running", "stopping", "gone")
 
 #: Entries read per page when counting what each worker holds.
 _PAGE = 1_000
@@ -50,6 +63,25 @@ class WorkerInfo(BaseModel):
     #: Entries it holds: PROCESSING under its lease (expired ones included, for a gone worker: they are stuck).
     running: int
     state: WorkerState
+
+
+class Fleet(BaseModel):
+    """The workers at ``now`` and the entries stuck with gone ones: what ``cqrs-scheduling workers --json`` prints."""
+
+    now: AwareDatetime
+    workers: list[WorkerInfo]
+    #: Registered workers per state, every state present.
+    by_state: dict[str, int]
+    #: Entries held by gone workers (PROCESSING under an expired lease), not yet recovered.
+    stuck: int
+
+    @classmethod
+    async def read(cls, store: ScheduledCommandStore, now: datetime) -> Fleet:
+        workers = await list_workers(store, now)
+        by_state: dict[str, int] = dict.fromkeys(WORKER_STATES, 0)
+        for worker in workers:
+            by_state[worker.state] += 1
+        return cls(now=now, workers=workers, by_state=by_state, stuck=await count_stuck(store, now))
 
 
 def worker_state(worker: StoredWorker, now: datetime) -> WorkerState:
@@ -81,6 +113,23 @@ async def list_workers(store: ScheduledCommandStore, now: datetime) -> list[Work
         )
         for worker in workers
     ]
+
+
+async def workers_by_state(store: ScheduledCommandStore, now: datetime) -> dict[str, int]:
+    """How many registered workers are in each state at ``now`` (every state present)."""
+    counts: dict[str, int] = dict.fromkeys(WORKER_STATES, 0)
+    for worker in await store.list_workers():
+        counts[worker_state(worker, now)] += 1
+    return counts
+
+
+def is_stuck(entry: ScheduledCommandEntry, now: datetime) -> bool:
+    """PROCESSING under a lease expired at ``now``: its worker is gone and no live worker has recovered it yet."""
+    return (
+        entry.status is ScheduledCommandStatus.PROCESSING
+        and entry.lease_expires_at is not None
+        and entry.lease_expires_at <= now
+    )
 
 
 async def count_stuck(store: ScheduledCommandStore, now: datetime) -> int:
