@@ -15,6 +15,7 @@ from scheduling import WorkerInfo
 from scheduling.codec import command_type_name
 from scheduling.workers import count_stuck, worker_state
 from stores import MemoryStore
+from stores.errors import StoreUnavailableError
 from stores.workers import StoredWorker
 
 LEASE = timedelta(seconds=60)
@@ -153,3 +154,35 @@ async def test_a_worker_forgotten_while_alive_registers_again_on_its_next_heartb
         app.clock.advance(app.settings.heartbeat_interval)
         await eventually(lambda: registered(app))
         assert (await only_worker(app)).last_seen_at == app.clock.now()
+
+
+class _RegistryAwayOnce(MemoryStore):
+    """A memory store whose first registration fails as a store that is away for a moment does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def register_worker(self, worker: StoredWorker) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailableError("memory://", "connection refused")
+        await super().register_worker(worker)
+
+
+async def test_a_registration_that_fails_is_made_on_the_next_heartbeat_and_the_worker_runs_meanwhile() -> None:
+    store = _RegistryAwayOnce()
+    app = make_app(store=store)
+    async with app.service:
+        command_id = await app.scheduler.schedule(Record(value="runs anyway"))
+        await eventually(lambda: _true(app.log.records == ["runs anyway"]))
+        assert store.failed and await app.scheduler.list_workers() == []
+        app.clock.advance(app.settings.heartbeat_interval)
+        await eventually(lambda: registered(app))
+    assert command_id
+
+
+async def test_run_until_idle_registers_no_worker(app: App) -> None:
+    await app.scheduler.schedule(Record(value="once"))
+    assert await app.service.run_until_idle() == 1
+    assert await app.scheduler.list_workers() == []
