@@ -6,10 +6,11 @@ What lives here, in two layers (the stores they use are the ``stores`` package):
   (``ScheduledCommandService``, the worker), ``options`` (``ScheduleOptions``, ``SchedulerSettings``), ``module``
   (``SchedulingModule``), ``clock``, ``entries``, ``notifications``, ``observer``, ``errors``, ``retry`` (backoff as
   a pure function), ``recurring`` and ``recurring_ops`` (recurring schedules), ``retention``
-  (``Retention``: deleting old finished entries), ``codec`` (command type names and
-  payloads). The service's parts are private: ``_claim_loop`` (claim, sleep, wake; ``_wakeup``), ``_attempt`` (one
-  attempt and its outcome), ``_leases`` (heartbeat, recovery, draining), ``_store_calls`` (store retries and
-  failure logs), ``_hooks`` (startup hooks).
+  (``Retention``: deleting old finished entries), ``workers`` (the worker registry as ``WorkerInfo``), ``codec``
+  (command type names and payloads). The service's parts are private: ``_claim_loop`` (claim, sleep, wake;
+  ``_wakeup``), ``_attempt`` (one attempt and its outcome), ``_leases`` (heartbeat, recovery, draining),
+  ``_registry`` (this worker's registry record), ``_store_calls`` (store retries and failure logs), ``_hooks``
+  (startup hooks).
 - **The operator tooling**, built on the engine and never imported by it: ``admin`` (the read model and actions
   shared by the command line and the dashboard's API), ``metrics`` (Prometheus, extra ``metrics``), ``web`` (the
   dashboard, extra ``web``), ``cli`` (the ``cqrs-scheduling`` command line, a package of private modules),
@@ -34,6 +35,7 @@ from .options import ScheduleOptions, SchedulerSettings
 from .retention import Retention
 from .scheduler import CommandScheduler, ICommandScheduler
 from .service import ScheduledCommandService
+from .workers import WorkerInfo
 
 __all__ = [
     "AttemptRecord",
@@ -55,4 +57,5 @@ __all__ = [
     "SchedulerSettings",
     "SchedulingModule",
     "SystemClock",
+    "WorkerInfo",
 ]

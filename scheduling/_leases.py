@@ -126,11 +126,15 @@ class Leases:
 
     # -- heartbeat and recovery -------------------------------------------------------------------------------
 
-    async def heartbeat_loop(self) -> None:
+    async def heartbeat_loop(self, also: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Renew the leases every heartbeat interval; ``also`` runs on the same tick (the worker registry's
+        heartbeat), after the renewal and guarded apart from it."""
         interval = self._settings.heartbeat_interval
         while True:
             await self._clock.sleep_until(self._clock.now() + interval)
             await run_guarded(self.renew_leases)
+            if also is not None:
+                await run_guarded(also)
 
     async def renew_leases(self) -> None:
         leases = list(self._tokens.items())

@@ -22,6 +22,7 @@ from stores.schedules import MisfirePolicy, StoredSchedule
 from . import recurring_ops
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import RecurringSchedule
+from .workers import count_stuck, is_stuck, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
@@ -95,6 +96,10 @@ class StoreOverview(BaseModel):
     #: When that earliest PENDING entry is already overdue: its due time and how late it is, in seconds.
     oldest_overdue_at: datetime | None
     oldest_overdue_lag_seconds: float | None
+    #: Entries held by a gone worker: PROCESSING under an expired lease, not yet recovered by a live worker.
+    stuck: int = 0
+    #: Registered workers per state (running, stopping, gone), every state present.
+    workers: dict[str, int] = {}
     #: Dead letters (FAILED) per command type.
     dead_letters_by_type: dict[str, int]
     #: Entries finished per minute over the last hour.
@@ -143,6 +148,8 @@ class EntryDetail(BaseModel):
 
     entry: ScheduledCommandEntry
     attempts: list[AttemptRecord]
+    #: PROCESSING under a lease expired at the time asked about: its worker is gone, recovery has not run yet.
+    stuck: bool = False
 
 
 class RequeueResult(BaseModel):
@@ -189,6 +196,8 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         next_due_at=next_due,
         oldest_overdue_at=overdue,
         oldest_overdue_lag_seconds=(now - overdue).total_seconds() if overdue is not None else None,
+        stuck=await count_stuck(store, now),
+        workers=await workers_by_state(store, now),
         dead_letters_by_type=dict(sorted((await store.count_by_command_type(ScheduledCommandStatus.FAILED)).items())),
         throughput=await throughput(store, now),
     )
@@ -243,13 +252,14 @@ async def list_page(
     )
 
 
-async def entry_detail(store: ScheduledCommandStore, entry_id: str) -> EntryDetail | None:
-    """The entry and its attempts; None if unknown. Raises ``UnreadableEntryError`` (one line: which column, what
-    value) for a row that cannot be read."""
+async def entry_detail(store: ScheduledCommandStore, entry_id: str, now: datetime | None = None) -> EntryDetail | None:
+    """The entry and its attempts (and whether it is stuck at ``now``); None if unknown. Raises
+    ``UnreadableEntryError`` (one line: which column, what value) for a row that cannot be read."""
     entry = await store.get(entry_id)
     if entry is None:
         return None
-    return EntryDetail(entry=entry, attempts=await store.get_attempts(entry_id))
+    stuck = now is not None and is_stuck(entry, now)
+    return EntryDetail(entry=entry, attempts=await store.get_attempts(entry_id), stuck=stuck)
 
 
 #: The statuses ``cancel_entry`` acts on: a PENDING entry is cancelled, a FAILED one (a dead letter) dismissed.

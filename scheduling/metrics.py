@@ -54,6 +54,7 @@ from stores.base import ScheduledCommandStore
 from .clock import Clock, SystemClock
 from .entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from .observer import FinishedOutcome, SchedulingObserver
+from .workers import WORKER_STATES, workers_by_state
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -298,7 +299,14 @@ class _StoreInstruments:
             namespace=namespace,
             registry=None,
         )
-        _register(registry, (self.entries, self.oldest_overdue_age, self.running))
+        self.stuck = Gauge(
+            "entries_stuck",
+            "Entries of a gone worker: processing under an expired lease, not yet recovered, as of the last refresh.",
+            namespace=namespace,
+            registry=None,
+        )
+        self.workers = Gauge("workers", "Registered workers per state.", ["state"], namespace=namespace, registry=None)
+        _register(registry, (self.entries, self.oldest_overdue_age, self.running, self.stuck, self.workers))
 
 
 class StoreGauges:
@@ -311,12 +319,14 @@ class StoreGauges:
     - ``{ns}_entries_running``: processing entries whose lease has not expired. Entries of a worker that died
       stay ``processing`` until another worker reclaims them; this gauge drops to 0 within one lease duration
       when the whole fleet is down.
+    - ``{ns}_entries_stuck``: processing entries whose lease has expired (their worker is gone), not yet recovered.
+    - ``{ns}_workers{state}``: registered workers per state (``running``, ``stopping``, ``gone``), zeros included.
 
-    The values are read from the store by ``refresh()`` (three indexed queries: ``count_by_status()``,
-    ``next_due_at()`` and ``count_running()``), so call it before each scrape (the dashboard's ``/metrics`` route
-    does) or periodically (``serve_metrics`` does). Serve them from a process that outlives the workers (the
-    dashboard, your web application) for the fleet-down alerts. Cheap to build: the gauges are registered once per
-    registry and namespace.
+    The values are read from the store by ``refresh()`` (four indexed queries: ``count_by_status()``,
+    ``next_due_at()``, ``count_running()`` and ``list_workers()``), so call it before each scrape (the dashboard's
+    ``/metrics`` route does) or periodically (``serve_metrics`` does). Serve them from a process that outlives the
+    workers (the dashboard, your web application) for the fleet-down alerts. Cheap to build: the gauges are
+    registered once per registry and namespace.
 
     Args:
         store: the store to read.
@@ -327,6 +337,8 @@ class StoreGauges:
     .. versionadded:: 0.3
     .. versionchanged:: 0.4
         The overdue-age and running gauges, and lower-case status values (were ``PENDING``, ...).
+    .. versionchanged:: 0.5
+        The stuck-entries and workers gauges.
     """
 
     def __init__(
@@ -346,6 +358,7 @@ class StoreGauges:
         self._children = {
             status: self._instruments.entries.labels(_status_label(status)) for status in ScheduledCommandStatus
         }
+        self._workers: dict[str, Gauge] = {state: self._instruments.workers.labels(state) for state in WORKER_STATES}
 
     async def refresh(self) -> None:
         """Read the store and set every gauge; a store error propagates and leaves all the values as they were."""
@@ -353,8 +366,12 @@ class StoreGauges:
         counts = await self.store.count_by_status()
         next_due = await self.store.next_due_at()
         running = await self.store.count_running(now=now)
+        workers = await workers_by_state(self.store, now)
         for status, child in self._children.items():
             child.set(counts.get(status, 0))
+        self._instruments.stuck.set(max(0, counts.get(ScheduledCommandStatus.PROCESSING, 0) - running))
+        for state, count in workers.items():
+            self._workers[state].set(count)
         overdue = (now - next_due).total_seconds() if next_due is not None else 0.0
         self._instruments.oldest_overdue_age.set(overdue if overdue > 0 else 0.0)
         self._instruments.running.set(running)

@@ -171,9 +171,16 @@ class SchedulerSettings(BaseModel):
     #: How long finished entries are kept before the running service deletes them (see ``Retention``: completed
     #: 7 days, cancelled and expired 30 days, dead letters until handled); ``None`` keeps everything.
     retention: Retention | None = Field(default_factory=Retention)
+    #: How long a worker that is gone (stopped, or missed its lease renewals) stays in ``list_workers()``.
+    worker_retention: timedelta = timedelta(days=1)
 
     @field_validator(
-        "polling_interval", "lease_duration", "retry_delay_base", "max_retry_delay", "wait_recheck_interval"
+        "polling_interval",
+        "lease_duration",
+        "retry_delay_base",
+        "max_retry_delay",
+        "wait_recheck_interval",
+        "worker_retention",
     )
     @classmethod
     def _positive_durations(cls, value: timedelta, info: object) -> timedelta:

@@ -31,6 +31,7 @@ from .options import ScheduleOptions, SchedulerSettings
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
 from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
+from .workers import WorkerInfo, list_workers
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
 
@@ -400,6 +401,16 @@ class CommandScheduler:
         .. versionadded:: 0.2
         """
         return [RecurringSchedule.from_stored(s) for s in await self._store.list_schedules()]
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live fleet and the recently gone: every registered worker, by start time, with its state now.
+
+        A worker is ``gone`` once it stopped, or was not seen for its lease duration (it missed every renewal);
+        gone workers are forgotten after ``SchedulerSettings.worker_retention``.
+
+        .. versionadded:: 0.5
+        """
+        return await list_workers(self._store, self._clock.now())
 
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         if entries and self._observers:

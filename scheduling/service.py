@@ -31,6 +31,7 @@ from ._attempt import Attempts
 from ._claim_loop import CLAIM_AHEAD, ClaimLoop
 from ._hooks import StartupHooks
 from ._leases import Leases
+from ._registry import WorkerRegistry
 from ._wakeup import Wakeup
 from .clock import Clock
 from .codec import CommandCodec
@@ -78,6 +79,7 @@ class ScheduledCommandService:
         self._wakeup = Wakeup(clock, ahead=CLAIM_AHEAD)
         self._leases = Leases(store, settings, clock, self._wakeup)
         self._attempts = Attempts(store, mediator, self._codec, settings, clock, observers, self._leases, self._wakeup)
+        self._registry = WorkerRegistry(store, settings, clock, lambda: self.command_types)
         self._claims = ClaimLoop(
             store, settings, clock, self._leases, self._wakeup, execute=self._attempts.execute, recover=self._recover
         )
@@ -187,7 +189,10 @@ class ScheduledCommandService:
     async def _serve(self) -> None:
         self._wakeup.bind()
         self._store.add_wakeup_listener(self._wakeup.notify)
-        heartbeat = asyncio.create_task(self._leases.heartbeat_loop(), name="scheduled-commands-heartbeat")
+        await self._registry.register()
+        heartbeat = asyncio.create_task(
+            self._leases.heartbeat_loop(also=self._registry.heartbeat), name="scheduled-commands-heartbeat"
+        )
         purger = None
         if self._purger is not None:
             purger = asyncio.create_task(self._purger.run(), name="scheduled-commands-retention")
@@ -213,9 +218,12 @@ class ScheduledCommandService:
             self._store.remove_wakeup_listener(self._wakeup.notify)
             if purger is not None:  # a round stops at once (a batch's transaction rolls back), not after the drain
                 purger.cancel()
+            if graceful:
+                await self._registry.mark("stopping")
             await self._leases.drain(graceful=graceful)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, *([purger] if purger is not None else []), return_exceptions=True)
+            await self._registry.mark("stopped")
             logger.info("worker %s stopped", self._worker_id, extra={"action": "stop", "worker_id": self._worker_id})
 
     async def run_until_idle(self) -> int:

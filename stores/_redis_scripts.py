@@ -15,6 +15,8 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P idem``            hash: idempotency key -> id of the entry holding it
 - ``P counts``          hash: status -> number of entries
 - ``P sched:{name}``    hash: one recurring schedule; ``P scheds``: set of schedule names
+- ``P w:{id}``          hash: one worker of the registry; ``P workers``: sorted set of worker ids by last seen
+                        (their scripts are in ``_redis_workers.py``)
 - ``P wakeup``          pub/sub channel: the due time of entries that just became PENDING
 
 Members of ``due``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members

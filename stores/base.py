@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Self
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError
 from .schedules import StoredSchedule
+from .workers import StoredWorker, StoredWorkerState
 
 __all__ = [
     "FinishListener",
@@ -357,6 +358,38 @@ class ScheduledCommandStore(ABC):
     ) -> list[ScheduledCommandEntry]:
         """Cancel the PENDING occurrences of schedule ``name`` atomically (``completed_at = now``), except those of
         those whose ``occurrence_generation`` is ``keep_generation`` when given. Returns the cancelled entries."""
+
+    # -- the worker registry ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def register_worker(self, worker: StoredWorker) -> None:
+        """Store ``worker`` atomically, replacing any record of the same ``worker_id`` (a restart under one id).
+
+        .. versionadded:: 0.5
+        """
+
+    @abstractmethod
+    async def touch_worker(self, worker_id: str, *, now: datetime, state: StoredWorkerState | None = None) -> bool:
+        """A heartbeat: set ``last_seen_at = now`` (and ``state`` when given; ``stopped_at = now`` when it is
+        ``"stopped"``) atomically. False, and nothing stored, when no worker of that id is registered (it was
+        forgotten: the caller registers again).
+
+        .. versionadded:: 0.5
+        """
+
+    @abstractmethod
+    async def list_workers(self) -> list[StoredWorker]:
+        """Every registered worker, by ``started_at`` then ``worker_id``.
+
+        .. versionadded:: 0.5
+        """
+
+    @abstractmethod
+    async def forget_workers(self, *, seen_before: datetime) -> int:
+        """Delete, atomically, every worker whose ``last_seen_at`` is before ``seen_before``; return how many.
+
+        .. versionadded:: 0.5
+        """
 
     # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
 

@@ -26,6 +26,7 @@ from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
+from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import StoreUnavailableError, UnreadableEntryError
@@ -63,10 +64,13 @@ _SCRIPTS = {
     "upsert_schedule": scripts.UPSERT_SCHEDULE,
     "set_schedule_paused": scripts.SET_SCHEDULE_PAUSED,
     "record_schedule_run": scripts.RECORD_SCHEDULE_RUN,
+    "register_worker": REGISTER_WORKER,
+    "touch_worker": TOUCH_WORKER,
+    "forget_workers": FORGET_WORKERS,
 }
 
 
-class RedisStore(RedisSchedules, ScheduledCommandStore):
+class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:

@@ -7,6 +7,7 @@ module per command group, all private; this module is the table of contents (the
 - ``_common``: the --store and --json options, opening the store, one-line failures, tables and JSON;
 - ``_worker``: ``worker`` (the runner it starts is ``scheduling._worker``);
 - ``_entries``: ``status``, ``list``, ``show``, ``cancel``, ``requeue``, ``purge``;
+- ``_workers``: ``workers`` (the worker registry);
 - ``_recurring``: the ``recurring`` group;
 - ``_dashboard``: ``dashboard`` (its socket and signal plumbing is ``scheduling.web._serve``).
 
@@ -25,6 +26,7 @@ from ._dashboard import dashboard
 from ._entries import cancel, list_entries, purge, requeue, show, status
 from ._recurring import recurring_app
 from ._worker import worker
+from ._workers import workers
 
 __all__ = ["app", "main"]
 
@@ -101,6 +103,7 @@ app.command()(show)
 app.command()(cancel)
 app.command()(requeue)
 app.command()(purge)
+app.command()(workers)
 app.add_typer(recurring_app, name="recurring")
 app.command()(dashboard)
 

@@ -27,7 +27,8 @@ EntryIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The entry's 
 
 
 def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Counts per status, the next due time, the oldest overdue entry and its lag, dead letters per type."""
+    """Counts per status, the next due time, the oldest overdue entry and its lag, stuck entries, workers per state,
+    dead letters per type."""
     from scheduling.admin import overview
 
     async def work(opened: ScheduledCommandStore) -> int:
@@ -47,6 +48,12 @@ def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
         console.print(f"Next due:       {_when(report.next_due_at, report.now)}")
         if report.oldest_overdue_at is not None and report.oldest_overdue_lag_seconds is not None:
             console.print(f"Oldest overdue: {_when(report.oldest_overdue_at, report.now)}")
+        if report.stuck:
+            console.print(
+                f"Stuck:          {report.stuck} PROCESSING under an expired lease (worker gone; a live worker "
+                "recovers them)"
+            )
+        console.print("Workers:        " + ", ".join(f"{n} {state}" for state, n in report.workers.items()))
         finished = ", ".join(f"{n} {status}" for status, n in report.throughput.totals.items() if n) or "none"
         console.print(f"Finished in the last hour: {finished}")
         if report.dead_letters_by_type:
@@ -125,7 +132,7 @@ def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOpti
     from ._lookup import resolve_entry_id
 
     async def work(opened: ScheduledCommandStore) -> int:
-        detail = await entry_detail(opened, await resolve_entry_id(opened, entry_id))
+        detail = await entry_detail(opened, await resolve_entry_id(opened, entry_id), datetime.now(UTC))
         if detail is None:
             typer.echo(f"error: no entry with id {entry_id!r} in {opened.description}", err=True)
             return 1
@@ -139,6 +146,12 @@ def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOpti
         for name, value in detail.entry.model_dump(exclude={"payload"}).items():
             fields.add_row(name, "-" if value is None else str(getattr(value, "value", value)))
         console.print(fields)
+        if detail.stuck:
+            entry = detail.entry
+            console.print(
+                f"STUCK: the attempt started {_iso(entry.started_at)} on {entry.lease_owner or '?'} lost its lease at "
+                f"{_iso(entry.lease_expires_at)}; that worker is gone, and a live worker will recover the entry"
+            )
         console.print("payload:")
         try:
             console.print(json.dumps(json.loads(detail.entry.payload), indent=2, ensure_ascii=False))
@@ -154,6 +167,10 @@ def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOpti
         return 0
 
     _run_with_store(store, work)
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else "?"
 
 
 def cancel(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:

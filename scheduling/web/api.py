@@ -15,6 +15,7 @@ POST /api/entries/{id}/requeue             ``RequeueResult`` (404 unknown, 409) 
 POST /api/dead-letters/requeue             ``RequeueResult``                            ``requeue --all-failed``
 POST /api/purge                            ``PurgeResult`` (422 bad duration/status)    ``purge --json``
 GET  /api/recurring                        ``RecurringList``                            ``recurring list``
+GET  /api/workers                          ``Fleet``                                    ``workers --json``
 POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (404)     ``recurring pause``
 =========================================  ===========================================  ======================
 """
@@ -39,6 +40,7 @@ from scheduling.admin import (
     ResumeResult,
     StoreOverview,
 )
+from scheduling.workers import Fleet
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 
@@ -113,12 +115,18 @@ async def get_entries(
 async def get_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> EntryDetail:
     """One entry with its attempts (their errors included)."""
     try:
-        detail = await admin.entry_detail(ctx.store, entry_id)
+        detail = await admin.entry_detail(ctx.store, entry_id, ctx.now())
     except UnreadableEntryError as exc:  # a corrupt row: said in one line, which column and what value
         raise HTTPException(status_code=422, detail=str(exc)) from None
     if detail is None:
         raise HTTPException(status_code=404, detail=f"no entry with id {entry_id!r} in {ctx.store.description}")
     return detail
+
+
+@read_router.get("/workers")
+async def get_workers(ctx: Context) -> Fleet:
+    """Registered workers (running, stopping, gone) with the entries each holds, and the stuck entries."""
+    return await Fleet.read(ctx.store, ctx.now())
 
 
 @read_router.get("/recurring")

@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages: overview, entries, entry detail, dead letters and recurring schedules.
+"""The dashboard's HTML pages: overview, entries, entry detail, dead letters, recurring schedules and workers.
 
 Every page is rendered on the server with Jinja2 and has one live region. The same URL with ``?fragment=<region>``
 answers only that region, rendered by the same partial template as the full page; ``static/dashboard.js`` re-fetches
@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from scheduling import admin
+from scheduling.workers import Fleet
 from stores.entries import ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 
@@ -41,7 +42,13 @@ Context = Annotated[DashboardContext, Depends(get_context)]
 PAGE_SIZES = (20, 50, 100, 200)
 
 #: Section links of the header: label and path below the mount root.
-_NAV = (("Overview", "/"), ("Entries", "/entries"), ("Dead letters", "/dead-letters"), ("Recurring", "/recurring"))
+_NAV = (
+    ("Overview", "/"),
+    ("Entries", "/entries"),
+    ("Dead letters", "/dead-letters"),
+    ("Recurring", "/recurring"),
+    ("Workers", "/workers"),
+)
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -353,7 +360,7 @@ def _pager(request: Request, page: admin.EntryPage, size: int) -> dict[str, str 
 async def entry_page(request: Request, ctx: Context, entry_id: str, fragment: Fragment = None) -> Response:
     """One entry: payload, result, error, attempts, timestamps; 404 when there is no such entry."""
     try:
-        detail = await admin.entry_detail(ctx.store, entry_id)
+        detail = await admin.entry_detail(ctx.store, entry_id, ctx.now())
     except UnreadableEntryError as exc:  # a corrupt row: said in one line, which column and what value
         return _message(request, ctx, title="Corrupt entry", message=str(exc), status_code=422)
     if detail is None:
@@ -404,4 +411,13 @@ async def recurring_page(request: Request, ctx: Context, fragment: Fragment = No
         values={"schedules": schedules.schedules},
         fragment=fragment,
         nav_path="/recurring",
+    )
+
+
+@router.get("/workers", response_class=HTMLResponse, name="workers")
+async def workers_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
+    """Registered workers: host, pid, state, entries held, queues, command types, last heartbeat; stuck entries."""
+    fleet = await Fleet.read(ctx.store, ctx.now())
+    return _render(
+        request, ctx, "workers", title="Workers", values={"fleet": fleet}, fragment=fragment, nav_path="/workers"
     )

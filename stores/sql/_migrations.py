@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import ENTRIES
+from ._tables import ENTRIES, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
 
@@ -72,8 +72,16 @@ def _generation_in_v1_key(name: str, key: str) -> int | None:
     return int(generation) if generation.isdigit() else None
 
 
+async def _workers_table(conn: AsyncConnection) -> None:
+    """The worker registry: a table of its own, empty until workers register (no row of an older table changes)."""
+    await conn.run_sync(lambda sync: WORKERS.create(sync, checkfirst=True))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "occurrence_generation_column", _occurrence_generation_column),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "occurrence_generation_column", _occurrence_generation_column),
+    Migration(3, "workers_table", _workers_table),
+)
 
 
 async def upgrade(conn: AsyncConnection, found: int, shown_url: str) -> None:

@@ -3,7 +3,7 @@
 Async all the way: SQLAlchemy's async engine with aiosqlite or psycopg 3, so no database call blocks the loop. This
 class is the same for both databases: it opens, runs transactions and turns rows into entries; what differs between
 them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named functions in ``_queries.py`` and
-``_schedules.py``, the tables in ``_tables.py``.
+``_schedules.py`` and ``_workers.py``, the tables in ``_tables.py``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from stores.base import FinishedCount, ReclaimedEntry
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
 from stores.schedules import StoredSchedule
+from stores.workers import StoredWorker, StoredWorkerState
 
 from . import _queries as queries
 from . import _schedules as schedules
+from . import _workers as workers
 from ._backend import reason
 from ._connections import SqlConnections
 from ._group_commit import Finish, Finished
@@ -384,3 +386,21 @@ class SqlStore(SqlConnections):
             await self._tell_finished(conn, [row.id for row in rows])
         self._notify_finished(row.id for row in rows)
         return readable(rows, "cancelled")
+
+    # -- the worker registry (SQL in _workers.py) ---------------------------------------------------------------
+
+    async def register_worker(self, worker: StoredWorker) -> None:
+        async with self._write() as conn:
+            await workers.register_worker(conn, worker)
+
+    async def touch_worker(self, worker_id: str, *, now: datetime, state: StoredWorkerState | None = None) -> bool:
+        async with self._single_statement() as conn:
+            return await workers.touch_worker(conn, worker_id, now, state)
+
+    async def list_workers(self) -> list[StoredWorker]:
+        async with self._read() as conn:
+            return await workers.list_workers(conn)
+
+    async def forget_workers(self, *, seen_before: datetime) -> int:
+        async with self._single_statement() as conn:
+            return await workers.forget_workers(conn, seen_before)

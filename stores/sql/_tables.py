@@ -1,8 +1,8 @@
 """The SQL schema, in one place: tables as SQLModel classes, indexes, and the schema version.
 
 ``SCHEMA_VERSION`` is bumped with every change of these definitions, together with a migration step; a database
-whose version row is newer than this code is refused. ``ENTRIES``, ``ATTEMPTS``, ``SCHEDULES`` and ``SCHEMA`` are
-the tables every query of the package is written against, defined here once.
+whose version row is newer than this code is refused. ``ENTRIES``, ``ATTEMPTS``, ``SCHEDULES``, ``SCHEMA`` and
+``WORKERS`` are the tables every query of the package is written against, defined here once.
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ __all__ = [
     "SCHEDULES",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "WORKERS",
     "AttemptRow",
     "EntryRow",
     "ScheduleRow",
     "SchemaVersionRow",
     "UtcDateTime",
+    "WorkerRow",
     "metadata",
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -220,7 +222,30 @@ class SchemaVersionRow(_StoreModel, table=True):
     updated_at: datetime = _when(nullable=False)
 
 
+class WorkerRow(_StoreModel, table=True):
+    """One worker process of the fleet: what it said at registration and its latest heartbeat (schema version 3).
+
+    Whether a worker is gone is decided above the store, from ``last_seen_at`` and ``lease_seconds``.
+    """
+
+    __tablename__ = "scheduler_workers"
+
+    worker_id: str = Field(sa_type=String(256), primary_key=True)
+    host: str = Field(sa_type=String(256), nullable=False)
+    pid: int = Field(nullable=False)
+    #: JSON lists of names.
+    queues_json: str = Field(sa_type=Text, nullable=False)
+    command_types_json: str = Field(sa_type=Text, nullable=False)
+    started_at: datetime = _when(nullable=False)
+    last_seen_at: datetime = _when(nullable=False, index=True)
+    lease_seconds: float = Field(nullable=False)
+    #: running, stopping or stopped.
+    state: str = Field(sa_type=String(16), nullable=False)
+    stopped_at: datetime | None = _when(default=None)
+
+
 ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
 SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
 SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
+WORKERS: Table = WorkerRow.__table__  # type: ignore[attr-defined]

@@ -43,7 +43,10 @@ async def _opened(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     await store.open()
     async with store.engine.begin() as conn:  # the run's database is shared by the tests: start empty
         await conn.execute(
-            text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")
+            text(
+                "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers"
+                " RESTART IDENTITY"
+            )
         )
     return store
 

@@ -13,6 +13,7 @@ from scheduling_app import Add, make_app
 from scheduling import ScheduleOptions
 from scheduling.metrics import StoreGauges, serve_metrics
 from stores import ScheduledCommandStore
+from stores.workers import StoredWorker
 
 LEASE = timedelta(seconds=60)
 
@@ -67,6 +68,40 @@ async def test_overdue_age_and_running_follow_the_store(
     assert gauge(registry, "oldest_overdue_age_seconds") == 0  # pending again, but not due yet
     assert gauge(registry, "entries_running") == 0
     assert gauge(registry, "entries", status="completed") == 1
+
+
+async def test_stuck_entries_and_workers_per_state_follow_the_registry(
+    any_store: ScheduledCommandStore, registry: CollectorRegistry
+) -> None:
+    """Every state exists at zero before any worker registers. A worker that claims and dies: running, then gone,
+    its entry stuck; recovery by a live worker: nothing stuck."""
+    app = make_app(store=any_store)
+    gauges = StoreGauges(any_store, registry, clock=app.clock)
+    await gauges.refresh()
+    assert {state: gauge(registry, "workers", state=state) for state in ("running", "stopping", "gone")} == {
+        "running": 0,
+        "stopping": 0,
+        "gone": 0,
+    }
+    assert gauge(registry, "entries_stuck") == 0
+
+    now = app.clock.now()
+    await any_store.register_worker(
+        StoredWorker(worker_id="doomed", host="h", pid=1, started_at=now, last_seen_at=now, lease_duration=LEASE)
+    )
+    await app.scheduler.schedule(Add(a=1, b=1))
+    await any_store.claim_due(now=now, limit=1, worker_id="doomed", lease_duration=LEASE)
+    await gauges.refresh()
+    assert (gauge(registry, "workers", state="running"), gauge(registry, "entries_stuck")) == (1, 0)
+
+    app.clock.advance(LEASE + timedelta(seconds=1))
+    await gauges.refresh()
+    assert (gauge(registry, "workers", state="running"), gauge(registry, "workers", state="gone")) == (0, 1)
+    assert gauge(registry, "entries_stuck") == 1
+
+    await app.service.run_until_idle()
+    await gauges.refresh()
+    assert gauge(registry, "entries_stuck") == 0
 
 
 async def test_serve_metrics_reads_time_from_the_given_clock(registry: CollectorRegistry) -> None:

@@ -40,7 +40,7 @@ async def test_render_is_the_text_format_with_every_family(registry: CollectorRe
     assert statuses["failed"] == 1
     assert len(statuses) == 6
     labels = {key for family in families.values() for s in family.samples for key in s.labels}
-    assert labels <= {"command_type", "outcome", "status", "le"}  # never an id: bounded cardinality
+    assert labels <= {"command_type", "outcome", "status", "state", "le"}  # never an id: bounded cardinality
 
 
 async def test_render_speaks_openmetrics_when_asked(registry: CollectorRegistry) -> None:

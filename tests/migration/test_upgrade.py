@@ -23,7 +23,9 @@ from sqlalchemy import Engine, create_engine, insert, inspect, select, text
 
 from stores.errors import SchemaVersionError
 from stores.sql import SqlStore
+from stores.sql._migrations import MIGRATIONS
 from stores.sql._tables import ATTEMPTS, ENTRIES, SCHEDULES, SCHEMA, SCHEMA_VERSION
+from stores.workers import StoredWorker
 
 HERE = Path(__file__).parent
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -272,6 +274,31 @@ def test_the_upgraded_schema_equals_a_new_one(
 
     assert schema_of(engine_for(upgraded)) == schema_of(engine_for(fresh))
     assert "occurrence_generation" in [c[0] for c in schema_of(engine_for(fresh))["scheduled_commands"]["columns"]]
+    assert "scheduler_workers" in schema_of(engine_for(upgraded))
+
+
+def test_an_upgraded_database_keeps_a_worker_registry(
+    make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
+) -> None:
+    url = make_database("v1")
+    create_v1(engine_for(url))
+    assert "workers_table" in [step.name for step in MIGRATIONS]
+
+    async def register_and_list() -> list[StoredWorker]:
+        async with SqlStore(store_url(url)) as store:
+            await store.register_worker(
+                StoredWorker(
+                    worker_id="w-1",
+                    host="h",
+                    pid=1,
+                    started_at=BASE,
+                    last_seen_at=BASE,
+                    lease_duration=timedelta(seconds=30),
+                )
+            )
+            return await store.list_workers()
+
+    assert [worker.worker_id for worker in asyncio.run(register_and_list())] == ["w-1"]
 
 
 def test_a_newer_schema_is_still_refused_and_left_alone(

@@ -158,7 +158,9 @@ def test_store_defaults_to_the_environment_then_sqlite(tmp_path: Path) -> None:
     assert "other.db" in json.loads(from_env.stdout)["store"]
 
 
-@pytest.mark.parametrize("command", ["demo", "worker", "status", "list", "show", "cancel", "requeue", "purge"])
+@pytest.mark.parametrize(
+    "command", ["demo", "worker", "workers", "status", "list", "show", "cancel", "requeue", "purge"]
+)
 def test_every_command_has_help(command: str) -> None:
     """Every command's --help exits 0 and explains itself."""
     result = cli(command, "--help")

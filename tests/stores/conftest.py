@@ -42,7 +42,10 @@ class _EmptiedSqlStore(SqlStore):
         self._emptied = True
         async with self.engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")
+                text(
+                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers"
+                    " RESTART IDENTITY"
+                )
             )
 
 

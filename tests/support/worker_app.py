@@ -2,7 +2,8 @@
 
 Worker processes are started with ``cqrs-scheduling worker --app worker_app:build_injector`` and the environment
 variable ``WORKER_APP_OUT`` naming the file this process appends executed job numbers to (one per line, flushed,
-so a killed process loses nothing it reported).
+so a killed process loses nothing it reported). ``WORKER_APP_GRACE`` and ``WORKER_APP_LEASE`` (seconds) set the
+shutdown grace and the lease duration.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def build_injector() -> Injector:
             SchedulingModule(
                 store=MemoryStore(),
                 settings=SchedulerSettings(
-                    shutdown_grace=timedelta(seconds=float(os.environ.get("WORKER_APP_GRACE", "5")))
+                    shutdown_grace=timedelta(seconds=float(os.environ.get("WORKER_APP_GRACE", "5"))),
+                    lease_duration=timedelta(seconds=float(os.environ.get("WORKER_APP_LEASE", "60"))),
                 ),
             ),
         ]

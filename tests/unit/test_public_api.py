@@ -76,6 +76,7 @@ SCHEDULING_API = [
     "SchedulerSettings",
     "SchedulingModule",
     "SystemClock",
+    "WorkerInfo",  # section 5
 ]
 
 #: Section 3 of the contract: ``from stores import (...)``.

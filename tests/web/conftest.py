@@ -47,7 +47,10 @@ async def postgresql_store(postgres_url: str) -> AsyncIterator[SqlStore]:
     async with SqlStore(postgres_url) as store:
         async with store.engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")
+                text(
+                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers"
+                    " RESTART IDENTITY"
+                )
             )
         yield store
 

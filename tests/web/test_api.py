@@ -378,6 +378,7 @@ async def test_openapi_describes_every_route_with_typed_bodies(client: httpx.Asy
         "/api/recurring",
         "/api/recurring/{name}/pause",
         "/api/recurring/{name}/resume",
+        "/api/workers",
     }
     ok = paths["/api/overview"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/StoreOverview"}

@@ -445,7 +445,7 @@ def test_read_only_mode_shows_no_buttons_and_refuses_changes(served: Served, bro
     login(browser, served.read_only_url, "/dead-letters")
     wait_for(browser, lambda d: element(d, f"dead-row-{entry_id}") is not None, "the dead letter is listed")
     assert "Read-only mode" in browser.find_element(By.TAG_NAME, "header").text
-    for path in ("/dead-letters", f"/entries/{entry_id}", "/entries", "/recurring", "/"):
+    for path in ("/dead-letters", f"/entries/{entry_id}", "/entries", "/recurring", "/workers", "/"):
         browser.get(f"{served.read_only_url}{path}")
         wait_for(browser, lambda d: d.find_elements(By.TAG_NAME, "h1"), f"{path} loads")
         assert action_buttons(browser) == [], path
@@ -502,7 +502,7 @@ def test_the_pages_work_under_the_content_security_policy_and_log_out(served: Se
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     button.click()
     wait_for(browser, lambda d: element(d, f"dead-row-{entry_id}") is not None, "logged in, the dead letter listed")
-    for path in ("/", "/entries", f"/entries/{entry_id}", "/recurring", "/dead-letters"):
+    for path in ("/", "/entries", f"/entries/{entry_id}", "/recurring", "/workers", "/dead-letters"):
         browser.get(f"{served.url}{path}")
         wait_for(browser, lambda d: d.find_elements(By.TAG_NAME, "h1"), f"{path} loads")
         header = browser.find_element(By.CSS_SELECTOR, "header.site-header")

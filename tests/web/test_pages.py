@@ -25,10 +25,11 @@ from scheduling.web import DashboardSettings, create_dashboard_app
 from scheduling.web.pages import format_duration, throughput_chart
 from stores.schedules import StoredSchedule
 from stores.sql import SqlStore
+from stores.workers import StoredWorker
 
 TOKEN = "page-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PAGES = ["/", "/entries", "/dead-letters", "/recurring"]
+PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/workers"]
 
 # -- a small DOM from the standard library's parser -------------------------------------------------------------
 
@@ -411,6 +412,74 @@ async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClien
     assert "Paused" in row.text()
     (resume,) = action_buttons(row)
     assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
+
+
+async def _a_worker_dies_holding_an_entry(filled: Filled) -> str:
+    """A live worker and a gone one (last seen 2 leases ago) that still holds an entry under an expired lease."""
+    app = filled.app
+    now, lease = app.clock.now(), app.settings.lease_duration
+    for worker_id, seen in (("live-worker", now), ("dead-worker", now - 2 * lease)):
+        await app.store.register_worker(
+            StoredWorker(
+                worker_id=worker_id,
+                host="host-a",
+                pid=7 if worker_id == "dead-worker" else 8,
+                command_types=("scheduling_app.Record",),
+                started_at=now - timedelta(hours=1),
+                last_seen_at=seen,
+                lease_duration=lease,
+            )
+        )
+    (held,) = await app.store.claim_due(now=now, limit=1, worker_id="dead-worker", lease_duration=lease)
+    app.clock.advance(lease + timedelta(seconds=1))
+    await app.store.touch_worker("live-worker", now=app.clock.now())
+    return held.id
+
+
+async def test_the_workers_page_shows_the_live_and_the_gone(client: httpx.AsyncClient, filled: Filled) -> None:
+    doc = await get_page(client, "/workers")
+    assert "No worker has registered yet." in doc.text()
+
+    await _a_worker_dies_holding_an_entry(filled)
+    doc = await get_page(client, "/workers?fragment=workers")
+    rows = {r.attrs["data-worker-id"]: r for r in doc.find_all("tr") if "data-worker-id" in r.attrs}
+    assert {worker_id: row.attrs["data-state"] for worker_id, row in rows.items()} == {
+        "live-worker": "running",
+        "dead-worker": "gone",
+    }
+    assert [td.text() for td in rows["dead-worker"].find_all("td")][1:3] == ["7", "gone"]
+    assert [td.text() for td in rows["dead-worker"].find_all("td")][3] == "1"  # the entry it still holds
+    counts = doc.by_id("workers-counts")
+    assert counts is not None and counts.text().startswith("1 running, 0 stopping, 1 gone")
+    assert doc.by_id("workers-stuck") is not None
+
+
+async def test_overview_and_entry_page_show_an_entry_stuck_with_a_gone_worker(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    doc = await get_page(client, "/")
+    stuck = doc.by_id("stuck")
+    assert stuck is not None and stuck.attrs["data-count"] == "0" and "nothing is stuck" in stuck.text()
+
+    entry_id = await _a_worker_dies_holding_an_entry(filled)
+    doc = await get_page(client, "/?fragment=overview")
+    stuck = doc.by_id("stuck")
+    assert stuck is not None and stuck.attrs["data-count"] == "1"
+    summary = doc.by_id("workers-summary")
+    assert summary is not None and summary.text() == "1 running, 0 stopping, 1 gone"
+
+    doc = await get_page(client, f"/entries/{entry_id}")
+    banner = doc.by_id("entry-stuck")
+    assert banner is not None
+    assert "dead-worker" in banner.text() and len(banner.find_all("time")) == 2  # started, lease expiry
+    detail = (await client.get(f"/api/entries/{entry_id}")).json()
+    assert detail["stuck"] is True
+    fleet = (await client.get("/api/workers")).json()
+    assert (fleet["stuck"], fleet["by_state"]["gone"]) == (1, 1)
+
+    await filled.app.service.run_until_idle()  # a live worker recovers it
+    doc = await get_page(client, f"/entries/{entry_id}")
+    assert doc.by_id("entry-stuck") is None
 
 
 async def test_a_schedule_name_with_a_slash_gets_buttons_that_work(client: httpx.AsyncClient, filled: Filled) -> None:

@@ -1,0 +1,157 @@
+"""The live fleet as the application sees it: ``WorkerInfo``, and how it is read from the store's registry.
+
+Workers register when they start and heartbeat with their lease renewals (``scheduling._registry``). The store
+keeps what each worker said; the decision made here is whether a worker is *gone*: it exited cleanly, or it has not
+been seen for longer than its own lease duration, so it has missed every renewal of its leases (it crashed, hung or
+lost the store). An entry such a worker still holds is *stuck* until another worker's recovery takes it over.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from stores.base import ScheduledCommandStore
+from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import UnreadableEntryError
+from stores.workers import StoredWorker
+
+__all__ = [
+    "WORKER_STATES",
+    "Fleet",
+    "WorkerInfo",
+    "WorkerState",
+    "count_stuck",
+    "is_stuck",
+    "list_workers",
+    "worker_state",
+    "workers_by_state",
+]
+
+#: ``running``; ``stopping`` (draining at shutdown); ``gone`` (exited, or not seen for a lease duration).
+WorkerState = Literal["running", "stopping", "gone"]
+
+#: Every state, in the order reports show them.
+WORKER_STATES: tuple[WorkerState, ...] = ("running", "stopping", "gone")
+
+#: Entries read per page when counting what each worker holds.
+_PAGE = 1_000
+
+
+class WorkerInfo(BaseModel):
+    """One worker process of the fleet: a live one, or one gone recently (gone workers are forgotten after
+    ``SchedulerSettings.worker_retention``).
+
+    .. versionadded:: 0.5
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Its ``SchedulerSettings.worker_id``, the name in its leases and the audit trail.
+    worker_id: str
+    host: str
+    pid: int
+    #: The queues it claims from; empty: every queue.
+    queues: tuple[str, ...]
+    #: The command types it has handlers for.
+    command_types: tuple[str, ...]
+    started_at: AwareDatetime
+    #: Its latest heartbeat.
+    last_seen_at: AwareDatetime
+    #: Entries it holds: PROCESSING under its lease (expired ones included, for a gone worker: they are stuck).
+    running: int
+    state: WorkerState
+
+
+class Fleet(BaseModel):
+    """The workers at ``now`` and the entries stuck with gone ones: what ``cqrs-scheduling workers --json`` prints."""
+
+    now: AwareDatetime
+    workers: list[WorkerInfo]
+    #: Registered workers per state, every state present.
+    by_state: dict[str, int]
+    #: Entries held by gone workers (PROCESSING under an expired lease), not yet recovered.
+    stuck: int
+
+    @classmethod
+    async def read(cls, store: ScheduledCommandStore, now: datetime) -> Fleet:
+        workers = await list_workers(store, now)
+        by_state: dict[str, int] = dict.fromkeys(WORKER_STATES, 0)
+        for worker in workers:
+            by_state[worker.state] += 1
+        return cls(now=now, workers=workers, by_state=by_state, stuck=await count_stuck(store, now))
+
+
+def worker_state(worker: StoredWorker, now: datetime) -> WorkerState:
+    """``gone`` once the worker stopped, or was last seen longer than its lease duration before ``now``."""
+    if worker.state == "stopped" or now - worker.last_seen_at > worker.lease_duration:
+        return "gone"
+    return worker.state
+
+
+async def list_workers(store: ScheduledCommandStore, now: datetime) -> list[WorkerInfo]:
+    """Every registered worker, by start time, with its state at ``now`` and the entries it holds."""
+    workers = await store.list_workers()
+    held: dict[str, int] = {}
+    if workers:
+        for entry in await _processing(store):
+            if entry.lease_owner is not None:
+                held[entry.lease_owner] = held.get(entry.lease_owner, 0) + 1
+    return [
+        WorkerInfo(
+            worker_id=worker.worker_id,
+            host=worker.host,
+            pid=worker.pid,
+            queues=worker.queues,
+            command_types=worker.command_types,
+            started_at=worker.started_at,
+            last_seen_at=worker.last_seen_at,
+            running=held.get(worker.worker_id, 0),
+            state=worker_state(worker, now),
+        )
+        for worker in workers
+    ]
+
+
+async def workers_by_state(store: ScheduledCommandStore, now: datetime) -> dict[str, int]:
+    """How many registered workers are in each state at ``now`` (every state present)."""
+    counts: dict[str, int] = dict.fromkeys(WORKER_STATES, 0)
+    for worker in await store.list_workers():
+        counts[worker_state(worker, now)] += 1
+    return counts
+
+
+def is_stuck(entry: ScheduledCommandEntry, now: datetime) -> bool:
+    """PROCESSING under a lease expired at ``now``: its worker is gone and no live worker has recovered it yet."""
+    return (
+        entry.status is ScheduledCommandStatus.PROCESSING
+        and entry.lease_expires_at is not None
+        and entry.lease_expires_at <= now
+    )
+
+
+async def count_stuck(store: ScheduledCommandStore, now: datetime) -> int:
+    """Entries held by a worker that is gone: PROCESSING under a lease expired at ``now``, not yet recovered."""
+    processing = (await store.count_by_status()).get(ScheduledCommandStatus.PROCESSING, 0)
+    if not processing:
+        return 0
+    return max(0, processing - await store.count_running(now=now))
+
+
+async def _processing(store: ScheduledCommandStore) -> list[ScheduledCommandEntry]:
+    entries: list[ScheduledCommandEntry] = []
+    offset = 0
+    while True:
+        page = await store.list_entries(
+            status=ScheduledCommandStatus.PROCESSING, limit=_PAGE, offset=offset, on_unreadable=_skip
+        )
+        entries.extend(page)
+        if len(page) < _PAGE:
+            return entries
+        offset += _PAGE
+
+
+def _skip(error: UnreadableEntryError) -> None:
+    """A row that does not read is shown by the entry listings; counting what a worker holds leaves it out."""
