@@ -18,6 +18,7 @@ TOOLING = (
     "scheduling.cli",
     "scheduling.web",
     "scheduling.metrics",
+    "scheduling._metrics_server",
     "scheduling._worker",
     "scheduling.demo",
 )
