@@ -8,16 +8,17 @@ the lifecycle notification. What differs between outcomes is data (:class:`_Outc
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pydantic_core
 
-from mediator import Mediator
+from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import recurring_ops
@@ -115,6 +116,7 @@ class Attempts:
         self._lease_duration = settings.lease_duration
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed = {kind: mediator.has_subscribers(kind) for kind in _NOTIFICATIONS}
+        self._threaded: dict[type[Command[Any]], bool] = {}
 
     async def execute(self, entry: ScheduledCommandEntry) -> None:
         """Wait until the entry is due (it may have been claimed ahead), then attempt it."""
@@ -161,13 +163,11 @@ class Attempts:
             if entry.timeout_seconds is not None:
                 deadline = asyncio.timeout(entry.timeout_seconds)
                 try:
-                    async with deadline:
-                        result = await self._mediator.send(command)
-                except TimeoutError as exc:
-                    if not deadline.expired():  # the handler's own TimeoutError (a partner's): an ordinary failure
-                        raise
-                    outcome = "timed_out"
-                    raise TimeoutError(f"attempt exceeded its timeout of {entry.timeout_seconds:g}s") from exc
+                    result = await self._send_within(entry, deadline, entry.timeout_seconds, command)
+                except TimeoutError:
+                    if deadline.expired():  # not the handler's own TimeoutError (a partner's): that one just failed
+                        outcome = "timed_out"
+                    raise
             else:
                 result = await self._mediator.send(command)
         except asyncio.CancelledError as exc:
@@ -190,6 +190,60 @@ class Attempts:
             await self._record_failure(entry, started, failure, "failed", permanent=True)
             return
         await self._complete(entry, started, result_payload)
+
+    async def _send_within(
+        self, entry: ScheduledCommandEntry, deadline: asyncio.Timeout, seconds: float, command: Command[T]
+    ) -> T:
+        """Send the command under ``deadline`` (``seconds`` of real time).
+
+        A plain ``def`` handler cannot be interrupted: the mediator's cancelled send returns only once the handler's
+        thread has returned, so until then this attempt keeps its task (the entry's concurrency slot) and its lease
+        (renewed by the heartbeat), and its outcome, with the retry it may schedule, is recorded only afterwards.
+
+        Raises:
+            TimeoutError: the deadline expired (``deadline.expired()``), or the handler's own, unchanged.
+        """
+        loop = asyncio.get_running_loop()
+        held = None
+        if self._runs_in_thread(type(command)):
+            held = loop.call_later(seconds, self._log_held, entry, seconds)
+        try:
+            async with deadline:
+                return await self._mediator.send(command)
+        except TimeoutError as exc:
+            if not deadline.expired():  # the handler's own TimeoutError (a partner's): an ordinary failure
+                raise
+            message = f"attempt exceeded its timeout of {seconds:g}s"
+            when = deadline.when()
+            if held is not None and when is not None:
+                message += (
+                    f"; its plain def handler could not be interrupted and its thread returned "
+                    f"{max(0.0, loop.time() - when):.3f}s later (the entry was held until then)"
+                )
+            raise TimeoutError(message) from exc
+        finally:
+            if held is not None:
+                held.cancel()
+
+    def _runs_in_thread(self, command_type: type[Command[Any]]) -> bool:
+        """Whether the command's handler is a plain ``def`` (run in a thread by the mediator); cached per type."""
+        try:
+            return self._threaded[command_type]
+        except KeyError:
+            handler = self._mediator.handler_for(command_type)
+            threaded = handler is not None and not inspect.iscoroutinefunction(getattr(handler, "handle", None))
+            self._threaded[command_type] = threaded
+            return threaded
+
+    def _log_held(self, entry: ScheduledCommandEntry, seconds: float) -> None:
+        logger.warning(
+            "%s %s passed its timeout of %gs in a plain def handler, which cannot be interrupted: the entry stays "
+            "held (slot and lease) until its thread returns, then the attempt is recorded as timed out",
+            entry.command_type,
+            entry.id,
+            seconds,
+            extra=entry_extra("timeout_held", entry),
+        )
 
     async def _advance_recurring(self, entry: ScheduledCommandEntry, now: datetime) -> None:
         """Create the next occurrence of the entry's schedule (idempotent; a failure is logged, never fatal: the
