@@ -21,12 +21,13 @@ import pydantic_core
 from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
-from . import recurring_ops
+from . import context, recurring_ops
 from ._leases import Leases, WorkerLostError
 from ._store_calls import entry_extra, log_failure, store_call
 from ._wakeup import Wakeup
 from .clock import Clock
 from .codec import CommandCodec
+from .context import CommandContext
 from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
 from .errors import UndeliverableCommandError
 from .notifications import (
@@ -151,7 +152,6 @@ class Attempts:
             return
         if self._observers:
             self._observers.on_started(entry, started)
-        outcome: AttemptOutcome = "failed"
         try:
             command = self._codec.decode(entry.command_type, entry.payload)
         except UndeliverableCommandError as exc:
@@ -159,17 +159,9 @@ class Attempts:
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("running %s %s", entry.command_type, entry.id, extra=entry_extra("run", entry))
+        deadline = None if entry.timeout_seconds is None else asyncio.timeout(entry.timeout_seconds)
         try:
-            if entry.timeout_seconds is not None:
-                deadline = asyncio.timeout(entry.timeout_seconds)
-                try:
-                    result = await self._send_within(entry, deadline, entry.timeout_seconds, command)
-                except TimeoutError:
-                    if deadline.expired():  # not the handler's own TimeoutError (a partner's): that one just failed
-                        outcome = "timed_out"
-                    raise
-            else:
-                result = await self._mediator.send(command)
+            result = await self._send(entry, command, deadline)
         except asyncio.CancelledError as exc:
             if entry.id in self._leases.cancelled_here:  # stopping, or the lease was lost: give the entry back
                 await self._leases.release(entry)
@@ -181,7 +173,9 @@ class Attempts:
             await self._record_failure(entry, started, exc, "failed")
             return
         except BaseException as exc:  # noqa: BLE001 - one command must never bring the worker down
-            await self._record_failure(entry, started, exc, outcome)
+            # Our deadline's TimeoutError, not the handler's own (a partner's timeout): that one is an ordinary failure.
+            timed_out = deadline is not None and deadline.expired() and isinstance(exc, TimeoutError)
+            await self._record_failure(entry, started, exc, "timed_out" if timed_out else "failed")
             return
         try:
             result_payload = None if result is None else pydantic_core.to_json(result).decode()
@@ -190,6 +184,17 @@ class Attempts:
             await self._record_failure(entry, started, failure, "failed", permanent=True)
             return
         await self._complete(entry, started, result_payload)
+
+    async def _send(self, entry: ScheduledCommandEntry, command: Command[T], deadline: asyncio.Timeout | None) -> T:
+        """Send the command through the mediator, as the current ``CommandContext``, under ``deadline`` if any."""
+        token = context.enter(CommandContext.of(entry))
+        try:
+            if deadline is None:
+                return await self._mediator.send(command)
+            assert entry.timeout_seconds is not None
+            return await self._send_within(entry, deadline, entry.timeout_seconds, command)
+        finally:
+            context.leave(token)
 
     async def _send_within(
         self, entry: ScheduledCommandEntry, deadline: asyncio.Timeout, seconds: float, command: Command[T]
