@@ -72,8 +72,16 @@ def _generation_in_v1_key(name: str, key: str) -> int | None:
     return int(generation) if generation.isdigit() else None
 
 
+async def _trace_context_column(conn: AsyncConnection) -> None:
+    """Version 3: the trace context at ``schedule()``, for the attempt spans' links. Older entries have none."""
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN trace_context TEXT"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "occurrence_generation_column", _occurrence_generation_column),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "occurrence_generation_column", _occurrence_generation_column),
+    Migration(3, "trace_context_column", _trace_context_column),
+)
 
 
 async def upgrade(conn: AsyncConnection, found: int, shown_url: str) -> None:
