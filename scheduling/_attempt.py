@@ -21,7 +21,7 @@ import pydantic_core
 from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
-from . import context, recurring_ops
+from . import _tracing, context, recurring_ops
 from ._leases import Leases, WorkerLostError
 from ._store_calls import entry_extra, log_failure, store_call
 from ._wakeup import Wakeup
@@ -152,6 +152,15 @@ class Attempts:
             return
         if self._observers:
             self._observers.on_started(entry, started)
+        run_context = CommandContext.of(entry)
+        if _tracing.ENABLED:
+            with _tracing.attempt_span(entry, run_context.queue):
+                await self._run(entry, started, run_context)
+        else:
+            await self._run(entry, started, run_context)
+
+    async def _run(self, entry: ScheduledCommandEntry, started: datetime, run_context: CommandContext) -> None:
+        """Decode the command, send it, record the outcome."""
         try:
             command = self._codec.decode(entry.command_type, entry.payload)
         except UndeliverableCommandError as exc:
@@ -161,9 +170,11 @@ class Attempts:
             logger.debug("running %s %s", entry.command_type, entry.id, extra=entry_extra("run", entry))
         deadline = None if entry.timeout_seconds is None else asyncio.timeout(entry.timeout_seconds)
         try:
-            result = await self._send(entry, command, deadline)
+            result = await self._send(entry, command, deadline, run_context)
         except asyncio.CancelledError as exc:
             if entry.id in self._leases.cancelled_here:  # stopping, or the lease was lost: give the entry back
+                if _tracing.ENABLED:
+                    _tracing.record_outcome("released")
                 await self._leases.release(entry)
                 raise
             task = asyncio.current_task()
@@ -185,9 +196,15 @@ class Attempts:
             return
         await self._complete(entry, started, result_payload)
 
-    async def _send(self, entry: ScheduledCommandEntry, command: Command[T], deadline: asyncio.Timeout | None) -> T:
-        """Send the command through the mediator, as the current ``CommandContext``, under ``deadline`` if any."""
-        token = context.enter(CommandContext.of(entry))
+    async def _send(
+        self,
+        entry: ScheduledCommandEntry,
+        command: Command[T],
+        deadline: asyncio.Timeout | None,
+        run_context: CommandContext,
+    ) -> T:
+        """Send the command through the mediator, with ``run_context`` current, under ``deadline`` if any."""
+        token = context.enter(run_context)
         try:
             if deadline is None:
                 return await self._mediator.send(command)
@@ -283,6 +300,8 @@ class Attempts:
             finished_at=finished,
             outcome="completed",
         )
+        if _tracing.ENABLED:
+            _tracing.record_outcome("completed")
         assert entry.lease_token is not None  # a claimed entry
         return self._report(
             _COMPLETED,
@@ -314,6 +333,8 @@ class Attempts:
         """Record a failed attempt, then retry later or dead-letter, and announce it."""
         finished = self._clock.now()
         message = _error_message(exc)
+        if _tracing.ENABLED:
+            _tracing.record_failure(outcome, exc, message)
         number = entry.attempt_count + 1
         attempt = AttemptRecord(
             attempt=number,

@@ -83,7 +83,7 @@ class WatchCompleted(NotificationHandler[ScheduledCommandCompleted]):
         NOTIFIED.append(CommandContext.current())
 
 
-HANDLERS = [FlakyHandler, InThreadHandler, InjectedHandler, ParallelHandler, WatchCompleted]
+HANDLERS: list[type] = [FlakyHandler, InThreadHandler, InjectedHandler, ParallelHandler, WatchCompleted]
 
 
 async def test_a_retried_handler_sees_attempts_1_2_3_with_the_entrys_fields() -> None:
