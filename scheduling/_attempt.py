@@ -153,7 +153,7 @@ class Attempts:
         if self._observers:
             self._observers.on_started(entry, started)
         run_context = CommandContext.of(entry)
-        if _tracing.ENABLED:
+        if _tracing.ENABLED and _tracing.recording():
             with _tracing.attempt_span(entry, run_context.queue):
                 await self._run(entry, started, run_context)
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .entries import AttemptOutcome, ScheduledCommandEntry
 
-__all__ = ["ENABLED", "attempt_span", "capture", "record_failure", "record_outcome"]
+__all__ = ["ENABLED", "attempt_span", "capture", "recording", "record_failure", "record_outcome"]
 
 if TYPE_CHECKING:
     from opentelemetry import propagate, trace
@@ -37,6 +37,12 @@ else:
 #: The instrumentation scope's name, as tracer providers and backends show it.
 SCOPE = "cqrs_scheduling"
 
+if ENABLED:
+    #: The API's default provider (until the application sets one) and its explicit no-op: nothing would record.
+    _NOT_RECORDING = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    #: A proxy until the application sets its provider, then that provider's tracer.
+    _tracer = trace.get_tracer(SCOPE)
+
 #: Span attribute names.
 COMMAND_TYPE = "cqrs_scheduling.command_type"
 COMMAND_ID = "cqrs_scheduling.command_id"
@@ -52,6 +58,12 @@ def capture() -> str | None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return json.dumps(carrier, separators=(",", ":"), sort_keys=True) if carrier else None
+
+
+def recording() -> bool:
+    """Whether the application has set a tracer provider that may record; without one an attempt opens no span at
+    all (a non-recording span still costs tens of microseconds, the stored context's extraction included)."""
+    return not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
 
 
 def _links(stored: str | None) -> list[Link]:
@@ -72,8 +84,7 @@ def _links(stored: str | None) -> list[Link]:
 @contextmanager
 def attempt_span(entry: ScheduledCommandEntry, queue: str) -> Iterator[None]:
     """Run one attempt of ``entry`` in a span of its own, current meanwhile, linked to the context of its
-    ``schedule()``. Only call it when ``ENABLED``."""
-    tracer = trace.get_tracer(SCOPE)
+    ``schedule()``. Only call it when ``ENABLED`` and :func:`recording`."""
     attributes: dict[str, str | int] = {
         COMMAND_TYPE: entry.command_type,
         COMMAND_ID: entry.id,
@@ -83,7 +94,7 @@ def attempt_span(entry: ScheduledCommandEntry, queue: str) -> Iterator[None]:
         "messaging.destination.name": queue,
         "messaging.message.id": entry.id,
     }
-    with tracer.start_as_current_span(
+    with _tracer.start_as_current_span(
         f"cqrs_scheduling.attempt {entry.command_type}",
         context=trace.set_span_in_context(trace.INVALID_SPAN),  # a trace of its own, linked to the scheduling one
         kind=SpanKind.CONSUMER,
