@@ -252,8 +252,11 @@ class Attempts:
         try:
             return self._threaded[command_type]
         except KeyError:
-            handler = self._mediator.handler_for(command_type)
-            threaded = handler is not None and not inspect.iscoroutinefunction(getattr(handler, "handle", None))
+            handle = getattr(self._mediator.handler_for(command_type), "handle", None)
+            # As the mediator decides: a decorated ``async def handle`` (functools.wraps) still runs on the loop.
+            threaded = handle is not None and not (
+                inspect.iscoroutinefunction(handle) or inspect.iscoroutinefunction(inspect.unwrap(handle))
+            )
             self._threaded[command_type] = threaded
             return threaded
 
