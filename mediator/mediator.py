@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -174,15 +176,41 @@ def _threaded_handler_call(factory: Callable[[], Any]) -> _SendPlan:
 
 
 async def _in_thread(handle: Callable[[Any], Any], message: Any) -> Any:
-    """Run a plain ``def handle`` in a worker thread, never on the loop.
+    """Run a plain ``def handle`` in a worker thread, never on the loop, in a copy of the caller's context.
+
+    A thread cannot be interrupted, so a cancelled call (a timeout, a shutdown) does not return while the thread
+    still runs: it waits for the thread to return, through further cancellations too, then raises the
+    ``CancelledError`` and drops the thread's outcome. Whoever cancelled it therefore knows, when the cancellation
+    arrives, that the handler is no longer running (a retry cannot start beside it).
 
     ``handle`` is typed ``R | Awaitable[R]``, so a plain ``def`` may return an awaitable (a decorator returning the
     wrapped coroutine, say): it is awaited here, on the loop, rather than handed to the caller un-awaited.
     """
-    result = await asyncio.to_thread(handle, message)
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    running = loop.run_in_executor(None, functools.partial(context.run, handle, message))
+    try:
+        result = await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await _until_returned(running)
+        raise
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def _until_returned(running: asyncio.Future[Any]) -> None:
+    """Wait until a handler's thread has returned, whatever cancellations arrive meanwhile; drop its outcome."""
+    while not running.done():
+        try:
+            await asyncio.wait((running,))
+        except asyncio.CancelledError:  # raised to the caller once the thread is back
+            continue
+    if running.cancelled() or running.exception() is not None:  # retrieved: never "exception was never retrieved"
+        return
+    result = running.result()
+    if inspect.iscoroutine(result):  # never awaited, and never "coroutine was never awaited"
+        result.close()
 
 
 def _wrap(behavior_factory: Callable[[], Any], inner: _SendPlan) -> _SendPlan:

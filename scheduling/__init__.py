@@ -4,12 +4,13 @@ What lives here, in two layers (the stores they use are the ``stores`` package):
 
 - **The engine**, public: ``scheduler`` (``CommandScheduler``: schedule, cancel, inspect), ``service``
   (``ScheduledCommandService``, the worker), ``options`` (``ScheduleOptions``, ``SchedulerSettings``), ``module``
-  (``SchedulingModule``), ``clock``, ``entries``, ``notifications``, ``observer``, ``errors``, ``retry`` (backoff as
-  a pure function), ``recurring`` and ``recurring_ops`` (recurring schedules), ``retention``
-  (``Retention``: deleting old finished entries), ``workers`` (the worker registry as ``WorkerInfo``), ``codec``
-  (command type names and payloads). The service's parts are private: ``_claim_loop`` (claim, sleep, wake;
-  ``_wakeup``), ``_attempt`` (one attempt and its outcome), ``_leases`` (heartbeat, recovery, draining),
-  ``_registry`` (this worker's registry record), ``_store_calls`` (store retries and failure logs), ``_hooks``
+  (``SchedulingModule``), ``clock``, ``context`` (``CommandContext``, the scheduled run a handler is part of),
+  ``entries``, ``notifications``, ``observer``, ``errors``, ``retry`` (backoff as a pure function), ``recurring``
+  and ``recurring_ops`` (recurring schedules), ``retention`` (``Retention``: deleting old finished entries),
+  ``workers`` (the worker registry as ``WorkerInfo``), ``codec`` (command type names and payloads). The service's
+  parts are private: ``_claim_loop`` (claim, sleep, wake; ``_wakeup``), ``_attempt`` (one attempt and its
+  outcome), ``_leases`` (heartbeat, recovery, draining), ``_registry`` (this worker's registry record),
+  ``_store_calls`` (store retries and failure logs), ``_hooks``
   (startup hooks).
 - **The operator tooling**, built on the engine and never imported by it: ``admin`` (the read model and actions
   shared by the command line and the dashboard's API), ``metrics`` (Prometheus, extra ``metrics``), ``web`` (the
@@ -21,6 +22,7 @@ Everything an application needs is importable from here; the names below are the
 """
 
 from .clock import Clock, ManualClock, SystemClock
+from .context import CommandContext
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .module import SchedulingModule
 from .notifications import (
@@ -40,6 +42,7 @@ from .workers import WorkerInfo
 __all__ = [
     "AttemptRecord",
     "Clock",
+    "CommandContext",
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",

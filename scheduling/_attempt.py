@@ -8,24 +8,26 @@ the lifecycle notification. What differs between outcomes is data (:class:`_Outc
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pydantic_core
 
-from mediator import Mediator
+from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
-from . import recurring_ops
+from . import _tracing, context, recurring_ops
 from ._leases import Leases, WorkerLostError
 from ._store_calls import entry_extra, log_failure, store_call
 from ._wakeup import Wakeup
 from .clock import Clock
 from .codec import CommandCodec
+from .context import CommandContext
 from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
 from .errors import UndeliverableCommandError
 from .notifications import (
@@ -115,6 +117,7 @@ class Attempts:
         self._lease_duration = settings.lease_duration
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed = {kind: mediator.has_subscribers(kind) for kind in _NOTIFICATIONS}
+        self._threaded: dict[type[Command[Any]], bool] = {}
 
     async def execute(self, entry: ScheduledCommandEntry) -> None:
         """Wait until the entry is due (it may have been claimed ahead), then attempt it."""
@@ -149,7 +152,15 @@ class Attempts:
             return
         if self._observers:
             self._observers.on_started(entry, started)
-        outcome: AttemptOutcome = "failed"
+        run_context = CommandContext.of(entry)
+        if _tracing.ENABLED and _tracing.recording():
+            with _tracing.attempt_span(entry, run_context.queue):
+                await self._run(entry, started, run_context)
+        else:
+            await self._run(entry, started, run_context)
+
+    async def _run(self, entry: ScheduledCommandEntry, started: datetime, run_context: CommandContext) -> None:
+        """Decode the command, send it, record the outcome."""
         try:
             command = self._codec.decode(entry.command_type, entry.payload)
         except UndeliverableCommandError as exc:
@@ -157,21 +168,13 @@ class Attempts:
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("running %s %s", entry.command_type, entry.id, extra=entry_extra("run", entry))
+        deadline = None if entry.timeout_seconds is None else asyncio.timeout(entry.timeout_seconds)
         try:
-            if entry.timeout_seconds is not None:
-                deadline = asyncio.timeout(entry.timeout_seconds)
-                try:
-                    async with deadline:
-                        result = await self._mediator.send(command)
-                except TimeoutError as exc:
-                    if not deadline.expired():  # the handler's own TimeoutError (a partner's): an ordinary failure
-                        raise
-                    outcome = "timed_out"
-                    raise TimeoutError(f"attempt exceeded its timeout of {entry.timeout_seconds:g}s") from exc
-            else:
-                result = await self._mediator.send(command)
+            result = await self._send(entry, command, deadline, run_context)
         except asyncio.CancelledError as exc:
             if entry.id in self._leases.cancelled_here:  # stopping, or the lease was lost: give the entry back
+                if _tracing.ENABLED:
+                    _tracing.record_outcome("released")
                 await self._leases.release(entry)
                 raise
             task = asyncio.current_task()
@@ -181,7 +184,9 @@ class Attempts:
             await self._record_failure(entry, started, exc, "failed")
             return
         except BaseException as exc:  # noqa: BLE001 - one command must never bring the worker down
-            await self._record_failure(entry, started, exc, outcome)
+            # Our deadline's TimeoutError, not the handler's own (a partner's timeout): that one is an ordinary failure.
+            timed_out = deadline is not None and deadline.expired() and isinstance(exc, TimeoutError)
+            await self._record_failure(entry, started, exc, "timed_out" if timed_out else "failed")
             return
         try:
             result_payload = None if result is None else pydantic_core.to_json(result).decode()
@@ -190,6 +195,80 @@ class Attempts:
             await self._record_failure(entry, started, failure, "failed", permanent=True)
             return
         await self._complete(entry, started, result_payload)
+
+    async def _send(
+        self,
+        entry: ScheduledCommandEntry,
+        command: Command[T],
+        deadline: asyncio.Timeout | None,
+        run_context: CommandContext,
+    ) -> T:
+        """Send the command through the mediator, with ``run_context`` current, under ``deadline`` if any."""
+        token = context.enter(run_context)
+        try:
+            if deadline is None:
+                return await self._mediator.send(command)
+            assert entry.timeout_seconds is not None
+            return await self._send_within(entry, deadline, entry.timeout_seconds, command)
+        finally:
+            context.leave(token)
+
+    async def _send_within(
+        self, entry: ScheduledCommandEntry, deadline: asyncio.Timeout, seconds: float, command: Command[T]
+    ) -> T:
+        """Send the command under ``deadline`` (``seconds`` of real time).
+
+        A plain ``def`` handler cannot be interrupted: the mediator's cancelled send returns only once the handler's
+        thread has returned, so until then this attempt keeps its task (the entry's concurrency slot) and its lease
+        (renewed by the heartbeat), and its outcome, with the retry it may schedule, is recorded only afterwards.
+
+        Raises:
+            TimeoutError: the deadline expired (``deadline.expired()``), or the handler's own, unchanged.
+        """
+        loop = asyncio.get_running_loop()
+        held = None
+        if self._runs_in_thread(type(command)):
+            held = loop.call_later(seconds, self._log_held, entry, seconds)
+        try:
+            async with deadline:
+                return await self._mediator.send(command)
+        except TimeoutError as exc:
+            if not deadline.expired():  # the handler's own TimeoutError (a partner's): an ordinary failure
+                raise
+            message = f"attempt exceeded its timeout of {seconds:g}s"
+            when = deadline.when()
+            if held is not None and when is not None:
+                message += (
+                    f"; its plain def handler could not be interrupted and its thread returned "
+                    f"{max(0.0, loop.time() - when):.3f}s later (the entry was held until then)"
+                )
+            raise TimeoutError(message) from exc
+        finally:
+            if held is not None:
+                held.cancel()
+
+    def _runs_in_thread(self, command_type: type[Command[Any]]) -> bool:
+        """Whether the command's handler is a plain ``def`` (run in a thread by the mediator); cached per type."""
+        try:
+            return self._threaded[command_type]
+        except KeyError:
+            handle = getattr(self._mediator.handler_for(command_type), "handle", None)
+            # As the mediator decides: a decorated ``async def handle`` (functools.wraps) still runs on the loop.
+            threaded = handle is not None and not (
+                inspect.iscoroutinefunction(handle) or inspect.iscoroutinefunction(inspect.unwrap(handle))
+            )
+            self._threaded[command_type] = threaded
+            return threaded
+
+    def _log_held(self, entry: ScheduledCommandEntry, seconds: float) -> None:
+        logger.warning(
+            "%s %s passed its timeout of %gs in a plain def handler, which cannot be interrupted: the entry stays "
+            "held (slot and lease) until its thread returns, then the attempt is recorded as timed out",
+            entry.command_type,
+            entry.id,
+            seconds,
+            extra=entry_extra("timeout_held", entry),
+        )
 
     async def _advance_recurring(self, entry: ScheduledCommandEntry, now: datetime) -> None:
         """Create the next occurrence of the entry's schedule (idempotent; a failure is logged, never fatal: the
@@ -224,6 +303,8 @@ class Attempts:
             finished_at=finished,
             outcome="completed",
         )
+        if _tracing.ENABLED:
+            _tracing.record_outcome("completed")
         assert entry.lease_token is not None  # a claimed entry
         return self._report(
             _COMPLETED,
@@ -255,6 +336,8 @@ class Attempts:
         """Record a failed attempt, then retry later or dead-letter, and announce it."""
         finished = self._clock.now()
         message = _error_message(exc)
+        if _tracing.ENABLED:
+            _tracing.record_failure(outcome, exc, message)
         number = entry.attempt_count + 1
         attempt = AttemptRecord(
             attempt=number,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from injector import Binder, Module, singleton
+from injector import Binder, CallableProvider, Module, singleton
 
 from stores.base import ScheduledCommandStore
 from stores.default import default_store
 
 from ._hooks import StartupHook, StartupHooks
 from .clock import Clock, SystemClock
+from .context import CommandContext, current_or_raise
 from .observer import SchedulingObserver, SchedulingObservers
 from .options import SchedulerSettings
 from .scheduler import CommandScheduler
@@ -35,10 +36,13 @@ class SchedulingModule(Module):
             claim: the place to declare recurring schedules (``scheduler.schedule_recurring(...)``), so a
             ``cqrs-scheduling worker --app`` process declares them itself. A hook that raises stops the start.
 
+    Binds ``CommandContext`` too: a handler whose constructor takes ``context: CommandContext`` (``@inject``) gets
+    the context of the scheduled run it is built for (``NoCommandContextError`` outside one).
+
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
        Without ``store``, the default is the same durable store as the command line's, no longer a ``MemoryStore``;
-       ``on_start`` added.
+       ``on_start`` added; ``CommandContext`` bound.
     """
 
     def __init__(
@@ -63,3 +67,5 @@ class SchedulingModule(Module):
         binder.bind(StartupHooks, to=self.on_start)
         binder.bind(CommandScheduler, to=CommandScheduler, scope=singleton)
         binder.bind(ScheduledCommandService, to=ScheduledCommandService, scope=singleton)
+        # Resolved at each injection, so a handler built for a scheduled run gets that run's context.
+        binder.bind(CommandContext, to=CallableProvider(current_or_raise))

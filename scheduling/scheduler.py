@@ -14,7 +14,7 @@ from injector import inject
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
 
-from . import recurring_ops
+from . import _tracing, recurring_ops
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
@@ -194,6 +194,7 @@ class CommandScheduler:
             expires_at=expires_at,
             now=now,
             default_max_retries=self._settings.max_retries,
+            trace_context=_tracing.capture() if _tracing.ENABLED else None,
         )
 
     async def cancel(self, command_id: str) -> bool:
@@ -467,6 +468,7 @@ def new_entry(
     recurring_name: str | None = None,
     occurrence_at: datetime | None = None,
     occurrence_generation: int | None = None,
+    trace_context: str | None = None,
 ) -> ScheduledCommandEntry:
     """The PENDING entry ``options`` make of a command: the one place where options become an entry, for commands
     scheduled once and for recurring occurrences alike (``idempotency_key`` defaults to the options' own)."""
@@ -487,4 +489,5 @@ def new_entry(
         recurring_name=recurring_name,
         occurrence_at=occurrence_at,
         occurrence_generation=occurrence_generation,
+        trace_context=trace_context,
     )

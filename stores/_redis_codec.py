@@ -47,6 +47,7 @@ _TEXTS = (
     "lease_owner",
     "lease_token",
     "recurring_name",
+    "trace_context",
 )
 #: Definition fields of a schedule, kept together as one JSON document (compared as a whole by the upsert script).
 _DEFINITION = ("command_type", "payload", "cron", "interval", "timezone", "options_json", "misfire_policy")

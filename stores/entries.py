@@ -96,6 +96,8 @@ class ScheduledCommandEntry(BaseModel):
     #: The generation of the schedule this occurrence was made for (a definition change or a pause starts a new
     #: one; an occurrence of an older generation does nothing when it runs).
     occurrence_generation: int | None = None
+    #: The W3C trace context (OpenTelemetry propagator fields, as JSON) active when it was scheduled, or ``None``.
+    trace_context: str | None = None
 
     @property
     def attempts_allowed(self) -> int:

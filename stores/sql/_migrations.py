@@ -77,10 +77,16 @@ async def _workers_table(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: WORKERS.create(sync, checkfirst=True))
 
 
+async def _trace_context_column(conn: AsyncConnection) -> None:
+    """Version 4: the trace context at ``schedule()``, for the attempt spans' links. Older entries have none."""
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN trace_context TEXT"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
     Migration(3, "workers_table", _workers_table),
+    Migration(4, "trace_context_column", _trace_context_column),
 )
 
 

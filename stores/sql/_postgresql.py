@@ -74,6 +74,7 @@ BULK_COLUMNS = (
     ("recurring_name", "text"),
     ("occurrence_at", "timestamptz"),
     ("occurrence_generation", "integer"),
+    ("trace_context", "text"),
 )
 #: Scheduling many on PostgreSQL: one ``COPY`` of the rows (psycopg's COPY writer, in C, is about twice as fast as
 #: binding arrays). An id already stored fails the COPY, and the transaction, like it fails an INSERT.
@@ -411,6 +412,7 @@ def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
         entry.recurring_name,
         entry.occurrence_at,
         entry.occurrence_generation,
+        entry.trace_context,
     )
 
 

@@ -149,6 +149,7 @@ def entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
         "recurring_name": entry.recurring_name,
         "occurrence_at": entry.occurrence_at,
         "occurrence_generation": entry.occurrence_generation,
+        "trace_context": entry.trace_context,
     }
 
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -132,6 +132,8 @@ class EntryRow(_StoreModel, table=True):
     occurrence_at: datetime | None = _when(default=None)
     #: The schedule's generation the occurrence belongs to (schema version 2).
     occurrence_generation: int | None = Field(default=None)
+    #: The trace context at schedule() (OpenTelemetry propagator fields as JSON; schema version 4).
+    trace_context: str | None = Field(default=None, sa_type=Text)
 
     __table_args__ = (
         # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).

@@ -188,8 +188,10 @@ def table_rows(engine: Engine, columns: Any, order: Any) -> list[dict[str, Any]]
         return [dict(row._mapping) for row in conn.execute(select(*columns).order_by(order))]
 
 
+#: Columns added to ``scheduled_commands`` after version 1, by the migration steps.
+ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context")
 #: The columns of ``scheduled_commands`` in version 1.
-V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name != "occurrence_generation"]
+V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name not in ADDED_ENTRY_COLUMNS]
 
 
 def schema_of(engine: Engine) -> dict[str, Any]:
@@ -225,7 +227,9 @@ def test_a_version_1_database_is_upgraded_keeping_every_row(
 
     entries_after = table_rows(engine, ENTRIES.c, ENTRIES.c.seq)
     generations = {row["id"]: row.pop("occurrence_generation") for row in entries_after}
+    trace_contexts = {row.pop("trace_context") for row in entries_after}
     assert entries_after == entries_before
+    assert trace_contexts == {None}  # entries scheduled before tracing was stored have no trace context
     assert [row["id"] for row in entries_after] == [entry["id"] for entry in entries]
     assert generations == {entry["id"]: None for entry in entries} | {"entry-10": 2, "entry-11": 1}
     assert [
@@ -273,7 +277,8 @@ def test_the_upgraded_schema_equals_a_new_one(
     assert asyncio.run(migrate(fresh)) == (None, SCHEMA_VERSION)
 
     assert schema_of(engine_for(upgraded)) == schema_of(engine_for(fresh))
-    assert "occurrence_generation" in [c[0] for c in schema_of(engine_for(fresh))["scheduled_commands"]["columns"]]
+    fresh_columns = [c[0] for c in schema_of(engine_for(fresh))["scheduled_commands"]["columns"]]
+    assert set(ADDED_ENTRY_COLUMNS) <= set(fresh_columns)
     assert "scheduler_workers" in schema_of(engine_for(upgraded))
 
 
@@ -362,7 +367,7 @@ def test_two_processes_opening_a_version_1_database_at_once_migrate_it_once(
     outputs = [process.communicate(timeout=120) for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
-    # Exactly one found version 1 and migrated; the other waited for the lock and found version 2.
+    # Exactly one found version 1 and migrated; the other waited for the lock and found the current version.
     assert sorted(out.strip() for out, _ in outputs) == ["1", str(SCHEMA_VERSION)]
     with engine.connect() as conn:
         assert conn.execute(select(SCHEMA.c.version)).scalar_one() == SCHEMA_VERSION

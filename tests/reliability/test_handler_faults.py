@@ -200,14 +200,16 @@ async def test_blocking_past_the_timeout_without_awaiting_is_not_interrupted(any
 
 
 async def test_plain_handler_hanging_in_its_thread_times_out(any_store: ScheduledCommandStore) -> None:
-    """A plain ``def`` handler runs in a thread; past its timeout the attempt fails as timed_out (the thread itself
-    cannot be stopped and finishes in the background)."""
+    """A plain ``def`` handler runs in a thread; past its timeout the attempt fails as timed_out, recorded once the
+    thread (which cannot be stopped) has returned, saying so."""
     options = ScheduleOptions(max_retries=0, timeout=timedelta(milliseconds=50))
     bad, [attempt], good, _ = await run_fault(any_store, HangInThread(seconds=0.3), options)
     assert (bad.status, attempt.outcome) == (S.FAILED, "timed_out")
-    assert bad.error_message == "TimeoutError: attempt exceeded its timeout of 0.05s"
+    assert bad.error_message is not None
+    assert bad.error_message.startswith(
+        "TimeoutError: attempt exceeded its timeout of 0.05s; its plain def handler could not be interrupted"
+    )
     assert good.status is S.COMPLETED
-    await asyncio.sleep(0.35)  # let the thread finish before the loop closes
 
 
 async def test_handler_cancelling_its_own_task_is_a_failed_attempt(any_store: ScheduledCommandStore) -> None:

@@ -377,6 +377,31 @@ async def test_claim_does_not_change_other_fields(store: ScheduledCommandStore) 
     assert claimed.model_dump(exclude=lease_fields) == entry.model_dump(exclude=lease_fields)
 
 
+TRACE_CONTEXT = '{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","tracestate":"k=v"}'
+
+
+async def test_trace_context_is_kept_from_add_through_claim_and_retry(store: ScheduledCommandStore) -> None:
+    """The trace context stored at scheduling comes back from ``get`` and ``claim_due``, after a single add and a
+    bulk one (25 rows: PostgreSQL's COPY path), and after a retry; an entry without one has ``None``."""
+    single = make_entry(trace_context=TRACE_CONTEXT, priority=1000)
+    bulk = [make_entry(trace_context=TRACE_CONTEXT, scheduled_for=at(10)) for _ in range(25)]
+    plain = make_entry(scheduled_for=at(20))
+    await store.add([single])
+    await store.add(bulk)
+    await store.add([plain])
+    for entry in (single, *bulk, plain):
+        assert await store.get(entry.id) == entry
+    (claimed,) = await claim(store)
+    assert claimed.trace_context == TRACE_CONTEXT
+    assert claimed.lease_token is not None
+    attempt = make_attempt(outcome="failed", finished=2)
+    assert await store.retry_later(claimed.id, claimed.lease_token, due=at(30), error_message="E: x", attempt=attempt)
+    retried = await store.get(claimed.id)
+    assert retried is not None and retried.trace_context == TRACE_CONTEXT
+    reclaimed = {entry.id: entry.trace_context for entry in await claim(store, now=at(30))}
+    assert reclaimed == {single.id: TRACE_CONTEXT} | {e.id: TRACE_CONTEXT for e in bulk} | {plain.id: None}
+
+
 async def test_each_claim_gets_a_fresh_lease_token(store: ScheduledCommandStore) -> None:
     """Claiming an entry again after a release gives it a different token."""
     first = await add_and_claim(store)

@@ -190,6 +190,46 @@ async def test_a_sync_handle_does_not_block_the_loop() -> None:
     assert await asyncio.wait_for(sending, timeout=5) is True
 
 
+class HeldInThread(Command[str]):
+    pass
+
+
+class HeldInThreadHandler(CommandHandler[HeldInThread, str]):
+    entered = threading.Event()
+    released = threading.Event()
+    returned = threading.Event()
+
+    def handle(self, command: HeldInThread) -> str:
+        self.entered.set()
+        try:
+            self.released.wait(timeout=10)
+            return "late"
+        finally:
+            self.returned.set()
+
+
+async def test_a_cancelled_sync_send_returns_only_once_its_thread_has() -> None:
+    """A thread cannot be interrupted: cancelling send() (twice, even) raises CancelledError only after the
+    handler's thread has returned, so the caller never believes the handler stopped while it still runs."""
+    for event in (HeldInThreadHandler.entered, HeldInThreadHandler.released, HeldInThreadHandler.returned):
+        event.clear()
+    mediator = make_mediator(HeldInThreadHandler)
+    sending = asyncio.create_task(mediator.send(HeldInThread()))
+    await asyncio.to_thread(HeldInThreadHandler.entered.wait, 5)
+
+    sending.cancel()
+    await asyncio.sleep(0.05)
+    sending.cancel()
+    with pytest.raises(TimeoutError):  # still waiting for the thread, whatever the delay given
+        await asyncio.wait_for(asyncio.shield(sending), timeout=0.2)
+    assert not HeldInThreadHandler.returned.is_set()
+
+    HeldInThreadHandler.released.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(sending, timeout=5)
+    assert HeldInThreadHandler.returned.is_set()
+
+
 class Failing(Command[int]):
     pass
 

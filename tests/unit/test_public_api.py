@@ -59,6 +59,7 @@ def test_other_mediator_errors_are_reachable_by_module_path(name: str) -> None:
 SCHEDULING_API = [
     "AttemptRecord",
     "Clock",
+    "CommandContext",
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
