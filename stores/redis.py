@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _redis_scripts as scripts
-from ._redis_batch import OutcomeBatcher
+from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
@@ -99,7 +99,7 @@ class RedisStore(RedisSchedules, ScheduledCommandStore):
         self._listener: asyncio.Task[None] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._finisher = OutcomeBatcher(self._finish_batch)
+        self._finisher = outcome_batcher(self._finish_batch)
         self._explicit = False  # opened by open() / async with, not by first use
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ class RedisStore(RedisSchedules, ScheduledCommandStore):
                 self._redis, self._listener, self._scripts, self._explicit = None, None, {}, False
             self._loop = loop
             self._open_lock = asyncio.Lock()
-            self._finisher = OutcomeBatcher(self._finish_batch)
+            self._finisher = outcome_batcher(self._finish_batch)
         return self._open_lock
 
     @property

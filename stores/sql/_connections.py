@@ -15,7 +15,7 @@ from stores.base import ScheduledCommandStore
 from stores.errors import StoreError, StoreUnavailableError
 
 from ._backend import Backend, reason
-from ._group_commit import Finish, Finished, GroupCommit
+from ._group_commit import Finish, Finished, finish_group_commit
 from ._postgresql import PostgresqlBackend
 from ._schema import ensure_schema
 from ._sqlite import SqliteBackend
@@ -49,7 +49,7 @@ class SqlConnections(ScheduledCommandStore):
         self._reader: AsyncEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = asyncio.Event()
-        self._finisher = GroupCommit(self._finish_batch)
+        self._finisher = finish_group_commit(self._finish_batch)
         self._schema_found: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class SqlConnections(ScheduledCommandStore):
         self._backend = self._new_backend()
         self._open_lock = asyncio.Lock()
         self._closing = asyncio.Event()
-        self._finisher = GroupCommit(self._finish_batch)
+        self._finisher = finish_group_commit(self._finish_batch)
         return True
 
     @property
