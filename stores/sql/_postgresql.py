@@ -26,6 +26,7 @@ from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCo
 
 from ._backend import reason
 from ._group_commit import FENCED_FINISH, Finish
+from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import Executor
 from ._tables import ENTRIES, UtcDateTime
@@ -78,6 +79,21 @@ _COPY_FROM = 20
 _BULK_INSERT = text(
     f"INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in BULK_COLUMNS)})"
+)
+
+#: ``schedule()`` outside a caller's session (``_producers.py``): the rows as one array per column of
+#: ``BULK_COLUMNS``, inserted, and the wake-up NOTIFY, in ONE statement: one round trip, one transaction (a
+#: data-modifying WITH runs whether or not the query reads it). psycopg placeholders: it is sent through the driver.
+_INSERT_AND_NOTIFY = (
+    f"WITH inserted AS (INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in BULK_COLUMNS)})) "
+    "SELECT pg_notify(%s, %s)"
+)
+#: The same for one entry: one value per column (dumping 18 one-element arrays costs more than the round trip saves).
+_INSERT_ONE_AND_NOTIFY = (
+    f"WITH inserted AS (INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
+    f"VALUES ({', '.join(f'%s::{kind}' for _, kind in BULK_COLUMNS)})) "
+    "SELECT pg_notify(%s, %s)"
 )
 
 # The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
@@ -214,6 +230,7 @@ class PostgresqlBackend:
         self._url = url
         self._shown_url = mask_url(url)
         self._pool_size = pool_size
+        self._producer = PostgresqlProducer(url, _INSERT_ONE_AND_NOTIFY, _INSERT_AND_NOTIFY, _insert_parameters)
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
@@ -266,6 +283,15 @@ class PostgresqlBackend:
             await executor.copy(_BULK_COPY, rows, _BULK_INSERT, lambda: _columns(rows))
         else:
             await executor.execute(_BULK_INSERT, _columns(rows))
+
+    async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
+        await self._producer.insert(entries, NOTIFY_CHANNEL, min(e.scheduled_for for e in entries))
+
+    async def close_producer(self) -> None:
+        await self._producer.close()
+
+    def abandon_producer(self) -> None:
+        self._producer.abandon()
 
     def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
         return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
@@ -355,6 +381,15 @@ def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     return {name: [row[i] for row in rows] for i, (name, _) in enumerate(BULK_COLUMNS)}
+
+
+def _insert_parameters(entries: Sequence[ScheduledCommandEntry]) -> list[Any]:
+    """The column parameters of ``_INSERT_ONE_AND_NOTIFY`` (one entry: its values in the order of ``BULK_COLUMNS``)
+    or of ``_INSERT_AND_NOTIFY`` (several: one array per column)."""
+    if len(entries) == 1:
+        return list(_copy_row(entries[0]))
+    rows = [_copy_row(e) for e in entries]
+    return [[row[i] for row in rows] for i in range(len(BULK_COLUMNS))]
 
 
 def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
