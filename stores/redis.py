@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
+#: Connections one store opens at most; calls beyond wait for one (up to the pool's timeout, 20 s).
+_MAX_CONNECTIONS = 50
+
 logger = logging.getLogger(__name__)
 
 #: The key prefix when none is given: every key of the store starts with it and a colon.
@@ -145,14 +148,19 @@ class RedisStore(RedisSchedules, ScheduledCommandStore):
             if self._redis is not None:
                 return
             try:
-                from redis.asyncio import Redis
+                from redis.asyncio import BlockingConnectionPool, Redis
                 from redis.asyncio.retry import Retry
                 from redis.backoff import NoBackoff
             except ImportError as exc:
                 raise ImportError("RedisStore needs the redis client: pip install 'cqrs-scheduling[redis]'") from exc
             # No client-side retries: a script whose reply was lost may have run, and running it again is the
             # caller's decision (the service retries StoreUnavailableError with backoff).
-            client: Redis = Redis.from_url(self._url, decode_responses=True, retry=Retry(NoBackoff(), 0))
+            # A blocking pool: more concurrent calls than connections wait for one (the default pool raises "Too many
+            # connections" at its 100th, which 100 coroutines scheduling at once reach).
+            pool = BlockingConnectionPool.from_url(
+                self._url, decode_responses=True, retry=Retry(NoBackoff(), 0), max_connections=_MAX_CONNECTIONS
+            )
+            client: Redis = Redis.from_pool(pool)
             try:
                 with self._unavailable():
                     await check_layout(client, self._key("meta"), self.description)
