@@ -63,7 +63,7 @@ class SqlConnections(ScheduledCommandStore):
     def _new_backend(self) -> Backend:
         name = self._url.get_backend_name()
         if name == "postgresql":
-            return PostgresqlBackend(self._url, pool_size=self._pool_size)
+            return PostgresqlBackend(self._url, pool_size=self._pool_size, direct_producer=self._owns_engine)
         if name == "sqlite":
             return SqliteBackend(self._url)
         raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {name} ({mask_url(self._url)})")

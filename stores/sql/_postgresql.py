@@ -28,7 +28,7 @@ from ._backend import reason
 from ._group_commit import FENCED_FINISH, Finish
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
-from ._sessions import Executor
+from ._sessions import AsyncExecutor, Executor
 from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
 
@@ -226,10 +226,13 @@ class PostgresqlBackend:
     reads_take_write_lock = False
     watch_stops_itself = False
 
-    def __init__(self, url: URL, *, pool_size: int) -> None:
+    def __init__(self, url: URL, *, pool_size: int, direct_producer: bool = True) -> None:
         self._url = url
         self._shown_url = mask_url(url)
         self._pool_size = pool_size
+        # An engine the caller built may carry what its URL does not (a password in connect_args, a creator): the
+        # producers then write through it, one transaction per batch, instead of a connection made from the URL.
+        self._direct_producer = direct_producer
         self._producer = PostgresqlProducer(url, _INSERT_ONE_AND_NOTIFY, _INSERT_AND_NOTIFY, _insert_parameters)
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
@@ -285,6 +288,12 @@ class PostgresqlBackend:
             await executor.execute(_BULK_INSERT, _columns(rows))
 
     async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
+        if not self._direct_producer:
+            async with self.write(engine) as conn:
+                executor = AsyncExecutor(conn)
+                await self.insert_new(executor, entries)
+                await self.notify(executor, min(e.scheduled_for for e in entries))
+            return
         await self._producer.insert(entries, NOTIFY_CHANNEL, min(e.scheduled_for for e in entries))
 
     async def close_producer(self) -> None:

@@ -146,3 +146,23 @@ async def test_sqlite_fast_path_writes_the_row_the_session_path_writes(tmp_path:
         }
         assert differing == {}
         assert rows[fast]["scheduled_for"] == "2031-02-03 04:05:06.000007"
+
+
+async def test_a_store_on_the_callers_engine_schedules_through_that_engine(sql_url: str) -> None:
+    """On an engine the caller built (its connect_args or creator may hold what the URL does not), concurrent
+    schedules go through the engine, share transactions, and wake another store's workers as well."""
+    engine = create_async_engine(to_async_url(sql_url))
+    try:
+        async with SqlStore(engine) as store, SqlStore(sql_url) as other:
+            heard: list[datetime] = []
+            other.add_wakeup_listener(heard.append)
+            await asyncio.sleep(0.2)  # the other store's LISTEN connection is up
+            app = make_app(store=store)
+            ids = await asyncio.gather(*(app.scheduler.schedule(Record(value=str(i))) for i in range(50)))
+            for entry_id in ids:
+                assert await other.get(entry_id) is not None
+            async with asyncio.timeout(5):
+                while not heard:
+                    await asyncio.sleep(0.01)
+    finally:
+        await engine.dispose()
