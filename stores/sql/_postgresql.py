@@ -81,6 +81,9 @@ _BULK_INSERT = text(
     f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in BULK_COLUMNS)})"
 )
 
+#: How often the wake-up watcher checks whether the store has a listener yet, before it starts listening.
+_LISTEN_CHECK_S = 0.02
+
 #: ``schedule()`` outside a caller's session (``_producers.py``): the rows as one array per column of
 #: ``BULK_COLUMNS``, inserted, and the wake-up NOTIFY, in ONE statement: one round trip, one transaction (a
 #: data-modifying WITH runs whether or not the query reads it). psycopg placeholders: it is sent through the driver.
@@ -342,9 +345,15 @@ class PostgresqlBackend:
     async def watch(
         self, wake: Callable[[datetime], None], listening: Callable[[], bool], closing: asyncio.Event
     ) -> None:
-        """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops."""
+        """LISTEN for NOTIFYs from every process, from when this store first has a wake-up listener (a process that
+        only schedules never listens: every NOTIFY would cost it and its server backend CPU for nothing); reconnect
+        with backoff when the connection drops."""
         import psycopg
 
+        # The service adds its listener when it starts, through the store's public method, which knows nothing of
+        # this watcher: a check every 20 ms costs nothing next to a NOTIFY per scheduled command.
+        while not listening():  # noqa: ASYNC110
+            await asyncio.sleep(_LISTEN_CHECK_S)
         conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
         failures = 0
         while True:
@@ -353,7 +362,9 @@ class PostgresqlBackend:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     if failures:
                         logger.info("wake-up listener reconnected to %s", self._shown_url, extra={"action": "listen"})
-                        wake(datetime.now(UTC))  # anything may have been scheduled meanwhile
+                    # Anything may have been scheduled before LISTEN took effect (since the listener was added, or
+                    # while the connection was down): the listeners look once.
+                    wake(datetime.now(UTC))
                     failures = 0
                     async for notification in conn.notifies():
                         wake(_parse_due(notification.payload))

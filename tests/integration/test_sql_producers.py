@@ -166,3 +166,34 @@ async def test_a_store_on_the_callers_engine_schedules_through_that_engine(sql_u
                     await asyncio.sleep(0.01)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+async def test_a_store_without_wakeup_listeners_does_not_listen_until_one_is_added(sql_url: str) -> None:
+    """PostgreSQL: a process that only schedules opens no LISTEN connection (each NOTIFY would cost it and a server
+    backend CPU for nothing); a listener added later hears what is scheduled from then on, and is woken once when
+    listening starts, for what came before."""
+
+    def listening_backends() -> int:
+        with psycopg.connect(_conninfo(sql_url), autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    async with SqlStore(sql_url) as producer, SqlStore(sql_url) as worker:
+        app = make_app(store=producer)
+        await app.scheduler.schedule(Record(value="early"))
+        await asyncio.sleep(0.2)  # time enough for a watcher that would listen to connect
+        assert listening_backends() == 0
+        heard: list[datetime] = []
+        worker.add_wakeup_listener(heard.append)
+        async with asyncio.timeout(5):
+            while not heard:  # the wake-up of listening's start
+                await asyncio.sleep(0.01)
+        assert listening_backends() == 1
+        due = datetime.now(UTC) + timedelta(minutes=3)
+        await app.scheduler.schedule(Record(value="later"), ScheduleOptions(scheduled_for=due))
+        async with asyncio.timeout(5):
+            while not any(abs(h - due) < timedelta(milliseconds=1) for h in heard):
+                await asyncio.sleep(0.01)
