@@ -54,8 +54,25 @@ async def test_one_entry_with_every_field_is_stored_field_for_field(store: Sched
 
 async def test_concurrent_adds_each_return_their_own_ids_and_all_are_stored(store: ScheduledCommandStore) -> None:
     """100 coroutines adding at once: each gets its own ids back and every entry is stored once."""
-    batches = [[make_entry(scheduled_for=BASE + timedelta(seconds=i))] for i in range(95)]
+    batches = [[make_entry(scheduled_for=BASE + timedelta(seconds=i))] for i in range(90)]
     batches += [[make_entry(), make_entry()] for _ in range(5)]
+    batches += [  # every field, in calls written together with the others
+        [
+            make_entry(
+                priority=i - 2,
+                scheduled_for=BASE + timedelta(microseconds=i + 1),
+                expires_at=BASE + timedelta(days=1, microseconds=7),
+                max_retries=i,
+                correlation_id=f"c-{i}",
+                metadata={"tenant": "ü", "quote": 'a"b\\c\n'},
+                timeout_seconds=1.5 * (i + 1),
+                recurring_name="hourly",
+                occurrence_at=BASE - timedelta(hours=i),
+                occurrence_generation=i,
+            )
+        ]
+        for i in range(5)
+    ]
     results = await asyncio.gather(*(store.add(batch) for batch in batches))
     assert results == [[e.id for e in batch] for batch in batches]
     for batch in batches:
