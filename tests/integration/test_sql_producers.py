@@ -197,3 +197,14 @@ async def test_a_store_without_wakeup_listeners_does_not_listen_until_one_is_add
         async with asyncio.timeout(5):
             while not any(abs(h - due) < timedelta(milliseconds=1) for h in heard):
                 await asyncio.sleep(0.01)
+
+
+async def test_an_id_already_stored_is_a_value_error_naming_it(sql_url: str) -> None:
+    """The fast path reports an id already stored as the batch path does: ValueError, "an id already exists"."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        held = await store.get(await app.scheduler.schedule(Record(value="held")))
+        assert held is not None
+        with pytest.raises(ValueError, match="an id already exists"):
+            await store.add([held.model_copy(update={"command_type": "other"})])
+        assert await store.get(held.id) == held
