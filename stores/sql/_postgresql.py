@@ -81,6 +81,9 @@ _BULK_INSERT = text(
     f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in BULK_COLUMNS)})"
 )
 
+#: The earliest pending due time, as epoch seconds (read by the wake-up watcher, outside SQLAlchemy's loaders).
+_EARLIEST_PENDING = "SELECT extract(epoch FROM min(scheduled_for)) FROM scheduled_commands WHERE status = 'PENDING'"
+
 #: How often the wake-up watcher checks whether the store has a listener yet, before it starts listening.
 _LISTEN_CHECK_S = 0.02
 
@@ -364,8 +367,11 @@ class PostgresqlBackend:
                     if failures:
                         logger.info("wake-up listener reconnected to %s", self._shown_url, extra={"action": "listen"})
                     # Anything may have been scheduled before LISTEN took effect (since the listener was added, or
-                    # while the connection was down): the listeners look once.
-                    wake(datetime.now(UTC))
+                    # while the connection was down): the listeners hear the earliest pending due time once.
+                    cursor = await conn.execute(_EARLIEST_PENDING)
+                    row = await cursor.fetchone()
+                    if row is not None and row[0] is not None:
+                        wake(_parse_due(str(row[0])))
                     failures = 0
                     async for notification in conn.notifies():
                         wake(_parse_due(notification.payload))
@@ -445,5 +451,5 @@ def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
 def _parse_due(payload: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(payload), UTC)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a number, or a time Python cannot hold
         return datetime.now(UTC)

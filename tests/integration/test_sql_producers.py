@@ -175,9 +175,11 @@ async def test_a_store_without_wakeup_listeners_does_not_listen_until_one_is_add
     listening starts, for what came before."""
 
     def listening_backends() -> int:
+        """Backends whose last statement is the watcher's: its LISTEN, or the look at the earliest due time after."""
         with psycopg.connect(_conninfo(sql_url), autocommit=True) as admin:
             row = admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND (query LIKE 'LISTEN %%' OR query LIKE 'SELECT extract(epoch FROM min(scheduled_for))%%')"
             ).fetchone()
         return int(row[0]) if row else 0
 
