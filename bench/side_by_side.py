@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -310,20 +311,24 @@ async def run(args: argparse.Namespace, postgres: Postgres, tmp: Path) -> None:
     ours = OursRunner(bench, n)
     peers = Peers(args.peers, postgres, tmp, n, args.timeout, quick)
     results = Results()
-    blocks: list[Any] = [
-        lambda r: ours.schedule(results, r, "postgresql"),
-        lambda r: peers.throughput(results, r, "pgqueuer"),
-        lambda r: ours.schedule(results, r, "sqlite"),
-        lambda r: peers.throughput(results, r, "huey-sqlite"),
-        lambda r: ours.drain(results, r, "postgresql", "default"),
-        lambda r: ours.drain(results, r, "sqlite", "default"),
-        lambda r: ours.drain(results, r, "postgresql", "best"),
-        lambda r: ours.drain(results, r, "sqlite", "best"),
-        lambda r: peers.latency(results, r, "pgqueuer"),
-        lambda r: ours.latency(results, r, "postgresql"),
-        lambda r: peers.latency(results, r, "huey-sqlite"),
-        lambda r: ours.latency(results, r, "sqlite"),
+    named_blocks: list[tuple[str, Any]] = [
+        ("schedule:postgresql", lambda r: ours.schedule(results, r, "postgresql")),
+        ("schedule:pgqueuer", lambda r: peers.throughput(results, r, "pgqueuer")),
+        ("schedule:sqlite", lambda r: ours.schedule(results, r, "sqlite")),
+        ("schedule:huey-sqlite", lambda r: peers.throughput(results, r, "huey-sqlite")),
+        ("drain_default:postgresql", lambda r: ours.drain(results, r, "postgresql", "default")),
+        ("drain_default:sqlite", lambda r: ours.drain(results, r, "sqlite", "default")),
+        ("drain_best:postgresql", lambda r: ours.drain(results, r, "postgresql", "best")),
+        ("drain_best:sqlite", lambda r: ours.drain(results, r, "sqlite", "best")),
+        ("latency:pgqueuer", lambda r: peers.latency(results, r, "pgqueuer")),
+        ("latency:postgresql", lambda r: ours.latency(results, r, "postgresql")),
+        ("latency:huey-sqlite", lambda r: peers.latency(results, r, "huey-sqlite")),
+        ("latency:sqlite", lambda r: ours.latency(results, r, "sqlite")),
     ]
+    # --only: a subset of the blocks (the peers' throughput run gives both their enqueue and drain figures).
+    blocks = [block for name, block in named_blocks if args.only is None or re.search(args.only, name)]
+    if not blocks:
+        raise SystemExit(f"--only {args.only!r} matches none of {[name for name, _ in named_blocks]}")
     try:
         for round_ in range(1, args.rounds + 1):
             shift = (round_ - 1) * 2 % len(blocks)  # rotate by pairs, so each of ours stays next to its peer
@@ -342,6 +347,7 @@ async def run(args: argparse.Namespace, postgres: Postgres, tmp: Path) -> None:
                 "n": n,
                 "rounds": args.rounds,
                 "quick": quick,
+                "only": args.only,
                 "latency_commands": config.latency_commands,
                 "latency_spread_s": config.latency_spread_s,
                 "peers": {"pgqueuer": "PostgreSQL", "huey-sqlite": "SQLite"},
@@ -358,6 +364,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke check: small N, one round, short latency runs")
     parser.add_argument("--timeout", type=float, default=240.0, help="cap in seconds on any one wait")
+    parser.add_argument(
+        "--only", help="regex on block names (e.g. 'schedule', 'drain_default|pgqueuer|huey'): run only those blocks"
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL),

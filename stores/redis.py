@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _redis_scripts as scripts
-from ._redis_batch import OutcomeBatcher
+from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
+
+#: Connections one store opens at most; calls beyond wait for one (up to the pool's timeout, 20 s).
+_MAX_CONNECTIONS = 50
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
         self._listener: asyncio.Task[None] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._finisher = OutcomeBatcher(self._finish_batch)
+        self._finisher = outcome_batcher(self._finish_batch)
         self._explicit = False  # opened by open() / async with, not by first use
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -130,7 +133,7 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
                 self._redis, self._listener, self._scripts, self._explicit = None, None, {}, False
             self._loop = loop
             self._open_lock = asyncio.Lock()
-            self._finisher = OutcomeBatcher(self._finish_batch)
+            self._finisher = outcome_batcher(self._finish_batch)
         return self._open_lock
 
     @property
@@ -150,14 +153,19 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
             if self._redis is not None:
                 return
             try:
-                from redis.asyncio import Redis
+                from redis.asyncio import BlockingConnectionPool, Redis
                 from redis.asyncio.retry import Retry
                 from redis.backoff import NoBackoff
             except ImportError as exc:
                 raise ImportError("RedisStore needs the redis client: pip install 'cqrs-scheduling[redis]'") from exc
             # No client-side retries: a script whose reply was lost may have run, and running it again is the
             # caller's decision (the service retries StoreUnavailableError with backoff).
-            client: Redis = Redis.from_url(self._url, decode_responses=True, retry=Retry(NoBackoff(), 0))
+            # A blocking pool: more concurrent calls than connections wait for one (the default pool raises "Too many
+            # connections" at its 100th, which 100 coroutines scheduling at once reach).
+            pool = BlockingConnectionPool.from_url(
+                self._url, decode_responses=True, retry=Retry(NoBackoff(), 0), max_connections=_MAX_CONNECTIONS
+            )
+            client: Redis = Redis.from_pool(pool)
             try:
                 with self._unavailable():
                     await check_layout(client, self._key("meta"), self.description)

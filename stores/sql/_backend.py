@@ -70,6 +70,19 @@ class Backend(Protocol):
         """INSERT entries without an idempotency key, as few statements as the database allows."""
         ...
 
+    async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
+        """Insert new entries (no idempotency keys) in a transaction of their own, committed durably, and wake the
+        workers of other processes: the fast path of ``schedule()`` (see ``_producers.py``)."""
+        ...
+
+    async def close_producer(self) -> None:
+        """Close what ``insert_committed`` opened (the store closes)."""
+        ...
+
+    def abandon_producer(self) -> None:
+        """Let go of what ``insert_committed`` opened under an event loop that is gone."""
+        ...
+
     def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
         """An INSERT into ``table`` that skips the rows whose ``key`` (a unique column) is already held."""
         ...

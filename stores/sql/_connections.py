@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stores._group_commit import GroupCommit
 from stores.base import ScheduledCommandStore
+from stores.entries import ScheduledCommandEntry
 from stores.errors import StoreError, StoreUnavailableError
 
 from ._backend import Backend, reason
-from ._group_commit import Finish, Finished, GroupCommit
+from ._group_commit import Finish, Finished, finish_group_commit
 from ._postgresql import PostgresqlBackend
 from ._schema import ensure_schema
 from ._sqlite import SqliteBackend
@@ -23,6 +25,9 @@ from ._tables import SCHEMA_VERSION
 from ._urls import mask_url, to_async_url
 
 __all__ = ["SqlConnections"]
+
+#: The most ``schedule()`` calls whose entries one producer transaction carries.
+_MAX_PRODUCER_BATCH = 500
 
 
 class SqlConnections(ScheduledCommandStore):
@@ -49,7 +54,8 @@ class SqlConnections(ScheduledCommandStore):
         self._reader: AsyncEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = asyncio.Event()
-        self._finisher = GroupCommit(self._finish_batch)
+        self._finisher = finish_group_commit(self._finish_batch)
+        self._producers = self._producer_group_commit()
         self._schema_found: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -57,7 +63,7 @@ class SqlConnections(ScheduledCommandStore):
     def _new_backend(self) -> Backend:
         name = self._url.get_backend_name()
         if name == "postgresql":
-            return PostgresqlBackend(self._url, pool_size=self._pool_size)
+            return PostgresqlBackend(self._url, pool_size=self._pool_size, direct_producer=self._owns_engine)
         if name == "sqlite":
             return SqliteBackend(self._url)
         raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {name} ({mask_url(self._url)})")
@@ -105,10 +111,12 @@ class SqlConnections(ScheduledCommandStore):
             if self._owns_engine:
                 self._engine = None  # the old loop's connections cannot be closed from this one; dropped
         self._loop = loop
+        self._backend.abandon_producer()
         self._backend = self._new_backend()
         self._open_lock = asyncio.Lock()
         self._closing = asyncio.Event()
-        self._finisher = GroupCommit(self._finish_batch)
+        self._finisher = finish_group_commit(self._finish_batch)
+        self._producers = self._producer_group_commit()
         return True
 
     @property
@@ -162,6 +170,7 @@ class SqlConnections(ScheduledCommandStore):
             self._explicit = False
 
     async def _dispose(self) -> None:
+        await self._backend.close_producer()
         if self._reader is not None:
             await self._reader.dispose()
             self._reader = None
@@ -263,6 +272,19 @@ class SqlConnections(ScheduledCommandStore):
                 self._opened = False
                 self._explicit = False
             raise
+
+    # -- scheduling outside a caller's session ----------------------------------------------------------------
+
+    def _producer_group_commit(self) -> GroupCommit[Sequence[ScheduledCommandEntry], None]:
+        """Concurrent ``add`` calls share transactions: each returns once its own entries are committed; an entry
+        that fails (an id already stored) fails only its own call; the database being away fails each caller."""
+        return GroupCommit(self._insert_batch, max_batch=_MAX_PRODUCER_BATCH, fail_together=(StoreUnavailableError,))
+
+    async def _insert_batch(self, requests: list[Sequence[ScheduledCommandEntry]]) -> list[None]:
+        entries = [entry for request in requests for entry in request]
+        with self._unavailable_as_store_error():
+            await self._backend.insert_committed(self.engine, entries)
+        return [None] * len(requests)
 
     @abstractmethod
     async def _finish_batch(self, requests: list[Finish]) -> list[Finished | None]:

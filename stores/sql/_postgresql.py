@@ -27,8 +27,9 @@ from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCo
 
 from ._backend import reason
 from ._group_commit import FENCED_FINISH, Finish
+from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
-from ._sessions import Executor
+from ._sessions import AsyncExecutor, Executor
 from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
 
@@ -86,6 +87,28 @@ _COPY_FROM = 20
 _BULK_INSERT = text(
     f"INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in BULK_COLUMNS)})"
+)
+
+#: The earliest pending due time, as epoch seconds (read by the wake-up watcher, outside SQLAlchemy's loaders).
+_EARLIEST_PENDING = "SELECT extract(epoch FROM min(scheduled_for)) FROM scheduled_commands WHERE status = 'PENDING'"
+
+#: How often the wake-up watcher checks whether the store has a listener yet, before it starts listening.
+_LISTEN_CHECK_S = 0.02
+
+#: ``schedule()`` outside a caller's session (``_producers.py``): the rows (one JSON parameter, the columns of
+#: ``BULK_COLUMNS``), inserted, and the wake-up NOTIFY, in ONE statement: one round trip, one transaction (a
+#: data-modifying WITH runs whether or not the query reads it). psycopg placeholders: it is sent through the driver.
+_INSERT_AND_NOTIFY = (
+    f"WITH inserted AS (INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
+    f"SELECT {', '.join(name for name, _ in BULK_COLUMNS)} FROM json_to_recordset(%s::json) "
+    f"AS r({', '.join(f'{name} {kind}' for name, kind in BULK_COLUMNS)})) "
+    "SELECT pg_notify(%s, %s)"
+)
+#: The same for one entry: one value per column (dumping 18 one-element arrays costs more than the round trip saves).
+_INSERT_ONE_AND_NOTIFY = (
+    f"WITH inserted AS (INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
+    f"VALUES ({', '.join(f'%s::{kind}' for _, kind in BULK_COLUMNS)})) "
+    "SELECT pg_notify(%s, %s)"
 )
 
 # The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
@@ -223,10 +246,14 @@ class PostgresqlBackend:
     reads_take_write_lock = False
     watch_stops_itself = False
 
-    def __init__(self, url: URL, *, pool_size: int) -> None:
+    def __init__(self, url: URL, *, pool_size: int, direct_producer: bool = True) -> None:
         self._url = url
         self._shown_url = mask_url(url)
         self._pool_size = pool_size
+        # An engine the caller built may carry what its URL does not (a password in connect_args, a creator): the
+        # producers then write through it, one transaction per batch, instead of a connection made from the URL.
+        self._direct_producer = direct_producer
+        self._producer = PostgresqlProducer(url, _INSERT_ONE_AND_NOTIFY, _INSERT_AND_NOTIFY, _insert_parameters)
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
@@ -280,6 +307,21 @@ class PostgresqlBackend:
         else:
             await executor.execute(_BULK_INSERT, _columns(rows))
 
+    async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
+        if not self._direct_producer:
+            async with self.write(engine) as conn:
+                executor = AsyncExecutor(conn)
+                await self.insert_new(executor, entries)
+                await self.notify(executor, min(e.scheduled_for for e in entries))
+            return
+        await self._producer.insert(entries, NOTIFY_CHANNEL, min(e.scheduled_for for e in entries))
+
+    async def close_producer(self) -> None:
+        await self._producer.close()
+
+    def abandon_producer(self) -> None:
+        self._producer.abandon()
+
     def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
         return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
 
@@ -332,13 +374,19 @@ class PostgresqlBackend:
         watched: Callable[[], Collection[str]],
         finished: Callable[[Iterable[str]], None],
     ) -> None:
-        """LISTEN for NOTIFYs from every process; reconnect with backoff when the connection drops.
+        """LISTEN for NOTIFYs from every process, from when this store first has a wake-up or finish listener (a
+        process that only schedules never listens: every NOTIFY would cost it and its server backend CPU for
+        nothing); reconnect with backoff when the connection drops.
 
         Once listening (at first and after every reconnection), the waiters re-read their entries: a finish before
         the LISTEN took effect sent its NOTIFY to nobody.
         """
         import psycopg
 
+        # The service adds its listener when it starts, through the store's public method, which knows nothing of
+        # this watcher: a check every 20 ms costs nothing next to a NOTIFY per scheduled command.
+        while not listening():  # noqa: ASYNC110
+            await asyncio.sleep(_LISTEN_CHECK_S)
         conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
         failures = 0
         while True:
@@ -348,7 +396,12 @@ class PostgresqlBackend:
                     await conn.execute(f"LISTEN {FINISHED_CHANNEL}")
                     if failures:
                         logger.info("wake-up listener reconnected to %s", self._shown_url, extra={"action": "listen"})
-                        wake(datetime.now(UTC))  # anything may have been scheduled meanwhile
+                    # Anything may have been scheduled before LISTEN took effect (since the listener was added, or
+                    # while the connection was down): the listeners hear the earliest pending due time once.
+                    cursor = await conn.execute(_EARLIEST_PENDING)
+                    row = await cursor.fetchone()
+                    if row is not None and row[0] is not None:
+                        wake(_parse_due(str(row[0])))
                     failures = 0
                     finished(list(watched()))  # anything may have finished before the LISTEN
                     async for notification in conn.notifies():
@@ -391,6 +444,20 @@ def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     return {name: [row[i] for row in rows] for i, (name, _) in enumerate(BULK_COLUMNS)}
 
 
+def _insert_parameters(entries: Sequence[ScheduledCommandEntry]) -> list[Any]:
+    """The column parameters of ``_INSERT_ONE_AND_NOTIFY`` (one entry: its values in the order of ``BULK_COLUMNS``)
+    or of ``_INSERT_AND_NOTIFY`` (several: their rows as one JSON parameter, which ``json.dumps`` writes in C where
+    psycopg's text-array dumper costs about 100 µs of Python per row)."""
+    if len(entries) == 1:
+        return list(_copy_row(entries[0]))
+    names = [name for name, _ in BULK_COLUMNS]
+    rows = [
+        {name: _iso(v) if isinstance(v, datetime) else v for name, v in zip(names, _copy_row(e), strict=True)}
+        for e in entries
+    ]
+    return [json.dumps(rows)]
+
+
 def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
     """A new entry's values in the order of ``BULK_COLUMNS``."""
     return (
@@ -419,7 +486,7 @@ def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
 def _parse_due(payload: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(payload), UTC)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a number, or a time Python cannot hold
         return datetime.now(UTC)
 
 

@@ -31,8 +31,9 @@ from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCo
 from stores.errors import StoreUnavailableError
 
 from ._group_commit import FENCED_FINISH, Finish
+from ._producers import SqliteProducer
 from ._rows import attempt_to_row, entry_to_row
-from ._sessions import Executor
+from ._sessions import AsyncExecutor, Executor
 from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
 from ._urls import mask_url
 
@@ -129,6 +130,7 @@ class SqliteBackend:
         self._write_lock = asyncio.Lock()  # one writer per process; the others wait here, not in busy loops
         self._wrote_at = 0.0  # loop time of this store's last write (the watcher tells its commits apart)
         self.lock_stalls = LockStalls()
+        self._producer: SqliteProducer | None = None
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
@@ -214,6 +216,32 @@ class SqliteBackend:
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.
         await executor.execute(insert(ENTRIES), [entry_to_row(e) for e in entries])
+
+    async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
+        # One hop to the producer's thread, which runs the whole transaction; a database that is no plain file
+        # (in memory, a URI with options) takes the engine's path.
+        path = self._url.database
+        if not path or path == ":memory:" or path.startswith("file:") or self._url.query:
+            async with self.write(engine) as conn:
+                await self.insert_new(AsyncExecutor(conn), entries)
+            return
+        if self._producer is None:
+            self._producer = SqliteProducer(path, engine.dialect)
+        async with self._write_lock:  # one writer per process, as every write of this store
+            stalls = self.lock_stalls
+            stalls.waiting()
+            await self._producer.insert(entries)
+            stalls.acquired()
+            stalls.released()
+        self._wrote_at = asyncio.get_running_loop().time()
+
+    async def close_producer(self) -> None:
+        if self._producer is not None:
+            await self._producer.close()
+
+    def abandon_producer(self) -> None:
+        if self._producer is not None:
+            self._producer.abandon()
 
     def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
