@@ -92,6 +92,10 @@ _BULK_INSERT = text(
 #: The earliest pending due time, as epoch seconds (read by the wake-up watcher, outside SQLAlchemy's loaders).
 _EARLIEST_PENDING = "SELECT extract(epoch FROM min(scheduled_for)) FROM scheduled_commands WHERE status = 'PENDING'"
 
+#: Which of the awaited ids (one array parameter) are finished: read once listening, since a finish before the LISTEN
+#: took effect sent its NOTIFY to nobody. Only finished ones are reported: a waiter hears of its entry when it is done.
+_FINISHED_AMONG = f"SELECT id FROM scheduled_commands WHERE id = ANY(%s) AND status IN ({_TERMINAL})"
+
 #: How often the wake-up watcher checks whether the store has a listener yet, before it starts listening.
 _LISTEN_CHECK_S = 0.02
 
@@ -403,7 +407,10 @@ class PostgresqlBackend:
                     if row is not None and row[0] is not None:
                         wake(_parse_due(str(row[0])))
                     failures = 0
-                    finished(list(watched()))  # anything may have finished before the LISTEN
+                    awaited = list(watched())
+                    if awaited:  # anything may have finished before the LISTEN
+                        cursor = await conn.execute(_FINISHED_AMONG, (awaited,))
+                        finished([str(row[0]) for row in await cursor.fetchall()])
                     async for notification in conn.notifies():
                         if notification.channel != FINISHED_CHANNEL:
                             wake(_parse_due(notification.payload))

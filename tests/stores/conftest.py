@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import text
@@ -30,16 +31,22 @@ def _sqlite_store(directory: Path) -> ScheduledCommandStore:
 
 
 class _EmptiedSqlStore(SqlStore):
-    """A SqlStore on the run's shared PostgreSQL database, emptied when first opened so every test starts clean
-    (only then: a service that opens the store again must find what the test scheduled)."""
+    """A SqlStore on the run's shared PostgreSQL database, emptied when the first store of a test (of its directory,
+    as a SQLite file is new per directory) is opened, so every test starts clean; only then: a service or a second
+    store object opening the database again must find what the test wrote."""
 
-    _emptied = False
+    #: The test directories whose database was emptied.
+    _emptied_for: ClassVar[set[Path]] = set()
+
+    def __init__(self, url: str, directory: Path) -> None:
+        super().__init__(url)
+        self._directory = directory
 
     async def open(self) -> None:
         await super().open()
-        if self._emptied:
+        if self._directory in self._emptied_for:
             return
-        self._emptied = True
+        self._emptied_for.add(self._directory)
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
@@ -59,7 +66,7 @@ def _redis_store(directory: Path) -> ScheduledCommandStore:
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "sqlite": _sqlite_store,
-    "postgresql": lambda directory: _EmptiedSqlStore(_POSTGRES_URL[0]),
+    "postgresql": lambda directory: _EmptiedSqlStore(_POSTGRES_URL[0], directory),
     "redis": _redis_store,
 }
 
