@@ -5,8 +5,8 @@ SQLAlchemy's async layer costs more than the work for a one-row insert (a greenl
 about 16 thread hops through aiosqlite). So:
 
 - PostgreSQL: one dedicated psycopg connection in autocommit mode sends ONE prepared statement per batch, the INSERT
-  of the rows (arrays, unnested) and the wake-up NOTIFY together: one round trip, one transaction, committed
-  durably before the call returns.
+  of the rows (one row's values, or a batch as JSON) and the wake-up NOTIFY together: one round trip, one transaction,
+  committed durably before the call returns.
 - SQLite: one dedicated thread owns one ``sqlite3`` connection and does the whole transaction (``BEGIN IMMEDIATE``,
   the insert, ``COMMIT``) per hop: one thread hop per batch.
 
@@ -41,7 +41,7 @@ class PostgresqlProducer:
     Args:
         url: the store's database.
         one: the INSERT ... NOTIFY of one entry, with psycopg placeholders: the columns' values, channel and due.
-        many: the same for several entries: the columns' arrays, channel and due.
+        many: the same for several entries: their rows as one JSON parameter, channel and due.
         columns: turns entries into the column parameters of ``one`` (a single entry) or ``many``.
     """
 
