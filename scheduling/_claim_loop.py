@@ -9,10 +9,11 @@ failing store is retried with backoff; periodic recovery runs between claims.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
 from stores.base import ScheduledCommandStore
+from stores.queues import Route
 
 from ._leases import Leases
 from ._store_calls import log_failure, run_guarded, store_backoff
@@ -42,6 +43,7 @@ class ClaimLoop:
         *,
         execute: Callable[[ScheduledCommandEntry], Awaitable[None]],
         recover: Callable[[], Awaitable[int]],
+        command_types: Collection[str],
     ) -> None:
         self._store = store
         self._settings = settings
@@ -50,6 +52,9 @@ class ClaimLoop:
         self._wakeup = wakeup
         self._execute = execute
         self._recover = recover
+        #: Routing by handler: only entries of these types (in the worker's queues) are claimed; an entry nobody
+        #: handles stays PENDING.
+        self._route = Route.of(settings.queues, command_types)
         self._worker_id = settings.worker_id
         self._last_claim_full = False
         self._next_recovery_at: datetime | None = None
@@ -114,6 +119,7 @@ class ClaimLoop:
             limit=limit,
             worker_id=self._worker_id,
             lease_duration=self._settings.lease_duration,
+            route=self._route,
         )
         self._last_claim_full = len(claimed) == limit
         for entry in claimed:

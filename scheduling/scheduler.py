@@ -13,6 +13,7 @@ from injector import inject
 
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
+from stores.queues import QueueInfo, check_queue_name
 
 from . import recurring_ops
 from .clock import Clock
@@ -21,7 +22,7 @@ from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatu
 from .errors import InvalidScheduleError, NotACommandError, PayloadTooLargeError, UnimportableCommandError
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
-from .options import ScheduleOptions, SchedulerSettings
+from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 
@@ -139,6 +140,7 @@ class CommandScheduler:
                 "id": str(uuid.uuid4()),
                 "command_type": command_type,
                 "payload": self._payload(command, command_type),
+                "queue": queue_for(type(command), options),
             }
             if first.metadata is not None:  # model_copy is shallow: no entry may share another's dict
                 update["metadata"] = dict(first.metadata)
@@ -181,6 +183,7 @@ class CommandScheduler:
             expires_at=expires_at,
             now=now,
             default_max_retries=self._settings.max_retries,
+            queue=queue_for(type(command), options),
         )
 
     async def cancel(self, command_id: str) -> bool:
@@ -259,6 +262,9 @@ class CommandScheduler:
             )
         now = self._clock.now()
         template = self._entry_for(command, ScheduleOptions(), now)  # the handler and payload checks of schedule()
+        queue = queue_for(type(command), options)
+        if queue != options.queue:  # the command class's default queue, stored with the schedule
+            options = options.model_copy(update={"queue": queue})
         schedule = RecurringSchedule(
             name=name,
             command_type=template.command_type,
@@ -326,6 +332,36 @@ class CommandScheduler:
         """
         return [RecurringSchedule.from_stored(s) for s in await self._store.list_schedules()]
 
+    # -- queues (docs/queues.md) ------------------------------------------------------------------------------
+
+    async def pause_queue(self, name: str) -> None:
+        """Pause the queue ``name`` across the fleet: no worker claims its entries until ``resume_queue``; entries
+        already running finish. Stored in the database, so it holds for workers started later too.
+
+        Raises:
+            ValueError: ``name`` is not a valid queue name.
+            UnsupportedFeatureError: the store cannot pause queues (RedisStore).
+
+        .. versionadded:: 0.5
+        """
+        await self._store.set_queue_paused(check_queue_name(name), True)
+        logger.info("paused queue %s", name, extra={"action": "pause_queue", "queue": name})
+
+    async def resume_queue(self, name: str) -> None:
+        """Resume a paused queue (a queue that is not paused stays as it is); wakes the workers.
+
+        .. versionadded:: 0.5
+        """
+        await self._store.set_queue_paused(check_queue_name(name), False)
+        logger.info("resumed queue %s", name, extra={"action": "resume_queue", "queue": name})
+
+    async def list_queues(self) -> list[QueueInfo]:
+        """Every queue with PENDING or PROCESSING entries, or paused: its depth, running entries, paused, limits.
+
+        .. versionadded:: 0.5
+        """
+        return await self._store.list_queues()
+
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         if entries and self._observers:
             self._observers.on_cancelled(entries)
@@ -381,6 +417,7 @@ def new_entry(
     recurring_name: str | None = None,
     occurrence_at: datetime | None = None,
     occurrence_generation: int | None = None,
+    queue: str | None = None,
 ) -> ScheduledCommandEntry:
     """The PENDING entry ``options`` make of a command: the one place where options become an entry, for commands
     scheduled once and for recurring occurrences alike (``idempotency_key`` defaults to the options' own)."""
@@ -401,4 +438,6 @@ def new_entry(
         recurring_name=recurring_name,
         occurrence_at=occurrence_at,
         occurrence_generation=occurrence_generation,
+        queue=queue if queue is not None else options.queue,
+        lock=options.lock,
     )

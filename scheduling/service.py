@@ -76,7 +76,14 @@ class ScheduledCommandService:
         self._leases = Leases(store, settings, clock, self._wakeup)
         self._attempts = Attempts(store, mediator, self._codec, settings, clock, observers, self._leases, self._wakeup)
         self._claims = ClaimLoop(
-            store, settings, clock, self._leases, self._wakeup, execute=self._attempts.execute, recover=self._recover
+            store,
+            settings,
+            clock,
+            self._leases,
+            self._wakeup,
+            execute=self._attempts.execute,
+            recover=self._recover,
+            command_types=self._codec.type_names,
         )
 
     # -- properties -------------------------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class ScheduledCommandEntry(BaseModel):
     #: The generation of the schedule this occurrence was made for (a definition change or a pause starts a new
     #: one; an occurrence of an older generation does nothing when it runs).
     occurrence_generation: int | None = None
+    #: The queue it waits in; a worker claims only entries of its queues (``SchedulerSettings.queues``).
+    queue: str = "default"
+    #: At most one entry holding the same lock is PROCESSING at a time, across every worker and queue.
+    lock: str | None = None
 
     @property
     def attempts_allowed(self) -> int:

@@ -49,6 +49,12 @@ def worker(
     worker_id: Annotated[
         str | None, typer.Option(help="Name in leases and the audit trail (default host:pid:random).")
     ] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue", help="Claim only from this queue (repeatable; settings: queues). Default: every queue."
+        ),
+    ] = None,
     log_format: Annotated[
         LogFormat, typer.Option(case_sensitive=False, help="Log lines as text or JSON, on stderr.")
     ] = LogFormat.text,
@@ -109,6 +115,7 @@ def worker(
             batch_size=batch_size,
             polling_interval=polling_interval,
             worker_id=worker_id,
+            queues=queue,
         )
         metrics_address = None
         if metrics_port is not None:

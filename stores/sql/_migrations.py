@@ -72,8 +72,22 @@ def _generation_in_v1_key(name: str, key: str) -> int | None:
     return int(generation) if generation.isdigit() else None
 
 
+async def _queue_and_lock_columns(conn: AsyncConnection) -> None:
+    """Queues and locks: every entry gets a queue (``default`` for the rows already stored) and a lock (none).
+
+    The claim's index becomes one by queue and command type (created after the steps); the ``scheduled_queues``
+    table (paused queues and limits) is created with every missing table.
+    """
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN queue VARCHAR(100) DEFAULT 'default' NOT NULL"))
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN lock VARCHAR(256)"))
+    await conn.execute(text("DROP INDEX IF EXISTS ix_scheduled_commands_due"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "occurrence_generation_column", _occurrence_generation_column),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "occurrence_generation_column", _occurrence_generation_column),
+    Migration(3, "queue_and_lock_columns", _queue_and_lock_columns),
+)
 
 
 async def upgrade(conn: AsyncConnection, found: int, shown_url: str) -> None:

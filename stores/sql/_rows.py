@@ -149,6 +149,8 @@ def entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
         "recurring_name": entry.recurring_name,
         "occurrence_at": entry.occurrence_at,
         "occurrence_generation": entry.occurrence_generation,
+        "queue": entry.queue,
+        "lock": entry.lock,
     }
 
 

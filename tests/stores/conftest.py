@@ -36,7 +36,10 @@ class _EmptiedSqlStore(SqlStore):
         await super().open()
         async with self.engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules RESTART IDENTITY")
+                text(
+                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduled_queues"
+                    " RESTART IDENTITY"
+                )
             )
 
 
