@@ -17,10 +17,10 @@ import sys
 import sysconfig
 import time
 import traceback
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from injector import Binder, Injector
