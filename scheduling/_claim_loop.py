@@ -137,7 +137,7 @@ class ClaimLoop:
         if claimed or deadline > now:
             self._blocked = 0
             return deadline
-        backoff = min(BLOCKED_POLL * 2 ** min(self._blocked, 16), self._settings.polling_interval)
+        backoff = min(BLOCKED_POLL * (1 << min(self._blocked, 16)), self._settings.polling_interval)
         self._blocked += 1
         return now + backoff
 
