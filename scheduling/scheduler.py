@@ -224,6 +224,7 @@ class CommandScheduler:
         timezone: str = "UTC",
         options: ScheduleOptions | None = None,
         misfire_policy: MisfirePolicy = "skip",
+        overlap: bool = False,
     ) -> RecurringSchedule:
         """Declare (or update) the recurring schedule ``name``: run ``command`` at every occurrence of ``cron``
         (read in ``timezone``) or every ``interval``.
@@ -241,6 +242,9 @@ class CommandScheduler:
             options: per-occurrence options (priority, max_retries, expires_after, timeout, correlation_id,
                 metadata); not ``scheduled_for``, ``delay`` or ``idempotency_key``.
             misfire_policy: ``skip`` (default), ``run_once`` or ``run_all``: see docs/recurring.md.
+            overlap: False (default): an occurrence never starts while another one of this schedule runs, across
+                the fleet; it waits PENDING (its occurrences lock on ``recurring:{name}``, unless ``options.lock``
+                names another lock). True: occurrences may run at once.
 
         Returns:
             The stored schedule, with ``next_run_at``.
@@ -265,6 +269,8 @@ class CommandScheduler:
         queue = queue_for(type(command), options)
         if queue != options.queue:  # the command class's default queue, stored with the schedule
             options = options.model_copy(update={"queue": queue})
+        if not overlap and options.lock is None:  # stored with the schedule's options: every occurrence holds it
+            options = options.model_copy(update={"lock": recurring_lock(name)})
         schedule = RecurringSchedule(
             name=name,
             command_type=template.command_type,
@@ -395,6 +401,11 @@ async def publish_safely(mediator: Mediator, notification: Any) -> None:
                 "command_type": getattr(notification, "command_type", None),
             },
         )
+
+
+def recurring_lock(name: str) -> str:
+    """The lock the occurrences of the recurring schedule ``name`` hold unless declared with ``overlap=True``."""
+    return f"recurring:{name}"
 
 
 def check_storable_command(command: Command[Any], payload: str, command_type: str) -> None:
