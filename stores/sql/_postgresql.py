@@ -87,8 +87,9 @@ _BULK_INSERT = text(
 # scheduled_for, seq) with loose index scans: ``queues`` the distinct PENDING queues (one probe each), keeping the
 # worker's unpaused ones; ``types`` the distinct command types within each, keeping those the worker handles;
 # ``priorities`` the distinct priorities of each (queue, type) from the highest down; for each, ``candidates`` takes
-# the earliest due entries by an index range scan. Entries of other queues and types cost one probe per distinct
-# value, not a scan, whether 10 or 10 million of them are pending. ``locked`` orders the candidates, leaves out
+# the earliest due entries by an index range scan (the window shared among them, never under ``limit`` each, so the
+# best ``limit`` are always among them), keeping the best ``window`` of all. Entries of other queues and types cost
+# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``locked`` orders the candidates, leaves out
 # those whose lock a PROCESSING entry holds and locks a batch, skipping rows other workers are claiming; ``chosen``
 # keeps one entry per lock; the UPDATE claims them. Two claims racing for one lock: the unique index on the lock of
 # PROCESSING entries fails the second, which the store runs again.
@@ -125,13 +126,15 @@ priorities(q, t, p) AS (
 candidates AS (
     SELECT c.seq FROM priorities
     CROSS JOIN LATERAL (
-        SELECT seq FROM scheduled_commands
+        SELECT seq, scheduled_for FROM scheduled_commands
         WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
           AND priority = priorities.p AND scheduled_for <= :now
         ORDER BY scheduled_for, seq
-        LIMIT :window
+        LIMIT greatest(:limit, :window / (SELECT count(*) FROM priorities WHERE p IS NOT NULL))
     ) AS c
     WHERE priorities.p IS NOT NULL
+    ORDER BY priorities.p DESC, c.scheduled_for, c.seq
+    LIMIT :window
 ),
 locked AS (
     SELECT seq, lock, priority, scheduled_for FROM scheduled_commands AS e
