@@ -89,10 +89,10 @@ _BULK_INSERT = text(
 # ``priorities`` the distinct priorities of each (queue, type) from the highest down; for each, ``candidates`` takes
 # the earliest due entries by an index range scan (the window shared among them, never under ``limit`` each, so the
 # best ``limit`` are always among them), keeping the best ``window`` of all. Entries of other queues and types cost
-# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``locked`` orders the candidates, leaves out
-# those whose lock a PROCESSING entry holds and locks a batch, skipping rows other workers are claiming; ``chosen``
-# keeps one entry per lock; the UPDATE claims them. Two claims racing for one lock: the unique index on the lock of
-# PROCESSING entries fails the second, which the store runs again.
+# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``locked`` orders the
+# candidates, leaves out those whose lock a PROCESSING entry holds and locks a batch, skipping rows other workers are
+# claiming; ``chosen`` keeps one entry per lock; the UPDATE claims them. Two claims racing for one lock: the unique
+# index on the lock of PROCESSING entries fails the second, which the store runs again.
 CLAIM = """
 WITH RECURSIVE queues(q) AS (
     SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
