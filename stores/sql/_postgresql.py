@@ -89,10 +89,10 @@ _BULK_INSERT = text(
 # ``priorities`` the distinct priorities of each (queue, type) from the highest down; for each, ``candidates`` takes
 # the earliest due entries by an index range scan (the window shared among them, never under ``limit`` each, so the
 # best ``limit`` are always among them), keeping the best ``window`` of all. Entries of other queues and types cost
-# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``locked`` orders the
-# candidates, leaves out those whose lock a PROCESSING entry holds and locks a batch, skipping rows other workers are
-# claiming; ``chosen`` keeps one entry per lock; the UPDATE claims them. Two claims racing for one lock: the unique
-# index on the lock of PROCESSING entries fails the second, which the store runs again.
+# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``eligible`` leaves out
+# the candidates whose lock a PROCESSING entry holds, ``firsts`` keeps the first of each lock; ``locked`` orders them
+# and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two claims racing for one
+# lock: the unique index on the lock of PROCESSING entries fails the second, which the store runs again.
 CLAIM = """
 WITH RECURSIVE queues(q) AS (
     SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
@@ -136,27 +136,31 @@ candidates AS (
     ORDER BY priorities.p DESC, c.scheduled_for, c.seq
     LIMIT :window
 ),
-locked AS (
+eligible AS (
     SELECT seq, lock, priority, scheduled_for FROM scheduled_commands AS e
     WHERE seq = ANY(ARRAY(SELECT seq FROM candidates)) AND status = 'PENDING' AND scheduled_for <= :now
       AND (lock IS NULL OR NOT EXISTS (
           SELECT 1 FROM scheduled_commands AS holder WHERE holder.lock = e.lock AND holder.status = 'PROCESSING'))
+),
+firsts AS (
+    SELECT seq FROM (
+        SELECT seq, lock, row_number() OVER (PARTITION BY lock ORDER BY priority DESC, scheduled_for, seq) AS nth
+        FROM eligible
+    ) AS ranked
+    WHERE lock IS NULL OR nth = 1
+),
+locked AS (
+    SELECT seq FROM scheduled_commands
+    WHERE seq = ANY(ARRAY(SELECT seq FROM firsts)) AND status = 'PENDING' AND scheduled_for <= :now
     ORDER BY priority DESC, scheduled_for, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-),
-chosen AS (
-    SELECT seq FROM (
-        SELECT seq, lock, row_number() OVER (PARTITION BY lock ORDER BY priority DESC, scheduled_for, seq) AS nth
-        FROM locked
-    ) AS ranked
-    WHERE lock IS NULL OR nth = 1
 )
 UPDATE scheduled_commands AS t
 SET status = 'PROCESSING', started_at = :now, lease_owner = :worker_id,
     lease_token = replace(gen_random_uuid()::text, '-', ''), lease_expires_at = :lease_expires_at
-FROM chosen
-WHERE t.seq = chosen.seq
+FROM locked
+WHERE t.seq = locked.seq
 RETURNING t.*
 """
 

@@ -52,6 +52,11 @@ _NEXT_QUEUE = text(f"SELECT min(queue) FROM {_ROUTED} WHERE status = 'PENDING' A
 _NEXT_TYPE = text(
     f"SELECT min(command_type) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type > :after"
 )
+# The highest first, unbounded: a priority written as text (behind the library's back) sorts above every number in
+# SQLite, and must be claimed (and dead-lettered as unreadable) rather than stranded.
+_MAX_PRIORITY = text(
+    f"SELECT max(priority) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type = :type"
+)
 _MAX_PRIORITY_BELOW = text(
     f"SELECT max(priority) FROM {_ROUTED}"
     " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority < :below"
@@ -63,13 +68,11 @@ _DUE_AT_PRIORITY = text(
     " AND (lock IS NULL OR lock NOT IN ("
     "  SELECT lock FROM scheduled_commands INDEXED BY ux_scheduled_commands_lock"
     "  WHERE status = 'PROCESSING' AND lock IS NOT NULL))"
-    " ORDER BY scheduled_for, seq LIMIT :limit"
+    " ORDER BY scheduled_for, seq LIMIT :limit OFFSET :offset"
 ).bindparams(bindparam("now", type_=UtcDateTime))
 _PAUSED = text("SELECT name FROM scheduled_queues WHERE paused")
 #: Below every command type and queue name (names are never empty).
 _BEFORE_ALL = ""
-#: Above every priority (a 32-bit integer).
-_ABOVE_ALL = 2**31
 # PENDING rows whose due time is no timestamp text: SQLite orders numbers before text and blobs after it, so they are
 # the two ends of the next-due index (two range scans, not a scan of every pending row).
 _UNREACHABLE_DUE = text(
@@ -122,6 +125,15 @@ WITH v(id, token, status, completed_at, result_payload, due, retry_increment, at
         .bindparams(*datetimes)
         .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
     )
+
+
+def _claim_order(row: Row[Any]) -> tuple[int, int, str, int]:
+    """Priority descending, then due time, then scheduling order; a priority that is no integer (written behind the
+    library's back: SQLite sorts text above numbers) first, to be dead-lettered as unreadable."""
+    priority = row.priority
+    if isinstance(priority, int):
+        return (1, -priority, str(row.scheduled_for), row.seq)
+    return (0, 0, str(row.scheduled_for), row.seq)
 
 
 class SqliteBackend:
@@ -192,23 +204,30 @@ class SqliteBackend:
         # The transaction holds SQLite's write lock, so picking then updating is atomic. Per allowed (queue, type),
         # one index range scan per distinct PENDING priority, highest first, until that route has a batch; then the
         # batch is the best ``limit`` of them, one per lock.
+        # A route's candidates count once per lock (only the first of a lock can be claimed), so each route yields
+        # its best ``limit`` claimable entries, and the best ``limit`` of all are among them.
         candidates: list[Row[Any]] = []
         for queue, command_type in await self._routes(conn, route):
-            found = 0
-            priority = (
-                await conn.execute(_MAX_PRIORITY_BELOW, {"queue": queue, "type": command_type, "below": _ABOVE_ALL})
-            ).scalar_one_or_none()
+            found, offset, route_locks = 0, 0, set()
+            parameters = {"queue": queue, "type": command_type, "now": now}
+            priority = (await conn.execute(_MAX_PRIORITY, parameters)).scalar_one_or_none()
             while priority is not None and found < limit:
-                parameters = {"queue": queue, "type": command_type, "now": now}
-                rows = (
-                    await conn.execute(_DUE_AT_PRIORITY, {**parameters, "priority": priority, "limit": limit - found})
-                ).all()
+                wanted = limit - found
+                page = {**parameters, "priority": priority, "limit": wanted, "offset": offset}
+                rows = (await conn.execute(_DUE_AT_PRIORITY, page)).all()
                 candidates.extend(rows)
-                found += len(rows)
+                for row in rows:
+                    if row.lock is None or row.lock not in route_locks:
+                        found += 1
+                        route_locks.add(row.lock)
+                if len(rows) == wanted:  # more may wait at this priority
+                    offset += wanted
+                    continue
+                offset = 0
                 priority = (
                     await conn.execute(_MAX_PRIORITY_BELOW, {**parameters, "below": priority})
                 ).scalar_one_or_none()
-        candidates.sort(key=lambda row: (-row.priority, str(row.scheduled_for), row.seq))
+        candidates.sort(key=_claim_order)
         seqs: list[int] = []
         locks: set[str] = set()
         for row in candidates:

@@ -168,3 +168,11 @@ async def test_redis_store_refuses_fleet_features(store: ScheduledCommandStore, 
     with pytest.raises(UnsupportedFeatureError, match="claiming by queue"):
         await claim_ids(store, Route.of(["emails"], None))
     assert await claim_ids(store, Route.of(["default"], [plain.command_type])) == [plain.id]
+
+
+async def test_a_claim_fills_its_batch_past_entries_of_a_lock_it_took(fleet_store: ScheduledCommandStore) -> None:
+    """The second entry of a lock does not take a place in the batch: the next free entry does."""
+    first, second = make_entry(lock="L", scheduled_for=at(0)), make_entry(lock="L", scheduled_for=at(1))
+    free = make_entry(scheduled_for=at(2))
+    await fleet_store.add([first, second, free])
+    assert await claim_ids(fleet_store, now=at(5), limit=2) == [first.id, free.id]
