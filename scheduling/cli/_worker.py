@@ -93,10 +93,16 @@ def worker(
     )
     from stores.errors import StoreError
     from stores.memory import MemoryStore
+    from stores.queues import check_queue_name
     from stores.urls import store_from_url
 
     if metrics_host is not None and metrics_port is None:
         fail("--metrics-host goes with --metrics-port", 2)
+    for name in queue or ():
+        try:
+            check_queue_name(name, "--queue")
+        except ValueError as exc:
+            fail(str(exc))
     configure_logging(log_format.value, getattr(logging, log_level.value.upper()))
     sys.path.insert(0, os.getcwd())
     try:
