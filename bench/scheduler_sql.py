@@ -864,7 +864,8 @@ def explain_claim_ms(url: str, now: dt.datetime, c: Config) -> dict[str, Any] | 
     execution: list[float] = []
     buffers: list[int] = []
     with psycopg.connect(libpq(url)) as conn:
-        conn.execute("SET jit = off")  # as the store's own connections
+        conn.execute("SET jit = off")  # as the store's own connections (committed: the runs roll back)
+        conn.commit()
         for _ in range(c.explain_runs):
             row = conn.execute(query.encode(), params).fetchone()
             conn.rollback()
