@@ -857,11 +857,15 @@ def explain_claim_ms(url: str, now: dt.datetime, c: Config) -> dict[str, Any] | 
         "window": c.claim_limit * factor,
         "worker_id": "bench-explain",
         "lease_expires_at": now + dt.timedelta(minutes=5),
+        "queues": None,  # every queue and command type, as a worker without --queue that handles everything
+        "types": None,
     }
     planning: list[float] = []
     execution: list[float] = []
     buffers: list[int] = []
     with psycopg.connect(libpq(url)) as conn:
+        conn.execute("SET jit = off")  # as the store's own connections (committed: the runs roll back)
+        conn.commit()
         for _ in range(c.explain_runs):
             row = conn.execute(query.encode(), params).fetchone()
             conn.rollback()

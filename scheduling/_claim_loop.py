@@ -9,10 +9,11 @@ failing store is retried with backoff; periodic recovery runs between claims.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
 from stores.base import ScheduledCommandStore
+from stores.queues import Route
 
 from ._leases import Leases
 from ._store_calls import log_failure, run_guarded, store_backoff
@@ -27,6 +28,8 @@ __all__ = ["CLAIM_AHEAD", "ClaimLoop"]
 #: round trip (a few milliseconds, tens under load) is not added to their start. They hold leases meanwhile (and so
 #: cannot be cancelled in that window); ``run_until_idle()`` claims only what is due.
 CLAIM_AHEAD = timedelta(milliseconds=50)
+#: First wait before claiming again when due entries are there but none could be taken (see ``_unless_blocked``).
+BLOCKED_POLL = timedelta(milliseconds=50)
 
 
 class ClaimLoop:
@@ -42,6 +45,7 @@ class ClaimLoop:
         *,
         execute: Callable[[ScheduledCommandEntry], Awaitable[None]],
         recover: Callable[[], Awaitable[int]],
+        command_types: Collection[str],
     ) -> None:
         self._store = store
         self._settings = settings
@@ -50,9 +54,13 @@ class ClaimLoop:
         self._wakeup = wakeup
         self._execute = execute
         self._recover = recover
+        #: Routing by handler: only entries of these types (in the worker's queues) are claimed; an entry nobody
+        #: handles stays PENDING.
+        self._route = Route.of(settings.queues, command_types)
         self._worker_id = settings.worker_id
         self._last_claim_full = False
         self._next_recovery_at: datetime | None = None
+        self._blocked = 0  # claims in a row that found due entries they could not take
         self.stopping = False
 
     def stop(self) -> None:
@@ -70,7 +78,7 @@ class ClaimLoop:
                 await run_guarded(self._recover)
             self._wakeup.clear()
             try:
-                await self.claim(ahead=CLAIM_AHEAD)
+                claimed = await self.claim(ahead=CLAIM_AHEAD)
             except Exception as exc:  # noqa: BLE001 - logged by log_failure; the service keeps going
                 failures += 1
                 delay = store_backoff(failures, cap=self._settings.polling_interval.total_seconds())
@@ -98,7 +106,7 @@ class ClaimLoop:
                 finally:
                     self._wakeup.waiting_for_capacity = False
                 continue
-            await self._sleep(await self._next_wake_deadline())
+            await self._sleep(self._unless_blocked(now, await self._next_wake_deadline(), claimed))
 
     async def claim(self, *, ahead: timedelta = timedelta(0)) -> list[ScheduledCommandEntry]:
         """Claim what is due by ``now + ahead``, up to the free slots, and start it; an entry not yet due waits in
@@ -114,11 +122,24 @@ class ClaimLoop:
             limit=limit,
             worker_id=self._worker_id,
             lease_duration=self._settings.lease_duration,
+            route=self._route,
         )
         self._last_claim_full = len(claimed) == limit
         for entry in claimed:
             self._leases.spawn(entry, self._execute(entry))
         return claimed
+
+    def _unless_blocked(self, now: datetime, deadline: datetime, claimed: list[ScheduledCommandEntry]) -> datetime:
+        """``deadline``, unless entries are due that this claim could not take (of another queue or command type,
+        of a paused queue, waiting for their lock): then not sooner than a backoff that starts at ``BLOCKED_POLL``
+        and doubles, up to ``polling_interval``, while claims keep coming back empty, so the loop neither spins nor
+        leaves a lock's next entry waiting long."""
+        if claimed or deadline > now:
+            self._blocked = 0
+            return deadline
+        backoff = min(BLOCKED_POLL * (1 << min(self._blocked, 16)), self._settings.polling_interval)
+        self._blocked += 1
+        return now + backoff
 
     async def _next_wake_deadline(self) -> datetime:
         now = self._clock.now()

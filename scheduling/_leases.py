@@ -74,7 +74,7 @@ class Leases:
         task = asyncio.ensure_future(self._guard(entry, work))
         self.running[entry.id] = task
         self._tokens[entry.id] = entry.lease_token
-        task.add_done_callback(lambda _: self._finished(entry.id))
+        task.add_done_callback(lambda _: self._finished(entry.id, locked=entry.lock is not None))
 
     async def _guard(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
         """Log what escapes one command's task (a store that stayed away longer than a lease), with its id."""
@@ -92,13 +92,14 @@ class Leases:
                 level=logging.ERROR,
             )
 
-    def _finished(self, entry_id: str) -> None:
+    def _finished(self, entry_id: str, *, locked: bool = False) -> None:
         self.running.pop(entry_id, None)
         self._tokens.pop(entry_id, None)
         self.cancelled_here.discard(entry_id)
         self.not_started.discard(entry_id)
-        # Only a loop waiting for free slots needs waking; otherwise it sleeps until the next due time.
-        if self._wakeup.waiting_for_capacity and (self.free >= self._refill_at or not self.running):
+        # Only a loop waiting for free slots needs waking, or one that may claim the next entry of the lock this
+        # entry just gave up (its outcome is recorded); otherwise it sleeps until the next due time.
+        if locked or (self._wakeup.waiting_for_capacity and (self.free >= self._refill_at or not self.running)):
             self._wakeup.set()
 
     def cancel(self, entry_id: str) -> None:

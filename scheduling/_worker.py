@@ -17,6 +17,7 @@ import sys
 import sysconfig
 import time
 import traceback
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -130,6 +131,7 @@ def apply_overrides(
     batch_size: int | None = None,
     polling_interval: float | None = None,
     worker_id: str | None = None,
+    queues: Sequence[str] | None = None,
 ) -> SchedulerSettings:
     """Rebind the store and settings the command line overrides; return the settings in force."""
     settings = injector.get(SchedulerSettings)
@@ -142,6 +144,8 @@ def apply_overrides(
         changes["polling_interval"] = timedelta(seconds=polling_interval)
     if worker_id is not None:
         changes["worker_id"] = worker_id
+    if queues:
+        changes["queues"] = tuple(queues)
     # Rebound where SchedulingModule bound them (a parent's binder for a child injector): the service and scheduler
     # are built there, so a binding in the child alone would leave them on the application's own store.
     if changes:

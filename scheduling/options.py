@@ -10,18 +10,21 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stores.queues import DEFAULT_QUEUE, check_queue_name
+
 from .clock import ensure_aware
 from .retention import Retention
 from .storable import (
     INT32_MAX,
     MAX_CORRELATION_ID_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_LOCK_LENGTH,
     check_storable_int,
     check_storable_metadata,
     check_storable_text,
 )
 
-__all__ = ["ScheduleOptions", "SchedulerSettings", "default_worker_id"]
+__all__ = ["ScheduleOptions", "SchedulerSettings", "default_worker_id", "queue_for"]
 
 
 def _positive(value: timedelta | None, name: str) -> timedelta | None:
@@ -57,6 +60,22 @@ class ScheduleOptions(BaseModel):
     idempotency_key: str | None = None
     #: An attempt running longer is cancelled and counts as a failed attempt.
     timeout: timedelta | None = None
+    #: The queue it waits in (``[A-Za-z0-9_.:-]{1,100}``). Left unset: the command class's ``default_queue``
+    #: when it names one, else ``"default"``.
+    queue: str = DEFAULT_QUEUE
+    #: At most one entry holding this lock runs at a time, across every worker and queue; the others stay PENDING
+    #: (spending no attempt) until it ends. At most 256 characters.
+    lock: str | None = None
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        return check_queue_name(value)
+
+    @field_validator("lock")
+    @classmethod
+    def _storable_lock(cls, value: str | None) -> str | None:
+        return None if value is None else check_storable_text(value, "lock", max_length=MAX_LOCK_LENGTH)
 
     @field_validator("scheduled_for")
     @classmethod
@@ -125,6 +144,17 @@ class ScheduleOptions(BaseModel):
         return now + self.delay if self.delay is not None else now
 
 
+def queue_for(command_class: type, options: ScheduleOptions) -> str:
+    """The queue of a command of ``command_class`` scheduled with ``options``: the options' queue when they name
+    one, else the class's ``default_queue`` (a ``ClassVar[str]``) when it has one, else ``"default"``."""
+    if "queue" in options.model_fields_set:
+        return options.queue
+    default = getattr(command_class, "default_queue", None)
+    if default is None:
+        return options.queue
+    return check_queue_name(default, f"{command_class.__qualname__}.default_queue")
+
+
 def default_worker_id() -> str:
     """``host:pid:random`` — distinct for several workers on one host, readable in the audit trail."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -173,6 +203,15 @@ class SchedulerSettings(BaseModel):
     retention: Retention | None = Field(default_factory=Retention)
     #: How long a worker that is gone (stopped, or missed its lease renewals) stays in ``list_workers()``.
     worker_retention: timedelta = timedelta(days=1)
+    #: The queues this worker claims from; ``None`` or empty: every queue.
+    queues: tuple[str, ...] | None = None
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if not value:
+            return None
+        return tuple(dict.fromkeys(check_queue_name(name, "queues") for name in value))
 
     @field_validator(
         "polling_interval",

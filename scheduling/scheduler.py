@@ -13,6 +13,7 @@ from injector import inject
 
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
+from stores.queues import QueueInfo, check_queue_name
 
 from . import _tracing, recurring_ops
 from .clock import Clock
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
-from .options import ScheduleOptions, SchedulerSettings
+from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
 from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
@@ -152,6 +153,7 @@ class CommandScheduler:
                 "id": str(uuid.uuid4()),
                 "command_type": command_type,
                 "payload": self._payload(command, command_type),
+                "queue": queue_for(type(command), options),
             }
             if first.metadata is not None:  # model_copy is shallow: no entry may share another's dict
                 update["metadata"] = dict(first.metadata)
@@ -195,6 +197,7 @@ class CommandScheduler:
             now=now,
             default_max_retries=self._settings.max_retries,
             trace_context=_tracing.capture() if _tracing.ENABLED else None,
+            queue=queue_for(type(command), options),
         )
 
     async def cancel(self, command_id: str) -> bool:
@@ -298,6 +301,7 @@ class CommandScheduler:
         timezone: str = "UTC",
         options: ScheduleOptions | None = None,
         misfire_policy: MisfirePolicy = "skip",
+        overlap: bool = False,
     ) -> RecurringSchedule:
         """Declare (or update) the recurring schedule ``name``: run ``command`` at every occurrence of ``cron``
         (read in ``timezone``) or every ``interval``.
@@ -315,6 +319,9 @@ class CommandScheduler:
             options: per-occurrence options (priority, max_retries, expires_after, timeout, correlation_id,
                 metadata); not ``scheduled_for``, ``delay`` or ``idempotency_key``.
             misfire_policy: ``skip`` (default), ``run_once`` or ``run_all``: see docs/recurring.md.
+            overlap: False (default): an occurrence never starts while another one of this schedule runs, across
+                the fleet; it waits PENDING (its occurrences lock on ``recurring:{name}``, unless ``options.lock``
+                names another lock). True: occurrences may run at once.
 
         Returns:
             The stored schedule, with ``next_run_at``.
@@ -336,6 +343,11 @@ class CommandScheduler:
             )
         now = self._clock.now()
         template = self._entry_for(command, ScheduleOptions(), now)  # the handler and payload checks of schedule()
+        queue = queue_for(type(command), options)
+        if queue != options.queue:  # the command class's default queue, stored with the schedule
+            options = options.model_copy(update={"queue": queue})
+        if not overlap and options.lock is None:  # stored with the schedule's options: every occurrence holds it
+            options = options.model_copy(update={"lock": recurring_lock(name)})
         schedule = RecurringSchedule(
             name=name,
             command_type=template.command_type,
@@ -413,6 +425,36 @@ class CommandScheduler:
         """
         return await list_workers(self._store, self._clock.now())
 
+    # -- queues (docs/queues.md) ------------------------------------------------------------------------------
+
+    async def pause_queue(self, name: str) -> None:
+        """Pause the queue ``name`` across the fleet: no worker claims its entries until ``resume_queue``; entries
+        already running finish. Stored in the database, so it holds for workers started later too.
+
+        Raises:
+            ValueError: ``name`` is not a valid queue name.
+            UnsupportedFeatureError: the store cannot pause queues (RedisStore).
+
+        .. versionadded:: 0.5
+        """
+        await self._store.set_queue_paused(check_queue_name(name), True)
+        logger.info("paused queue %s", name, extra={"action": "pause_queue", "queue": name})
+
+    async def resume_queue(self, name: str) -> None:
+        """Resume a paused queue (a queue that is not paused stays as it is); wakes the workers.
+
+        .. versionadded:: 0.5
+        """
+        await self._store.set_queue_paused(check_queue_name(name), False)
+        logger.info("resumed queue %s", name, extra={"action": "resume_queue", "queue": name})
+
+    async def list_queues(self) -> list[QueueInfo]:
+        """Every queue with PENDING or PROCESSING entries, or paused: its depth, running entries, paused, limits.
+
+        .. versionadded:: 0.5
+        """
+        return await self._store.list_queues()
+
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         if entries and self._observers:
             self._observers.on_cancelled(entries)
@@ -448,6 +490,11 @@ async def publish_safely(mediator: Mediator, notification: Any) -> None:
         )
 
 
+def recurring_lock(name: str) -> str:
+    """The lock the occurrences of the recurring schedule ``name`` hold unless declared with ``overlap=True``."""
+    return f"recurring:{name}"
+
+
 def check_storable_command(command: Command[Any], payload: str, command_type: str) -> None:
     """Refuse, with a ``ValueError`` naming the field, a command the worker could not run as scheduled: a type name
     longer than the store holds, or a payload that does not decode to an equal command."""
@@ -469,6 +516,7 @@ def new_entry(
     occurrence_at: datetime | None = None,
     occurrence_generation: int | None = None,
     trace_context: str | None = None,
+    queue: str | None = None,
 ) -> ScheduledCommandEntry:
     """The PENDING entry ``options`` make of a command: the one place where options become an entry, for commands
     scheduled once and for recurring occurrences alike (``idempotency_key`` defaults to the options' own)."""
@@ -490,4 +538,6 @@ def new_entry(
         occurrence_at=occurrence_at,
         occurrence_generation=occurrence_generation,
         trace_context=trace_context,
+        queue=queue if queue is not None else options.queue,
+        lock=options.lock,
     )

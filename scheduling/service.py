@@ -81,7 +81,14 @@ class ScheduledCommandService:
         self._attempts = Attempts(store, mediator, self._codec, settings, clock, observers, self._leases, self._wakeup)
         self._registry = WorkerRegistry(store, settings, clock, lambda: self.command_types)
         self._claims = ClaimLoop(
-            store, settings, clock, self._leases, self._wakeup, execute=self._attempts.execute, recover=self._recover
+            store,
+            settings,
+            clock,
+            self._leases,
+            self._wakeup,
+            execute=self._attempts.execute,
+            recover=self._recover,
+            command_types=self._codec.type_names,
         )
         retention = settings.retention
         self._purger = (

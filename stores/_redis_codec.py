@@ -48,6 +48,8 @@ _TEXTS = (
     "lease_token",
     "recurring_name",
     "trace_context",
+    "queue",
+    "lock",
 )
 #: Definition fields of a schedule, kept together as one JSON document (compared as a whole by the upsert script).
 _DEFINITION = ("command_type", "payload", "cron", "interval", "timezone", "options_json", "misfire_policy")
@@ -68,7 +70,7 @@ def entry_fields(entry: ScheduledCommandEntry) -> list[str]:
     """The entry's hash fields as a flat name, value, name, value... list (absent: ``None`` attributes)."""
     flat: list[str] = []
     for name, value in entry:
-        if value is None:
+        if value is None or (name == "queue" and value == "default"):  # absent: the default queue
             continue
         if name in _TIMES:
             text = micros(value)

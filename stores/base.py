@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import SessionNotSupportedError, UnreadableEntryError
+from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
+from .queues import QueueInfo, Route
 from .schedules import StoredSchedule
 from .workers import StoredWorker, StoredWorkerState
 
@@ -222,7 +223,7 @@ class ScheduledCommandStore(ABC):
 
     @abstractmethod
     async def claim_due(
-        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta, route: Route | None = None
     ) -> list[ScheduledCommandEntry]:
         """Atomically move up to ``limit`` due PENDING entries to PROCESSING under new leases and return them.
 
@@ -230,6 +231,10 @@ class ScheduledCommandStore(ABC):
         order. Each claimed entry gets ``lease_owner = worker_id``, a fresh ``lease_token``,
         ``lease_expires_at = now + lease_duration`` and ``started_at = now``. Two concurrent claims never return
         the same entry. Expired entries are claimed like any other: expiry is the caller's decision.
+
+        Routing: only entries that ``route`` allows (its queues and command types; ``None``: every entry) are
+        claimed, and none of a paused queue. An entry whose ``lock``
+        another entry holds (PROCESSING) is not claimed, nor two entries of one lock in one claim.
         """
 
     @abstractmethod
@@ -269,6 +274,22 @@ class ScheduledCommandStore(ABC):
         Each gets a new lease for ``worker_id`` (so the dead worker's token no longer fences anything); the caller
         then records the lost attempt with ``retry_later`` or ``dead_letter``.
         """
+
+    # -- queues (fleet-wide, stored; see stores/queues.py) -----------------------------------------------------
+
+    async def set_queue_paused(self, name: str, paused: bool) -> None:
+        """Pause (no entry of the queue is claimed; those running finish) or resume the queue ``name``.
+
+        .. versionadded:: 0.5
+        """
+        raise UnsupportedFeatureError(self.description, "pausing queues", "use SqlStore or MemoryStore")
+
+    async def list_queues(self) -> list[QueueInfo]:
+        """Every queue that holds a PENDING or PROCESSING entry, or is paused or limited, by name.
+
+        .. versionadded:: 0.5
+        """
+        raise UnsupportedFeatureError(self.description, "listing queues", "use SqlStore or MemoryStore")
 
     # -- reading and housekeeping -----------------------------------------------------------------------------
 
@@ -393,11 +414,15 @@ class ScheduledCommandStore(ABC):
 
     # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
 
-    async def count_by_command_type(self, status: ScheduledCommandStatus) -> dict[str, int]:
-        """How many entries of each command type are in ``status`` (types with none are left out)."""
+    async def count_by_command_type(
+        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None
+    ) -> dict[str, int]:
+        """How many entries of each command type are in ``status`` (types with none are left out); with
+        ``due_before``, only those whose ``scheduled_for`` is earlier (.. versionchanged:: 0.5)."""
         counts: dict[str, int] = {}
         async for entry in self._iterate(status=status):
-            counts[entry.command_type] = counts.get(entry.command_type, 0) + 1
+            if due_before is None or entry.scheduled_for < due_before:
+                counts[entry.command_type] = counts.get(entry.command_type, 0) + 1
         return counts
 
     async def count_running(self, *, now: datetime) -> int:

@@ -98,6 +98,10 @@ class ScheduledCommandEntry(BaseModel):
     occurrence_generation: int | None = None
     #: The W3C trace context (OpenTelemetry propagator fields, as JSON) active when it was scheduled, or ``None``.
     trace_context: str | None = None
+    #: The queue it waits in; a worker claims only entries of its queues (``SchedulerSettings.queues``).
+    queue: str = "default"
+    #: At most one entry holding the same lock is PROCESSING at a time, across every worker and queue.
+    lock: str | None = None
 
     @property
     def attempts_allowed(self) -> int:

@@ -6,7 +6,8 @@ Hierarchy::
     ├── StoreUnavailableError   the backend cannot be reached right now (transient: retried with backoff)
     ├── SchemaVersionError      the database holds a schema newer than this code knows
     ├── SessionNotSupportedError  schedule(..., session=...) on a store that is not in a SQL database
-    └── UnreadableEntryError    a stored row holds a value that does not convert to an entry
+    ├── UnreadableEntryError    a stored row holds a value that does not convert to an entry
+    └── UnsupportedFeatureError  this store cannot do what was asked (for example queues on RedisStore)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "UnreadableEntryError",
+    "UnsupportedFeatureError",
 ]
 
 
@@ -98,3 +100,20 @@ class UnreadableEntryError(StoreError):
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 120 else f"{text[:117]}..."
+
+
+class UnsupportedFeatureError(StoreError, NotImplementedError):
+    """The store cannot do what was asked (``feature``); use a store that can (SqlStore, MemoryStore).
+
+    .. versionadded:: 0.5
+    """
+
+    def __init__(self, store: str, feature: str, reason: str = "") -> None:
+        self.store = store
+        self.feature = feature
+        self.reason = reason
+        super().__init__(store, feature, reason)
+
+    def __str__(self) -> str:
+        tail = f" ({self.reason})" if self.reason else ""
+        return f"{self.store} does not support {self.feature}{tail}"

@@ -16,11 +16,13 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._memory_queues import MemoryQueues
 from ._memory_workers import MemoryWorkers
 from ._transitions import CANCEL, DISMISS, REQUEUE, schedule_paused_changes
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
+from .queues import QueueInfo, Route
 from .schedules import StoredSchedule
 
 __all__ = ["MemoryStore"]
@@ -52,6 +54,7 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
         self._by_recurring: dict[str, set[str]] = {}
         self._schedules: dict[str, StoredSchedule] = {}
         self._processing: set[str] = set()
+        self._queues = MemoryQueues()
         self._attempts: dict[str, list[AttemptRecord]] = {}
         self._counts: dict[ScheduledCommandStatus, int] = dict.fromkeys(ScheduledCommandStatus, 0)
         # Lease tokens need only be unique within this store: a random prefix and a counter (uuid4 costs a syscall).
@@ -66,6 +69,7 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
         if previous is not None:
             self._counts[previous.status] -= 1
         self._counts[entry.status] += 1
+        self._queues.track(previous, entry)
         self._entries[entry.id] = entry
         version = next(self._versions)
         self._version[entry.id] = version
@@ -185,21 +189,27 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
     # -- claiming and outcomes --------------------------------------------------------------------------------
 
     async def claim_due(
-        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta, route: Route | None = None
     ) -> list[ScheduledCommandEntry]:
         self._promote_due(now)
         claimed: list[ScheduledCommandEntry] = []
         ready = self._ready
         lease_expires_at = now + lease_duration
         not_due: list[tuple[datetime, int, int, str]] = []
+        passed: list[tuple[int, datetime, int, int, str]] = []  # due, but not for this claim: back in the heap after
+        locks: set[str] = set()
         while ready and len(claimed) < limit:
-            _, due, order, version, entry_id = heapq.heappop(ready)
+            _, due, order, version, entry_id = item = heapq.heappop(ready)
             if not self._is_current(entry_id, version):
                 continue
             if due > now:  # promoted by a claim with a later ``now``: not due for this one
                 not_due.append((due, order, version, entry_id))
                 continue
-            entry = self._entries[entry_id].model_copy(
+            entry = self._entries[entry_id]
+            if not self._queues.take(entry, route, locks):
+                passed.append(item)
+                continue
+            entry = entry.model_copy(
                 update={
                     "status": PROCESSING,
                     "started_at": now,
@@ -210,8 +220,10 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
             )
             self._put(entry)
             claimed.append(entry)
-        for item in not_due:
-            heapq.heappush(self._delayed, item)
+        for delayed in not_due:
+            heapq.heappush(self._delayed, delayed)
+        for skipped in passed:
+            heapq.heappush(ready, skipped)
         return claimed
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
@@ -315,6 +327,17 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
             self._put(taken)
             reclaimed.append(ReclaimedEntry(taken, entry.lease_owner, entry.lease_expires_at))
         return reclaimed
+
+    # -- queues -----------------------------------------------------------------------------------------------
+
+    async def set_queue_paused(self, name: str, paused: bool) -> None:
+        self._queues.set_paused(name, paused)
+        due = None if paused else await self.next_due_at()
+        if due is not None:  # its entries may be due: wake the workers
+            self._notify_wakeup(due)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        return self._queues.infos()
 
     # -- recurring schedules ----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _redis_scripts as scripts
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
+from ._redis_fleet import refuse_fleet_claim, refuse_fleet_entry
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
@@ -30,6 +31,7 @@ from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, Redis
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import StoreUnavailableError, UnreadableEntryError
+from .queues import Route
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -242,6 +244,7 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
             if entry.id in seen:
                 raise ValueError(f"the id {entry.id!r} appears twice in the batch")
             seen.add(entry.id)
+            refuse_fleet_entry(entry, self.description)
             fields = entry_fields(entry)
             status = next(i for i in range(0, len(fields), 2) if fields[i] == "status")
             fields[status + 1] = ScheduledCommandStatus.PENDING.value
@@ -289,8 +292,9 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
     # -- claiming and outcomes --------------------------------------------------------------------------------
 
     async def claim_due(
-        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta, route: Route | None = None
     ) -> list[ScheduledCommandEntry]:
+        refuse_fleet_claim(route, self.description)  # command_types: not routed (see _redis_fleet)
         if limit <= 0:
             return []
         replies = await self._run(

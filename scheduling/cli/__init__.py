@@ -9,6 +9,7 @@ module per command group, all private; this module is the table of contents (the
 - ``_entries``: ``status``, ``list``, ``show``, ``cancel``, ``requeue``, ``purge``;
 - ``_workers``: ``workers`` (the worker registry);
 - ``_recurring``: the ``recurring`` group;
+- ``_queues``: the ``queue`` group;
 - ``_dashboard``: ``dashboard`` (its socket and signal plumbing is ``scheduling.web._serve``).
 
 ``main`` is the console-script entry point.
@@ -24,6 +25,7 @@ import typer
 from ._common import HELP_STYLE, StoreOption, fail, store_url
 from ._dashboard import dashboard
 from ._entries import cancel, list_entries, purge, requeue, show, status
+from ._queues import queue_app
 from ._recurring import recurring_app
 from ._worker import worker
 from ._workers import workers
@@ -105,6 +107,7 @@ app.command()(requeue)
 app.command()(purge)
 app.command()(workers)
 app.add_typer(recurring_app, name="recurring")
+app.add_typer(queue_app, name="queue")
 app.command()(dashboard)
 
 

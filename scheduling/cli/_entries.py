@@ -56,6 +56,8 @@ def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
         console.print("Workers:        " + ", ".join(f"{n} {state}" for state, n in report.workers.items()))
         finished = ", ".join(f"{n} {status}" for status, n in report.throughput.totals.items() if n) or "none"
         console.print(f"Finished in the last hour: {finished}")
+        for command_type, waiting in report.waiting_for_worker_by_type.items():
+            console.print(f"{waiting} waiting for a worker that handles {command_type}")
         if report.dead_letters_by_type:
             letters = Table("command type", "dead letters (FAILED)", title="Dead letters")
             for command_type, count in report.dead_letters_by_type.items():

@@ -49,6 +49,12 @@ def worker(
     worker_id: Annotated[
         str | None, typer.Option(help="Name in leases and the audit trail (default host:pid:random).")
     ] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue", help="Claim only from this queue (repeatable; settings: queues). Default: every queue."
+        ),
+    ] = None,
     log_format: Annotated[
         LogFormat, typer.Option(case_sensitive=False, help="Log lines as text or JSON, on stderr.")
     ] = LogFormat.text,
@@ -87,10 +93,16 @@ def worker(
     )
     from stores.errors import StoreError
     from stores.memory import MemoryStore
+    from stores.queues import check_queue_name
     from stores.urls import store_from_url
 
     if metrics_host is not None and metrics_port is None:
         fail("--metrics-host goes with --metrics-port", 2)
+    for name in queue or ():
+        try:
+            check_queue_name(name, "--queue")
+        except ValueError as exc:
+            fail(str(exc))
     configure_logging(log_format.value, getattr(logging, log_level.value.upper()))
     sys.path.insert(0, os.getcwd())
     try:
@@ -109,6 +121,7 @@ def worker(
             batch_size=batch_size,
             polling_interval=polling_interval,
             worker_id=worker_id,
+            queues=queue,
         )
         metrics_address = None
         if metrics_port is not None:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stores.entries import ScheduledCommandEntry
+from stores.queues import Route
 
 from ._group_commit import Finish
 from ._sessions import Executor
@@ -61,9 +62,17 @@ class Backend(Protocol):
         ...
 
     async def claim(
-        self, conn: AsyncConnection, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        limit: int,
+        worker_id: str,
+        lease_expires_at: datetime,
+        route: Route,
     ) -> Sequence[Row[Any]]:
-        """Lease up to ``limit`` due PENDING entries, highest priority first; the claimed rows, whole."""
+        """Lease up to ``limit`` due PENDING entries that ``route`` allows, highest priority first, none of a paused
+        queue, none whose lock is held, one per lock; the claimed rows, whole."""
         ...
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:

@@ -82,11 +82,23 @@ async def _trace_context_column(conn: AsyncConnection) -> None:
     await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN trace_context TEXT"))
 
 
+async def _queue_and_lock_columns(conn: AsyncConnection) -> None:
+    """Queues and locks: every entry gets a queue (``default`` for the rows already stored) and a lock (none).
+
+    The claim's index becomes one by queue and command type (created after the steps); the ``scheduled_queues``
+    table (paused queues and limits) is created with every missing table.
+    """
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN queue VARCHAR(100) DEFAULT 'default' NOT NULL"))
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN lock VARCHAR(256)"))
+    await conn.execute(text("DROP INDEX IF EXISTS ix_scheduled_commands_due"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
     Migration(3, "workers_table", _workers_table),
     Migration(4, "trace_context_column", _trace_context_column),
+    Migration(5, "queue_and_lock_columns", _queue_and_lock_columns),
 )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.elements import TextClause
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.queues import Route
 
 from ._backend import reason
 from ._group_commit import FENCED_FINISH, Finish
@@ -76,6 +77,8 @@ BULK_COLUMNS = (
     ("occurrence_at", "timestamptz"),
     ("occurrence_generation", "integer"),
     ("trace_context", "text"),
+    ("queue", "text"),
+    ("lock", "text"),
 )
 #: Scheduling many on PostgreSQL: one ``COPY`` of the rows (psycopg's COPY writer, in C, is about twice as fast as
 #: binding arrays). An id already stored fails the COPY, and the transaction, like it fails an INSERT.
@@ -115,30 +118,75 @@ _INSERT_ONE_AND_NOTIFY = (
     "SELECT pg_notify(%s, %s)"
 )
 
-# The claim on PostgreSQL, in one statement. ``priorities`` walks the distinct PENDING priorities from the highest
-# down with one index probe each (a loose index scan); for each, ``candidates`` takes the earliest due entries by an
-# index range scan; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE
-# claims them. The cost is a few index probes per distinct priority, whether 10 or 10 million entries are pending.
+# The claim on PostgreSQL, in one statement. Routing walks the routed index (queue, command_type, priority,
+# scheduled_for, seq) with loose index scans: ``queues`` the distinct PENDING queues (one probe each), keeping the
+# worker's unpaused ones; ``types`` the distinct command types within each, keeping those the worker handles;
+# ``priorities`` the distinct priorities of each (queue, type) from the highest down; for each, ``candidates`` takes
+# the earliest due entries by an index range scan (the window shared among them, never under ``limit`` each, so the
+# best ``limit`` are always among them), keeping the best ``window`` of all. Entries of other queues and types cost
+# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``eligible`` leaves out
+# the candidates whose lock a PROCESSING entry holds, ``firsts`` keeps the first of each lock; ``locked`` orders them
+# and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two claims racing for one
+# lock: the unique index on the lock of PROCESSING entries fails the second, which the store runs again.
 CLAIM = """
-WITH RECURSIVE priorities(p) AS (
-    SELECT max(priority) FROM scheduled_commands WHERE status = 'PENDING'
+WITH RECURSIVE queues(q) AS (
+    SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
   UNION ALL
-    SELECT (SELECT max(priority) FROM scheduled_commands WHERE status = 'PENDING' AND priority < priorities.p)
+    SELECT (SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING' AND queue > queues.q)
+    FROM queues WHERE queues.q IS NOT NULL
+),
+types(q, t) AS (
+    SELECT queues.q, (SELECT min(command_type) FROM scheduled_commands WHERE status = 'PENDING' AND queue = queues.q)
+    FROM queues
+    WHERE queues.q IS NOT NULL AND (CAST(:queues AS text[]) IS NULL OR queues.q = ANY(CAST(:queues AS text[])))
+      AND NOT EXISTS (SELECT 1 FROM scheduled_queues WHERE name = queues.q AND paused)
+  UNION ALL
+    SELECT types.q, (
+        SELECT min(command_type) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = types.q AND command_type > types.t)
+    FROM types WHERE types.t IS NOT NULL
+),
+priorities(q, t, p) AS (
+    SELECT types.q, types.t, (
+        SELECT max(priority) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = types.q AND command_type = types.t)
+    FROM types
+    WHERE types.t IS NOT NULL AND (CAST(:types AS text[]) IS NULL OR types.t = ANY(CAST(:types AS text[])))
+  UNION ALL
+    SELECT priorities.q, priorities.t, (
+        SELECT max(priority) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t AND priority < priorities.p)
     FROM priorities WHERE priorities.p IS NOT NULL
 ),
 candidates AS (
     SELECT c.seq FROM priorities
     CROSS JOIN LATERAL (
-        SELECT seq FROM scheduled_commands
-        WHERE status = 'PENDING' AND priority = priorities.p AND scheduled_for <= :now
+        SELECT seq, scheduled_for FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
+          AND priority = priorities.p AND scheduled_for <= :now
         ORDER BY scheduled_for, seq
-        LIMIT :window
+        LIMIT greatest(:limit, :window / (SELECT count(*) FROM priorities WHERE p IS NOT NULL))
     ) AS c
     WHERE priorities.p IS NOT NULL
+    ORDER BY priorities.p DESC, c.scheduled_for, c.seq
+    LIMIT :window
+),
+eligible AS (
+    SELECT seq, lock, priority, scheduled_for FROM scheduled_commands AS e
+    WHERE seq = ANY(ARRAY(SELECT seq FROM candidates)) AND status = 'PENDING' AND scheduled_for <= :now
+      AND (lock IS NULL OR NOT EXISTS (
+          SELECT 1 FROM scheduled_commands AS holder WHERE holder.lock = e.lock AND holder.status = 'PROCESSING'))
+),
+firsts AS (
+    SELECT seq FROM (
+        SELECT seq, lock, row_number() OVER (PARTITION BY lock ORDER BY priority DESC, scheduled_for, seq) AS nth
+        FROM eligible
+    ) AS ranked
+    WHERE lock IS NULL OR nth = 1
 ),
 locked AS (
     SELECT seq FROM scheduled_commands
-    WHERE seq = ANY(ARRAY(SELECT seq FROM candidates)) AND status = 'PENDING' AND scheduled_for <= :now
+    WHERE seq = ANY(ARRAY(SELECT seq FROM firsts)) AND status = 'PENDING' AND scheduled_for <= :now
     ORDER BY priority DESC, scheduled_for, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -288,7 +336,14 @@ class PostgresqlBackend:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
 
     async def claim(
-        self, conn: AsyncConnection, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        limit: int,
+        worker_id: str,
+        lease_expires_at: datetime,
+        route: Route,
     ) -> Sequence[Row[Any]]:
         statement = text(CLAIM).columns(*ENTRIES.c)
         result = await conn.execute(
@@ -299,6 +354,8 @@ class PostgresqlBackend:
                 "window": limit * CLAIM_WINDOW_FACTOR,
                 "worker_id": worker_id,
                 "lease_expires_at": lease_expires_at,
+                "queues": sorted(route.queues) if route.queues is not None else None,
+                "types": sorted(route.command_types) if route.command_types is not None else None,
             },
         )
         return result.all()
@@ -442,6 +499,9 @@ def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("SET TIME ZONE 'UTC'")
+        # No JIT: every statement of ours is short, and the claim's recursive walk is estimated so high that JIT
+        # would compile it at every execution (seconds under load, for a claim that takes a millisecond).
+        cursor.execute("SET jit = off")
     finally:
         cursor.close()
         dbapi_connection.autocommit = autocommit
@@ -487,6 +547,8 @@ def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
         entry.occurrence_at,
         entry.occurrence_generation,
         entry.trace_context,
+        entry.queue,
+        entry.lock,
     )
 
 

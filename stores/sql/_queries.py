@@ -290,14 +290,15 @@ async def count_purgeable(conn: AsyncConnection, statuses: list[str], older_than
     return int((await conn.execute(query)).scalar_one())
 
 
-async def count_by_command_type(conn: AsyncConnection, status: ScheduledCommandStatus) -> dict[str, int]:
-    rows = (
-        await conn.execute(
-            select(ENTRIES.c.command_type, func.count())
-            .where(ENTRIES.c.status == ScheduledCommandStatus(status).value)
-            .group_by(ENTRIES.c.command_type)
-        )
-    ).all()
+async def count_by_command_type(
+    conn: AsyncConnection, status: ScheduledCommandStatus, due_before: datetime | None = None
+) -> dict[str, int]:
+    statement = select(ENTRIES.c.command_type, func.count()).where(
+        ENTRIES.c.status == ScheduledCommandStatus(status).value
+    )
+    if due_before is not None:
+        statement = statement.where(ENTRIES.c.scheduled_for < due_before)
+    rows = (await conn.execute(statement.group_by(ENTRIES.c.command_type))).all()
     return {str(command_type): int(count) for command_type, count in rows}
 
 

@@ -150,6 +150,8 @@ def entry_to_row(entry: ScheduledCommandEntry) -> dict[str, Any]:
         "occurrence_at": entry.occurrence_at,
         "occurrence_generation": entry.occurrence_generation,
         "trace_context": entry.trace_context,
+        "queue": entry.queue,
+        "lock": entry.lock,
     }
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import StoreUnavailableError
+from stores.queues import Route
 
 from ._group_commit import FENCED_FINISH, Finish
 from ._producers import SqliteProducer
@@ -44,25 +45,35 @@ logger = logging.getLogger("stores.sql")
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
 # SQLite's claim and next-due reads, with the index named: without ANALYZE statistics its planner picks the
-# (status, ...) indexes for "status = 'PENDING'", which read every pending row.
-_TOP_PRIORITY_DUE = text(
-    "SELECT seq, priority FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
-    " WHERE status = 'PENDING' AND scheduled_for <= :now AND priority = ("
-    "  SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due WHERE status = 'PENDING')"
-    " ORDER BY scheduled_for, seq LIMIT :limit"
-).bindparams(bindparam("now", type_=UtcDateTime))
-_DUE_AT_PRIORITY = text(
-    "SELECT seq, priority FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
-    " WHERE status = 'PENDING' AND priority = :priority AND scheduled_for <= :now"
-    " ORDER BY scheduled_for, seq LIMIT :limit"
-).bindparams(bindparam("now", type_=UtcDateTime))
+# (status, ...) indexes for "status = 'PENDING'", which read every pending row. The claim walks the routed index
+# (queue, command_type, priority, scheduled_for, seq) as PostgreSQL's does: distinct queues, distinct types within
+# each, distinct priorities within each, one probe each, then one range scan of due entries per priority.
+_ROUTED = "scheduled_commands INDEXED BY ix_scheduled_commands_routed_due"
+_NEXT_QUEUE = text(f"SELECT min(queue) FROM {_ROUTED} WHERE status = 'PENDING' AND queue > :after")
+_NEXT_TYPE = text(
+    f"SELECT min(command_type) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type > :after"
+)
+# The highest first, unbounded: a priority written as text (behind the library's back) sorts above every number in
+# SQLite, and must be claimed (and dead-lettered as unreadable) rather than stranded.
 _MAX_PRIORITY = text(
-    "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due WHERE status = 'PENDING'"
+    f"SELECT max(priority) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type = :type"
 )
 _MAX_PRIORITY_BELOW = text(
-    "SELECT max(priority) FROM scheduled_commands INDEXED BY ix_scheduled_commands_due"
-    " WHERE status = 'PENDING' AND priority < :below"
+    f"SELECT max(priority) FROM {_ROUTED}"
+    " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority < :below"
 )
+_DUE_AT_PRIORITY = text(
+    f"SELECT seq, priority, scheduled_for, lock FROM {_ROUTED}"
+    " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority = :priority"
+    " AND scheduled_for <= :now"
+    " AND (lock IS NULL OR lock NOT IN ("
+    "  SELECT lock FROM scheduled_commands INDEXED BY ux_scheduled_commands_lock"
+    "  WHERE status = 'PROCESSING' AND lock IS NOT NULL))"
+    " ORDER BY scheduled_for, seq LIMIT :limit OFFSET :offset"
+).bindparams(bindparam("now", type_=UtcDateTime))
+_PAUSED = text("SELECT name FROM scheduled_queues WHERE paused")
+#: Below every command type and queue name (names are never empty).
+_BEFORE_ALL = ""
 # PENDING rows whose due time is no timestamp text: SQLite orders numbers before text and blobs after it, so they are
 # the two ends of the next-due index (two range scans, not a scan of every pending row).
 _UNREACHABLE_DUE = text(
@@ -115,6 +126,15 @@ WITH v(id, token, status, completed_at, result_payload, due, retry_increment, at
         .bindparams(*datetimes)
         .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
     )
+
+
+def _claim_order(row: Row[Any]) -> tuple[int, int, str, int]:
+    """Priority descending, then due time, then scheduling order; a priority that is no integer (written behind the
+    library's back: SQLite sorts text above numbers) first, to be dead-lettered as unreadable."""
+    priority = row.priority
+    if isinstance(priority, int):
+        return (1, -priority, str(row.scheduled_for), row.seq)
+    return (0, 0, str(row.scheduled_for), row.seq)
 
 
 class SqliteBackend:
@@ -174,29 +194,52 @@ class SqliteBackend:
         return None  # the write transaction (BEGIN IMMEDIATE) holds the database's write lock already
 
     async def claim(
-        self, conn: AsyncConnection, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        limit: int,
+        worker_id: str,
+        lease_expires_at: datetime,
+        route: Route,
     ) -> Sequence[Row[Any]]:
-        # The transaction holds SQLite's write lock, so picking then updating is atomic. One index range scan per
-        # distinct PENDING priority, highest first, until the batch is full; the first probe finds the highest
-        # priority itself, so the common case (one priority with due work) is one SELECT and one UPDATE.
-        # INDEXED BY: without statistics SQLite prefers the (status, ...) indexes, which read every pending row.
+        # The transaction holds SQLite's write lock, so picking then updating is atomic. Per allowed (queue, type),
+        # one index range scan per distinct PENDING priority, highest first, until that route has a batch; then the
+        # batch is the best ``limit`` of them, one per lock.
+        # A route's candidates count once per lock (only the first of a lock can be claimed), so each route yields
+        # its best ``limit`` claimable entries, and the best ``limit`` of all are among them.
+        candidates: list[Row[Any]] = []
+        for queue, command_type in await self._routes(conn, route):
+            found, offset, route_locks = 0, 0, set()
+            parameters = {"queue": queue, "type": command_type, "now": now}
+            priority = (await conn.execute(_MAX_PRIORITY, parameters)).scalar_one_or_none()
+            while priority is not None and found < limit:
+                wanted = limit - found
+                page = {**parameters, "priority": priority, "limit": wanted, "offset": offset}
+                rows = (await conn.execute(_DUE_AT_PRIORITY, page)).all()
+                candidates.extend(rows)
+                for row in rows:
+                    if row.lock is None or row.lock not in route_locks:
+                        found += 1
+                        route_locks.add(row.lock)
+                if len(rows) == wanted:  # more may wait at this priority
+                    offset += wanted
+                    continue
+                offset = 0
+                priority = (
+                    await conn.execute(_MAX_PRIORITY_BELOW, {**parameters, "below": priority})
+                ).scalar_one_or_none()
+        candidates.sort(key=_claim_order)
         seqs: list[int] = []
-        found = (await conn.execute(_TOP_PRIORITY_DUE, {"now": now, "limit": limit})).all()
-        seqs.extend(row.seq for row in found)
-        priority = found[0].priority if found else None
-        if priority is None:
-            priority = (await conn.execute(_MAX_PRIORITY)).scalar_one_or_none()
-            if priority is not None and not found:
-                found = (await conn.execute(_DUE_AT_PRIORITY, {"priority": priority, "now": now, "limit": limit})).all()
-                seqs.extend(row.seq for row in found)
-        while priority is not None and len(seqs) < limit:
-            priority = (await conn.execute(_MAX_PRIORITY_BELOW, {"below": priority})).scalar_one_or_none()
-            if priority is None:
+        locks: set[str] = set()
+        for row in candidates:
+            if row.lock is not None:
+                if row.lock in locks:
+                    continue
+                locks.add(row.lock)
+            seqs.append(row.seq)
+            if len(seqs) == limit:
                 break
-            found = (
-                await conn.execute(_DUE_AT_PRIORITY, {"priority": priority, "now": now, "limit": limit - len(seqs)})
-            ).all()
-            seqs.extend(row.seq for row in found)
         if not seqs:
             return []
         result = await conn.execute(
@@ -212,6 +255,26 @@ class SqliteBackend:
             .returning(*ENTRIES.c)
         )
         return list(result.all())
+
+    async def _routes(self, conn: AsyncConnection, route: Route) -> list[tuple[str, str]]:
+        """The (queue, command type) pairs with PENDING entries that ``route`` allows, of unpaused queues."""
+        paused = set((await conn.execute(_PAUSED)).scalars())
+        queues, types = route.queues, route.command_types
+        pairs: list[tuple[str, str]] = []
+        queue = (await conn.execute(_NEXT_QUEUE, {"after": _BEFORE_ALL})).scalar_one_or_none()
+        while queue is not None:
+            if (queues is None or queue in queues) and queue not in paused:
+                command_type = (
+                    await conn.execute(_NEXT_TYPE, {"queue": queue, "after": _BEFORE_ALL})
+                ).scalar_one_or_none()
+                while command_type is not None:
+                    if types is None or command_type in types:
+                        pairs.append((queue, command_type))
+                    command_type = (
+                        await conn.execute(_NEXT_TYPE, {"queue": queue, "after": command_type})
+                    ).scalar_one_or_none()
+            queue = (await conn.execute(_NEXT_QUEUE, {"after": queue})).scalar_one_or_none()
+        return pairs
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session
 from stores.base import FinishedCount, ReclaimedEntry
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
+from stores.queues import QueueInfo, Route
 from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
 
 from . import _queries as queries
+from . import _queues as queue_queries
 from . import _schedules as schedules
 from . import _workers as workers
 from ._backend import reason
@@ -40,6 +42,9 @@ __all__ = ["SqlStore"]
 #: ``add`` of fewer entries than this, none with an idempotency key, takes the producers' fast path; larger ones
 #: are written as the batch they are (PostgreSQL: one COPY).
 _FAST_PATH_BELOW = 20
+
+#: Claims run again when they lose a race for a lock (the unique index on PROCESSING entries' locks fails them).
+_LOCK_RACES = 3
 
 
 class SqlStore(SqlConnections):
@@ -195,17 +200,28 @@ class SqlStore(SqlConnections):
     # -- claiming and outcomes --------------------------------------------------------------------------------
 
     async def claim_due(
-        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
+        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta, route: Route | None = None
     ) -> list[ScheduledCommandEntry]:
         if limit <= 0:
             return []
-        async with self._single_statement() as conn:
-            rows = await self._backend.claim(
-                conn, now=now, limit=limit, worker_id=worker_id, lease_expires_at=now + lease_duration
-            )
-            claimed, unreadable = convert_each(rows)
-            if unreadable:
-                await queries.dead_letter_unreadable(conn, unreadable, now)
+        for race in range(_LOCK_RACES):
+            try:
+                async with self._single_statement() as conn:
+                    rows = await self._backend.claim(
+                        conn,
+                        now=now,
+                        limit=limit,
+                        worker_id=worker_id,
+                        lease_expires_at=now + lease_duration,
+                        route=route or Route(),
+                    )
+                    claimed, unreadable = convert_each(rows)
+                    if unreadable:
+                        await queries.dead_letter_unreadable(conn, unreadable, now)
+                break
+            except IntegrityError:  # another claim took an entry of the same lock meanwhile: claim again
+                if race == _LOCK_RACES - 1:
+                    return []
         claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
         return [entry for _, entry in claimed]
 
@@ -295,6 +311,20 @@ class SqlStore(SqlConnections):
         async with self._read() as conn:
             return await queries.get_attempts(conn, entry_id)
 
+    # -- queues -----------------------------------------------------------------------------------------------
+
+    async def set_queue_paused(self, name: str, paused: bool) -> None:
+        async with self._write() as conn:
+            await queue_queries.set_paused(conn, self._backend, name, paused)
+            if not paused:  # its entries may be due: wake every worker (PostgreSQL: NOTIFY, at commit)
+                await self._backend.notify(AsyncExecutor(conn), datetime.now(UTC))
+        if not paused:
+            self._notify_wakeup(datetime.now(UTC))
+
+    async def list_queues(self) -> list[QueueInfo]:
+        async with self._read() as conn:
+            return await queue_queries.list_queues(conn)
+
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
         async with self._read() as conn:
             return await queries.count_by_status(conn)
@@ -348,9 +378,11 @@ class SqlStore(SqlConnections):
                 break
         return total
 
-    async def count_by_command_type(self, status: ScheduledCommandStatus) -> dict[str, int]:
+    async def count_by_command_type(
+        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None
+    ) -> dict[str, int]:
         async with self._read() as conn:
-            return await queries.count_by_command_type(conn, status)
+            return await queries.count_by_command_type(conn, status, due_before)
 
     async def count_purgeable(
         self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES

@@ -21,12 +21,14 @@ from ._rows import UnreadableValue
 __all__ = [
     "ATTEMPTS",
     "ENTRIES",
+    "QUEUES",
     "SCHEDULES",
     "SCHEMA",
     "SCHEMA_VERSION",
     "WORKERS",
     "AttemptRow",
     "EntryRow",
+    "QueueRow",
     "ScheduleRow",
     "SchemaVersionRow",
     "UtcDateTime",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -134,16 +136,30 @@ class EntryRow(_StoreModel, table=True):
     occurrence_generation: int | None = Field(default=None)
     #: The trace context at schedule() (OpenTelemetry propagator fields as JSON; schema version 4).
     trace_context: str | None = Field(default=None, sa_type=Text)
+    #: The queue the entry waits in, and the lock it holds while PROCESSING (schema version 5).
+    queue: str = Field(sa_type=String(100), nullable=False, sa_column_kwargs={"server_default": "default"})
+    lock: str | None = Field(default=None, sa_type=String(256))
 
     __table_args__ = (
-        # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).
+        # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct
+        # priorities, one index range scan each (see the claim queries): routing costs index probes, not scans.
         Index(
-            "ix_scheduled_commands_due",
+            "ix_scheduled_commands_routed_due",
+            "queue",
+            "command_type",
             "priority",
             "scheduled_for",
             "seq",
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
+        ),
+        # At most one PROCESSING entry per lock: the claim skips locked entries, and this makes a race an error.
+        Index(
+            "ux_scheduled_commands_lock",
+            "lock",
+            unique=True,
+            postgresql_where=text("status = 'PROCESSING' AND lock IS NOT NULL"),
+            sqlite_where=text("status = 'PROCESSING' AND lock IS NOT NULL"),
         ),
         # "When is the next entry due?" (the worker asks before every sleep): the first key of an index scan.
         Index(
@@ -214,6 +230,20 @@ class ScheduleRow(_StoreModel, table=True):
     updated_at: datetime = _when(nullable=False)
 
 
+class QueueRow(_StoreModel, table=True):
+    """A queue that is paused or limited (schema version 3); other queues exist only as entries' ``queue``."""
+
+    __tablename__ = "scheduled_queues"
+
+    name: str = Field(sa_type=String(100), primary_key=True)
+    paused: bool = Field(default=False, sa_type=Boolean, nullable=False)
+    #: Fleet-wide limits (not enforced yet): PROCESSING entries at once, and starts per period.
+    max_running: int | None = Field(default=None)
+    rate_count: int | None = Field(default=None)
+    rate_per_us: int | None = Field(default=None, sa_type=BigInteger)
+    updated_at: datetime = _when(nullable=False)
+
+
 class SchemaVersionRow(_StoreModel, table=True):
     """A single row: the version of the schema in this database."""
 
@@ -251,3 +281,4 @@ ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
 SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
 SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[attr-defined]
+QUEUES: Table = QueueRow.__table__  # type: ignore[attr-defined]

@@ -19,6 +19,9 @@ def _truncate(url: str) -> None:
         exists = conn.execute("SELECT to_regclass('recurring_schedules') IS NOT NULL").fetchone()
         if exists and exists[0]:
             conn.execute("TRUNCATE recurring_schedules")
+        exists = conn.execute("SELECT to_regclass('scheduled_queues') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            conn.execute("TRUNCATE scheduled_queues")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

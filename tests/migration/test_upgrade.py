@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, insert, inspect, select, text
 
 from stores.errors import SchemaVersionError
+from stores.queues import Route
 from stores.sql import SqlStore
 from stores.sql._migrations import MIGRATIONS
 from stores.sql._tables import ATTEMPTS, ENTRIES, SCHEDULES, SCHEMA, SCHEMA_VERSION
@@ -189,7 +190,7 @@ def table_rows(engine: Engine, columns: Any, order: Any) -> list[dict[str, Any]]
 
 
 #: Columns added to ``scheduled_commands`` after version 1, by the migration steps.
-ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context")
+ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context", "queue", "lock")
 #: The columns of ``scheduled_commands`` in version 1.
 V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name not in ADDED_ENTRY_COLUMNS]
 
@@ -228,8 +229,10 @@ def test_a_version_1_database_is_upgraded_keeping_every_row(
     entries_after = table_rows(engine, ENTRIES.c, ENTRIES.c.seq)
     generations = {row["id"]: row.pop("occurrence_generation") for row in entries_after}
     trace_contexts = {row.pop("trace_context") for row in entries_after}
+    routing = {(row.pop("queue"), row.pop("lock")) for row in entries_after}
     assert entries_after == entries_before
     assert trace_contexts == {None}  # entries scheduled before tracing was stored have no trace context
+    assert routing == {("default", None)}  # every stored entry waits in the default queue, holding no lock
     assert [row["id"] for row in entries_after] == [entry["id"] for entry in entries]
     assert generations == {entry["id"]: None for entry in entries} | {"entry-10": 2, "entry-11": 1}
     assert [
@@ -262,6 +265,21 @@ def test_the_upgraded_store_works_and_reads_every_entry(
             assert await store.cancel_occurrences("every-minute", now=at(100), keep_generation=1) == []
             cancelled = await store.cancel_occurrences("every-minute", now=at(100), keep_generation=2)
             assert [entry.id for entry in cancelled] == ["entry-11"]
+            # Queues and locks work on the upgraded schema: the old rows are claimed from the default queue.
+            await store.set_queue_paused("default", True)
+            assert (
+                await store.claim_due(now=at(10_000), limit=100, worker_id="w", lease_duration=timedelta(minutes=1))
+                == []
+            )
+            await store.set_queue_paused("default", False)
+            claimed = await store.claim_due(
+                now=at(10_000),
+                limit=100,
+                worker_id="w",
+                lease_duration=timedelta(minutes=1),
+                route=Route.of(["default"], None),
+            )
+            assert claimed and {entry.queue for entry in claimed} == {"default"}
 
     asyncio.run(read())
 

@@ -139,10 +139,12 @@ async def open_store(kind: str, directory: Path, request: pytest.FixtureRequest)
 
 
 async def empty(store: SqlStore) -> None:
-    """Open the store and delete every entry and attempt."""
+    """Open the store and delete every entry and attempt, and every paused queue."""
     await store.open()
     async with store.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE scheduled_commands, scheduled_command_attempts RESTART IDENTITY"))
+        await conn.execute(
+            text("TRUNCATE scheduled_commands, scheduled_command_attempts, scheduled_queues RESTART IDENTITY")
+        )
 
 
 # -- property-based tests ------------------------------------------------------------------------------------------

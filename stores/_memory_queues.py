@@ -1,0 +1,76 @@
+"""``MemoryStore``'s queue bookkeeping: paused queues, held locks and per-queue counts, kept in step with entries.
+
+Everything a claim asks ("may this entry be claimed now?") is answered from dictionaries, without a scan.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .entries import ScheduledCommandEntry, ScheduledCommandStatus
+from .queues import QueueInfo, Route, check_queue_name
+
+__all__ = ["MemoryQueues"]
+
+PENDING = ScheduledCommandStatus.PENDING
+PROCESSING = ScheduledCommandStatus.PROCESSING
+
+
+class MemoryQueues:
+    """Per-queue state of a ``MemoryStore``; ``track`` is called with every entry snapshot replaced."""
+
+    def __init__(self) -> None:
+        self.paused: set[str] = set()
+        #: lock -> id of the PROCESSING entry holding it.
+        self.held_locks: dict[str, str] = {}
+        self._depth: Counter[str] = Counter()
+        self._running: Counter[str] = Counter()
+
+    def track(self, previous: ScheduledCommandEntry | None, entry: ScheduledCommandEntry | None) -> None:
+        """``previous`` was replaced by ``entry`` (``None``: added, or deleted)."""
+        for snapshot, sign in ((previous, -1), (entry, 1)):
+            if snapshot is None:
+                continue
+            if snapshot.status is PENDING:
+                self._depth[snapshot.queue] += sign
+            elif snapshot.status is PROCESSING:
+                self._running[snapshot.queue] += sign
+                if snapshot.lock is not None:
+                    if sign > 0:
+                        self.held_locks[snapshot.lock] = snapshot.id
+                    elif self.held_locks.get(snapshot.lock) == snapshot.id:
+                        del self.held_locks[snapshot.lock]
+
+    def take(
+        self,
+        entry: ScheduledCommandEntry,
+        route: Route | None,
+        locks_taken: set[str],
+    ) -> bool:
+        """Whether a claim for ``route`` may take ``entry`` now; ``locks_taken`` holds the
+        locks of the entries this claim took already, and gets ``entry``'s when it may."""
+        if route is not None and not route.allows(entry.queue, entry.command_type):
+            return False
+        if entry.queue in self.paused:
+            return False
+        lock = entry.lock
+        if lock is None:
+            return True
+        if lock in self.held_locks or lock in locks_taken:
+            return False
+        locks_taken.add(lock)
+        return True
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        check_queue_name(name)
+        if paused:
+            self.paused.add(name)
+        else:
+            self.paused.discard(name)
+
+    def infos(self) -> list[QueueInfo]:
+        names = {n for n, c in self._depth.items() if c} | {n for n, c in self._running.items() if c} | self.paused
+        return [
+            QueueInfo(name=name, paused=name in self.paused, depth=self._depth[name], running=self._running[name])
+            for name in sorted(names)
+        ]

@@ -1,0 +1,130 @@
+"""Queues, routing and locks through the scheduler and the service (MemoryStore, ManualClock); every store is held
+to the same claim rules by tests/stores/test_contract_queues.py, and real worker processes by
+tests/processes/test_fleet_processes.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar
+
+import pytest
+from pydantic import ValidationError
+from scheduling_app import App, Record, RecordHandler, make_app
+
+from mediator import Command, CommandHandler
+from scheduling import ScheduledCommandStatus, ScheduleOptions, SchedulerSettings
+from stores import MemoryStore
+from stores.queues import QueueInfo
+
+S = ScheduledCommandStatus
+
+
+class Mail(Command[None]):
+    """A command class naming its default queue."""
+
+    default_queue: ClassVar[str] = "emails"
+
+    to: str
+
+
+class BadQueue(Command[None]):
+    default_queue: ClassVar[str] = "no spaces allowed"
+
+
+class MailHandler(CommandHandler[Mail, None]):
+    async def handle(self, command: Mail) -> None:
+        return None
+
+
+class BadQueueHandler(CommandHandler[BadQueue, None]):
+    async def handle(self, command: BadQueue) -> None:
+        return None
+
+
+def fleet_app(**settings: object) -> App:
+    return make_app(handlers=[RecordHandler, MailHandler, BadQueueHandler], **settings)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 101, "é", "emails/eu", "tab\t"])
+def test_a_bad_queue_name_is_refused_naming_it(name: str) -> None:
+    with pytest.raises(ValidationError, match="queue must match") as raised:
+        ScheduleOptions(queue=name)
+    assert repr(name[:120]) in str(raised.value)
+    with pytest.raises(ValidationError, match="queues must match"):
+        SchedulerSettings(queues=("default", name))
+
+
+@pytest.mark.parametrize("name", ["default", "emails", "a.b:c-d_e", "x" * 100])
+def test_good_queue_names(name: str) -> None:
+    assert ScheduleOptions(queue=name).queue == name
+
+
+def test_settings_queues_none_or_empty_mean_every_queue() -> None:
+    assert SchedulerSettings().queues is None
+    assert SchedulerSettings(queues=()).queues is None
+    assert SchedulerSettings(queues=("a", "b", "a")).queues == ("a", "b")
+
+
+async def test_the_queue_is_the_options_then_the_class_default_then_default() -> None:
+    app = fleet_app()
+    mail = await app.scheduler.get_status(await app.scheduler.schedule(Mail(to="x")))
+    moved = await app.scheduler.get_status(await app.scheduler.schedule(Mail(to="x"), ScheduleOptions(queue="bulk")))
+    record = await app.scheduler.get_status(await app.scheduler.schedule(Record(value="r")))
+    many = await app.scheduler.schedule_many([Record(value="a"), Mail(to="b")])
+    assert mail is not None and moved is not None and record is not None
+    assert (mail.queue, moved.queue, record.queue) == ("emails", "bulk", "default")
+    assert [e.queue for e in [await app.scheduler.get_status(i) for i in many] if e] == ["default", "emails"]
+
+
+async def test_a_bad_class_default_queue_is_refused_naming_the_class() -> None:
+    with pytest.raises(ValueError, match=r"BadQueue.default_queue must match .* got 'no spaces allowed'"):
+        await fleet_app().scheduler.schedule(BadQueue())
+
+
+async def test_a_worker_runs_only_its_queues() -> None:
+    store = MemoryStore()
+    emails_worker = fleet_app(store=store, queues=("emails",))
+    other = await emails_worker.scheduler.schedule(Record(value="r"))
+    mail = await emails_worker.scheduler.schedule(Mail(to="x"))
+    assert await emails_worker.service.run_until_idle() == 1
+    statuses = [await emails_worker.scheduler.get_status(i) for i in (mail, other)]
+    assert [e.status for e in statuses if e is not None] == [S.COMPLETED, S.PENDING]
+
+
+async def test_a_paused_queue_waits_and_runs_when_resumed() -> None:
+    app = fleet_app()
+    await app.scheduler.pause_queue("emails")
+    mail = await app.scheduler.schedule(Mail(to="x"))
+    await app.scheduler.schedule(Record(value="r"))
+    assert await app.service.run_until_idle() == 1
+    assert await app.scheduler.list_queues() == [
+        QueueInfo(name="emails", paused=True, depth=1),
+    ]
+    await app.scheduler.resume_queue("emails")
+    assert await app.service.run_until_idle() == 1
+    entry = await app.scheduler.get_status(mail)
+    assert entry is not None and entry.status is S.COMPLETED
+
+
+async def test_pause_refuses_a_bad_name() -> None:
+    with pytest.raises(ValueError, match="'bad name'"):
+        await fleet_app().scheduler.pause_queue("bad name")
+
+
+async def test_recurring_occurrences_lock_on_the_schedule_name_unless_overlap() -> None:
+    app = fleet_app()
+    await app.scheduler.schedule_recurring("tick", Record(value="t"), interval=timedelta(minutes=1))
+    await app.scheduler.schedule_recurring("free", Record(value="f"), interval=timedelta(minutes=1), overlap=True)
+    await app.scheduler.schedule_recurring(
+        "own", Record(value="o"), interval=timedelta(minutes=1), options=ScheduleOptions(lock="mine")
+    )
+    locks = {e.recurring_name: e.lock for e in await app.store.list_entries(status=S.PENDING)}
+    assert locks == {"tick": "recurring:tick", "free": None, "own": "mine"}
+
+
+async def test_a_lock_runs_its_entries_one_after_another_without_spending_attempts() -> None:
+    app = fleet_app()
+    ids = [await app.scheduler.schedule(Record(value=str(n)), ScheduleOptions(lock="L")) for n in range(3)]
+    assert await app.service.run_until_idle() == 3
+    entries = [await app.scheduler.get_status(i) for i in ids]
+    assert [(e.status, e.attempt_count) for e in entries if e] == [(S.COMPLETED, 1)] * 3
