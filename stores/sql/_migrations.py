@@ -1,7 +1,7 @@
 """Schema migrations: ordered, named steps, each taking the schema from one version to the next.
 
 Like procrastinate's numbered migration files and Django's ``operations`` lists, but in one module and run by the
-store itself (no Alembic: the library owns four tables and a migration is a few statements that must work the same
+store itself (no Alembic: the library owns six tables and a migration is a few statements that must work the same
 on SQLite and PostgreSQL). ``upgrade`` runs, in the caller's write transaction, every step above the version the
 database has; the caller holds the schema lock (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``, the
 write lock), so processes opening an old database at once migrate it exactly once: the first one migrates and
