@@ -112,7 +112,10 @@ class RedisReads:
 
     async def next_due_at(self) -> datetime | None:
         earliest = await self._run("next_due")
-        return from_micros(earliest) if earliest is not None else None
+        try:
+            return from_micros(earliest) if earliest is not None else None
+        except (ValueError, OverflowError):  # a due time no datetime holds: the worker polls (and claims it)
+            return None
 
     async def purge(
         self,

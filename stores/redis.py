@@ -157,8 +157,14 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
             # caller's decision (the service retries StoreUnavailableError with backoff).
             # A blocking pool: more concurrent calls than connections wait for one (the default pool raises "Too many
             # connections" at its 100th, which 100 coroutines scheduling at once reach).
+            # Bytes that are no UTF-8 (written behind our back) decode to lone surrogates, not an error that would
+            # fail a whole claim: the entry holding them is then dead-lettered naming the field.
             pool = BlockingConnectionPool.from_url(
-                self._url, decode_responses=True, retry=Retry(NoBackoff(), 0), max_connections=_MAX_CONNECTIONS
+                self._url,
+                decode_responses=True,
+                encoding_errors="surrogateescape",
+                retry=Retry(NoBackoff(), 0),
+                max_connections=_MAX_CONNECTIONS,
             )
             client: Redis = Redis.from_pool(pool)
             try:
@@ -258,6 +264,7 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
             reply = await cast(Awaitable[dict[str, str]], client.hgetall(self._key(f"e:{entry_id}")))
         if not reply:
             return None
+        reply["id"] = entry_id  # the key's id wins over a field written behind our back (as in the scripts)
         return entry_from_reply([item for pair in reply.items() for item in pair])
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
@@ -293,14 +300,23 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
         )
         claimed: list[ScheduledCommandEntry] = []
         for reply in replies:
-            try:
-                claimed.append(entry_from_json(reply))
-            except UnreadableEntryError as exc:  # written behind our back: FAILED under the lease just taken, naming
-                fields = pairs(json.loads(reply))  # the field and value (as the SQL stores); never strands the others
-                error = [("completed_at", micros(now)), ("error_message", f"UnreadableEntryError: {exc.description}")]
-                await self._finish(fields["id"], fields["lease_token"], ScheduledCommandStatus.FAILED, set_fields=error)
-                logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+            entry = await self._readable_or_dead_lettered(reply, now)
+            if entry is not None:
+                claimed.append(entry)
         return claimed
+
+    async def _readable_or_dead_lettered(self, reply: str, now: datetime) -> ScheduledCommandEntry | None:
+        """The entry a claim (or a takeover) just leased; None when it was written behind our back and cannot be
+        read: then it is FAILED under that lease, naming the field and value (as the SQL stores), and never strands
+        the entries leased beside it."""
+        try:
+            return entry_from_json(reply)
+        except UnreadableEntryError as exc:
+            fields = pairs(json.loads(reply))
+            error = [("completed_at", micros(now)), ("error_message", f"UnreadableEntryError: {exc.description}")]
+            await self._finish(fields["id"], fields["lease_token"], ScheduledCommandStatus.FAILED, set_fields=error)
+            logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+            return None
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         if not leases:
@@ -392,10 +408,12 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
         replies = await self._run(
             "reclaim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex
         )
-        return [
-            ReclaimedEntry(entry_from_json(reply), owner, from_micros(expiry) if expiry is not None else None)
-            for owner, expiry, reply in replies
-        ]
+        taken: list[ReclaimedEntry] = []
+        for owner, expiry, reply in replies:
+            entry = await self._readable_or_dead_lettered(reply, now)
+            if entry is not None:
+                taken.append(ReclaimedEntry(entry, owner, _lease_expiry(expiry)))
+        return taken
 
     # -- recurring schedules (the rest: RedisSchedules) --------------------------------------------------------
 
@@ -404,3 +422,11 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
     ) -> list[ScheduledCommandEntry]:
         keep = str(keep_generation) if keep_generation is not None else ""
         return await self._cancel("r", name, now, keep)
+
+
+def _lease_expiry(value: str | None) -> datetime | None:
+    """The previous lease expiry of an entry taken over; None when there was none or it cannot be read."""
+    try:
+        return from_micros(value) if value is not None else None
+    except (ValueError, OverflowError):
+        return None
