@@ -18,6 +18,8 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P w:{id}``          hash: one worker of the registry; ``P workers``: sorted set of worker ids by last seen
                         (their scripts are in ``_redis_workers.py``)
 - ``P wakeup``          pub/sub channel: the due time of entries that just became PENDING
+- ``P finished``        pub/sub channel: the ids of entries that just reached a terminal status, a JSON list per
+                        script run
 
 Members of ``due``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
 lexically, which is then scheduling order, the last key of the claim order.
@@ -50,6 +52,7 @@ LAYOUT_VERSION = 1
 # Shared by every entry script. ARGV[1] is always the key prefix.
 _LIB = """
 local P = ARGV[1] .. ':'
+local finished_ids = {}
 local function member(id, seq) return string.format('%016d', tonumber(seq)) .. ':' .. id end
 local function id_of(m) return string.sub(m, 18) end
 local function move_status(id, seq, old, new)
@@ -60,7 +63,12 @@ local function move_status(id, seq, old, new)
   redis.call('ZADD', P .. 's:' .. new, seq, id)
   redis.call('HINCRBY', P .. 'counts', new, 1)
   redis.call('HSET', P .. 'e:' .. id, 'status', new)
-  if new ~= 'PENDING' and new ~= 'PROCESSING' then redis.call('PUBLISH', P .. 'finished', id) end
+  if new ~= 'PENDING' and new ~= 'PROCESSING' then finished_ids[#finished_ids + 1] = id end
+end
+-- The ids that reached a terminal status, published once per script run (a JSON list), not once per entry: every
+-- store of the prefix parses each message, and a batch of outcomes is one message instead of a hundred.
+local function publish_finished()
+  if #finished_ids > 0 then redis.call('PUBLISH', P .. 'finished', cjson.encode(finished_ids)) end
 end
 local function push_due(id, seq, priority, due)
   redis.call('ZADD', P .. 'due:' .. priority, due, member(id, seq))
@@ -230,6 +238,7 @@ local function finish(r)
 end
 local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
+publish_finished()
 return results
 """
 )
@@ -273,6 +282,7 @@ for _, id in ipairs(ids) do
     cancelled[#cancelled + 1] = snapshot(entry)
   end
 end
+publish_finished()
 return cancelled
 """
 )
@@ -308,6 +318,7 @@ redis.call('ZREM', P .. 'done:FAILED', m)
 move_status(id, current[2], 'FAILED', 'CANCELLED')
 redis.call('HSET', entry, 'completed_at', now)
 redis.call('ZADD', P .. 'done:CANCELLED', now, m)
+publish_finished()
 return snapshot(entry)
 """
 )
