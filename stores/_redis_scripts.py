@@ -18,6 +18,8 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P w:{id}``          hash: one worker of the registry; ``P workers``: sorted set of worker ids by last seen
                         (their scripts are in ``_redis_workers.py``)
 - ``P wakeup``          pub/sub channel: the due time of entries that just became PENDING
+- ``P finished``        pub/sub channel: the ids of entries that just reached a terminal status, a JSON list per
+                        script run
 
 Members of ``due``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
 lexically, which is then scheduling order, the last key of the claim order.
@@ -50,6 +52,7 @@ LAYOUT_VERSION = 1
 # Shared by every entry script. ARGV[1] is always the key prefix.
 _LIB = """
 local P = ARGV[1] .. ':'
+local finished_ids = {}
 local function member(id, seq) return string.format('%016d', tonumber(seq)) .. ':' .. id end
 local function id_of(m) return string.sub(m, 18) end
 local function move_status(id, seq, old, new)
@@ -60,7 +63,12 @@ local function move_status(id, seq, old, new)
   redis.call('ZADD', P .. 's:' .. new, seq, id)
   redis.call('HINCRBY', P .. 'counts', new, 1)
   redis.call('HSET', P .. 'e:' .. id, 'status', new)
-  if new ~= 'PENDING' and new ~= 'PROCESSING' then redis.call('PUBLISH', P .. 'finished', id) end
+  if new ~= 'PENDING' and new ~= 'PROCESSING' then finished_ids[#finished_ids + 1] = id end
+end
+-- The ids that reached a terminal status, published once per script run (a JSON list), not once per entry: every
+-- store of the prefix parses each message, and a batch of outcomes is one message instead of a hundred.
+local function publish_finished()
+  if #finished_ids > 0 then redis.call('PUBLISH', P .. 'finished', cjson.encode(finished_ids)) end
 end
 local function push_due(id, seq, priority, due)
   redis.call('ZADD', P .. 'due:' .. priority, due, member(id, seq))
@@ -74,7 +82,16 @@ end
 local function wake(due) redis.call('PUBLISH', P .. 'wakeup', due) end
 -- An entry as one JSON string (its HGETALL list): the client parses one string per entry, in C, instead of a
 -- reply of fifty elements.
-local function snapshot(entry) return cjson.encode(redis.call('HGETALL', entry)) end
+-- The id of the key comes last, so it wins over an ``id`` field written behind the store's back.
+local function snapshot(entry)
+  local flat = redis.call('HGETALL', entry)
+  flat[#flat + 1] = 'id'
+  flat[#flat + 1] = string.sub(entry, #P + 3)
+  return cjson.encode(flat)
+end
+-- Whether a stored time is an integer the scripts can compare (a hash written behind the store's back may hold
+-- anything, or nothing).
+local function readable_time(value) return type(value) == 'string' and string.match(value, '^-?%d+$') ~= nil end
 -- a <= b, exactly, for times as decimal integer strings (scores are doubles: about 32 microseconds apart in the
 -- year 9000, so a score range can hold an entry a few microseconds too late, which is checked here).
 local function at_or_before(a, b)
@@ -145,11 +162,14 @@ for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
     for _, m in ipairs(found) do
       local id = id_of(m)
       local entry = P .. 'e:' .. id
-      local current = redis.call('HMGET', entry, 'seq', 'scheduled_for')
-      if at_or_before(current[2], now) then
+      -- The order comes from the member, not the hash (which may have been written behind the store's back); an
+      -- unreadable due time is claimed at its score, so that the client dead-letters it naming the field.
+      local seq = string.format('%d', tonumber(string.sub(m, 1, 16)))
+      local due = redis.call('HGET', entry, 'scheduled_for')
+      if not readable_time(due) or at_or_before(due, now) then
         redis.call('ZREM', key, m)
-        move_status(id, current[1], 'PENDING', 'PROCESSING')
-        redis.call('HSET', entry, 'started_at', now, 'lease_owner', ARGV[4],
+        move_status(id, seq, 'PENDING', 'PROCESSING')
+        redis.call('HSET', entry, 'seq', seq, 'started_at', now, 'lease_owner', ARGV[4],
           'lease_token', ARGV[6] .. '-' .. (#claimed + 1), 'lease_expires_at', ARGV[5])
         redis.call('ZADD', P .. 'leases', ARGV[5], m)
         claimed[#claimed + 1] = snapshot(entry)
@@ -218,6 +238,7 @@ local function finish(r)
 end
 local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
+publish_finished()
 return results
 """
 )
@@ -261,6 +282,7 @@ for _, id in ipairs(ids) do
     cancelled[#cancelled + 1] = snapshot(entry)
   end
 end
+publish_finished()
 return cancelled
 """
 )
@@ -296,6 +318,7 @@ redis.call('ZREM', P .. 'done:FAILED', m)
 move_status(id, current[2], 'FAILED', 'CANCELLED')
 redis.call('HSET', entry, 'completed_at', now)
 redis.call('ZADD', P .. 'done:CANCELLED', now, m)
+publish_finished()
 return snapshot(entry)
 """
 )
@@ -347,9 +370,10 @@ NEXT_DUE = (
     + """
 local earliest = nil
 for _, priority in ipairs(redis.call('ZRANGE', P .. 'prio', 0, -1)) do
-  local first = redis.call('ZRANGE', P .. 'due:' .. priority, 0, 0)
+  local first = redis.call('ZRANGE', P .. 'due:' .. priority, 0, 0, 'WITHSCORES')
   if first[1] then
     local due = redis.call('HGET', P .. 'e:' .. id_of(first[1]), 'scheduled_for')
+    if not readable_time(due) then due = string.format('%d', tonumber(first[2])) end
     if earliest == nil or tonumber(due) < tonumber(earliest) then earliest = due end
   end
 end

@@ -4,6 +4,8 @@ server's persistence) and the subscription to wake-ups and finishes, which resub
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -68,9 +70,10 @@ async def listen(
     hooks: tuple[Callable[[datetime], None], Callable[[list[str]], None], Callable[[], None]],
     url: str,
 ) -> None:
-    """Read the wake-up channel, calling ``notify(due)``, and the finish channel (an entry id per message), calling
-    ``finished([id])`` (``hooks`` is ``(notify, finished, recheck)``); subscribe again with backoff after the
-    connection drops, then wake every listener and ``recheck()`` the waiters (anything may have happened meanwhile).
+    """Read the wake-up channel, calling ``notify(due)``, and the finish channel (a JSON list of entry ids per
+    message), calling ``finished(ids)`` (``hooks`` is ``(notify, finished, recheck)``); subscribe again with backoff
+    after the connection drops, then wake every listener and ``recheck()`` the waiters (anything may have happened
+    meanwhile).
     """
     wakeup_channel, finished_channel = channels
     notify, finished, recheck = hooks
@@ -92,7 +95,7 @@ async def listen(
                 if message["type"] != "message":
                     continue
                 if message["channel"] == finished_channel:
-                    finished([message["data"]])
+                    finished(_finished_ids(message["data"]))
                 else:
                     notify(from_micros(message["data"]))
             raise ConnectionError("the subscription ended")
@@ -107,3 +110,13 @@ async def listen(
             failures += 1
             if failures == 1:
                 logger.warning("wake-up listener lost %s: %s; subscribing again", url, exc, extra={"action": "listen"})
+
+
+def _finished_ids(data: str) -> list[str]:
+    """The ids of a finish message: a JSON list, or one bare id (as published before the ids were batched)."""
+    if data.startswith("["):
+        with contextlib.suppress(ValueError):
+            ids = json.loads(data)
+            if isinstance(ids, list):
+                return [str(entry_id) for entry_id in ids]
+    return [data]

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,12 +24,13 @@ from . import _redis_scripts as scripts
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_fleet import refuse_fleet_claim, refuse_fleet_entry
+from ._redis_reads import RedisReads
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
 from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
-from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
-from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .base import ReclaimedEntry, ScheduledCommandStore
+from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import StoreUnavailableError, UnreadableEntryError
 from .queues import Route
 
@@ -46,12 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: The key prefix when none is given: every key of the store starts with it and a colon.
 DEFAULT_PREFIX = "cqrs-scheduling"
-
-#: Purge deletes at most this many entries per script run, so one purge never blocks the server for long.
-_PURGE_CHUNK = 1_000
-
-
-_TERMINAL_ORDER = tuple(sorted(TERMINAL_STATUSES))
 
 _SCRIPTS = {
     "add": scripts.ADD,
@@ -75,7 +70,7 @@ _SCRIPTS = {
 }
 
 
-class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
+class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:
@@ -164,8 +159,14 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
             # caller's decision (the service retries StoreUnavailableError with backoff).
             # A blocking pool: more concurrent calls than connections wait for one (the default pool raises "Too many
             # connections" at its 100th, which 100 coroutines scheduling at once reach).
+            # Bytes that are no UTF-8 (written behind our back) decode to lone surrogates, not an error that would
+            # fail a whole claim: the entry holding them is then dead-lettered naming the field.
             pool = BlockingConnectionPool.from_url(
-                self._url, decode_responses=True, retry=Retry(NoBackoff(), 0), max_connections=_MAX_CONNECTIONS
+                self._url,
+                decode_responses=True,
+                encoding_errors="surrogateescape",
+                retry=Retry(NoBackoff(), 0),
+                max_connections=_MAX_CONNECTIONS,
             )
             client: Redis = Redis.from_pool(pool)
             try:
@@ -266,6 +267,7 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
             reply = await cast(Awaitable[dict[str, str]], client.hgetall(self._key(f"e:{entry_id}")))
         if not reply:
             return None
+        reply["id"] = entry_id  # the key's id wins over a field written behind our back (as in the scripts)
         return entry_from_reply([item for pair in reply.items() for item in pair])
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
@@ -302,14 +304,23 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
         )
         claimed: list[ScheduledCommandEntry] = []
         for reply in replies:
-            try:
-                claimed.append(entry_from_json(reply))
-            except UnreadableEntryError as exc:  # written behind our back: FAILED under the lease just taken, naming
-                fields = pairs(json.loads(reply))  # the field and value (as the SQL stores); never strands the others
-                error = [("completed_at", micros(now)), ("error_message", f"UnreadableEntryError: {exc.description}")]
-                await self._finish(fields["id"], fields["lease_token"], ScheduledCommandStatus.FAILED, set_fields=error)
-                logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+            entry = await self._readable_or_dead_lettered(reply, now)
+            if entry is not None:
+                claimed.append(entry)
         return claimed
+
+    async def _readable_or_dead_lettered(self, reply: str, now: datetime) -> ScheduledCommandEntry | None:
+        """The entry a claim (or a takeover) just leased; None when it was written behind our back and cannot be
+        read: then it is FAILED under that lease, naming the field and value (as the SQL stores), and never strands
+        the entries leased beside it."""
+        try:
+            return entry_from_json(reply)
+        except UnreadableEntryError as exc:
+            fields = pairs(json.loads(reply))
+            error = [("completed_at", micros(now)), ("error_message", f"UnreadableEntryError: {exc.description}")]
+            await self._finish(fields["id"], fields["lease_token"], ScheduledCommandStatus.FAILED, set_fields=error)
+            logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+            return None
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         if not leases:
@@ -401,10 +412,12 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
         replies = await self._run(
             "reclaim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex
         )
-        return [
-            ReclaimedEntry(entry_from_json(reply), owner, from_micros(expiry) if expiry is not None else None)
-            for owner, expiry, reply in replies
-        ]
+        taken: list[ReclaimedEntry] = []
+        for owner, expiry, reply in replies:
+            entry = await self._readable_or_dead_lettered(reply, now)
+            if entry is not None:
+                taken.append(ReclaimedEntry(entry, owner, _lease_expiry(expiry)))
+        return taken
 
     # -- recurring schedules (the rest: RedisSchedules) --------------------------------------------------------
 
@@ -414,101 +427,10 @@ class RedisStore(RedisSchedules, RedisWorkers, ScheduledCommandStore):
         keep = str(keep_generation) if keep_generation is not None else ""
         return await self._cancel("r", name, now, keep)
 
-    # -- reading and housekeeping -----------------------------------------------------------------------------
 
-    async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
-        client = await self._client()
-        with self._unavailable():
-            attempts = await cast(Awaitable[list[str]], client.lrange(self._key(f"a:{entry_id}"), 0, -1))
-        return [AttemptRecord.model_validate_json(attempt) for attempt in attempts]
-
-    async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
-        client = await self._client()
-        with self._unavailable():
-            counts = await cast(Awaitable[dict[str, str]], client.hgetall(self._key("counts")))
-        return {status: int(counts.get(status.value, 0)) for status in ScheduledCommandStatus}
-
-    async def list_entries(
-        self,
-        *,
-        status: ScheduledCommandStatus | None = None,
-        command_type: str | None = None,
-        correlation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = False,
-        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
-    ) -> list[ScheduledCommandEntry]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        # The narrowest index given walks; the other filters are checked entry by entry in the script.
-        filters = {"status": status.value if status else None, "command_type": command_type}
-        if correlation_id is not None:
-            index = f"c:{correlation_id}"
-        elif status is not None:
-            index, filters["status"] = f"s:{status.value}", None
-        elif command_type is not None:
-            index, filters["command_type"] = f"t:{command_type}", None
-        else:
-            index = "all"
-        matching = [part for name, value in filters.items() if value is not None for part in (name, value)]
-        replies = await self._run("list", index, offset, limit, "1" if newest_first else "0", *matching)
-        entries: list[ScheduledCommandEntry] = []
-        for reply in replies:
-            try:
-                entries.append(entry_from_json(reply))
-            except UnreadableEntryError as exc:  # one corrupt hash never hides the others
-                if on_unreadable is None:
-                    logger.error(
-                        "%s; skipped in a listing", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id}
-                    )
-                else:
-                    on_unreadable(exc)
-        return entries
-
-    async def count_running(self, *, now: datetime) -> int:
-        client = await self._client()
-        with self._unavailable():
-            return int(await client.zcount(self._key("leases"), f"({micros(now)}", "+inf"))
-
-    async def count_purgeable(
-        self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
-    ) -> int:
-        client = await self._client()
-        chosen = [s for s in _TERMINAL_ORDER if s in set(statuses)]
-        with self._unavailable():
-            async with client.pipeline(transaction=False) as pipe:
-                for status in chosen:
-                    pipe.zcount(self._key(f"done:{status.value}"), "-inf", f"({micros(older_than)}")
-                counts: list[int] = await pipe.execute()
-        return sum(counts)
-
-    async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
-        check_bucket(bucket)
-        bucket_micros = bucket // timedelta(microseconds=1)
-        replies = await self._run("count_finished", micros(since), bucket_micros, *(s.value for s in _TERMINAL_ORDER))
-        counts = {(int(index), ScheduledCommandStatus(status)): int(count) for status, index, count in replies}
-        return finished_counts(since, bucket, counts)
-
-    async def next_due_at(self) -> datetime | None:
-        earliest = await self._run("next_due")
-        return from_micros(earliest) if earliest is not None else None
-
-    async def purge(
-        self,
-        *,
-        older_than: datetime,
-        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
-        limit: int | None = None,
-    ) -> int:
-        chosen = [s.value for s in _TERMINAL_ORDER if s in set(statuses)]
-        if not chosen:
-            return 0
-        deleted = 0
-        while limit is None or deleted < limit:
-            chunk = _PURGE_CHUNK if limit is None else min(_PURGE_CHUNK, limit - deleted)
-            removed = int(await self._run("purge", micros(older_than), chunk, *chosen))
-            deleted += removed
-            if removed < chunk:
-                break
-        return deleted
+def _lease_expiry(value: str | None) -> datetime | None:
+    """The previous lease expiry of an entry taken over; None when there was none or it cannot be read."""
+    try:
+        return from_micros(value) if value is not None else None
+    except (ValueError, OverflowError):
+        return None

@@ -4,6 +4,7 @@ processes through pub/sub, URLs, and the optional client library."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import redis.asyncio
 
 from stores import RedisStore, SqlStore
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
@@ -66,6 +68,25 @@ async def test_another_store_on_the_prefix_is_woken_by_an_add(redis_url: str, re
         other.add_wakeup_listener(woken.put_nowait)
         await adder.add([entry("late", T0 + timedelta(seconds=5)), entry("early", T0)])
         assert await asyncio.wait_for(woken.get(), timeout=10) == T0
+
+
+async def test_entries_finished_together_reach_another_store_in_one_message(redis_url: str, redis_prefix: str) -> None:
+    """Ids that reach a terminal status in one script run are published as one JSON list, not a message each; the
+    other store's finish listeners hear every one of them, and a bare id (an older publisher's) too."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    async with RedisStore(redis_url, prefix=redis_prefix) as store, RedisStore(redis_url, prefix=redis_prefix) as other:
+        ids = [f"together-{i}" for i in range(3)]
+        for entry_id in [*ids, "bare"]:
+            other.add_finish_listener(entry_id, heard.put_nowait)
+        await store.add([entry(entry_id).model_copy(update={"correlation_id": "order-1"}) for entry_id in ids])
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client, client.pubsub() as watcher:
+            watcher.subscribe(f"{redis_prefix}:finished")
+            assert len(await store.cancel_by_correlation_id("order-1", now=T0)) == 3
+            messages = [watcher.get_message(timeout=5) for _ in range(2)]  # the subscription, then the ids
+            assert [m["data"] for m in messages if m and m["type"] == "message"] == [json.dumps(ids).replace(" ", "")]
+            async with redis.asyncio.Redis.from_url(redis_url) as publisher:  # heard by both stores and the watcher
+                assert await publisher.publish(f"{redis_prefix}:finished", "bare") == 3
+        assert sorted([await asyncio.wait_for(heard.get(), timeout=10) for _ in range(4)]) == sorted([*ids, "bare"])
 
 
 async def test_stores_on_other_prefixes_see_nothing_of_each_other(redis_url: str, redis_prefix: str) -> None:
