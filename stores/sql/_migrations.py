@@ -82,11 +82,18 @@ async def _trace_context_column(conn: AsyncConnection) -> None:
     await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN trace_context TEXT"))
 
 
+async def _cancel_requested_column(conn: AsyncConnection) -> None:
+    """Version 5: a cancel request for a running entry (``cancel(id, running=True)``). No older entry has one."""
+    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    await conn.execute(text(f"ALTER TABLE scheduled_commands ADD COLUMN cancel_requested_at {timestamp}"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
     Migration(3, "workers_table", _workers_table),
     Migration(4, "trace_context_column", _trace_context_column),
+    Migration(5, "cancel_requested_column", _cancel_requested_column),
 )
 
 

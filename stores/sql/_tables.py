@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -134,6 +134,8 @@ class EntryRow(_StoreModel, table=True):
     occurrence_generation: int | None = Field(default=None)
     #: The trace context at schedule() (OpenTelemetry propagator fields as JSON; schema version 4).
     trace_context: str | None = Field(default=None, sa_type=Text)
+    #: When the worker holding this PROCESSING entry was asked to cancel its attempt (schema version 5).
+    cancel_requested_at: datetime | None = _when(default=None)
 
     __table_args__ = (
         # "Next due by priority": one index range scan per distinct priority (see SqlStore's claim query).
