@@ -1,7 +1,7 @@
 """``cancel(id, running=True)`` from this process, against a worker process holding the entry (SQLite file,
-PostgreSQL database): the worker hears the request through its store's wake-up path, stops an ``async def`` handler
-sleeping for a minute, or tells a plain ``def`` handler waiting on its context, within a second; the attempt is
-recorded as cancelled and the entry ends CANCELLED, not retried.
+PostgreSQL database, Redis prefix): the worker hears the request through its store's wake-up path, stops an
+``async def`` handler sleeping for a minute, or tells a plain ``def`` handler waiting on its context, within a
+second; the attempt is recorded as cancelled and the entry ends CANCELLED, not retried.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from injector import Injector
 
 from mediator import Command, MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, ScheduleOptions, SchedulingModule
-from stores import SqlStore
+from stores import ScheduledCommandStore
+from stores.urls import store_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
 
 
-async def _until(store: SqlStore, command_id: str, status: ScheduledCommandStatus, timeout: float) -> bool:
+async def _until(store: ScheduledCommandStore, command_id: str, status: ScheduledCommandStatus, timeout: float) -> bool:
     """Bounded polling: whether the entry reached ``status`` within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -41,7 +42,7 @@ async def _until(store: SqlStore, command_id: str, status: ScheduledCommandStatu
 async def _cancel_while_running(store_url: str, command: Command[object]) -> tuple[float, list[str], int]:
     """Schedule ``command``, wait until the worker runs it, cancel it: the seconds until it was CANCELLED, its
     attempts' outcomes and its retry count."""
-    async with SqlStore(store_url) as store:
+    async with store_from_url(store_url) as store:
         scheduler = Injector([MediatorModule(HANDLERS), SchedulingModule(store=store)]).get(CommandScheduler)
         command_id = await scheduler.schedule(command, ScheduleOptions(max_retries=3))
         assert await _until(store, command_id, ScheduledCommandStatus.PROCESSING, 60), "the worker never claimed it"
@@ -56,7 +57,7 @@ async def _cancel_while_running(store_url: str, command: Command[object]) -> tup
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "redis"])
 @pytest.mark.parametrize("handler", ["async", "def"])
 def test_cancel_running_stops_the_handler_in_the_worker_process_within_a_second(
     request: pytest.FixtureRequest,
@@ -67,6 +68,8 @@ def test_cancel_running_stops_the_handler_in_the_worker_process_within_a_second(
 ) -> None:
     if backend == "sqlite":
         store_url = f"sqlite:///{tmp_path / 'scheduled.db'}"
+    elif backend == "redis":
+        store_url = f"{request.getfixturevalue('redis_url')}?prefix={request.getfixturevalue('redis_prefix')}"
     else:
         store_url = new_postgres_database(request.getfixturevalue("postgres_url"), "cancel")
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)])}

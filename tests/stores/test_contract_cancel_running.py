@@ -1,4 +1,4 @@
-"""The cancel-running contract (``request_cancel`` and ``cancel_claimed``), for every store that supports it.
+"""The cancel-running contract (``request_cancel`` and ``cancel_claimed``), for every store in ``STORE_FACTORIES``.
 
 An operator's request marks a PROCESSING entry and wakes its holder (through the finish listeners, in this process
 or another); the holder then ends the entry CANCELLED, fenced by its lease like every outcome. A request for an
@@ -14,20 +14,12 @@ from pathlib import Path
 import pytest
 from test_contract import BASE, CANCELLED, COMPLETED, PROCESSING, at, claim, make_attempt, make_entry
 
-from stores import MemoryStore, RedisStore, ScheduledCommandStore
+from stores import MemoryStore, ScheduledCommandStore
 
 StoreFactory = Callable[[Path], ScheduledCommandStore]
 
 
-@pytest.fixture
-def running_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
-    if isinstance(store, RedisStore):
-        pytest.skip("RedisStore does not cancel running entries yet")
-    return store
-
-
-async def test_a_request_marks_the_running_entry_and_calls_its_listeners(running_store: ScheduledCommandStore) -> None:
-    store = running_store
+async def test_a_request_marks_the_running_entry_and_calls_its_listeners(store: ScheduledCommandStore) -> None:
     entry = make_entry()
     await store.add([entry])
     (claimed,) = await claim(store)
@@ -47,10 +39,7 @@ async def test_a_request_marks_the_running_entry_and_calls_its_listeners(running
 
 
 @pytest.mark.parametrize("status", ["pending", "completed", "unknown"])
-async def test_a_request_for_an_entry_not_running_changes_nothing(
-    running_store: ScheduledCommandStore, status: str
-) -> None:
-    store = running_store
+async def test_a_request_for_an_entry_not_running_changes_nothing(store: ScheduledCommandStore, status: str) -> None:
     entry = make_entry(scheduled_for=at(3600) if status == "pending" else BASE)
     await store.add([entry])
     if status == "completed":
@@ -63,8 +52,7 @@ async def test_a_request_for_an_entry_not_running_changes_nothing(
     assert await store.get(entry_id) == before
 
 
-async def test_cancel_claimed_ends_the_entry_cancelled_with_its_attempt(running_store: ScheduledCommandStore) -> None:
-    store = running_store
+async def test_cancel_claimed_ends_the_entry_cancelled_with_its_attempt(store: ScheduledCommandStore) -> None:
     entry = make_entry(max_retries=3)
     await store.add([entry])
     (claimed,) = await claim(store)
@@ -81,8 +69,7 @@ async def test_cancel_claimed_ends_the_entry_cancelled_with_its_attempt(running_
     assert await claim(store, now=at(3600)) == []  # not retried
 
 
-async def test_cancel_claimed_is_fenced_by_the_lease(running_store: ScheduledCommandStore) -> None:
-    store = running_store
+async def test_cancel_claimed_is_fenced_by_the_lease(store: ScheduledCommandStore) -> None:
     entry = make_entry()
     await store.add([entry])
     (claimed,) = await claim(store)
@@ -95,9 +82,8 @@ async def test_cancel_claimed_is_fenced_by_the_lease(running_store: ScheduledCom
     assert stored is not None and stored.status is COMPLETED
 
 
-async def test_requeue_clears_an_old_request(running_store: ScheduledCommandStore) -> None:
+async def test_requeue_clears_an_old_request(store: ScheduledCommandStore) -> None:
     """A request that met a failure first does not cancel the run an operator requeues later."""
-    store = running_store
     entry = make_entry(max_retries=0)
     await store.add([entry])
     (claimed,) = await claim(store)
@@ -115,8 +101,8 @@ async def test_another_store_on_the_same_database_hears_the_request_promptly(
 ) -> None:
     """The holder runs in another process: its store object hears the request within a second, no polling."""
     async with store_factory(tmp_path) as writer:
-        if isinstance(writer, MemoryStore | RedisStore):
-            pytest.skip("a MemoryStore is not shared; RedisStore does not cancel running entries yet")
+        if isinstance(writer, MemoryStore):
+            pytest.skip("a MemoryStore is not shared")
         async with store_factory(tmp_path) as holder:
             entry = make_entry()
             await writer.add([entry])
