@@ -22,6 +22,7 @@ from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import _tracing, context, recurring_ops
+from ._cancels import CANCELLED, CancelRequests
 from ._leases import Leases, WorkerLostError
 from ._store_calls import entry_extra, log_failure, store_call
 from ._wakeup import Wakeup
@@ -31,6 +32,7 @@ from .context import CommandContext
 from .entries import AttemptOutcome, AttemptRecord, ScheduledCommandEntry
 from .errors import UndeliverableCommandError
 from .notifications import (
+    ScheduledCommandCancelled,
     ScheduledCommandCompleted,
     ScheduledCommandExpired,
     ScheduledCommandFailed,
@@ -61,7 +63,7 @@ class _Outcome:
     """How one kind of outcome is reported."""
 
     step: str  #: what could not be done when the lease was lost ("could not {step} ...")
-    observed_as: FinishedOutcome
+    observed_as: FinishedOutcome | None  #: None: observed as cancelled (``on_cancelled``)
     action: str  #: the log record's ``action`` field
     level: int
     message: str
@@ -88,7 +90,10 @@ _DEAD_LETTERED = _Outcome(
 _EXPIRED = _Outcome(
     "expire", "expired", "expire", logging.WARNING, "%s %s expired at %s before it could start", ScheduledCommandExpired
 )
-_NOTIFICATIONS = tuple(outcome.notification for outcome in (_COMPLETED, _RETRYING, _DEAD_LETTERED, _EXPIRED))
+_CANCELLED = _Outcome(
+    "cancel", None, "cancel_running", logging.INFO, "cancelled %s %s while it ran", ScheduledCommandCancelled
+)
+_NOTIFICATIONS = tuple(o.notification for o in (_COMPLETED, _RETRYING, _DEAD_LETTERED, _EXPIRED, _CANCELLED))
 
 
 class Attempts:
@@ -118,6 +123,7 @@ class Attempts:
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed = {kind: mediator.has_subscribers(kind) for kind in _NOTIFICATIONS}
         self._threaded: dict[type[Command[Any]], bool] = {}
+        self._cancels = CancelRequests(store)
 
     async def execute(self, entry: ScheduledCommandEntry) -> None:
         """Wait until the entry is due (it may have been claimed ahead), then attempt it."""
@@ -150,6 +156,9 @@ class Attempts:
         if entry.expires_at is not None and entry.attempt_count == 0 and started >= entry.expires_at:
             await self._expire(entry, started)
             return
+        if entry.cancel_requested_at is not None:  # asked while an earlier holder had it: it does not run again
+            await self._cancelled(entry, started)
+            return
         if self._observers:
             self._observers.on_started(entry, started)
         run_context = CommandContext.of(entry)
@@ -169,8 +178,12 @@ class Attempts:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("running %s %s", entry.command_type, entry.id, extra=entry_extra("run", entry))
         deadline = None if entry.timeout_seconds is None else asyncio.timeout(entry.timeout_seconds)
+        self._cancels.watch(entry, run_context)
         try:
-            result = await self._send(entry, command, deadline, run_context)
+            try:
+                result = await self._send(entry, command, deadline, run_context)
+            finally:
+                cancel_requested = self._cancels.unwatch(entry.id)
         except asyncio.CancelledError as exc:
             if entry.id in self._leases.cancelled_here:  # stopping, or the lease was lost: give the entry back
                 if _tracing.ENABLED:
@@ -178,10 +191,13 @@ class Attempts:
                 await self._leases.release(entry)
                 raise
             task = asyncio.current_task()
-            if task is not None:  # the handler cancelled itself: that is its failure, not a request to us
+            if task is not None:  # a request to cancel it, or the handler cancelled itself (its failure)
                 while task.cancelling():
                     task.uncancel()
-            await self._record_failure(entry, started, exc, "failed")
+            if cancel_requested:
+                await self._cancelled(entry, started)
+            else:
+                await self._record_failure(entry, started, exc, "failed")
             return
         except BaseException as exc:  # noqa: BLE001 - one command must never bring the worker down
             # Our deadline's TimeoutError, not the handler's own (a partner's timeout): that one is an ordinary failure.
@@ -382,6 +398,33 @@ class Attempts:
             lambda: ScheduledCommandFailed.of(entry, finished, number, message),
         )
 
+    async def _cancelled(self, entry: ScheduledCommandEntry, started: datetime) -> None:
+        """End the entry CANCELLED on an operator's request, recording the attempt as cancelled; not retried."""
+        finished = self._clock.now()
+        if _tracing.ENABLED:
+            _tracing.record_outcome("cancelled")
+        attempt = AttemptRecord(
+            attempt=entry.attempt_count + 1,
+            worker_id=self._worker_id,
+            started_at=started,
+            finished_at=finished,
+            outcome="cancelled",
+            error=CANCELLED,
+        )
+        assert entry.lease_token is not None  # a claimed entry
+        cancel = self._store.cancel_claimed
+        await self._report(
+            _CANCELLED,
+            entry,
+            store_call(
+                self._lease_duration, cancel, entry.id, entry.lease_token, error_message=CANCELLED, attempt=attempt
+            ),
+            started,
+            finished,
+            (entry.command_type, entry.id),
+            lambda: ScheduledCommandCancelled.of(entry, finished),
+        )
+
     async def _expire(self, entry: ScheduledCommandEntry, now: datetime) -> None:
         token = entry.lease_token
         assert token is not None  # a claimed entry
@@ -419,7 +462,10 @@ class Attempts:
             )
             return
         if self._observers:
-            self._observers.on_finished(entry, outcome.observed_as, started, finished)
+            if outcome.observed_as is None:
+                self._observers.on_cancelled([entry])
+            else:
+                self._observers.on_finished(entry, outcome.observed_as, started, finished)
         if logger.isEnabledFor(outcome.level):
             logger.log(outcome.level, outcome.message, *log_args, extra=entry_extra(outcome.action, entry))
         if wake_at is not None:

@@ -19,13 +19,14 @@ from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEnt
 from stores.errors import UnreadableEntryError
 from stores.schedules import MisfirePolicy, StoredSchedule
 
-from . import recurring_ops
+from . import _cancels, recurring_ops
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import RecurringSchedule
 from .workers import count_stuck, is_stuck, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
+    "CANCELLABLE_RUNNING",
     "MAX_DURATION",
     "CancelResult",
     "EntryDetail",
@@ -163,10 +164,12 @@ class RequeueResult(BaseModel):
 
 
 class CancelResult(BaseModel):
-    """``cancel``: whether the entry was cancelled (a PENDING one) or dismissed (a FAILED one)."""
+    """``cancel``: whether the entry was cancelled (PENDING), dismissed (FAILED) or its attempt cancelled (running)."""
 
     id: str
     cancelled: bool
+    #: PROCESSING, and its worker was asked to cancel the attempt: it ends CANCELLED unless the attempt finished first.
+    running: bool = False
 
 
 class Refusal(BaseModel):
@@ -280,19 +283,24 @@ async def entry_detail(store: ScheduledCommandStore, entry_id: str, now: datetim
 
 #: The statuses ``cancel_entry`` acts on: a PENDING entry is cancelled, a FAILED one (a dead letter) dismissed.
 CANCELLABLE = (ScheduledCommandStatus.PENDING, ScheduledCommandStatus.FAILED)
+#: The statuses ``cancel_entry(..., running=True)`` acts on: a PROCESSING entry's attempt is cancelled too.
+CANCELLABLE_RUNNING = (*CANCELLABLE, ScheduledCommandStatus.PROCESSING)
 
 
-async def cancel_entry(store: ScheduledCommandStore, entry_id: str, now: datetime) -> CancelResult:
+async def cancel_entry(
+    store: ScheduledCommandStore, entry_id: str, now: datetime, *, running: bool = False
+) -> CancelResult:
     """Cancel a PENDING entry, or dismiss a FAILED one (a dead letter that will not be run again): either becomes
     CANCELLED with ``completed_at = now``; a dismissed one keeps its error and attempts, and is purged in time.
 
     ``cancelled`` is False when the entry is unknown or in another status (see ``explain_refusal`` with
-    ``CANCELLABLE``).
+    ``CANCELLABLE``). ``running``: a PROCESSING entry's worker is asked to cancel the attempt (``running`` True).
     """
     if await store.cancel(entry_id, now=now) is not None:
         return CancelResult(id=entry_id, cancelled=True)
-    # Not PENDING: perhaps a dead letter. Each store call is atomic by itself, so an entry that changes in between
-    # (a PENDING one claimed and dead-lettered, say) is acted on by at most one of them.
+    if running and await _cancels.request(store, entry_id, now):
+        return CancelResult(id=entry_id, cancelled=True, running=True)
+    # Not PENDING: perhaps a dead letter. Each store call is atomic, so an entry changing in between is acted on once.
     return CancelResult(id=entry_id, cancelled=await store.dismiss(entry_id, now=now) is not None)
 
 

@@ -9,9 +9,10 @@ attempt's context. Outside a scheduled run (a direct ``mediator.send()``, a noti
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
@@ -49,6 +50,28 @@ class CommandContext:
     queue: str
     #: When this attempt was due (a retry's due time after backoff; UTC).
     scheduled_for: datetime
+    _cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether an operator cancelled this running attempt (``cancel(id, running=True)``). An ``async def``
+        handler is cancelled (``CancelledError``) as well; a plain ``def`` handler, which cannot be interrupted,
+        should check this (or ``wait_for_cancel``) and return soon: its entry's slot is held until it does.
+
+        .. versionadded:: 0.6
+        """
+        return self._cancel.is_set()
+
+    def wait_for_cancel(self, timeout: float | None = None) -> bool:
+        """Block (a plain ``def`` handler's thread) until a cancel request arrives or ``timeout`` seconds pass;
+        whether one arrived. Use it in place of ``time.sleep`` in a handler that waits.
+
+        .. versionadded:: 0.6
+        """
+        return self._cancel.wait(timeout)
+
+    def _request_cancel(self) -> None:
+        self._cancel.set()
 
     @staticmethod
     def current() -> CommandContext | None:

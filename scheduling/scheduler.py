@@ -15,7 +15,7 @@ from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
 from stores.queues import QueueInfo, check_queue_name
 
-from . import _tracing, recurring_ops
+from . import _cancels, _tracing, recurring_ops
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
@@ -200,13 +200,20 @@ class CommandScheduler:
             queue=queue_for(type(command), options),
         )
 
-    async def cancel(self, command_id: str) -> bool:
-        """Cancel a PENDING command; True only if it was PENDING and now is CANCELLED."""
-        entry = await self._store.cancel(command_id, now=self._clock.now())
-        if entry is None:
+    async def cancel(self, command_id: str, *, running: bool = False) -> bool:
+        """Cancel a PENDING command; True only if it was PENDING and now is CANCELLED. ``running=True`` (0.6): a
+        PROCESSING one too: its worker hears the request within a second, cancels the handler (a ``def`` one sees
+        ``CommandContext.cancel_requested``), records the attempt as ``"cancelled"``, ends it CANCELLED (no retry).
+        True then means the request is stored (an attempt that finishes first keeps its outcome: see ``wait()``).
+        """
+        now = self._clock.now()
+        entry = await self._store.cancel(command_id, now=now)
+        if entry is not None:
+            await self._announce_cancelled([entry])
+            return True
+        if not running:
             return False
-        await self._announce_cancelled([entry])
-        return True
+        return await _cancels.request(self._store, command_id, now)
 
     async def cancel_by_correlation_id(self, correlation_id: str) -> int:
         """Cancel every PENDING command of a correlation id; return how many were cancelled."""

@@ -32,7 +32,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 _TIMES = frozenset(
-    {"scheduled_for", "created_at", "started_at", "completed_at", "expires_at", "lease_expires_at", "occurrence_at"}
+    {
+        "scheduled_for",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
+        "lease_expires_at",
+        "occurrence_at",
+        "cancel_requested_at",
+    }
 )
 _INTEGERS = frozenset({"priority", "retry_count", "attempt_count", "max_retries", "occurrence_generation"})
 _TEXTS = (

@@ -41,6 +41,7 @@ __all__ = [
     "RECLAIM",
     "RECORD_SCHEDULE_RUN",
     "RENEW",
+    "REQUEST_CANCEL",
     "REQUEUE",
     "SET_SCHEDULE_PAUSED",
     "UPSERT_SCHEDULE",
@@ -287,6 +288,21 @@ return cancelled
 """
 )
 
+#: Ask the holder of a PROCESSING entry to cancel its attempt: ``cancel_requested_at`` (the first request's kept),
+#: and the holder is woken on the ``finished`` channel (it re-reads the entry). ARGV: prefix, id, now. Returns the
+#: entry, or false when it is not PROCESSING.
+REQUEST_CANCEL = (
+    _LIB
+    + """
+local id, now = ARGV[2], ARGV[3]
+local entry = P .. 'e:' .. id
+if redis.call('HGET', entry, 'status') ~= 'PROCESSING' then return false end
+redis.call('HSETNX', entry, 'cancel_requested_at', now)
+redis.call('PUBLISH', P .. 'finished', id)
+return snapshot(entry)
+"""
+)
+
 #: FAILED -> PENDING due now, retry count 0. ARGV: prefix, id, now. Returns 1, or 0 when the entry is not FAILED.
 REQUEUE = (
     _LIB
@@ -298,7 +314,7 @@ if current[1] ~= 'FAILED' then return 0 end
 redis.call('ZREM', P .. 'done:FAILED', member(id, current[2]))
 move_status(id, current[2], 'FAILED', 'PENDING')
 redis.call('HSET', entry, 'scheduled_for', now, 'retry_count', 0)
-redis.call('HDEL', entry, 'completed_at', 'expires_at')
+redis.call('HDEL', entry, 'completed_at', 'expires_at', 'cancel_requested_at')
 push_due(id, current[2], current[3], now)
 wake(now)
 return 1

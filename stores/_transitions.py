@@ -18,7 +18,15 @@ from typing import Any
 
 from .entries import ScheduledCommandStatus
 
-__all__ = ["CANCEL", "DISMISS", "REQUEUE", "Transition", "as_column_values", "schedule_paused_changes"]
+__all__ = [
+    "CANCEL",
+    "DISMISS",
+    "REQUEST_CANCEL",
+    "REQUEUE",
+    "Transition",
+    "as_column_values",
+    "schedule_paused_changes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,12 @@ CANCEL = Transition(
     ScheduledCommandStatus.PENDING,
     lambda now: {"status": ScheduledCommandStatus.CANCELLED, "completed_at": now},
 )
+#: A PROCESSING entry whose worker is asked to cancel its attempt (the worker then ends it CANCELLED, fenced).
+REQUEST_CANCEL = Transition(
+    "request_cancel",
+    ScheduledCommandStatus.PROCESSING,
+    lambda now: {"cancel_requested_at": now},
+)
 #: A dead letter run again: due now, with its whole retry budget, no expiry, no completion.
 REQUEUE = Transition(
     "requeue",
@@ -46,6 +60,7 @@ REQUEUE = Transition(
         "retry_count": 0,
         "completed_at": None,
         "expires_at": None,
+        "cancel_requested_at": None,
     },
 )
 #: A dead letter an operator will not run again.

@@ -219,6 +219,29 @@ class ScheduledCommandStore(ABC):
         .. versionadded:: 0.3
         """
 
+    async def request_cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        """Ask the worker holding a PROCESSING entry to cancel its attempt: set ``cancel_requested_at = now``
+        (kept, not moved, when already set) and wake that worker through the finish listeners, in this process or
+        another (the entry is reported as if it may have finished: the listener re-reads it).
+
+        Changes nothing else: the entry stays PROCESSING until its worker ends it with ``cancel_claimed`` (or with
+        another outcome, when the attempt finished first). Returns the entry, or ``None`` (nothing changed) when it
+        is unknown or not PROCESSING.
+
+        .. versionadded:: 0.6
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot cancel running entries")
+
+    async def cancel_claimed(
+        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        """PROCESSING -> CANCELLED (``completed_at = attempt.finished_at``), recording the (cancelled) attempt; not
+        retried, ``retry_count`` unchanged. Fenced.
+
+        .. versionadded:: 0.6
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot cancel running entries")
+
     # -- claiming and outcomes (fenced by lease_token) ---------------------------------------------------------
 
     @abstractmethod

@@ -24,7 +24,7 @@ class ScheduledCommandStatus(StrEnum):
     COMPLETED = "COMPLETED"
     #: Dead-lettered: every allowed attempt failed, or it can never run. Only ``requeue()`` runs it again.
     FAILED = "FAILED"
-    #: Cancelled before it ran.
+    #: Cancelled before it ran, or while it ran (``cancel(id, running=True)``: its last attempt is ``"cancelled"``).
     CANCELLED = "CANCELLED"
     #: Not started before ``expires_at``.
     EXPIRED = "EXPIRED"
@@ -40,7 +40,7 @@ TERMINAL_STATUSES = frozenset(
     }
 )
 
-AttemptOutcome = Literal["completed", "failed", "timed_out", "lost"]
+AttemptOutcome = Literal["completed", "failed", "timed_out", "lost", "cancelled"]
 
 #: A count or limit that is never negative (a row written with one is unreadable, and dead-lettered).
 _Count = Annotated[int, Field(ge=0)]
@@ -102,6 +102,9 @@ class ScheduledCommandEntry(BaseModel):
     queue: str = "default"
     #: At most one entry holding the same lock is PROCESSING at a time, across every worker and queue.
     lock: str | None = None
+    #: When an operator asked the worker holding this PROCESSING entry to cancel its attempt
+    #: (``cancel(id, running=True)``), or ``None``.
+    cancel_requested_at: AwareDatetime | None = None
 
     @property
     def attempts_allowed(self) -> int:

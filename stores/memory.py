@@ -18,7 +18,7 @@ from typing import Any
 
 from ._memory_queues import MemoryQueues
 from ._memory_workers import MemoryWorkers
-from ._transitions import CANCEL, DISMISS, REQUEUE, schedule_paused_changes
+from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_paused_changes
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
@@ -161,6 +161,16 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
         self._put(cancelled)
         return cancelled
 
+    async def request_cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.status is not REQUEST_CANCEL.source:
+            return None
+        if entry.cancel_requested_at is None:
+            entry = entry.model_copy(update=REQUEST_CANCEL.changes(now))
+            self._put(entry)
+        self._notify_finished((entry_id,))
+        return entry
+
     async def cancel_by_correlation_id(self, correlation_id: str, *, now: datetime) -> list[ScheduledCommandEntry]:
         cancelled: list[ScheduledCommandEntry] = []
         for entry_id in sorted(self._by_correlation.get(correlation_id, ()), key=self._order.__getitem__):
@@ -289,6 +299,19 @@ class MemoryStore(MemoryWorkers, ScheduledCommandStore):
             attempt,
             failed=True,
             status=ScheduledCommandStatus.FAILED,
+            completed_at=attempt.finished_at,
+            error_message=error_message,
+        )
+        return finished is not None
+
+    async def cancel_claimed(
+        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        finished = self._finish(
+            entry_id,
+            lease_token,
+            attempt,
+            status=ScheduledCommandStatus.CANCELLED,
             completed_at=attempt.finished_at,
             error_message=error_message,
         )

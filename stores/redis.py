@@ -56,6 +56,7 @@ _SCRIPTS = {
     "reclaim": scripts.RECLAIM,
     "cancel": scripts.CANCEL,
     "requeue": scripts.REQUEUE,
+    "request_cancel": scripts.REQUEST_CANCEL,
     "dismiss": scripts.DISMISS,
     "list": scripts.LIST,
     "next_due": scripts.NEXT_DUE,
@@ -287,6 +288,10 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
             self._notify_wakeup(now)
         return requeued
 
+    async def request_cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        reply = await self._run("request_cancel", entry_id, micros(now))
+        return entry_from_json(reply) if reply else None  # the holder hears it on the finished channel
+
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         reply = await self._run("dismiss", entry_id, micros(now))
         return entry_from_json(reply) if reply else None
@@ -357,6 +362,17 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore
     async def _finish_batch(self, requests: list[list[Any]]) -> list[bool]:
         results = await self._run("finish", json.dumps(requests, ensure_ascii=False, separators=(",", ":")))
         return [bool(result) for result in results]
+
+    async def cancel_claimed(
+        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        return await self._finish(
+            entry_id,
+            lease_token,
+            ScheduledCommandStatus.CANCELLED,
+            attempt=attempt,
+            set_fields=[("completed_at", micros(attempt.finished_at)), ("error_message", error_message)],
+        )
 
     async def complete(
         self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord

@@ -175,22 +175,37 @@ def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else "?"
 
 
-def cancel(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+def cancel(
+    entry_id: EntryIdArgument,
+    running: Annotated[
+        bool,
+        typer.Option(
+            "--running",
+            help="Also cancel a PROCESSING entry: its worker cancels the attempt within a second and the entry ends "
+            "CANCELLED, not retried (unless the attempt finishes first).",
+        ),
+    ] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
-    CANCELLED; a dismissed one keeps its error and attempts. Exit code 1 if it is unknown or in another status."""
-    from scheduling.admin import CANCELLABLE, cancel_entry
+    CANCELLED; a dismissed one keeps its error and attempts. With --running, a PROCESSING entry's worker is asked to
+    cancel its attempt. Exit code 1 if it is unknown or in another status."""
+    from scheduling.admin import CANCELLABLE, CANCELLABLE_RUNNING, cancel_entry
 
     from ._lookup import resolve_entry_id
 
     async def work(opened: ScheduledCommandStore) -> int:
         full_id = await resolve_entry_id(opened, entry_id)
-        result = await cancel_entry(opened, full_id, datetime.now(UTC))
+        result = await cancel_entry(opened, full_id, datetime.now(UTC), running=running)
         if as_json:
             _emit_json(result.model_dump(mode="json"))
+        elif result.running:
+            typer.echo(f"asked the worker running {full_id} to cancel it")
         elif result.cancelled:
             typer.echo(f"cancelled {full_id}")
         if not result.cancelled:
-            await _explain_refusal(opened, "cancel", full_id, CANCELLABLE)
+            await _explain_refusal(opened, "cancel", full_id, CANCELLABLE_RUNNING if running else CANCELLABLE)
             return 1
         return 0
 

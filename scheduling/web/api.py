@@ -18,6 +18,8 @@ GET  /api/recurring                        ``RecurringList``                    
 GET  /api/workers                          ``Fleet``                                    ``workers --json``
 POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (404)     ``recurring pause``
 =========================================  ===========================================  ======================
+
+``POST /api/entries/{id}/cancel?running=true`` (``cancel ID --running``) also cancels a PROCESSING entry's attempt.
 """
 
 from __future__ import annotations
@@ -147,12 +149,17 @@ async def _refuse(
 
 
 @write_router.post("/entries/{entry_id}/cancel", responses=_errors(404, 409))
-async def cancel_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> CancelResult:
+async def cancel_entry(
+    ctx: Context,
+    entry_id: Annotated[str, Path(description="The entry's id.")],
+    running: Annotated[bool, Query(description="Also cancel a PROCESSING entry's attempt.")] = False,
+) -> CancelResult:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED): it becomes CANCELLED, keeping its error and
-    attempts. 409 for an entry in another status."""
-    result = await admin.cancel_entry(ctx.store, entry_id, ctx.now())
+    attempts. ``running=true``: a PROCESSING entry's worker cancels its attempt (``running`` in the answer).
+    409 for an entry in another status."""
+    result = await admin.cancel_entry(ctx.store, entry_id, ctx.now(), running=running)
     if not result.cancelled:
-        raise await _refuse(ctx, "cancel", entry_id, admin.CANCELLABLE)
+        raise await _refuse(ctx, "cancel", entry_id, admin.CANCELLABLE_RUNNING if running else admin.CANCELLABLE)
     return result
 
 

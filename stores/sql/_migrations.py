@@ -93,12 +93,19 @@ async def _queue_and_lock_columns(conn: AsyncConnection) -> None:
     await conn.execute(text("DROP INDEX IF EXISTS ix_scheduled_commands_due"))
 
 
+async def _cancel_requested_column(conn: AsyncConnection) -> None:
+    """Version 6: a cancel request for a running entry (``cancel(id, running=True)``). No older entry has one."""
+    timestamp = ENTRIES.c.cancel_requested_at.type.compile(dialect=conn.dialect)
+    await conn.execute(text(f"ALTER TABLE scheduled_commands ADD COLUMN cancel_requested_at {timestamp}"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
     Migration(3, "workers_table", _workers_table),
     Migration(4, "trace_context_column", _trace_context_column),
     Migration(5, "queue_and_lock_columns", _queue_and_lock_columns),
+    Migration(6, "cancel_requested_column", _cancel_requested_column),
 )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 
-from stores._transitions import CANCEL, DISMISS, REQUEUE, Transition, as_column_values
+from stores._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, Transition, as_column_values
 from stores.base import FinishedCount, ReclaimedEntry, check_bucket, finished_counts
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
@@ -102,6 +102,21 @@ async def cancel_where(conn: AsyncConnection, condition: Any, now: datetime) -> 
     """PENDING -> CANCELLED for the rows matching ``condition``; the changed rows in scheduling order."""
     result = await conn.execute(_apply(CANCEL, now, condition).returning(*ENTRIES.c))
     return sorted(result.all(), key=lambda row: row.seq)
+
+
+async def request_cancel(conn: AsyncConnection, entry_id: str, now: datetime) -> Row[Any] | None:
+    """Mark a PROCESSING entry's attempt for cancelling (the first request's time is kept); the row, or None when
+    it is unknown or not PROCESSING."""
+    values = as_column_values(REQUEST_CANCEL.changes(now))
+    requested = bindparam("requested_at", values["cancel_requested_at"], type_=UtcDateTime())
+    values["cancel_requested_at"] = func.coalesce(ENTRIES.c.cancel_requested_at, requested)
+    statement = (
+        update(ENTRIES)
+        .where(ENTRIES.c.id == entry_id, ENTRIES.c.status == REQUEST_CANCEL.source.value)
+        .values(**values)
+        .returning(*ENTRIES.c)
+    )
+    return (await conn.execute(statement)).first()
 
 
 async def requeue_where(conn: AsyncConnection, conditions: Sequence[Any], now: datetime) -> list[str]:

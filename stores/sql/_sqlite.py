@@ -441,13 +441,15 @@ class SqliteBackend:
 
 
 async def _finished_among(connection: Any, entry_ids: list[str]) -> list[str]:
-    """Those of ``entry_ids`` in a terminal status, read on the watcher's connection (by the unique id index)."""
+    """Those of ``entry_ids`` in a terminal status, or running with a cancel request (their worker re-reads them),
+    read on the watcher's connection (by the unique id index)."""
     found: list[str] = []
     for start in range(0, len(entry_ids), 500):
         chunk = entry_ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
         async with connection.execute(
-            f"SELECT id FROM scheduled_commands WHERE id IN ({marks}) AND status IN ({_TERMINAL})",
+            f"SELECT id FROM scheduled_commands WHERE id IN ({marks}) AND (status IN ({_TERMINAL})"
+            " OR (status = 'PROCESSING' AND cancel_requested_at IS NOT NULL))",
             chunk,
         ) as cursor:
             found.extend(str(row[0]) for row in await cursor.fetchall())

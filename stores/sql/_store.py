@@ -166,6 +166,17 @@ class SqlStore(SqlConnections):
         self._notify_finished(row.id for row in rows)
         return readable(rows, "cancelled")
 
+    async def request_cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
+        async with self._write() as conn:
+            row = await queries.request_cancel(conn, entry_id, now)
+            if row is not None:  # the holder listens for its entry "finishing", in any process: it re-reads it
+                await self._tell_finished(conn, [row.id])
+        if row is None:
+            return None
+        self._notify_finished((row.id,))
+        entries = readable([row], "cancel requested")
+        return entries[0] if entries else None
+
     async def _tell_finished(self, conn: AsyncConnection, entry_ids: list[str]) -> None:
         """Wake other processes' waiters for these entries when the transaction commits."""
         if entry_ids:
@@ -279,6 +290,19 @@ class SqlStore(SqlConnections):
             ScheduledCommandStatus.FAILED.value,
             completed_at=attempt.finished_at,
             retry_increment=1,
+            error_message=error_message,
+            attempt=attempt,
+        )
+        return await self._finish(request) is not None
+
+    async def cancel_claimed(
+        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
+    ) -> bool:
+        request = Finish(
+            entry_id,
+            lease_token,
+            ScheduledCommandStatus.CANCELLED.value,
+            completed_at=attempt.finished_at,
             error_message=error_message,
             attempt=attempt,
         )

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -139,6 +139,8 @@ class EntryRow(_StoreModel, table=True):
     #: The queue the entry waits in, and the lock it holds while PROCESSING (schema version 5).
     queue: str = Field(sa_type=String(100), nullable=False, sa_column_kwargs={"server_default": "default"})
     lock: str | None = Field(default=None, sa_type=String(256))
+    #: When the worker holding this PROCESSING entry was asked to cancel its attempt (schema version 6).
+    cancel_requested_at: datetime | None = _when(default=None)
 
     __table_args__ = (
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct

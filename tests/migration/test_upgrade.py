@@ -190,7 +190,7 @@ def table_rows(engine: Engine, columns: Any, order: Any) -> list[dict[str, Any]]
 
 
 #: Columns added to ``scheduled_commands`` after version 1, by the migration steps.
-ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context", "queue", "lock")
+ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context", "queue", "lock", "cancel_requested_at")
 #: The columns of ``scheduled_commands`` in version 1.
 V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name not in ADDED_ENTRY_COLUMNS]
 
@@ -230,6 +230,7 @@ def test_a_version_1_database_is_upgraded_keeping_every_row(
     generations = {row["id"]: row.pop("occurrence_generation") for row in entries_after}
     trace_contexts = {row.pop("trace_context") for row in entries_after}
     routing = {(row.pop("queue"), row.pop("lock")) for row in entries_after}
+    assert {row.pop("cancel_requested_at") for row in entries_after} == {None}  # no older entry was asked to stop
     assert entries_after == entries_before
     assert trace_contexts == {None}  # entries scheduled before tracing was stored have no trace context
     assert routing == {("default", None)}  # every stored entry waits in the default queue, holding no lock

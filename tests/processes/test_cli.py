@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cli_support import ROOT, SUPPORT, assert_one_line_error, cli
+
+from stores import SqlStore
 
 
 def test_status_json_counts_and_dead_letters(populated: tuple[str, dict[str, str]]) -> None:
@@ -90,7 +94,7 @@ def test_cancel_dismisses_a_dead_letter(populated: tuple[str, dict[str, str]]) -
     url, ids = populated
     dismissed = cli("cancel", ids["dead"], "--json", store=url)
     assert dismissed.returncode == 0, dismissed.stderr
-    assert json.loads(dismissed.stdout) == {"id": ids["dead"], "cancelled": True}
+    assert json.loads(dismissed.stdout) == {"id": ids["dead"], "cancelled": True, "running": False}
     detail = json.loads(cli("show", ids["dead"], "--json", store=url).stdout)
     assert detail["entry"]["status"] == "CANCELLED"
     assert "failure 1 of x" in detail["entry"]["error_message"]
@@ -190,3 +194,26 @@ def test_worker_without_store_uses_the_sqlite_default_over_a_memory_store(tmp_pa
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "sqlite+aiosqlite:///scheduled-commands.db" in stderr
+
+
+def test_cancel_running_asks_the_worker_of_a_processing_entry(populated: tuple[str, dict[str, str]]) -> None:
+    """cancel ID --running on a PROCESSING entry stores the request for its worker (exit 0); plain cancel refuses
+    it (exit 1), and --running on a finished entry names every status it acts on."""
+    url, ids = populated
+
+    async def claim_later() -> None:
+        async with SqlStore(url) as store:
+            now = datetime.now(UTC) + timedelta(days=365)
+            claimed = await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=5))
+            assert ids["later"] in {entry.id for entry in claimed}
+
+    asyncio.run(claim_later())
+    assert_one_line_error(cli("cancel", ids["later"], store=url), 1, "it is PROCESSING, not PENDING or FAILED")
+    result = cli("cancel", ids["later"], "--running", "--json", store=url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"id": ids["later"], "cancelled": True, "running": True}
+    detail = json.loads(cli("show", ids["later"], "--json", store=url).stdout)
+    assert detail["entry"]["status"] == "PROCESSING" and detail["entry"]["cancel_requested_at"] is not None
+    assert_one_line_error(
+        cli("cancel", ids["done"], "--running", store=url), 1, "it is COMPLETED, not PENDING or FAILED or PROCESSING"
+    )

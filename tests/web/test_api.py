@@ -139,7 +139,7 @@ async def test_cancel_pending_then_409_then_404(
     entry_id = populated["later"]
     response = await client.post(f"/api/entries/{entry_id}/cancel")
     assert response.status_code == 200
-    assert response.json() == {"id": entry_id, "cancelled": True}
+    assert response.json() == {"id": entry_id, "cancelled": True, "running": False}
     entry = await store.get(entry_id)
     assert entry is not None and entry.status is ScheduledCommandStatus.CANCELLED
 
@@ -161,7 +161,7 @@ async def test_cancel_dismisses_a_dead_letter(
     clock.advance(timedelta(minutes=5))
     response = await client.post(f"/api/entries/{entry_id}/cancel")
     assert response.status_code == 200
-    assert response.json() == {"id": entry_id, "cancelled": True}
+    assert response.json() == {"id": entry_id, "cancelled": True, "running": False}
     assert response.json() == json_of(admin.CancelResult(id=entry_id, cancelled=True))
 
     after = (await client.get(f"/api/entries/{entry_id}")).json()
@@ -416,6 +416,31 @@ async def test_api_on_postgresql(postgresql_store: SqlStore, clock: ManualClock)
         assert {e["id"] for e in failed["entries"]} == {ids["dead"], ids["dead2"]}
         assert (await client.post(f"/api/entries/{ids['dead']}/requeue")).json() == {"requeued": [ids["dead"]]}
         dismissed = await client.post(f"/api/entries/{ids['dead2']}/cancel")
-        assert dismissed.json() == {"id": ids["dead2"], "cancelled": True}
+        assert dismissed.json() == {"id": ids["dead2"], "cancelled": True, "running": False}
         entry = await postgresql_store.get(ids["dead2"])
         assert entry is not None and entry.status is ScheduledCommandStatus.CANCELLED
+
+
+async def test_cancel_running_asks_the_worker_and_plain_cancel_refuses_it(
+    client: httpx.AsyncClient, store: ScheduledCommandStore, clock: ManualClock, populated: dict[str, str]
+) -> None:
+    """POST .../cancel?running=true on a PROCESSING entry stores the request for its worker (``running`` true);
+    without ``running`` a PROCESSING entry is refused with 409, naming the statuses each form acts on."""
+    entry_id = populated["later"]
+    claimed = await store.claim_due(
+        now=clock.now() + timedelta(days=365), limit=100, worker_id="w", lease_duration=timedelta(minutes=1)
+    )
+    assert entry_id in {entry.id for entry in claimed}
+    plain = await client.post(f"/api/entries/{entry_id}/cancel")
+    assert plain.status_code == 409
+    assert plain.json() == {"detail": f"cannot cancel {entry_id}: it is PROCESSING, not PENDING or FAILED"}
+    response = await client.post(f"/api/entries/{entry_id}/cancel", params={"running": "true"})
+    assert response.status_code == 200
+    assert response.json() == json_of(admin.CancelResult(id=entry_id, cancelled=True, running=True))
+    entry = await store.get(entry_id)
+    assert entry is not None and entry.status is ScheduledCommandStatus.PROCESSING
+    assert entry.cancel_requested_at == clock.now()
+    done = populated["done"]
+    finished = await client.post(f"/api/entries/{done}/cancel", params={"running": "true"})
+    assert finished.status_code == 409
+    assert finished.json() == {"detail": f"cannot cancel {done}: it is COMPLETED, not PENDING or FAILED or PROCESSING"}

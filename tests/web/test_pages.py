@@ -350,7 +350,7 @@ async def test_a_dismissed_dead_letter_leaves_the_dead_letter_page(client: httpx
     cancel = doc.by_id(f"dead-cancel-{dismissed}")
     assert cancel is not None
     response = await client.post(cancel.attrs["data-action"])
-    assert response.status_code == 200 and response.json() == {"id": dismissed, "cancelled": True}
+    assert response.status_code == 200 and response.json() == {"id": dismissed, "cancelled": True, "running": False}
 
     fragment = parse((await client.get("/dead-letters?fragment=dead_letters")).text)
     assert row_ids(fragment, "dead") == [kept]
@@ -765,3 +765,22 @@ async def test_everything_focusable_in_a_live_region_has_an_id(client: httpx.Asy
             for e in region.iter():
                 if e is not region and (e.tag in focusable or "tabindex" in e.attrs):
                     assert e.attrs.get("id"), (path, e.tag, e.attrs)
+
+
+async def test_a_running_entry_offers_cancel_of_its_attempt_in_the_list_and_on_its_page(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """A PROCESSING entry's Cancel button asks its worker to cancel the attempt (``?running=true``)."""
+    store = filled.app.store
+    claimed = await store.claim_due(
+        now=filled.app.clock.now() + timedelta(days=365), limit=1, worker_id="w", lease_duration=timedelta(minutes=1)
+    )
+    (entry,) = claimed
+    running = f"/api/entries/{entry.id}/cancel?running=true"
+    doc = await get_page(client, "/entries")
+    buttons = {b.attrs["id"]: b.attrs["data-action"] for b in action_buttons(doc)}
+    assert buttons[f"entries-cancel-{entry.id}"] == running
+    (cancel,) = action_buttons(await get_page(client, f"/entries/{entry.id}"))
+    assert cancel.attrs["data-action"] == running
+    response = await client.post(running)
+    assert response.status_code == 200 and response.json()["running"] is True

@@ -225,6 +225,7 @@ async def test_cookie_mutations_need_the_csrf_token(
     assert (await browser.post(path, headers={"X-CSRF-Token": token, "Sec-Fetch-Site": "same-origin"})).json() == {
         "id": populated["later"],
         "cancelled": True,
+        "running": False,
     }
 
 
