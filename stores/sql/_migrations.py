@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import ENTRIES, WORKERS
+from ._tables import AUDIT, ENTRIES, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
 
@@ -82,11 +82,17 @@ async def _trace_context_column(conn: AsyncConnection) -> None:
     await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN trace_context TEXT"))
 
 
+async def _audit_table(conn: AsyncConnection) -> None:
+    """The audit trail of operator actions: a table of its own, empty until the first action."""
+    await conn.run_sync(lambda sync: AUDIT.create(sync, checkfirst=True))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
     Migration(3, "workers_table", _workers_table),
     Migration(4, "trace_context_column", _trace_context_column),
+    Migration(5, "audit_table", _audit_table),
 )
 
 

@@ -50,7 +50,8 @@ class _EmptiedSqlStore(SqlStore):
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers"
+                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
+                    " scheduler_audit"
                     " RESTART IDENTITY"
                 )
             )
