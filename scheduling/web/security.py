@@ -41,6 +41,7 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._actor import PRINCIPAL_KEY
 from .context import DashboardContext, get_context
 
 __all__ = [
@@ -282,6 +283,7 @@ async def require_auth(
             expected = _expected_csrf(request, ctx)
             if expected is None or not hmac.compare_digest(sent, expected.encode()):
                 raise HTTPException(status_code=403, detail=f"missing or wrong {CSRF_HEADER} header")
+    request.scope[PRINCIPAL_KEY] = principal  # who acts, for the audit trail (``request_actor``)
     return principal
 
 
