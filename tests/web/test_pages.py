@@ -29,7 +29,7 @@ from stores.workers import StoredWorker
 
 TOKEN = "page-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/workers"]
+PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/workers", "/audit"]
 
 # -- a small DOM from the standard library's parser -------------------------------------------------------------
 
@@ -412,6 +412,37 @@ async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClien
     assert "Paused" in row.text()
     (resume,) = action_buttons(row)
     assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
+
+
+async def test_the_entry_page_and_the_audit_page_show_operator_actions(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """A requeue through the API shows on the entry's page and on the Audit page, linking the entry; an entry no one
+    acted on says so."""
+    entry_id = filled.failed[0]
+    assert (await client.post(f"/api/entries/{entry_id}/requeue")).status_code == 200
+    filled.app.clock.advance(timedelta(seconds=1))
+    assert (await client.post("/api/recurring/nightly-report/pause")).status_code == 200
+
+    page = await get_page(client, f"/entries/{entry_id}")
+    table = page.by_id("entry-audit")
+    assert table is not None
+    [row] = table.find_all("tr", data_action="requeue")
+    assert "token (api)" in row.text() and "127.0.0.1" in row.text()
+    untouched = (await get_page(client, f"/entries/{filled.failed[1]}")).by_id("entry-audit")
+    assert untouched is not None and "No operator action recorded." in untouched.text()
+
+    audit = await get_page(client, "/audit")
+    rows = [r for r in audit.find_all("tr") if "data-action" in r.attrs]
+    assert [r.attrs["data-action"] for r in rows] == ["pause", "requeue"]
+    assert "nightly-report" in rows[0].text()
+    [link] = rows[1].find_all("a")
+    assert link.attrs["href"] == f"/entries/{entry_id}" and link.attrs["title"] == entry_id
+    first = await get_page(client, "/audit?limit=1")
+    older = first.by_id("audit-older")
+    assert older is not None
+    second = await get_page(client, older.attrs["href"])
+    assert [r.attrs["data-action"] for r in second.find_all("tr") if "data-action" in r.attrs] == ["requeue"]
 
 
 async def _a_worker_dies_holding_an_entry(filled: Filled) -> str:
