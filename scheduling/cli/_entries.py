@@ -212,11 +212,15 @@ def requeue(
         str | None,
         typer.Option("--type", help="With --all-failed: only this type (module.Name, or the class name alone)."),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --all-failed: requeue without asking for confirmation.")
+    ] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run dead letters again: FAILED -> PENDING, due now, retry count 0 (exit code 1 if nothing was requeued; an
-    ID that is not FAILED gets one line on stderr saying why)."""
+    ID that is not FAILED gets one line on stderr saying why). --all-failed states how many entries it would
+    requeue and asks first (on a terminal; elsewhere it needs --yes)."""
     if (entry_id is None) == (not all_failed):
         fail("give an ID or --all-failed (not both)", 2)
     if command_type is not None and not all_failed:
@@ -236,6 +240,8 @@ def requeue(
                 await record_action(opened, Actor.cli(), "requeue", now=now, entry_ids=result.requeued)
         else:
             wanted = await resolve_command_type(opened, command_type) if command_type is not None else None
+            if not yes and not await _confirm_requeue_all(opened, wanted):
+                return 2
             result = await requeue_failed(opened, now, wanted)
             target = "status=FAILED" + (f" type={wanted}" if wanted is not None else "")
             await record_action(
@@ -253,6 +259,28 @@ def requeue(
         return 0
 
     _run_with_store(store, work)
+
+
+async def _confirm_requeue_all(opened: ScheduledCommandStore, command_type: str | None) -> bool:
+    """Whether the operator confirms requeueing every FAILED entry (of ``command_type``), told how many: asked on a
+    terminal; refused (one line on stderr) when there is no terminal to ask on. None to requeue: nothing to ask."""
+    import sys
+
+    failed = ScheduledCommandStatus.FAILED
+    if command_type is None:
+        count = (await opened.count_by_status()).get(failed, 0)
+    else:
+        count = (await opened.count_by_command_type(failed)).get(command_type, 0)
+    if count == 0:
+        return True
+    what = f"{count} FAILED entr{'y' if count == 1 else 'ies'}" + (f" of {command_type}" if command_type else "")
+    if not sys.stdin.isatty():
+        typer.echo(f"error: requeue --all-failed would requeue {what}: confirm with --yes", err=True)
+        return False
+    if typer.confirm(f"Requeue {what}?", default=False, err=True):
+        return True
+    typer.echo("nothing requeued", err=True)
+    return False
 
 
 def purge(

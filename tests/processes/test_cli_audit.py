@@ -1,5 +1,6 @@
 """``cqrs-scheduling audit``: cancel, requeue (one or all failed) and purge run from the CLI each leave one record
-naming ``user@host``; refusals and dry runs leave none; ``--entry`` narrows the trail to one entry."""
+naming ``user@host``; refusals, dry runs and an unconfirmed requeue of every dead letter leave none; ``--entry``
+narrows the trail to one entry."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ def test_cli_actions_leave_records_read_back_by_audit(populated: tuple[str, dict
     assert cli("cancel", ids["later"], store=url).returncode == 0
     assert cli("cancel", ids["later"], store=url).returncode == 1  # refused: no record
     assert cli("requeue", ids["dead"], store=url).returncode == 0
-    assert cli("requeue", "--all-failed", "--type", "Fail", store=url).returncode == 0
+    refused = cli("requeue", "--all-failed", "--type", "Fail", store=url)  # no terminal to confirm on, no --yes
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "error: requeue --all-failed would requeue 1 FAILED entry of scheduling_app.Fail: confirm with --yes\n"
+    )
+    assert cli("requeue", "--all-failed", "--type", "Fail", "--yes", store=url).returncode == 0
     assert cli("purge", "--older-than", "1d", "--dry-run", store=url).returncode == 0  # counts only: no record
     assert cli("purge", "--older-than", "1d", "--status", "COMPLETED", store=url).returncode == 0
 
