@@ -80,6 +80,11 @@ def format_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
+def format_run_time(seconds: float) -> str:
+    """How long an attempt ran: ``12 ms`` under a second, else as ``format_duration``."""
+    return f"{max(0, round(seconds * 1000))} ms" if seconds < 1 else format_duration(seconds)
+
+
 def _pretty_json(text: str) -> str:
     """Indented JSON, or the text as it is when it is not JSON."""
     try:
@@ -228,6 +233,7 @@ def _render(
         "pq": lambda name: quote(str(name), safe=""),
         "iso": format_time,
         "duration": format_duration,
+        "run_time": format_run_time,
         "pretty": _pretty_json,
         "pretty_obj": _pretty_object,
         "nav": [{"label": label, "href": root + path, "current": path == nav_path} for label, path in _NAV],

@@ -445,6 +445,42 @@ async def test_the_entry_page_and_the_audit_page_show_operator_actions(
     assert [r.attrs["data-action"] for r in second.find_all("tr") if "data-action" in r.attrs] == ["requeue"]
 
 
+async def test_entries_show_short_ids_finished_at_duration_and_earlier_errors_as_history(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """Short ids (the full one on hover), finished-at and duration columns; an entry that completed after a retry
+    shows its old error as history, in the list and on its page, never as its current error."""
+    app = filled.app
+    recovered = await app.scheduler.schedule(Fail(key="once", times=1), ScheduleOptions(max_retries=2))
+    await app.service.run_until_idle()
+    app.clock.advance(timedelta(minutes=5))  # past the retry backoff
+    await app.service.run_until_idle()
+    assert (await app.store.get(recovered)).status is ScheduledCommandStatus.COMPLETED  # type: ignore[union-attr]
+
+    page = await get_page(client, "/entries")
+    link = page.by_id(f"entries-link-{recovered}")
+    assert link is not None
+    assert (link.text(), link.attrs["title"]) == (recovered[:8], recovered)
+    headers = [th.text() for th in page.find_all("th", scope="col")]
+    assert headers[headers.index("Failed attempts") + 1 : headers.index("Error") + 1] == [
+        "Finished",
+        "Duration",
+        "Error",
+    ]
+    row = page.by_id(f"entries-row-{recovered}")
+    assert row is not None
+    assert "earlier: ValueError: failure 1 of once" in row.text()
+    assert re.search(r"\b\d+ ms\b", row.text())
+    assert [e.attrs["datetime"] for e in row.find_all("time")][-1].startswith("20")
+
+    detail = await get_page(client, f"/entries/{recovered}")
+    error = detail.by_id("entry-error")
+    assert error is not None and "failure 1 of once" in error.text() and "an earlier attempt" in error.text()
+    assert "Earlier error" in detail.text() and "Last error" not in detail.text()
+    dead = await get_page(client, f"/entries/{filled.failed[0]}")
+    assert "Last error" in dead.text() and "Earlier error" not in dead.text()
+
+
 async def _a_worker_dies_holding_an_entry(filled: Filled) -> str:
     """A live worker and a gone one (last seen 2 leases ago) that still holds an entry under an expired lease."""
     app = filled.app
