@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-from .audit import AuditRecord
+from ._audit_contract import AuditTrailStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError
 from .schedules import StoredSchedule
@@ -60,7 +60,7 @@ class FinishedCount:
     count: int
 
 
-class ScheduledCommandStore(ABC):
+class ScheduledCommandStore(AuditTrailStore, ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
     A store opens itself on first use. ``async with store:`` or ``open()`` opens it at once, to fail fast (``open()``
@@ -80,10 +80,10 @@ class ScheduledCommandStore(ABC):
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
-    async def open(self) -> None:  # noqa: B027 - optional hook
+    async def open(self) -> None:
         """Connect and prepare (for example create tables). Idempotent."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release connections. The store may be opened again (explicitly, or by its next use)."""
 
     @property
@@ -390,32 +390,6 @@ class ScheduledCommandStore(ABC):
         """Delete, atomically, every worker whose ``last_seen_at`` is before ``seen_before``; return how many.
 
         .. versionadded:: 0.5
-        """
-
-    # -- the audit trail --------------------------------------------------------------------------------------
-
-    @abstractmethod
-    async def add_audit_record(self, record: AuditRecord) -> None:
-        """Append ``record`` to the audit trail atomically.
-
-        .. versionadded:: 0.6
-        """
-
-    @abstractmethod
-    async def list_audit_records(
-        self, *, entry_id: str | None = None, before: datetime | None = None, limit: int = 100
-    ) -> list[AuditRecord]:
-        """Up to ``limit`` records, newest first (by ``at``; records of one instant newest added first); only those
-        naming ``entry_id`` in their ``entry_ids`` when given, only those strictly before ``before`` when given.
-
-        .. versionadded:: 0.6
-        """
-
-    @abstractmethod
-    async def forget_audit_records(self, *, before: datetime) -> int:
-        """Delete, atomically, every record whose ``at`` is before ``before``; return how many.
-
-        .. versionadded:: 0.6
         """
 
     # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
