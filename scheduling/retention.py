@@ -7,6 +7,7 @@ store's ``purge`` in batches of ``batch_size`` with a ``batch_pause`` between th
 lock for long. Several workers may purge at once: every store deletes each entry in exactly one batch (PostgreSQL
 locks the chosen rows with ``SKIP LOCKED``, SQLite holds its write lock, Redis runs one script), so the work is
 split, never repeated. Recurring schedules are not touched; their finished occurrences are entries like any other.
+The audit trail of operator actions is kept ``audit`` long (90 days by default) and trimmed in the same round.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Retention(BaseModel):
     cancelled: timedelta | None = timedelta(days=30)
     #: Keep EXPIRED entries this long after they expired.
     expired: timedelta | None = timedelta(days=30)
+    #: Keep the audit trail's records of operator actions this long; ``None``: forever.
+    audit: timedelta | None = timedelta(days=90)
     #: How often the service looks for entries to delete (measured on the service's clock); the first round runs
     #: when the service starts.
     interval: timedelta = timedelta(minutes=10)
@@ -63,7 +66,7 @@ class Retention(BaseModel):
     #: Wall-clock pause between two batches of one round, leaving the database to the workers' own writes.
     batch_pause: timedelta = timedelta(milliseconds=50)
 
-    @field_validator(*_AGES)
+    @field_validator(*_AGES, "audit")
     @classmethod
     def _positive_age(cls, value: timedelta | None, info: object) -> timedelta | None:
         if value is not None and value <= timedelta(0):
@@ -88,7 +91,7 @@ class Retention(BaseModel):
     @classmethod
     def off(cls) -> Retention:
         """A retention that deletes nothing (every age ``None``)."""
-        return cls(completed=None, failed=None, cancelled=None, expired=None)
+        return cls(completed=None, failed=None, cancelled=None, expired=None, audit=None)
 
     @property
     def ages(self) -> dict[ScheduledCommandStatus, timedelta]:
@@ -144,6 +147,7 @@ class Purger:
                 if now - datetime.min.replace(tzinfo=now.tzinfo) <= age:
                     continue  # the clock is within ``age`` of the year 1: nothing can have finished that long ago
                 await self._purge_status(status, now - age, purged)
+            await self._forget_audit_records(now)
         finally:
             if purged:
                 counts = ", ".join(f"{count} {status.value.lower()}" for status, count in purged.items())
@@ -154,6 +158,19 @@ class Purger:
                     extra={"action": "purge", "worker_id": self._worker_id, "purged": _labels(purged)},
                 )
         return purged
+
+    async def _forget_audit_records(self, now: datetime) -> None:
+        age = self._retention.audit
+        if age is None or now - datetime.min.replace(tzinfo=now.tzinfo) <= age:
+            return
+        forgotten = await self._store.forget_audit_records(before=now - age)
+        if forgotten:
+            logger.info(
+                "retention deleted %d audit records older than %s",
+                forgotten,
+                age,
+                extra={"action": "purge", "worker_id": self._worker_id, "audit_records": forgotten},
+            )
 
     async def _purge_round(self) -> None:
         await self.purge_once()

@@ -17,6 +17,8 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P sched:{name}``    hash: one recurring schedule; ``P scheds``: set of schedule names
 - ``P w:{id}``          hash: one worker of the registry; ``P workers``: sorted set of worker ids by last seen
                         (their scripts are in ``_redis_workers.py``)
+- ``P audit``           sorted set of audit records by time, ``{seq:016d}:{JSON}``; ``P audit:seq`` its counter
+                        (``_redis_audit.py``)
 - ``P wakeup``          pub/sub channel: the due time of entries that just became PENDING
 - ``P finished``        pub/sub channel: the ids of entries that just reached a terminal status, a JSON list per
                         script run

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
+from ._audit_contract import AuditTrailStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
 from .queues import QueueInfo, Route
@@ -60,7 +61,7 @@ class FinishedCount:
     count: int
 
 
-class ScheduledCommandStore(ABC):
+class ScheduledCommandStore(AuditTrailStore, ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
     A store opens itself on first use. ``async with store:`` or ``open()`` opens it at once, to fail fast (``open()``
@@ -80,10 +81,10 @@ class ScheduledCommandStore(ABC):
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
-    async def open(self) -> None:  # noqa: B027 - optional hook
+    async def open(self) -> None:
         """Connect and prepare (for example create tables). Idempotent."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release connections. The store may be opened again (explicitly, or by its next use)."""
 
     @property

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._memory_audit import MemoryAudit
 from ._memory_queues import MemoryQueues
 from ._memory_workers import MemoryWorkers
 from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_paused_changes
@@ -31,7 +32,7 @@ PENDING = ScheduledCommandStatus.PENDING
 PROCESSING = ScheduledCommandStatus.PROCESSING
 
 
-class MemoryStore(MemoryWorkers, ScheduledCommandStore):
+class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
     """An in-memory ``ScheduledCommandStore``: for tests and single-process scripts; its entries are lost on exit.
 
     .. versionadded:: 0.1

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _redis_scripts as scripts
+from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_fleet import refuse_fleet_claim, refuse_fleet_entry
@@ -68,10 +69,11 @@ _SCRIPTS = {
     "register_worker": REGISTER_WORKER,
     "touch_worker": TOUCH_WORKER,
     "forget_workers": FORGET_WORKERS,
+    "add_audit_record": ADD_AUDIT_RECORD,
 }
 
 
-class RedisStore(RedisReads, RedisSchedules, RedisWorkers, ScheduledCommandStore):
+class RedisStore(RedisReads, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:

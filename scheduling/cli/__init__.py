@@ -24,7 +24,7 @@ import typer
 
 from ._common import HELP_STYLE, StoreOption, fail, store_url
 from ._dashboard import dashboard
-from ._entries import cancel, list_entries, purge, requeue, show, status
+from ._entries import audit, cancel, list_entries, purge, requeue, show, status
 from ._queues import queue_app
 from ._recurring import recurring_app
 from ._worker import worker
@@ -105,6 +105,7 @@ app.command()(show)
 app.command()(cancel)
 app.command()(requeue)
 app.command()(purge)
+app.command()(audit)
 app.command()(workers)
 app.add_typer(recurring_app, name="recurring")
 app.add_typer(queue_app, name="queue")

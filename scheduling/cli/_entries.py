@@ -1,4 +1,7 @@
-"""The operator commands on entries: status, list, show, cancel, requeue, purge."""
+"""The operator commands on entries: status, list, show, cancel, requeue, purge, audit.
+
+Cancel, requeue and purge leave one record each in the audit trail (``scheduling.audit``), as ``user@host``.
+"""
 
 from __future__ import annotations
 
@@ -192,12 +195,16 @@ def cancel(
     CANCELLED; a dismissed one keeps its error and attempts. With --running, a PROCESSING entry's worker is asked to
     cancel its attempt. Exit code 1 if it is unknown or in another status."""
     from scheduling.admin import CANCELLABLE, CANCELLABLE_RUNNING, cancel_entry
+    from scheduling.audit import Actor, record_action
 
     from ._lookup import resolve_entry_id
 
     async def work(opened: ScheduledCommandStore) -> int:
         full_id = await resolve_entry_id(opened, entry_id)
-        result = await cancel_entry(opened, full_id, datetime.now(UTC), running=running)
+        now = datetime.now(UTC)
+        result = await cancel_entry(opened, full_id, now, running=running)
+        if result.cancelled:
+            await record_action(opened, Actor.cli(), "cancel", now=now, entry_ids=[full_id])
         if as_json:
             _emit_json(result.model_dump(mode="json"))
         elif result.running:
@@ -222,17 +229,22 @@ def requeue(
         str | None,
         typer.Option("--type", help="With --all-failed: only this type (module.Name, or the class name alone)."),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --all-failed: requeue without asking for confirmation.")
+    ] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run dead letters again: FAILED -> PENDING, due now, retry count 0 (exit code 1 if nothing was requeued; an
-    ID that is not FAILED gets one line on stderr saying why)."""
+    ID that is not FAILED gets one line on stderr saying why). --all-failed states how many entries it would
+    requeue and asks first (on a terminal; elsewhere it needs --yes)."""
     if (entry_id is None) == (not all_failed):
         fail("give an ID or --all-failed (not both)", 2)
     if command_type is not None and not all_failed:
         fail("--type goes with --all-failed", 2)
 
     from scheduling.admin import requeue_entry, requeue_failed
+    from scheduling.audit import Actor, record_action
 
     from ._lookup import resolve_command_type, resolve_entry_id
 
@@ -241,9 +253,17 @@ def requeue(
         full_id = await resolve_entry_id(opened, entry_id) if entry_id is not None else None
         if full_id is not None:
             result = await requeue_entry(opened, full_id, now)
+            if result.requeued:
+                await record_action(opened, Actor.cli(), "requeue", now=now, entry_ids=result.requeued)
         else:
             wanted = await resolve_command_type(opened, command_type) if command_type is not None else None
+            if not yes and not await _confirm_requeue_all(opened, wanted):
+                return 2
             result = await requeue_failed(opened, now, wanted)
+            target = "status=FAILED" + (f" type={wanted}" if wanted is not None else "")
+            await record_action(
+                opened, Actor.cli(), "requeue_failed", now=now, target=target, count=len(result.requeued)
+            )
         requeued = result.requeued
         if as_json:
             _emit_json(result.model_dump(mode="json"))
@@ -256,6 +276,28 @@ def requeue(
         return 0
 
     _run_with_store(store, work)
+
+
+async def _confirm_requeue_all(opened: ScheduledCommandStore, command_type: str | None) -> bool:
+    """Whether the operator confirms requeueing every FAILED entry (of ``command_type``), told how many: asked on a
+    terminal; refused (one line on stderr) when there is no terminal to ask on. None to requeue: nothing to ask."""
+    import sys
+
+    failed = ScheduledCommandStatus.FAILED
+    if command_type is None:
+        count = (await opened.count_by_status()).get(failed, 0)
+    else:
+        count = (await opened.count_by_command_type(failed)).get(command_type, 0)
+    if count == 0:
+        return True
+    what = f"{count} FAILED entr{'y' if count == 1 else 'ies'}" + (f" of {command_type}" if command_type else "")
+    if not sys.stdin.isatty():
+        typer.echo(f"error: requeue --all-failed would requeue {what}: confirm with --yes", err=True)
+        return False
+    if typer.confirm(f"Requeue {what}?", default=False, err=True):
+        return True
+    typer.echo("nothing requeued", err=True)
+    return False
 
 
 def purge(
@@ -278,6 +320,7 @@ def purge(
     PROCESSING. Shows progress on a terminal. Deleting nothing is not an error: exit code 0."""
     from scheduling.admin import parse_duration
     from scheduling.admin import purge as purge_entries
+    from scheduling.audit import Actor, record_action
 
     try:
         age = parse_duration(older_than)
@@ -291,7 +334,8 @@ def purge(
     async def work(opened: ScheduledCommandStore) -> int:
         from rich.progress import Progress
 
-        cutoff = datetime.now(UTC) - age
+        now = datetime.now(UTC)
+        cutoff = now - age
         console = _console()
         show_progress = console.is_terminal and not as_json and not dry_run
         with Progress(console=console, disable=not show_progress, transient=True) as progress:
@@ -303,6 +347,9 @@ def purge(
                 dry_run=dry_run,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
+        if not dry_run:
+            target = f"older_than={older_than} statuses={','.join(s.value for s in statuses)}"
+            await record_action(opened, Actor.cli(), "purge", now=now, target=target, count=result.count)
         if as_json:
             _emit_json(result.model_dump(mode="json"))
         else:
@@ -310,6 +357,49 @@ def purge(
             typer.echo(
                 f"{verb} {result.count} entries finished before {cutoff.isoformat()} ({', '.join(result.statuses)})"
             )
+        return 0
+
+    _run_with_store(store, work)
+
+
+def audit(
+    entry_id: Annotated[
+        str | None,
+        typer.Option("--entry", metavar="ID", help="Only the actions on this entry (id or first characters)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1_000, help="Records to show, newest first.")] = 50,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The audit trail: operator actions (requeue, cancel, purge, pause, resume...), newest first: when, who, from
+    where, what, and the entries or the filter acted on."""
+    from scheduling.audit import audit_trail
+
+    from ._lookup import resolve_entry_id
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        full_id = await resolve_entry_id(opened, entry_id) if entry_id is not None else None
+        trail = await audit_trail(opened, entry_id=full_id, limit=limit)
+        if as_json:
+            _emit_json(trail.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        table = Table("when", "source", "actor", "client", "action", "count", "entries or target")
+        for record in trail.records:
+            aimed = ", ".join(record.entry_ids) if record.entry_ids else record.target or "-"
+            table.add_row(
+                record.at.isoformat(timespec="seconds"),
+                record.source,
+                record.actor,
+                record.client or "-",
+                record.action,
+                str(record.count),
+                aimed,
+            )
+        console = _console()
+        console.print(table)
+        console.print(f"{len(trail.records)} action{'' if len(trail.records) == 1 else 's'}")
         return 0
 
     _run_with_store(store, work)

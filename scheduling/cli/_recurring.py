@@ -80,7 +80,7 @@ def recurring_pause(name: NameArgument, store: StoreOption = None, as_json: Json
     from scheduling.admin import pause_schedule
 
     _act_on_schedule(
-        name, store, as_json, pause_schedule, lambda paused: f"paused {name} ({_cancelled(paused.cancelled)})"
+        "pause", name, store, as_json, pause_schedule, lambda paused: f"paused {name} ({_cancelled(paused.cancelled)})"
     )
 
 
@@ -93,7 +93,7 @@ def recurring_resume(name: NameArgument, store: StoreOption = None, as_json: Jso
         next_at = resumed.next_run_at.isoformat() if resumed.next_run_at else None
         return f"resumed {name}; next occurrence at {next_at}"
 
-    _act_on_schedule(name, store, as_json, resume_schedule, said)
+    _act_on_schedule("resume", name, store, as_json, resume_schedule, said)
 
 
 @recurring_app.command("remove")
@@ -102,11 +102,17 @@ def recurring_remove(name: NameArgument, store: StoreOption = None, as_json: Jso
     from scheduling.admin import remove_schedule
 
     _act_on_schedule(
-        name, store, as_json, remove_schedule, lambda removed: f"removed {name} ({_cancelled(removed.cancelled)})"
+        "remove",
+        name,
+        store,
+        as_json,
+        remove_schedule,
+        lambda removed: f"removed {name} ({_cancelled(removed.cancelled)})",
     )
 
 
 def _act_on_schedule(
+    verb: str,
     name: str,
     store: str | None,
     as_json: bool,
@@ -114,12 +120,15 @@ def _act_on_schedule(
     said: Callable[[Result], str],
 ) -> None:
     """Run ``action`` on the schedule ``name``; print its result as JSON or as ``said`` puts it. Exit code 1 (and
-    the schedules there are) if there is no such schedule."""
+    the schedules there are) if there is no such schedule. A done action leaves a record ``verb`` in the audit trail."""
+    from scheduling.audit import Actor, record_action
 
     async def work(opened: ScheduledCommandStore) -> int:
-        result = await action(opened, name, datetime.now(UTC))
+        now = datetime.now(UTC)
+        result = await action(opened, name, now)
         if result is None:
             return _unknown_schedule(name, opened)
+        await record_action(opened, Actor.cli(), verb, now=now, target=name, count=1)
         if as_json:
             _emit_json(result.model_dump(mode="json"))
         else:

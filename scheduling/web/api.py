@@ -17,17 +17,23 @@ POST /api/purge                            ``PurgeResult`` (422 bad duration/sta
 GET  /api/recurring                        ``RecurringList``                            ``recurring list``
 GET  /api/workers                          ``Fleet``                                    ``workers --json``
 POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (404)     ``recurring pause``
+GET  /api/audit                            ``AuditTrail``                               ``audit --json``
 =========================================  ===========================================  ======================
 
 ``POST /api/entries/{id}/cancel?running=true`` (``cancel ID --running``) also cancels a PROCESSING entry's attempt.
+
+Every change (cancel, requeue, requeue of dead letters, purge, pause, resume) leaves one record in the audit trail
+(``scheduling.audit``): the actor (``token`` for the bearer token, ``session`` for a dashboard browser, or the
+``authenticate=`` principal), the client address, and the entries or the filter it acted on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from scheduling import admin
@@ -42,10 +48,12 @@ from scheduling.admin import (
     ResumeResult,
     StoreOverview,
 )
+from scheduling.audit import AuditTrail, audit_trail, record_action
 from scheduling.workers import Fleet
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 
+from ._actor import request_actor
 from .context import DashboardContext, get_context
 
 __all__ = ["ApiError", "PurgeRequest", "RequeueFailedRequest", "read_router", "write_router"]
@@ -137,6 +145,19 @@ async def get_recurring(ctx: Context) -> RecurringList:
     return await admin.recurring_list(ctx.store)
 
 
+@read_router.get("/audit", responses=_errors(422))
+async def get_audit(
+    ctx: Context,
+    entry_id: Annotated[str | None, Query(description="Only the actions on this entry.")] = None,
+    before: Annotated[datetime | None, Query(description="Only actions before this time (the next page).")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Records per page.")] = 100,
+) -> AuditTrail:
+    """Operator actions (who, what, which entries, when, from where), newest first."""
+    if before is not None and before.tzinfo is None:
+        raise HTTPException(status_code=422, detail=f"before {before.isoformat()!r} needs a UTC offset")
+    return await audit_trail(ctx.store, entry_id=entry_id, before=before, limit=limit)
+
+
 async def _refuse(
     ctx: DashboardContext,
     action: str,
@@ -150,6 +171,7 @@ async def _refuse(
 
 @write_router.post("/entries/{entry_id}/cancel", responses=_errors(404, 409))
 async def cancel_entry(
+    request: Request,
     ctx: Context,
     entry_id: Annotated[str, Path(description="The entry's id.")],
     running: Annotated[bool, Query(description="Also cancel a PROCESSING entry's attempt.")] = False,
@@ -160,29 +182,47 @@ async def cancel_entry(
     result = await admin.cancel_entry(ctx.store, entry_id, ctx.now(), running=running)
     if not result.cancelled:
         raise await _refuse(ctx, "cancel", entry_id, admin.CANCELLABLE_RUNNING if running else admin.CANCELLABLE)
+    await record_action(ctx.store, request_actor(request), "cancel", now=ctx.now(), entry_ids=[entry_id])
     return result
 
 
 @write_router.post("/entries/{entry_id}/requeue", responses=_errors(404, 409))
-async def requeue_entry(ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]) -> RequeueResult:
+async def requeue_entry(
+    request: Request, ctx: Context, entry_id: Annotated[str, Path(description="The entry's id.")]
+) -> RequeueResult:
     """Run a dead letter again: FAILED -> PENDING, due now, retry count 0."""
     result = await admin.requeue_entry(ctx.store, entry_id, ctx.now())
     if not result.requeued:
         raise await _refuse(ctx, "requeue", entry_id, ScheduledCommandStatus.FAILED)
+    await record_action(ctx.store, request_actor(request), "requeue", now=ctx.now(), entry_ids=[entry_id])
     return result
 
 
 @write_router.post("/dead-letters/requeue")
 async def requeue_dead_letters(
-    ctx: Context, request: Annotated[RequeueFailedRequest | None, Body()] = None
+    http: Request, ctx: Context, request: Annotated[RequeueFailedRequest | None, Body()] = None
 ) -> RequeueResult:
     """Requeue every FAILED entry, or those of one command type; the ids requeued (maybe none)."""
     command_type = request.command_type if request is not None else None
-    return await admin.requeue_failed(ctx.store, ctx.now(), command_type)
+    result = await admin.requeue_failed(ctx.store, ctx.now(), command_type)
+    await record_action(
+        ctx.store,
+        request_actor(http),
+        "requeue_failed",
+        now=ctx.now(),
+        target=requeue_failed_target(command_type),
+        count=len(result.requeued),
+    )
+    return result
+
+
+def requeue_failed_target(command_type: str | None) -> str:
+    """The filter of a requeue of dead letters, as the audit trail names it."""
+    return "status=FAILED" + (f" type={command_type}" if command_type is not None else "")
 
 
 @write_router.post("/purge", responses=_errors(422))
-async def purge(ctx: Context, request: PurgeRequest) -> PurgeResult:
+async def purge(http: Request, ctx: Context, request: PurgeRequest) -> PurgeResult:
     """Delete finished entries (and their attempts) older than ``older_than``; never PENDING or PROCESSING."""
     try:
         age = admin.parse_duration(request.older_than)
@@ -198,7 +238,11 @@ async def purge(ctx: Context, request: PurgeRequest) -> PurgeResult:
         cutoff = ctx.now() - age
     except OverflowError:
         raise HTTPException(status_code=422, detail=f"older_than {request.older_than!r} is too long") from None
-    return await admin.purge(ctx.store, older_than=cutoff, statuses=statuses, dry_run=request.dry_run)
+    result = await admin.purge(ctx.store, older_than=cutoff, statuses=statuses, dry_run=request.dry_run)
+    if not request.dry_run:
+        target = f"older_than={request.older_than} statuses={','.join(s.value for s in statuses)}"
+        await record_action(ctx.store, request_actor(http), "purge", now=ctx.now(), target=target, count=result.count)
+    return result
 
 
 def _unknown_schedule(ctx: DashboardContext, name: str) -> HTTPException:
@@ -207,18 +251,24 @@ def _unknown_schedule(ctx: DashboardContext, name: str) -> HTTPException:
 
 # ``{name:path}``: a name may contain "/" (sent as %2F, which the server decodes before routing).
 @write_router.post("/recurring/{name:path}/pause", responses=_errors(404))
-async def pause_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> PauseResult:
+async def pause_schedule(
+    request: Request, ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]
+) -> PauseResult:
     """Pause a schedule: its pending occurrence is cancelled and no new one is created until resumed."""
     result = await admin.pause_schedule(ctx.store, name, ctx.now())
     if result is None:
         raise _unknown_schedule(ctx, name)
+    await record_action(ctx.store, request_actor(request), "pause", now=ctx.now(), target=name, count=1)
     return result
 
 
 @write_router.post("/recurring/{name:path}/resume", responses=_errors(404))
-async def resume_schedule(ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]) -> ResumeResult:
+async def resume_schedule(
+    request: Request, ctx: Context, name: Annotated[str, Path(description="The schedule's name.")]
+) -> ResumeResult:
     """Resume a paused schedule at its next future occurrence (missed ones are not run)."""
     result = await admin.resume_schedule(ctx.store, name, ctx.now())
     if result is None:
         raise _unknown_schedule(ctx, name)
+    await record_action(ctx.store, request_actor(request), "resume", now=ctx.now(), target=name, count=1)
     return result

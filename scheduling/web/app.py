@@ -25,6 +25,7 @@ from stores.base import ScheduledCommandStore
 from stores.errors import UnreadableEntryError
 
 from . import api, pages, security
+from ._throttle import TooManyLogins
 from .context import STATE_KEY, TEMPLATES_KEY, DashboardContext, get_context
 from .security import LoginRequired, require_auth
 from .settings import DashboardSettings
@@ -92,6 +93,7 @@ def create_dashboard_app(
         app.dependency_overrides[security.authenticate_with_token] = authenticate
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(UnreadableEntryError, _unreadable_entry)
+    app.add_exception_handler(TooManyLogins, _too_many_logins)
     app.add_middleware(security.SecurityHeaders)
 
     authenticated = [Depends(require_auth)]
@@ -121,6 +123,17 @@ async def _login_required(request: Request, exc: Exception) -> Response:
         page = security.login_page(request, next_url=request.url.path + (f"?{query}" if query else ""))
         # login_page strips any ``token`` from next_url: a stale token never goes into the form
         page.headers["WWW-Authenticate"] = "Bearer"
+        return page
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _too_many_logins(request: Request, exc: Exception) -> Response:
+    """429: the login form saying how long to wait, for browsers; JSON for programs; ``Retry-After`` for both."""
+    assert isinstance(exc, StarletteHTTPException)
+    if security.wants_html(request) or request.url.path.endswith("/login"):
+        page = security.login_page(request, error=f"T{str(exc.detail)[1:]}.")
+        page.status_code = 429
+        page.headers.update(exc.headers or {})
         return page
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 

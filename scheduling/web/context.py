@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 from scheduling.clock import Clock
 from stores.base import ScheduledCommandStore
 
+from ._throttle import LoginThrottle
 from .settings import DashboardSettings
 
 __all__ = ["STATE_KEY", "TEMPLATES_KEY", "DashboardContext", "get_context"]
@@ -45,9 +46,19 @@ class DashboardContext:
     authenticate: Callable[..., Any] | None = None
     #: The key signing session cookies and CSRF tokens (``settings.session_secret`` or random per app).
     secret: bytes = field(default=b"", repr=False)
+    #: Recent failed logins per client address (``settings.login_attempts`` within ``settings.login_window``).
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle, repr=False, compare=False)
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def check_login_throttle(self, request: HTTPConnection) -> None:
+        """429 when this client failed to log in too often lately (see ``_throttle.py``)."""
+        window = self.settings.login_window
+        self.login_throttle.check(request, self.now(), attempts=self.settings.login_attempts, window=window)
+
+    def login_failed(self, request: HTTPConnection, how: str) -> None:
+        self.login_throttle.failed(request, self.now(), how, window=self.settings.login_window)
 
 
 def get_context(request: HTTPConnection) -> DashboardContext:

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from scheduling import admin
+from scheduling.audit import audit_trail
 from scheduling.workers import Fleet
 from stores.entries import ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
@@ -40,6 +41,8 @@ Context = Annotated[DashboardContext, Depends(get_context)]
 
 #: Page sizes offered by the entries filter form (the settings' page size is added to them).
 PAGE_SIZES = (20, 50, 100, 200)
+#: The most operator actions the entry page lists (newest first).
+ENTRY_AUDIT_LIMIT = 50
 
 #: Section links of the header: label and path below the mount root.
 _NAV = (
@@ -48,6 +51,7 @@ _NAV = (
     ("Dead letters", "/dead-letters"),
     ("Recurring", "/recurring"),
     ("Workers", "/workers"),
+    ("Audit", "/audit"),
 )
 
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -74,6 +78,11 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     return f"{secs} s"
+
+
+def format_run_time(seconds: float) -> str:
+    """How long an attempt ran: ``12 ms`` under a second, else as ``format_duration``."""
+    return f"{max(0, round(seconds * 1000))} ms" if seconds < 1 else format_duration(seconds)
 
 
 def _pretty_json(text: str) -> str:
@@ -224,6 +233,7 @@ def _render(
         "pq": lambda name: quote(str(name), safe=""),
         "iso": format_time,
         "duration": format_duration,
+        "run_time": format_run_time,
         "pretty": _pretty_json,
         "pretty_obj": _pretty_object,
         "nav": [{"label": label, "href": root + path, "current": path == nav_path} for label, path in _NAV],
@@ -371,7 +381,9 @@ async def entry_page(request: Request, ctx: Context, entry_id: str, fragment: Fr
             message=f"There is no entry with id {entry_id!r} in {ctx.store.description}.",
             status_code=404,
         )
-    return _render(request, ctx, "entry", title=f"Entry {entry_id}", values={"detail": detail}, fragment=fragment)
+    actions = await ctx.store.list_audit_records(entry_id=detail.entry.id, limit=ENTRY_AUDIT_LIMIT)
+    values = {"detail": detail, "actions": actions}
+    return _render(request, ctx, "entry", title=f"Entry {entry_id}", values=values, fragment=fragment)
 
 
 @router.get("/dead-letters", response_class=HTMLResponse, name="dead_letters")
@@ -420,4 +432,24 @@ async def workers_page(request: Request, ctx: Context, fragment: Fragment = None
     fleet = await Fleet.read(ctx.store, ctx.now())
     return _render(
         request, ctx, "workers", title="Workers", values={"fleet": fleet}, fragment=fragment, nav_path="/workers"
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse, name="audit")
+async def audit_page(
+    request: Request, ctx: Context, before: datetime | None = None, limit: Limit = None, fragment: Fragment = None
+) -> Response:
+    """Operator actions, newest first: when, what, who, from where, the entries or the filter acted on."""
+    if before is not None and before.tzinfo is None:
+        before = before.replace(tzinfo=UTC)
+    trail = await audit_trail(ctx.store, before=before, limit=limit if limit is not None else ctx.settings.page_size)
+    older = None if trail.next_before is None else _url_with(request, before=trail.next_before.isoformat())
+    return _render(
+        request,
+        ctx,
+        "audit",
+        title="Audit",
+        values={"trail": trail, "older_url": older},
+        fragment=fragment,
+        nav_path="/audit",
     )

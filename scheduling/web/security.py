@@ -41,6 +41,7 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._actor import PRINCIPAL_KEY
 from .context import DashboardContext, get_context
 
 __all__ = [
@@ -214,15 +215,20 @@ async def authenticate_with_token(
     """
     credentials = _bearer_credentials(request)
     if credentials is not None:
+        ctx.check_login_throttle(request)
         if _token_matches(ctx, credentials):
             request.scope[_AUTHENTICATED_BY] = "bearer"
             return "bearer"
+        ctx.login_failed(request, "bearer token")
         raise LoginRequired("invalid credentials: the bearer token does not match")
     has_session = _valid_session(ctx, request.cookies.get(SESSION_COOKIE))
     query_token = request.query_params.get("token")
     if query_token is not None and request.method in ("GET", "HEAD"):
+        if not has_session:
+            ctx.check_login_throttle(request)
         logs_in = _token_matches(ctx, query_token)
         if not (logs_in or has_session):
+            ctx.login_failed(request, "?token= in the URL")
             raise LoginRequired("invalid token")
         target = _same_url_without_token(request)
         headers = {"Location": target, "Cache-Control": "no-store"}
@@ -282,6 +288,7 @@ async def require_auth(
             expected = _expected_csrf(request, ctx)
             if expected is None or not hmac.compare_digest(sent, expected.encode()):
                 raise HTTPException(status_code=403, detail=f"missing or wrong {CSRF_HEADER} header")
+    request.scope[PRINCIPAL_KEY] = principal  # who acts, for the audit trail (``request_actor``)
     return principal
 
 
@@ -420,7 +427,9 @@ async def login(
 ) -> Response:
     """Check the posted token; set the session cookie and go to ``next``. Cross-site posts are refused (403)."""
     _refuse_cross_site(request, ctx)
+    ctx.check_login_throttle(request)
     if not _token_matches(ctx, token):
+        ctx.login_failed(request, "login form")
         return login_page(request, error="That token is not right.", next_url=next)
     response = RedirectResponse(_safe_next(request, next), status_code=303)
     _set_session_cookie(response, request, ctx)

@@ -37,6 +37,10 @@ class DashboardSettings(BaseModel):
     #: Origins besides the request's own scheme and ``Host`` whose mutations are accepted (``Origin`` check), such
     #: as ``https://dash.example.com`` when a proxy rewrites the ``Host`` header. ``scheme://host[:port]`` only.
     allowed_origins: frozenset[str] = frozenset()
+    #: Failed logins (a wrong token) a client address may make within ``login_window``; the next attempts within
+    #: it are refused with 429 and ``Retry-After``.
+    login_attempts: int = Field(default=5, ge=1, le=10_000)
+    login_window: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """Schema migrations: ordered, named steps, each taking the schema from one version to the next.
 
 Like procrastinate's numbered migration files and Django's ``operations`` lists, but in one module and run by the
-store itself (no Alembic: the library owns six tables and a migration is a few statements that must work the same
+store itself (no Alembic: the library owns seven tables and a migration is a few statements that must work the same
 on SQLite and PostgreSQL). ``upgrade`` runs, in the caller's write transaction, every step above the version the
 database has; the caller holds the schema lock (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``, the
 write lock), so processes opening an old database at once migrate it exactly once: the first one migrates and
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import ENTRIES, WORKERS
+from ._tables import AUDIT, ENTRIES, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
 
@@ -99,6 +99,11 @@ async def _cancel_requested_column(conn: AsyncConnection) -> None:
     await conn.execute(text(f"ALTER TABLE scheduled_commands ADD COLUMN cancel_requested_at {timestamp}"))
 
 
+async def _audit_table(conn: AsyncConnection) -> None:
+    """The audit trail of operator actions: a table of its own, empty until the first action."""
+    await conn.run_sync(lambda sync: AUDIT.create(sync, checkfirst=True))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -106,6 +111,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "trace_context_column", _trace_context_column),
     Migration(5, "queue_and_lock_columns", _queue_and_lock_columns),
     Migration(6, "cancel_requested_column", _cancel_requested_column),
+    Migration(7, "audit_table", _audit_table),
 )
 
 

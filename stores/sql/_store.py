@@ -3,7 +3,7 @@
 Async all the way: SQLAlchemy's async engine with aiosqlite or psycopg 3, so no database call blocks the loop. This
 class is the same for both databases: it opens, runs transactions and turns rows into entries; what differs between
 them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named functions in ``_queries.py`` and
-``_schedules.py`` and ``_workers.py``, the tables in ``_tables.py``.
+``_schedules.py``, ``_workers.py`` and ``_audit.py``, the tables in ``_tables.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from stores.audit import AuditRecord
 from stores.base import FinishedCount, ReclaimedEntry
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
@@ -25,6 +26,7 @@ from stores.queues import QueueInfo, Route
 from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
 
+from . import _audit as audit
 from . import _queries as queries
 from . import _queues as queue_queries
 from . import _schedules as schedules
@@ -481,3 +483,19 @@ class SqlStore(SqlConnections):
     async def forget_workers(self, *, seen_before: datetime) -> int:
         async with self._single_statement() as conn:
             return await workers.forget_workers(conn, seen_before)
+
+    # -- the audit trail (SQL in _audit.py) ---------------------------------------------------------------------
+
+    async def add_audit_record(self, record: AuditRecord) -> None:
+        async with self._single_statement() as conn:
+            await audit.add_audit_record(conn, record)
+
+    async def list_audit_records(
+        self, *, entry_id: str | None = None, before: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        async with self._read() as conn:
+            return await audit.list_audit_records(conn, entry_id, before, limit)
+
+    async def forget_audit_records(self, *, before: datetime) -> int:
+        async with self._single_statement() as conn:
+            return await audit.forget_audit_records(conn, before)

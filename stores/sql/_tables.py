@@ -1,8 +1,8 @@
 """The SQL schema, in one place: tables as SQLModel classes, indexes, and the schema version.
 
 ``SCHEMA_VERSION`` is bumped with every change of these definitions, together with a migration step; a database
-whose version row is newer than this code is refused. ``ENTRIES``, ``ATTEMPTS``, ``SCHEDULES``, ``SCHEMA`` and
-``WORKERS`` are the tables every query of the package is written against, defined here once.
+whose version row is newer than this code is refused. ``ENTRIES``, ``ATTEMPTS``, ``SCHEDULES``, ``SCHEMA``,
+``WORKERS`` and ``AUDIT`` are the tables every query of the package is written against, defined here once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ._rows import UnreadableValue
 
 __all__ = [
     "ATTEMPTS",
+    "AUDIT",
     "ENTRIES",
     "QUEUES",
     "SCHEDULES",
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WORKERS",
     "AttemptRow",
+    "AuditRow",
     "EntryRow",
     "QueueRow",
     "ScheduleRow",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -278,9 +280,28 @@ class WorkerRow(_StoreModel, table=True):
     stopped_at: datetime | None = _when(default=None)
 
 
+class AuditRow(_StoreModel, table=True):
+    """One operator action of the audit trail (schema version 7): who did what to which entries, when, from where."""
+
+    __tablename__ = "scheduler_audit"
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=_BIGINT_KEY)
+    at: datetime = _when(nullable=False, index=True)
+    #: dashboard, api, cli or library.
+    source: str = Field(sa_type=String(16), nullable=False)
+    actor: str = Field(sa_type=String(256), nullable=False)
+    action: str = Field(sa_type=String(64), nullable=False)
+    #: A JSON list of entry ids (empty for an action on a filter or a schedule).
+    entry_ids_json: str = Field(sa_type=Text, nullable=False)
+    target: str | None = Field(default=None, sa_type=String(1024))
+    count: int = Field(nullable=False)
+    client: str | None = Field(default=None, sa_type=String(256))
+
+
 ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
 SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
 SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[attr-defined]
 QUEUES: Table = QueueRow.__table__  # type: ignore[attr-defined]
+AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]

@@ -44,7 +44,8 @@ async def _opened(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     async with store.engine.begin() as conn:  # the run's database is shared by the tests: start empty
         await conn.execute(
             text(
-                "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers"
+                "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
+                " scheduler_audit"
                 " RESTART IDENTITY"
             )
         )

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, insert, inspect, select, text
 
+from stores.audit import AuditRecord
 from stores.errors import SchemaVersionError
 from stores.queues import Route
 from stores.sql import SqlStore
@@ -323,6 +324,22 @@ def test_an_upgraded_database_keeps_a_worker_registry(
             return await store.list_workers()
 
     assert [worker.worker_id for worker in asyncio.run(register_and_list())] == ["w-1"]
+
+
+def test_an_upgraded_database_keeps_an_audit_trail(
+    make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
+) -> None:
+    url = make_database("v1")
+    create_v1(engine_for(url))
+    assert "audit_table" in [step.name for step in MIGRATIONS]
+    record = AuditRecord(at=BASE, source="cli", actor="ops@h", action="purge", count=3)
+
+    async def add_and_list() -> list[AuditRecord]:
+        async with SqlStore(store_url(url)) as store:
+            await store.add_audit_record(record)
+            return await store.list_audit_records()
+
+    assert asyncio.run(add_and_list()) == [record]
 
 
 def test_a_newer_schema_is_still_refused_and_left_alone(

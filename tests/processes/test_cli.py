@@ -82,9 +82,9 @@ def test_cancel_and_requeue_exit_codes(populated: tuple[str, dict[str, str]]) ->
     assert_one_line_error(cli("cancel", "no-such-id", store=url), 1, "no such entry")
     assert cli("requeue", ids["dead"], store=url).returncode == 0
     assert_one_line_error(cli("requeue", ids["dead"], store=url), 1, "it is PENDING, not FAILED")
-    result = cli("requeue", "--all-failed", "--type", "scheduling_app.Fail", "--json", store=url)
+    result = cli("requeue", "--all-failed", "--yes", "--type", "scheduling_app.Fail", "--json", store=url)
     assert json.loads(result.stdout) == {"requeued": [ids["dead2"]]}
-    assert cli("requeue", "--all-failed", store=url).returncode == 1  # nothing left to requeue
+    assert cli("requeue", "--all-failed", store=url).returncode == 1  # nothing left to requeue (nothing to confirm)
     assert_one_line_error(cli("requeue", store=url), 2, "give an ID or --all-failed")
 
 

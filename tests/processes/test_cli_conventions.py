@@ -55,7 +55,7 @@ def test_type_accepts_the_class_name_alone_when_unambiguous(populated: tuple[str
     by_full = json.loads(cli("list", "--type", "scheduling_app.Record", "--json", store=url).stdout)
     assert len(by_short["entries"]) == 3
     assert by_short == by_full
-    requeued = cli("requeue", "--all-failed", "--type", "Fail", "--json", store=url)
+    requeued = cli("requeue", "--all-failed", "--type", "Fail", "--yes", "--json", store=url)
     assert sorted(json.loads(requeued.stdout)["requeued"]) == sorted([ids["dead"], ids["dead2"]]), requeued.stderr
 
     asyncio.run(add_copies(url, ids["done"], other_0001="billing.Record"))

@@ -119,10 +119,19 @@ def test_cli_lists_pauses_resumes_and_removes(tmp_path: Path) -> None:
             assert [s.name for s in await store.list_schedules()] == ["report"]
             pending = await store.list_entries(status=ScheduledCommandStatus.PENDING)
             assert [e.recurring_name for e in pending] == ["report"]
+            # Each change left one audit record, newest first, naming the schedule.
+            trail = [(r.source, r.action, r.target) for r in await store.list_audit_records()]
+            assert trail == [("cli", "remove", "cleanup"), ("cli", "resume", "report"), ("cli", "pause", "report")]
 
     asyncio.run(check())
     for command in ("pause", "resume", "remove"):
         missing = cli(command, "nope", url=url)
         assert missing.returncode == 1
         assert missing.stderr.strip().startswith("error: no recurring schedule named 'nope'")
+
+    async def nothing_more() -> None:
+        async with SqlStore(url) as store:
+            assert len(await store.list_audit_records()) == 3  # the refusals left none
+
+    asyncio.run(nothing_more())
     assert cli("pause", url=url).returncode == 2

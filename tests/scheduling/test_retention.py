@@ -20,6 +20,7 @@ from scheduling import (
 from scheduling.observer import SchedulingObserver
 from scheduling.retention import Purger
 from stores import MemoryStore
+from stores.audit import AuditRecord
 from stores.errors import StoreUnavailableError
 
 S = ScheduledCommandStatus
@@ -123,6 +124,24 @@ async def test_a_round_purges_each_status_by_its_own_age() -> None:
     assert (await status(app, ids["cancelled"])).status is S.CANCELLED  # no age: kept
     assert (await status(app, ids["pending"])).status is S.PENDING  # never purged, however old
     assert observer.calls == [(S.COMPLETED, 1), (S.EXPIRED, 1), (S.FAILED, 1)]
+
+
+async def test_a_round_forgets_audit_records_older_than_their_age() -> None:
+    """The audit trail is trimmed with the entries: records older than ``audit`` go, newer ones and, with
+    ``audit=None``, every one stay."""
+    retention = Retention(audit=10 * DAY, **FAST)
+    app = make_app(retention=retention)
+    for action in ("old", "new"):
+        record = AuditRecord(at=app.clock.now(), source="cli", actor="ops@host", action=action)
+        await app.store.add_audit_record(record)
+        app.clock.advance(5 * DAY)
+    app.clock.advance(timedelta(seconds=1))  # "old" is 10 days and 1 s old, "new" 5 days and 1 s
+
+    await purger(app, Retention(audit=None, **FAST), PurgeCounts()).purge_once()
+    assert len(await app.store.list_audit_records()) == 2
+    await purger(app, retention, PurgeCounts()).purge_once()
+    assert [r.action for r in await app.store.list_audit_records()] == ["new"]
+    assert Retention().audit == 90 * DAY and Retention.off().audit is None
 
 
 async def test_a_round_deletes_in_batches_and_counts_each() -> None:

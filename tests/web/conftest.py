@@ -48,7 +48,8 @@ async def postgresql_store(postgres_url: str) -> AsyncIterator[SqlStore]:
         async with store.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers"
+                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
+                    " scheduler_audit"
                     " RESTART IDENTITY"
                 )
             )

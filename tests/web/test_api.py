@@ -379,6 +379,7 @@ async def test_openapi_describes_every_route_with_typed_bodies(client: httpx.Asy
         "/api/recurring/{name}/pause",
         "/api/recurring/{name}/resume",
         "/api/workers",
+        "/api/audit",
     }
     ok = paths["/api/overview"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/StoreOverview"}

@@ -436,6 +436,25 @@ def test_pause_and_resume_a_recurring_schedule(served: Served, browser: Any) -> 
     assert browser.execute_script("return window.e2eMarker;") == "recurring"
 
 
+def test_a_requeue_from_the_dashboard_is_on_the_audit_page_and_the_entry_page(served: Served, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    entry_id = served.schedule_dead_letter("audited")
+    wait_for(browser, lambda _: served.status(entry_id) == "FAILED", "dead-lettered")
+    login(browser, served.url, "/dead-letters")
+    wait_for(browser, lambda d: element(d, f"dead-requeue-{entry_id}") is not None, "the dead letter is listed")
+    browser.find_element(By.ID, f"dead-requeue-{entry_id}").click()
+    wait_for(browser, lambda d: f"Requeued entry {entry_id}." in d.find_element(By.ID, "announcer").text, "announced")
+
+    browser.get(f"{served.url}/audit")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-action="requeue"]')
+    assert "session (dashboard)" in row.text and entry_id[:8] in row.text
+    screenshot(browser, "audit")
+    row.find_element(By.TAG_NAME, "a").click()
+    wait_for(browser, lambda d: element(d, "entry-audit") is not None, "the entry page")
+    assert "requeue" in browser.find_element(By.ID, "entry-audit").text
+
+
 def test_read_only_mode_shows_no_buttons_and_refuses_changes(served: Served, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 

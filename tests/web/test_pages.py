@@ -29,7 +29,7 @@ from stores.workers import StoredWorker
 
 TOKEN = "page-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/workers"]
+PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/workers", "/audit"]
 
 # -- a small DOM from the standard library's parser -------------------------------------------------------------
 
@@ -412,6 +412,73 @@ async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClien
     assert "Paused" in row.text()
     (resume,) = action_buttons(row)
     assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
+
+
+async def test_the_entry_page_and_the_audit_page_show_operator_actions(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """A requeue through the API shows on the entry's page and on the Audit page, linking the entry; an entry no one
+    acted on says so."""
+    entry_id = filled.failed[0]
+    assert (await client.post(f"/api/entries/{entry_id}/requeue")).status_code == 200
+    filled.app.clock.advance(timedelta(seconds=1))
+    assert (await client.post("/api/recurring/nightly-report/pause")).status_code == 200
+
+    page = await get_page(client, f"/entries/{entry_id}")
+    table = page.by_id("entry-audit")
+    assert table is not None
+    [row] = table.find_all("tr", data_action="requeue")
+    assert "token (api)" in row.text() and "127.0.0.1" in row.text()
+    untouched = (await get_page(client, f"/entries/{filled.failed[1]}")).by_id("entry-audit")
+    assert untouched is not None and "No operator action recorded." in untouched.text()
+
+    audit = await get_page(client, "/audit")
+    rows = [r for r in audit.find_all("tr") if "data-action" in r.attrs]
+    assert [r.attrs["data-action"] for r in rows] == ["pause", "requeue"]
+    assert "nightly-report" in rows[0].text()
+    [link] = rows[1].find_all("a")
+    assert link.attrs["href"] == f"/entries/{entry_id}" and link.attrs["title"] == entry_id
+    first = await get_page(client, "/audit?limit=1")
+    older = first.by_id("audit-older")
+    assert older is not None
+    second = await get_page(client, older.attrs["href"])
+    assert [r.attrs["data-action"] for r in second.find_all("tr") if "data-action" in r.attrs] == ["requeue"]
+
+
+async def test_entries_show_short_ids_finished_at_duration_and_earlier_errors_as_history(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """Short ids (the full one on hover), finished-at and duration columns; an entry that completed after a retry
+    shows its old error as history, in the list and on its page, never as its current error."""
+    app = filled.app
+    recovered = await app.scheduler.schedule(Fail(key="once", times=1), ScheduleOptions(max_retries=2))
+    await app.service.run_until_idle()
+    app.clock.advance(timedelta(minutes=5))  # past the retry backoff
+    await app.service.run_until_idle()
+    assert (await app.store.get(recovered)).status is ScheduledCommandStatus.COMPLETED  # type: ignore[union-attr]
+
+    page = await get_page(client, "/entries")
+    link = page.by_id(f"entries-link-{recovered}")
+    assert link is not None
+    assert (link.text(), link.attrs["title"]) == (recovered[:8], recovered)
+    headers = [th.text() for th in page.find_all("th", scope="col")]
+    assert headers[headers.index("Failed attempts") + 1 : headers.index("Error") + 1] == [
+        "Finished",
+        "Duration",
+        "Error",
+    ]
+    row = page.by_id(f"entries-row-{recovered}")
+    assert row is not None
+    assert "earlier: ValueError: failure 1 of once" in row.text()
+    assert re.search(r"\b\d+ ms\b", row.text())
+    assert [e.attrs["datetime"] for e in row.find_all("time")][-1].startswith("20")
+
+    detail = await get_page(client, f"/entries/{recovered}")
+    error = detail.by_id("entry-error")
+    assert error is not None and "failure 1 of once" in error.text() and "an earlier attempt" in error.text()
+    assert "Earlier error" in detail.text() and "Last error" not in detail.text()
+    dead = await get_page(client, f"/entries/{filled.failed[0]}")
+    assert "Last error" in dead.text() and "Earlier error" not in dead.text()
 
 
 async def _a_worker_dies_holding_an_entry(filled: Filled) -> str:

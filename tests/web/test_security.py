@@ -88,7 +88,10 @@ async def test_every_route_but_login_needs_authentication(dashboard: FastAPI, an
         assert response.headers["www-authenticate"] == "Bearer", (method, path)
 
 
-async def test_a_wrong_token_is_refused_everywhere(dashboard: FastAPI) -> None:
+async def test_a_wrong_token_is_refused_everywhere(store: ScheduledCommandStore, clock: ManualClock) -> None:
+    # Every route is tried with a wrong token: more failures than the login throttle lets through by default.
+    settings = DashboardSettings(token=TOKEN, login_attempts=10_000)
+    dashboard = create_dashboard_app(store, settings=settings, clock=clock)
     async with http_client(dashboard, headers={"Authorization": "Bearer not-the-token"}) as wrong:
         for method, path in protected_routes(dashboard):
             assert (await wrong.request(method, path)).status_code == 401, (method, path)
