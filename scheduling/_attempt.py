@@ -24,6 +24,7 @@ from stores.base import ScheduledCommandStore
 from . import _tracing, context, recurring_ops
 from ._cancels import CANCELLED, CancelRequests
 from ._leases import Leases, WorkerLostError
+from ._publish import publish_safely
 from ._store_calls import entry_extra, log_failure, store_call
 from ._wakeup import Wakeup
 from .clock import Clock
@@ -42,7 +43,6 @@ from .notifications import (
 from .observer import FinishedOutcome, SchedulingObservers
 from .options import SchedulerSettings
 from .retry import next_attempt_at
-from .scheduler import publish_safely
 
 __all__ = ["Attempts"]
 

@@ -281,7 +281,7 @@ def occurrence_entry(
     if schedule.misfire_policy == "skip":
         following = next(occurrences_after(schedule, occurrence_at))
         expires_at = following if expires_at is None else min(expires_at, following)
-    from .scheduler import new_entry  # the scheduler imports the recurring rules: imported when first used
+    from ._new_entry import new_entry  # the scheduler imports the recurring rules: imported when first used
 
     return new_entry(
         schedule.command_type,

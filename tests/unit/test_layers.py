@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The operator tooling inside ``scheduling``: built on the engine, never imported by it.
 TOOLING = (
     "scheduling.admin",
+    "scheduling._admin_recurring",
     "scheduling.cli",
     "scheduling.web",
     "scheduling.metrics",
