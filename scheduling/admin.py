@@ -22,7 +22,7 @@ from stores.schedules import MisfirePolicy, StoredSchedule
 from . import recurring_ops
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import RecurringSchedule
-from .workers import count_stuck, is_stuck, workers_by_state
+from .workers import count_stuck, is_stuck, live_command_types, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
@@ -209,13 +209,19 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
 
 
 async def waiting_for_a_worker(
-    store: ScheduledCommandStore, now: datetime, *, handled: Collection[str] | None = None, after: timedelta = WAITING
+    store: ScheduledCommandStore,
+    now: datetime,
+    *,
+    handled: Collection[str] | None = None,
+    after: timedelta | None = None,
 ) -> dict[str, int]:
-    """PENDING entries per command type, overdue by more than ``after``, that no worker seems to handle: of a type
-    not in ``handled`` when given (the fleet's handlers), else of a type no entry of which is PROCESSING."""
-    overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=now - after)
+    """Due PENDING entries per type no live worker handles (``handled``, else the registry's live workers); with no
+    worker registered at all, a guess: overdue by more than ``after`` (``WAITING``), of a type none PROCESSING."""
     if handled is None:
-        handled = await store.count_by_command_type(ScheduledCommandStatus.PROCESSING)
+        handled = await live_command_types(store, now)
+    if handled is None:
+        handled, after = await store.count_by_command_type(ScheduledCommandStatus.PROCESSING), after or WAITING
+    overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=now - (after or timedelta()))
     return {command_type: n for command_type, n in sorted(overdue.items()) if command_type not in handled}
 
 

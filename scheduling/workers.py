@@ -26,6 +26,7 @@ __all__ = [
     "count_stuck",
     "is_stuck",
     "list_workers",
+    "live_command_types",
     "worker_state",
     "workers_by_state",
 ]
@@ -113,6 +114,15 @@ async def list_workers(store: ScheduledCommandStore, now: datetime) -> list[Work
         )
         for worker in workers
     ]
+
+
+async def live_command_types(store: ScheduledCommandStore, now: datetime) -> set[str] | None:
+    """The command types the live (not gone) workers have handlers for; ``None`` when no worker is registered at
+    all (nothing is known: workers of a version before the registry, or none started yet)."""
+    workers = await store.list_workers()
+    if not workers:
+        return None
+    return {command_type for w in workers if worker_state(w, now) != "gone" for command_type in w.command_types}
 
 
 async def workers_by_state(store: ScheduledCommandStore, now: datetime) -> dict[str, int]:
