@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from stores.base import ScheduledCommandStore
 from stores.queues import QueueLimits, RateLimit
@@ -83,8 +84,8 @@ def parse_rate(text: str) -> RateLimit:
     count, number, unit = match.groups()
     try:
         return RateLimit(count=int(count), per=int(number or 1) * _UNITS[unit])
-    except ValueError as error:
-        raise typer.BadParameter(f"{text!r}: {error}") from error
+    except ValidationError as error:
+        raise typer.BadParameter(f"{text!r}: {error.errors()[0]['msg']}") from error
 
 
 @queue_app.command("limit")
@@ -92,7 +93,7 @@ def queue_limit(
     name: QueueArgument,
     max_running: Annotated[
         int | None,
-        typer.Option("--max-running", min=1, help="Most entries of the queue running at once across the fleet."),
+        typer.Option("--max-running", help="Most entries of the queue running at once across the fleet (>= 1)."),
     ] = None,
     rate: Annotated[
         str | None,
@@ -101,7 +102,10 @@ def queue_limit(
     store: StoreOption = None,
 ) -> None:
     """Set a queue's fleet-wide limits (both: an option left out clears that limit; neither clears both)."""
-    limits = QueueLimits(max_running=max_running, rate=parse_rate(rate) if rate is not None else None)
+    try:
+        limits = QueueLimits(max_running=max_running, rate=parse_rate(rate) if rate is not None else None)
+    except ValidationError as error:
+        raise typer.BadParameter(f"{max_running}: {error.errors()[0]['msg']}", param_hint="'--max-running'") from error
 
     async def work(opened: ScheduledCommandStore) -> int:
         await opened.set_queue_limits(name, limits)
