@@ -22,7 +22,7 @@ from stores.schedules import MisfirePolicy, StoredSchedule
 from . import recurring_ops
 from .options import ScheduleOptions, SchedulerSettings
 from .recurring import RecurringSchedule
-from .workers import count_stuck, is_stuck, live_command_types, workers_by_state
+from .workers import count_stuck, is_stuck, waiting_for_a_worker, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
@@ -61,8 +61,6 @@ __all__ = [
 #: The throughput window of ``overview``: the current minute and the 59 before it, one bucket per minute.
 THROUGHPUT_BUCKET = timedelta(minutes=1)
 THROUGHPUT_BUCKETS = 60
-#: An entry overdue this long, of a type nobody runs, is reported as waiting for a worker that handles it.
-WAITING = timedelta(minutes=1)
 
 
 class ThroughputBucket(BaseModel):
@@ -206,23 +204,6 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         waiting_for_worker_by_type=await waiting_for_a_worker(store, now),
         throughput=await throughput(store, now),
     )
-
-
-async def waiting_for_a_worker(
-    store: ScheduledCommandStore,
-    now: datetime,
-    *,
-    handled: Collection[str] | None = None,
-    after: timedelta | None = None,
-) -> dict[str, int]:
-    """Due PENDING entries per type no live worker handles (``handled``, else the registry's live workers); with no
-    worker registered at all, a guess: overdue by more than ``after`` (``WAITING``), of a type none PROCESSING."""
-    if handled is None:
-        handled = await live_command_types(store, now)
-    if handled is None:
-        handled, after = await store.count_by_command_type(ScheduledCommandStatus.PROCESSING), after or WAITING
-    overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=now - (after or timedelta()))
-    return {command_type: n for command_type, n in sorted(overdue.items()) if command_type not in handled}
 
 
 async def throughput(store: ScheduledCommandStore, now: datetime) -> Throughput:
