@@ -859,6 +859,7 @@ def explain_claim_ms(url: str, now: dt.datetime, c: Config) -> dict[str, Any] | 
         "lease_expires_at": now + dt.timedelta(minutes=5),
         "queues": None,  # every queue and command type, as a worker without --queue that handles everything
         "types": None,
+        "limited": False,  # limited queues are claimed apart (SqlStore.claim_due)
     }
     planning: list[float] = []
     execution: list[float] = []

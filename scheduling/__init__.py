@@ -21,6 +21,8 @@ What lives here, in two layers (the stores they use are the ``stores`` package):
 Everything an application needs is importable from here; the names below are the public surface.
 """
 
+from stores.queues import QueueInfo, RateLimit
+
 from .clock import Clock, ManualClock, SystemClock
 from .context import CommandContext
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
@@ -46,6 +48,8 @@ __all__ = [
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
+    "QueueInfo",
+    "RateLimit",
     "Retention",
     "ScheduleOptions",
     "ScheduledCommandCancelled",

@@ -30,7 +30,7 @@ from ._admin_recurring import (
     remove_schedule,
     resume_schedule,
 )
-from .workers import count_stuck, is_stuck, workers_by_state
+from .workers import count_stuck, is_stuck, waiting_for_a_worker, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
@@ -70,8 +70,6 @@ __all__ = [
 #: The throughput window of ``overview``: the current minute and the 59 before it, one bucket per minute.
 THROUGHPUT_BUCKET = timedelta(minutes=1)
 THROUGHPUT_BUCKETS = 60
-#: An entry overdue this long, of a type nobody runs, is reported as waiting for a worker that handles it.
-WAITING = timedelta(minutes=1)
 
 
 class ThroughputBucket(BaseModel):
@@ -217,17 +215,6 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         waiting_for_worker_by_type=await waiting_for_a_worker(store, now),
         throughput=await throughput(store, now),
     )
-
-
-async def waiting_for_a_worker(
-    store: ScheduledCommandStore, now: datetime, *, handled: Collection[str] | None = None, after: timedelta = WAITING
-) -> dict[str, int]:
-    """PENDING entries per command type, overdue by more than ``after``, that no worker seems to handle: of a type
-    not in ``handled`` when given (the fleet's handlers), else of a type no entry of which is PROCESSING."""
-    overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=now - after)
-    if handled is None:
-        handled = await store.count_by_command_type(ScheduledCommandStatus.PROCESSING)
-    return {command_type: n for command_type, n in sorted(overdue.items()) if command_type not in handled}
 
 
 async def throughput(store: ScheduledCommandStore, now: datetime) -> Throughput:

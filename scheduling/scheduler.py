@@ -12,7 +12,7 @@ from injector import inject
 
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
-from stores.queues import QueueInfo, check_queue_name
+from stores.queues import QueueInfo, QueueLimits, RateLimit, check_queue_name
 
 from . import _cancels, _tracing, recurring_ops
 from ._new_entry import check_storable_command, new_entry, recurring_lock
@@ -454,6 +454,24 @@ class CommandScheduler:
         """
         await self._store.set_queue_paused(check_queue_name(name), False)
         logger.info("resumed queue %s", name, extra={"action": "resume_queue", "queue": name})
+
+    async def set_queue_limits(
+        self, name: str, *, max_running: int | None = None, rate: RateLimit | None = None
+    ) -> None:
+        """Set the fleet-wide limits of the queue ``name``, enforced by the claim: at most ``max_running`` of its
+        entries PROCESSING at once across every worker, at most ``rate.count`` started within any ``rate.per``. Each
+        call sets both: ``None`` (the default) clears that limit. Stored in the database; wakes the workers.
+
+        Raises:
+            ValueError: ``name`` is not a valid queue name, ``max_running`` is below 1 (a ``ValidationError``
+                naming the value).
+            UnsupportedFeatureError: the store cannot limit queues (RedisStore).
+
+        .. versionadded:: 0.5
+        """
+        limits = QueueLimits(max_running=max_running, rate=rate)
+        await self._store.set_queue_limits(check_queue_name(name), limits)
+        logger.info("limited queue %s: %s", name, limits, extra={"action": "set_queue_limits", "queue": name})
 
     async def list_queues(self) -> list[QueueInfo]:
         """Every queue with PENDING or PROCESSING entries, or paused: its depth, running entries, paused, limits.

@@ -8,7 +8,8 @@ lost the store). An entry such a worker still holds is *stuck* until another wor
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -19,6 +20,7 @@ from stores.errors import UnreadableEntryError
 from stores.workers import StoredWorker
 
 __all__ = [
+    "WAITING",
     "WORKER_STATES",
     "Fleet",
     "WorkerInfo",
@@ -26,10 +28,15 @@ __all__ = [
     "count_stuck",
     "is_stuck",
     "list_workers",
+    "live_command_types",
+    "waiting_for_a_worker",
     "worker_state",
     "workers_by_state",
 ]
 
+#: Without a registered worker, an entry overdue this long, of a type none PROCESSING, is reported as waiting for a
+#: worker that handles it (``waiting_for_a_worker``).
+WAITING = timedelta(minutes=1)
 #: ``running``; ``stopping`` (draining at shutdown); ``gone`` (exited, or not seen for a lease duration).
 WorkerState = Literal["running", "stopping", "gone"]
 
@@ -113,6 +120,32 @@ async def list_workers(store: ScheduledCommandStore, now: datetime) -> list[Work
         )
         for worker in workers
     ]
+
+
+async def live_command_types(store: ScheduledCommandStore, now: datetime) -> set[str] | None:
+    """The command types the live (not gone) workers have handlers for; ``None`` when no worker is registered at
+    all (nothing is known: workers of a version before the registry, or none started yet)."""
+    workers = await store.list_workers()
+    if not workers:
+        return None
+    return {command_type for w in workers if worker_state(w, now) != "gone" for command_type in w.command_types}
+
+
+async def waiting_for_a_worker(
+    store: ScheduledCommandStore,
+    now: datetime,
+    *,
+    handled: Collection[str] | None = None,
+    after: timedelta | None = None,
+) -> dict[str, int]:
+    """Due PENDING entries per type no live worker handles (``handled``, else the registry's live workers); with no
+    worker registered at all, a guess: overdue by more than ``after`` (``WAITING``), of a type none PROCESSING."""
+    if handled is None:
+        handled = await live_command_types(store, now)
+    if handled is None:
+        handled, after = await store.count_by_command_type(ScheduledCommandStatus.PROCESSING), after or WAITING
+    overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=now - (after or timedelta()))
+    return {command_type: n for command_type, n in sorted(overdue.items()) if command_type not in handled}
 
 
 async def workers_by_state(store: ScheduledCommandStore, now: datetime) -> dict[str, int]:

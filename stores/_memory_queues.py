@@ -5,10 +5,11 @@ Everything a claim asks ("may this entry be claimed now?") is answered from dict
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from datetime import datetime
 
 from .entries import ScheduledCommandEntry, ScheduledCommandStatus
-from .queues import QueueInfo, Route, check_queue_name
+from .queues import QueueInfo, QueueLimits, Route, check_queue_name
 
 __all__ = ["MemoryQueues"]
 
@@ -25,6 +26,9 @@ class MemoryQueues:
         self.held_locks: dict[str, str] = {}
         self._depth: Counter[str] = Counter()
         self._running: Counter[str] = Counter()
+        self.limits: dict[str, QueueLimits] = {}
+        #: queue -> start times of its entries within the last ``rate.per`` (rate-limited queues only).
+        self._starts: dict[str, deque[datetime]] = {}
 
     def track(self, previous: ScheduledCommandEntry | None, entry: ScheduledCommandEntry | None) -> None:
         """``previous`` was replaced by ``entry`` (``None``: added, or deleted)."""
@@ -46,6 +50,7 @@ class MemoryQueues:
         entry: ScheduledCommandEntry,
         route: Route | None,
         locks_taken: set[str],
+        now: datetime,
     ) -> bool:
         """Whether a claim for ``route`` may take ``entry`` now; ``locks_taken`` holds the
         locks of the entries this claim took already, and gets ``entry``'s when it may."""
@@ -54,11 +59,28 @@ class MemoryQueues:
         if entry.queue in self.paused:
             return False
         lock = entry.lock
-        if lock is None:
-            return True
-        if lock in self.held_locks or lock in locks_taken:
+        if lock is not None and (lock in self.held_locks or lock in locks_taken):
             return False
-        locks_taken.add(lock)
+        if not self._within_limits(entry.queue, now):
+            return False
+        if lock is not None:
+            locks_taken.add(lock)
+        return True
+
+    def _within_limits(self, queue: str, now: datetime) -> bool:
+        """Whether one more entry of ``queue`` may start now; if so, counts its start (the claim takes it)."""
+        limits = self.limits.get(queue)
+        if limits is None:
+            return True
+        starts = self._starts.setdefault(queue, deque())
+        if limits.rate is not None:
+            while starts and starts[0] <= now - limits.rate.per:
+                starts.popleft()
+        allowance = limits.allowance(self._running[queue], len(starts))
+        if allowance is not None and allowance <= 0:
+            return False
+        if limits.rate is not None:
+            starts.append(now)
         return True
 
     def set_paused(self, name: str, paused: bool) -> None:
@@ -68,9 +90,28 @@ class MemoryQueues:
         else:
             self.paused.discard(name)
 
+    def set_limits(self, name: str, limits: QueueLimits) -> None:
+        check_queue_name(name)
+        if limits.limited:
+            self.limits[name] = limits
+        else:
+            self.limits.pop(name, None)
+            self._starts.pop(name, None)
+
     def infos(self) -> list[QueueInfo]:
         names = {n for n, c in self._depth.items() if c} | {n for n, c in self._running.items() if c} | self.paused
-        return [
-            QueueInfo(name=name, paused=name in self.paused, depth=self._depth[name], running=self._running[name])
-            for name in sorted(names)
-        ]
+        names |= self.limits.keys()
+        infos = []
+        for name in sorted(names):
+            limits = self.limits.get(name, QueueLimits())
+            infos.append(
+                QueueInfo(
+                    name=name,
+                    paused=name in self.paused,
+                    depth=self._depth[name],
+                    running=self._running[name],
+                    max_running=limits.max_running,
+                    rate=limits.rate,
+                )
+            )
+        return infos

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Self
 from ._audit_contract import AuditTrailStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
-from .queues import QueueInfo, Route
+from .queues import QueueInfo, QueueLimits, Route
 from .schedules import StoredSchedule
 from .workers import StoredWorker, StoredWorkerState
 
@@ -307,6 +307,15 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
         .. versionadded:: 0.5
         """
         raise UnsupportedFeatureError(self.description, "pausing queues", "use SqlStore or MemoryStore")
+
+    async def set_queue_limits(self, name: str, limits: QueueLimits) -> None:
+        """Store the fleet-wide limits of the queue ``name`` (both of them: a ``None`` clears that limit). The claim
+        enforces them: at most ``max_running`` PROCESSING entries of the queue across the fleet, at most
+        ``rate.count`` starts within any ``rate.per``.
+
+        .. versionadded:: 0.5
+        """
+        raise UnsupportedFeatureError(self.description, "queue limits", "use SqlStore or MemoryStore")
 
     async def list_queues(self) -> list[QueueInfo]:
         """Every queue that holds a PENDING or PROCESSING entry, or is paused or limited, by name.

@@ -23,7 +23,7 @@ from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_pau
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
-from .queues import QueueInfo, Route
+from .queues import QueueInfo, QueueLimits, Route
 from .schedules import StoredSchedule
 
 __all__ = ["MemoryStore"]
@@ -217,7 +217,7 @@ class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
                 not_due.append((due, order, version, entry_id))
                 continue
             entry = self._entries[entry_id]
-            if not self._queues.take(entry, route, locks):
+            if not self._queues.take(entry, route, locks, now):
                 passed.append(item)
                 continue
             entry = entry.model_copy(
@@ -358,6 +358,11 @@ class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
         self._queues.set_paused(name, paused)
         due = None if paused else await self.next_due_at()
         if due is not None:  # its entries may be due: wake the workers
+            self._notify_wakeup(due)
+
+    async def set_queue_limits(self, name: str, limits: QueueLimits) -> None:
+        self._queues.set_limits(name, limits)
+        if (due := await self.next_due_at()) is not None:  # a raised limit may let due entries run: wake workers
             self._notify_wakeup(due)
 
     async def list_queues(self) -> list[QueueInfo]:

@@ -14,7 +14,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DEFAULT_QUEUE", "QUEUE_NAME_PATTERN", "QueueInfo", "RateLimit", "Route", "check_queue_name"]
+__all__ = [
+    "DEFAULT_QUEUE",
+    "QUEUE_NAME_PATTERN",
+    "QueueInfo",
+    "QueueLimits",
+    "RateLimit",
+    "Route",
+    "check_queue_name",
+]
 
 #: The queue of an entry whose options and command class name none.
 DEFAULT_QUEUE = "default"
@@ -71,6 +79,36 @@ class RateLimit(BaseModel):
         if value <= timedelta(0):
             raise ValueError(f"per must be a positive duration, got {value!r}")
         return value
+
+
+class QueueLimits(BaseModel):
+    """The fleet-wide limits of one queue; ``None`` is no limit.
+
+    ``max_running`` caps the queue's PROCESSING entries across every worker; ``rate`` caps the starts (claims) of its
+    entries within any window of ``rate.per``. The claim enforces both.
+
+    .. versionadded:: 0.5
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_running: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    rate: RateLimit | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.max_running is not None or self.rate is not None
+
+    def allowance(self, running: int, started: int) -> int | None:
+        """How many more entries a claim may start now, given ``running`` PROCESSING entries and ``started`` starts
+        within the last ``rate.per`` (``None``: no limit)."""
+        left: int | None = None
+        if self.max_running is not None:
+            left = self.max_running - running
+        if self.rate is not None:
+            by_rate = self.rate.count - started
+            left = by_rate if left is None else min(left, by_rate)
+        return None if left is None else max(left, 0)
 
 
 class QueueInfo(BaseModel):

@@ -36,6 +36,9 @@ class Backend(Protocol):
     #: Whether a read through the writing engine must take the write path (SQLite: that engine begins every
     #: transaction with ``BEGIN IMMEDIATE``); PostgreSQL reads anywhere.
     reads_take_write_lock: bool
+    #: Whether ``claim`` leaves limited queues out unless ``limited`` (PostgreSQL: the store claims each one apart,
+    #: its row locked); otherwise ``claim`` keeps every queue within its limits itself (SQLite: one writer).
+    claims_limited_queues_apart: bool
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         """The engine that writes, and one that only reads concurrently with it (or None)."""
@@ -70,9 +73,11 @@ class Backend(Protocol):
         worker_id: str,
         lease_expires_at: datetime,
         route: Route,
+        limited: bool = False,
     ) -> Sequence[Row[Any]]:
         """Lease up to ``limit`` due PENDING entries that ``route`` allows, highest priority first, none of a paused
-        queue, none whose lock is held, one per lock; the claimed rows, whole."""
+        queue, none whose lock is held, one per lock; the claimed rows, whole. See ``claims_limited_queues_apart``
+        for limited queues."""
         ...
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:

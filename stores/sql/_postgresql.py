@@ -127,7 +127,9 @@ _INSERT_ONE_AND_NOTIFY = (
 # one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``eligible`` leaves out
 # the candidates whose lock a PROCESSING entry holds, ``firsts`` keeps the first of each lock; ``locked`` orders them
 # and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two claims racing for one
-# lock: the unique index on the lock of PROCESSING entries fails the second, which the store runs again.
+# lock: the unique index on the lock of PROCESSING entries fails the second, which the store runs again. Limited
+# queues (``max_running`` or a rate) are left out unless ``limited``: the store claims each of them apart, in a
+# transaction that first locks the queue's row and counts its running and recent starts (see SqlStore.claim_due).
 CLAIM = """
 WITH RECURSIVE queues(q) AS (
     SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
@@ -139,7 +141,8 @@ types(q, t) AS (
     SELECT queues.q, (SELECT min(command_type) FROM scheduled_commands WHERE status = 'PENDING' AND queue = queues.q)
     FROM queues
     WHERE queues.q IS NOT NULL AND (CAST(:queues AS text[]) IS NULL OR queues.q = ANY(CAST(:queues AS text[])))
-      AND NOT EXISTS (SELECT 1 FROM scheduled_queues WHERE name = queues.q AND paused)
+      AND NOT EXISTS (SELECT 1 FROM scheduled_queues WHERE name = queues.q AND (paused
+          OR (NOT CAST(:limited AS boolean) AND (max_running IS NOT NULL OR rate_count IS NOT NULL))))
   UNION ALL
     SELECT types.q, (
         SELECT min(command_type) FROM scheduled_commands
@@ -295,6 +298,7 @@ class PostgresqlBackend:
     """``Backend`` for PostgreSQL (see the module docstring)."""
 
     name = "postgresql"
+    claims_limited_queues_apart = True
     reads_take_write_lock = False
     watch_stops_itself = False
 
@@ -344,6 +348,7 @@ class PostgresqlBackend:
         worker_id: str,
         lease_expires_at: datetime,
         route: Route,
+        limited: bool = False,
     ) -> Sequence[Row[Any]]:
         statement = text(CLAIM).columns(*ENTRIES.c)
         result = await conn.execute(
@@ -356,6 +361,7 @@ class PostgresqlBackend:
                 "lease_expires_at": lease_expires_at,
                 "queues": sorted(route.queues) if route.queues is not None else None,
                 "types": sorted(route.command_types) if route.command_types is not None else None,
+                "limited": limited,
             },
         )
         return result.all()

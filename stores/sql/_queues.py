@@ -7,18 +7,19 @@ entries. Depth and running are counted per queue through the routed index (PENDI
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import ScheduledCommandStatus
-from stores.queues import QueueInfo, RateLimit, check_queue_name
+from stores.queues import QueueInfo, QueueLimits, RateLimit, check_queue_name
 
 from ._backend import Backend
 from ._tables import ENTRIES, QUEUES
 
-__all__ = ["list_queues", "set_paused"]
+__all__ = ["allowance", "limited_queues", "lock_limits", "limits_of", "list_queues", "set_limits", "set_paused"]
 
 
 async def set_paused(conn: AsyncConnection, backend: Backend, name: str, paused: bool) -> None:
@@ -29,6 +30,62 @@ async def set_paused(conn: AsyncConnection, backend: Backend, name: str, paused:
         backend.insert_ignoring_conflicts(QUEUES, "name").values(name=name, paused=paused, updated_at=now)
     )
     await conn.execute(update(QUEUES).where(QUEUES.c.name == name).values(paused=paused, updated_at=now))
+
+
+async def set_limits(conn: AsyncConnection, backend: Backend, name: str, limits: QueueLimits) -> None:
+    """Insert the queue's row or set its limits (both; ``None`` clears one), in the caller's transaction."""
+    check_queue_name(name)
+    now = datetime.now(UTC)
+    rate = limits.rate
+    values = {
+        "max_running": limits.max_running,
+        "rate_count": rate.count if rate is not None else None,
+        "rate_per_us": rate.per // timedelta(microseconds=1) if rate is not None else None,
+        "updated_at": now,
+    }
+    await conn.execute(backend.insert_ignoring_conflicts(QUEUES, "name").values(name=name, paused=False, **values))
+    await conn.execute(update(QUEUES).where(QUEUES.c.name == name).values(**values))
+
+
+def limits_of(max_running: int | None, rate_count: int | None, rate_per_us: int | None) -> QueueLimits:
+    """The limits a ``scheduled_queues`` row holds."""
+    rate = None
+    if rate_count is not None and rate_per_us is not None:
+        rate = RateLimit(count=rate_count, per=timedelta(microseconds=rate_per_us))
+    return QueueLimits(max_running=max_running, rate=rate)
+
+
+async def limited_queues(conn: AsyncConnection, names: Collection[str] | None) -> dict[str, QueueLimits]:
+    """The limited queues among ``names`` (``None``: all), with their limits."""
+    statement = select(QUEUES).where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
+    if names is not None:
+        statement = statement.where(QUEUES.c.name.in_(sorted(names)))
+    rows = (await conn.execute(statement.order_by(QUEUES.c.name))).all()
+    return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
+
+
+async def lock_limits(conn: AsyncConnection, backend: Backend, name: str) -> QueueLimits:
+    """The queue's limits, its row locked until the transaction ends (claims of a limited queue take turns)."""
+    statement = backend.lock_rows(select(QUEUES).where(QUEUES.c.name == name), skip_locked=False)
+    row = (await conn.execute(statement)).one_or_none()
+    return QueueLimits() if row is None else limits_of(row.max_running, row.rate_count, row.rate_per_us)
+
+
+async def allowance(conn: AsyncConnection, name: str, limits: QueueLimits, now: datetime) -> int:
+    """How many entries of the limited queue ``name`` a claim may start now: its PROCESSING entries and, with a
+    rate, the entries started within the last ``rate.per`` count against its limits."""
+    running = 0
+    if limits.max_running is not None:
+        processing = ENTRIES.c.status == ScheduledCommandStatus.PROCESSING.value
+        statement = select(func.count()).select_from(ENTRIES).where(ENTRIES.c.queue == name, processing)
+        running = int((await conn.execute(statement)).scalar_one())
+    started = 0
+    if limits.rate is not None:
+        since = ENTRIES.c.started_at > now - limits.rate.per
+        statement = select(func.count()).select_from(ENTRIES).where(ENTRIES.c.queue == name, since)
+        started = int((await conn.execute(statement)).scalar_one())
+    left = limits.allowance(running, started)
+    return 0 if left is None else left
 
 
 async def list_queues(conn: AsyncConnection) -> list[QueueInfo]:
@@ -48,17 +105,15 @@ async def list_queues(conn: AsyncConnection) -> list[QueueInfo]:
     infos = []
     for name in sorted(counts.keys() | rows.keys()):
         row = rows.get(name)
-        rate = None
-        if row is not None and row.rate_count is not None and row.rate_per_us is not None:
-            rate = RateLimit(count=row.rate_count, per=timedelta(microseconds=row.rate_per_us))
+        limits = limits_of(row.max_running, row.rate_count, row.rate_per_us) if row is not None else QueueLimits()
         infos.append(
             QueueInfo(
                 name=name,
                 paused=bool(row.paused) if row is not None else False,
                 depth=counts.get(name, {}).get(ScheduledCommandStatus.PENDING.value, 0),
                 running=counts.get(name, {}).get(ScheduledCommandStatus.PROCESSING.value, 0),
-                max_running=row.max_running if row is not None else None,
-                rate=rate,
+                max_running=limits.max_running,
+                rate=limits.rate,
             )
         )
     return infos

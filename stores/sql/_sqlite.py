@@ -31,6 +31,7 @@ from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCo
 from stores.errors import StoreUnavailableError
 from stores.queues import Route
 
+from . import _queues as queue_queries
 from ._group_commit import FENCED_FINISH, Finish
 from ._producers import SqliteProducer
 from ._rows import attempt_to_row, entry_to_row
@@ -141,6 +142,7 @@ class SqliteBackend:
     """``Backend`` for SQLite (see the module docstring)."""
 
     name = "sqlite"
+    claims_limited_queues_apart = False
     reads_take_write_lock = True
     watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
 
@@ -202,6 +204,7 @@ class SqliteBackend:
         worker_id: str,
         lease_expires_at: datetime,
         route: Route,
+        limited: bool = False,
     ) -> Sequence[Row[Any]]:
         # The transaction holds SQLite's write lock, so picking then updating is atomic. Per allowed (queue, type),
         # one index range scan per distinct PENDING priority, highest first, until that route has a batch; then the
@@ -209,7 +212,14 @@ class SqliteBackend:
         # A route's candidates count once per lock (only the first of a lock can be claimed), so each route yields
         # its best ``limit`` claimable entries, and the best ``limit`` of all are among them.
         candidates: list[Row[Any]] = []
-        for queue, command_type in await self._routes(conn, route):
+        queue_of: dict[int, str] = {}
+        routes = await self._routes(conn, route)
+        # Limited queues: what each may start now (the write lock makes the counts hold until the claim commits).
+        limits = await queue_queries.limited_queues(conn, {queue for queue, _ in routes})
+        left = {name: await queue_queries.allowance(conn, name, of, now) for name, of in limits.items()}
+        for queue, command_type in routes:
+            if left.get(queue, limit) <= 0:
+                continue
             found, offset, route_locks = 0, 0, set()
             parameters = {"queue": queue, "type": command_type, "now": now}
             priority = (await conn.execute(_MAX_PRIORITY, parameters)).scalar_one_or_none()
@@ -218,6 +228,7 @@ class SqliteBackend:
                 page = {**parameters, "priority": priority, "limit": wanted, "offset": offset}
                 rows = (await conn.execute(_DUE_AT_PRIORITY, page)).all()
                 candidates.extend(rows)
+                queue_of.update((row.seq, queue) for row in rows)
                 for row in rows:
                     if row.lock is None or row.lock not in route_locks:
                         found += 1
@@ -233,9 +244,14 @@ class SqliteBackend:
         seqs: list[int] = []
         locks: set[str] = set()
         for row in candidates:
-            if row.lock is not None:
-                if row.lock in locks:
+            if row.lock is not None and row.lock in locks:
+                continue
+            queue = queue_of[row.seq]
+            if queue in left:
+                if left[queue] <= 0:
                     continue
+                left[queue] -= 1
+            if row.lock is not None:
                 locks.add(row.lock)
             seqs.append(row.seq)
             if len(seqs) == limit:

@@ -9,6 +9,9 @@ them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named 
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
+import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +25,7 @@ from stores.audit import AuditRecord
 from stores.base import FinishedCount, ReclaimedEntry
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
-from stores.queues import QueueInfo, Route
+from stores.queues import QueueInfo, QueueLimits, Route
 from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
 
@@ -47,6 +50,8 @@ _FAST_PATH_BELOW = 20
 
 #: Claims run again when they lose a race for a lock (the unique index on PROCESSING entries' locks fails them).
 _LOCK_RACES = 3
+#: Seconds a store trusts its list of the limited queues (see ``_limited_queues``).
+_LIMITED_QUEUES_TTL = 1.0
 
 
 class SqlStore(SqlConnections):
@@ -64,6 +69,10 @@ class SqlStore(SqlConnections):
 
     .. versionadded:: 0.1
     """
+
+    #: The limited queues as last read, and when (``time.monotonic()``).
+    _limited_names: tuple[str, ...] = ()
+    _limited_read_at: float = -math.inf
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -217,26 +226,58 @@ class SqlStore(SqlConnections):
     ) -> list[ScheduledCommandEntry]:
         if limit <= 0:
             return []
-        for race in range(_LOCK_RACES):
+        route = route or Route()
+        claim = functools.partial(self._claim, now=now, worker_id=worker_id, lease_expires_at=now + lease_duration)
+        claimed = await claim(limit=limit, route=route)
+        if self._backend.claims_limited_queues_apart and len(claimed) < limit:
+            # PostgreSQL: the claim above skips limited queues; each is claimed in a transaction holding its row.
+            for name in await self._limited_queues(route):
+                if len(claimed) < limit:
+                    one = Route(frozenset({name}), route.command_types)
+                    claimed += await claim(limit=limit - len(claimed), route=one, limited=name)
+        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
+        return [entry for _, entry in claimed]
+
+    async def _claim(
+        self, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime, route: Route, limited: str = ""
+    ) -> list[tuple[int, ScheduledCommandEntry]]:
+        """One claim; with ``limited``, of that limited queue only, within its limits: its row locked first (so
+        claims of the queue take turns), then counted afresh (a new statement sees every claim committed)."""
+        for _race in range(_LOCK_RACES):
             try:
-                async with self._single_statement() as conn:
+                async with self._write() if limited else self._single_statement() as conn:
+                    if limited:
+                        limits = await queue_queries.lock_limits(conn, self._backend, limited)
+                        if not limits.limited:
+                            return []  # no longer limited: the ordinary claim takes its entries
+                        limit = min(limit, await queue_queries.allowance(conn, limited, limits, now))
+                        if limit <= 0:
+                            return []
                     rows = await self._backend.claim(
                         conn,
                         now=now,
                         limit=limit,
                         worker_id=worker_id,
-                        lease_expires_at=now + lease_duration,
-                        route=route or Route(),
+                        lease_expires_at=lease_expires_at,
+                        route=route,
+                        limited=bool(limited),
                     )
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
                         await queries.dead_letter_unreadable(conn, unreadable, now)
-                break
+                return claimed
             except IntegrityError:  # another claim took an entry of the same lock meanwhile: claim again
-                if race == _LOCK_RACES - 1:
-                    return []
-        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
-        return [entry for _, entry in claimed]
+                continue
+        return []
+
+    async def _limited_queues(self, route: Route) -> list[str]:
+        """The limited queues ``route`` may claim, read again at most once a second (a queue limited meanwhile is
+        skipped by the ordinary claim at once, and claimed here from the next reading on)."""
+        if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
+            async with self._read() as conn:
+                self._limited_names = tuple(sorted(await queue_queries.limited_queues(conn, None)))
+            self._limited_read_at = time.monotonic()
+        return [name for name in self._limited_names if route.queues is None or name in route.queues]
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         if not leases:
@@ -346,6 +387,13 @@ class SqlStore(SqlConnections):
                 await self._backend.notify(AsyncExecutor(conn), datetime.now(UTC))
         if not paused:
             self._notify_wakeup(datetime.now(UTC))
+
+    async def set_queue_limits(self, name: str, limits: QueueLimits) -> None:
+        async with self._write() as conn:
+            await queue_queries.set_limits(conn, self._backend, name, limits)
+            await self._backend.notify(AsyncExecutor(conn), datetime.now(UTC))  # a raised limit may free entries
+        self._limited_read_at = -math.inf  # this process claims by the new limits at once
+        self._notify_wakeup(datetime.now(UTC))
 
     async def list_queues(self) -> list[QueueInfo]:
         async with self._read() as conn:

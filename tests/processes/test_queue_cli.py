@@ -76,3 +76,35 @@ def test_status_names_entries_waiting_for_a_worker_that_handles_their_type(
     assert "3 waiting for a worker that handles otherapp.SendInvoice" in result.stdout
     report = json.loads(cli("status", "--json", store=url).stdout)
     assert report["waiting_for_worker_by_type"] == {"otherapp.SendInvoice": 3}
+
+
+def test_queue_limit_sets_lists_and_clears_the_limits(populated: tuple[str, dict[str, str]]) -> None:
+    url, _ = populated
+    limited = cli("queue", "limit", "api", "--max-running", "5", "--rate", "100/1m", store=url)
+    assert (limited.returncode, limited.stdout.strip()) == (0, "limited queue api: max running 5, rate 100/1m")
+    queues = {queue["name"]: queue for queue in json.loads(cli("queue", "list", "--json", store=url).stdout)["queues"]}
+    assert queues["api"] == {
+        "name": "api",
+        "paused": False,
+        "depth": 0,
+        "running": 0,
+        "max_running": 5,
+        "rate": {"count": 100, "per": "PT1M"},
+    }
+    assert "100 per 0:01:00" in cli("queue", "list", store=url).stdout
+    cleared = cli("queue", "limit", "api", store=url)
+    assert (cleared.returncode, cleared.stdout.strip()) == (0, "cleared the limits of queue api")
+    listed = cli("queue", "list", "--json", store=url)
+    assert [queue["name"] for queue in json.loads(listed.stdout)["queues"]] == ["default"]
+
+
+def test_queue_limit_refuses_bad_values_naming_them(populated: tuple[str, dict[str, str]]) -> None:
+    url, _ = populated
+    for options, named in (
+        (["--max-running", "0"], "0: Input should be greater than or equal to 1"),
+        (["--rate", "5/x"], "'5/x'"),
+        (["--rate", "0/s"], "'0/s'"),
+    ):
+        result = cli("queue", "limit", "api", *options, store=url)
+        assert result.returncode == 2 and named in result.stderr, (options, result.stderr)
+    assert_one_line_error(cli("queue", "limit", "bad name", "--max-running", "1", store=url), 1, "'bad name'")

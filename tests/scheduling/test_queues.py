@@ -14,7 +14,7 @@ from scheduling_app import App, Record, RecordHandler, make_app
 from mediator import Command, CommandHandler
 from scheduling import ScheduledCommandStatus, ScheduleOptions, SchedulerSettings
 from stores import MemoryStore
-from stores.queues import QueueInfo
+from stores.queues import QueueInfo, RateLimit
 
 S = ScheduledCommandStatus
 
@@ -128,3 +128,34 @@ async def test_a_lock_runs_its_entries_one_after_another_without_spending_attemp
     assert await app.service.run_until_idle() == 3
     entries = [await app.scheduler.get_status(i) for i in ids]
     assert [(e.status, e.attempt_count) for e in entries if e] == [(S.COMPLETED, 1)] * 3
+
+
+async def test_queue_limits_are_set_listed_and_cleared_through_the_scheduler() -> None:
+    app = fleet_app()
+    rate = RateLimit(count=100, per=timedelta(minutes=1))
+    await app.scheduler.set_queue_limits("emails", max_running=5, rate=rate)
+    assert await app.scheduler.list_queues() == [QueueInfo(name="emails", max_running=5, rate=rate)]
+    await app.scheduler.set_queue_limits("emails")
+    assert await app.scheduler.list_queues() == []
+
+
+async def test_a_limit_set_through_the_scheduler_holds_for_the_claim() -> None:
+    app = fleet_app()
+    await app.scheduler.set_queue_limits("emails", max_running=1)
+    await app.scheduler.schedule_many([Mail(to=str(n)) for n in range(3)])
+    claimed = await app.store.claim_due(now=app.clock.now(), limit=10, worker_id="w", lease_duration=timedelta(60))
+    assert len(claimed) == 1
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [({"max_running": 0}, "input_value=0"), ({"max_running": -3}, "input_value=-3"), ({"max_running": "x"}, "'x'")],
+)
+async def test_queue_limits_refuse_bad_values_naming_them(limits: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        await fleet_app().scheduler.set_queue_limits("emails", **limits)  # type: ignore[arg-type]
+
+
+async def test_queue_limits_refuse_a_bad_name() -> None:
+    with pytest.raises(ValueError, match="'bad name'"):
+        await fleet_app().scheduler.set_queue_limits("bad name", max_running=1)

@@ -63,6 +63,8 @@ SCHEDULING_API = [
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
+    "QueueInfo",  # section 5
+    "RateLimit",  # section 5
     "Retention",
     "ScheduleOptions",
     "ScheduledCommandCancelled",

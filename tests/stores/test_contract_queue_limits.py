@@ -1,0 +1,103 @@
+"""The store contract of fleet-wide queue limits (``set_queue_limits``): ``max_running`` caps the queue's PROCESSING
+entries, a rate caps its starts within any window of ``rate.per``; enforced by the claim, identically for every store
+that has them, concurrent claims included. RedisStore refuses them with one clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from test_contract import BASE, LEASE, WORKER, at, make_attempt, make_entry
+from test_contract_queues import claim_ids, fleet_store
+
+from stores import ScheduledCommandStore
+from stores.errors import UnsupportedFeatureError
+from stores.queues import QueueInfo, QueueLimits, RateLimit, Route
+
+__all__ = ["fleet_store"]  # the fixture, shared with the queue contract
+
+
+async def complete(store: ScheduledCommandStore, entry_id: str) -> None:
+    entry = await store.get(entry_id)
+    assert entry is not None and entry.lease_token is not None and entry.started_at is not None
+    attempt = make_attempt(started_at=entry.started_at)  # as a worker's: the attempt starts when claimed
+    assert await store.complete(entry_id, entry.lease_token, result_payload=None, attempt=attempt)
+
+
+async def test_max_running_caps_the_processing_entries_of_the_queue(fleet_store: ScheduledCommandStore) -> None:
+    limited = [make_entry(queue="api", scheduled_for=at(i)) for i in range(5)]
+    free = [make_entry(scheduled_for=at(i)) for i in range(3)]
+    await fleet_store.add(limited + free)
+    await fleet_store.set_queue_limits("api", QueueLimits(max_running=2))
+    first = await claim_ids(fleet_store, now=at(9))
+    assert sorted(first) == sorted([limited[0].id, limited[1].id, *(entry.id for entry in free)])
+    assert await claim_ids(fleet_store, now=at(9)) == []
+    await complete(fleet_store, limited[0].id)
+    assert await claim_ids(fleet_store, now=at(9)) == [limited[2].id]
+    assert await claim_ids(fleet_store, Route.of(["api"], None), now=at(9)) == []
+
+
+async def test_a_rate_caps_the_starts_within_any_window(fleet_store: ScheduledCommandStore) -> None:
+    entries = [make_entry(queue="api", scheduled_for=at(0)) for _ in range(5)]
+    await fleet_store.add(entries)
+    await fleet_store.set_queue_limits("api", QueueLimits(rate=RateLimit(count=3, per=timedelta(seconds=10))))
+    started = await claim_ids(fleet_store, now=at(1))
+    assert len(started) == 3
+    for entry_id in started:  # finished entries still count: the rate is of starts, not of running entries
+        await complete(fleet_store, entry_id)
+    assert await claim_ids(fleet_store, now=at(10)) == []
+    assert len(await claim_ids(fleet_store, now=at(11.5))) == 2
+
+
+async def test_both_limits_hold_together_and_none_clears_them(fleet_store: ScheduledCommandStore) -> None:
+    await fleet_store.add([make_entry(queue="api", scheduled_for=at(0)) for _ in range(6)])
+    rate = RateLimit(count=2, per=timedelta(minutes=1))
+    await fleet_store.set_queue_limits("api", QueueLimits(max_running=1, rate=rate))
+    assert await fleet_store.list_queues() == [QueueInfo(name="api", depth=6, max_running=1, rate=rate)]
+    (first,) = await claim_ids(fleet_store, now=at(1))
+    await complete(fleet_store, first)
+    assert len(await claim_ids(fleet_store, now=at(2))) == 1  # the second start of the minute
+    await fleet_store.set_queue_limits("api", QueueLimits(max_running=5))
+    assert len(await claim_ids(fleet_store, now=at(3))) == 4  # the rate cleared: max_running caps at 5 running
+    await fleet_store.set_queue_limits("api", QueueLimits())
+    assert len(await claim_ids(fleet_store, now=at(3))) == 0  # all 6 are running or done
+    assert await fleet_store.list_queues() == [QueueInfo(name="api", running=5)]
+
+
+async def test_a_limited_queue_without_entries_is_listed(fleet_store: ScheduledCommandStore) -> None:
+    await fleet_store.set_queue_limits("later", QueueLimits(max_running=3))
+    assert await fleet_store.list_queues() == [QueueInfo(name="later", max_running=3)]
+
+
+async def test_concurrent_claims_never_exceed_max_running(fleet_store: ScheduledCommandStore) -> None:
+    """Claims racing each other (PostgreSQL: on separate connections) take at most ``max_running`` together."""
+    await fleet_store.add([make_entry(queue="api", scheduled_for=at(0)) for _ in range(40)])
+    await fleet_store.set_queue_limits("api", QueueLimits(max_running=3))
+    claims = [
+        fleet_store.claim_due(now=at(1), limit=5, worker_id=f"{WORKER}-{n}", lease_duration=LEASE) for n in range(8)
+    ]
+    batches = await asyncio.gather(*claims)
+    assert sum(len(batch) for batch in batches) == 3
+
+
+async def test_limits_refuse_a_bad_queue_name(fleet_store: ScheduledCommandStore) -> None:
+    with pytest.raises(ValueError, match="'bad name!'"):
+        await fleet_store.set_queue_limits("bad name!", QueueLimits(max_running=1))
+
+
+async def test_redis_store_refuses_queue_limits(store: ScheduledCommandStore, request: pytest.FixtureRequest) -> None:
+    if request.node.callspec.params.get("store_factory") != "redis":
+        pytest.skip("RedisStore only")
+    with pytest.raises(UnsupportedFeatureError, match="does not support queue limits"):
+        await store.set_queue_limits("api", QueueLimits(max_running=1))
+
+
+def test_limits_are_validated_naming_the_value() -> None:
+    with pytest.raises(ValueError, match="input_value=0"):
+        QueueLimits(max_running=0)
+    with pytest.raises(ValueError, match="per must be a positive duration"):
+        RateLimit(count=1, per=timedelta(0))
+    assert QueueLimits().allowance(running=99, started=99) is None
+    assert QueueLimits(max_running=3, rate=RateLimit(count=5, per=BASE - BASE + LEASE)).allowance(1, 4) == 1
