@@ -110,6 +110,9 @@ def test_a_killed_worker_is_shown_gone_and_its_entry_stuck_until_recovered(
         # After its lease duration the killed worker is gone, still holding its entry: the entry is stuck.
         fleet = run(poll(workers_now, lambda f: f[holder].state == "gone", url, timeout=LEASE_SECONDS + 30))
         assert (fleet[holder].state, fleet[holder].running) == ("gone", 1)
+        # Gone is judged from its last heartbeat, the entry's lease from its last renewal (or the claim), which may
+        # be a moment later: the entry is stuck once that lease has run out too.
+        run(poll(read_stuck, lambda stuck: stuck == 1, url, timeout=LEASE_SECONDS + 30))
         report = run(read_overview(url))
         assert report.stuck == 1 and report.workers == {"running": 0, "stopping": 0, "gone": 2}
         detail = run(read_detail(url, entry_id))
