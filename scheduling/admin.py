@@ -19,6 +19,7 @@ from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEnt
 from stores.errors import UnreadableEntryError
 
 from . import _cancels
+from ._admin_queues import QueueList, limit_queue, queue_info, queue_list, set_queue_paused
 from ._admin_recurring import (
     PauseResult,
     RecurringList,
@@ -41,6 +42,7 @@ __all__ = [
     "EntryPage",
     "PauseResult",
     "PurgeResult",
+    "QueueList",
     "RecurringList",
     "RecurringScheduleView",
     "Refusal",
@@ -54,16 +56,20 @@ __all__ = [
     "cancel_entry",
     "entry_detail",
     "explain_refusal",
+    "limit_queue",
     "list_page",
     "overview",
     "parse_duration",
     "pause_schedule",
     "purge",
+    "queue_info",
+    "queue_list",
     "recurring_list",
     "remove_schedule",
     "requeue_entry",
     "requeue_failed",
     "resume_schedule",
+    "set_queue_paused",
     "throughput",
 ]
 

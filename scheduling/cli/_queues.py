@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from scheduling import admin
 from stores.base import ScheduledCommandStore
 from stores.queues import QueueLimits, RateLimit
 
@@ -24,9 +25,10 @@ def queue_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every queue with waiting or running entries, or paused: depth, running, paused, limits."""
 
     async def work(opened: ScheduledCommandStore) -> int:
-        queues = await opened.list_queues()
+        listed = await admin.queue_list(opened)
+        queues = listed.queues
         if as_json:
-            _emit_json({"queues": [queue.model_dump(mode="json") for queue in queues]})
+            _emit_json(listed.model_dump(mode="json"))
             return 0
         from rich.table import Table
 
@@ -63,7 +65,7 @@ def queue_resume(name: QueueArgument, store: StoreOption = None) -> None:
 
 def _set_paused(name: str, paused: bool, store: str | None) -> None:
     async def work(opened: ScheduledCommandStore) -> int:
-        await opened.set_queue_paused(name, paused)
+        await admin.set_queue_paused(opened, name, paused)
         typer.echo(f"{'paused' if paused else 'resumed'} queue {name}")
         return 0
 
@@ -108,7 +110,7 @@ def queue_limit(
         raise typer.BadParameter(f"{max_running}: {error.errors()[0]['msg']}", param_hint="'--max-running'") from error
 
     async def work(opened: ScheduledCommandStore) -> int:
-        await opened.set_queue_limits(name, limits)
+        await admin.limit_queue(opened, name, limits)
         shown = [f"max running {max_running}"] if max_running is not None else []
         shown += [f"rate {rate}"] if rate is not None else []
         typer.echo(f"limited queue {name}: {', '.join(shown)}" if shown else f"cleared the limits of queue {name}")

@@ -18,13 +18,17 @@ GET  /api/recurring                        ``RecurringList``                    
 GET  /api/workers                          ``Fleet``                                    ``workers --json``
 POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (404)     ``recurring pause``
 GET  /api/audit                            ``AuditTrail``                               ``audit --json``
+GET  /api/queues                           ``QueueList`` (501 RedisStore)               ``queue list --json``
+POST /api/queues/{name}/pause|resume       ``QueueInfo`` (422 bad name)                 ``queue pause|resume``
+POST /api/queues/{name}/limits             ``QueueInfo`` (422 bad name or limits)       ``queue limit``
 =========================================  ===========================================  ======================
 
 ``POST /api/entries/{id}/cancel?running=true`` (``cancel ID --running``) also cancels a PROCESSING entry's attempt.
 
-Every change (cancel, requeue, requeue of dead letters, purge, pause, resume) leaves one record in the audit trail
-(``scheduling.audit``): the actor (``token`` for the bearer token, ``session`` for a dashboard browser, or the
-``authenticate=`` principal), the client address, and the entries or the filter it acted on.
+Every change (cancel, requeue, requeue of dead letters, purge, pause, resume, a queue's pause, resume or limits)
+leaves one record in the audit trail (``scheduling.audit``): the actor (``token`` for the bearer token, ``session``
+for a dashboard browser, or the ``authenticate=`` principal), the client address, and the entries, the filter or the
+queue it acted on.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from scheduling.admin import (
     EntryPage,
     PauseResult,
     PurgeResult,
+    QueueList,
     RecurringList,
     RequeueResult,
     ResumeResult,
@@ -51,7 +56,8 @@ from scheduling.admin import (
 from scheduling.audit import AuditTrail, audit_trail, record_action
 from scheduling.workers import Fleet
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
-from stores.errors import UnreadableEntryError
+from stores.errors import UnreadableEntryError, UnsupportedFeatureError
+from stores.queues import QueueInfo, QueueLimits
 
 from ._actor import request_actor
 from .context import DashboardContext, get_context
@@ -272,3 +278,61 @@ async def resume_schedule(
         raise _unknown_schedule(ctx, name)
     await record_action(ctx.store, request_actor(request), "resume", now=ctx.now(), target=name, count=1)
     return result
+
+
+# -- queues (fleet-wide; docs/queues.md) -------------------------------------------------------------------------
+
+
+def _no_queues(exc: UnsupportedFeatureError) -> HTTPException:
+    return HTTPException(status_code=501, detail=str(exc))
+
+
+@read_router.get("/queues", responses=_errors(501))
+async def get_queues(ctx: Context) -> QueueList:
+    """Every queue with waiting or running entries, or paused or limited: depth, running, paused, limits."""
+    try:
+        return await admin.queue_list(ctx.store)
+    except UnsupportedFeatureError as exc:
+        raise _no_queues(exc) from None
+
+
+QueueName = Annotated[str, Path(description="The queue's name.")]
+
+
+async def _pause_or_resume(request: Request, ctx: DashboardContext, name: str, paused: bool) -> QueueInfo:
+    try:
+        queue = await admin.set_queue_paused(ctx.store, name, paused)
+    except UnsupportedFeatureError as exc:
+        raise _no_queues(exc) from None
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    action = "pause_queue" if paused else "resume_queue"
+    await record_action(ctx.store, request_actor(request), action, now=ctx.now(), target=name, count=1)
+    return queue
+
+
+@write_router.post("/queues/{name}/pause", responses=_errors(422, 501))
+async def pause_queue(request: Request, ctx: Context, name: QueueName) -> QueueInfo:
+    """Pause a queue for every worker: its entries are not claimed until resumed; those running finish."""
+    return await _pause_or_resume(request, ctx, name, True)
+
+
+@write_router.post("/queues/{name}/resume", responses=_errors(422, 501))
+async def resume_queue(request: Request, ctx: Context, name: QueueName) -> QueueInfo:
+    """Resume a paused queue: workers claim its due entries again at once."""
+    return await _pause_or_resume(request, ctx, name, False)
+
+
+@write_router.post("/queues/{name}/limits", responses=_errors(422, 501))
+async def limit_queue(request: Request, ctx: Context, name: QueueName, limits: QueueLimits) -> QueueInfo:
+    """Set a queue's fleet-wide limits, both of them: a limit left out (or null) is cleared."""
+    try:
+        queue = await admin.limit_queue(ctx.store, name, limits)
+    except UnsupportedFeatureError as exc:
+        raise _no_queues(exc) from None
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    rate = f"{limits.rate.count}/{limits.rate.per.total_seconds():g}s" if limits.rate is not None else "none"
+    target = f"{name} max_running={limits.max_running if limits.max_running is not None else 'none'} rate={rate}"
+    await record_action(ctx.store, request_actor(request), "limit_queue", now=ctx.now(), target=target, count=1)
+    return queue

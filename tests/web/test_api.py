@@ -380,6 +380,10 @@ async def test_openapi_describes_every_route_with_typed_bodies(client: httpx.Asy
         "/api/recurring/{name}/resume",
         "/api/workers",
         "/api/audit",
+        "/api/queues",
+        "/api/queues/{name}/pause",
+        "/api/queues/{name}/resume",
+        "/api/queues/{name}/limits",
     }
     ok = paths["/api/overview"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/StoreOverview"}
