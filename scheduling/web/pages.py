@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages: overview, entries, entry detail, dead letters, recurring schedules and workers.
+"""The dashboard's HTML pages: overview, entries, entry detail, dead letters, recurring schedules, queues, workers.
 
 Every page is rendered on the server with Jinja2 and has one live region. The same URL with ``?fragment=<region>``
 answers only that region, rendered by the same partial template as the full page; ``static/dashboard.js`` re-fetches
@@ -28,7 +28,7 @@ from scheduling import admin
 from scheduling.audit import audit_trail
 from scheduling.workers import Fleet
 from stores.entries import ScheduledCommandStatus
-from stores.errors import UnreadableEntryError
+from stores.errors import UnreadableEntryError, UnsupportedFeatureError
 
 from .context import TEMPLATES_KEY, DashboardContext, get_context
 from .security import SESSION_COOKIE, csrf_token
@@ -50,6 +50,7 @@ _NAV = (
     ("Entries", "/entries"),
     ("Dead letters", "/dead-letters"),
     ("Recurring", "/recurring"),
+    ("Queues", "/queues"),
     ("Workers", "/workers"),
     ("Audit", "/audit"),
 )
@@ -424,6 +425,16 @@ async def recurring_page(request: Request, ctx: Context, fragment: Fragment = No
         fragment=fragment,
         nav_path="/recurring",
     )
+
+
+@router.get("/queues", response_class=HTMLResponse, name="queues")
+async def queues_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
+    """Queues: depth, running, paused, limits, with Pause and Resume; a one-line notice on a store without queues."""
+    try:
+        values: dict[str, Any] = {"queues": (await admin.queue_list(ctx.store)).queues, "unsupported": None}
+    except UnsupportedFeatureError as exc:
+        values = {"queues": [], "unsupported": str(exc)}
+    return _render(request, ctx, "queues", title="Queues", values=values, fragment=fragment, nav_path="/queues")
 
 
 @router.get("/workers", response_class=HTMLResponse, name="workers")

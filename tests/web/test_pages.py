@@ -23,13 +23,15 @@ from scheduling_app import START, Add, App, Fail, Record, make_app
 from scheduling import ScheduledCommandStatus, ScheduleOptions
 from scheduling.web import DashboardSettings, create_dashboard_app
 from scheduling.web.pages import format_duration, throughput_chart
+from stores.queues import QueueLimits, RateLimit
+from stores.redis import RedisStore
 from stores.schedules import StoredSchedule
 from stores.sql import SqlStore
 from stores.workers import StoredWorker
 
 TOKEN = "page-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/workers", "/audit"]
+PAGES = ["/", "/entries", "/dead-letters", "/recurring", "/queues", "/workers", "/audit"]
 
 # -- a small DOM from the standard library's parser -------------------------------------------------------------
 
@@ -414,6 +416,41 @@ async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClien
     assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
 
 
+async def test_queues_page_shows_each_queue_with_pause_and_resume(client: httpx.AsyncClient, filled: Filled) -> None:
+    """Depth, running, state and limits per queue; Pause posts to the queue's API route, and once paused (by
+    anyone) the row says so and offers Resume; the overview links to the page."""
+    overview = await get_page(client, "/")
+    link = overview.by_id("queues-link")
+    assert link is not None and link.attrs["href"] == "/queues"
+    await filled.app.store.set_queue_limits("emails", QueueLimits(max_running=4, rate=RateLimit(count=100, per=60)))
+    doc = await get_page(client, "/queues")
+    rows = {r.attrs["data-name"]: r for r in doc.find_all("tr") if "data-name" in r.attrs}
+    assert set(rows) == {"default", "emails"}
+    # 3 PENDING: two plain ones and the recurring schedule's next occurrence.
+    assert rows["default"].text().split()[:6] == ["default", "Active", "3", "0", "none", "none"]
+    assert "4" in rows["emails"].text() and "100 per 1 min" in rows["emails"].text()
+    (pause,) = action_buttons(rows["default"])
+    assert pause.attrs["data-action"] == "/api/queues/default/pause" and pause.text() == "Pause queue default"
+
+    await filled.app.scheduler.pause_queue("default")
+    fragment = parse((await client.get("/queues?fragment=queues")).text)
+    (row,) = [r for r in fragment.find_all("tr") if r.attrs.get("data-name") == "default"]
+    assert row.attrs["data-paused"] == "true" and "Paused" in row.text()
+    (resume,) = action_buttons(row)
+    assert resume.attrs["data-action"] == "/api/queues/default/resume"
+
+
+async def test_queues_page_on_a_store_without_queues_says_so(redis_url: str, redis_prefix: str, filled: Filled) -> None:
+    """RedisStore has no queues: the page shows a one-line notice, not an error."""
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        dashboard = create_dashboard_app(store, settings=DashboardSettings(token=TOKEN), clock=filled.app.clock)
+        async with _client(dashboard) as client:
+            doc = await get_page(client, "/queues")
+    notice = doc.by_id("queues-unsupported")
+    assert notice is not None and "does not support listing queues" in notice.text()
+    assert not doc.find_all("table")
+
+
 async def test_the_entry_page_and_the_audit_page_show_operator_actions(
     client: httpx.AsyncClient, filled: Filled
 ) -> None:
@@ -601,6 +638,7 @@ async def test_a_huge_offset_is_a_422_naming_it(client: httpx.AsyncClient, fille
         ("/entries?status=FAILED", "entries"),
         ("/dead-letters", "dead_letters"),
         ("/recurring", "recurring"),
+        ("/queues", "queues"),
     ],
 )
 async def test_each_page_has_a_live_region_served_as_a_fragment(
@@ -743,6 +781,7 @@ async def test_nav_marks_the_current_page(client: httpx.AsyncClient) -> None:
         ("/entries", "Entries"),
         ("/dead-letters", "Dead letters"),
         ("/recurring", "Recurring"),
+        ("/queues", "Queues"),
     ]:
         doc = await get_page(client, path)
         (nav,) = doc.find_all("nav", aria_label="Dashboard sections")
