@@ -436,6 +436,34 @@ def test_pause_and_resume_a_recurring_schedule(served: Served, browser: Any) -> 
     assert browser.execute_script("return window.e2eMarker;") == "recurring"
 
 
+def test_pause_and_resume_a_queue_and_see_it_audited(served: Served, browser: Any) -> None:
+    """The Queues page's Pause stops the fleet claiming the queue (stored), the row and the announcer say so, the
+    Audit page shows who paused which queue; Resume undoes it."""
+    from selenium.webdriver.common.by import By
+
+    served.call(served.scheduler.schedule(Flaky(key="queued"), ScheduleOptions(delay=timedelta(days=1))))
+    login(browser, served.url, "/queues")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-name="default"]')
+    assert "Active" in row.text and row.get_attribute("data-paused") == "false"
+
+    browser.find_element(By.ID, "queue-pause-1").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "queue-state-1").text == "Paused", "shown as paused")
+    wait_for(browser, lambda d: d.find_element(By.ID, "announcer").text == "Paused queue default.", "announced")
+    assert [q.paused for q in served.call(served.store.list_queues()) if q.name == "default"] == [True]
+    screenshot(browser, "queues")
+
+    browser.get(f"{served.url}/audit")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-action="pause_queue"]')
+    assert "session (dashboard)" in row.text and "default" in row.text
+
+    browser.get(f"{served.url}/queues")
+    browser.find_element(By.ID, "queue-resume-1").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "queue-state-1").text == "Active", "shown as active again")
+    assert [q.paused for q in served.call(served.store.list_queues()) if q.name == "default"] == [False]
+    browser.get(f"{served.url}/audit")
+    assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-action="resume_queue"]')
+
+
 def test_a_requeue_from_the_dashboard_is_on_the_audit_page_and_the_entry_page(served: Served, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
