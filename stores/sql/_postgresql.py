@@ -125,7 +125,8 @@ _INSERT_ONE_AND_NOTIFY = (
 # the earliest due entries by an index range scan (the window shared among them, never under ``limit`` each, so the
 # best ``limit`` are always among them), keeping the best ``window`` of all. Entries of other queues and types cost
 # one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``eligible`` leaves out
-# the candidates whose lock a PROCESSING entry holds, ``firsts`` keeps the first of each lock; ``locked`` orders them
+# the candidates whose lock a PROCESSING entry holds (from the rows ``candidates`` read: fetching them again by key
+# cost a third of the claim on one queue), ``firsts`` keeps the first of each lock; ``locked`` orders them
 # and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two claims racing for one
 # lock: the unique index on the lock of PROCESSING entries fails the second, which the store runs again. Limited
 # queues (``max_running`` or a rate) are left out unless ``limited``: the store claims each of them apart, in a
@@ -162,9 +163,9 @@ priorities(q, t, p) AS (
     FROM priorities WHERE priorities.p IS NOT NULL
 ),
 candidates AS (
-    SELECT c.seq FROM priorities
+    SELECT c.seq, c.lock, priorities.p AS priority, c.scheduled_for FROM priorities
     CROSS JOIN LATERAL (
-        SELECT seq, scheduled_for FROM scheduled_commands
+        SELECT seq, lock, scheduled_for FROM scheduled_commands
         WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
           AND priority = priorities.p AND scheduled_for <= :now
         ORDER BY scheduled_for, seq
@@ -175,10 +176,9 @@ candidates AS (
     LIMIT :window
 ),
 eligible AS (
-    SELECT seq, lock, priority, scheduled_for FROM scheduled_commands AS e
-    WHERE seq = ANY(ARRAY(SELECT seq FROM candidates)) AND status = 'PENDING' AND scheduled_for <= :now
-      AND (lock IS NULL OR NOT EXISTS (
-          SELECT 1 FROM scheduled_commands AS holder WHERE holder.lock = e.lock AND holder.status = 'PROCESSING'))
+    SELECT seq, lock, priority, scheduled_for FROM candidates AS e
+    WHERE lock IS NULL OR NOT EXISTS (
+        SELECT 1 FROM scheduled_commands AS holder WHERE holder.lock = e.lock AND holder.status = 'PROCESSING')
 ),
 firsts AS (
     SELECT seq FROM (

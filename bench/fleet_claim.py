@@ -1,0 +1,229 @@
+"""PostgreSQL claim time and drain rate with one queue versus four queues with routing on (issue #15).
+
+Run with ``.venv/bin/python bench/fleet_claim.py [--quick] [--sizes 10000,1000000] [--layouts single,routed]``
+(never part of ``make test``). Prints one JSON line per measurement to stdout, progress to stderr.
+
+For each pending-set size, the layouts are measured one after the other on databases of their own (interleaved
+A/B in one run, ``--rounds`` times):
+
+- ``single``: every entry in the ``default`` queue, one command type; the claim passes no route (as a worker
+  without ``--queue``; the code of releases before queues takes no route at all, so this layout also runs there).
+- ``routed``: entries spread round-robin over 4 queues and 4 command types; the claim names the 4 queues and the 4
+  types (a worker started with ``--queue`` x4 that handles every type).
+
+The rows are built with one ``INSERT ... SELECT generate_series`` per 250,000 (then ``VACUUM ANALYZE``), never through
+``schedule()``. Measured per layout and size:
+
+- ``claim``: median of ``store.claim_due(limit=batch)`` from the caller's side, each followed by releasing what it
+  claimed so the pending set keeps its size; and the server-side time of the claim statement (``EXPLAIN ANALYZE``
+  in rolled-back transactions, median).
+- ``drain``: ``drain`` entries claimed ``batch`` at a time and completed one by one (``store.complete``) from one
+  process, as entries/s: the store's share of a worker's drain, without handlers or process start-up.
+
+Every ``bench_*`` database created is dropped. ``PYTHONPATH`` decides which code is measured (the A/B against an
+older release runs this file with ``PYTHONPATH`` pointing at that release's tree, ``--layouts single``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import psycopg
+from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Postgres, libpq
+
+from stores import SqlStore
+from stores.entries import AttemptRecord
+
+QUEUES = ("q0", "q1", "q2", "q3")
+TYPES = tuple(f"bench.fleet.Job{i}" for i in range(4))
+
+_INSERT = """
+INSERT INTO scheduled_commands
+    (id, command_type, payload, status, priority, scheduled_for, created_at, retry_count, attempt_count, max_retries
+     {queue_column})
+SELECT 'bench-' || i, (%(types)s::text[])[1 + i %% cardinality(%(types)s::text[])], '{{"n":' || i || '}}', 'PENDING',
+       0, %(now)s::timestamptz - interval '1 hour' + i * interval '1 microsecond', %(now)s::timestamptz, 0, 0, 3
+       {queue_value}
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    sizes: tuple[int, ...] = (10_000, 1_000_000)
+    batch: int = 50
+    claims: int = 30
+    warmup: int = 5
+    explain_runs: int = 5
+    drain: int = 2_000
+    rounds: int = 1
+
+
+def progress(message: str) -> None:
+    print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def fill(url: str, layout: str, size: int, now: dt.datetime) -> None:
+    routed = layout == "routed"
+    statement = _INSERT.format(
+        queue_column=", queue" if routed else "",
+        queue_value=", (%(queues)s::text[])[1 + (i / 4) %% cardinality(%(queues)s::text[])]" if routed else "",
+    )
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        for first in range(1, size + 1, 250_000):
+            params = {"types": list(TYPES if routed else TYPES[:1]), "queues": list(QUEUES), "now": now}
+            conn.execute(statement.encode(), params | {"first": first, "last": min(first + 249_999, size)})
+        conn.execute("VACUUM ANALYZE scheduled_commands")
+
+
+def route_for(layout: str) -> dict[str, Any]:
+    if layout != "routed":
+        return {}
+    from stores.queues import Route
+
+    return {"route": Route.of(QUEUES, TYPES)}
+
+
+def explain(url: str, layout: str, now: dt.datetime, c: Config) -> dict[str, float] | None:
+    from scheduler_sql import _psycopg_placeholders
+
+    from stores.sql import _postgresql as sql_store
+
+    statement = getattr(sql_store, "CLAIM", None)
+    if not isinstance(statement, str):
+        return None
+    routed = layout == "routed"
+    params = {
+        "now": now,
+        "limit": c.batch,
+        "window": c.batch * getattr(sql_store, "CLAIM_WINDOW_FACTOR", 4),
+        "worker_id": "bench-explain",
+        "lease_expires_at": now + dt.timedelta(minutes=5),
+        "queues": list(QUEUES) if routed else None,
+        "types": list(TYPES) if routed else None,
+        "limited": False,
+    }
+    query = ("EXPLAIN (ANALYZE, FORMAT JSON) " + _psycopg_placeholders(statement)).encode()
+    planning: list[float] = []
+    execution: list[float] = []
+    with psycopg.connect(libpq(url)) as conn:
+        conn.execute("SET jit = off")
+        conn.commit()
+        for _ in range(c.explain_runs):
+            row = conn.execute(query, {k: v for k, v in params.items() if f":{k}" in statement}).fetchone()
+            conn.rollback()
+            assert row is not None
+            [plan] = row[0]
+            planning.append(plan["Planning Time"])
+            execution.append(plan["Execution Time"])
+    return {
+        "planning_ms": round(statistics.median(planning), 3),
+        "execution_ms": round(statistics.median(execution), 3),
+    }
+
+
+async def claims(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> dict[str, float]:
+    samples: list[float] = []
+    for i in range(c.warmup + c.claims):
+        start = time.perf_counter()
+        claimed = await store.claim_due(
+            now=now, limit=c.batch, worker_id="bench", lease_duration=dt.timedelta(minutes=5), **route_for(layout)
+        )
+        elapsed = time.perf_counter() - start
+        if len(claimed) != c.batch:
+            raise RuntimeError(f"claimed {len(claimed)}, expected {c.batch}")
+        for entry in claimed:
+            if not await store.release(entry.id, entry.lease_token or ""):
+                raise RuntimeError("a release failed")
+        if i >= c.warmup:
+            samples.append(elapsed * 1000)
+    return {"median_ms": round(statistics.median(samples), 3), "min_ms": round(min(samples), 3)}
+
+
+async def drain(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> dict[str, float]:
+    done = 0
+    start = time.perf_counter()
+    while done < c.drain:
+        claimed = await store.claim_due(
+            now=now, limit=c.batch, worker_id="bench", lease_duration=dt.timedelta(minutes=5), **route_for(layout)
+        )
+        if not claimed:
+            raise RuntimeError(f"nothing left to claim after {done}")
+        for entry in claimed:
+            attempt = AttemptRecord(attempt=1, worker_id="bench", started_at=now, finished_at=now, outcome="completed")
+            if not await store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt):
+                raise RuntimeError("a completion failed")
+        done += len(claimed)
+    seconds = time.perf_counter() - start
+    return {"entries": done, "seconds": round(seconds, 2), "per_s": round(done / seconds, 1)}
+
+
+async def measure(postgres: Postgres, layout: str, size: int, round_: int, c: Config, code: str) -> dict[str, Any]:
+    name = f"bench_fleet_{os.getpid()}_{layout}_{size}_{round_}"
+    url = postgres.create(name)
+    try:
+        async with SqlStore(url):  # the schema
+            pass
+        now = dt.datetime.now(dt.UTC)
+        progress(f"{code} {layout} {size}: inserting")
+        started = time.perf_counter()
+        await asyncio.to_thread(fill, url, layout, size, now)
+        insert_s = time.perf_counter() - started
+        now = dt.datetime.now(dt.UTC)
+        progress(f"{code} {layout} {size}: inserted in {insert_s:.1f}s; claiming")
+        async with SqlStore(url) as store:
+            claim = await claims(store, layout, now, c)
+            claim["explain"] = await asyncio.to_thread(explain, url, layout, now, c)  # type: ignore[assignment]
+            drained = await drain(store, layout, now, c)
+    finally:
+        postgres.drop(name)
+    return {
+        "bench": "fleet_claim",
+        "code": code,
+        "layout": layout,
+        "pending": size,
+        "round": round_,
+        "batch": c.batch,
+        "insert_s": round(insert_s, 1),
+        "claim": claim,
+        "drain": drained,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
+    parser.add_argument("--sizes", default="10000,1000000", help="comma-separated pending-set sizes")
+    parser.add_argument("--layouts", default="single,routed", help="comma-separated subset of single, routed")
+    parser.add_argument("--rounds", type=int, default=1, help="A/B rounds (each measures every layout once)")
+    parser.add_argument("--code", default="this tree", help="a label for the code measured (the JSON's 'code')")
+    parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
+    args = parser.parse_args()
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s)
+    layouts = [layout for layout in args.layouts.split(",") if layout]
+    if set(layouts) - {"single", "routed"}:
+        parser.error(f"unknown layouts: {args.layouts}")
+    c = Config(sizes=sizes, rounds=args.rounds)
+    if args.quick:
+        c = dataclasses.replace(c, sizes=(2_000,), claims=5, warmup=1, explain_runs=1, drain=200)
+    postgres = Postgres(args.postgres)
+    for size in c.sizes:
+        for round_ in range(c.rounds):
+            for layout in layouts if round_ % 2 == 0 else reversed(layouts):
+                result = asyncio.run(measure(postgres, layout, size, round_, c, args.code))
+                print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
