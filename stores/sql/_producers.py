@@ -77,8 +77,12 @@ class PostgresqlProducer:
                 await conn.close()
 
     def abandon(self) -> None:
-        """Forget the connection of an event loop that is gone (it cannot be closed from another)."""
-        self._conn = None
+        """Drop the connection of an event loop that is gone: it cannot be closed through that loop, so its socket is
+        closed at the libpq level (dropping it open would leave it to the garbage collector, with a ResourceWarning)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()
 
 
 class SqliteProducer:
