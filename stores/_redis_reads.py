@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, cast
 from ._redis_codec import entry_from_json, from_micros, micros
 from .base import FinishedCount, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import UnreadableEntryError
+from .errors import UnreadableEntryError, UnsupportedFeatureError
+from .filters import EntryFilter, combined
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -35,6 +36,8 @@ class RedisReads:
         async def _client(self) -> Redis: ...
         def _key(self, suffix: str) -> str: ...
         def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
+        @property
+        def description(self) -> str: ...
 
     async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
         client = await self._client()
@@ -58,9 +61,18 @@ class RedisReads:
         offset: int = 0,
         newest_first: bool = False,
         on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
+        where: EntryFilter | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
+        if wanted.searches:  # no index answers them: every entry's hash would be read and decoded
+            raise UnsupportedFeatureError(
+                self.description,
+                "searching entries by id prefix, error text or time range",
+                "use SqlStore or MemoryStore; filter by status, command type or correlation id",
+            )
+        status, command_type, correlation_id = wanted.status, wanted.command_type, wanted.correlation_id
         # The narrowest index given walks; the other filters are checked entry by entry in the script.
         filters = {"status": status.value if status else None, "command_type": command_type}
         if correlation_id is not None:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Self
 from ._audit_contract import AuditTrailStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
+from .filters import EntryFilter
 from .queues import QueueInfo, QueueLimits, Route
 from .schedules import StoredSchedule
 from .workers import StoredWorker, StoredWorkerState
@@ -345,8 +346,13 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
         offset: int = 0,
         newest_first: bool = False,
         on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
+        where: EntryFilter | None = None,
     ) -> list[ScheduledCommandEntry]:
         """Entries matching every filter given, in scheduling order (or its reverse), one page at a time.
+
+        ``where`` adds an ``EntryFilter`` (id prefix, error text, time ranges; .. versionadded:: 0.6); an argument
+        contradicting it is a ``ValueError`` (``stores.filters.combined``). A store that cannot search efficiently
+        raises ``UnsupportedFeatureError`` for a filter whose ``searches`` is true.
 
         A stored row that does not convert to an entry (written behind the library's back) is left out of the page
         and passed to ``on_unreadable`` (by default, logged), so one corrupt row never hides the others.
@@ -457,6 +463,23 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
             if due_before is None or entry.scheduled_for < due_before:
                 counts[entry.command_type] = counts.get(entry.command_type, 0) + 1
         return counts
+
+    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
+        """How many entries match ``where``; with ``at_most``, counting stops past it: a result of ``at_most + 1``
+        means "more than ``at_most``" (a bounded count, for filters no index answers).
+
+        .. versionadded:: 0.6
+        """
+        if at_most is not None and at_most < 0:
+            raise ValueError(f"at_most must not be negative, got {at_most}")
+        counted, offset, page = 0, 0, 1_000
+        while at_most is None or counted <= at_most:
+            entries = await self.list_entries(where=where, limit=page, offset=offset)
+            counted += len(entries)
+            if len(entries) < page:
+                break
+            offset += page
+        return counted if at_most is None else min(counted, at_most + 1)
 
     async def count_running(self, *, now: datetime) -> int:
         """How many entries a live worker holds: PROCESSING under a lease that has not expired at ``now``.

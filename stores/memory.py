@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_pau
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
+from .filters import EntryFilter, combined
 from .queues import QueueInfo, QueueLimits, Route
 from .schedules import StoredSchedule
 
@@ -448,21 +449,27 @@ class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
         offset: int = 0,
         newest_first: bool = False,
         on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
+        where: EntryFilter | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        if correlation_id is not None:
-            candidates: Collection[str] = self._by_correlation.get(correlation_id, set())
+        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
+        return list(itertools.islice(self._matching(wanted, newest_first), offset, offset + limit))
+
+    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
+        if at_most is not None and at_most < 0:
+            raise ValueError(f"at_most must not be negative, got {at_most}")
+        wanted = where if where is not None else EntryFilter()
+        limit = None if at_most is None else at_most + 1
+        return sum(1 for _ in itertools.islice(self._matching(wanted, False), limit))
+
+    def _matching(self, wanted: EntryFilter, newest_first: bool) -> Iterator[ScheduledCommandEntry]:
+        if wanted.correlation_id is not None:
+            candidates: Collection[str] = self._by_correlation.get(wanted.correlation_id, set())
         else:
             candidates = self._entries.keys()
         ordered = sorted(candidates, key=self._order.__getitem__, reverse=newest_first)
-        matching = (
-            entry
-            for entry in map(self._entries.__getitem__, ordered)
-            if (status is None or entry.status is status)
-            and (command_type is None or entry.command_type == command_type)
-        )
-        return list(itertools.islice(matching, offset, offset + limit))
+        return (entry for entry in map(self._entries.__getitem__, ordered) if wanted.matches(entry))
 
     async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
         check_bucket(bucket)

@@ -28,9 +28,11 @@ from stores._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, Transi
 from stores.base import FinishedCount, ReclaimedEntry, check_bucket, finished_counts
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
+from stores.filters import EntryFilter
 
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
+from ._search import filter_condition
 from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
 
 __all__ = [
@@ -239,24 +241,12 @@ async def count_by_status(conn: AsyncConnection) -> dict[ScheduledCommandStatus,
 
 
 async def list_rows(
-    conn: AsyncConnection,
-    *,
-    status: ScheduledCommandStatus | None,
-    command_type: str | None,
-    correlation_id: str | None,
-    limit: int,
-    offset: int,
-    newest_first: bool,
+    conn: AsyncConnection, *, where: EntryFilter, limit: int, offset: int, newest_first: bool
 ) -> Sequence[Row[Any]]:
-    conditions = []
-    if status is not None:
-        conditions.append(ENTRIES.c.status == ScheduledCommandStatus(status).value)
-    if command_type is not None:
-        conditions.append(ENTRIES.c.command_type == command_type)
-    if correlation_id is not None:
-        conditions.append(ENTRIES.c.correlation_id == correlation_id)
     order = ENTRIES.c.seq.desc() if newest_first else ENTRIES.c.seq
-    query = select(ENTRIES).where(and_(True, *conditions)).order_by(order).limit(limit).offset(offset)
+    query = (
+        select(ENTRIES).where(filter_condition(where, conn.dialect.name)).order_by(order).limit(limit).offset(offset)
+    )
     return (await conn.execute(query)).all()
 
 

@@ -25,6 +25,7 @@ from stores.audit import AuditRecord
 from stores.base import FinishedCount, ReclaimedEntry
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
+from stores.filters import EntryFilter, combined
 from stores.queues import QueueInfo, QueueLimits, Route
 from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
@@ -38,6 +39,7 @@ from ._backend import reason
 from ._connections import SqlConnections
 from ._group_commit import Finish, Finished
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
+from ._search import count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
 from ._tables import ENTRIES
 from ._urls import mask_url, same_database
@@ -413,20 +415,20 @@ class SqlStore(SqlConnections):
         offset: int = 0,
         newest_first: bool = False,
         on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
+        where: EntryFilter | None = None,
     ) -> list[ScheduledCommandEntry]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
         async with self._read() as conn:
-            rows = await queries.list_rows(
-                conn,
-                status=status,
-                command_type=command_type,
-                correlation_id=correlation_id,
-                limit=limit,
-                offset=offset,
-                newest_first=newest_first,
-            )
+            rows = await queries.list_rows(conn, where=wanted, limit=limit, offset=offset, newest_first=newest_first)
         return queries.readable_listing(rows, on_unreadable)
+
+    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
+        if at_most is not None and at_most < 0:
+            raise ValueError(f"at_most must not be negative, got {at_most}")
+        async with self._read() as conn:
+            return await count_bounded(conn, where if where is not None else EntryFilter(), at_most)
 
     async def next_due_at(self) -> datetime | None:
         async with self._read() as conn:

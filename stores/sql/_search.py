@@ -1,0 +1,103 @@
+"""The SQL of the entries search (``EntryFilter``): its WHERE conditions, the bounded count, and PostgreSQL's
+trigram index for error-text search.
+
+Error text is a substring match ignoring case (``ILIKE`` on PostgreSQL; ``lower(...) LIKE lower(...)`` on SQLite,
+whose ``lower`` folds ASCII letters only). No B-tree index helps a substring match, so on PostgreSQL with the
+``pg_trgm`` extension installed (``CREATE EXTENSION pg_trgm``, by someone allowed to) the store keeps a GIN trigram
+index on ``error_message``: ``ILIKE '%text%'`` then reads the index instead of every row. Without the extension the
+match is a scan, bounded by the page (newest first, it stops at the page's last match) and by the count's limit;
+the store never creates the extension itself, since that needs rights an application role should not have.
+
+Counting: ``count_bounded`` counts at most ``at_most + 1`` matching rows (a LIMIT inside a subquery), so a filter
+matching a million rows costs as much as one matching ``at_most`` and the caller says "more than ``at_most``".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, and_, func, literal, select, text, type_coerce
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stores.filters import EntryFilter
+
+from ._tables import ENTRIES
+
+__all__ = ["TRIGRAM_INDEX", "count_bounded", "create_trigram_index", "filter_condition"]
+
+#: The GIN trigram index of error messages (PostgreSQL with ``pg_trgm`` only).
+TRIGRAM_INDEX = "ix_scheduled_commands_error_trgm"
+
+_HAS_TRIGRAMS = text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+_HAS_TRIGRAM_INDEX = text("SELECT 1 FROM pg_indexes WHERE indexname = :name").bindparams(name=TRIGRAM_INDEX)
+_CREATE_TRIGRAM_INDEX = text(
+    f"CREATE INDEX IF NOT EXISTS {TRIGRAM_INDEX} ON scheduled_commands USING gin (error_message gin_trgm_ops)"
+)
+
+
+def filter_condition(where: EntryFilter, dialect: str) -> ColumnElement[bool]:
+    """The WHERE condition of ``where`` on the ``dialect`` backend (``TRUE`` for an empty filter)."""
+    columns = ENTRIES.c
+    conditions: list[ColumnElement[bool]] = []
+    if where.status is not None:
+        conditions.append(columns.status == where.status.value)
+    if where.command_type is not None:
+        conditions.append(columns.command_type == where.command_type)
+    if where.correlation_id is not None:
+        conditions.append(columns.correlation_id == where.correlation_id)
+    if where.id_prefix is not None:
+        prefix = where.id_prefix
+        # LIKE may ignore case (SQLite): the substr comparison keeps the prefix match exact.
+        conditions.append(columns.id.startswith(prefix, autoescape=True))
+        conditions.append(func.substr(columns.id, 1, len(prefix)) == prefix)
+    if where.error_contains is not None:
+        conditions.append(columns.error_message.ilike(f"%{_escape_like(where.error_contains)}%", escape="\\"))
+    for field, after, before in where.ranges():
+        column = columns[field]
+        if after is not None:
+            conditions.append(_time(column, dialect) >= _time_value(after, dialect))
+        if before is not None:
+            conditions.append(_time(column, dialect) < _time_value(before, dialect))
+        if after is None:  # "finished before" never matches an unfinished entry (NULL compares as unknown anyway)
+            conditions.append(column.is_not(None))
+    return and_(True, *conditions)
+
+
+def _time(column: Any, dialect: str) -> Any:
+    return type_coerce(column, String) if dialect == "sqlite" else column
+
+
+def _time_value(moment: datetime, dialect: str) -> Any:
+    """On SQLite, the text form rows are written in: naive UTC, microseconds only when not zero. (A bound DateTime
+    always has them: ``12:01:00.000000`` sorts after the stored ``12:01:00`` of the same instant.) Either text form
+    compares right against the other, so rows written with and without microseconds are both found."""
+    if dialect != "sqlite":
+        return moment
+    return str(moment.astimezone(UTC).replace(tzinfo=None))
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def count_bounded(conn: AsyncConnection, where: EntryFilter, at_most: int | None) -> int:
+    """Rows matching ``where``, counting at most ``at_most + 1`` of them when ``at_most`` is given."""
+    condition = filter_condition(where, conn.dialect.name)
+    matching: Any = select(literal(1)).select_from(ENTRIES).where(condition)
+    if at_most is not None:
+        matching = matching.limit(at_most + 1)
+    count = (await conn.execute(select(func.count()).select_from(matching.subquery()))).scalar_one()
+    return int(count)
+
+
+async def create_trigram_index(conn: AsyncConnection) -> bool:
+    """Create the error-text trigram index when ``pg_trgm`` is installed and the index is missing; whether it exists.
+
+    Run at open with the schema lock held; building it over many rows takes a while once (a million rows: seconds).
+    """
+    if (await conn.execute(_HAS_TRIGRAMS)).first() is None:
+        return False
+    if (await conn.execute(_HAS_TRIGRAM_INDEX)).first() is None:
+        await conn.execute(_CREATE_TRIGRAM_INDEX)
+    return True

@@ -1,0 +1,96 @@
+"""The entries search (``EntryFilter``) and the bounded count, on every store: the same answers as
+``EntryFilter.matches``; RedisStore refuses the searches no index answers, saying so."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from test_contract import BASE, at, make_entry
+
+from scheduling.entries import ScheduledCommandStatus
+from stores import RedisStore, ScheduledCommandStore
+from stores.errors import UnsupportedFeatureError
+from stores.filters import EntryFilter
+
+PENDING, FAILED, COMPLETED = (
+    ScheduledCommandStatus.PENDING,
+    ScheduledCommandStatus.FAILED,
+    ScheduledCommandStatus.COMPLETED,
+)
+
+
+def _entries() -> list[Any]:
+    """Six entries: created a minute apart, due and finished at known times, some with errors."""
+    made = []
+    for i in range(6):
+        finished = i in (1, 2, 4)
+        made.append(
+            make_entry(
+                id=f"{'ab' if i < 3 else 'cd'}{i:02d}0000-0000-4000-8000-00000000000{i}",
+                command_type="A" if i % 2 else "B",
+                correlation_id="order-1" if i < 2 else None,
+                status=(FAILED if i in (1, 4) else COMPLETED) if finished else PENDING,
+                created_at=BASE + timedelta(minutes=i),
+                scheduled_for=BASE + timedelta(hours=i),
+                completed_at=at(3600 * i + 5) if finished else None,
+                error_message={1: "TimeoutError: upstream 50% slow", 2: "ValueError: bad", 4: "timeout_error"}.get(i),
+            )
+        )
+    return made
+
+
+FILTERS: dict[str, dict[str, Any]] = {
+    "everything": {},
+    "id prefix": {"id_prefix": "ab"},
+    "one id": {"id_prefix": "cd040000"},
+    "error text ignoring case": {"error_contains": "TIMEOUT"},
+    "percent is literal": {"error_contains": "50%"},
+    "underscore is literal": {"error_contains": "t_e"},
+    "created range": {"created_after": BASE + timedelta(minutes=1), "created_before": BASE + timedelta(minutes=3)},
+    "due from": {"due_after": BASE + timedelta(hours=4)},
+    "finished before": {"finished_before": at(3600 * 3)},
+    "finished range and type": {"finished_after": at(0), "command_type": "A"},
+    "status and error": {"status": FAILED, "error_contains": "time"},
+    "correlation and prefix": {"correlation_id": "order-1", "id_prefix": "ab01"},
+    "nothing": {"id_prefix": "zz"},
+}
+
+
+@pytest.mark.parametrize("fields", list(FILTERS.values()), ids=list(FILTERS))
+async def test_list_and_count_answer_like_the_filter(store: ScheduledCommandStore, fields: dict[str, Any]) -> None:
+    """``list_entries(where=...)`` lists (in both orders) and ``count_entries`` counts what ``matches`` says."""
+    entries = _entries()
+    await store.add(entries)
+    where = EntryFilter(**fields)
+    if isinstance(store, RedisStore) and where.searches:
+        with pytest.raises(UnsupportedFeatureError, match="does not support searching entries"):
+            await store.list_entries(where=where)
+        return
+    stored = [await store.get(entry.id) for entry in entries]
+    expected = [entry.id for entry in stored if entry is not None and where.matches(entry)]
+    assert [e.id for e in await store.list_entries(where=where)] == expected
+    assert [e.id for e in await store.list_entries(where=where, newest_first=True)] == expected[::-1]
+    assert await store.count_entries(where) == len(expected)
+
+
+async def test_the_bounded_count_stops_past_its_limit(store: ScheduledCommandStore) -> None:
+    """``at_most=n`` answers the count when it is at most n, else n + 1 ("more than n")."""
+    await store.add([make_entry(command_type="A") for _ in range(5)])
+    where = EntryFilter(command_type="A")
+    assert [await store.count_entries(where, at_most=n) for n in (0, 2, 4, 5, 10)] == [1, 3, 5, 5, 5]
+    assert await store.count_entries(at_most=3) == 4
+    with pytest.raises(ValueError, match="-1"):
+        await store.count_entries(at_most=-1)
+
+
+async def test_arguments_and_filter_combine(store: ScheduledCommandStore) -> None:
+    """The filter arguments of ``list_entries`` and ``where`` must both hold; a contradiction is a clear error."""
+    await store.add(_entries())
+    everything = await store.list_entries()
+    listed = await store.list_entries(status=PENDING, where=EntryFilter(command_type="B"))
+    assert listed == [e for e in everything if e.status is PENDING and e.command_type == "B"]
+    assert listed  # (a store may add every entry PENDING: then all three of type B)
+    with pytest.raises(ValueError, match="contradicts the filter"):
+        await store.list_entries(status=FAILED, where=EntryFilter(status=PENDING))
