@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
+from stores.filters import EntryFilter, combined
 
 from . import _cancels
 from ._admin_queues import QueueList, limit_queue, queue_info, queue_list, set_queue_paused
@@ -36,6 +37,7 @@ from .workers import count_stuck, is_stuck, waiting_for_a_worker, workers_by_sta
 __all__ = [
     "CANCELLABLE",
     "CANCELLABLE_RUNNING",
+    "COUNT_LIMIT",
     "MAX_DURATION",
     "CancelResult",
     "EntryDetail",
@@ -54,6 +56,7 @@ __all__ = [
     "ThroughputBucket",
     "UnreadableRow",
     "cancel_entry",
+    "count_matching",
     "entry_detail",
     "explain_refusal",
     "limit_queue",
@@ -158,6 +161,10 @@ class EntryPage(BaseModel):
     offset: int
     #: The offset of the next page, or None on the last one.
     next_offset: int | None
+    #: How many entries match the filter: exactly, or (``total_exact`` false) more than this many, counting having
+    #: stopped there (``COUNT_LIMIT``; a filter no index answers cannot be counted fast at every size).
+    total: int | None = None
+    total_exact: bool = True
 
 
 class EntryDetail(BaseModel):
@@ -249,12 +256,26 @@ async def list_page(
     correlation_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    where: EntryFilter | None = None,
+    count: bool = True,
 ) -> EntryPage:
+    """One page of entries matching the filters, newest first, with how many match (``count``; see ``count_matching``).
+
+    Raises:
+        UnsupportedFeatureError: the store cannot search by a field of ``where`` (RedisStore: id prefix, error text,
+            time ranges).
+    """
+    wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
     unreadable: list[UnreadableRow] = []
     reporting: dict[str, Any] = {}
     if "on_unreadable" in inspect.signature(store.list_entries).parameters:  # a store written before 0.3 has not
         reporting["on_unreadable"] = lambda error: unreadable.append(UnreadableRow.of(error))
-    filters: dict[str, Any] = {"status": status, "command_type": command_type, "correlation_id": correlation_id}
+    # A store written before 0.6 takes no ``where``: it is asked with the filters it knows, when that is all there is.
+    filters: dict[str, Any] = (
+        {"where": wanted}
+        if wanted.searches
+        else {"status": wanted.status, "command_type": wanted.command_type, "correlation_id": wanted.correlation_id}
+    )
     entries = await store.list_entries(**reporting, **filters, limit=limit, offset=offset, newest_first=True)
     # Whether a next page exists, without counting: one row past this page, readable or not. (Asking for one more row
     # than the page cannot tell which row was the extra one when a corrupt row is among them.)
@@ -263,13 +284,30 @@ async def list_page(
         reporting["on_unreadable"] = beyond.append
     past = await store.list_entries(**reporting, **filters, limit=1, offset=offset + limit, newest_first=True)
     has_more = bool(past or beyond)
+    total, exact = await count_matching(store, wanted) if count else (None, True)
     return EntryPage(
         entries=entries,
         unreadable=unreadable,
         limit=limit,
         offset=offset,
         next_offset=offset + limit if has_more else None,
+        total=total,
+        total_exact=exact,
     )
+
+
+#: The most entries a listing counts one by one; past it, the page says "more than COUNT_LIMIT".
+COUNT_LIMIT = 10_000
+
+
+async def count_matching(store: ScheduledCommandStore, where: EntryFilter) -> tuple[int, bool]:
+    """How many entries match ``where``, and whether exactly: every store counts per status (the overview's counts),
+    so no filter or a status alone is exact; any other filter is a bounded count, exact up to ``COUNT_LIMIT``."""
+    if where == EntryFilter() or where == EntryFilter(status=where.status):
+        counts = await store.count_by_status()
+        return (counts[where.status] if where.status is not None else sum(counts.values())), True
+    counted = await store.count_entries(where, at_most=COUNT_LIMIT)
+    return min(counted, COUNT_LIMIT), counted <= COUNT_LIMIT
 
 
 async def entry_detail(store: ScheduledCommandStore, entry_id: str, now: datetime | None = None) -> EntryDetail | None:

@@ -12,6 +12,7 @@ GET  /api/entries                          ``EntryPage``                        
 GET  /api/entries/{id}                     ``EntryDetail`` (404 unknown)                ``show --json``
 POST /api/entries/{id}/cancel              ``CancelResult`` (404 unknown, 409)          ``cancel --json``
 POST /api/entries/{id}/requeue             ``RequeueResult`` (404 unknown, 409)         ``requeue ID --json``
+POST /api/entries/bulk                     ``BulkResult`` (409 count, 422, 501)         ``bulk ACTION``
 POST /api/dead-letters/requeue             ``RequeueResult``                            ``requeue --all-failed``
 POST /api/purge                            ``PurgeResult`` (422 bad duration/status)    ``purge --json``
 GET  /api/recurring                        ``RecurringList``                            ``recurring list``
@@ -54,6 +55,8 @@ from scheduling.admin import (
     StoreOverview,
 )
 from scheduling.audit import AuditTrail, audit_trail, record_action
+from scheduling.bulk import MAX_SELECTION, BulkAction, BulkCountError, BulkResult, bulk_by_filter, bulk_by_ids
+from scheduling.search import FILTER_FIELDS, parse_filter
 from scheduling.workers import Fleet
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError, UnsupportedFeatureError
@@ -62,7 +65,7 @@ from stores.queues import QueueInfo, QueueLimits
 from ._actor import request_actor
 from .context import DashboardContext, get_context
 
-__all__ = ["ApiError", "PurgeRequest", "RequeueFailedRequest", "read_router", "write_router"]
+__all__ = ["ApiError", "BulkRequest", "PurgeRequest", "RequeueFailedRequest", "read_router", "write_router"]
 
 #: The most entries one page of ``GET /api/entries`` returns.
 MAX_PAGE = 500
@@ -110,21 +113,41 @@ async def get_overview(ctx: Context) -> StoreOverview:
     return await admin.overview(ctx.store, ctx.now())
 
 
-@read_router.get("/entries", responses=_errors(422))
+def _text_param(description: str) -> Any:
+    return Query(description=description, max_length=500)
+
+
+@read_router.get("/entries", responses=_errors(422, 501))
 async def get_entries(
     ctx: Context,
     status: Annotated[ScheduledCommandStatus | None, Query(description="Only entries in this status.")] = None,
     command_type: Annotated[str | None, Query(description="Only this command type (module.Name).")] = None,
     correlation_id: Annotated[str | None, Query(description="Only entries of this correlation id.")] = None,
+    id_prefix: Annotated[str | None, _text_param("Only ids starting with this (a short id).")] = None,
+    error: Annotated[str | None, _text_param("Only entries whose last error contains this, ignoring case.")] = None,
+    created_after: Annotated[str | None, _text_param("Created at or after (ISO 8601 with offset).")] = None,
+    created_before: Annotated[str | None, _text_param("Created before (ISO 8601 with offset).")] = None,
+    due_after: Annotated[str | None, _text_param("Due at or after (ISO 8601 with offset).")] = None,
+    due_before: Annotated[str | None, _text_param("Due before (ISO 8601 with offset).")] = None,
+    finished_after: Annotated[str | None, _text_param("Finished at or after (ISO 8601 with offset).")] = None,
+    finished_before: Annotated[str | None, _text_param("Finished before (ISO 8601 with offset).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Entries per page.")] = 50,
     offset: Annotated[
         int, Query(ge=0, le=MAX_OFFSET, description="Skip this many (the next page's is next_offset).")
     ] = 0,
 ) -> EntryPage:
-    """Entries, newest first, with filters and paging."""
-    return await admin.list_page(
-        ctx.store, status=status, command_type=command_type, correlation_id=correlation_id, limit=limit, offset=offset
-    )
+    """Entries, newest first, with filters, paging and how many match (``total``, exact unless ``total_exact``
+    is false: then more than ``total`` match). 501 for a search the store cannot do (RedisStore: id prefix, error
+    text, time ranges)."""
+    fields = {name: value for name, value in locals().items() if name in FILTER_FIELDS and name != "status"}
+    try:
+        where = parse_filter(fields).model_copy(update={"status": status})
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    try:
+        return await admin.list_page(ctx.store, where=where, limit=limit, offset=offset)
+    except UnsupportedFeatureError as exc:
+        raise HTTPException(status_code=501, detail=str(exc)) from None
 
 
 @read_router.get("/entries/{entry_id}", responses=_errors(404, 422))
@@ -202,6 +225,56 @@ async def requeue_entry(
         raise await _refuse(ctx, "requeue", entry_id, ScheduledCommandStatus.FAILED)
     await record_action(ctx.store, request_actor(request), "requeue", now=ctx.now(), entry_ids=[entry_id])
     return result
+
+
+class BulkRequest(BaseModel):
+    """``POST /api/entries/bulk``: requeue, cancel or dismiss the entries of a selection or of a filter result."""
+
+    action: BulkAction
+    #: The selection: these ids (at most 1,000). Give either ids or filter.
+    ids: list[str] | None = Field(default=None, max_length=MAX_SELECTION)
+    #: The filter result: the same fields as ``GET /api/entries`` (times ISO 8601 with offset).
+    filter: dict[str, str | None] | None = None
+    #: Required to act on a filter: the ``matched`` of a dry run. More entries matching by now is a 409.
+    expected_count: int | None = Field(default=None, ge=0)
+    #: Act on at most this many in this request (one batch, for progress); every one when absent.
+    limit: int | None = Field(default=None, ge=1)
+    #: Only count what the action would take (``matched``); change nothing.
+    dry_run: bool = False
+
+
+@write_router.post("/entries/bulk", responses=_errors(409, 422, 501))
+async def bulk_action(http: Request, ctx: Context, request: BulkRequest) -> BulkResult:
+    """A bulk action, in batches, each batch one audit record. Requeue and dismiss take FAILED entries, cancel
+    PENDING ones; others are left alone (``refused``). On a filter: first ``dry_run`` to learn ``matched``, then
+    act with ``expected_count`` set to it (409, nothing done, when more entries match by then)."""
+    if (request.ids is None) == (request.filter is None):
+        raise HTTPException(status_code=422, detail="give either ids (a selection) or filter (a filter result)")
+    actor = request_actor(http)
+    try:
+        if request.ids is not None:
+            if request.dry_run:
+                return BulkResult(action=request.action, target="selection", matched=len(request.ids), dry_run=True)
+            return await bulk_by_ids(ctx.store, request.action, request.ids, clock=ctx.now, actor=actor)
+        unknown = sorted(set(request.filter or {}) - set(FILTER_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown filter field {unknown[0]!r}; use {', '.join(FILTER_FIELDS)}")
+        return await bulk_by_filter(
+            ctx.store,
+            request.action,
+            parse_filter(request.filter or {}),
+            clock=ctx.now,
+            actor=actor,
+            expected=request.expected_count,
+            limit=request.limit,
+            dry_run=request.dry_run,
+        )
+    except BulkCountError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    except UnsupportedFeatureError as exc:
+        raise HTTPException(status_code=501, detail=str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
 @write_router.post("/dead-letters/requeue")
