@@ -24,7 +24,7 @@ from scheduling.clock import Clock, SystemClock
 from stores.base import ScheduledCommandStore
 from stores.errors import UnreadableEntryError
 
-from . import api, pages, security
+from . import _entries_page, api, pages, security
 from ._throttle import TooManyLogins
 from .context import STATE_KEY, TEMPLATES_KEY, DashboardContext, get_context
 from .security import LoginRequired, require_auth
@@ -103,6 +103,7 @@ def create_dashboard_app(
     app.include_router(_infrastructure_router(app), dependencies=authenticated)
     setattr(app.state, TEMPLATES_KEY, Jinja2Templates(directory=_HERE / "templates"))
     app.include_router(pages.router, dependencies=authenticated)
+    app.include_router(_entries_page.router, dependencies=authenticated)
     return app
 
 

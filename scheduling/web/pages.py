@@ -258,25 +258,6 @@ def _message(request: Request, ctx: DashboardContext, *, title: str, message: st
     )
 
 
-def _parse_status(text: str | None) -> ScheduledCommandStatus | None:
-    """The status filter: empty means any; anything else must name a status.
-
-    Raises:
-        ValueError: not a status, quoting it.
-    """
-    if text is None or not text.strip():
-        return None
-    try:
-        return ScheduledCommandStatus(text.strip().upper())
-    except ValueError:
-        allowed = ", ".join(s.value for s in ScheduledCommandStatus)
-        raise ValueError(f"unknown status {text!r}; use one of {allowed}") from None
-
-
-def _blank_to_none(text: str | None) -> str | None:
-    return text.strip() if text is not None and text.strip() else None
-
-
 # -- pages ----------------------------------------------------------------------------------------------------
 
 Fragment = Annotated[str | None, Query(description="Render only this live region of the page.")]
@@ -301,64 +282,7 @@ async def overview_page(request: Request, ctx: Context, fragment: Fragment = Non
     )
 
 
-@router.get("/entries", response_class=HTMLResponse, name="entries")
-async def entries_page(
-    request: Request,
-    ctx: Context,
-    status: str | None = None,
-    command_type: str | None = None,
-    correlation_id: str | None = None,
-    limit: Limit = None,
-    offset: Offset = 0,
-    fragment: Fragment = None,
-) -> Response:
-    """Entries, newest first, filtered by status, command type and correlation id, a page at a time."""
-    try:
-        wanted = _parse_status(status)
-    except ValueError as exc:
-        return _message(request, ctx, title="Bad filter", message=str(exc), status_code=422)
-    size = limit if limit is not None else ctx.settings.page_size
-    wanted_type, wanted_correlation = _blank_to_none(command_type), _blank_to_none(correlation_id)
-    filters: dict[str, str | int | None] = {
-        "status": wanted.value if wanted is not None else None,
-        "command_type": wanted_type,
-        "correlation_id": wanted_correlation,
-        "limit": size,
-    }
-    page = await admin.list_page(
-        ctx.store,
-        status=wanted,
-        command_type=wanted_type,
-        correlation_id=wanted_correlation,
-        limit=size,
-        offset=offset,
-    )
-    described = [
-        f"{label} {value}"
-        for label, value in (
-            ("status", filters["status"]),
-            ("command type", wanted_type),
-            ("correlation id", wanted_correlation),
-        )
-        if value is not None
-    ]
-    caption = "Entries, newest first" + (f", with {', '.join(described)}" if described else "")
-    return _render(
-        request,
-        ctx,
-        "entries",
-        title="Entries",
-        values={
-            "page": page,
-            "caption": caption,
-            "filters": filters,
-            "statuses": [s.value for s in ScheduledCommandStatus],
-            "page_sizes": sorted({*PAGE_SIZES, ctx.settings.page_size, size}),
-            **_pager(request, page, size),
-        },
-        fragment=fragment,
-        nav_path="/entries",
-    )
+# The Entries list page is in ``_entries_page.py`` (search, counts, page jump, bulk actions).
 
 
 def _pager(request: Request, page: admin.EntryPage, size: int) -> dict[str, str | None]:

@@ -373,6 +373,7 @@ async def test_openapi_describes_every_route_with_typed_bodies(client: httpx.Asy
         "/api/entries/{entry_id}",
         "/api/entries/{entry_id}/cancel",
         "/api/entries/{entry_id}/requeue",
+        "/api/entries/bulk",
         "/api/dead-letters/requeue",
         "/api/purge",
         "/api/recurring",
