@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from ._bulk import bulk
 from ._common import HELP_STYLE, StoreOption, fail, store_url
 from ._dashboard import dashboard
 from ._entries import audit, cancel, list_entries, purge, requeue, show, status
@@ -104,6 +105,7 @@ app.command("list")(list_entries)
 app.command()(show)
 app.command()(cancel)
 app.command()(requeue)
+app.command()(bulk)
 app.command()(purge)
 app.command()(audit)
 app.command()(workers)

@@ -13,7 +13,19 @@ import typer
 
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
+from stores.errors import UnsupportedFeatureError
 
+from ._bulk import (
+    CreatedAfter,
+    CreatedBefore,
+    DueAfter,
+    DueBefore,
+    ErrorOption,
+    FinishedAfter,
+    FinishedBefore,
+    IdPrefixOption,
+    search_filter,
+)
 from ._common import (
     JsonOption,
     StoreOption,
@@ -82,24 +94,46 @@ def list_entries(
         typer.Option("--type", help="Only this command type: module.Name, or the class name alone when unambiguous."),
     ] = None,
     correlation_id: Annotated[str | None, typer.Option(help="Only entries of this correlation id.")] = None,
+    id_prefix: IdPrefixOption = None,
+    error: ErrorOption = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
+    due_after: DueAfter = None,
+    due_before: DueBefore = None,
+    finished_after: FinishedAfter = None,
+    finished_before: FinishedBefore = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Entries per page.")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page's offset is printed).")] = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """List entries, newest first, with filters and paging."""
+    """List entries, newest first, with filters (search by id prefix, error text, time ranges), paging and how many
+    match."""
     from scheduling.admin import list_page
 
     from ._lookup import resolve_command_type
 
+    where = search_filter(
+        {
+            "status": status_filter.value if status_filter is not None else None,
+            "correlation_id": correlation_id,
+            "id_prefix": id_prefix,
+            "error": error,
+            "created_after": created_after,
+            "created_before": created_before,
+            "due_after": due_after,
+            "due_before": due_before,
+            "finished_after": finished_after,
+            "finished_before": finished_before,
+        }
+    )
+
     async def work(opened: ScheduledCommandStore) -> int:
-        page = await list_page(
-            opened,
-            status=status_filter,
-            command_type=await resolve_command_type(opened, command_type) if command_type is not None else None,
-            correlation_id=correlation_id,
-            limit=limit,
-            offset=offset,
-        )
+        wanted = await resolve_command_type(opened, command_type) if command_type is not None else None
+        try:
+            page = await list_page(opened, where=where, command_type=wanted, limit=limit, offset=offset)
+        except UnsupportedFeatureError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            return 2
         if as_json:
             _emit_json(page.model_dump(mode="json"))
             return 0
@@ -124,7 +158,8 @@ def list_entries(
             console.print(f"corrupt row {row.seq} (id {row.id or '?'}): {row.message}", markup=False)
         more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
         noun = "entry" if len(page.entries) == 1 else "entries"
-        console.print(f"{len(page.entries)} {noun} from offset {page.offset}{more}")
+        matching = "" if page.total is None else f" of {'more than ' if not page.total_exact else ''}{page.total:,}"
+        console.print(f"{len(page.entries)} {noun}{matching} from offset {page.offset}{more}")
         return 0
 
     _run_with_store(store, work)
