@@ -75,6 +75,8 @@ def parse_filter(fields: Mapping[str, str | None], *, naive_is_utc: bool = False
         return EntryFilter.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "filter"
-        shown = "error" if field == "error_contains" else field
-        raise ValueError(f"{shown}: {first['msg'].removeprefix('Value error, ')}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in first["loc"])
+        if not field:  # a check across fields (a time range): its message names them
+            raise ValueError(message) from None
+        raise ValueError(f"{'error' if field == 'error_contains' else field}: {message}") from None

@@ -119,6 +119,7 @@ def combined(
             continue
         current = getattr(base, name)
         if current is not None and current != value:
-            raise ValueError(f"{name}={value!r} contradicts the filter's {name}={current!r}")
+            shown, held = getattr(value, "value", value), getattr(current, "value", current)
+            raise ValueError(f"{name}={shown!r} contradicts the filter's {name}={held!r}")
         changes[name] = value
     return base.model_copy(update=changes) if changes else base
