@@ -50,7 +50,7 @@ from scheduling import (  # noqa: E402
 )
 from scheduling.web import DashboardSettings, create_dashboard_app  # noqa: E402
 from stores.sql import SqlStore  # noqa: E402
-from stores.sql._search import create_trigram_index  # noqa: E402
+from stores.sql._search import create_search_indexes  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 searches = {k: v for k, v in paths.items() if "error" in k}
                 without = await time_all(app, searches, args.repeat)
                 async with store.engine.begin() as conn:  # back, for a later run on a kept database
-                    await create_trigram_index(conn)
+                    await create_search_indexes(conn)
         slowest = max(timed.items(), key=lambda item: item[1]["median_ms"])
         return {
             "bench": "dashboard_entries",

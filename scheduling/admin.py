@@ -277,14 +277,17 @@ async def list_page(
         else {"status": wanted.status, "command_type": wanted.command_type, "correlation_id": wanted.correlation_id}
     )
     entries = await store.list_entries(**reporting, **filters, limit=limit, offset=offset, newest_first=True)
-    # Whether a next page exists, without counting: one row past this page, readable or not. (Asking for one more row
-    # than the page cannot tell which row was the extra one when a corrupt row is among them.)
-    beyond: list[UnreadableEntryError] = []
-    if "on_unreadable" in reporting:
-        reporting["on_unreadable"] = beyond.append
-    past = await store.list_entries(**reporting, **filters, limit=1, offset=offset + limit, newest_first=True)
-    has_more = bool(past or beyond)
-    total, exact = await count_matching(store, wanted) if count else (None, True)
+    total, exact = await count_matching(store, wanted) if count else (None, False)
+    if total is not None and exact:
+        has_more = offset + limit < total
+    else:
+        # Whether a next page exists, without counting: one row past this page, readable or not. (Asking for one
+        # more row than the page cannot tell which row was the extra one when a corrupt row is among them.)
+        beyond: list[UnreadableEntryError] = []
+        if "on_unreadable" in reporting:
+            reporting["on_unreadable"] = beyond.append
+        past = await store.list_entries(**reporting, **filters, limit=1, offset=offset + limit, newest_first=True)
+        has_more = bool(past or beyond)
     return EntryPage(
         entries=entries,
         unreadable=unreadable,
@@ -292,7 +295,7 @@ async def list_page(
         offset=offset,
         next_offset=offset + limit if has_more else None,
         total=total,
-        total_exact=exact,
+        total_exact=exact if total is not None else True,
     )
 
 

@@ -472,9 +472,16 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
         """
         if at_most is not None and at_most < 0:
             raise ValueError(f"at_most must not be negative, got {at_most}")
+        wanted = where if where is not None else EntryFilter()
+        # A store written before 0.6 takes no ``where``: asked with the arguments it knows when they say it all.
+        filters: dict[str, Any] = (
+            {"where": wanted}
+            if wanted.searches
+            else {"status": wanted.status, "command_type": wanted.command_type, "correlation_id": wanted.correlation_id}
+        )
         counted, offset, page = 0, 0, 1_000
         while at_most is None or counted <= at_most:
-            entries = await self.list_entries(where=where, limit=page, offset=offset)
+            entries = await self.list_entries(**filters, limit=page, offset=offset)
             counted += len(entries)
             if len(entries) < page:
                 break

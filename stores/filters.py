@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from .entries import ScheduledCommandEntry, ScheduledCommandStatus
+from .entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 
 __all__ = ["EntryFilter", "combined"]
 
@@ -41,7 +41,7 @@ class EntryFilter(BaseModel):
     created_before: AwareDatetime | None = None
     due_after: AwareDatetime | None = None
     due_before: AwareDatetime | None = None
-    #: Finished (``completed_at``) in this range: an unfinished entry never matches a finished range.
+    #: Finished (``completed_at``) in this range: an entry not in a terminal status never matches a finished range.
     finished_after: AwareDatetime | None = None
     finished_before: AwareDatetime | None = None
 
@@ -86,6 +86,8 @@ class EntryFilter(BaseModel):
         for field, after, before in self.ranges():
             value: datetime | None = getattr(entry, field)
             if value is None or (after is not None and value < after) or (before is not None and value >= before):
+                return False
+            if field == "completed_at" and entry.status not in TERMINAL_STATUSES:  # only finished entries finished
                 return False
         return True
 

@@ -32,7 +32,7 @@ from stores.filters import EntryFilter
 
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
-from ._search import filter_condition
+from ._search import filter_condition, sorts_matches
 from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
 
 __all__ = [
@@ -243,7 +243,8 @@ async def count_by_status(conn: AsyncConnection) -> dict[ScheduledCommandStatus,
 async def list_rows(
     conn: AsyncConnection, *, where: EntryFilter, limit: int, offset: int, newest_first: bool
 ) -> Sequence[Row[Any]]:
-    order = ENTRIES.c.seq.desc() if newest_first else ENTRIES.c.seq
+    key = (ENTRIES.c.seq + 0) if await sorts_matches(conn, where) else ENTRIES.c.seq
+    order = key.desc() if newest_first else key
     query = (
         select(ENTRIES).where(filter_condition(where, conn.dialect.name)).order_by(order).limit(limit).offset(offset)
     )

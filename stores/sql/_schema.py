@@ -12,7 +12,7 @@ from stores.errors import SchemaVersionError
 
 from ._backend import Backend
 from ._migrations import upgrade
-from ._search import create_trigram_index
+from ._search import create_search_indexes
 from ._tables import ATTEMPTS, AUDIT, ENTRIES, QUEUES, SCHEDULES, SCHEMA, SCHEMA_VERSION, WORKERS
 
 __all__ = ["ensure_schema"]
@@ -36,7 +36,7 @@ async def ensure_schema(conn: AsyncConnection, backend: Backend, shown_url: str)
         )
     await conn.run_sync(_create_tables)
     if backend.name == "postgresql":
-        await create_trigram_index(conn)
+        await create_search_indexes(conn)
     if found is None:
         await conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION, updated_at=datetime.now(UTC)))
     return found

@@ -181,6 +181,8 @@ class EntryRow(_StoreModel, table=True):
         Index("ix_scheduled_commands_status", "status", "seq"),
         Index("ix_scheduled_commands_type", "command_type", "seq"),
         Index("ix_scheduled_commands_finished", "status", "completed_at"),
+        # "Created in this range" (the entries search): without it a past range reads every newer row first.
+        Index("ix_scheduled_commands_created", "created_at"),
         Index(
             "ix_scheduled_commands_correlation",
             "correlation_id",

@@ -94,3 +94,20 @@ async def test_arguments_and_filter_combine(store: ScheduledCommandStore) -> Non
     assert listed  # (a store may add every entry PENDING: then all three of type B)
     with pytest.raises(ValueError, match="contradicts the filter"):
         await store.list_entries(status=FAILED, where=EntryFilter(status=PENDING))
+
+
+async def test_a_dense_search_lists_the_same_as_a_sparse_one(
+    store: ScheduledCommandStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQL stores list a search matching many rows by walking ``seq`` and one matching few by sorting its matches
+    (``stores.sql._search.sorts_matches``); both give the same pages (here with the threshold lowered to 1)."""
+    from stores.sql import _search
+
+    await store.add(_entries())
+    where = EntryFilter(error_contains="e")
+    if isinstance(store, RedisStore):
+        return
+    sparse = [await store.list_entries(where=where, newest_first=True, limit=2, offset=o) for o in (0, 2)]
+    monkeypatch.setattr(_search, "SPARSE_LIMIT", 1)
+    dense = [await store.list_entries(where=where, newest_first=True, limit=2, offset=o) for o in (0, 2)]
+    assert dense == sparse and [len(page) for page in sparse] == [2, 1]
