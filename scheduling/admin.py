@@ -276,8 +276,9 @@ async def list_page(
         if wanted.searches
         else {"status": wanted.status, "command_type": wanted.command_type, "correlation_id": wanted.correlation_id}
     )
-    entries = await store.list_entries(**reporting, **filters, limit=limit, offset=offset, newest_first=True)
+    # Counted first: a SQL store then knows how to list the search (few matches to sort, or many to walk).
     total, exact = await count_matching(store, wanted) if count else (None, False)
+    entries = await store.list_entries(**reporting, **filters, limit=limit, offset=offset, newest_first=True)
     if total is not None and exact:
         has_more = offset + limit < total
     else:
@@ -304,13 +305,21 @@ COUNT_LIMIT = 10_000
 
 
 async def count_matching(store: ScheduledCommandStore, where: EntryFilter) -> tuple[int, bool]:
-    """How many entries match ``where``, and whether exactly: every store counts per status (the overview's counts),
-    so no filter or a status alone is exact; any other filter is a bounded count, exact up to ``COUNT_LIMIT``."""
-    if where == EntryFilter() or where == EntryFilter(status=where.status):
+    """How many entries match ``where``, and whether exactly: a bounded count, exact up to ``COUNT_LIMIT``; past it,
+    no filter or a status alone is still exact (the counts per status every store keeps, the overview's), any
+    other filter "more than ``COUNT_LIMIT``"."""
+    by_status = where == EntryFilter() or where == EntryFilter(status=where.status)
+    # A store answering counts by paging through list_entries (the ABC's default; RedisStore) keeps counters per
+    # status instead: those answer a status alone at once.
+    paged = type(store).count_entries is ScheduledCommandStore.count_entries
+    if not (by_status and paged):
+        counted = await store.count_entries(where, at_most=COUNT_LIMIT)
+        if counted <= COUNT_LIMIT:
+            return counted, True
+    if by_status:
         counts = await store.count_by_status()
         return (counts[where.status] if where.status is not None else sum(counts.values())), True
-    counted = await store.count_entries(where, at_most=COUNT_LIMIT)
-    return min(counted, COUNT_LIMIT), counted <= COUNT_LIMIT
+    return COUNT_LIMIT, False
 
 
 async def entry_detail(store: ScheduledCommandStore, entry_id: str, now: datetime | None = None) -> EntryDetail | None:

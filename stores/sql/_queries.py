@@ -32,7 +32,7 @@ from stores.filters import EntryFilter
 
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
-from ._search import filter_condition, sorts_matches
+from ._search import filter_condition
 from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
 
 __all__ = [
@@ -240,14 +240,26 @@ async def count_by_status(conn: AsyncConnection) -> dict[ScheduledCommandStatus,
     return counts
 
 
+#: From this offset on, a page is found by its keys first (see ``list_rows``).
+DEEP_OFFSET = 1_000
+
+
 async def list_rows(
-    conn: AsyncConnection, *, where: EntryFilter, limit: int, offset: int, newest_first: bool
+    conn: AsyncConnection, *, where: EntryFilter, limit: int, offset: int, newest_first: bool, sort_matches: bool
 ) -> Sequence[Row[Any]]:
-    key = (ENTRIES.c.seq + 0) if await sorts_matches(conn, where) else ENTRIES.c.seq
+    """A page of ``where``'s rows in ``seq`` order (or reversed); ``sort_matches``: see ``_search.SearchPlans``.
+
+    A deep page (a page jump) skips ``offset`` keys, not rows: the subquery reads only ``seq`` (an index-only scan of
+    the key or of the status and type indexes), and only the page's rows are read whole.
+    """
+    key = (ENTRIES.c.seq + 0) if sort_matches else ENTRIES.c.seq
     order = key.desc() if newest_first else key
-    query = (
-        select(ENTRIES).where(filter_condition(where, conn.dialect.name)).order_by(order).limit(limit).offset(offset)
-    )
+    condition = filter_condition(where, conn.dialect.name)
+    if offset >= DEEP_OFFSET:
+        page = select(ENTRIES.c.seq).where(condition).order_by(order).limit(limit).offset(offset).scalar_subquery()
+        query = select(ENTRIES).where(ENTRIES.c.seq.in_(page)).order_by(order)
+    else:
+        query = select(ENTRIES).where(condition).order_by(order).limit(limit).offset(offset)
     return (await conn.execute(query)).all()
 
 

@@ -14,6 +14,7 @@ matching a million rows costs as much as one matching ``at_most`` and the caller
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ __all__ = [
     "count_bounded",
     "create_search_indexes",
     "filter_condition",
-    "sorts_matches",
+    "SearchPlans",
 ]
 
 #: The GIN trigram index of error messages (PostgreSQL with ``pg_trgm`` only).
@@ -102,19 +103,45 @@ def _escape_like(value: str) -> str:
 SPARSE_LIMIT = 10_000
 
 
-async def sorts_matches(conn: AsyncConnection, where: EntryFilter) -> bool:
-    """Whether to list ``where``'s page by sorting its matches rather than walking the table in ``seq`` order.
+class SearchPlans:
+    """How to list each search newest first: walk ``seq`` backwards, or fetch its few matches and sort them.
 
     The planner walks ``seq`` backwards (the primary key) for a newest-first page, expecting matches spread evenly;
     a search matching only old rows (error text, an id, a correlation id, a past time range) then reads the whole
-    table: 0.6 s at a million rows. A bounded count (an index answers it when one applies) tells the two apart:
-    at most ``SPARSE_LIMIT`` matches are fetched and sorted (``ORDER BY seq + 0`` keeps the planner off the key);
-    more are dense enough for the walk to find a page at once. Status and command type have indexes in ``seq``
-    order, so the walk is right for them alone.
+    table: 0.6 s at a million rows. A bounded count (an index answers it when one applies) tells the two apart: at
+    most ``SPARSE_LIMIT`` matches are fetched and sorted (``ORDER BY seq + 0`` keeps the planner off the key); more
+    are dense enough for the walk to find a page at once. Status and command type have indexes in ``seq`` order, so
+    the walk is right for them alone. What a count said is kept for ``MEMORY_SECONDS``: the list page counts, then
+    lists, and the listing need not count again. (A stale answer costs time, never a wrong row.)
     """
-    if not where.searches and where.correlation_id is None:
-        return False
-    return await count_bounded(conn, where, SPARSE_LIMIT) <= SPARSE_LIMIT
+
+    MEMORY_SECONDS = 5.0
+    _SIZE = 64
+
+    def __init__(self) -> None:
+        self._known: dict[EntryFilter, tuple[float, bool]] = {}
+
+    def note(self, where: EntryFilter, counted: int, at_most: int | None) -> None:
+        """Remember what ``count_bounded(where, at_most)`` answered, when it tells sparse from dense."""
+        if at_most is None or at_most >= SPARSE_LIMIT:
+            dense = counted > SPARSE_LIMIT
+        elif counted <= at_most:
+            dense = False
+        else:
+            return
+        if len(self._known) >= self._SIZE:
+            self._known.clear()
+        self._known[where] = (time.monotonic(), dense)
+
+    async def sorts_matches(self, conn: AsyncConnection, where: EntryFilter) -> bool:
+        """Whether to list ``where`` by sorting its matches (counting them first unless a count just said)."""
+        if not where.searches and where.correlation_id is None:
+            return False
+        known = self._known.get(where)
+        if known is None or time.monotonic() - known[0] > self.MEMORY_SECONDS:
+            self.note(where, await count_bounded(conn, where, SPARSE_LIMIT), SPARSE_LIMIT)
+            known = self._known[where]
+        return not known[1]
 
 
 async def count_bounded(conn: AsyncConnection, where: EntryFilter, at_most: int | None) -> int:

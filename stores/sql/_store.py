@@ -39,7 +39,7 @@ from ._backend import reason
 from ._connections import SqlConnections
 from ._group_commit import Finish, Finished
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
-from ._search import count_bounded
+from ._search import SearchPlans, count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
 from ._tables import ENTRIES
 from ._urls import mask_url, same_database
@@ -421,14 +421,28 @@ class SqlStore(SqlConnections):
             raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
         wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
         async with self._read() as conn:
-            rows = await queries.list_rows(conn, where=wanted, limit=limit, offset=offset, newest_first=newest_first)
+            rows = await queries.list_rows(
+                conn,
+                where=wanted,
+                limit=limit,
+                offset=offset,
+                newest_first=newest_first,
+                sort_matches=await self._search_plans.sorts_matches(conn, wanted),
+            )
         return queries.readable_listing(rows, on_unreadable)
 
     async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
         if at_most is not None and at_most < 0:
             raise ValueError(f"at_most must not be negative, got {at_most}")
+        wanted = where if where is not None else EntryFilter()
         async with self._read() as conn:
-            return await count_bounded(conn, where if where is not None else EntryFilter(), at_most)
+            counted = await count_bounded(conn, wanted, at_most)
+        self._search_plans.note(wanted, counted, at_most)
+        return counted
+
+    @functools.cached_property
+    def _search_plans(self) -> SearchPlans:
+        return SearchPlans()
 
     async def next_due_at(self) -> datetime | None:
         async with self._read() as conn:

@@ -100,8 +100,9 @@ async def test_a_dense_search_lists_the_same_as_a_sparse_one(
     store: ScheduledCommandStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQL stores list a search matching many rows by walking ``seq`` and one matching few by sorting its matches
-    (``stores.sql._search.sorts_matches``); both give the same pages (here with the threshold lowered to 1)."""
-    from stores.sql import _search
+    (``stores.sql._search.SearchPlans``); both give the same pages (here with the threshold lowered to 1), and a
+    deep page (found by its keys first) the same rows as a shallow one."""
+    from stores.sql import _queries, _search
 
     await store.add(_entries())
     where = EntryFilter(id_prefix="ab")
@@ -109,5 +110,9 @@ async def test_a_dense_search_lists_the_same_as_a_sparse_one(
         return
     sparse = [await store.list_entries(where=where, newest_first=True, limit=2, offset=o) for o in (0, 2)]
     monkeypatch.setattr(_search, "SPARSE_LIMIT", 1)
+    monkeypatch.setattr(_search.SearchPlans, "MEMORY_SECONDS", -1.0)
     dense = [await store.list_entries(where=where, newest_first=True, limit=2, offset=o) for o in (0, 2)]
     assert dense == sparse and [len(page) for page in sparse] == [2, 1]
+    monkeypatch.setattr(_queries, "DEEP_OFFSET", 1)
+    assert await store.list_entries(where=where, newest_first=True, limit=2, offset=2) == sparse[1]
+    assert await store.list_entries(limit=3, offset=3) == (await store.list_entries())[3:]
