@@ -28,8 +28,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "WORKERS",
     "AttemptRow",
+    "OUTCOME_HOURS",
+    "OUTCOME_ROLLUP",
     "AuditRow",
     "EntryRow",
+    "OutcomeHourRow",
+    "OutcomeRollupRow",
     "QueueRow",
     "ScheduleRow",
     "SchemaVersionRow",
@@ -39,7 +43,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -207,7 +211,8 @@ class AttemptRow(_StoreModel, table=True):
     attempt: int = Field(nullable=False)
     worker_id: str = Field(sa_type=String(256), nullable=False)
     started_at: datetime = _when(nullable=False)
-    finished_at: datetime = _when(nullable=False)
+    #: Indexed for "retried attempts per hour" (schema version 8).
+    finished_at: datetime = _when(nullable=False, index=True)
     outcome: str = Field(sa_type=String(16), nullable=False)
     error: str | None = Field(default=None, sa_type=Text)
 
@@ -298,6 +303,31 @@ class AuditRow(_StoreModel, table=True):
     client: str | None = Field(default=None, sa_type=String(256))
 
 
+class OutcomeRollupRow(_StoreModel, table=True):
+    """Outcomes of one command type in one settled hour (schema version 8): the dashboard's history.
+
+    Written once per hour by the first reader that asks for the hour after it has settled (``_outcomes.py``),
+    never updated; purging entries leaves it, so the history outlives the entries.
+    """
+
+    __tablename__ = "scheduler_outcome_rollup"
+
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    command_type: str = Field(primary_key=True, sa_type=String(512))
+    #: completed, retried, failed or expired.
+    outcome: str = Field(primary_key=True, sa_type=String(16))
+    count: int = Field(nullable=False, sa_type=BigInteger)
+
+
+class OutcomeHourRow(_StoreModel, table=True):
+    """An hour whose outcomes are in ``scheduler_outcome_rollup`` (an hour with none has a row here only)."""
+
+    __tablename__ = "scheduler_outcome_hours"
+
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    rolled_up_at: datetime = _when(nullable=False)
+
+
 ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
 SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
@@ -305,3 +335,5 @@ SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[attr-defined]
 QUEUES: Table = QueueRow.__table__  # type: ignore[attr-defined]
 AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]
+OUTCOME_ROLLUP: Table = OutcomeRollupRow.__table__  # type: ignore[attr-defined]
+OUTCOME_HOURS: Table = OutcomeHourRow.__table__  # type: ignore[attr-defined]
