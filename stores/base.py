@@ -521,6 +521,15 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
                     counts[key] = counts.get(key, 0) + 1
         return finished_counts(since, bucket, counts)
 
+    async def list_occurrences(self, name: str, *, limit: int = 20) -> list[ScheduledCommandEntry]:
+        """The newest ``limit`` entries of the recurring schedule ``name`` (``recurring_name``), in every status,
+        newest first (reverse scheduling order). This default reads every entry; a store may use an index.
+
+        .. versionadded:: 0.6
+        """
+        found = [entry async for entry in self._iterate() if entry.recurring_name == name]
+        return found[::-1][:limit]
+
     async def count_outcomes(self, since: datetime, until: datetime, *, unit: timedelta) -> list[OutcomeCount]:
         """Outcomes over time: completed, retried, failed and expired (``stores/outcomes.py`` says when each one is
         counted) in ``[since, until)``, per ``unit`` (a minute or an hour) and command type; only non-zero counts,

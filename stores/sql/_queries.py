@@ -47,6 +47,7 @@ __all__ = [
     "get_row",
     "held_keys",
     "ids_starting_with",
+    "list_occurrence_rows",
     "list_rows",
     "purge_chunk",
     "purgeable",
@@ -257,6 +258,12 @@ async def list_rows(
         conditions.append(ENTRIES.c.correlation_id == correlation_id)
     order = ENTRIES.c.seq.desc() if newest_first else ENTRIES.c.seq
     query = select(ENTRIES).where(and_(True, *conditions)).order_by(order).limit(limit).offset(offset)
+    return (await conn.execute(query)).all()
+
+
+async def list_occurrence_rows(conn: AsyncConnection, name: str, limit: int) -> Sequence[Row[Any]]:
+    """The newest ``limit`` rows of one recurring schedule (``ix_scheduled_commands_occurrences``)."""
+    query = select(ENTRIES).where(ENTRIES.c.recurring_name == name).order_by(ENTRIES.c.seq.desc()).limit(limit)
     return (await conn.execute(query)).all()
 
 

@@ -430,6 +430,11 @@ class SqlStore(SqlConnections):
             )
         return queries.readable_listing(rows, on_unreadable)
 
+    async def list_occurrences(self, name: str, *, limit: int = 20) -> list[ScheduledCommandEntry]:
+        async with self._read() as conn:
+            rows = await queries.list_occurrence_rows(conn, name, limit)
+        return queries.readable_listing(rows, None)
+
     async def next_due_at(self) -> datetime | None:
         async with self._read() as conn:
             return await self._backend.next_due_at(conn)

@@ -191,6 +191,14 @@ class EntryRow(_StoreModel, table=True):
             postgresql_where=text("correlation_id IS NOT NULL"),
             sqlite_where=text("correlation_id IS NOT NULL"),
         ),
+        # "The latest occurrences of a schedule, whatever their status" (the dashboard's schedule page).
+        Index(
+            "ix_scheduled_commands_occurrences",
+            "recurring_name",
+            "seq",
+            postgresql_where=text("recurring_name IS NOT NULL"),
+            sqlite_where=text("recurring_name IS NOT NULL"),
+        ),
         # "The pending occurrences of a schedule" (pause, update, remove).
         Index(
             "ix_scheduled_commands_recurring",

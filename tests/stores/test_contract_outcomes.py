@@ -1,12 +1,26 @@
 """Outcomes over time (``count_outcomes``), for every store in ``STORE_FACTORIES``: completed, retried, failed and
-expired per minute or hour and command type; on SQL, settled hours come from the rollup and survive a purge."""
+expired per minute or hour and command type (on SQL, settled hours come from the rollup and survive a purge),
+and the latest occurrences of a recurring schedule (``list_occurrences``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from test_contract import BASE, CANCELLED, COMPLETED, EXPIRED, FAILED, add_and_claim, at, claim, finish_at, make_attempt
+from test_contract import (
+    BASE,
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    add_and_claim,
+    at,
+    claim,
+    finish_at,
+    make_attempt,
+    make_entry,
+)
 
 from stores import ScheduledCommandStore
 from stores.outcomes import HOUR, MINUTE, OutcomeCount
@@ -77,3 +91,19 @@ async def test_count_outcomes_refuses_other_units_and_reversed_ranges(store: Sch
         await store.count_outcomes(BASE, at(60), unit=timedelta(seconds=10))
     with pytest.raises(ValueError, match="is before since"):
         await store.count_outcomes(at(60), BASE, unit=MINUTE)
+
+
+async def test_list_occurrences_gives_a_schedules_newest_entries_in_every_status(store: ScheduledCommandStore) -> None:
+    """The entries of one recurring schedule, newest first, whatever their status; other schedules' and plain
+    entries are left out."""
+    nightly = [make_entry(recurring_name="nightly", scheduled_for=at(n)) for n in range(3)]
+    await store.add([nightly[0], make_entry(recurring_name="hourly"), make_entry(), nightly[1], nightly[2]])
+    assert await store.cancel(nightly[1].id, now=at(5)) is not None
+    listed = await store.list_occurrences("nightly")
+    assert [(e.id, e.status) for e in listed] == [
+        (nightly[2].id, PENDING),
+        (nightly[1].id, CANCELLED),
+        (nightly[0].id, PENDING),
+    ]
+    assert [e.id for e in await store.list_occurrences("nightly", limit=1)] == [nightly[2].id]
+    assert await store.list_occurrences("nobody") == []
