@@ -19,17 +19,24 @@ from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEnt
 from stores.errors import UnreadableEntryError
 
 from . import _cancels
+from ._admin_outcomes import RANGES as OUTCOME_RANGES
+from ._admin_outcomes import OutcomeBucket, OutcomeHistory, OutcomeRange, TypeFailures, outcome_history
 from ._admin_queues import QueueList, limit_queue, queue_info, queue_list, set_queue_paused
 from ._admin_recurring import (
+    OCCURRENCES_SHOWN,
     PauseResult,
     RecurringList,
     RecurringScheduleView,
     RemoveResult,
     ResumeResult,
+    RunNowResult,
+    ScheduleOccurrences,
     pause_schedule,
     recurring_list,
     remove_schedule,
     resume_schedule,
+    run_schedule_now,
+    schedule_occurrences,
 )
 from .workers import count_stuck, is_stuck, waiting_for_a_worker, workers_by_state
 
@@ -37,9 +44,14 @@ __all__ = [
     "CANCELLABLE",
     "CANCELLABLE_RUNNING",
     "MAX_DURATION",
+    "OCCURRENCES_SHOWN",
+    "OUTCOME_RANGES",
     "CancelResult",
     "EntryDetail",
     "EntryPage",
+    "OutcomeBucket",
+    "OutcomeHistory",
+    "OutcomeRange",
     "PauseResult",
     "PurgeResult",
     "QueueList",
@@ -49,15 +61,19 @@ __all__ = [
     "RemoveResult",
     "RequeueResult",
     "ResumeResult",
+    "RunNowResult",
+    "ScheduleOccurrences",
     "StoreOverview",
     "Throughput",
     "ThroughputBucket",
+    "TypeFailures",
     "UnreadableRow",
     "cancel_entry",
     "entry_detail",
     "explain_refusal",
     "limit_queue",
     "list_page",
+    "outcome_history",
     "overview",
     "parse_duration",
     "pause_schedule",
@@ -69,6 +85,8 @@ __all__ = [
     "requeue_entry",
     "requeue_failed",
     "resume_schedule",
+    "run_schedule_now",
+    "schedule_occurrences",
     "set_queue_paused",
     "throughput",
 ]

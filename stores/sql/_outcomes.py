@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import ScheduledCommandStatus
-from stores.outcomes import FAILING_ATTEMPTS, HOUR, MINUTE, Outcome, OutcomeCount, sorted_counts, truncate
+from stores.outcomes import FAILING_ATTEMPTS, HOUR, MINUTE, OUTCOMES, Outcome, OutcomeCount, sorted_counts, truncate
 
 from ._tables import ATTEMPTS, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP
 
@@ -149,12 +149,14 @@ async def roll_up(conn: AsyncConnection, hours: Iterable[datetime], *, now: date
 
 async def read_rollup(conn: AsyncConnection, first: datetime, end: datetime) -> Counts:
     """The rolled-up outcomes of the hours in ``[first, end)``."""
-    query = select(OUTCOME_ROLLUP).where(OUTCOME_ROLLUP.c.hour >= first, OUTCOME_ROLLUP.c.hour < end)
+    query = select(
+        OUTCOME_ROLLUP.c.hour, OUTCOME_ROLLUP.c.command_type, OUTCOME_ROLLUP.c.outcome, OUTCOME_ROLLUP.c.count
+    ).where(OUTCOME_ROLLUP.c.hour >= first, OUTCOME_ROLLUP.c.hour < end)
     counts: Counts = {}
-    for row in (await conn.execute(query)).all():
-        hour = _start(row.hour, HOUR)
-        if hour is not None and row.outcome in ("completed", "retried", "failed", "expired"):
-            counts[(hour, str(row.command_type), row.outcome)] = int(row.count)
+    for hour_value, command_type, outcome, count in (await conn.execute(query)).all():
+        hour = _start(hour_value, HOUR)
+        if hour is not None and outcome in OUTCOMES:
+            counts[(hour, str(command_type), outcome)] = int(count)
     return counts
 
 
