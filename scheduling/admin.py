@@ -233,7 +233,7 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         next_due_at=next_due,
         oldest_overdue_at=overdue,
         oldest_overdue_lag_seconds=(now - overdue).total_seconds() if overdue is not None else None,
-        stuck=await count_stuck(store, now),
+        stuck=await count_stuck(store, now, processing=counts.get(ScheduledCommandStatus.PROCESSING, 0)),
         workers=await workers_by_state(store, now),
         dead_letters_by_type=dict(sorted((await store.count_by_command_type(ScheduledCommandStatus.FAILED)).items())),
         waiting_for_worker_by_type=await waiting_for_a_worker(store, now),
