@@ -6,7 +6,7 @@ writes here: the first reader that asks for an hour after it has settled (``SETT
 the entries and attempts (one grouped range scan each) and stores the counts with a marker row for the hour, in one
 transaction. Two readers rolling up the same hour at once insert the same counts; the second one's rows are
 ignored (``ON CONFLICT DO NOTHING``). The current hour, the settling one and every minute-unit question are
-counted live, from ``ix_scheduled_commands_finished`` and the attempts' ``finished_at`` index: at most a little
+counted live, from ``ix_scheduled_commands_finished`` and ``ix_scheduled_command_attempts_failing``: at most a little
 over an hour of rows.
 
 An outcome stamped into an hour after that hour was rolled up (a worker whose clock is ``SETTLE`` or more behind)
@@ -20,14 +20,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, String, and_, func, not_, select
+from sqlalchemy import DateTime, String, and_, func, not_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import ScheduledCommandStatus
-from stores.outcomes import FAILING_ATTEMPTS, HOUR, MINUTE, OUTCOMES, Outcome, OutcomeCount, sorted_counts, truncate
+from stores.outcomes import HOUR, MINUTE, OUTCOMES, Outcome, OutcomeCount, sorted_counts, truncate
 
-from ._tables import ATTEMPTS, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP
+from ._tables import ATTEMPTS, ENTRIES, FAILING_ATTEMPTS_SQL, OUTCOME_HOURS, OUTCOME_ROLLUP
 
 __all__ = ["SETTLE", "count_live", "merge", "missing_hours", "read_rollup", "roll_up", "rollup_span"]
 
@@ -104,7 +104,7 @@ async def count_live(conn: AsyncConnection, since: datetime, until: datetime, un
         .where(
             ATTEMPTS.c.finished_at >= since,
             ATTEMPTS.c.finished_at < until,
-            ATTEMPTS.c.outcome.in_(sorted(FAILING_ATTEMPTS)),
+            text(f"scheduled_command_attempts.{FAILING_ATTEMPTS_SQL}"),
             not_(dead_lettering),
         )
         .group_by(ended, ENTRIES.c.command_type)

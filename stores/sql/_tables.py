@@ -22,6 +22,7 @@ __all__ = [
     "ATTEMPTS",
     "AUDIT",
     "ENTRIES",
+    "FAILING_ATTEMPTS_SQL",
     "QUEUES",
     "SCHEDULES",
     "SCHEMA",
@@ -41,6 +42,10 @@ __all__ = [
     "WorkerRow",
     "metadata",
 ]
+
+#: The attempts after which an entry is retried or dead-lettered, as SQL: the predicate of the partial index of
+#: failing attempts, written the same in the queries that use it (SQLite uses a partial index only then).
+FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 
 #: Version of the schema these definitions create.
 SCHEMA_VERSION = 8
@@ -227,10 +232,19 @@ class AttemptRow(_StoreModel, table=True):
     attempt: int = Field(nullable=False)
     worker_id: str = Field(sa_type=String(256), nullable=False)
     started_at: datetime = _when(nullable=False)
-    #: Indexed for "retried attempts per hour" (schema version 8).
-    finished_at: datetime = _when(nullable=False, index=True)
+    finished_at: datetime = _when(nullable=False)
     outcome: str = Field(sa_type=String(16), nullable=False)
     error: str | None = Field(default=None, sa_type=Text)
+
+    __table_args__ = (
+        # "Retried attempts per minute or hour" (outcomes over time): failing attempts only, by when they ended.
+        Index(
+            "ix_scheduled_command_attempts_failing",
+            "finished_at",
+            postgresql_where=text(FAILING_ATTEMPTS_SQL),
+            sqlite_where=text(FAILING_ATTEMPTS_SQL),
+        ),
+    )
 
 
 class ScheduleRow(_StoreModel, table=True):

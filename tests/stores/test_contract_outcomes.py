@@ -4,6 +4,7 @@ and the latest occurrences of a recurring schedule (``list_occurrences``)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -23,8 +24,9 @@ from test_contract import (
 )
 
 from stores import ScheduledCommandStore
-from stores.outcomes import HOUR, MINUTE, OutcomeCount
+from stores.outcomes import FAILING_ATTEMPTS, HOUR, MINUTE, OutcomeCount
 from stores.sql import SqlStore
+from stores.sql._tables import FAILING_ATTEMPTS_SQL
 
 SEND, CHARGE = "tests.stores.SendEmail", "tests.stores.Charge"
 
@@ -107,3 +109,9 @@ async def test_list_occurrences_gives_a_schedules_newest_entries_in_every_status
     ]
     assert [e.id for e in await store.list_occurrences("nightly", limit=1)] == [nightly[2].id]
     assert await store.list_occurrences("nobody") == []
+
+
+def test_the_sql_predicate_of_failing_attempts_names_the_same_outcomes() -> None:
+    """The partial index of failing attempts and the retried count use one SQL predicate; it names exactly the
+    attempt outcomes after which an entry is retried."""
+    assert set(re.findall(r"'(\w+)'", FAILING_ATTEMPTS_SQL)) == FAILING_ATTEMPTS
