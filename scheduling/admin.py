@@ -20,17 +20,24 @@ from stores.errors import UnreadableEntryError
 from stores.filters import EntryFilter, combined
 
 from . import _cancels
+from ._admin_outcomes import RANGES as OUTCOME_RANGES
+from ._admin_outcomes import OutcomeBucket, OutcomeHistory, OutcomeRange, TypeFailures, outcome_history
 from ._admin_queues import QueueList, limit_queue, queue_info, queue_list, set_queue_paused
 from ._admin_recurring import (
+    OCCURRENCES_SHOWN,
     PauseResult,
     RecurringList,
     RecurringScheduleView,
     RemoveResult,
     ResumeResult,
+    RunNowResult,
+    ScheduleOccurrences,
     pause_schedule,
     recurring_list,
     remove_schedule,
     resume_schedule,
+    run_schedule_now,
+    schedule_occurrences,
 )
 from .workers import count_stuck, is_stuck, waiting_for_a_worker, workers_by_state
 
@@ -39,9 +46,14 @@ __all__ = [
     "CANCELLABLE_RUNNING",
     "COUNT_LIMIT",
     "MAX_DURATION",
+    "OCCURRENCES_SHOWN",
+    "OUTCOME_RANGES",
     "CancelResult",
     "EntryDetail",
     "EntryPage",
+    "OutcomeBucket",
+    "OutcomeHistory",
+    "OutcomeRange",
     "PauseResult",
     "PurgeResult",
     "QueueList",
@@ -51,9 +63,12 @@ __all__ = [
     "RemoveResult",
     "RequeueResult",
     "ResumeResult",
+    "RunNowResult",
+    "ScheduleOccurrences",
     "StoreOverview",
     "Throughput",
     "ThroughputBucket",
+    "TypeFailures",
     "UnreadableRow",
     "cancel_entry",
     "count_matching",
@@ -61,6 +76,7 @@ __all__ = [
     "explain_refusal",
     "limit_queue",
     "list_page",
+    "outcome_history",
     "overview",
     "parse_duration",
     "pause_schedule",
@@ -72,6 +88,8 @@ __all__ = [
     "requeue_entry",
     "requeue_failed",
     "resume_schedule",
+    "run_schedule_now",
+    "schedule_occurrences",
     "set_queue_paused",
     "throughput",
 ]
@@ -222,7 +240,7 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         next_due_at=next_due,
         oldest_overdue_at=overdue,
         oldest_overdue_lag_seconds=(now - overdue).total_seconds() if overdue is not None else None,
-        stuck=await count_stuck(store, now),
+        stuck=await count_stuck(store, now, processing=counts.get(ScheduledCommandStatus.PROCESSING, 0)),
         workers=await workers_by_state(store, now),
         dead_letters_by_type=dict(sorted((await store.count_by_command_type(ScheduledCommandStatus.FAILED)).items())),
         waiting_for_worker_by_type=await waiting_for_a_worker(store, now),

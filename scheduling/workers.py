@@ -165,9 +165,13 @@ def is_stuck(entry: ScheduledCommandEntry, now: datetime) -> bool:
     )
 
 
-async def count_stuck(store: ScheduledCommandStore, now: datetime) -> int:
-    """Entries held by a worker that is gone: PROCESSING under a lease expired at ``now``, not yet recovered."""
-    processing = (await store.count_by_status()).get(ScheduledCommandStatus.PROCESSING, 0)
+async def count_stuck(store: ScheduledCommandStore, now: datetime, *, processing: int | None = None) -> int:
+    """Entries held by a worker that is gone: PROCESSING under a lease expired at ``now``, not yet recovered.
+
+    ``processing``: the PROCESSING count when the caller has just read it (counting every entry twice costs a
+    scan of the whole table at a million entries)."""
+    if processing is None:
+        processing = (await store.count_by_status()).get(ScheduledCommandStatus.PROCESSING, 0)
     if not processing:
         return 0
     return max(0, processing - await store.count_running(now=now))

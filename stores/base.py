@@ -21,6 +21,7 @@ from ._audit_contract import AuditTrailStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
 from .filters import EntryFilter
+from .outcomes import OutcomeCount, count_outcomes_by_scanning
 from .queues import QueueInfo, QueueLimits, Route
 from .schedules import StoredSchedule
 from .workers import StoredWorker, StoredWorkerState
@@ -549,6 +550,28 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
                     key = ((entry.completed_at - since) // bucket, status)
                     counts[key] = counts.get(key, 0) + 1
         return finished_counts(since, bucket, counts)
+
+    async def list_occurrences(self, name: str, *, limit: int = 20) -> list[ScheduledCommandEntry]:
+        """The newest ``limit`` entries of the recurring schedule ``name`` (``recurring_name``), in every status,
+        newest first (reverse scheduling order). This default reads every entry; a store may use an index.
+
+        .. versionadded:: 0.6
+        """
+        found = [entry async for entry in self._iterate() if entry.recurring_name == name]
+        return found[::-1][:limit]
+
+    async def count_outcomes(self, since: datetime, until: datetime, *, unit: timedelta) -> list[OutcomeCount]:
+        """Outcomes over time: completed, retried, failed and expired (``stores/outcomes.py`` says when each one is
+        counted) in ``[since, until)``, per ``unit`` (a minute or an hour) and command type; only non-zero counts,
+        ordered by start, command type and outcome. This default reads every entry and its attempts; a store that
+        keeps many answers from an aggregate.
+
+        Raises:
+            ValueError: ``unit`` is not a minute or an hour, a time is naive, or ``until`` precedes ``since``.
+
+        .. versionadded:: 0.6
+        """
+        return await count_outcomes_by_scanning(self._iterate(), self.get_attempts, since, until, unit)
 
     async def _iterate(
         self, *, status: ScheduledCommandStatus | None = None, command_type: str | None = None, page: int = 1_000

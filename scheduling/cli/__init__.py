@@ -8,6 +8,7 @@ module per command group, all private; this module is the table of contents (the
 - ``_worker``: ``worker`` (the runner it starts is ``scheduling._worker``);
 - ``_entries``: ``status``, ``list``, ``show``, ``cancel``, ``requeue``, ``purge``;
 - ``_workers``: ``workers`` (the worker registry);
+- ``_outcomes``: ``outcomes`` (outcomes over time);
 - ``_recurring``: the ``recurring`` group;
 - ``_queues``: the ``queue`` group;
 - ``_dashboard``: ``dashboard`` (its socket and signal plumbing is ``scheduling.web._serve``).
@@ -26,6 +27,7 @@ from ._bulk import bulk
 from ._common import HELP_STYLE, StoreOption, fail, store_url
 from ._dashboard import dashboard
 from ._entries import audit, cancel, list_entries, purge, requeue, show, status
+from ._outcomes import outcomes
 from ._queues import queue_app
 from ._recurring import recurring_app
 from ._worker import worker
@@ -108,6 +110,7 @@ app.command()(requeue)
 app.command()(bulk)
 app.command()(purge)
 app.command()(audit)
+app.command()(outcomes)
 app.command()(workers)
 app.add_typer(recurring_app, name="recurring")
 app.add_typer(queue_app, name="queue")

@@ -1,4 +1,4 @@
-"""``cqrs-scheduling recurring``: list, pause, resume and remove recurring schedules."""
+"""``cqrs-scheduling recurring``: list, occurrences, run now, pause, resume and remove recurring schedules."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ._common import (
 )
 
 recurring_app = typer.Typer(
-    no_args_is_help=True, help="Recurring schedules: list, pause, resume, remove.", **HELP_STYLE
+    no_args_is_help=True, help="Recurring schedules: list, occurrences, run now, pause, resume, remove.", **HELP_STYLE
 )
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def recurring_list(store: StoreOption = None, as_json: JsonOption = False) -> No
         from rich.table import Table
 
         now = datetime.now(UTC)
-        table = Table("name", "type", "when", "misfire", "state", "generation", "next", "last")
+        table = Table("name", "type", "when", "misfire", "state", "generation", "next", "last", "last outcome")
         for s in schedules:
             when = f"{s.cron} ({s.timezone})" if s.cron is not None else f"every {timedelta(seconds=s.interval or 0)}"
             table.add_row(
@@ -60,10 +60,80 @@ def recurring_list(store: StoreOption = None, as_json: JsonOption = False) -> No
                 str(s.generation),
                 _when(s.next_run_at, now),
                 _when(s.last_run_at, now),
+                s.last_outcome or "-",
             )
         console = _console()
         console.print(table)
         console.print(f"{len(schedules)} schedule{'' if len(schedules) == 1 else 's'}")
+        return 0
+
+    _run_with_store(store, work)
+
+
+@recurring_app.command("occurrences")
+def recurring_occurrences(
+    name: NameArgument,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="How many, newest first.")] = 20,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A schedule's latest occurrences, newest first, with their status (how each one ended)."""
+    from scheduling.admin import schedule_occurrences
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        found = await schedule_occurrences(opened, name, limit=limit)
+        if found is None:
+            return _unknown_schedule(name, opened)
+        if as_json:
+            _emit_json(found.model_dump(mode="json"))
+            return 0
+        from rich.table import Table
+
+        now = datetime.now(UTC)
+        table = Table("id", "status", "due", "finished", "failed", "last error")
+        for entry in found.occurrences:
+            failed = f"{entry.retry_count}/{entry.attempts_allowed}"
+            error = (entry.error_message or "").splitlines()[0][:60] if entry.error_message else "-"
+            table.add_row(
+                entry.id,
+                entry.status.value,
+                _when(entry.scheduled_for, now),
+                _when(entry.completed_at, now),
+                failed,
+                error,
+            )
+        console = _console()
+        console.print(table)
+        console.print(
+            f"{len(found.occurrences)} occurrence(s) of {name}; last outcome: {found.schedule.last_outcome or '-'}"
+        )
+        return 0
+
+    _run_with_store(store, work)
+
+
+@recurring_app.command("run-now")
+def recurring_run_now(name: NameArgument, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Add one occurrence due now, for any worker of the fleet to run; the regular occurrences stay as they are."""
+    from scheduling.admin import RunNowResult, run_schedule_now
+    from scheduling.audit import Actor, record_action
+
+    async def work(opened: ScheduledCommandStore) -> int:
+        now = datetime.now(UTC)
+        try:
+            result: RunNowResult | None = await run_schedule_now(opened, name, now)
+        except ValueError as exc:
+            typer.echo(f"error: cannot run {name!r}: {exc}", err=True)
+            return 1
+        if result is None:
+            return _unknown_schedule(name, opened)
+        if result.created:
+            await record_action(opened, Actor.cli(), "run-now", now=now, entry_ids=[result.id], target=name)
+        if as_json:
+            _emit_json(result.model_dump(mode="json"))
+        else:
+            added = "added" if result.created else "already added (asked twice within a second)"
+            typer.echo(f"occurrence {result.id} of {name} {added}, due now")
         return 0
 
     _run_with_store(store, work)

@@ -24,7 +24,7 @@ from scheduling.clock import Clock, SystemClock
 from stores.base import ScheduledCommandStore
 from stores.errors import UnreadableEntryError
 
-from . import _entries_page, api, pages, security
+from . import _api_history, _entries_page, api, pages, security
 from ._throttle import TooManyLogins
 from .context import STATE_KEY, TEMPLATES_KEY, DashboardContext, get_context
 from .security import LoginRequired, require_auth
@@ -100,6 +100,8 @@ def create_dashboard_app(
     app.include_router(security.router)
     app.include_router(api.read_router, dependencies=authenticated)
     app.include_router(api.write_router, dependencies=authenticated, include_in_schema=not settings.read_only)
+    app.include_router(_api_history.read_router, dependencies=authenticated)
+    app.include_router(_api_history.write_router, dependencies=authenticated, include_in_schema=not settings.read_only)
     app.include_router(_infrastructure_router(app), dependencies=authenticated)
     setattr(app.state, TEMPLATES_KEY, Jinja2Templates(directory=_HERE / "templates"))
     app.include_router(pages.router, dependencies=authenticated)

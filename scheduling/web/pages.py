@@ -12,11 +12,10 @@ that answer the CLI and the JSON API. Every URL a page contains starts with the 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -30,10 +29,11 @@ from scheduling.workers import Fleet
 from stores.entries import ScheduledCommandStatus
 from stores.errors import UnreadableEntryError, UnsupportedFeatureError
 
+from ._charts import outcome_chart
 from .context import TEMPLATES_KEY, DashboardContext, get_context
 from .security import SESSION_COOKIE, csrf_token
 
-__all__ = ["Chart", "ChartBar", "format_duration", "format_time", "router", "throughput_chart"]
+__all__ = ["format_count", "format_duration", "format_time", "router"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -81,6 +81,11 @@ def format_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
+def format_count(value: int) -> str:
+    """A count with thousands separators: ``1,234,567``."""
+    return f"{value:,}"
+
+
 def format_run_time(seconds: float) -> str:
     """How long an attempt ran: ``12 ms`` under a second, else as ``format_duration``."""
     return f"{max(0, round(seconds * 1000))} ms" if seconds < 1 else format_duration(seconds)
@@ -96,92 +101,6 @@ def _pretty_json(text: str) -> str:
 
 def _pretty_object(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
-# -- throughput chart ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChartBar:
-    """One minute of the throughput chart, with its SVG geometry."""
-
-    minute: datetime
-    count: int
-    x: float
-    y: float
-    width: float
-    height: float
-
-    @property
-    def label(self) -> str:
-        return self.minute.strftime("%H:%M")
-
-    @property
-    def iso(self) -> str:
-        return format_time(self.minute)
-
-
-@dataclass(frozen=True)
-class Chart:
-    """The throughput chart: a bar per minute of the last hour, oldest first."""
-
-    bars: list[ChartBar]
-    width: int
-    height: int
-
-    @property
-    def total(self) -> int:
-        return sum(bar.count for bar in self.bars)
-
-    @property
-    def peak(self) -> int:
-        return max((bar.count for bar in self.bars), default=0)
-
-    @property
-    def first_label(self) -> str:
-        return self.bars[0].label + " UTC" if self.bars else ""
-
-    @property
-    def last_label(self) -> str:
-        return self.bars[-1].label + " UTC" if self.bars else ""
-
-
-def throughput_chart(
-    counts: Mapping[datetime, int], now: datetime, *, minutes: int = 60, width: int = 600, height: int = 100
-) -> Chart:
-    """Lay out one bar per minute for the ``minutes`` minutes up to ``now`` (the current minute last).
-
-    ``counts`` maps the start of a minute (UTC) to the entries that finished in it; minutes it lacks count 0, and
-    counts outside the window are ignored. Bar heights are scaled to the busiest minute.
-    """
-    current = now.astimezone(UTC).replace(second=0, microsecond=0)
-    by_minute: dict[datetime, int] = {}
-    for start, n in counts.items():
-        minute = start.astimezone(UTC).replace(second=0, microsecond=0)
-        by_minute[minute] = by_minute.get(minute, 0) + n
-    starts = [current - timedelta(minutes=minutes - 1 - i) for i in range(minutes)]
-    values = [by_minute.get(start, 0) for start in starts]
-    peak = max(values, default=0)
-    slot = width / minutes
-    bars = []
-    for i, (start, count) in enumerate(zip(starts, values, strict=True)):
-        bar_height = round(height * count / peak, 2) if peak else 0.0
-        bars.append(
-            ChartBar(
-                minute=start,
-                count=count,
-                x=round(i * slot + 1, 2),
-                y=round(height - bar_height, 2),
-                width=round(slot - 2, 2),
-                height=bar_height,
-            )
-        )
-    return Chart(bars=bars, width=width, height=height)
-
-
-def _throughput_counts(overview: admin.StoreOverview) -> dict[datetime, int]:
-    """Entries finished per minute (every terminal status together) from the overview's throughput buckets."""
-    return {bucket.start: sum(bucket.counts.values()) for bucket in overview.throughput.buckets}
 
 
 # -- rendering ------------------------------------------------------------------------------------------------
@@ -234,6 +153,7 @@ def _render(
         "pq": lambda name: quote(str(name), safe=""),
         "iso": format_time,
         "duration": format_duration,
+        "n": format_count,
         "run_time": format_run_time,
         "pretty": _pretty_json,
         "pretty_obj": _pretty_object,
@@ -266,17 +186,31 @@ Limit = Annotated[int | None, Query(ge=1, le=500)]
 
 
 @router.get("/", response_class=HTMLResponse, name="overview")
-async def overview_page(request: Request, ctx: Context, fragment: Fragment = None) -> Response:
-    """Counts per status, throughput over the last hour, next due, oldest overdue lag, dead letters per type."""
+async def overview_page(
+    request: Request,
+    ctx: Context,
+    range: str = "1h",
+    fragment: Fragment = None,
+) -> Response:
+    """Counts per status, outcomes over 1 h, 24 h or 7 d, failures per type, next due, oldest overdue lag."""
+    if range not in admin.OUTCOME_RANGES:
+        allowed = ", ".join(admin.OUTCOME_RANGES)
+        return _message(
+            request, ctx, title="Bad range", message=f"unknown range {range!r}; use {allowed}", status_code=422
+        )
     now = ctx.now()
-    data = await admin.overview(ctx.store, now)
-    chart = throughput_chart(_throughput_counts(data), now)
+    # Independent reads: on a store with a connection pool they run at once, on their own connections.
+    data, history = await asyncio.gather(admin.overview(ctx.store, now), admin.outcome_history(ctx.store, now, range))
+    ranges = [
+        {"name": name, "href": _url_with(request, range=name, fragment=None), "current": name == range}
+        for name in admin.OUTCOME_RANGES
+    ]
     return _render(
         request,
         ctx,
         "overview",
         title="Overview",
-        values={"overview": data, "chart": chart},
+        values={"overview": data, "history": history, "chart": outcome_chart(history), "ranges": ranges},
         fragment=fragment,
         nav_path="/",
     )
@@ -346,6 +280,24 @@ async def recurring_page(request: Request, ctx: Context, fragment: Fragment = No
         "recurring",
         title="Recurring schedules",
         values={"schedules": schedules.schedules},
+        fragment=fragment,
+        nav_path="/recurring",
+    )
+
+
+@router.get("/recurring/{name:path}", response_class=HTMLResponse, name="recurring_schedule")
+async def recurring_schedule_page(request: Request, ctx: Context, name: str, fragment: Fragment = None) -> Response:
+    """One schedule: its timing, state and last outcome, its latest occurrences, with Run now, Pause and Resume."""
+    found = await admin.schedule_occurrences(ctx.store, name)
+    if found is None:
+        message = f"There is no recurring schedule named {name!r} in {ctx.store.description}."
+        return _message(request, ctx, title="Schedule not found", message=message, status_code=404)
+    return _render(
+        request,
+        ctx,
+        "recurring_schedule",
+        title=f"Schedule {name}",
+        values={"found": found},
         fragment=fragment,
         nav_path="/recurring",
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import AUDIT, ENTRIES, WORKERS
+from ._tables import AUDIT, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
 
@@ -104,6 +104,13 @@ async def _audit_table(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: AUDIT.create(sync, checkfirst=True))
 
 
+async def _outcome_rollup_tables(conn: AsyncConnection) -> None:
+    """Outcomes per hour and command type for the dashboard's history: two tables of their own, empty until a
+    reader asks for a settled hour (each hour is rolled up then, from the entries and attempts still stored)."""
+    await conn.run_sync(lambda sync: OUTCOME_ROLLUP.create(sync, checkfirst=True))
+    await conn.run_sync(lambda sync: OUTCOME_HOURS.create(sync, checkfirst=True))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -112,6 +119,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "queue_and_lock_columns", _queue_and_lock_columns),
     Migration(6, "cancel_requested_column", _cancel_requested_column),
     Migration(7, "audit_table", _audit_table),
+    Migration(8, "outcome_rollup_tables", _outcome_rollup_tables),
 )
 
 

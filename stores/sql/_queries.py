@@ -49,6 +49,7 @@ __all__ = [
     "get_row",
     "held_keys",
     "ids_starting_with",
+    "list_occurrence_rows",
     "list_rows",
     "purge_chunk",
     "purgeable",
@@ -260,6 +261,12 @@ async def list_rows(
         query = select(ENTRIES).where(ENTRIES.c.seq.in_(page)).order_by(order)
     else:
         query = select(ENTRIES).where(condition).order_by(order).limit(limit).offset(offset)
+    return (await conn.execute(query)).all()
+
+
+async def list_occurrence_rows(conn: AsyncConnection, name: str, limit: int) -> Sequence[Row[Any]]:
+    """The newest ``limit`` rows of one recurring schedule (``ix_scheduled_commands_occurrences``)."""
+    query = select(ENTRIES).where(ENTRIES.c.recurring_name == name).order_by(ENTRIES.c.seq.desc()).limit(limit)
     return (await conn.execute(query)).all()
 
 

@@ -26,11 +26,13 @@ from stores.base import FinishedCount, ReclaimedEntry
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
 from stores.filters import EntryFilter, combined
+from stores.outcomes import OutcomeCount, check_outcome_range
 from stores.queues import QueueInfo, QueueLimits, Route
 from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
 
 from . import _audit as audit
+from . import _outcomes as outcomes
 from . import _queries as queries
 from . import _queues as queue_queries
 from . import _schedules as schedules
@@ -443,6 +445,10 @@ class SqlStore(SqlConnections):
     @functools.cached_property
     def _search_plans(self) -> SearchPlans:
         return SearchPlans()
+    async def list_occurrences(self, name: str, *, limit: int = 20) -> list[ScheduledCommandEntry]:
+        async with self._read() as conn:
+            rows = await queries.list_occurrence_rows(conn, name, limit)
+        return queries.readable_listing(rows, None)
 
     async def next_due_at(self) -> datetime | None:
         async with self._read() as conn:
@@ -486,6 +492,25 @@ class SqlStore(SqlConnections):
     async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:
         async with self._read() as conn:
             return await queries.count_finished_since(conn, self._backend, since, bucket)
+
+    async def count_outcomes(self, since: datetime, until: datetime, *, unit: timedelta) -> list[OutcomeCount]:
+        """Settled hours from the rollup table (rolled up here when a reader first asks), the rest counted live."""
+        check_outcome_range(since, until, unit)
+        span = outcomes.rollup_span(since, until, unit)
+        if span is None:
+            async with self._read() as conn:
+                return outcomes.merge(await outcomes.count_live(conn, since, until, unit))
+        async with self._read() as conn:
+            missing = await outcomes.missing_hours(conn, *span)
+        if missing:
+            async with self._write() as conn:
+                await outcomes.roll_up(conn, missing, now=until)
+        async with self._read() as conn:
+            return outcomes.merge(
+                await outcomes.count_live(conn, since, span[0], unit),
+                await outcomes.read_rollup(conn, *span),
+                await outcomes.count_live(conn, span[1], until, unit),
+            )
 
     async def count_running(self, *, now: datetime) -> int:
         async with self._read() as conn:

@@ -22,14 +22,19 @@ __all__ = [
     "ATTEMPTS",
     "AUDIT",
     "ENTRIES",
+    "FAILING_ATTEMPTS_SQL",
     "QUEUES",
     "SCHEDULES",
     "SCHEMA",
     "SCHEMA_VERSION",
     "WORKERS",
     "AttemptRow",
+    "OUTCOME_HOURS",
+    "OUTCOME_ROLLUP",
     "AuditRow",
     "EntryRow",
+    "OutcomeHourRow",
+    "OutcomeRollupRow",
     "QueueRow",
     "ScheduleRow",
     "SchemaVersionRow",
@@ -38,8 +43,12 @@ __all__ = [
     "metadata",
 ]
 
+#: The attempts after which an entry is retried or dead-lettered, as SQL: the predicate of the partial index of
+#: failing attempts, written the same in the queries that use it (SQLite uses a partial index only then).
+FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
+
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -183,11 +192,27 @@ class EntryRow(_StoreModel, table=True):
         Index("ix_scheduled_commands_finished", "status", "completed_at"),
         # "Created in this range" (the entries search): without it a past range reads every newer row first.
         Index("ix_scheduled_commands_created", "created_at"),
+        # "Dead letters per command type" (the overview): only dead letters are in it, so it costs the hot path
+        # nothing and the count reads the index alone.
+        Index(
+            "ix_scheduled_commands_dead_letters",
+            "command_type",
+            postgresql_where=text("status = 'FAILED'"),
+            sqlite_where=text("status = 'FAILED'"),
+        ),
         Index(
             "ix_scheduled_commands_correlation",
             "correlation_id",
             postgresql_where=text("correlation_id IS NOT NULL"),
             sqlite_where=text("correlation_id IS NOT NULL"),
+        ),
+        # "The latest occurrences of a schedule, whatever their status" (the dashboard's schedule page).
+        Index(
+            "ix_scheduled_commands_occurrences",
+            "recurring_name",
+            "seq",
+            postgresql_where=text("recurring_name IS NOT NULL"),
+            sqlite_where=text("recurring_name IS NOT NULL"),
         ),
         # "The pending occurrences of a schedule" (pause, update, remove).
         Index(
@@ -212,6 +237,16 @@ class AttemptRow(_StoreModel, table=True):
     finished_at: datetime = _when(nullable=False)
     outcome: str = Field(sa_type=String(16), nullable=False)
     error: str | None = Field(default=None, sa_type=Text)
+
+    __table_args__ = (
+        # "Retried attempts per minute or hour" (outcomes over time): failing attempts only, by when they ended.
+        Index(
+            "ix_scheduled_command_attempts_failing",
+            "finished_at",
+            postgresql_where=text(FAILING_ATTEMPTS_SQL),
+            sqlite_where=text(FAILING_ATTEMPTS_SQL),
+        ),
+    )
 
 
 class ScheduleRow(_StoreModel, table=True):
@@ -300,6 +335,31 @@ class AuditRow(_StoreModel, table=True):
     client: str | None = Field(default=None, sa_type=String(256))
 
 
+class OutcomeRollupRow(_StoreModel, table=True):
+    """Outcomes of one command type in one settled hour (schema version 8): the dashboard's history.
+
+    Written once per hour by the first reader that asks for the hour after it has settled (``_outcomes.py``),
+    never updated; purging entries leaves it, so the history outlives the entries.
+    """
+
+    __tablename__ = "scheduler_outcome_rollup"
+
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    command_type: str = Field(primary_key=True, sa_type=String(512))
+    #: completed, retried, failed or expired.
+    outcome: str = Field(primary_key=True, sa_type=String(16))
+    count: int = Field(nullable=False, sa_type=BigInteger)
+
+
+class OutcomeHourRow(_StoreModel, table=True):
+    """An hour whose outcomes are in ``scheduler_outcome_rollup`` (an hour with none has a row here only)."""
+
+    __tablename__ = "scheduler_outcome_hours"
+
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    rolled_up_at: datetime = _when(nullable=False)
+
+
 ENTRIES: Table = EntryRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
 SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
@@ -307,3 +367,5 @@ SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[attr-defined]
 QUEUES: Table = QueueRow.__table__  # type: ignore[attr-defined]
 AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]
+OUTCOME_ROLLUP: Table = OutcomeRollupRow.__table__  # type: ignore[attr-defined]
+OUTCOME_HOURS: Table = OutcomeHourRow.__table__  # type: ignore[attr-defined]

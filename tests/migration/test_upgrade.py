@@ -22,11 +22,13 @@ import pytest
 from sqlalchemy import Engine, create_engine, insert, inspect, select, text
 
 from stores.audit import AuditRecord
+from stores.base import ScheduledCommandStore
 from stores.errors import SchemaVersionError
+from stores.outcomes import HOUR, OutcomeCount
 from stores.queues import Route
 from stores.sql import SqlStore
 from stores.sql._migrations import MIGRATIONS
-from stores.sql._tables import ATTEMPTS, ENTRIES, SCHEDULES, SCHEMA, SCHEMA_VERSION
+from stores.sql._tables import ATTEMPTS, ENTRIES, OUTCOME_ROLLUP, SCHEDULES, SCHEMA, SCHEMA_VERSION
 from stores.workers import StoredWorker
 
 HERE = Path(__file__).parent
@@ -340,6 +342,31 @@ def test_an_upgraded_database_keeps_an_audit_trail(
             return await store.list_audit_records()
 
     assert asyncio.run(add_and_list()) == [record]
+
+
+def test_an_upgraded_database_rolls_up_the_outcomes_it_already_holds(
+    make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
+) -> None:
+    """The outcome rollup starts empty; the hours of the entries stored before the upgrade are rolled up when first
+    asked for, from those entries, and answer what counting them one by one answers."""
+    url = make_database("v1")
+    engine = engine_for(url)
+    create_v1(engine)
+    fill_v1(engine)
+    assert "outcome_rollup_tables" in [step.name for step in MIGRATIONS]
+
+    async def counts() -> tuple[list[OutcomeCount], list[OutcomeCount]]:
+        async with SqlStore(store_url(url)) as store:
+            since, until = BASE - timedelta(hours=1), BASE + timedelta(days=1)
+            rolled = await store.count_outcomes(since, until, unit=HOUR)
+            scanned = await ScheduledCommandStore.count_outcomes(store, since, until, unit=HOUR)
+            return rolled, scanned
+
+    rolled, scanned = asyncio.run(counts())
+    assert rolled == scanned
+    assert {c.outcome for c in rolled} >= {"completed", "failed", "expired"}
+    with engine.connect() as conn:
+        assert conn.execute(select(OUTCOME_ROLLUP.c.count)).scalars().all()  # answered from the rollup
 
 
 def test_a_newer_schema_is_still_refused_and_left_alone(

@@ -135,3 +135,54 @@ def test_cli_lists_pauses_resumes_and_removes(tmp_path: Path) -> None:
 
     asyncio.run(nothing_more())
     assert cli("pause", url=url).returncode == 2
+
+
+def test_cli_runs_a_schedule_now_and_lists_its_occurrences_and_the_outcomes(tmp_path: Path) -> None:
+    """``recurring run-now`` adds one occurrence due now (audited), ``recurring occurrences`` lists it newest first
+    beside the regular one, and ``outcomes --json`` answers with the overview's document; unknown names and ranges
+    are one-line errors."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    subprocess.run(
+        [sys.executable, "-c", DECLARE, url, "0"], env=environment(), check=True, capture_output=True, timeout=60
+    )
+    ran = cli("run-now", "report", "--json", url=url)
+    assert ran.returncode == 0, ran.stderr
+    added = json.loads(ran.stdout)
+    assert added["name"] == "report" and added["created"] is True
+
+    listed = cli("occurrences", "report", "--json", url=url)
+    assert listed.returncode == 0, listed.stderr
+    document = json.loads(listed.stdout)
+    assert [o["id"] for o in document["occurrences"]][0] == added["id"]
+    assert len(document["occurrences"]) == 2 and document["schedule"]["last_outcome"] is None
+    assert added["id"] in cli("occurrences", "report", url=url).stdout
+
+    outcomes = subprocess.run(
+        [sys.executable, "-m", "scheduling", "outcomes", "--range", "24h", "--json", "--store", url],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert outcomes.returncode == 0, outcomes.stderr
+    history = json.loads(outcomes.stdout)
+    assert history["range"] == "24h" and len(history["buckets"]) == 24
+    assert history["totals"] == {"completed": 0, "retried": 0, "failed": 0, "expired": 0}
+
+    async def audited() -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+        async with SqlStore(url) as store:
+            return [(r.source, r.action, r.target, r.entry_ids) for r in await store.list_audit_records()]
+
+    assert asyncio.run(audited()) == [("cli", "run-now", "report", (added["id"],))]
+    for command in ("run-now", "occurrences"):
+        missing = cli(command, "nope", url=url)
+        assert missing.returncode == 1
+        assert missing.stderr.strip().startswith("error: no recurring schedule named 'nope'")
+    bad = subprocess.run(
+        [sys.executable, "-m", "scheduling", "outcomes", "--range", "1y", "--store", url],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "unknown range '1y'" in bad.stderr

@@ -49,7 +49,7 @@ async def postgresql_store(postgres_url: str) -> AsyncIterator[SqlStore]:
             await conn.execute(
                 text(
                     "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
-                    " scheduler_audit"
+                    " scheduler_audit, scheduler_outcome_rollup, scheduler_outcome_hours"
                     " RESTART IDENTITY"
                 )
             )

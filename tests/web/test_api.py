@@ -67,6 +67,34 @@ async def test_overview_throughput_moves_with_the_clock(
     assert later["oldest_overdue_lag_seconds"] == pytest.approx(60)  # "report" was due an hour after START
 
 
+async def test_outcomes_over_an_hour_a_day_and_a_week_follow_the_clock(
+    client: httpx.AsyncClient, store: ScheduledCommandStore, clock: ManualClock, populated: dict[str, str]
+) -> None:
+    """GET /api/outcomes?range=: the body of ``outcomes --json``; the two dead letters and the completed entry are
+    in the current minute, then (two hours on) only in the 24 h and 7 d ranges, in the bar of their hour; a week and
+    a day on, in none. A range that is not 1h, 24h or 7d is a 422 naming it."""
+    now_body = (await client.get("/api/outcomes")).json()
+    assert now_body == json_of(await admin.outcome_history(store, clock.now(), "1h"))
+    assert len(now_body["buckets"]) == 60 and now_body["bucket_seconds"] == 60.0
+    assert now_body["totals"] == {"completed": 1, "retried": 0, "failed": 2, "expired": 0}
+    assert now_body["buckets"][-1]["counts"] == now_body["totals"]
+    assert now_body["failures_by_type"] == [{"command_type": FAIL, "failed": 2, "retried": 0}]
+
+    clock.advance(timedelta(hours=2))
+    assert sum((await client.get("/api/outcomes?range=1h")).json()["totals"].values()) == 0
+    for range_, bars, bar_hours in (("24h", 24, 1), ("7d", 28, 6)):
+        body = (await client.get(f"/api/outcomes?range={range_}")).json()
+        assert len(body["buckets"]) == bars and body["bucket_seconds"] == bar_hours * 3600
+        assert body["totals"]["failed"] == 2 and body["totals"]["completed"] == 1
+        [bar] = [b for b in body["buckets"] if any(b["counts"].values())]
+        assert bar["start"] == "2026-03-01T12:00:00Z"
+    clock.advance(timedelta(days=8))
+    assert sum((await client.get("/api/outcomes?range=7d")).json()["totals"].values()) == 0
+
+    refused = await client.get("/api/outcomes?range=1y")
+    assert refused.status_code == 422 and "'1y'" in refused.json()["detail"]
+
+
 async def test_list_entries_filters_and_pages(
     client: httpx.AsyncClient, store: ScheduledCommandStore, populated: dict[str, str]
 ) -> None:
@@ -385,6 +413,9 @@ async def test_openapi_describes_every_route_with_typed_bodies(client: httpx.Asy
         "/api/queues/{name}/pause",
         "/api/queues/{name}/resume",
         "/api/queues/{name}/limits",
+        "/api/outcomes",
+        "/api/recurring/{name}/occurrences",
+        "/api/recurring/{name}/run-now",
     }
     ok = paths["/api/overview"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/StoreOverview"}

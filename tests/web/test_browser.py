@@ -10,8 +10,9 @@ the same site), serves a page that tries a cross-site form POST.
 
 Chromium and its driver come from the Debian packages ``chromium`` and ``chromium-driver``; without them these tests
 are skipped with that reason (and fail when ``CI`` is set, since CI installs them). No driver is ever downloaded.
-Screenshots are taken of each page; they are kept (under ``dashboard/``) only in the directory that
-``$CQRS_SCHEDULING_TEST_ARTIFACTS`` names, so a test run leaves no file behind unless asked to.
+Screenshots are taken of each page and kept under ``dashboard/`` of ``test-artifacts/`` (git-ignored) or of the
+directory ``$CQRS_SCHEDULING_TEST_ARTIFACTS`` names; ``test_browser_layout.py`` shoots every page at desktop and
+phone width.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ from stores.sql import SqlStore
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TOKEN = "browser-test-token"
-#: Where screenshots are kept (in its ``dashboard/``), when set; otherwise they are taken, checked and discarded.
+#: Where screenshots are kept (in its ``dashboard/``) when set; ``ARTIFACTS`` otherwise.
 ARTIFACTS_ENV = "CQRS_SCHEDULING_TEST_ARTIFACTS"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 #: Upper bound of every wait: generous for a loaded machine, and never waited in full unless something is wrong.
 WAIT = 30.0
 
@@ -272,7 +274,7 @@ def wait_for(driver: Any, condition: Callable[[Any], T], message: str) -> T:
 
 def screenshot(driver: Any, name: str) -> None:
     """Take a shot of the whole page (the window grows to the page's height for it); keep it as ``{name}.png`` in
-    ``$CQRS_SCHEDULING_TEST_ARTIFACTS/dashboard/`` when that is set."""
+    ``dashboard/`` of ``$CQRS_SCHEDULING_TEST_ARTIFACTS`` or ``test-artifacts/``."""
     size = driver.get_window_size()
     height = driver.execute_script("return document.documentElement.scrollHeight;")
     driver.set_window_size(size["width"], max(size["height"], min(int(height) + 120, 4000)))
@@ -281,10 +283,9 @@ def screenshot(driver: Any, name: str) -> None:
     finally:
         driver.set_window_size(size["width"], size["height"])
     assert png.startswith(b"\x89PNG"), name
-    if directory := os.environ.get(ARTIFACTS_ENV):
-        kept = Path(directory) / "dashboard"
-        kept.mkdir(parents=True, exist_ok=True)
-        (kept / f"{name}.png").write_bytes(png)
+    kept = Path(os.environ.get(ARTIFACTS_ENV) or ARTIFACTS) / "dashboard"
+    kept.mkdir(parents=True, exist_ok=True)
+    (kept / f"{name}.png").write_bytes(png)
 
 
 def login(driver: Any, base: str, path: str) -> None:

@@ -21,8 +21,11 @@ from fastapi import FastAPI
 from scheduling_app import START, Add, App, Fail, Record, make_app
 
 from scheduling import ScheduledCommandStatus, ScheduleOptions
+from scheduling.admin import OutcomeBucket, OutcomeHistory
 from scheduling.web import DashboardSettings, create_dashboard_app
-from scheduling.web.pages import format_duration, throughput_chart
+from scheduling.web._charts import outcome_chart
+from scheduling.web.pages import format_duration
+from stores.outcomes import OUTCOMES
 from stores.queues import QueueLimits, RateLimit
 from stores.redis import RedisStore
 from stores.schedules import StoredSchedule
@@ -222,11 +225,21 @@ async def test_overview_shows_counts_timing_throughput_and_dead_letters(
     assert svg.attrs["role"] == "img" and svg.attrs["aria-labelledby"]
     for label_id in svg.attrs["aria-labelledby"].split():
         assert doc.by_id(label_id) is not None
-    throughput_rows = doc.by_id("throughput-details")
-    assert throughput_rows is not None
-    finished = sum(int(td.text()) for td in throughput_rows.find_all("td"))
-    assert finished == 5  # 3 completed + 2 dead-lettered, all in the last hour
-    assert len(svg.find_all("rect")) == 60
+    outcome_rows = doc.by_id("outcomes-details")
+    assert outcome_rows is not None
+    per_outcome: dict[str, int] = {}
+    for td in outcome_rows.find_all("td"):
+        per_outcome[td.attrs["data-outcome"]] = per_outcome.get(td.attrs["data-outcome"], 0) + int(td.text())
+    # All in the last hour: both dead letters were retried once first.
+    assert per_outcome == {"completed": 3, "retried": 2, "failed": 2, "expired": 0}
+    totals = {o: doc.by_id(f"outcome-total-{o}") for o in per_outcome}
+    assert {o: t.text() for o, t in totals.items() if t is not None} == {o: str(c) for o, c in per_outcome.items()}
+    segments = svg.find_all("rect")
+    assert segments
+    assert {r.attrs["class"] for r in segments} <= {"bar seg-completed", "bar seg-retried", "bar seg-failed"}
+    failures = doc.by_id("failures-by-type")
+    assert failures is not None
+    assert any("scheduling_app.Fail" in tr.text() for tr in failures.find_all("tr"))
 
     dead = [tr.text() for table in doc.find_all("table") for tr in table.find_all("tr")]
     assert any("scheduling_app.Fail" in row and row.endswith("2") for row in dead), dead
@@ -405,15 +418,47 @@ async def test_recurring_page_shows_schedule_with_pause(client: httpx.AsyncClien
     text = row.text()
     assert "cron 0 3 * * *" in text and "Europe/Paris" in text and "Active" in text
     assert row.find_all("time"), "the next run is shown as a <time>"
-    (pause,) = action_buttons(row)
+    assert "none yet" in row.text(), "no occurrence has finished: no last outcome"
+    run_now, pause = action_buttons(row)
+    assert run_now.attrs["data-action"] == "/api/recurring/nightly-report/run-now"
     assert pause.attrs["data-action"] == "/api/recurring/nightly-report/pause"
 
     await filled.app.scheduler.pause_recurring("nightly-report")
     doc = await get_page(client, "/recurring?fragment=recurring")
     (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "nightly-report"]
     assert "Paused" in row.text()
-    (resume,) = action_buttons(row)
+    _, resume = action_buttons(row)
     assert resume.attrs["data-action"] == "/api/recurring/nightly-report/resume"
+
+
+async def test_run_now_adds_one_occurrence_that_the_schedule_page_lists_with_its_outcome(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """Run now through the API adds an occurrence due now (audited; twice in a second adds one); a worker runs it;
+    the schedule's page lists it COMPLETED and the list shows COMPLETED as the last outcome."""
+    response = await client.post("/api/recurring/nightly-report/run-now")
+    assert response.status_code == 200, response.text
+    first = response.json()
+    assert first["created"] is True
+    again = (await client.post("/api/recurring/nightly-report/run-now")).json()
+    assert again == first | {"created": False}
+    assert (await client.post("/api/recurring/nobody/run-now")).status_code == 404
+    [record] = [r for r in (await client.get("/api/audit")).json()["records"] if r["action"] == "run-now"]
+    assert (record["target"], record["entry_ids"]) == ("nightly-report", [first["id"]])
+
+    await filled.app.service.run_until_idle()
+    doc = await get_page(client, "/recurring/nightly-report")
+    row = doc.by_id(f"occurrence-row-{first['id']}")
+    assert row is not None and row.attrs["data-status"] == "COMPLETED"
+    outcome = doc.by_id("schedule-last-outcome")
+    assert outcome is not None and "COMPLETED" in outcome.text()
+    listed = (await client.get("/api/recurring/nightly-report/occurrences")).json()
+    assert listed["occurrences"][0]["id"] == first["id"] and listed["schedule"]["last_outcome"] == "COMPLETED"
+    doc = await get_page(client, "/recurring")
+    (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "nightly-report"]
+    assert "COMPLETED" in row.text()
+    missing = await client.get("/recurring/nobody")
+    assert missing.status_code == 404
 
 
 async def test_queues_page_shows_each_queue_with_pause_and_resume(client: httpx.AsyncClient, filled: Filled) -> None:
@@ -587,18 +632,25 @@ async def test_overview_and_entry_page_show_an_entry_stuck_with_a_gone_worker(
 
 
 async def test_a_schedule_name_with_a_slash_gets_buttons_that_work(client: httpx.AsyncClient, filled: Filled) -> None:
-    """The Pause and Resume buttons of ``reports/daily`` post to ``/api/recurring/reports%2Fdaily/...``: it works."""
+    """The Run now, Pause and Resume buttons of ``reports/daily`` post to ``/api/recurring/reports%2Fdaily/...`` and
+    its link opens ``/recurring/reports%2Fdaily``: they work."""
     await filled.app.scheduler.schedule_recurring("reports/daily", Record(value="daily"), interval=timedelta(days=1))
     client.headers["X-CSRF-Token"] = "unused with the bearer token"
     for state in ("Active", "Paused", "Active"):
         doc = await get_page(client, "/recurring")
         (row,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "reports/daily"]
         assert state in row.text()
-        (button,) = action_buttons(row)
+        run_now, button = action_buttons(row)
         action = "pause" if state == "Active" else "resume"
         assert button.attrs["data-action"] == f"/api/recurring/reports%2Fdaily/{action}"
         response = await client.post(button.attrs["data-action"])
         assert response.status_code == 200 and response.json()["name"] == "reports/daily"
+    assert run_now.attrs["data-action"] == "/api/recurring/reports%2Fdaily/run-now"
+    assert (await client.post(run_now.attrs["data-action"])).json()["name"] == "reports/daily"
+    (link,) = [a for a in row.find_all("a") if a.attrs.get("id", "").startswith("schedule-link-")]
+    assert link.attrs["href"] == "/recurring/reports%2Fdaily"
+    schedule_page = await get_page(client, link.attrs["href"])
+    assert schedule_page.by_id("occurrences") is not None
 
 
 async def test_a_schedule_that_does_not_load_shows_its_error(client: httpx.AsyncClient, filled: Filled) -> None:
@@ -842,24 +894,32 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
-def test_throughput_chart_has_a_bar_per_minute_scaled_to_the_peak() -> None:
-    now = START + timedelta(minutes=30, seconds=20)
-    counts = {
-        START + timedelta(minutes=30): 4,  # the current minute
-        START + timedelta(minutes=29, seconds=20): 2,  # a bucket not aligned on the minute counts in its minute
-        START - timedelta(minutes=29): 1,  # the oldest minute shown
-        START - timedelta(minutes=30): 7,  # an hour ago: outside the window
-    }
-    chart = throughput_chart(counts, now)
-    assert len(chart.bars) == 60
-    assert chart.bars[-1].minute == START + timedelta(minutes=30) and chart.bars[-1].count == 4
-    assert (
-        chart.bars[-2].count == 2 and chart.bars[0].count == 1 and chart.bars[0].minute == START - timedelta(minutes=29)
+def test_outcome_chart_stacks_the_outcomes_of_a_bar_scaled_to_the_fullest_bar() -> None:
+    """Segments stack bottom up in outcome order, heights scaled to the bar with the most outcomes; an empty bar
+    has no segment; labels are UTC times, with the day for bars of several hours."""
+    since = START - timedelta(minutes=2)
+    counts = [{"completed": 2, "failed": 2}, {}, {"completed": 1, "retried": 1}]
+    history = OutcomeHistory(
+        range="1h",
+        now=START,
+        since=since,
+        bucket_seconds=60,
+        totals={"completed": 3, "retried": 1, "failed": 2, "expired": 0},
+        buckets=[
+            OutcomeBucket(start=since + timedelta(minutes=i), counts=dict.fromkeys(OUTCOMES, 0) | c)
+            for i, c in enumerate(counts)
+        ],
+        failures_by_type=[],
     )
-    assert chart.total == 7 and chart.peak == 4
-    assert chart.bars[-1].height == chart.height and chart.bars[-2].height == chart.height / 2
-    assert chart.bars[-1].label == "12:30" and chart.last_label == "12:30 UTC"
-    assert all(bar.height == 0 for bar in chart.bars[1:-2])
+    chart = outcome_chart(history, width=300, height=100)
+    first, empty, last = chart.bars
+    assert chart.peak == 4 and empty.segments == []
+    assert [(s.outcome, s.y, s.height) for s in first.segments] == [("completed", 50, 50), ("failed", 0, 50)]
+    assert [(s.outcome, s.y, s.height) for s in last.segments] == [("completed", 75, 25), ("retried", 50, 25)]
+    assert (first.x, first.width, last.x) == (1, 98, 201)
+    assert chart.first_label == "11:58 UTC" and last.label == "12:00"
+    week = history.model_copy(update={"bucket_seconds": 6 * 3600})
+    assert outcome_chart(week).bars[0].label == "Mar 01 11:58"
 
 
 async def test_everything_focusable_in_a_live_region_has_an_id(client: httpx.AsyncClient, filled: Filled) -> None:

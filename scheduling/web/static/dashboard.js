@@ -191,5 +191,27 @@
     }
   });
 
+  // Phone width (dashboard.css): each cell shows its column's name from data-label; a cell without one gets the
+  // text of its table's column header here, so every table collapses into readable rows.
+  function labelCells(root) {
+    root.querySelectorAll("table").forEach(function (table) {
+      var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.textContent.trim();
+      });
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.prototype.forEach.call(row.children, function (cell, index) {
+          if (!cell.hasAttribute("data-label") && names[index] && !cell.hasAttribute("colspan")) {
+            cell.setAttribute("data-label", names[index]);
+          }
+        });
+      });
+    });
+  }
+
+  document.addEventListener("dashboard:updated", function (event) {
+    labelCells(event.target);
+  });
+  labelCells(document);
+
   schedule();
 })();
