@@ -104,6 +104,16 @@ async def _audit_table(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: AUDIT.create(sync, checkfirst=True))
 
 
+async def _queue_claim_slots(conn: AsyncConnection) -> None:
+    """Claims of limited queues in one statement on PostgreSQL: an entry's running slot of its queue (none for the
+    rows already stored, so entries PROCESSING at the upgrade count against ``max_running`` without holding a slot).
+
+    The unique index on running slots and the ``scheduled_queue_starts`` table (a rate limited queue's start slots,
+    empty until claimed) are created after the steps, with every missing index and table.
+    """
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN queue_slot INTEGER"))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -112,6 +122,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "queue_and_lock_columns", _queue_and_lock_columns),
     Migration(6, "cancel_requested_column", _cancel_requested_column),
     Migration(7, "audit_table", _audit_table),
+    Migration(8, "queue_claim_slots", _queue_claim_slots),
 )
 
 

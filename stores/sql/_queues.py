@@ -19,7 +19,7 @@ from stores.queues import QueueInfo, QueueLimits, RateLimit, check_queue_name
 from ._backend import Backend
 from ._tables import ENTRIES, QUEUES
 
-__all__ = ["allowance", "limited_queues", "lock_limits", "limits_of", "list_queues", "set_limits", "set_paused"]
+__all__ = ["allowance", "limited_queues", "limits_of", "list_queues", "set_limits", "set_paused"]
 
 
 async def set_paused(conn: AsyncConnection, backend: Backend, name: str, paused: bool) -> None:
@@ -62,13 +62,6 @@ async def limited_queues(conn: AsyncConnection, names: Collection[str] | None) -
         statement = statement.where(QUEUES.c.name.in_(sorted(names)))
     rows = (await conn.execute(statement.order_by(QUEUES.c.name))).all()
     return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
-
-
-async def lock_limits(conn: AsyncConnection, backend: Backend, name: str) -> QueueLimits:
-    """The queue's limits, its row locked until the transaction ends (claims of a limited queue take turns)."""
-    statement = backend.lock_rows(select(QUEUES).where(QUEUES.c.name == name), skip_locked=False)
-    row = (await conn.execute(statement)).one_or_none()
-    return QueueLimits() if row is None else limits_of(row.max_running, row.rate_count, row.rate_per_us)
 
 
 async def allowance(conn: AsyncConnection, name: str, limits: QueueLimits, now: datetime) -> int:

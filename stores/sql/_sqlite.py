@@ -142,7 +142,7 @@ class SqliteBackend:
     """``Backend`` for SQLite (see the module docstring)."""
 
     name = "sqlite"
-    claims_limited_queues_apart = False
+    skips_limited_queues = False
     reads_take_write_lock = True
     watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
 

@@ -9,7 +9,6 @@ them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named 
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -227,32 +226,12 @@ class SqlStore(SqlConnections):
         if limit <= 0:
             return []
         route = route or Route()
-        claim = functools.partial(self._claim, now=now, worker_id=worker_id, lease_expires_at=now + lease_duration)
-        claimed = await claim(limit=limit, route=route)
-        if self._backend.claims_limited_queues_apart and len(claimed) < limit:
-            # PostgreSQL: the claim above skips limited queues; each is claimed in a transaction holding its row.
-            for name in await self._limited_queues(route):
-                if len(claimed) < limit:
-                    one = Route(frozenset({name}), route.command_types)
-                    claimed += await claim(limit=limit - len(claimed), route=one, limited=name)
-        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
-        return [entry for _, entry in claimed]
-
-    async def _claim(
-        self, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime, route: Route, limited: str = ""
-    ) -> list[tuple[int, ScheduledCommandEntry]]:
-        """One claim; with ``limited``, of that limited queue only, within its limits: its row locked first (so
-        claims of the queue take turns), then counted afresh (a new statement sees every claim committed)."""
+        # PostgreSQL: one statement either way; the one that holds limits only when the worker has a limited queue.
+        limited = self._backend.skips_limited_queues and bool(await self._limited_queues(route))
+        lease_expires_at = now + lease_duration
         for _race in range(_LOCK_RACES):
             try:
-                async with self._write() if limited else self._single_statement() as conn:
-                    if limited:
-                        limits = await queue_queries.lock_limits(conn, self._backend, limited)
-                        if not limits.limited:
-                            return []  # no longer limited: the ordinary claim takes its entries
-                        limit = min(limit, await queue_queries.allowance(conn, limited, limits, now))
-                        if limit <= 0:
-                            return []
+                async with self._single_statement() as conn:
                     rows = await self._backend.claim(
                         conn,
                         now=now,
@@ -260,19 +239,22 @@ class SqlStore(SqlConnections):
                         worker_id=worker_id,
                         lease_expires_at=lease_expires_at,
                         route=route,
-                        limited=bool(limited),
+                        limited=limited,
                     )
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
                         await queries.dead_letter_unreadable(conn, unreadable, now)
-                return claimed
-            except IntegrityError:  # another claim took an entry of the same lock meanwhile: claim again
+                claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
+                return [entry for _, entry in claimed]
+            except IntegrityError:
+                # Another claim took an entry of the same lock, or the same running slot of a limited queue, after
+                # this statement's snapshot: the database refused the second; claim again with a new snapshot.
                 continue
         return []
 
     async def _limited_queues(self, route: Route) -> list[str]:
         """The limited queues ``route`` may claim, read again at most once a second (a queue limited meanwhile is
-        skipped by the ordinary claim at once, and claimed here from the next reading on)."""
+        skipped by the ordinary claim at once, and claimed within its limits from the next reading on)."""
         if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
             async with self._read() as conn:
                 self._limited_names = tuple(sorted(await queue_queries.limited_queues(conn, None)))

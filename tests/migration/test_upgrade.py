@@ -191,7 +191,14 @@ def table_rows(engine: Engine, columns: Any, order: Any) -> list[dict[str, Any]]
 
 
 #: Columns added to ``scheduled_commands`` after version 1, by the migration steps.
-ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context", "queue", "lock", "cancel_requested_at")
+ADDED_ENTRY_COLUMNS = (
+    "occurrence_generation",
+    "trace_context",
+    "queue",
+    "lock",
+    "cancel_requested_at",
+    "queue_slot",
+)
 #: The columns of ``scheduled_commands`` in version 1.
 V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name not in ADDED_ENTRY_COLUMNS]
 

@@ -51,7 +51,7 @@ class _EmptiedSqlStore(SqlStore):
             await conn.execute(
                 text(
                     "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
-                    " scheduled_queues, scheduler_audit"
+                    " scheduled_queues, scheduled_queue_starts, scheduler_audit"
                     " RESTART IDENTITY"
                 )
             )
