@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, insert, inspect, select, text
 
 from stores.audit import AuditRecord
 from stores.errors import SchemaVersionError
-from stores.queues import Route
+from stores.queues import QueueLimits, Route
 from stores.sql import SqlStore
 from stores.sql._migrations import MIGRATIONS
 from stores.sql._tables import ATTEMPTS, ENTRIES, SCHEDULES, SCHEMA, SCHEMA_VERSION
@@ -239,6 +239,7 @@ def test_a_version_1_database_is_upgraded_keeping_every_row(
     trace_contexts = {row.pop("trace_context") for row in entries_after}
     routing = {(row.pop("queue"), row.pop("lock")) for row in entries_after}
     assert {row.pop("cancel_requested_at") for row in entries_after} == {None}  # no older entry was asked to stop
+    assert {row.pop("queue_slot") for row in entries_after} == {None}  # no older entry holds a running slot
     assert entries_after == entries_before
     assert trace_contexts == {None}  # entries scheduled before tracing was stored have no trace context
     assert routing == {("default", None)}  # every stored entry waits in the default queue, holding no lock
@@ -347,6 +348,32 @@ def test_an_upgraded_database_keeps_an_audit_trail(
             return await store.list_audit_records()
 
     assert asyncio.run(add_and_list()) == [record]
+
+
+def test_an_entry_running_at_the_upgrade_counts_against_max_running(
+    make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
+) -> None:
+    """The PROCESSING entry of the version-1 database holds no running slot, yet counts: a limit of 1 on its queue
+    leaves the PENDING entries waiting until it ends, then the claim takes one, holding a slot."""
+    url = make_database("v1")
+    create_v1(engine_for(url))
+    fill_v1(engine_for(url))
+    assert "queue_claim_slots" in [step.name for step in MIGRATIONS]
+
+    async def claim_under_a_limit() -> tuple[list[str], list[str]]:
+        async with SqlStore(store_url(url)) as store:
+            await store.set_queue_limits("default", QueueLimits(max_running=1))
+            lease = timedelta(minutes=1)
+            blocked = await store.claim_due(now=at(10_000), limit=100, worker_id="w", lease_duration=lease)
+            running = await store.get("entry-2")
+            assert running is not None and running.lease_token is not None
+            assert await store.release("entry-2", running.lease_token)
+            claimed = await store.claim_due(now=at(10_000), limit=100, worker_id="w", lease_duration=lease)
+            return [entry.id for entry in blocked], [entry.id for entry in claimed]
+
+    blocked, claimed = asyncio.run(claim_under_a_limit())
+    assert blocked == []
+    assert len(claimed) == 1
 
 
 def test_a_newer_schema_is_still_refused_and_left_alone(
