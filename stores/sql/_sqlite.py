@@ -258,6 +258,10 @@ class SqliteBackend:
                 break
         if not seqs:
             return []
+        for name, of in limits.items():
+            taken = sum(1 for seq in seqs if queue_of[seq] == name)
+            if of.rate is not None and taken:
+                await queue_queries.take_starts(conn, name, of.rate, taken, now)
         result = await conn.execute(
             update(ENTRIES)
             .where(ENTRIES.c.seq.in_(seqs))
