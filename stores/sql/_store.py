@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from stores.audit import AuditRecord
-from stores.base import FinishedCount, ReclaimedEntry
+from stores.base import FinishedCount, ReclaimedEntry, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, UnreadableEntryError
 from stores.queues import QueueInfo, QueueLimits, Route
@@ -435,10 +435,10 @@ class SqlStore(SqlConnections):
         return total
 
     async def count_by_command_type(
-        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None
+        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None, queue: str | None = None
     ) -> dict[str, int]:
         async with self._read() as conn:
-            return await queries.count_by_command_type(conn, status, due_before)
+            return await queries.count_by_command_type(conn, status, due_before, queue)
 
     async def count_purgeable(
         self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
@@ -456,6 +456,13 @@ class SqlStore(SqlConnections):
     async def count_running(self, *, now: datetime) -> int:
         async with self._read() as conn:
             return await queries.count_running(conn, now)
+
+    async def read_gauges(self, *, now: datetime) -> StoreReading:
+        async with self._snapshot() as conn:
+            counts = await queries.count_by_status(conn)
+            next_due = await self._backend.next_due_at(conn)
+            running = await queries.count_running(conn, now)
+        return StoreReading(counts, next_due, running)
 
     # -- recurring schedules (SQL in _schedules.py) -------------------------------------------------------------
 
