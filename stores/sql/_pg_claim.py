@@ -135,7 +135,8 @@ CLAIM = (
 # missing ones up to ``count``; ``rated`` counts what each queue got. ``running_slots``: the lowest running slots no
 # PROCESSING entry holds, numbered per queue. ``granted``: the locked entries that got what their queue requires, the
 # first ones of each queue; each takes its running slot.
-_LIMITS = """
+_LIMITS = (
+    """
 limits AS (
     SELECT l.name AS queue, l.max_running, l.rate_count, l.rate_per_us * interval '1 microsecond' AS per,
            running.n AS running,
@@ -159,7 +160,9 @@ allowed AS (
         FROM firsts JOIN limits ON limits.queue = firsts.queue
     ) AS ranked
     WHERE nth <= allowance
-),""" + _LOCKED.format(source="allowed") + """,
+),"""
+    + _LOCKED.format(source="allowed")
+    + """,
 running_slots AS (
     SELECT limits.queue, slots.slot, row_number() OVER (PARTITION BY limits.queue ORDER BY slots.slot) AS nth
     FROM limits CROSS JOIN LATERAL generate_series(1, least(limits.max_running, limits.running + :limit)) AS slots(slot)
@@ -219,6 +222,7 @@ granted AS (
        OR ((limits.rate_count IS NULL OR ranked.nth <= coalesce(rated.n, 0))
            AND (limits.max_running IS NULL OR running_slots.slot IS NOT NULL))
 )"""
+)
 
 #: The claim of a worker one of whose queues is limited: every queue, limited ones within their limits.
 CLAIM_LIMITED = _WALK.format(limited="") + _LIMITS + _CLAIMED.format(slot="granted.slot", source="granted")
