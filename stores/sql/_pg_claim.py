@@ -130,11 +130,12 @@ CLAIM = (
 
 # Limited queues, after the walk. ``limits``: the limited queues among the candidates', with what the snapshot shows
 # each may still start (a first cut: see the module docstring). ``allowed``: no more of a limited queue than that.
-# ``wanted``: how many start slots each rate limited queue needs for the locked batch; ``reused`` takes free slots
-# (their latest start older than ``per``, re-checked on the row's latest version when locked), ``added`` creates the
-# missing ones up to ``count``; ``rated`` counts what each queue got. ``running_slots``: the lowest running slots no
-# PROCESSING entry holds, numbered per queue. ``granted``: the locked entries that got what their queue requires, the
-# first ones of each queue; each takes its running slot.
+# ``running_slots``: the lowest running slots no PROCESSING entry holds, numbered per queue. ``wanted``: how many
+# start slots each rate limited queue needs for the locked batch (no more than it has running slots for);
+# ``reused`` takes free slots (their latest start older than ``per``, re-checked on the row's latest version when
+# locked), ``added`` creates the missing ones up to ``count``; ``rated`` counts what each queue got. ``granted``: the
+# locked entries that got what their queue requires, the first ones of each queue; each takes its running slot.
+# Locked entries left out stay PENDING (their row locks end with the statement).
 _LIMITS = (
     """
 limits AS (

@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from stores.audit import AuditRecord
 from stores.base import FinishedCount, ReclaimedEntry, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import SessionNotSupportedError, UnreadableEntryError
+from stores.errors import SessionNotSupportedError, StoreUnavailableError, UnreadableEntryError
 from stores.queues import QueueInfo, QueueLimits, Route
 from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
@@ -49,6 +49,8 @@ _FAST_PATH_BELOW = 20
 
 #: Claims run again when they lose a race for a lock (the unique index on PROCESSING entries' locks fails them).
 _LOCK_RACES = 3
+#: PostgreSQL's SQLSTATE for a transaction ended to break a deadlock.
+_DEADLOCK = "40P01"
 #: Seconds a store trusts its list of the limited queues (see ``_limited_queues``).
 _LIMITED_QUEUES_TTL = 1.0
 
@@ -250,6 +252,12 @@ class SqlStore(SqlConnections):
                 # Another claim took an entry of the same lock, or the same running slot of a limited queue, after
                 # this statement's snapshot: the database refused the second; claim again with a new snapshot.
                 continue
+            except StoreUnavailableError as exc:
+                # Two claims taking the same two running slots in opposite orders wait for each other; PostgreSQL
+                # ends one of them (deadlock detected), which claims again like the loser of any other race.
+                cause = exc.__cause__
+                if not isinstance(cause, OperationalError) or getattr(cause.orig, "sqlstate", None) != _DEADLOCK:
+                    raise
         return []
 
     async def _limited_queues(self, route: Route) -> list[str]:
