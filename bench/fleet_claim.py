@@ -10,6 +10,8 @@ A/B in one run, ``--rounds`` times):
   without ``--queue``; the code of releases before queues takes no route at all, so this layout also runs there).
 - ``routed``: entries spread round-robin over 4 queues and 4 command types; the claim names the 4 queues and the 4
   types (a worker started with ``--queue`` x4 that handles every type).
+- ``limited``: as ``single``, the queue limited (``max_running`` 10,000 and 1,000,000 starts per hour, neither
+  reached): the one-statement claim that holds limits (``CLAIM_LIMITED``), taking running and start slots.
 
 The rows are built with one ``INSERT ... SELECT generate_series`` per 250,000 (then ``VACUUM ANALYZE``), never through
 ``schedule()``. Measured per layout and size:
@@ -98,7 +100,7 @@ def explain(url: str, layout: str, now: dt.datetime, c: Config) -> dict[str, flo
 
     from stores.sql import _postgresql as sql_store
 
-    statement = getattr(sql_store, "CLAIM", None)
+    statement = getattr(sql_store, "CLAIM_LIMITED" if layout == "limited" else "CLAIM", None)
     if not isinstance(statement, str):
         return None
     routed = layout == "routed"
@@ -171,8 +173,12 @@ async def measure(postgres: Postgres, layout: str, size: int, round_: int, c: Co
     name = f"bench_fleet_{os.getpid()}_{layout}_{size}_{round_}"
     url = postgres.create(name)
     try:
-        async with SqlStore(url):  # the schema
-            pass
+        async with SqlStore(url) as store:  # the schema
+            if layout == "limited":
+                from stores.queues import QueueLimits, RateLimit
+
+                rate = RateLimit(count=1_000_000, per=dt.timedelta(hours=1))
+                await store.set_queue_limits("default", QueueLimits(max_running=10_000, rate=rate))
         now = dt.datetime.now(dt.UTC)
         progress(f"{code} {layout} {size}: inserting")
         started = time.perf_counter()
@@ -205,14 +211,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
     parser.add_argument("--sizes", default="10000,1000000", help="comma-separated pending-set sizes")
-    parser.add_argument("--layouts", default="single,routed", help="comma-separated subset of single, routed")
+    parser.add_argument("--layouts", default="single,routed", help="comma-separated subset of single, routed, limited")
     parser.add_argument("--rounds", type=int, default=1, help="A/B rounds (each measures every layout once)")
     parser.add_argument("--code", default="this tree", help="a label for the code measured (the JSON's 'code')")
     parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(",") if s)
     layouts = [layout for layout in args.layouts.split(",") if layout]
-    if set(layouts) - {"single", "routed"}:
+    if set(layouts) - {"single", "routed", "limited"}:
         parser.error(f"unknown layouts: {args.layouts}")
     c = Config(sizes=sizes, rounds=args.rounds)
     if args.quick:

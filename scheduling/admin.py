@@ -39,7 +39,7 @@ from ._admin_recurring import (
     run_schedule_now,
     schedule_occurrences,
 )
-from .workers import count_stuck, is_stuck, waiting_for_a_worker, workers_by_state
+from .workers import count_stuck, is_stuck, waiting_by_queue, waiting_for_a_worker, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
@@ -92,6 +92,7 @@ __all__ = [
     "schedule_occurrences",
     "set_queue_paused",
     "throughput",
+    "waiting_for_a_worker",
 ]
 
 #: The throughput window of ``overview``: the current minute and the 59 before it, one bucket per minute.
@@ -140,6 +141,8 @@ class StoreOverview(BaseModel):
     dead_letters_by_type: dict[str, int]
     #: PENDING entries per command type that seem to wait for a worker that handles it (``waiting_for_a_worker``).
     waiting_for_worker_by_type: dict[str, int] = {}
+    #: The same per queue: queue -> command type -> entries no live worker would claim (``waiting_by_queue``).
+    waiting_for_worker_by_queue: dict[str, dict[str, int]] = {}
     #: Entries finished per minute over the last hour.
     throughput: Throughput
 
@@ -228,10 +231,19 @@ class PurgeResult(BaseModel):
     count: int
 
 
+def _by_type(by_queue: dict[str, dict[str, int]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for waiting in by_queue.values():
+        for command_type, n in waiting.items():
+            totals[command_type] = totals.get(command_type, 0) + n
+    return dict(sorted(totals.items()))
+
+
 async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview:
     counts = await store.count_by_status()
     next_due = await store.next_due_at()
     overdue = next_due if next_due is not None and next_due <= now else None
+    waiting = await waiting_by_queue(store, now)
     return StoreOverview(
         store=store.description,
         now=now,
@@ -243,7 +255,8 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         stuck=await count_stuck(store, now, processing=counts.get(ScheduledCommandStatus.PROCESSING, 0)),
         workers=await workers_by_state(store, now),
         dead_letters_by_type=dict(sorted((await store.count_by_command_type(ScheduledCommandStatus.FAILED)).items())),
-        waiting_for_worker_by_type=await waiting_for_a_worker(store, now),
+        waiting_for_worker_by_type=_by_type(waiting),
+        waiting_for_worker_by_queue=waiting,
         throughput=await throughput(store, now),
     )
 

@@ -318,10 +318,10 @@ class StoreGauges:
     - ``{ns}_workers{state}``: registered workers per state (``running``, ``stopping``, ``gone``), zeros included.
 
     The values are read from the store by ``refresh()`` (four indexed queries: ``count_by_status()``,
-    ``next_due_at()``, ``count_running()`` and ``list_workers()``), so call it before each scrape (the dashboard's
-    ``/metrics`` route does) or periodically (``serve_metrics`` does). Serve them from a process that outlives the
-    workers (the dashboard, your web application) for the fleet-down alerts. Cheap to build: the gauges are
-    registered once per registry and namespace.
+    ``next_due_at()`` and ``count_running()`` at one moment, through ``read_gauges()``, then ``list_workers()``),
+    so call it before each scrape (the dashboard's ``/metrics`` route does) or periodically (``serve_metrics``
+    does). Serve them from a process that outlives the workers (the dashboard, your web application) for the
+    fleet-down alerts. Cheap to build: the gauges are registered once per registry and namespace.
 
     Args:
         store: the store to read.
@@ -358,9 +358,9 @@ class StoreGauges:
     async def refresh(self) -> None:
         """Read the store and set every gauge; a store error propagates and leaves all the values as they were."""
         now = self.clock.now()
-        counts = await self.store.count_by_status()
-        next_due = await self.store.next_due_at()
-        running = await self.store.count_running(now=now)
+        # One reading: an entry claimed between separate reads showed as running and still overdue (or as stuck).
+        reading = await self.store.read_gauges(now=now)
+        counts, next_due, running = reading.counts, reading.next_due_at, reading.running
         workers = await workers_by_state(self.store, now)
         for status, child in self._children.items():
             child.set(counts.get(status, 0))

@@ -16,7 +16,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from stores.base import ScheduledCommandStore
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import UnreadableEntryError
+from stores.errors import UnreadableEntryError, UnsupportedFeatureError
+from stores.queues import DEFAULT_QUEUE
 from stores.workers import StoredWorker
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "is_stuck",
     "list_workers",
     "live_command_types",
+    "waiting_by_queue",
     "waiting_for_a_worker",
     "worker_state",
     "workers_by_state",
@@ -81,6 +83,8 @@ class Fleet(BaseModel):
     by_state: dict[str, int]
     #: Entries held by gone workers (PROCESSING under an expired lease), not yet recovered.
     stuck: int
+    #: Due PENDING entries per queue and command type that no live worker would claim (``waiting_by_queue``).
+    waiting: dict[str, dict[str, int]] = {}
 
     @classmethod
     async def read(cls, store: ScheduledCommandStore, now: datetime) -> Fleet:
@@ -88,7 +92,8 @@ class Fleet(BaseModel):
         by_state: dict[str, int] = dict.fromkeys(WORKER_STATES, 0)
         for worker in workers:
             by_state[worker.state] += 1
-        return cls(now=now, workers=workers, by_state=by_state, stuck=await count_stuck(store, now))
+        stuck = await count_stuck(store, now)
+        return cls(now=now, workers=workers, by_state=by_state, stuck=stuck, waiting=await waiting_by_queue(store, now))
 
 
 def worker_state(worker: StoredWorker, now: datetime) -> WorkerState:
@@ -138,14 +143,51 @@ async def waiting_for_a_worker(
     handled: Collection[str] | None = None,
     after: timedelta | None = None,
 ) -> dict[str, int]:
-    """Due PENDING entries per type no live worker handles (``handled``, else the registry's live workers); with no
-    worker registered at all, a guess: overdue by more than ``after`` (``WAITING``), of a type none PROCESSING."""
-    if handled is None:
-        handled = await live_command_types(store, now)
-    if handled is None:
-        handled, after = await store.count_by_command_type(ScheduledCommandStatus.PROCESSING), after or WAITING
-    overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=now - (after or timedelta()))
-    return {command_type: n for command_type, n in sorted(overdue.items()) if command_type not in handled}
+    """Due PENDING entries per type that no live worker would claim (``waiting_by_queue``, summed over the queues);
+    with ``handled``, those of the types not in it, whatever their queue."""
+    if handled is not None:
+        overdue = await store.count_by_command_type(
+            ScheduledCommandStatus.PENDING, due_before=now - (after or timedelta())
+        )
+        return {command_type: n for command_type, n in sorted(overdue.items()) if command_type not in handled}
+    totals: dict[str, int] = {}
+    for waiting in (await waiting_by_queue(store, now, after=after)).values():
+        for command_type, n in waiting.items():
+            totals[command_type] = totals.get(command_type, 0) + n
+    return dict(sorted(totals.items()))
+
+
+async def waiting_by_queue(
+    store: ScheduledCommandStore, now: datetime, *, after: timedelta | None = None
+) -> dict[str, dict[str, int]]:
+    """Due PENDING entries per queue and type that no live worker would claim: none that is not gone claims the
+    queue (its ``queues`` name it, or are empty: every queue) with a handler for the type. With no worker registered
+    at all, a guess instead: overdue by more than ``after`` (``WAITING``), of a type none PROCESSING.
+
+    A store without queues (RedisStore) keeps every entry in ``default``."""
+    workers = await store.list_workers()
+    if workers:
+        live = [worker for worker in workers if worker_state(worker, now) != "gone"]
+        claims: list[tuple[frozenset[str] | None, frozenset[str]]] = [
+            (frozenset(worker.queues) or None, frozenset(worker.command_types)) for worker in live
+        ]
+        due_before = now - (after or timedelta())
+    else:
+        handled = frozenset(await store.count_by_command_type(ScheduledCommandStatus.PROCESSING))
+        claims = [(None, handled)]
+        due_before = now - (after or WAITING)
+    try:
+        queues = [queue.name for queue in await store.list_queues() if queue.depth]
+    except UnsupportedFeatureError:
+        queues = [DEFAULT_QUEUE]
+    waiting: dict[str, dict[str, int]] = {}
+    for queue in queues:
+        handled_here = {t for names, types in claims if names is None or queue in names for t in types}
+        overdue = await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=due_before, queue=queue)
+        unhandled = {t: n for t, n in sorted(overdue.items()) if t not in handled_here}
+        if unhandled:
+            waiting[queue] = unhandled
+    return waiting
 
 
 async def workers_by_state(store: ScheduledCommandStore, now: datetime) -> dict[str, int]:

@@ -63,6 +63,17 @@ class FinishedCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoreReading:
+    """What the store gauges show, read at one moment (see ``read_gauges``)."""
+
+    counts: dict[ScheduledCommandStatus, int]
+    #: The earliest ``scheduled_for`` of a PENDING entry, or None.
+    next_due_at: datetime | None
+    #: PROCESSING entries under a lease that has not expired (``count_running``).
+    running: int
+
+
 class ScheduledCommandStore(AuditTrailStore, ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
@@ -455,13 +466,14 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
     # -- operator queries (defaults built on the methods above; stores may answer them more cheaply) -----------
 
     async def count_by_command_type(
-        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None
+        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None, queue: str | None = None
     ) -> dict[str, int]:
         """How many entries of each command type are in ``status`` (types with none are left out); with
-        ``due_before``, only those whose ``scheduled_for`` is earlier (.. versionchanged:: 0.5)."""
+        ``due_before``, only those whose ``scheduled_for`` is earlier; with ``queue``, only that queue's
+        (.. versionchanged:: 0.5)."""
         counts: dict[str, int] = {}
         async for entry in self._iterate(status=status):
-            if due_before is None or entry.scheduled_for < due_before:
+            if (due_before is None or entry.scheduled_for < due_before) and (queue is None or entry.queue == queue):
                 counts[entry.command_type] = counts.get(entry.command_type, 0) + 1
         return counts
 
@@ -503,6 +515,17 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
             if entry.lease_expires_at is not None and entry.lease_expires_at > now:
                 running += 1
         return running
+
+    async def read_gauges(self, *, now: datetime) -> StoreReading:
+        """``count_by_status()``, ``next_due_at()`` and ``count_running(now=now)`` read at one moment, so that the
+        values agree with each other: an entry claimed between two separate reads would show as running and still
+        overdue, or as stuck (PROCESSING but not running). ``SqlStore`` reads them in one snapshot; this default
+        reads them one after the other, with nothing awaited in between on a store that keeps its entries in
+        memory.
+
+        .. versionadded:: 0.5
+        """
+        return StoreReading(await self.count_by_status(), await self.next_due_at(), await self.count_running(now=now))
 
     async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
         """The ids of entries that start with ``prefix`` (case-sensitive, every status), in id order, at most

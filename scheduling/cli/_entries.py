@@ -14,6 +14,7 @@ import typer
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 from stores.errors import UnsupportedFeatureError
+from stores.queues import DEFAULT_QUEUE
 
 from ._bulk import (
     CreatedAfter,
@@ -71,8 +72,10 @@ def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
         console.print("Workers:        " + ", ".join(f"{n} {state}" for state, n in report.workers.items()))
         finished = ", ".join(f"{n} {status}" for status, n in report.throughput.totals.items() if n) or "none"
         console.print(f"Finished in the last hour: {finished}")
-        for command_type, waiting in report.waiting_for_worker_by_type.items():
-            console.print(f"{waiting} waiting for a worker that handles {command_type}")
+        for queue, by_type in report.waiting_for_worker_by_queue.items():
+            where = "" if queue == DEFAULT_QUEUE else f" in queue {queue}"
+            for command_type, waiting in by_type.items():
+                console.print(f"{waiting} waiting for a worker that handles {command_type}{where}")
         if report.dead_letters_by_type:
             letters = Table("command type", "dead letters (FAILED)", title="Dead letters")
             for command_type, count in report.dead_letters_by_type.items():

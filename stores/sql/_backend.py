@@ -36,9 +36,10 @@ class Backend(Protocol):
     #: Whether a read through the writing engine must take the write path (SQLite: that engine begins every
     #: transaction with ``BEGIN IMMEDIATE``); PostgreSQL reads anywhere.
     reads_take_write_lock: bool
-    #: Whether ``claim`` leaves limited queues out unless ``limited`` (PostgreSQL: the store claims each one apart,
-    #: its row locked); otherwise ``claim`` keeps every queue within its limits itself (SQLite: one writer).
-    claims_limited_queues_apart: bool
+    #: Whether ``claim`` leaves limited queues out unless ``limited`` (PostgreSQL: the statement that holds limits
+    #: costs more, so it runs only for a worker with a limited queue); otherwise ``claim`` keeps every queue within
+    #: its limits itself (SQLite: one writer).
+    skips_limited_queues: bool
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         """The engine that writes, and one that only reads concurrently with it (or None)."""
@@ -76,8 +77,8 @@ class Backend(Protocol):
         limited: bool = False,
     ) -> Sequence[Row[Any]]:
         """Lease up to ``limit`` due PENDING entries that ``route`` allows, highest priority first, none of a paused
-        queue, none whose lock is held, one per lock; the claimed rows, whole. See ``claims_limited_queues_apart``
-        for limited queues."""
+        queue, none whose lock is held, one per lock, none past its queue's limits; the claimed rows, whole. See
+        ``skips_limited_queues`` for ``limited``."""
         ...
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:

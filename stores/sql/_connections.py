@@ -251,6 +251,28 @@ class SqlConnections(ScheduledCommandStore):
             async with (self._reader or self.engine).connect() as conn:
                 yield conn
 
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read of several statements that all see the database at one moment: PostgreSQL's REPEATABLE READ
+        (one snapshot for the transaction, where READ COMMITTED takes one per statement); on SQLite a read
+        transaction begun at once on a reader connection (WAL: it sees the commit it started on), else the write
+        path."""
+        await self._open_on_first_use()
+        if self._backend.name == "postgresql":
+            with self._unavailable_as_store_error():
+                async with self.engine.connect() as conn:
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                    yield conn
+            return
+        if self._reader is None:
+            async with self._write() as conn:
+                yield conn
+            return
+        with self._unavailable_as_store_error():
+            async with self._reader.connect() as conn:
+                await conn.exec_driver_sql("BEGIN")  # sqlite3 begins no transaction for a SELECT by itself
+                yield conn
+
     # -- wake-ups across processes ----------------------------------------------------------------------------
 
     async def _wake_ups(self) -> None:

@@ -109,6 +109,14 @@ async def _outcome_rollup_tables(conn: AsyncConnection) -> None:
     reader asks for a settled hour (each hour is rolled up then, from the entries and attempts still stored)."""
     await conn.run_sync(lambda sync: OUTCOME_ROLLUP.create(sync, checkfirst=True))
     await conn.run_sync(lambda sync: OUTCOME_HOURS.create(sync, checkfirst=True))
+async def _queue_claim_slots(conn: AsyncConnection) -> None:
+    """Claims of limited queues in one statement on PostgreSQL: an entry's running slot of its queue (none for the
+    rows already stored, so entries PROCESSING at the upgrade count against ``max_running`` without holding a slot).
+
+    The unique index on running slots and the ``scheduled_queue_starts`` table (a rate limited queue's start slots,
+    empty until claimed) are created after the steps, with every missing index and table.
+    """
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN queue_slot INTEGER"))
 
 
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
@@ -120,6 +128,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "cancel_requested_column", _cancel_requested_column),
     Migration(7, "audit_table", _audit_table),
     Migration(8, "outcome_rollup_tables", _outcome_rollup_tables),
+    Migration(9, "queue_claim_slots", _queue_claim_slots),
 )
 
 

@@ -28,6 +28,7 @@ from stores.queues import Route
 
 from ._backend import reason
 from ._group_commit import FENCED_FINISH, Finish
+from ._pg_claim import CLAIM, CLAIM_LIMITED, CLAIM_WINDOW_FACTOR
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
@@ -49,10 +50,6 @@ FINISHED_PER_NOTIFY = 16
 
 #: Key of the advisory lock that serializes schema creation and migrations among workers starting together.
 SCHEMA_LOCK_KEY = 0x63717273_5343484D
-
-#: Extra candidates per priority in the claim, so concurrent claimers skipping each other's locked rows still fill
-#: their batches.
-CLAIM_WINDOW_FACTOR = 4
 
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
@@ -117,91 +114,6 @@ _INSERT_ONE_AND_NOTIFY = (
     f"VALUES ({', '.join(f'%s::{kind}' for _, kind in BULK_COLUMNS)})) "
     "SELECT pg_notify(%s, %s)"
 )
-
-# The claim on PostgreSQL, in one statement. Routing walks the routed index (queue, command_type, priority,
-# scheduled_for, seq) with loose index scans: ``queues`` the distinct PENDING queues (one probe each), keeping the
-# worker's unpaused ones; ``types`` the distinct command types within each, keeping those the worker handles;
-# ``priorities`` the distinct priorities of each (queue, type) from the highest down; for each, ``candidates`` takes
-# the earliest due entries by an index range scan (the window shared among them, never under ``limit`` each, so the
-# best ``limit`` are always among them), keeping the best ``window`` of all. Entries of other queues and types cost
-# one probe per distinct value, not a scan, whether 10 or 10 million of them are pending. ``eligible`` leaves out
-# the candidates whose lock a PROCESSING entry holds (from the rows ``candidates`` read: fetching them again by key
-# cost a third of the claim on one queue), ``firsts`` keeps the first of each lock; ``locked`` orders them
-# and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two claims racing for one
-# lock: the unique index on the lock of PROCESSING entries fails the second, which the store runs again. Limited
-# queues (``max_running`` or a rate) are left out unless ``limited``: the store claims each of them apart, in a
-# transaction that first locks the queue's row and counts its running and recent starts (see SqlStore.claim_due).
-CLAIM = """
-WITH RECURSIVE queues(q) AS (
-    SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
-  UNION ALL
-    SELECT (SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING' AND queue > queues.q)
-    FROM queues WHERE queues.q IS NOT NULL
-),
-types(q, t) AS (
-    SELECT queues.q, (SELECT min(command_type) FROM scheduled_commands WHERE status = 'PENDING' AND queue = queues.q)
-    FROM queues
-    WHERE queues.q IS NOT NULL AND (CAST(:queues AS text[]) IS NULL OR queues.q = ANY(CAST(:queues AS text[])))
-      AND NOT EXISTS (SELECT 1 FROM scheduled_queues WHERE name = queues.q AND (paused
-          OR (NOT CAST(:limited AS boolean) AND (max_running IS NOT NULL OR rate_count IS NOT NULL))))
-  UNION ALL
-    SELECT types.q, (
-        SELECT min(command_type) FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = types.q AND command_type > types.t)
-    FROM types WHERE types.t IS NOT NULL
-),
-priorities(q, t, p) AS (
-    SELECT types.q, types.t, (
-        SELECT max(priority) FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = types.q AND command_type = types.t)
-    FROM types
-    WHERE types.t IS NOT NULL AND (CAST(:types AS text[]) IS NULL OR types.t = ANY(CAST(:types AS text[])))
-  UNION ALL
-    SELECT priorities.q, priorities.t, (
-        SELECT max(priority) FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t AND priority < priorities.p)
-    FROM priorities WHERE priorities.p IS NOT NULL
-),
-candidates AS (
-    SELECT c.seq, c.lock, priorities.p AS priority, c.scheduled_for FROM priorities
-    CROSS JOIN LATERAL (
-        SELECT seq, lock, scheduled_for FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
-          AND priority = priorities.p AND scheduled_for <= :now
-        ORDER BY scheduled_for, seq
-        LIMIT greatest(:limit, :window / (SELECT count(*) FROM priorities WHERE p IS NOT NULL))
-    ) AS c
-    WHERE priorities.p IS NOT NULL
-    ORDER BY priorities.p DESC, c.scheduled_for, c.seq
-    LIMIT :window
-),
-eligible AS (
-    SELECT seq, lock, priority, scheduled_for FROM candidates AS e
-    WHERE lock IS NULL OR NOT EXISTS (
-        SELECT 1 FROM scheduled_commands AS holder WHERE holder.lock = e.lock AND holder.status = 'PROCESSING')
-),
-firsts AS (
-    SELECT seq FROM (
-        SELECT seq, lock, row_number() OVER (PARTITION BY lock ORDER BY priority DESC, scheduled_for, seq) AS nth
-        FROM eligible
-    ) AS ranked
-    WHERE lock IS NULL OR nth = 1
-),
-locked AS (
-    SELECT seq FROM scheduled_commands
-    WHERE seq = ANY(ARRAY(SELECT seq FROM firsts)) AND status = 'PENDING' AND scheduled_for <= :now
-    ORDER BY priority DESC, scheduled_for, seq
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE scheduled_commands AS t
-SET status = 'PROCESSING', started_at = :now, lease_owner = :worker_id,
-    lease_token = replace(gen_random_uuid()::text, '-', ''), lease_expires_at = :lease_expires_at
-FROM locked
-WHERE t.seq = locked.seq
-RETURNING t.*
-"""
-
 
 # The same on PostgreSQL: 'infinity' and the years past 9999 (Python's datetime ends there), one range scan.
 _UNREACHABLE_DUE = text(
@@ -298,7 +210,7 @@ class PostgresqlBackend:
     """``Backend`` for PostgreSQL (see the module docstring)."""
 
     name = "postgresql"
-    claims_limited_queues_apart = True
+    skips_limited_queues = True
     reads_take_write_lock = False
     watch_stops_itself = False
 
@@ -350,7 +262,7 @@ class PostgresqlBackend:
         route: Route,
         limited: bool = False,
     ) -> Sequence[Row[Any]]:
-        statement = text(CLAIM).columns(*ENTRIES.c)
+        statement = text(CLAIM_LIMITED if limited else CLAIM).columns(*ENTRIES.c)
         result = await conn.execute(
             statement,
             {

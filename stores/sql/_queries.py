@@ -316,13 +316,15 @@ async def count_purgeable(conn: AsyncConnection, statuses: list[str], older_than
 
 
 async def count_by_command_type(
-    conn: AsyncConnection, status: ScheduledCommandStatus, due_before: datetime | None = None
+    conn: AsyncConnection, status: ScheduledCommandStatus, due_before: datetime | None = None, queue: str | None = None
 ) -> dict[str, int]:
     statement = select(ENTRIES.c.command_type, func.count()).where(
         ENTRIES.c.status == ScheduledCommandStatus(status).value
     )
     if due_before is not None:
         statement = statement.where(ENTRIES.c.scheduled_for < due_before)
+    if queue is not None:
+        statement = statement.where(ENTRIES.c.queue == queue)
     rows = (await conn.execute(statement.group_by(ENTRIES.c.command_type))).all()
     return {str(command_type): int(count) for command_type, count in rows}
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import ScheduledCommandStatus
 from stores.queues import QueueInfo, QueueLimits, RateLimit, check_queue_name
 
 from ._backend import Backend
-from ._tables import ENTRIES, QUEUES
+from ._tables import ENTRIES, QUEUE_STARTS, QUEUES
 
-__all__ = ["allowance", "limited_queues", "lock_limits", "limits_of", "list_queues", "set_limits", "set_paused"]
+__all__ = ["allowance", "limited_queues", "limits_of", "list_queues", "set_limits", "set_paused", "take_starts"]
 
 
 async def set_paused(conn: AsyncConnection, backend: Backend, name: str, paused: bool) -> None:
@@ -64,16 +64,9 @@ async def limited_queues(conn: AsyncConnection, names: Collection[str] | None) -
     return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
 
 
-async def lock_limits(conn: AsyncConnection, backend: Backend, name: str) -> QueueLimits:
-    """The queue's limits, its row locked until the transaction ends (claims of a limited queue take turns)."""
-    statement = backend.lock_rows(select(QUEUES).where(QUEUES.c.name == name), skip_locked=False)
-    row = (await conn.execute(statement)).one_or_none()
-    return QueueLimits() if row is None else limits_of(row.max_running, row.rate_count, row.rate_per_us)
-
-
 async def allowance(conn: AsyncConnection, name: str, limits: QueueLimits, now: datetime) -> int:
     """How many entries of the limited queue ``name`` a claim may start now: its PROCESSING entries and, with a
-    rate, the entries started within the last ``rate.per`` count against its limits."""
+    rate, its start slots taken within the last ``rate.per`` (see ``take_starts``) count against its limits."""
     running = 0
     if limits.max_running is not None:
         processing = ENTRIES.c.status == ScheduledCommandStatus.PROCESSING.value
@@ -81,11 +74,48 @@ async def allowance(conn: AsyncConnection, name: str, limits: QueueLimits, now: 
         running = int((await conn.execute(statement)).scalar_one())
     started = 0
     if limits.rate is not None:
-        since = ENTRIES.c.started_at > now - limits.rate.per
-        statement = select(func.count()).select_from(ENTRIES).where(ENTRIES.c.queue == name, since)
+        statement = select(func.count()).where(
+            QUEUE_STARTS.c.queue == name,
+            QUEUE_STARTS.c.slot < limits.rate.count,
+            QUEUE_STARTS.c.started_at > now - limits.rate.per,
+        )
         started = int((await conn.execute(statement)).scalar_one())
     left = limits.allowance(running, started)
     return 0 if left is None else left
+
+
+async def take_starts(conn: AsyncConnection, name: str, rate: RateLimit, started: int, now: datetime) -> None:
+    """Record ``started`` starts of the rate limited queue ``name`` at ``now``, in its start slots (SQLite, under
+    the write lock that also counted them; PostgreSQL does the same inside its claim statement, ``_pg_claim.py``):
+    the free slots whose last start is oldest, then new ones numbered up from the highest. Starts are counted from
+    the claim, as a worker's ``now``, whatever the attempt later records as its start."""
+    free = (
+        (
+            await conn.execute(
+                select(QUEUE_STARTS.c.slot)
+                .where(
+                    QUEUE_STARTS.c.queue == name,
+                    QUEUE_STARTS.c.slot < rate.count,
+                    QUEUE_STARTS.c.started_at <= now - rate.per,
+                )
+                .order_by(QUEUE_STARTS.c.started_at)
+                .limit(started)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if free:
+        await conn.execute(
+            update(QUEUE_STARTS)
+            .where(QUEUE_STARTS.c.queue == name, QUEUE_STARTS.c.slot.in_(list(free)))
+            .values(started_at=now)
+        )
+    top = (await conn.execute(select(func.max(QUEUE_STARTS.c.slot)).where(QUEUE_STARTS.c.queue == name))).scalar()
+    first = -1 if top is None else int(top)
+    created = range(first + 1, min(rate.count, first + 1 + started - len(free)))
+    if created:
+        await conn.execute(insert(QUEUE_STARTS), [{"queue": name, "slot": n, "started_at": now} for n in created])
 
 
 async def list_queues(conn: AsyncConnection) -> list[QueueInfo]:

@@ -19,6 +19,7 @@ from ._tables import (
     ENTRIES,
     OUTCOME_HOURS,
     OUTCOME_ROLLUP,
+    QUEUE_STARTS,
     QUEUES,
     SCHEDULES,
     SCHEMA,
@@ -61,7 +62,18 @@ async def _stored_version(conn: AsyncConnection) -> int | None:
 
 
 def _create_tables(connection: Connection) -> None:
-    for table in (ENTRIES, ATTEMPTS, SCHEDULES, SCHEMA, WORKERS, QUEUES, AUDIT, OUTCOME_ROLLUP, OUTCOME_HOURS):
+    for table in (
+        ENTRIES,
+        ATTEMPTS,
+        SCHEDULES,
+        SCHEMA,
+        WORKERS,
+        QUEUES,
+        QUEUE_STARTS,
+        AUDIT,
+        OUTCOME_ROLLUP,
+        OUTCOME_HOURS,
+    ):
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # an index added later is created on databases that predate it
             index.create(connection, checkfirst=True)

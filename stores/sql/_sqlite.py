@@ -142,7 +142,7 @@ class SqliteBackend:
     """``Backend`` for SQLite (see the module docstring)."""
 
     name = "sqlite"
-    claims_limited_queues_apart = False
+    skips_limited_queues = False
     reads_take_write_lock = True
     watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
 
@@ -258,6 +258,10 @@ class SqliteBackend:
                 break
         if not seqs:
             return []
+        for name, of in limits.items():
+            taken = sum(1 for seq in seqs if queue_of[seq] == name)
+            if of.rate is not None and taken:
+                await queue_queries.take_starts(conn, name, of.rate, taken, now)
         result = await conn.execute(
             update(ENTRIES)
             .where(ENTRIES.c.seq.in_(seqs))

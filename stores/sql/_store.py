@@ -9,7 +9,6 @@ them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named 
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -17,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from stores.audit import AuditRecord
-from stores.base import FinishedCount, ReclaimedEntry
+from stores.base import FinishedCount, ReclaimedEntry, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import SessionNotSupportedError, UnreadableEntryError
+from stores.errors import SessionNotSupportedError, StoreUnavailableError, UnreadableEntryError
 from stores.filters import EntryFilter, combined
 from stores.outcomes import OutcomeCount, check_outcome_range
 from stores.queues import QueueInfo, QueueLimits, Route
@@ -54,6 +53,8 @@ _FAST_PATH_BELOW = 20
 
 #: Claims run again when they lose a race for a lock (the unique index on PROCESSING entries' locks fails them).
 _LOCK_RACES = 3
+#: PostgreSQL's SQLSTATE for a transaction ended to break a deadlock.
+_DEADLOCK = "40P01"
 #: Seconds a store trusts its list of the limited queues (see ``_limited_queues``).
 _LIMITED_QUEUES_TTL = 1.0
 
@@ -231,32 +232,12 @@ class SqlStore(SqlConnections):
         if limit <= 0:
             return []
         route = route or Route()
-        claim = functools.partial(self._claim, now=now, worker_id=worker_id, lease_expires_at=now + lease_duration)
-        claimed = await claim(limit=limit, route=route)
-        if self._backend.claims_limited_queues_apart and len(claimed) < limit:
-            # PostgreSQL: the claim above skips limited queues; each is claimed in a transaction holding its row.
-            for name in await self._limited_queues(route):
-                if len(claimed) < limit:
-                    one = Route(frozenset({name}), route.command_types)
-                    claimed += await claim(limit=limit - len(claimed), route=one, limited=name)
-        claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
-        return [entry for _, entry in claimed]
-
-    async def _claim(
-        self, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime, route: Route, limited: str = ""
-    ) -> list[tuple[int, ScheduledCommandEntry]]:
-        """One claim; with ``limited``, of that limited queue only, within its limits: its row locked first (so
-        claims of the queue take turns), then counted afresh (a new statement sees every claim committed)."""
+        # PostgreSQL: one statement either way; the one that holds limits only when the worker has a limited queue.
+        limited = self._backend.skips_limited_queues and bool(await self._limited_queues(route))
+        lease_expires_at = now + lease_duration
         for _race in range(_LOCK_RACES):
             try:
-                async with self._write() if limited else self._single_statement() as conn:
-                    if limited:
-                        limits = await queue_queries.lock_limits(conn, self._backend, limited)
-                        if not limits.limited:
-                            return []  # no longer limited: the ordinary claim takes its entries
-                        limit = min(limit, await queue_queries.allowance(conn, limited, limits, now))
-                        if limit <= 0:
-                            return []
+                async with self._single_statement() as conn:
                     rows = await self._backend.claim(
                         conn,
                         now=now,
@@ -264,19 +245,28 @@ class SqlStore(SqlConnections):
                         worker_id=worker_id,
                         lease_expires_at=lease_expires_at,
                         route=route,
-                        limited=bool(limited),
+                        limited=limited,
                     )
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
                         await queries.dead_letter_unreadable(conn, unreadable, now)
-                return claimed
-            except IntegrityError:  # another claim took an entry of the same lock meanwhile: claim again
+                claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
+                return [entry for _, entry in claimed]
+            except IntegrityError:
+                # Another claim took an entry of the same lock, or the same running slot of a limited queue, after
+                # this statement's snapshot: the database refused the second; claim again with a new snapshot.
                 continue
+            except StoreUnavailableError as exc:
+                # Two claims taking the same two running slots in opposite orders wait for each other; PostgreSQL
+                # ends one of them (deadlock detected), which claims again like the loser of any other race.
+                cause = exc.__cause__
+                if not isinstance(cause, OperationalError) or getattr(cause.orig, "sqlstate", None) != _DEADLOCK:
+                    raise
         return []
 
     async def _limited_queues(self, route: Route) -> list[str]:
         """The limited queues ``route`` may claim, read again at most once a second (a queue limited meanwhile is
-        skipped by the ordinary claim at once, and claimed here from the next reading on)."""
+        skipped by the ordinary claim at once, and claimed within its limits from the next reading on)."""
         if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
             async with self._read() as conn:
                 self._limited_names = tuple(sorted(await queue_queries.limited_queues(conn, None)))
@@ -475,10 +465,10 @@ class SqlStore(SqlConnections):
         return total
 
     async def count_by_command_type(
-        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None
+        self, status: ScheduledCommandStatus, *, due_before: datetime | None = None, queue: str | None = None
     ) -> dict[str, int]:
         async with self._read() as conn:
-            return await queries.count_by_command_type(conn, status, due_before)
+            return await queries.count_by_command_type(conn, status, due_before, queue)
 
     async def count_purgeable(
         self, *, older_than: datetime, statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES
@@ -515,6 +505,13 @@ class SqlStore(SqlConnections):
     async def count_running(self, *, now: datetime) -> int:
         async with self._read() as conn:
             return await queries.count_running(conn, now)
+
+    async def read_gauges(self, *, now: datetime) -> StoreReading:
+        async with self._snapshot() as conn:
+            counts = await queries.count_by_status(conn)
+            next_due = await self._backend.next_due_at(conn)
+            running = await queries.count_running(conn, now)
+        return StoreReading(counts, next_due, running)
 
     # -- recurring schedules (SQL in _schedules.py) -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ __all__ = [
     "ENTRIES",
     "FAILING_ATTEMPTS_SQL",
     "QUEUES",
+    "QUEUE_STARTS",
     "SCHEDULES",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -36,6 +37,7 @@ __all__ = [
     "OutcomeHourRow",
     "OutcomeRollupRow",
     "QueueRow",
+    "QueueStartRow",
     "ScheduleRow",
     "SchemaVersionRow",
     "UtcDateTime",
@@ -48,7 +50,7 @@ __all__ = [
 FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -152,6 +154,9 @@ class EntryRow(_StoreModel, table=True):
     lock: str | None = Field(default=None, sa_type=String(256))
     #: When the worker holding this PROCESSING entry was asked to cancel its attempt (schema version 6).
     cancel_requested_at: datetime | None = _when(default=None)
+    #: The running slot of its queue this PROCESSING entry holds, when the queue has ``max_running`` (PostgreSQL;
+    #: see ``_pg_claim.py``). Left behind when the entry leaves PROCESSING: only PROCESSING entries hold one.
+    queue_slot: int | None = Field(default=None)
 
     __table_args__ = (
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct
@@ -173,6 +178,17 @@ class EntryRow(_StoreModel, table=True):
             unique=True,
             postgresql_where=text("status = 'PROCESSING' AND lock IS NOT NULL"),
             sqlite_where=text("status = 'PROCESSING' AND lock IS NOT NULL"),
+        ),
+        # At most one PROCESSING entry per running slot of a queue: two claims racing for a slot of a queue at its
+        # ``max_running`` cannot both win (entries claimed without a slot, NULL, are distinct). Counts a queue's
+        # PROCESSING entries too.
+        Index(
+            "ux_scheduled_commands_queue_slot",
+            "queue",
+            "queue_slot",
+            unique=True,
+            postgresql_where=text("status = 'PROCESSING'"),
+            sqlite_where=text("status = 'PROCESSING'"),
         ),
         # "When is the next entry due?" (the worker asks before every sleep): the first key of an index scan.
         Index(
@@ -285,6 +301,21 @@ class QueueRow(_StoreModel, table=True):
     updated_at: datetime = _when(nullable=False)
 
 
+class QueueStartRow(_StoreModel, table=True):
+    """One start slot of a rate limited queue: when it was last taken (PostgreSQL; see ``_pg_claim.py``).
+
+    A queue limited to ``count`` starts per period has up to ``count`` slots, created as claims first need them.
+    """
+
+    __tablename__ = "scheduled_queue_starts"
+
+    queue: str = Field(sa_type=String(100), primary_key=True)
+    slot: int = Field(primary_key=True, sa_type=Integer)
+    started_at: datetime = _when(nullable=False)
+
+    __table_args__ = (Index("ix_scheduled_queue_starts_started", "queue", "started_at"),)
+
+
 class SchemaVersionRow(_StoreModel, table=True):
     """A single row: the version of the schema in this database."""
 
@@ -369,3 +400,4 @@ QUEUES: Table = QueueRow.__table__  # type: ignore[attr-defined]
 AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]
 OUTCOME_ROLLUP: Table = OutcomeRollupRow.__table__  # type: ignore[attr-defined]
 OUTCOME_HOURS: Table = OutcomeHourRow.__table__  # type: ignore[attr-defined]
+QUEUE_STARTS: Table = QueueStartRow.__table__  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from stores.audit import AuditRecord
 from stores.base import ScheduledCommandStore
 from stores.errors import SchemaVersionError
 from stores.outcomes import HOUR, OutcomeCount
-from stores.queues import Route
+from stores.queues import QueueLimits, Route
 from stores.sql import SqlStore
 from stores.sql._migrations import MIGRATIONS
 from stores.sql._tables import ATTEMPTS, ENTRIES, OUTCOME_ROLLUP, SCHEDULES, SCHEMA, SCHEMA_VERSION
@@ -193,7 +193,14 @@ def table_rows(engine: Engine, columns: Any, order: Any) -> list[dict[str, Any]]
 
 
 #: Columns added to ``scheduled_commands`` after version 1, by the migration steps.
-ADDED_ENTRY_COLUMNS = ("occurrence_generation", "trace_context", "queue", "lock", "cancel_requested_at")
+ADDED_ENTRY_COLUMNS = (
+    "occurrence_generation",
+    "trace_context",
+    "queue",
+    "lock",
+    "cancel_requested_at",
+    "queue_slot",
+)
 #: The columns of ``scheduled_commands`` in version 1.
 V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name not in ADDED_ENTRY_COLUMNS]
 
@@ -234,6 +241,7 @@ def test_a_version_1_database_is_upgraded_keeping_every_row(
     trace_contexts = {row.pop("trace_context") for row in entries_after}
     routing = {(row.pop("queue"), row.pop("lock")) for row in entries_after}
     assert {row.pop("cancel_requested_at") for row in entries_after} == {None}  # no older entry was asked to stop
+    assert {row.pop("queue_slot") for row in entries_after} == {None}  # no older entry holds a running slot
     assert entries_after == entries_before
     assert trace_contexts == {None}  # entries scheduled before tracing was stored have no trace context
     assert routing == {("default", None)}  # every stored entry waits in the default queue, holding no lock
@@ -367,6 +375,30 @@ def test_an_upgraded_database_rolls_up_the_outcomes_it_already_holds(
     assert {c.outcome for c in rolled} >= {"completed", "failed", "expired"}
     with engine.connect() as conn:
         assert conn.execute(select(OUTCOME_ROLLUP.c.count)).scalars().all()  # answered from the rollup
+def test_an_entry_running_at_the_upgrade_counts_against_max_running(
+    make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
+) -> None:
+    """The PROCESSING entry of the version-1 database holds no running slot, yet counts: a limit of 1 on its queue
+    leaves the PENDING entries waiting until it ends, then the claim takes one, holding a slot."""
+    url = make_database("v1")
+    create_v1(engine_for(url))
+    fill_v1(engine_for(url))
+    assert "queue_claim_slots" in [step.name for step in MIGRATIONS]
+
+    async def claim_under_a_limit() -> tuple[list[str], list[str]]:
+        async with SqlStore(store_url(url)) as store:
+            await store.set_queue_limits("default", QueueLimits(max_running=1))
+            lease = timedelta(minutes=1)
+            blocked = await store.claim_due(now=at(10_000), limit=100, worker_id="w", lease_duration=lease)
+            running = await store.get("entry-2")
+            assert running is not None and running.lease_token is not None
+            assert await store.release("entry-2", running.lease_token)
+            claimed = await store.claim_due(now=at(10_000), limit=100, worker_id="w", lease_duration=lease)
+            return [entry.id for entry in blocked], [entry.id for entry in claimed]
+
+    blocked, claimed = asyncio.run(claim_under_a_limit())
+    assert blocked == []
+    assert len(claimed) == 1
 
 
 def test_a_newer_schema_is_still_refused_and_left_alone(

@@ -39,13 +39,20 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_postgres_datab
 
 
 def start_worker(
-    store_url: str, out: Path, *, app: str = "build_injector", queues: Sequence[str] = (), concurrency: int = 10
+    store_url: str,
+    out: Path,
+    *,
+    app: str = "build_injector",
+    queues: Sequence[str] = (),
+    concurrency: int = 10,
+    options: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)]), "FLEET_APP_OUT": str(out)}
     command = [sys.executable, "-m", "scheduling", "worker", "--app", f"fleet_app:{app}", "--store", store_url]
     command += ["--concurrency", str(concurrency), "--log-format", "json"]
     for queue in queues:
         command += ["--queue", queue]
+    command += options
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -9,6 +9,7 @@ running at once is at most what the store had PROCESSING. Every wait is a bounde
 from __future__ import annotations
 
 import bisect
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,38 +55,57 @@ def test_max_running_holds_across_four_processes_and_the_queue_drains(store_url:
 
 
 @pytest.mark.timeout(120)
-def test_a_rate_of_50_per_second_holds_across_four_processes(store_url: str, tmp_path: Path) -> None:
-    """rate=50/s, 4 processes x concurrency 10, 400 due entries: no 5 s of handler starts holds more than 250 + 10 %,
-    and the queue drains at no less than 30/s.
+def test_a_rate_of_50_per_second_holds_within_10_percent_over_5_seconds(store_url: str, tmp_path: Path) -> None:
+    """A rate of 250 per 5 s (50/s over a 5 s window), 4 processes x concurrency 10, 600 due entries: 250 handler
+    starts take 5 s +- 10 %.
 
-    Measured from the handlers, the limit is an upper bound with a margin: a handler starts a few tens of
-    milliseconds after its claim (each claim takes a batch of 10), so a single second of handler starts may hold
-    more than 50 (up to about 70 on a loaded 2-core machine) while the store's window of claims holds 50; over 5 s
-    the jitter averages out. Throughput sits under 50/s: a worker that finds the rate spent sleeps until its next
-    poll (1 s here), so the fleet claims again a little after each window ends (about 47/s measured).
+    The 250 starts from the 251st on (the first 250 start at once, a full window's worth; the 251st is the first of
+    the second window) take between 4.5 and 5.5 s: the fleet starts them at 45-55/s. A span of starts rather than a
+    count in a fixed window: starts come in batches (a claim takes up to 10 per worker), so a window's count moves
+    by whole batches whenever a handler's start-up puts one on either side of its edge, while the span runs from the
+    first start of one window's claims to the first of the next. No 5 s of handler starts, anywhere, holds more than
+    250 and the 4 batches the workers' start-up may move across an edge. Measured from the handlers' own monotonic
+    timestamps; the run lasts about 11 s, its workers started and idle before the entries are scheduled. The
+    workers poll every 0.25 s: a worker that finds the rate spent claims again at its next poll (docs/queues.md),
+    so ``polling_interval`` bounds how late a window's claims come.
+
+    Why a window of 5 s and not 50 per second: a start slot is free again a period after its last start, so every
+    window's claims come late by the workers' poll and claim latency, and the next window starts from there (a
+    sliding window never makes up for a late start). On this loaded 2-core machine that lateness is 0.05-0.2 s per
+    window: 50/s counted per second ran at 42-48/s, too near 45 to assert, where per 5 s it costs a few %. The
+    store enforces any period the same way (the contract tests check the window to the microsecond).
     """
 
-    async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
-        await scheduler.set_queue_limits("api", rate=RateLimit(count=50, per=timedelta(seconds=1)))
-        await scheduler.schedule_many([OldJob(n=n) for n in range(400)], ScheduleOptions(queue="api"))
+    async def limit(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
+        await scheduler.set_queue_limits("api", rate=RateLimit(count=250, per=timedelta(seconds=5)))
 
-    run(schedule, store_url)
+    async def registered(_: CommandScheduler, store: ScheduledCommandStore) -> int:
+        return len(await store.list_workers())
+
+    async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
+        await scheduler.schedule_many([OldJob(n=n) for n in range(600)], ScheduleOptions(queue="api"))
+
+    run(limit, store_url)
     outs = [tmp_path / f"worker-{i}.out" for i in range(4)]
-    workers = [start_worker(store_url, out) for out in outs]
+    workers = [start_worker(store_url, out, options=["--polling-interval", "0.25"]) for out in outs]
     try:
-        entries = wait_for(store_url, completed(OldJob, 400), timeout=55)
+        # Started and idle before the entries come: the first window's claims are not slowed by 4 start-ups.
+        deadline = time.monotonic() + 30
+        while run(registered, store_url) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        run(schedule, store_url)
+        entries = wait_for(store_url, completed(OldJob, 600), timeout=55)
     finally:
         logs = stop(workers)
-    assert completed(OldJob, 400)(entries), logs[0][-2000:]
+    assert completed(OldJob, 600)(entries), logs[0][-2000:]
     starts = sorted(ns for out in outs for event, _, _, ns in runs(out) if event == "start")
-    assert len(starts) == 400
+    assert len(starts) == 600
 
-    def busiest(seconds: int) -> int:
-        span = seconds * SECOND_NS
-        return max(bisect.bisect_left(starts, start + span) - i for i, start in enumerate(starts))
+    def within(start: int, seconds: float) -> int:
+        return bisect.bisect_left(starts, start + int(seconds * SECOND_NS)) - bisect.bisect_left(starts, start)
 
-    elapsed = (starts[-1] - starts[0]) / SECOND_NS
-    print(f"busiest 1 s: {busiest(1)} starts; busiest 5 s: {busiest(5)}; {400 / elapsed:.1f} starts/s overall")
-    assert busiest(5) <= 275, f"{busiest(5)} handler starts within 5 s at a rate of 50/s"
-    assert busiest(1) <= 100, f"{busiest(1)} handler starts within 1 s at a rate of 50/s"
-    assert 400 / elapsed >= 30, f"the queue drained at {400 / elapsed:.1f}/s under a rate of 50/s"
+    busiest = max(within(start, 5) for start in starts)
+    span = (starts[500] - starts[250]) / SECOND_NS
+    print(f"busiest 5 s: {busiest} starts; the 251st to the 501st start: {span:.2f} s")
+    assert 4.5 <= span <= 5.5, f"250 handler starts took {span:.2f} s at a rate of 250 per 5 s"
+    assert busiest <= 250 + 4 * 10, f"{busiest} handler starts within 5 s at a rate of 250 per 5 s"

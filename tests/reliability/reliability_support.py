@@ -143,7 +143,10 @@ async def empty(store: SqlStore) -> None:
     await store.open()
     async with store.engine.begin() as conn:
         await conn.execute(
-            text("TRUNCATE scheduled_commands, scheduled_command_attempts, scheduled_queues RESTART IDENTITY")
+            text(
+                "TRUNCATE scheduled_commands, scheduled_command_attempts, scheduled_queues, scheduled_queue_starts"
+                " RESTART IDENTITY"
+            )
         )
 
 

@@ -1,7 +1,7 @@
 """A model-based test: random sequences of operations against every store, compared with a reference model.
 
 A hypothesis ``RuleBasedStateMachine`` schedules commands (random priority, delay, expiry, failures to come, retry
-limit, queue and lock), cancels, requeues, pauses and resumes a queue, moves a ManualClock, runs the worker until
+limit, queue and lock), cancels, requeues, pauses and resumes a queue, sets and clears its ``max_running``, moves a ManualClock, runs the worker until
 idle, and "crashes" workers (a ghost worker claims due entries and abandons them, so their leases expire). The model
 is a plain dict of what each entry should be. After every step the store must agree with it: status, retry and
 attempt counts, executions per entry (exactly once per attempt, never while CANCELLED, never for an abandoned
@@ -92,6 +92,7 @@ class SchedulerModel(RuleBasedStateMachine):
         self.log = self.app.injector.get(Log)
         self.model: dict[str, Expected] = {}
         self.paused: set[str] = set()
+        self.max_running: dict[str, int] = {}
 
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -109,8 +110,13 @@ class SchedulerModel(RuleBasedStateMachine):
 
     def due_pending(self) -> list[tuple[str, Expected]]:
         """The PENDING entries one claim takes now, in claim order (priority descending, due time, scheduling
-        order): none of a paused queue, none whose lock a PROCESSING entry holds, one per lock."""
+        order): none of a paused queue, none whose lock a PROCESSING entry holds, one per lock, none past its queue's
+        ``max_running`` (PROCESSING entries of the queue, a crashed worker's included, count)."""
         held = {e.lock for e in self.model.values() if e.status is S.PROCESSING and e.lock is not None}
+        running: dict[str, int] = {}
+        for e in self.model.values():
+            if e.status is S.PROCESSING:
+                running[e.queue] = running.get(e.queue, 0) + 1
         due = [
             (i, e)
             for i, e in self.model.items()
@@ -118,11 +124,14 @@ class SchedulerModel(RuleBasedStateMachine):
         ]
         claimed = []
         for item in sorted(due, key=lambda item: (-item[1].priority, item[1].due, item[1].order)):
-            lock = item[1].lock
+            lock, queue = item[1].lock, item[1].queue
+            if lock is not None and lock in held:
+                continue
+            if running.get(queue, 0) >= self.max_running.get(queue, len(self.model) + 1):
+                continue
             if lock is not None:
-                if lock in held:
-                    continue
                 held.add(lock)
+            running[queue] = running.get(queue, 0) + 1
             claimed.append(item)
         return claimed
 
@@ -186,6 +195,15 @@ class SchedulerModel(RuleBasedStateMachine):
         else:
             self.run(self.app.scheduler.resume_queue(queue))
             self.paused.discard(queue)
+
+    @precondition(lambda self: self.fleet)
+    @rule(queue=st.sampled_from(["default", "slow"]), max_running=st.sampled_from([None, 1, 2]))
+    def limit_queue(self, queue: str, max_running: int | None) -> None:
+        self.run(self.app.scheduler.set_queue_limits(queue, max_running=max_running))
+        if max_running is None:
+            self.max_running.pop(queue, None)
+        else:
+            self.max_running[queue] = max_running
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())

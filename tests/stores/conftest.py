@@ -51,7 +51,8 @@ class _EmptiedSqlStore(SqlStore):
             await conn.execute(
                 text(
                     "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
-                    " scheduled_queues, scheduler_audit, scheduler_outcome_rollup, scheduler_outcome_hours"
+                    " scheduled_queues, scheduled_queue_starts, scheduler_audit, scheduler_outcome_rollup,"
+                    " scheduler_outcome_hours"
                     " RESTART IDENTITY"
                 )
             )

@@ -1,0 +1,229 @@
+"""The claim on PostgreSQL: one statement, with or without fleet-wide queue limits.
+
+Routing walks the routed index (queue, command_type, priority, scheduled_for, seq) with loose index scans:
+``queues`` the distinct PENDING queues (one probe each), keeping the worker's unpaused ones; ``types`` the distinct
+command types within each, keeping those the worker handles; ``priorities`` the distinct priorities of each (queue,
+type) from the highest down; for each, ``candidates`` takes the earliest due entries by an index range scan (the
+window shared among them, never under ``limit`` each, so the best ``limit`` are always among them), keeping the best
+``window`` of all. Entries of other queues and types cost one probe per distinct value, not a scan, whether 10 or 10
+million of them are pending. ``eligible`` leaves out the candidates whose lock a PROCESSING entry holds (from the rows
+``candidates`` read: fetching them again by key cost a third of the claim on one queue), ``firsts`` keeps the first
+of each lock; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE claims
+them. Two claims racing for one lock: the unique index on the lock of PROCESSING entries fails the second, which the
+store runs again.
+
+``CLAIM`` leaves limited queues (``max_running`` or a rate) out: it is the claim of a worker none of whose queues is
+limited, and costs what it cost before limits existed. ``CLAIM_LIMITED`` claims every queue, limited ones within
+their limits, in the same one statement. A statement in READ COMMITTED reads one snapshot, taken when it starts, and
+keeps it while it waits for row locks: a count of the queue's PROCESSING entries or recent starts may miss a claim
+committed a moment before, however the statement serializes on the queue's row. So the limits are not counted, they
+are held as rows that a racing claim cannot take twice:
+
+- ``max_running``: each claimed entry of the queue takes a running slot, a number from 1 to ``max_running`` that no
+  PROCESSING entry of the queue holds (``queue_slot``); the unique index on (queue, queue_slot) of PROCESSING
+  entries makes two claims taking one slot impossible: the second fails, as a lock race does, and runs again with a
+  new snapshot. An entry frees its slot by leaving PROCESSING, whichever statement ends it.
+- a rate of ``count`` per ``per``: each start takes one of the queue's ``count`` start slots (rows of
+  ``scheduled_queue_starts``) whose last start is older than ``per``, under ``FOR UPDATE SKIP LOCKED``. A row
+  locked by ``FOR UPDATE`` is read in its latest committed version and its condition checked again (PostgreSQL's
+  EvalPlanQual): a slot another claim took after this statement's snapshot is seen as taken. ``count`` slots each
+  used at most once per ``per`` is exactly "at most ``count`` starts within any window of ``per``". Slots are
+  created as they are first needed, numbered up from the highest one (``ON CONFLICT DO NOTHING`` against a claim
+  creating the same number), so a queue limited to a million per hour holds only as many rows as it ever started
+  within an hour.
+
+The snapshot's counts still serve as a first cut (``allowed``): the batch is not filled with entries of a queue at
+its limit while other queues' entries wait.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLAIM", "CLAIM_LIMITED", "CLAIM_WINDOW_FACTOR"]
+
+#: Extra candidates per priority in the claim, so concurrent claimers skipping each other's locked rows still fill
+#: their batches.
+CLAIM_WINDOW_FACTOR = 4
+
+# The walk, the lock step and (``{limited}``) the condition on the queue's row that leaves limited queues out.
+_WALK = """
+WITH RECURSIVE queues(q) AS (
+    SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
+  UNION ALL
+    SELECT (SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING' AND queue > queues.q)
+    FROM queues WHERE queues.q IS NOT NULL
+),
+types(q, t) AS (
+    SELECT queues.q, (SELECT min(command_type) FROM scheduled_commands WHERE status = 'PENDING' AND queue = queues.q)
+    FROM queues
+    WHERE queues.q IS NOT NULL AND (CAST(:queues AS text[]) IS NULL OR queues.q = ANY(CAST(:queues AS text[])))
+      AND NOT EXISTS (SELECT 1 FROM scheduled_queues WHERE name = queues.q AND (paused{limited}))
+  UNION ALL
+    SELECT types.q, (
+        SELECT min(command_type) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = types.q AND command_type > types.t)
+    FROM types WHERE types.t IS NOT NULL
+),
+priorities(q, t, p) AS (
+    SELECT types.q, types.t, (
+        SELECT max(priority) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = types.q AND command_type = types.t)
+    FROM types
+    WHERE types.t IS NOT NULL AND (CAST(:types AS text[]) IS NULL OR types.t = ANY(CAST(:types AS text[])))
+  UNION ALL
+    SELECT priorities.q, priorities.t, (
+        SELECT max(priority) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t AND priority < priorities.p)
+    FROM priorities WHERE priorities.p IS NOT NULL
+),
+candidates AS (
+    SELECT c.seq, c.lock, priorities.q AS queue, priorities.p AS priority, c.scheduled_for FROM priorities
+    CROSS JOIN LATERAL (
+        SELECT seq, lock, scheduled_for FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
+          AND priority = priorities.p AND scheduled_for <= :now
+        ORDER BY scheduled_for, seq
+        LIMIT greatest(:limit, :window / (SELECT count(*) FROM priorities WHERE p IS NOT NULL))
+    ) AS c
+    WHERE priorities.p IS NOT NULL
+    ORDER BY priorities.p DESC, c.scheduled_for, c.seq
+    LIMIT :window
+),
+eligible AS (
+    SELECT seq, lock, queue, priority, scheduled_for FROM candidates AS e
+    WHERE lock IS NULL OR NOT EXISTS (
+        SELECT 1 FROM scheduled_commands AS holder WHERE holder.lock = e.lock AND holder.status = 'PROCESSING')
+),
+firsts AS (
+    SELECT seq, queue, priority, scheduled_for FROM (
+        SELECT seq, lock, queue, priority, scheduled_for,
+               row_number() OVER (PARTITION BY lock ORDER BY priority DESC, scheduled_for, seq) AS nth
+        FROM eligible
+    ) AS ranked
+    WHERE lock IS NULL OR nth = 1
+),"""
+
+_LOCKED = """
+locked AS (
+    SELECT seq, queue, priority, scheduled_for FROM scheduled_commands
+    WHERE seq = ANY(ARRAY(SELECT seq FROM {source})) AND status = 'PENDING' AND scheduled_for <= :now
+    ORDER BY priority DESC, scheduled_for, seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)"""
+
+_CLAIMED = """
+UPDATE scheduled_commands AS t
+SET status = 'PROCESSING', started_at = :now, lease_owner = :worker_id,
+    lease_token = replace(gen_random_uuid()::text, '-', ''), lease_expires_at = :lease_expires_at,
+    queue_slot = {slot}
+FROM {source}
+WHERE t.seq = {source}.seq
+RETURNING t.*
+"""
+
+#: The claim of a worker whose queues have no limits (limited queues left out: see the module docstring).
+CLAIM = (
+    _WALK.format(limited=" OR max_running IS NOT NULL OR rate_count IS NOT NULL")
+    + _LOCKED.format(source="firsts")
+    + _CLAIMED.format(slot="NULL", source="locked")
+)
+
+# Limited queues, after the walk. ``limits``: the limited queues among the candidates', with what the snapshot shows
+# each may still start (a first cut: see the module docstring). ``allowed``: no more of a limited queue than that.
+# ``running_slots``: the lowest running slots no PROCESSING entry holds, numbered per queue. ``wanted``: how many
+# start slots each rate limited queue needs for the locked batch (no more than it has running slots for);
+# ``reused`` takes free slots (their latest start older than ``per``, re-checked on the row's latest version when
+# locked), ``added`` creates the missing ones up to ``count``; ``rated`` counts what each queue got. ``granted``: the
+# locked entries that got what their queue requires, the first ones of each queue; each takes its running slot.
+# Locked entries left out stay PENDING (their row locks end with the statement).
+_LIMITS = (
+    """
+limits AS (
+    SELECT l.name AS queue, l.max_running, l.rate_count, l.rate_per_us * interval '1 microsecond' AS per,
+           running.n AS running,
+           least(l.max_running - running.n, l.rate_count - (
+               SELECT count(*) FROM scheduled_queue_starts AS s
+               WHERE s.queue = l.name AND s.slot < l.rate_count
+                 AND s.started_at > :now - l.rate_per_us * interval '1 microsecond')) AS allowance
+    FROM scheduled_queues AS l
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM scheduled_commands AS r WHERE r.status = 'PROCESSING' AND r.queue = l.name
+    ) AS running
+    WHERE l.name IN (SELECT queue FROM firsts) AND (l.max_running IS NOT NULL OR l.rate_count IS NOT NULL)
+),
+allowed AS (
+    SELECT seq FROM firsts WHERE queue NOT IN (SELECT queue FROM limits)
+  UNION ALL
+    SELECT seq FROM (
+        SELECT firsts.seq, limits.allowance,
+               row_number() OVER (PARTITION BY firsts.queue ORDER BY firsts.priority DESC, firsts.scheduled_for,
+                                  firsts.seq) AS nth
+        FROM firsts JOIN limits ON limits.queue = firsts.queue
+    ) AS ranked
+    WHERE nth <= allowance
+),"""
+    + _LOCKED.format(source="allowed")
+    + """,
+running_slots AS (
+    SELECT limits.queue, slots.slot, row_number() OVER (PARTITION BY limits.queue ORDER BY slots.slot) AS nth
+    FROM limits CROSS JOIN LATERAL generate_series(1, least(limits.max_running, limits.running + :limit)) AS slots(slot)
+    WHERE limits.max_running IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM scheduled_commands AS holder
+        WHERE holder.status = 'PROCESSING' AND holder.queue = limits.queue AND holder.queue_slot = slots.slot)
+),
+wanted AS (
+    SELECT limits.queue, limits.rate_count, limits.per,
+           CASE WHEN limits.max_running IS NULL THEN count(*)
+                ELSE least(count(*), (SELECT count(*) FROM running_slots WHERE running_slots.queue = limits.queue))
+           END AS n
+    FROM locked JOIN limits ON limits.queue = locked.queue
+    WHERE limits.rate_count IS NOT NULL
+    GROUP BY limits.queue, limits.max_running, limits.rate_count, limits.per
+),
+reused AS (
+    UPDATE scheduled_queue_starts AS s SET started_at = :now
+    FROM (
+        SELECT free.queue, free.slot FROM wanted CROSS JOIN LATERAL (
+            SELECT queue, slot FROM scheduled_queue_starts
+            WHERE queue = wanted.queue AND slot < wanted.rate_count AND started_at <= :now - wanted.per
+            ORDER BY started_at
+            LIMIT wanted.n
+            FOR UPDATE SKIP LOCKED
+        ) AS free
+    ) AS free
+    WHERE s.queue = free.queue AND s.slot = free.slot
+    RETURNING s.queue
+),
+added AS (
+    INSERT INTO scheduled_queue_starts (queue, slot, started_at)
+    SELECT wanted.queue, created.slot, :now FROM wanted
+    CROSS JOIN LATERAL (
+        SELECT coalesce(max(slot), -1) AS slot FROM scheduled_queue_starts WHERE queue = wanted.queue
+    ) AS top
+    CROSS JOIN LATERAL generate_series(
+        top.slot + 1,
+        least(wanted.rate_count - 1, top.slot + wanted.n - (SELECT count(*) FROM reused WHERE queue = wanted.queue))
+    ) AS created(slot)
+    ON CONFLICT DO NOTHING
+    RETURNING queue
+),
+rated AS (
+    SELECT queue, count(*) AS n FROM (SELECT queue FROM reused UNION ALL SELECT queue FROM added) AS taken
+    GROUP BY queue
+),
+granted AS (
+    SELECT ranked.seq, running_slots.slot FROM (
+        SELECT seq, queue, row_number() OVER (PARTITION BY queue ORDER BY priority DESC, scheduled_for, seq) AS nth
+        FROM locked
+    ) AS ranked
+    LEFT JOIN limits ON limits.queue = ranked.queue
+    LEFT JOIN rated ON rated.queue = ranked.queue
+    LEFT JOIN running_slots ON running_slots.queue = ranked.queue AND running_slots.nth = ranked.nth
+    WHERE limits.queue IS NULL
+       OR ((limits.rate_count IS NULL OR ranked.nth <= coalesce(rated.n, 0))
+           AND (limits.max_running IS NULL OR running_slots.slot IS NOT NULL))
+)"""
+)
+
+#: The claim of a worker one of whose queues is limited: every queue, limited ones within their limits.
+CLAIM_LIMITED = _WALK.format(limited="") + _LIMITS + _CLAIMED.format(slot="granted.slot", source="granted")
