@@ -1,5 +1,5 @@
 """The store contract of queues, routing, pausing and locks (``claim_due(route=...)``, ``set_queue_paused``,
-``list_queues``), asserted identically for every store that has them; RedisStore refuses them with one clear error.
+``list_queues``), asserted identically for every store.
 """
 
 from __future__ import annotations
@@ -10,20 +10,15 @@ import pytest
 from test_contract import BASE, LEASE, PENDING, PROCESSING, WORKER, at, make_attempt, make_entry
 
 from stores import ScheduledCommandStore
-from stores.errors import UnsupportedFeatureError
 from stores.queues import QueueInfo, Route
-
-REDIS_REASON = "fleet features are not on RedisStore yet (#20)"
 
 EMAIL = "tests.stores.SendEmail"
 REPORT = "tests.stores.BuildReport"
 
 
 @pytest.fixture
-def fleet_store(store: ScheduledCommandStore, request: pytest.FixtureRequest) -> ScheduledCommandStore:
-    """The store under test, for the stores that have fleet features."""
-    if request.node.callspec.params.get("store_factory") == "redis":
-        pytest.skip(REDIS_REASON)
+def fleet_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
+    """The store under test (every store has the fleet features)."""
     return store
 
 
@@ -151,23 +146,6 @@ async def test_a_lock_is_held_across_queues_and_released_by_every_outcome(fleet_
     assert third.id == entries[1].id and third.status is PROCESSING and third.lease_token is not None
     assert await fleet_store.dead_letter(third.id, third.lease_token, error_message="x", attempt=failure)
     assert await claim_ids(fleet_store, now=at(9)) == [entries[2].id]
-
-
-async def test_redis_store_refuses_fleet_features(store: ScheduledCommandStore, request: pytest.FixtureRequest) -> None:
-    """RedisStore keeps every entry in the default queue without a lock, and says so for anything else."""
-    if request.node.callspec.params.get("store_factory") != "redis":
-        pytest.skip("RedisStore only")
-    plain = make_entry()
-    await store.add([plain])
-    stored = await store.get(plain.id)
-    assert stored is not None and (stored.queue, stored.lock) == ("default", None)
-    with pytest.raises(UnsupportedFeatureError, match="queues and locks"):
-        await store.add([make_entry(queue="emails")])
-    with pytest.raises(UnsupportedFeatureError, match="does not support pausing queues"):
-        await store.set_queue_paused("emails", True)
-    with pytest.raises(UnsupportedFeatureError, match="claiming by queue"):
-        await claim_ids(store, Route.of(["emails"], None))
-    assert await claim_ids(store, Route.of(["default"], [plain.command_type])) == [plain.id]
 
 
 async def test_a_claim_fills_its_batch_past_entries_of_a_lock_it_took(fleet_store: ScheduledCommandStore) -> None:
