@@ -213,6 +213,13 @@ return renewed
 FINISH = (
     LIB
     + """
+-- An entry leaving PROCESSING may free its lock or a place under its queue's max_running: entries waiting for
+-- either are due already, so every worker is woken (once per run, with the epoch: look now).
+local freed, capped = false, {}
+local function limited(queue)
+  if capped[queue] == nil then capped[queue] = redis.call('HEXISTS', P .. 'q:' .. queue, 'max_running') == 1 end
+  return capped[queue]
+end
 local function finish(r)
   local id, new, attempt, assigned, deleted = r[1], r[3], r[4], r[6], r[7]
   local entry = P .. 'e:' .. id
@@ -224,6 +231,7 @@ local function finish(r)
   redis.call('HDEL', entry, 'lease_owner', 'lease_token', 'lease_expires_at')
   move_status(id, seq, 'PROCESSING', new, queue)
   release_lock(id, current[5])
+  if current[5] or limited(queue) then freed = true end
   if attempt ~= '' then
     redis.call('HSET', entry, 'attempt_count', redis.call('RPUSH', P .. 'a:' .. id, attempt))
   elseif (tonumber(redis.call('HGET', entry, 'attempt_count')) or 0) == 0 then
@@ -244,6 +252,7 @@ end
 local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
 publish_finished()
+if freed then wake('0') end
 return results
 """
 )
