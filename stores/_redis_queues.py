@@ -82,13 +82,16 @@ for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
       end
     end
   end
+  -- Each set is read a chunk at a time: with many sets, a fair share of the batch each (more when a set runs
+  -- out), not the whole batch from every set.
+  local chunk = math.max(4, math.ceil(limit / math.max(#sources, 1)))
   while #claimed < limit do
     local best, best_head = nil, nil
     for _, source in ipairs(sources) do
       if may_start(source.state) then
         if source.next > #source.buffer and source.more then
           -- Members claimed left the set; those skipped stay ahead of the next batch.
-          local want = limit - #claimed
+          local want = math.min(limit - #claimed, chunk)
           local found = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'WITHSCORES', 'LIMIT', source.skipped,
             want)
           source.buffer, source.next = {}, 1
@@ -115,10 +118,10 @@ for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
     if free and (not readable_time(due) or at_or_before(due, now)) then
       redis.call('ZREM', best.key, m)
       best.took = true
-      move_status(id, seq, 'PENDING', 'PROCESSING', best.queue)
+      move_status(id, seq, 'PENDING', 'PROCESSING', best.queue, true)
       local lease_token = token .. '-' .. (#claimed + 1)
-      redis.call('HSET', entry, 'seq', seq, 'started_at', now, 'lease_owner', owner, 'lease_token', lease_token,
-        'lease_expires_at', expiry)
+      redis.call('HSET', entry, 'status', 'PROCESSING', 'seq', seq, 'started_at', now, 'lease_owner', owner,
+        'lease_token', lease_token, 'lease_expires_at', expiry)
       redis.call('ZADD', P .. 'leases', expiry, m)
       if lock then
         taken_locks[lock] = true

@@ -68,14 +68,15 @@ local function count(status, queue, by)
   if status == 'PENDING' then add_to(depth_deltas, queue, by)
   elseif status == 'PROCESSING' then add_to(running_deltas, queue, by) end
 end
-local function move_status(id, seq, old, new, queue)
+-- ``status_set``: the caller writes the status field itself, with the other fields it sets (one call, not two).
+local function move_status(id, seq, old, new, queue, status_set)
   if old then
     redis.call('ZREM', P .. 's:' .. old, id)
     count(old, queue, -1)
   end
   redis.call('ZADD', P .. 's:' .. new, seq, id)
   count(new, queue, 1)
-  redis.call('HSET', P .. 'e:' .. id, 'status', new)
+  if not status_set then redis.call('HSET', P .. 'e:' .. id, 'status', new) end
   if new ~= 'PENDING' and new ~= 'PROCESSING' then finished_ids[#finished_ids + 1] = id end
 end
 local function flush_counts()
