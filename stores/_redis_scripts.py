@@ -6,8 +6,11 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P meta``            hash: ``layout`` (the layout version), ``seq`` (the scheduling-order counter)
 - ``P e:{id}``          hash: one entry, a field per attribute; absent fields are ``None``
 - ``P a:{id}``          list: the entry's attempts, as JSON, oldest first
-- ``P due:{priority}``  sorted set of PENDING entries of one priority, scored by due time
-- ``P prio``            sorted set of the priorities that have PENDING entries (claims walk it highest first)
+- ``P d:{priority}|{queue}|{type}``  sorted set of PENDING entries of one priority, queue and command type,
+                        scored by due time; ``P pq:{priority}`` the set of ``{queue}|{type}`` pairs that have some;
+                        ``P prio`` sorted set of the priorities that have some (claims walk it highest first)
+- ``P q:{queue}``, ``P queues``, ``P qs:{queue}``, ``P qdepth``, ``P qrun``, ``P locks``: queue settings, starts,
+                        counters and held locks (``_redis_queues.py``, where the claim script is)
 - ``P leases``          sorted set of PROCESSING entries, scored by lease expiry (recovery takes the lowest)
 - ``P done:{status}``   sorted set of entries in a terminal status, scored by ``completed_at`` (purge, throughput)
 - ``P all``, ``P s:{status}``, ``P t:{command type}``, ``P c:{correlation id}``, ``P r:{schedule name}``
@@ -23,7 +26,7 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P finished``        pub/sub channel: the ids of entries that just reached a terminal status, a JSON list per
                         script run
 
-Members of ``due``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
+Members of ``d:``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
 lexically, which is then scheduling order, the last key of the claim order.
 """
 
