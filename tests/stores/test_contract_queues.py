@@ -154,3 +154,37 @@ async def test_a_claim_fills_its_batch_past_entries_of_a_lock_it_took(fleet_stor
     free = make_entry(scheduled_for=at(2))
     await fleet_store.add([first, second, free])
     assert await claim_ids(fleet_store, now=at(5), limit=2) == [first.id, free.id]
+
+
+async def test_a_claim_across_many_command_types_keeps_the_due_order(fleet_store: ScheduledCommandStore) -> None:
+    """Entries of 30 command types in 2 queues, due interleaved, some sharing locks: batch after batch, the claim
+    takes them in due order across every type, one per lock, skipping the types its route leaves out."""
+    types = [f"tests.stores.Type{n:02d}" for n in range(30)]
+    entries = [
+        make_entry(
+            command_type=types[n % 30],
+            queue=("a", "b")[n % 2],
+            scheduled_for=at(n),
+            lock=f"L{n % 7}" if n % 5 == 0 else None,
+        )
+        for n in range(120)
+    ]
+    await fleet_store.add(entries)
+    route = Route.of(["a", "b"], types[:25])
+    expected = [e for e in entries if e.command_type in set(types[:25])]
+    taken: list[str] = []
+    while True:
+        batch = await fleet_store.claim_due(now=at(500), limit=7, worker_id=WORKER, lease_duration=LEASE, route=route)
+        if not batch:
+            break
+        held = [e.lock for e in batch if e.lock is not None]
+        assert len(held) == len(set(held)), "two entries of one lock in one claim"
+        taken += [e.id for e in batch]
+        for claimed in batch:  # done: its lock is free for the next batch
+            assert claimed.lease_token is not None
+            assert await fleet_store.complete(
+                claimed.id, claimed.lease_token, result_payload=None, attempt=make_attempt()
+            )
+    assert sorted(taken) == sorted(e.id for e in expected)
+    unlocked = [e.id for e in expected if e.lock is None]
+    assert [entry_id for entry_id in taken if entry_id in set(unlocked)] == unlocked
