@@ -78,35 +78,49 @@ for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
       local state = queue_state(queue)
       if state.open and may_start(state) then
         sources[#sources + 1] = {key = P .. 'd:' .. priority .. '|' .. pair, pair = pair, queue = queue,
-          state = state, buffer = {}, next = 1, skipped = 0, more = true, took = false}
+          state = state, members = {}, scores = {}, next = 1, skipped = 0, more = true, took = false}
       end
     end
   end
   -- Each set is read a chunk at a time: with many sets, a fair share of the batch each (more when a set runs
   -- out), not the whole batch from every set.
   local chunk = math.max(4, math.ceil(limit / math.max(#sources, 1)))
+  -- One set (the common case) needs no merge, so no scores: its members in order.
+  local merge = #sources > 1
   while #claimed < limit do
-    local best, best_head = nil, nil
+    local best = nil
     for _, source in ipairs(sources) do
       if may_start(source.state) then
-        if source.next > #source.buffer and source.more then
+        if source.next > #source.members and source.more then
           -- Members claimed left the set; those skipped stay ahead of the next batch.
           local want = math.min(limit - #claimed, chunk)
-          local found = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'WITHSCORES', 'LIMIT', source.skipped,
-            want)
-          source.buffer, source.next = {}, 1
-          for j = 1, #found, 2 do source.buffer[#source.buffer + 1] = {found[j], tonumber(found[j + 1])} end
-          source.more = #source.buffer == want
+          source.next, source.members, source.scores = 1, {}, {}
+          if merge then
+            local found = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'WITHSCORES', 'LIMIT', source.skipped,
+              want)
+            for j = 1, #found, 2 do
+              source.members[#source.members + 1] = found[j]
+              source.scores[#source.scores + 1] = tonumber(found[j + 1])
+            end
+          else
+            source.members = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'LIMIT', source.skipped, want)
+          end
+          source.more = #source.members == want
         end
-        local head = source.buffer[source.next]
-        if head and (best == nil or head[2] < best_head[2] or (head[2] == best_head[2] and head[1] < best_head[1])) then
-          best, best_head = source, head
+        local head = source.members[source.next]
+        if head then
+          if best == nil then
+            best = source
+          elseif merge then
+            local score, best_score = source.scores[source.next], best.scores[best.next]
+            if score < best_score or (score == best_score and head < best.members[best.next]) then best = source end
+          end
         end
       end
     end
     if best == nil then break end
+    local m = best.members[best.next]
     best.next = best.next + 1
-    local m = best_head[1]
     local id = id_of(m)
     local entry = P .. 'e:' .. id
     -- The order comes from the member, not the hash (which may have been written behind the store's back); an
