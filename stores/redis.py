@@ -26,7 +26,7 @@ from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
 from ._redis_reads import RedisReads
-from ._redis_schedules import RedisSchedules
+from ._redis_schedules import RECORD_SCHEDULE_RUN, SET_SCHEDULE_PAUSED, UPSERT_SCHEDULE, RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
 from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
@@ -64,9 +64,9 @@ _SCRIPTS = {
     "next_due": scripts.NEXT_DUE,
     "purge": scripts.PURGE,
     "count_finished": scripts.COUNT_FINISHED,
-    "upsert_schedule": scripts.UPSERT_SCHEDULE,
-    "set_schedule_paused": scripts.SET_SCHEDULE_PAUSED,
-    "record_schedule_run": scripts.RECORD_SCHEDULE_RUN,
+    "upsert_schedule": UPSERT_SCHEDULE,
+    "set_schedule_paused": SET_SCHEDULE_PAUSED,
+    "record_schedule_run": RECORD_SCHEDULE_RUN,
     "register_worker": REGISTER_WORKER,
     "touch_worker": TOUCH_WORKER,
     "forget_workers": FORGET_WORKERS,
