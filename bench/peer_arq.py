@@ -170,7 +170,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument(
+        "--drain-once",
+        metavar="PROCESSES,MAX_JOBS,COUNT",
+        help="one drain only, its result as one JSON line (for bench/redis_drain.py's interleaved rounds)",
+    )
     args = parser.parse_args()
+    if args.drain_once:
+        processes, max_jobs, count = (int(part) for part in args.drain_once.split(","))
+        with tempfile.TemporaryDirectory(prefix="bench-arq-") as tmp:
+            result = asyncio.run(drain_once(args.redis, processes, max_jobs, count, Path(tmp), 0))
+        print(json.dumps(result), flush=True)
+        return
     asyncio.run(main_async(args.redis, args.quick))
 
 

@@ -22,7 +22,7 @@ async def queue_list(store: ScheduledCommandStore) -> QueueList:
     """Every queue the store knows of: depth, running, paused, limits.
 
     Raises:
-        UnsupportedFeatureError: the store has no queues (RedisStore).
+        UnsupportedFeatureError: the store has no queues (a third-party store without them).
     """
     return QueueList(queues=await store.list_queues())
 
@@ -40,7 +40,7 @@ async def set_queue_paused(store: ScheduledCommandStore, name: str, paused: bool
 
     Raises:
         ValueError: ``name`` is not a valid queue name (quoting it).
-        UnsupportedFeatureError: the store has no queues (RedisStore).
+        UnsupportedFeatureError: the store has no queues (a third-party store without them).
     """
     check_queue_name(name, "queue name")
     await store.set_queue_paused(name, paused)
@@ -52,7 +52,7 @@ async def limit_queue(store: ScheduledCommandStore, name: str, limits: QueueLimi
 
     Raises:
         ValueError: ``name`` is not a valid queue name (quoting it).
-        UnsupportedFeatureError: the store has no queues (RedisStore).
+        UnsupportedFeatureError: the store has no queues (a third-party store without them).
     """
     check_queue_name(name, "queue name")
     await store.set_queue_limits(name, limits)

@@ -440,7 +440,7 @@ class CommandScheduler:
 
         Raises:
             ValueError: ``name`` is not a valid queue name.
-            UnsupportedFeatureError: the store cannot pause queues (RedisStore).
+            UnsupportedFeatureError: the store cannot pause queues (a third-party store without queues).
 
         .. versionadded:: 0.5
         """
@@ -465,7 +465,7 @@ class CommandScheduler:
         Raises:
             ValueError: ``name`` is not a valid queue name, ``max_running`` is below 1 (a ``ValidationError``
                 naming the value).
-            UnsupportedFeatureError: the store cannot limit queues (RedisStore).
+            UnsupportedFeatureError: the store cannot limit queues (a third-party store without queues).
 
         .. versionadded:: 0.5
         """

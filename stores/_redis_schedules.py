@@ -17,7 +17,47 @@ from .schedules import StoredSchedule
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisSchedules"]
+__all__ = ["RECORD_SCHEDULE_RUN", "SET_SCHEDULE_PAUSED", "UPSERT_SCHEDULE", "RedisSchedules"]
+
+#: ARGV: prefix, name, definition, then the other fields as name/value pairs ('' for absent). Inserts the
+#: schedule, keeps it when the definition is unchanged, else replaces the definition and bumps the generation.
+#: Returns the stored schedule (HGETALL).
+UPSERT_SCHEDULE = """
+local key = ARGV[1] .. ':sched:' .. ARGV[2]
+if redis.call('EXISTS', key) == 0 then
+  redis.call('HSET', key, 'name', ARGV[2], 'definition', ARGV[3])
+  for i = 4, #ARGV, 2 do
+    if ARGV[i + 1] ~= '' then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+  end
+  redis.call('SADD', ARGV[1] .. ':scheds', ARGV[2])
+elseif redis.call('HGET', key, 'definition') ~= ARGV[3] then
+  local updated = ''
+  for i = 4, #ARGV, 2 do if ARGV[i] == 'updated_at' then updated = ARGV[i + 1] end end
+  redis.call('HSET', key, 'definition', ARGV[3], 'updated_at', updated)
+  redis.call('HINCRBY', key, 'generation', 1)
+end
+return redis.call('HGETALL', key)
+"""
+
+#: ARGV: prefix, name, '1' to pause or '0' to resume, now. Returns the updated schedule, or nil when unknown.
+SET_SCHEDULE_PAUSED = """
+local key = ARGV[1] .. ':sched:' .. ARGV[2]
+if redis.call('EXISTS', key) == 0 then return false end
+redis.call('HSET', key, 'paused', ARGV[3], 'updated_at', ARGV[4])
+redis.call('HINCRBY', key, 'generation', 1)
+if ARGV[3] == '1' then redis.call('HDEL', key, 'next_run_at') end
+return redis.call('HGETALL', key)
+"""
+
+#: ARGV: prefix, name, generation, next run ('' for none), last run ('' to keep). Returns 1, or 0 when the schedule
+#: is unknown or at another generation.
+RECORD_SCHEDULE_RUN = """
+local key = ARGV[1] .. ':sched:' .. ARGV[2]
+if redis.call('HGET', key, 'generation') ~= ARGV[3] then return 0 end
+if ARGV[4] == '' then redis.call('HDEL', key, 'next_run_at') else redis.call('HSET', key, 'next_run_at', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', key, 'last_run_at', ARGV[5]) end
+return 1
+"""
 
 
 class RedisSchedules:

@@ -6,15 +6,19 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P meta``            hash: ``layout`` (the layout version), ``seq`` (the scheduling-order counter)
 - ``P e:{id}``          hash: one entry, a field per attribute; absent fields are ``None``
 - ``P a:{id}``          list: the entry's attempts, as JSON, oldest first
-- ``P due:{priority}``  sorted set of PENDING entries of one priority, scored by due time
-- ``P prio``            sorted set of the priorities that have PENDING entries (claims walk it highest first)
+- ``P d:{priority}|{queue}|{type}``  sorted set of PENDING entries of one priority, queue and command type,
+                        scored by due time; ``P pq:{priority}`` the set of ``{queue}|{type}`` pairs that have some;
+                        ``P prio`` sorted set of the priorities that have some (claims walk it highest first)
+- ``P q:{queue}``, ``P queues``, ``P qs:{queue}``, ``P qdepth``, ``P qrun``, ``P locks``: queue settings, starts,
+                        counters and held locks (``_redis_queues.py``, where the claim script is)
 - ``P leases``          sorted set of PROCESSING entries, scored by lease expiry (recovery takes the lowest)
 - ``P done:{status}``   sorted set of entries in a terminal status, scored by ``completed_at`` (purge, throughput)
 - ``P all``, ``P s:{status}``, ``P t:{command type}``, ``P c:{correlation id}``, ``P r:{schedule name}``
                         sorted sets of entry ids scored by scheduling order: the listing and filtering indexes
 - ``P idem``            hash: idempotency key -> id of the entry holding it
 - ``P counts``          hash: status -> number of entries
-- ``P sched:{name}``    hash: one recurring schedule; ``P scheds``: set of schedule names
+- ``P sched:{name}``    hash: one recurring schedule; ``P scheds``: set of schedule names (their scripts are in
+                        ``_redis_schedules.py``)
 - ``P w:{id}``          hash: one worker of the registry; ``P workers``: sorted set of worker ids by last seen
                         (their scripts are in ``_redis_workers.py``)
 - ``P audit``           sorted set of audit records by time, ``{seq:016d}:{JSON}``; ``P audit:seq`` its counter
@@ -23,7 +27,7 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P finished``        pub/sub channel: the ids of entries that just reached a terminal status, a JSON list per
                         script run
 
-Members of ``due``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
+Members of ``d:``, ``leases`` and ``done`` are ``{seq:016d}:{id}``: among equal scores Redis orders members
 lexically, which is then scheduling order, the last key of the claim order.
 """
 
@@ -32,55 +36,89 @@ from __future__ import annotations
 __all__ = [
     "ADD",
     "CANCEL",
-    "CLAIM",
     "COUNT_FINISHED",
     "DISMISS",
     "FINISH",
     "LAYOUT_VERSION",
+    "LIB",
     "LIST",
     "NEXT_DUE",
     "PURGE",
     "RECLAIM",
-    "RECORD_SCHEDULE_RUN",
     "RENEW",
     "REQUEST_CANCEL",
     "REQUEUE",
-    "SET_SCHEDULE_PAUSED",
-    "UPSERT_SCHEDULE",
 ]
 
-#: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``).
-LAYOUT_VERSION = 1
+#: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``), an older one
+#: upgraded on opening (``_redis_layout``).
+LAYOUT_VERSION = 2
 
 # Shared by every entry script. ARGV[1] is always the key prefix.
-_LIB = """
+LIB = """
 local P = ARGV[1] .. ':'
 local finished_ids = {}
+local count_deltas, depth_deltas, running_deltas = {}, {}, {}
 local function member(id, seq) return string.format('%016d', tonumber(seq)) .. ':' .. id end
 local function id_of(m) return string.sub(m, 18) end
-local function move_status(id, seq, old, new)
+local function add_to(deltas, name, by) deltas[name] = (deltas[name] or 0) + by end
+-- The counters (per status, and per queue its PENDING and PROCESSING entries) change in Lua tables and reach the
+-- server once per script run (flush), not twice per entry moved.
+local function count(status, queue, by)
+  add_to(count_deltas, status, by)
+  if status == 'PENDING' then add_to(depth_deltas, queue, by)
+  elseif status == 'PROCESSING' then add_to(running_deltas, queue, by) end
+end
+-- ``status_set``: the caller writes the status field itself, with the other fields it sets (one call, not two).
+local function move_status(id, seq, old, new, queue, status_set)
   if old then
     redis.call('ZREM', P .. 's:' .. old, id)
-    redis.call('HINCRBY', P .. 'counts', old, -1)
+    count(old, queue, -1)
   end
   redis.call('ZADD', P .. 's:' .. new, seq, id)
-  redis.call('HINCRBY', P .. 'counts', new, 1)
-  redis.call('HSET', P .. 'e:' .. id, 'status', new)
+  count(new, queue, 1)
+  if not status_set then redis.call('HSET', P .. 'e:' .. id, 'status', new) end
   if new ~= 'PENDING' and new ~= 'PROCESSING' then finished_ids[#finished_ids + 1] = id end
+end
+local function flush_counts()
+  for _, pair in ipairs({{'counts', count_deltas}, {'qdepth', depth_deltas}, {'qrun', running_deltas}}) do
+    for name, by in pairs(pair[2]) do
+      if by ~= 0 then redis.call('HINCRBY', P .. pair[1], name, by) end
+    end
+  end
 end
 -- The ids that reached a terminal status, published once per script run (a JSON list), not once per entry: every
 -- store of the prefix parses each message, and a batch of outcomes is one message instead of a hundred.
 local function publish_finished()
+  flush_counts()
   if #finished_ids > 0 then redis.call('PUBLISH', P .. 'finished', cjson.encode(finished_ids)) end
 end
-local function push_due(id, seq, priority, due)
-  redis.call('ZADD', P .. 'due:' .. priority, due, member(id, seq))
+-- An entry's queue as stored (absent: the default queue).
+local function queue_of(value) if value == false or value == nil then return 'default' end return value end
+-- PENDING entries wait in one sorted set per (priority, queue, command type): ``P d:{priority}|{queue}|{type}``;
+-- ``P pq:{priority}`` holds the ``{queue}|{type}`` pairs that have some, ``P prio`` the priorities.
+local function push_due(id, seq, priority, due, queue, command_type)
+  local pair = queue .. '|' .. command_type
+  redis.call('ZADD', P .. 'd:' .. priority .. '|' .. pair, due, member(id, seq))
+  redis.call('SADD', P .. 'pq:' .. priority, pair)
   redis.call('ZADD', P .. 'prio', priority, priority)
 end
-local function pop_due(id, seq, priority)
-  local key = P .. 'due:' .. priority
-  redis.call('ZREM', key, member(id, seq))
-  if redis.call('ZCARD', key) == 0 then redis.call('ZREM', P .. 'prio', priority) end
+-- After members left ``P d:{priority}|{pair}``: drop the pair, and the priority, once they hold nothing.
+local function forget_if_empty(priority, pair)
+  if redis.call('EXISTS', P .. 'd:' .. priority .. '|' .. pair) == 0 then
+    redis.call('SREM', P .. 'pq:' .. priority, pair)
+    if redis.call('SCARD', P .. 'pq:' .. priority) == 0 then redis.call('ZREM', P .. 'prio', priority) end
+  end
+end
+local function pop_due(id, seq, priority, queue, command_type)
+  local pair = queue_of(queue) .. '|' .. tostring(command_type)
+  redis.call('ZREM', P .. 'd:' .. priority .. '|' .. pair, member(id, seq))
+  forget_if_empty(priority, pair)
+end
+-- A lock is held by the PROCESSING entry that took it (``P locks``: lock -> entry id) until that entry leaves
+-- PROCESSING.
+local function release_lock(id, lock)
+  if lock and redis.call('HGET', P .. 'locks', lock) == id then redis.call('HDEL', P .. 'locks', lock) end
 end
 local function wake(due) redis.call('PUBLISH', P .. 'wakeup', due) end
 -- An entry as one JSON string (its HGETALL list): the client parses one string per entry, in C, instead of a
@@ -110,7 +148,7 @@ end
 #: (one argument, not one per field: packing thousands of arguments costs the client more than the JSON does).
 #: Returns the ids (the holder's id where an idempotency key is held).
 ADD = (
-    _LIB
+    LIB
     + """
 local batch = cjson.decode(ARGV[2])
 local decoded = {}
@@ -133,63 +171,28 @@ for b, flat in ipairs(batch) do
     ids[b] = id
     local seq = string.format('%d', redis.call('HINCRBY', P .. 'meta', 'seq', 1))
     redis.call('HSET', P .. 'e:' .. id, 'seq', seq, unpack(flat))
-    move_status(id, seq, nil, 'PENDING')
+    local queue = queue_of(fields['queue'])
+    move_status(id, seq, nil, 'PENDING', queue)
     redis.call('ZADD', P .. 'all', seq, id)
     redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
     if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
     if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
     if key then redis.call('HSET', P .. 'idem', key, id) end
-    push_due(id, seq, fields['priority'], fields['scheduled_for'])
+    push_due(id, seq, fields['priority'], fields['scheduled_for'], queue, fields['command_type'])
     if earliest == nil or tonumber(fields['scheduled_for']) < tonumber(earliest) then
       earliest = fields['scheduled_for']
     end
   end
 end
+flush_counts()
 if earliest then wake(earliest) end
 return ids
 """
 )
 
-#: ARGV: prefix, now, limit, worker id, lease expiry, token prefix. Returns the claimed entries (JSON each).
-CLAIM = (
-    _LIB
-    + """
-local now, limit = ARGV[2], tonumber(ARGV[3])
-local claimed = {}
-for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
-  if #claimed >= limit then break end
-  local key = P .. 'due:' .. priority
-  local skipped = 0
-  repeat
-    local found = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', skipped, limit - #claimed)
-    for _, m in ipairs(found) do
-      local id = id_of(m)
-      local entry = P .. 'e:' .. id
-      -- The order comes from the member, not the hash (which may have been written behind the store's back); an
-      -- unreadable due time is claimed at its score, so that the client dead-letters it naming the field.
-      local seq = string.format('%d', tonumber(string.sub(m, 1, 16)))
-      local due = redis.call('HGET', entry, 'scheduled_for')
-      if not readable_time(due) or at_or_before(due, now) then
-        redis.call('ZREM', key, m)
-        move_status(id, seq, 'PENDING', 'PROCESSING')
-        redis.call('HSET', entry, 'seq', seq, 'started_at', now, 'lease_owner', ARGV[4],
-          'lease_token', ARGV[6] .. '-' .. (#claimed + 1), 'lease_expires_at', ARGV[5])
-        redis.call('ZADD', P .. 'leases', ARGV[5], m)
-        claimed[#claimed + 1] = snapshot(entry)
-      else
-        skipped = skipped + 1
-      end
-    end
-  until #found == 0 or #claimed >= limit
-  if redis.call('ZCARD', key) == 0 then redis.call('ZREM', P .. 'prio', priority) end
-end
-return claimed
-"""
-)
-
 #: ARGV: prefix, until, then id/token pairs. Returns the ids renewed.
 RENEW = (
-    _LIB
+    LIB
     + """
 local renewed = {}
 for i = 3, #ARGV, 2 do
@@ -210,18 +213,27 @@ return renewed
 #: JSON: a list of requests {entry id, lease token, new status, attempt JSON ('' for none), '1' to count a failure,
 #: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held.
 FINISH = (
-    _LIB
+    LIB
     + """
+-- An entry leaving PROCESSING may free its lock or a place under its queue's max_running: entries waiting for
+-- either are due already, so every worker is woken (once per run, with the epoch: look now).
+local freed, capped = false, {}
+local function limited(queue)
+  if capped[queue] == nil then capped[queue] = redis.call('HEXISTS', P .. 'q:' .. queue, 'max_running') == 1 end
+  return capped[queue]
+end
 local function finish(r)
   local id, new, attempt, assigned, deleted = r[1], r[3], r[4], r[6], r[7]
   local entry = P .. 'e:' .. id
-  local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq')
+  local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq', 'queue', 'lock')
   if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return 0 end
-  local seq = current[3]
+  local seq, queue = current[3], queue_of(current[4])
   local m = member(id, seq)
   redis.call('ZREM', P .. 'leases', m)
   redis.call('HDEL', entry, 'lease_owner', 'lease_token', 'lease_expires_at')
-  move_status(id, seq, 'PROCESSING', new)
+  move_status(id, seq, 'PROCESSING', new, queue)
+  release_lock(id, current[5])
+  if current[5] or limited(queue) then freed = true end
   if attempt ~= '' then
     redis.call('HSET', entry, 'attempt_count', redis.call('RPUSH', P .. 'a:' .. id, attempt))
   elseif (tonumber(redis.call('HGET', entry, 'attempt_count')) or 0) == 0 then
@@ -231,8 +243,8 @@ local function finish(r)
   if #assigned > 0 then redis.call('HSET', entry, unpack(assigned)) end
   if #deleted > 0 then redis.call('HDEL', entry, unpack(deleted)) end
   if new == 'PENDING' then
-    local after = redis.call('HMGET', entry, 'priority', 'scheduled_for')
-    push_due(id, seq, after[1], after[2])
+    local after = redis.call('HMGET', entry, 'priority', 'scheduled_for', 'command_type')
+    push_due(id, seq, after[1], after[2], queue, after[3])
     if attempt == '' then wake(after[2]) end
   else
     redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
@@ -242,6 +254,7 @@ end
 local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
 publish_finished()
+if freed then wake('0') end
 return results
 """
 )
@@ -249,7 +262,7 @@ return results
 #: ARGV: prefix, now, limit, worker id, lease expiry, token prefix. Returns {previous owner, previous expiry,
 #: JSON} per entry taken over, lowest expiry (then scheduling order) first.
 RECLAIM = (
-    _LIB
+    LIB
     + """
 local taken = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))) do
@@ -267,7 +280,7 @@ return taken
 #: PENDING -> CANCELLED. ARGV: prefix, now, index ('id', 'c' or 'r'), value, kept occurrence generation ('' for none).
 #: Returns the cancelled entries, in scheduling order.
 CANCEL = (
-    _LIB
+    LIB
     + """
 local now, index, keep = ARGV[2], ARGV[3], ARGV[5]
 local ids
@@ -275,11 +288,12 @@ if index == 'id' then ids = {ARGV[4]} else ids = redis.call('ZRANGE', P .. index
 local cancelled = {}
 for _, id in ipairs(ids) do
   local entry = P .. 'e:' .. id
-  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'occurrence_generation')
+  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'occurrence_generation', 'queue',
+    'command_type')
   local kept = keep ~= '' and current[4] == keep
   if current[1] == 'PENDING' and not kept then
-    pop_due(id, current[2], current[3])
-    move_status(id, current[2], 'PENDING', 'CANCELLED')
+    pop_due(id, current[2], current[3], current[5], current[6])
+    move_status(id, current[2], 'PENDING', 'CANCELLED', queue_of(current[5]))
     redis.call('HSET', entry, 'completed_at', now)
     redis.call('ZADD', P .. 'done:CANCELLED', now, member(id, current[2]))
     cancelled[#cancelled + 1] = snapshot(entry)
@@ -294,7 +308,7 @@ return cancelled
 #: and the holder is woken on the ``finished`` channel (it re-reads the entry). ARGV: prefix, id, now. Returns the
 #: entry, or false when it is not PROCESSING.
 REQUEST_CANCEL = (
-    _LIB
+    LIB
     + """
 local id, now = ARGV[2], ARGV[3]
 local entry = P .. 'e:' .. id
@@ -307,17 +321,19 @@ return snapshot(entry)
 
 #: FAILED -> PENDING due now, retry count 0. ARGV: prefix, id, now. Returns 1, or 0 when the entry is not FAILED.
 REQUEUE = (
-    _LIB
+    LIB
     + """
 local id, now = ARGV[2], ARGV[3]
 local entry = P .. 'e:' .. id
-local current = redis.call('HMGET', entry, 'status', 'seq', 'priority')
+local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'queue', 'command_type')
 if current[1] ~= 'FAILED' then return 0 end
+local queue = queue_of(current[4])
 redis.call('ZREM', P .. 'done:FAILED', member(id, current[2]))
-move_status(id, current[2], 'FAILED', 'PENDING')
+move_status(id, current[2], 'FAILED', 'PENDING', queue)
 redis.call('HSET', entry, 'scheduled_for', now, 'retry_count', 0)
 redis.call('HDEL', entry, 'completed_at', 'expires_at', 'cancel_requested_at')
-push_due(id, current[2], current[3], now)
+push_due(id, current[2], current[3], now, queue, current[5])
+flush_counts()
 wake(now)
 return 1
 """
@@ -325,7 +341,7 @@ return 1
 
 #: FAILED -> CANCELLED. ARGV: prefix, id, now. Returns the dismissed entry, or nil when it is not FAILED.
 DISMISS = (
-    _LIB
+    LIB
     + """
 local id, now = ARGV[2], ARGV[3]
 local entry = P .. 'e:' .. id
@@ -333,7 +349,7 @@ local current = redis.call('HMGET', entry, 'status', 'seq')
 if current[1] ~= 'FAILED' then return false end
 local m = member(id, current[2])
 redis.call('ZREM', P .. 'done:FAILED', m)
-move_status(id, current[2], 'FAILED', 'CANCELLED')
+move_status(id, current[2], 'FAILED', 'CANCELLED', 'default')
 redis.call('HSET', entry, 'completed_at', now)
 redis.call('ZADD', P .. 'done:CANCELLED', now, m)
 publish_finished()
@@ -344,7 +360,7 @@ return snapshot(entry)
 #: ARGV: prefix, index key, offset, limit, '1' for newest first, then field/value pairs every entry must match.
 #: Returns the matching entries (JSON each), one page.
 LIST = (
-    _LIB
+    LIB
     + """
 local index, offset, limit, newest = P .. ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 local function range(start, stop)
@@ -384,15 +400,17 @@ return page
 #: ARGV: prefix. Returns the earliest due time of PENDING entries, or nil. Read from the entries, not the scores:
 #: a double holds microseconds exactly only within about 285 years of 1970.
 NEXT_DUE = (
-    _LIB
+    LIB
     + """
 local earliest = nil
 for _, priority in ipairs(redis.call('ZRANGE', P .. 'prio', 0, -1)) do
-  local first = redis.call('ZRANGE', P .. 'due:' .. priority, 0, 0, 'WITHSCORES')
-  if first[1] then
-    local due = redis.call('HGET', P .. 'e:' .. id_of(first[1]), 'scheduled_for')
-    if not readable_time(due) then due = string.format('%d', tonumber(first[2])) end
-    if earliest == nil or tonumber(due) < tonumber(earliest) then earliest = due end
+  for _, pair in ipairs(redis.call('SMEMBERS', P .. 'pq:' .. priority)) do
+    local first = redis.call('ZRANGE', P .. 'd:' .. priority .. '|' .. pair, 0, 0, 'WITHSCORES')
+    if first[1] then
+      local due = redis.call('HGET', P .. 'e:' .. id_of(first[1]), 'scheduled_for')
+      if not readable_time(due) then due = string.format('%d', tonumber(first[2])) end
+      if earliest == nil or tonumber(due) < tonumber(earliest) then earliest = due end
+    end
   end
 end
 return earliest or false
@@ -401,7 +419,7 @@ return earliest or false
 
 #: ARGV: prefix, older than, limit, then statuses. Deletes entries finished before ``older than``; returns how many.
 PURGE = (
-    _LIB
+    LIB
     + """
 local older, limit, deleted = ARGV[2], tonumber(ARGV[3]), 0
 for s = 4, #ARGV do
@@ -430,7 +448,7 @@ return deleted
 
 #: ARGV: prefix, since, bucket length, then statuses. Returns status, bucket index, count triples.
 COUNT_FINISHED = (
-    _LIB
+    LIB
     + """
 local since, bucket = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
@@ -448,43 +466,3 @@ end
 return out
 """
 )
-
-#: ARGV: prefix, name, definition, then the other fields as name/value pairs ('' for absent). Inserts the
-#: schedule, keeps it when the definition is unchanged, else replaces the definition and bumps the generation.
-#: Returns the stored schedule (HGETALL).
-UPSERT_SCHEDULE = """
-local key = ARGV[1] .. ':sched:' .. ARGV[2]
-if redis.call('EXISTS', key) == 0 then
-  redis.call('HSET', key, 'name', ARGV[2], 'definition', ARGV[3])
-  for i = 4, #ARGV, 2 do
-    if ARGV[i + 1] ~= '' then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-  end
-  redis.call('SADD', ARGV[1] .. ':scheds', ARGV[2])
-elseif redis.call('HGET', key, 'definition') ~= ARGV[3] then
-  local updated = ''
-  for i = 4, #ARGV, 2 do if ARGV[i] == 'updated_at' then updated = ARGV[i + 1] end end
-  redis.call('HSET', key, 'definition', ARGV[3], 'updated_at', updated)
-  redis.call('HINCRBY', key, 'generation', 1)
-end
-return redis.call('HGETALL', key)
-"""
-
-#: ARGV: prefix, name, '1' to pause or '0' to resume, now. Returns the updated schedule, or nil when unknown.
-SET_SCHEDULE_PAUSED = """
-local key = ARGV[1] .. ':sched:' .. ARGV[2]
-if redis.call('EXISTS', key) == 0 then return false end
-redis.call('HSET', key, 'paused', ARGV[3], 'updated_at', ARGV[4])
-redis.call('HINCRBY', key, 'generation', 1)
-if ARGV[3] == '1' then redis.call('HDEL', key, 'next_run_at') end
-return redis.call('HGETALL', key)
-"""
-
-#: ARGV: prefix, name, generation, next run ('' for none), last run ('' to keep). Returns 1, or 0 when the schedule
-#: is unknown or at another generation.
-RECORD_SCHEDULE_RUN = """
-local key = ARGV[1] .. ':sched:' .. ARGV[2]
-if redis.call('HGET', key, 'generation') ~= ARGV[3] then return 0 end
-if ARGV[4] == '' then redis.call('HDEL', key, 'next_run_at') else redis.call('HSET', key, 'next_run_at', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', key, 'last_run_at', ARGV[5]) end
-return 1
-"""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from . import _redis_scripts as scripts
 from ._redis_codec import from_micros
+from ._redis_layout import UPGRADES
 from .errors import SchemaVersionError
 
 if TYPE_CHECKING:
@@ -27,12 +28,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def check_layout(client: Redis, meta_key: str, description: str) -> None:
-    """Record the layout version under the prefix, or refuse a newer one (``SchemaVersionError``)."""
+    """Record the layout version under the prefix, upgrade an older one step by step (``_redis_layout``), or refuse a
+    newer one (``SchemaVersionError``)."""
     await client.hsetnx(meta_key, "layout", str(scripts.LAYOUT_VERSION))
     found = int(await cast(Awaitable[str], client.hget(meta_key, "layout")))
     if found > scripts.LAYOUT_VERSION:
         raise SchemaVersionError(description, found, scripts.LAYOUT_VERSION)
-    # found < LAYOUT_VERSION: migrations go here, one step per version.
+    prefix = meta_key.removesuffix(":meta")
+    for version in range(found, scripts.LAYOUT_VERSION):
+        moved = await cast(Awaitable[int], client.eval(UPGRADES[version], 0, prefix))
+        logger.warning(
+            "upgraded the Redis key layout under %r from version %d to %d (%d pending entries moved)",
+            prefix,
+            version,
+            version + 1,
+            moved,
+            extra={"action": "upgrade_layout", "store": description},
+        )
 
 
 async def warn_without_persistence(client: Redis, url: str, description: str) -> None:

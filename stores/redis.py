@@ -24,9 +24,9 @@ from . import _redis_scripts as scripts
 from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
-from ._redis_fleet import refuse_fleet_claim, refuse_fleet_entry
+from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
 from ._redis_reads import RedisReads
-from ._redis_schedules import RedisSchedules
+from ._redis_schedules import RECORD_SCHEDULE_RUN, SET_SCHEDULE_PAUSED, UPSERT_SCHEDULE, RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
 from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
@@ -51,7 +51,8 @@ DEFAULT_PREFIX = "cqrs-scheduling"
 
 _SCRIPTS = {
     "add": scripts.ADD,
-    "claim": scripts.CLAIM,
+    "claim": CLAIM,
+    "set_queue": SET_QUEUE,
     "renew": scripts.RENEW,
     "finish": scripts.FINISH,
     "reclaim": scripts.RECLAIM,
@@ -63,9 +64,9 @@ _SCRIPTS = {
     "next_due": scripts.NEXT_DUE,
     "purge": scripts.PURGE,
     "count_finished": scripts.COUNT_FINISHED,
-    "upsert_schedule": scripts.UPSERT_SCHEDULE,
-    "set_schedule_paused": scripts.SET_SCHEDULE_PAUSED,
-    "record_schedule_run": scripts.RECORD_SCHEDULE_RUN,
+    "upsert_schedule": UPSERT_SCHEDULE,
+    "set_schedule_paused": SET_SCHEDULE_PAUSED,
+    "record_schedule_run": RECORD_SCHEDULE_RUN,
     "register_worker": REGISTER_WORKER,
     "touch_worker": TOUCH_WORKER,
     "forget_workers": FORGET_WORKERS,
@@ -73,7 +74,7 @@ _SCRIPTS = {
 }
 
 
-class RedisStore(RedisReads, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore):
+class RedisStore(RedisReads, RedisQueues, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:
@@ -248,7 +249,6 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, RedisAudit, Scheduled
             if entry.id in seen:
                 raise ValueError(f"the id {entry.id!r} appears twice in the batch")
             seen.add(entry.id)
-            refuse_fleet_entry(entry, self.description)
             fields = entry_fields(entry)
             status = next(i for i in range(0, len(fields), 2) if fields[i] == "status")
             fields[status + 1] = ScheduledCommandStatus.PENDING.value
@@ -303,11 +303,10 @@ class RedisStore(RedisReads, RedisSchedules, RedisWorkers, RedisAudit, Scheduled
     async def claim_due(
         self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta, route: Route | None = None
     ) -> list[ScheduledCommandEntry]:
-        refuse_fleet_claim(route, self.description)  # command_types: not routed (see _redis_fleet)
         if limit <= 0:
             return []
         replies = await self._run(
-            "claim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex
+            "claim", micros(now), limit, worker_id, micros(now + lease_duration), uuid.uuid4().hex, *route_args(route)
         )
         claimed: list[ScheduledCommandEntry] = []
         for reply in replies:

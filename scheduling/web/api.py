@@ -19,7 +19,7 @@ GET  /api/recurring                        ``RecurringList``                    
 GET  /api/workers                          ``Fleet``                                    ``workers --json``
 POST /api/recurring/{name}/pause|resume    ``PauseResult`` / ``ResumeResult`` (404)     ``recurring pause``
 GET  /api/audit                            ``AuditTrail``                               ``audit --json``
-GET  /api/queues                           ``QueueList`` (501 RedisStore)               ``queue list --json``
+GET  /api/queues                           ``QueueList`` (501: a store without queues)  ``queue list --json``
 POST /api/queues/{name}/pause|resume       ``QueueInfo`` (422 bad name)                 ``queue pause|resume``
 POST /api/queues/{name}/limits             ``QueueInfo`` (422 bad name or limits)       ``queue limit``
 =========================================  ===========================================  ======================

@@ -1,7 +1,8 @@
 """Fleets of real worker processes on one store: routing by handler during a rolling deploy, disjoint queues, a
 paused queue, and a lock shared by 200 entries across 4 processes (docs/queues.md).
 
-Real processes (``cqrs-scheduling worker``), real SQLite files and PostgreSQL databases; handlers record their
+Real processes (``cqrs-scheduling worker``), real SQLite files and PostgreSQL databases (and a Redis key prefix for
+the rolling deploy); handlers record their
 start and end on the machine's monotonic clock, so overlaps are measured, not assumed. Every wait is a bounded poll.
 """
 
@@ -24,18 +25,33 @@ from test_multiworker import stop
 from scheduling import CommandScheduler, ScheduledCommandStatus, ScheduleOptions, SchedulingModule
 from scheduling.admin import waiting_for_a_worker
 from scheduling.codec import command_type_name
-from stores import ScheduledCommandStore, SqlStore
+from stores import ScheduledCommandStore
+from stores.urls import store_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
 S = ScheduledCommandStatus
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]) -> str:
+def _store_url(request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]) -> str:
     if request.param == "postgresql":
         return new_postgres_database(request.getfixturevalue("postgres_url"), "fleet")
+    if request.param == "redis":
+        return f"{request.getfixturevalue('redis_url')}?prefix={request.getfixturevalue('redis_prefix')}"
     return f"sqlite:///{tmp_path / 'fleet.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]) -> str:
+    return _store_url(request, tmp_path, new_postgres_database)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+def any_store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]
+) -> str:
+    """The store URL for the tests that also run on Redis (a key prefix of the test's own)."""
+    return _store_url(request, tmp_path, new_postgres_database)
 
 
 def start_worker(
@@ -61,7 +77,7 @@ def run(work: Callable[[CommandScheduler, ScheduledCommandStore], Any], store_ur
     from injector import Injector
 
     async def go() -> Any:
-        async with SqlStore(store_url) as store:
+        async with store_from_url(store_url) as store:
             parent = build_injector()
             scheduler = Injector([SchedulingModule(store=store)], parent=parent).get(CommandScheduler)
             return await work(scheduler, store)
@@ -100,9 +116,12 @@ def started(out: Path, kind: type) -> list[int]:
 
 
 @pytest.mark.timeout(120)
-def test_rolling_deploy_new_types_run_only_on_new_workers_and_wait_meanwhile(store_url: str, tmp_path: Path) -> None:
+def test_rolling_deploy_new_types_run_only_on_new_workers_and_wait_meanwhile(
+    any_store_url: str, tmp_path: Path
+) -> None:
     """An old worker (no handler for NewJob) never takes a NewJob: they wait PENDING, reported as waiting for a
     worker that handles them, until a new worker starts and runs every one; none is dead-lettered."""
+    store_url = any_store_url
 
     async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         await scheduler.schedule_many([OldJob(n=n) for n in range(30)])

@@ -1,4 +1,5 @@
-"""Fleet-wide queue limits held by real worker processes on SQLite and PostgreSQL (docs/queues.md): ``max_running``
+"""Fleet-wide queue limits held by real worker processes on SQLite and PostgreSQL, ``max_running`` on Redis too
+(docs/queues.md): ``max_running``
 across 4 processes of concurrency 10, and a rate of starts.
 
 Handlers record their start and end on the machine's monotonic clock (tests/support/fleet_app.py): a handler runs
@@ -15,20 +16,21 @@ from pathlib import Path
 
 import pytest
 from fleet_app import OldJob
-from test_fleet_processes import completed, run, runs, start_worker, store_url, wait_for
+from test_fleet_processes import any_store_url, completed, run, runs, start_worker, store_url, wait_for
 from test_multiworker import stop
 
 from scheduling import CommandScheduler, RateLimit, ScheduleOptions
 from stores import ScheduledCommandStore
 
-__all__ = ["store_url"]  # the fixture: SQLite and PostgreSQL
+__all__ = ["any_store_url", "store_url"]  # the fixtures: SQLite and PostgreSQL, and Redis too
 
 SECOND_NS = 1_000_000_000
 
 
 @pytest.mark.timeout(120)
-def test_max_running_holds_across_four_processes_and_the_queue_drains(store_url: str, tmp_path: Path) -> None:
+def test_max_running_holds_across_four_processes_and_the_queue_drains(any_store_url: str, tmp_path: Path) -> None:
     """max_running=3, 4 processes x concurrency 10: never more than 3 handlers at once, and every entry runs."""
+    store_url = any_store_url
 
     async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         await scheduler.set_queue_limits("api", max_running=3)

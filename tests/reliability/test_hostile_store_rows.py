@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from scheduling import ScheduledCommandEntry, ScheduledCommandStatus, ScheduleOptions
 from scheduling.codec import command_type_name
 from scheduling.errors import PayloadTooLargeError
-from stores import RedisStore, ScheduledCommandStore, SqlStore
+from stores import ScheduledCommandStore, SqlStore
 from stores.sql import ENTRIES
 
 S = ScheduledCommandStatus
@@ -102,14 +102,13 @@ async def test_bad_rows_are_dead_lettered_and_good_commands_complete(any_store: 
     async with asyncio.timeout(30):
         handled = await app.service.run_until_idle()
     # Routing by handler: a type the worker has no handler for is never claimed, it waits PENDING for a worker that
-    # has one (RedisStore does not route: it dead-letters such an entry, as every store did before).
-    routes = not isinstance(any_store, RedisStore)
-    unhandled = sum(1 for row in ROWS if row[1] != RECORD) if routes else 0
+    # has one.
+    unhandled = sum(1 for row in ROWS if row[1] != RECORD)
     assert handled == len(ROWS) + 3 - unhandled
     for entry_id, (name, kind, _, status, message, _) in zip(bad_ids, ROWS, strict=True):
         entry = await app.scheduler.get_status(entry_id)
         assert entry is not None
-        if routes and kind != RECORD:
+        if kind != RECORD:
             assert (entry.status, entry.attempt_count) == (S.PENDING, 0), name
             continue
         assert entry.status is status, (name, entry.error_message)

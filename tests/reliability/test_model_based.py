@@ -73,8 +73,6 @@ StoreMaker = Callable[[Path], Coroutine[Any, Any, ScheduledCommandStore]]
 
 class SchedulerModel(RuleBasedStateMachine):
     make_store: StoreMaker
-    #: Whether the store has queues, pausing and locks (RedisStore has not).
-    fleet: bool = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -162,7 +160,6 @@ class SchedulerModel(RuleBasedStateMachine):
     ) -> None:
         key = f"k{len(self.model)}"
         command = Fail(key=key, times=failures) if failures else Record(value=key)
-        queue, lock = (queue, lock) if self.fleet else ("default", None)
         options = ScheduleOptions(
             priority=priority,
             delay=timedelta(seconds=delay),
@@ -186,7 +183,6 @@ class SchedulerModel(RuleBasedStateMachine):
             lock=lock,
         )
 
-    @precondition(lambda self: self.fleet)
     @rule(queue=st.sampled_from(["default", "slow"]), paused=st.booleans())
     def pause_or_resume(self, queue: str, paused: bool) -> None:
         if paused:
@@ -315,8 +311,8 @@ async def _sqlite(directory: Path) -> ScheduledCommandStore:
     return store
 
 
-def _run(make_store: StoreMaker, max_examples: int, *, fleet: bool = True) -> None:
-    machine = type("Machine", (SchedulerModel,), {"make_store": staticmethod(make_store), "fleet": fleet})
+def _run(make_store: StoreMaker, max_examples: int) -> None:
+    machine = type("Machine", (SchedulerModel,), {"make_store": staticmethod(make_store)})
     run_state_machine_as_test(
         machine,  # type: ignore[arg-type]
         settings=settings(max_examples=max_examples, stateful_step_count=30, deadline=None, database=None),
@@ -341,7 +337,7 @@ def test_postgresql_store_behaves_like_the_model(module_postgres_url: str) -> No
 
 
 def test_redis_store_behaves_like_the_model(redis_url: str, redis_prefix: str) -> None:
-    _run(_redis_maker(redis_url, redis_prefix), max_examples=15, fleet=False)
+    _run(_redis_maker(redis_url, redis_prefix), max_examples=15)
 
 
 def _redis_maker(redis_url: str, redis_prefix: str) -> StoreMaker:
@@ -366,4 +362,4 @@ def test_soak_every_store_behaves_like_the_model(module_postgres_url: str, redis
     redis_store = _redis_maker(redis_url, redis_prefix)
     for maker, examples in ((_memory, 2_000), (_sqlite, 300), (postgresql, 200)):
         _run(maker, max_examples=examples)
-    _run(redis_store, max_examples=300, fleet=False)
+    _run(redis_store, max_examples=300)

@@ -1,6 +1,6 @@
 """The store contract of fleet-wide queue limits (``set_queue_limits``): ``max_running`` caps the queue's PROCESSING
 entries, a rate caps its starts within any window of ``rate.per``; enforced by the claim, identically for every store
-that has them, concurrent claims included. RedisStore refuses them with one clear error.
+that has them, concurrent claims included.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from test_contract import BASE, LEASE, WORKER, at, make_attempt, make_entry
 from test_contract_queues import claim_ids, fleet_store
 
 from stores import ScheduledCommandStore
-from stores.errors import UnsupportedFeatureError
 from stores.queues import QueueInfo, QueueLimits, RateLimit, Route
 
 __all__ = ["fleet_store"]  # the fixture, shared with the queue contract
@@ -85,13 +84,6 @@ async def test_concurrent_claims_never_exceed_max_running(fleet_store: Scheduled
 async def test_limits_refuse_a_bad_queue_name(fleet_store: ScheduledCommandStore) -> None:
     with pytest.raises(ValueError, match="'bad name!'"):
         await fleet_store.set_queue_limits("bad name!", QueueLimits(max_running=1))
-
-
-async def test_redis_store_refuses_queue_limits(store: ScheduledCommandStore, request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params.get("store_factory") != "redis":
-        pytest.skip("RedisStore only")
-    with pytest.raises(UnsupportedFeatureError, match="does not support queue limits"):
-        await store.set_queue_limits("api", QueueLimits(max_running=1))
 
 
 def test_limits_are_validated_naming_the_value() -> None:

@@ -1,5 +1,5 @@
 """The store contract of queues, routing, pausing and locks (``claim_due(route=...)``, ``set_queue_paused``,
-``list_queues``), asserted identically for every store that has them; RedisStore refuses them with one clear error.
+``list_queues``), asserted identically for every store.
 """
 
 from __future__ import annotations
@@ -10,20 +10,15 @@ import pytest
 from test_contract import BASE, LEASE, PENDING, PROCESSING, WORKER, at, make_attempt, make_entry
 
 from stores import ScheduledCommandStore
-from stores.errors import UnsupportedFeatureError
 from stores.queues import QueueInfo, Route
-
-REDIS_REASON = "fleet features are not on RedisStore yet (#20)"
 
 EMAIL = "tests.stores.SendEmail"
 REPORT = "tests.stores.BuildReport"
 
 
 @pytest.fixture
-def fleet_store(store: ScheduledCommandStore, request: pytest.FixtureRequest) -> ScheduledCommandStore:
-    """The store under test, for the stores that have fleet features."""
-    if request.node.callspec.params.get("store_factory") == "redis":
-        pytest.skip(REDIS_REASON)
+def fleet_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
+    """The store under test (every store has the fleet features)."""
     return store
 
 
@@ -153,26 +148,43 @@ async def test_a_lock_is_held_across_queues_and_released_by_every_outcome(fleet_
     assert await claim_ids(fleet_store, now=at(9)) == [entries[2].id]
 
 
-async def test_redis_store_refuses_fleet_features(store: ScheduledCommandStore, request: pytest.FixtureRequest) -> None:
-    """RedisStore keeps every entry in the default queue without a lock, and says so for anything else."""
-    if request.node.callspec.params.get("store_factory") != "redis":
-        pytest.skip("RedisStore only")
-    plain = make_entry()
-    await store.add([plain])
-    stored = await store.get(plain.id)
-    assert stored is not None and (stored.queue, stored.lock) == ("default", None)
-    with pytest.raises(UnsupportedFeatureError, match="queues and locks"):
-        await store.add([make_entry(queue="emails")])
-    with pytest.raises(UnsupportedFeatureError, match="does not support pausing queues"):
-        await store.set_queue_paused("emails", True)
-    with pytest.raises(UnsupportedFeatureError, match="claiming by queue"):
-        await claim_ids(store, Route.of(["emails"], None))
-    assert await claim_ids(store, Route.of(["default"], [plain.command_type])) == [plain.id]
-
-
 async def test_a_claim_fills_its_batch_past_entries_of_a_lock_it_took(fleet_store: ScheduledCommandStore) -> None:
     """The second entry of a lock does not take a place in the batch: the next free entry does."""
     first, second = make_entry(lock="L", scheduled_for=at(0)), make_entry(lock="L", scheduled_for=at(1))
     free = make_entry(scheduled_for=at(2))
     await fleet_store.add([first, second, free])
     assert await claim_ids(fleet_store, now=at(5), limit=2) == [first.id, free.id]
+
+
+async def test_a_claim_across_many_command_types_keeps_the_due_order(fleet_store: ScheduledCommandStore) -> None:
+    """Entries of 30 command types in 2 queues, due interleaved, some sharing locks: batch after batch, the claim
+    takes them in due order across every type, one per lock, skipping the types its route leaves out."""
+    types = [f"tests.stores.Type{n:02d}" for n in range(30)]
+    entries = [
+        make_entry(
+            command_type=types[n % 30],
+            queue=("a", "b")[n % 2],
+            scheduled_for=at(n),
+            lock=f"L{n % 7}" if n % 5 == 0 else None,
+        )
+        for n in range(120)
+    ]
+    await fleet_store.add(entries)
+    route = Route.of(["a", "b"], types[:25])
+    expected = [e for e in entries if e.command_type in set(types[:25])]
+    taken: list[str] = []
+    while True:
+        batch = await fleet_store.claim_due(now=at(500), limit=7, worker_id=WORKER, lease_duration=LEASE, route=route)
+        if not batch:
+            break
+        held = [e.lock for e in batch if e.lock is not None]
+        assert len(held) == len(set(held)), "two entries of one lock in one claim"
+        taken += [e.id for e in batch]
+        for claimed in batch:  # done: its lock is free for the next batch
+            assert claimed.lease_token is not None
+            assert await fleet_store.complete(
+                claimed.id, claimed.lease_token, result_payload=None, attempt=make_attempt()
+            )
+    assert sorted(taken) == sorted(e.id for e in expected)
+    unlocked = [e.id for e in expected if e.lock is None]
+    assert [entry_id for entry_id in taken if entry_id in set(unlocked)] == unlocked

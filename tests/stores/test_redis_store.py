@@ -16,6 +16,7 @@ import redis
 import redis.asyncio
 
 from stores import RedisStore, SqlStore
+from stores._redis_scripts import LAYOUT_VERSION
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SchemaVersionError
 from stores.urls import store_from_url
@@ -39,14 +40,14 @@ async def test_a_newer_key_layout_is_refused(redis_url: str, redis_prefix: str) 
         client.hset(f"{redis_prefix}:meta", "layout", "99")
     with pytest.raises(SchemaVersionError) as raised:
         await RedisStore(redis_url, prefix=redis_prefix).open()
-    assert (raised.value.found, raised.value.supported) == (99, 1)
+    assert (raised.value.found, raised.value.supported) == (99, LAYOUT_VERSION)
 
 
 async def test_opening_records_the_layout_version(redis_url: str, redis_prefix: str) -> None:
     async with RedisStore(redis_url, prefix=redis_prefix):
         pass
     with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        assert client.hget(f"{redis_prefix}:meta", "layout") == "1"
+        assert client.hget(f"{redis_prefix}:meta", "layout") == str(LAYOUT_VERSION)
 
 
 async def test_a_server_without_persistence_is_warned_about(

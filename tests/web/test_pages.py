@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from queueless_store import QueuelessStore
 from scheduling_app import START, Add, App, Fail, Record, make_app
 
 from scheduling import ScheduledCommandStatus, ScheduleOptions
@@ -27,7 +28,6 @@ from scheduling.web._charts import outcome_chart
 from scheduling.web.pages import format_duration
 from stores.outcomes import OUTCOMES
 from stores.queues import QueueLimits, RateLimit
-from stores.redis import RedisStore
 from stores.schedules import StoredSchedule
 from stores.sql import SqlStore
 from stores.workers import StoredWorker
@@ -485,9 +485,9 @@ async def test_queues_page_shows_each_queue_with_pause_and_resume(client: httpx.
     assert resume.attrs["data-action"] == "/api/queues/default/resume"
 
 
-async def test_queues_page_on_a_store_without_queues_says_so(redis_url: str, redis_prefix: str, filled: Filled) -> None:
-    """RedisStore has no queues: the page shows a one-line notice, not an error."""
-    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+async def test_queues_page_on_a_store_without_queues_says_so(filled: Filled) -> None:
+    """A store without queues: the page shows a one-line notice, not an error."""
+    async with QueuelessStore() as store:
         dashboard = create_dashboard_app(store, settings=DashboardSettings(token=TOKEN), clock=filled.app.clock)
         async with _client(dashboard) as client:
             doc = await get_page(client, "/queues")

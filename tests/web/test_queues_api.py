@@ -1,6 +1,6 @@
 """The queue routes of the admin API: ``GET /api/queues`` is ``queue list --json``; pause, resume and limits act
 fleet-wide through the store, answer the queue afterwards, and leave an audit record; a store without queues
-(RedisStore) answers 501 naming the store."""
+answers 501 naming the store."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from dashboard_support import TOKEN, http_client
+from queueless_store import QueuelessStore
 
 from scheduling import ManualClock, admin
 from scheduling.web import DashboardSettings, create_dashboard_app
 from stores import ScheduledCommandStore
-from stores.redis import RedisStore
 
 
 def json_of(model: Any) -> Any:
@@ -93,17 +93,17 @@ async def test_queue_limits_are_set_cleared_and_validated(
 
 
 @pytest.fixture
-async def redis_client(redis_url: str, redis_prefix: str, clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
-    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+async def queueless_client(clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
+    async with QueuelessStore() as store:
         dashboard = create_dashboard_app(store, settings=DashboardSettings(token=TOKEN), clock=clock)
         async with http_client(dashboard, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
             yield client
 
 
-async def test_a_store_without_queues_answers_501_naming_it(redis_client: httpx.AsyncClient) -> None:
-    """RedisStore has no queues: the routes say so (501) instead of failing, and nothing is audited."""
+async def test_a_store_without_queues_answers_501_naming_it(queueless_client: httpx.AsyncClient) -> None:
+    """A store without queues: the routes say so (501) instead of failing, and nothing is audited."""
     for method, path in [("GET", "/api/queues"), ("POST", "/api/queues/emails/pause")]:
-        response = await redis_client.request(method, path)
+        response = await queueless_client.request(method, path)
         assert response.status_code == 501, (path, response.text)
-        assert "does not support" in response.json()["detail"] and "Redis" in response.json()["detail"]
-    assert await audit_actions(redis_client) == []
+        assert "does not support" in response.json()["detail"] and "QueuelessStore" in response.json()["detail"]
+    assert await audit_actions(queueless_client) == []

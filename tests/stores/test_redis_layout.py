@@ -1,0 +1,84 @@
+"""The key layout of ``RedisStore``: a prefix written by layout 1 (before queues) is upgraded in place on opening,
+and its entries claim, route and count as if added now; a newer layout is refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from stores import RedisStore
+from stores._redis_codec import entry_fields, micros, pairs
+from stores._redis_scripts import LAYOUT_VERSION
+from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
+from stores.queues import QueueInfo, Route
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+JOB, OTHER = "tests.Job", "tests.Other"
+
+
+def _entry(entry_id: str, command_type: str, priority: int, due: datetime) -> ScheduledCommandEntry:
+    return ScheduledCommandEntry(
+        id=entry_id,
+        command_type=command_type,
+        payload="{}",
+        status=ScheduledCommandStatus.PENDING,
+        scheduled_for=due,
+        created_at=T0,
+        priority=priority,
+    )
+
+
+def _write_layout_1(client: redis.Redis, prefix: str) -> None:
+    """Three PENDING entries and one PROCESSING, keyed as layout 1 kept them: PENDING entries in one sorted set per
+    priority (``due:{priority}``), no queue counters."""
+    p = f"{prefix}:"
+    pending = [_entry("a", JOB, 0, T0), _entry("b", OTHER, 5, T0 + timedelta(seconds=1))]
+    pending.append(_entry("c", JOB, 0, T0 + timedelta(seconds=2)))
+    for seq, entry in enumerate(pending, start=1):
+        member = f"{seq:016d}:{entry.id}"
+        client.hset(f"{p}e:{entry.id}", mapping={"seq": str(seq), **pairs(entry_fields(entry))})
+        client.zadd(f"{p}due:{entry.priority}", {member: int(micros(entry.scheduled_for))})
+        client.zadd(f"{p}prio", {str(entry.priority): entry.priority})
+        client.zadd(f"{p}s:PENDING", {entry.id: seq})
+    running = _entry("d", JOB, 0, T0).model_copy(
+        update={"status": ScheduledCommandStatus.PROCESSING, "lease_owner": "old", "lease_token": "t-1"}
+    )
+    lease = T0 + timedelta(hours=1)
+    fields = pairs(entry_fields(running.model_copy(update={"lease_expires_at": lease})))
+    client.hset(f"{p}e:d", mapping={"seq": "4", "started_at": micros(T0), **fields})
+    client.zadd(f"{p}leases", {"0000000000000004:d": int(micros(lease))})
+    client.zadd(f"{p}s:PROCESSING", {"d": 4})
+    for seq, entry_id in enumerate("abcd", start=1):
+        client.zadd(f"{p}all", {entry_id: seq})
+    client.hset(f"{p}counts", mapping={"PENDING": 3, "PROCESSING": 1})
+    client.hset(f"{p}meta", mapping={"layout": "1", "seq": "4"})
+
+
+async def test_a_layout_1_prefix_is_upgraded_on_opening(redis_url: str, redis_prefix: str) -> None:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        _write_layout_1(client, redis_prefix)
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        assert await store.list_queues() == [QueueInfo(name="default", depth=3, running=1)]
+        assert await store.next_due_at() == T0
+        now = T0 + timedelta(seconds=5)
+        routed = await store.claim_due(
+            now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1), route=Route.of(None, [JOB])
+        )
+        assert [entry.id for entry in routed] == ["a", "c"]
+        rest = await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
+        assert [entry.id for entry in rest] == ["b"]
+        assert await store.list_queues() == [QueueInfo(name="default", running=4)]
+        assert await store.renew_leases([("d", "t-1")], until=now) == {"d"}
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        assert client.hget(f"{redis_prefix}:meta", "layout") == str(LAYOUT_VERSION)
+        assert client.keys(f"{redis_prefix}:due:*") == []
+
+
+async def test_opening_an_upgraded_prefix_again_changes_nothing(redis_url: str, redis_prefix: str) -> None:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        _write_layout_1(client, redis_prefix)
+    async with RedisStore(redis_url, prefix=redis_prefix):
+        pass
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        assert await store.list_queues() == [QueueInfo(name="default", depth=3, running=1)]
