@@ -9,6 +9,7 @@ them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
