@@ -112,8 +112,23 @@ async def entries_page(
                 "max_bulk": MAX_BULK,
                 "max_selection": MAX_SELECTION,
             },
-            **pages._pager(request, listing, size),
+            **_pager(request, listing, size),
         },
         fragment=fragment,
         nav_path="/entries",
     )
+
+
+def _pager(request: Request, listing: admin.EntryPage, size: int) -> dict[str, str | None]:
+    """Previous and next links by offset; a ``page`` (from the page jump) is dropped, as it would win over them."""
+    previous = (
+        None
+        if listing.offset == 0
+        else pages._url_with(request, offset=max(0, listing.offset - size), page=None, fragment=None)
+    )
+    following = (
+        None
+        if listing.next_offset is None
+        else pages._url_with(request, offset=listing.next_offset, page=None, fragment=None)
+    )
+    return {"previous_url": previous, "next_url": following}

@@ -139,7 +139,18 @@ async def get_entries(
     """Entries, newest first, with filters, paging and how many match (``total``, exact unless ``total_exact``
     is false: then more than ``total`` match). 501 for a search the store cannot do (RedisStore: id prefix, error
     text, time ranges)."""
-    fields = {name: value for name, value in locals().items() if name in FILTER_FIELDS and name != "status"}
+    fields = {
+        "command_type": command_type,
+        "correlation_id": correlation_id,
+        "id_prefix": id_prefix,
+        "error": error,
+        "created_after": created_after,
+        "created_before": created_before,
+        "due_after": due_after,
+        "due_before": due_before,
+        "finished_after": finished_after,
+        "finished_before": finished_before,
+    }
     try:
         where = parse_filter(fields).model_copy(update={"status": status})
     except ValueError as exc:

@@ -369,11 +369,16 @@ def test_requeue_a_dead_letter_and_watch_it_complete(served: Served, browser: An
     assert "second done on attempt 2" in browser.find_element(By.ID, "entry-result").text
     screenshot(browser, "entry-detail")
 
-    # The third one, with "Requeue all failed of this type".
+    # The third one, with "Requeue all failed of this type": the Entries page states the count and asks first.
     browser.get(f"{served.url}/dead-letters")
     wait_for(browser, lambda d: element(d, f"dead-row-{third}") is not None, "the third dead letter is listed")
     browser.find_element(By.ID, "requeue-type-1").click()
-    wait_for(browser, lambda d: d.find_element(By.ID, "announcer").text == "Requeued 1 entry.", "announced")
+    wait_for(browser, lambda d: d.find_element(By.ID, "bulk-confirm").is_displayed(), "the confirmation")
+    assert served.status(third) == "FAILED"  # not before the confirmation
+    assert browser.find_element(By.ID, "bulk-question").text.startswith("Requeue 1 entry (FAILED, matching")
+    browser.find_element(By.ID, "bulk-confirm-yes").click()
+    wait_for(browser, lambda d: "Requeued 1 of 1 entry." in d.find_element(By.ID, "announcer").text, "announced")
+    browser.get(f"{served.url}/dead-letters")
     wait_for(browser, lambda d: element(d, "no-dead-letters") is not None, "the dead-letter queue is empty")
     wait_for(browser, lambda _: served.status(third) == "COMPLETED", "the third entry completes")
     screenshot(browser, "dead-letters-after")

@@ -53,6 +53,8 @@ def test_search_count_page_jump_and_cancel_a_selection(served: Served, browser: 
     wait_for(browser, lambda d: text_of(d, "page-range") == "Entries 5 to 5", "page 3")
     assert text_of(browser, "page-number") == "page 3 of 3"
     assert element(browser, f"entries-row-{dead[0]}") is not None  # the oldest entry, last
+    browser.execute_script("document.getElementById('page-previous').click();")
+    wait_for(browser, lambda d: text_of(d, "page-range") == "Entries 3 to 4", "back to page 2")
 
     browser.get(f"{served.url}/entries?status=PENDING")
     wait_for(browser, lambda d: text_of(d, "entries-total") == "2 entries match.", "the pending ones")

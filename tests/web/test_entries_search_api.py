@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 from scheduling_app import App, Fail, Record
 
-from scheduling import ManualClock, ScheduleOptions
+from scheduling import ManualClock, ScheduleOptions, admin
 from stores import ScheduledCommandStore
 from stores.entries import ScheduledCommandStatus
 
@@ -122,3 +123,27 @@ async def test_bulk_requests_that_cannot_be_done_are_refused(client: httpx.Async
     ):
         response = await client.post("/api/entries/bulk", json=body)
         assert response.status_code == status and words in response.text, response.text
+
+
+async def test_the_page_says_more_than_the_limit_and_keeps_the_search_in_its_links(
+    browser: httpx.AsyncClient, client: httpx.AsyncClient, scheduling_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``COUNT_LIMIT`` a search says "More than N" (the API: ``total_exact`` false); the page jump and the
+    pager keep the search; a bad value is a 422 page naming it; the bulk section carries the search as the API
+    names it."""
+    monkeypatch.setattr(admin, "COUNT_LIMIT", 2)
+    await dead_letters(scheduling_app, 3)
+    body = (await client.get("/api/entries", params={"error": "failure"})).json()
+    assert (body["total"], body["total_exact"]) == (2, False)
+    assert (await client.get("/api/entries")).json()["total_exact"] is True  # no filter: the counts per status
+
+    page = await browser.get("/entries", params={"error": "failure", "limit": 1, "page": 2})
+    assert page.status_code == 200
+    assert "More than 2 entries match (counting stops there)." in page.text
+    assert "Entries 2 to 2" in page.text and "page 2</span>" in page.text
+    assert '<input type="hidden" name="error" value="failure">' in page.text
+    assert 'href="/entries?error=failure&amp;limit=1&amp;offset=2"' in page.text  # next: the page number dropped
+    assert 'data-filter="{&#34;error&#34;: &#34;failure&#34;}"' in page.text
+
+    bad = await browser.get("/entries", params={"created_after": "2026-13-01T00:00"})
+    assert bad.status_code == 422 and "created_after &#39;2026-13-01T00:00&#39; is not an ISO 8601 time" in bad.text

@@ -337,7 +337,7 @@ async def test_dead_letters_offer_requeue_cancel_and_requeue_all_of_a_type(
     doc = await get_page(client, "/dead-letters")
     assert sorted(row_ids(doc, "dead")) == sorted(filled.failed)
     buttons = {b.attrs["id"]: b for b in action_buttons(doc)}
-    assert set(buttons) == {"requeue-type-1"} | {f"dead-{a}-{i}" for a in ("requeue", "cancel") for i in filled.failed}
+    assert set(buttons) == {f"dead-{a}-{i}" for a in ("requeue", "cancel") for i in filled.failed}
     for entry_id in filled.failed:
         button = buttons[f"dead-requeue-{entry_id}"]
         assert button.attrs["data-action"] == f"/api/entries/{entry_id}/requeue"
@@ -350,9 +350,10 @@ async def test_dead_letters_offer_requeue_cancel_and_requeue_all_of_a_type(
         row = doc.by_id(f"dead-row-{entry_id}")
         assert row is not None
         assert any(a is row for a in cancel.ancestors()) and any(a is row for a in button.ancestors())
-    bulk = buttons["requeue-type-1"]
-    assert bulk.attrs["data-action"] == "/api/dead-letters/requeue"
-    assert bulk.attrs["data-body"] == '{"command_type": "scheduling_app.Fail"}'
+    # Requeueing a whole type is not one click: a link to the Entries page, which states the count and asks first.
+    bulk = doc.by_id("requeue-type-1")
+    assert bulk is not None and bulk.tag == "a"
+    assert bulk.attrs["href"] == "/entries?status=FAILED&command_type=scheduling_app.Fail#requeue-all"
     assert "Requeue all failed of this type" in bulk.text()
     assert "Cancelling dismisses an entry" in doc.text()
 

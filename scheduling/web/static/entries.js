@@ -297,4 +297,8 @@
   });
 
   restoreSelection();
+  // Linked from the dead-letters page ("Requeue all failed of this type…"): ask at once, stating the count.
+  if (window.location.hash === "#requeue-all") {
+    prepare("requeue", "filter");
+  }
 })();
