@@ -25,6 +25,7 @@ from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
 from ._redis_fleet import refuse_fleet_claim, refuse_fleet_entry
+from ._redis_outcomes import RedisOutcomes
 from ._redis_reads import RedisReads
 from ._redis_schedules import RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
@@ -73,7 +74,7 @@ _SCRIPTS = {
 }
 
 
-class RedisStore(RedisReads, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore):
+class RedisStore(RedisReads, RedisOutcomes, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:
