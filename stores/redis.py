@@ -24,6 +24,7 @@ from . import _redis_scripts as scripts
 from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
+from ._redis_outcomes import RedisOutcomes
 from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
 from ._redis_reads import RedisReads
 from ._redis_schedules import RECORD_SCHEDULE_RUN, SET_SCHEDULE_PAUSED, UPSERT_SCHEDULE, RedisSchedules
@@ -74,7 +75,9 @@ _SCRIPTS = {
 }
 
 
-class RedisStore(RedisReads, RedisQueues, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore):
+class RedisStore(
+    RedisReads, RedisQueues, RedisOutcomes, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore
+):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
     Args:

@@ -153,7 +153,7 @@ def test_cli_runs_a_schedule_now_and_lists_its_occurrences_and_the_outcomes(tmp_
     listed = cli("occurrences", "report", "--json", url=url)
     assert listed.returncode == 0, listed.stderr
     document = json.loads(listed.stdout)
-    assert [o["id"] for o in document["occurrences"]][0] == added["id"]
+    assert document["occurrences"][0]["id"] == added["id"]
     assert len(document["occurrences"]) == 2 and document["schedule"]["last_outcome"] is None
     assert added["id"] in cli("occurrences", "report", url=url).stdout
 

@@ -655,7 +655,8 @@ async def test_a_schedule_name_with_a_slash_gets_buttons_that_work(client: httpx
 
 
 async def test_a_schedule_that_does_not_load_shows_its_error(client: httpx.AsyncClient, filled: Filled) -> None:
-    """A stored schedule in an unknown time zone does not break the page: its row says why it cannot run."""
+    """A stored schedule in an unknown time zone does not break the page: its row and its own page say why it cannot
+    run, and neither offers Run now (the API refuses it with the reason)."""
     now = filled.app.clock.now()
     broken = StoredSchedule(
         name="broken",
@@ -673,6 +674,14 @@ async def test_a_schedule_that_does_not_load_shows_its_error(client: httpx.Async
         assert "Cannot run" in row.text() and "Mars/Olympus_Mons" in row.text()
         (good,) = [r for r in doc.find_all("tr") if r.attrs.get("data-name") == "nightly-report"]
         assert "Active" in good.text() and "Cannot run" not in good.text()
+        assert "Run now" not in [b.text().split(" schedule")[0] for b in action_buttons(row)]
+    # It cannot be run now either: a 422 saying why, and no occurrence, no audit record.
+    refused = await client.post("/api/recurring/broken/run-now")
+    assert refused.status_code == 422 and "Mars/Olympus_Mons" in refused.json()["detail"]
+    assert await filled.app.store.list_occurrences("broken") == []
+    schedule_page = await get_page(client, "/recurring/broken")
+    state = schedule_page.by_id("schedule-state")
+    assert state is not None and "Cannot run" in state.text() and schedule_page.by_id("run-now") is None
 
 
 @pytest.mark.parametrize("path", ["/entries", "/dead-letters"])
