@@ -1,11 +1,11 @@
 """A model-based test: random sequences of operations against every store, compared with a reference model.
 
 A hypothesis ``RuleBasedStateMachine`` schedules commands (random priority, delay, expiry, failures to come, retry
-limit, queue and lock), cancels, requeues, pauses and resumes a queue, sets and clears its ``max_running``, moves a ManualClock, runs the worker until
-idle, and "crashes" workers (a ghost worker claims due entries and abandons them, so their leases expire). The model
-is a plain dict of what each entry should be. After every step the store must agree with it: status, retry and
-attempt counts, executions per entry (exactly once per attempt, never while CANCELLED, never for an abandoned
-claim), counts by status; nothing is lost.
+limit, queue and lock), cancels, requeues, pauses and resumes a queue, sets and clears its ``max_running``, moves a
+ManualClock, runs the worker until idle, and "crashes" workers (a ghost worker claims due entries and abandons them,
+so their leases expire). The model is a plain dict of what each entry should be. After every step the store must
+agree with it: status, retry and attempt counts, executions per entry (exactly once per attempt, never while
+CANCELLED, never for an abandoned claim), counts by status; nothing is lost.
 
 Hypothesis' stateful tests are synchronous: the machine keeps an event loop of its own and runs each step's
 coroutine to completion on it.

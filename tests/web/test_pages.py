@@ -960,3 +960,37 @@ async def test_a_running_entry_offers_cancel_of_its_attempt_in_the_list_and_on_i
     assert cancel.attrs["data-action"] == running
     response = await client.post(running)
     assert response.status_code == 200 and response.json()["running"] is True
+
+
+async def test_overview_and_workers_page_show_entries_no_live_worker_would_claim(
+    client: httpx.AsyncClient, filled: Filled
+) -> None:
+    """A live worker with the Record handler that claims only the ``emails`` queue leaves the due Records of
+    ``default`` waiting: the overview, the Workers page and ``/api/workers`` say so, by queue and type."""
+    app = filled.app
+    await app.store.register_worker(
+        StoredWorker(
+            worker_id="emails-only",
+            host="host-a",
+            pid=9,
+            queues=("emails",),
+            command_types=("scheduling_app.Record",),
+            started_at=app.clock.now(),
+            last_seen_at=app.clock.now(),
+            lease_duration=app.settings.lease_duration,
+        )
+    )
+    doc = await get_page(client, "/?fragment=overview")
+    waiting = doc.by_id("waiting-for-worker")
+    assert waiting is not None
+    [shown] = [e for e in waiting.find_all("span") if "data-queue" in e.attrs]
+    assert (shown.attrs["data-queue"], shown.attrs["data-command-type"]) == ("default", "scheduling_app.Record")
+    assert int(shown.attrs["data-count"]) >= 1
+    assert "waiting for a worker that handles scheduling_app.Record in queue default" in shown.text()
+
+    doc = await get_page(client, "/workers?fragment=workers")
+    listed = doc.by_id("workers-waiting")
+    assert listed is not None and "scheduling_app.Record in queue default" in listed.text()
+    assert (await client.get("/api/workers")).json()["waiting"] == {
+        "default": {"scheduling_app.Record": int(shown.attrs["data-count"])}
+    }
