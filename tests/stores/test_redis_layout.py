@@ -1,5 +1,6 @@
 """The key layout of ``RedisStore``: a prefix written by layout 1 (before queues) is upgraded in place on opening,
-and its entries claim, route and count as if added now; a newer layout is refused."""
+and its entries claim, route and count as if added now; a queue name the keys cannot hold is refused (a newer
+layout: test_redis_store.py)."""
 
 from __future__ import annotations
 
