@@ -78,75 +78,104 @@ for _, priority in ipairs(redis.call('ZREVRANGE', P .. 'prio', 0, -1)) do
       local state = queue_state(queue)
       if state.open and may_start(state) then
         sources[#sources + 1] = {key = P .. 'd:' .. priority .. '|' .. pair, pair = pair, queue = queue,
-          state = state, members = {}, scores = {}, next = 1, skipped = 0, more = true, took = false}
+          state = state, members = {}, scores = {}, next = 1, skipped = 0, more = true, took = false, want = 0}
       end
     end
   end
-  -- Each set is read a chunk at a time: with many sets, a fair share of the batch each (more when a set runs
-  -- out), not the whole batch from every set.
-  local chunk = math.max(4, math.ceil(limit / math.max(#sources, 1)))
-  -- One set (the common case) needs no merge, so no scores: its members in order.
+  -- Each set is read a few members at a time (a fair share of the batch, twice as many at each refill), and the
+  -- sets are merged through a binary heap of their heads: a pick costs log(sets), not a scan of every set. One
+  -- set (the common case) needs no merge, so its members come without scores.
   local merge = #sources > 1
-  while #claimed < limit do
-    local best = nil
-    for _, source in ipairs(sources) do
-      if may_start(source.state) then
-        if source.next > #source.members and source.more then
-          -- Members claimed left the set; those skipped stay ahead of the next batch.
-          local want = math.min(limit - #claimed, chunk)
-          source.next, source.members, source.scores = 1, {}, {}
-          if merge then
-            local found = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'WITHSCORES', 'LIMIT', source.skipped,
-              want)
-            for j = 1, #found, 2 do
-              source.members[#source.members + 1] = found[j]
-              source.scores[#source.scores + 1] = tonumber(found[j + 1])
-            end
-          else
-            source.members = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'LIMIT', source.skipped, want)
-          end
-          source.more = #source.members == want
+  local function fill(source)
+    if source.next <= #source.members then return true end
+    if not source.more then return false end
+    -- Members claimed left the set; those skipped stay ahead of the next read.
+    local want = math.min(limit - #claimed, source.want)
+    source.want = source.want * 2
+    source.next, source.members, source.scores = 1, {}, {}
+    if merge then
+      local found = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'WITHSCORES', 'LIMIT', source.skipped, want)
+      for j = 1, #found, 2 do
+        source.members[#source.members + 1] = found[j]
+        source.scores[#source.scores + 1] = tonumber(found[j + 1])
+      end
+    else
+      source.members = redis.call('ZRANGEBYSCORE', source.key, '-inf', now, 'LIMIT', source.skipped, want)
+    end
+    source.more = #source.members == want
+    return #source.members > 0
+  end
+  local function before(a, b)
+    local at, bt = a.scores[a.next], b.scores[b.next]
+    return at < bt or (at == bt and a.members[a.next] < b.members[b.next])
+  end
+  local heap = {}
+  local function push(source)
+    heap[#heap + 1] = source
+    local i = #heap
+    while i > 1 and before(heap[i], heap[math.floor(i / 2)]) do
+      local parent = math.floor(i / 2)
+      heap[i], heap[parent] = heap[parent], heap[i]
+      i = parent
+    end
+  end
+  local function pop()
+    local top, last = heap[1], heap[#heap]
+    heap[#heap] = nil
+    if #heap > 0 then
+      heap[1] = last
+      local i = 1
+      while true do
+        local smallest = i
+        for child = 2 * i, 2 * i + 1 do
+          if child <= #heap and before(heap[child], heap[smallest]) then smallest = child end
         end
-        local head = source.members[source.next]
-        if head then
-          if best == nil then
-            best = source
-          elseif merge then
-            local score, best_score = source.scores[source.next], best.scores[best.next]
-            if score < best_score or (score == best_score and head < best.members[best.next]) then best = source end
-          end
-        end
+        if smallest == i then break end
+        heap[i], heap[smallest] = heap[smallest], heap[i]
+        i = smallest
       end
     end
-    if best == nil then break end
-    local m = best.members[best.next]
-    best.next = best.next + 1
-    local id = id_of(m)
-    local entry = P .. 'e:' .. id
-    -- The order comes from the member, not the hash (which may have been written behind the store's back); an
-    -- unreadable due time is claimed at its score, so that the client dead-letters it naming the field.
-    local seq = string.format('%d', tonumber(string.sub(m, 1, 16)))
-    local current = redis.call('HMGET', entry, 'scheduled_for', 'lock')
-    local due, lock = current[1], current[2]
-    local free = not lock or (not taken_locks[lock] and redis.call('HEXISTS', P .. 'locks', lock) == 0)
-    if free and (not readable_time(due) or at_or_before(due, now)) then
-      redis.call('ZREM', best.key, m)
-      best.took = true
-      move_status(id, seq, 'PENDING', 'PROCESSING', best.queue, true)
-      local lease_token = token .. '-' .. (#claimed + 1)
-      redis.call('HSET', entry, 'status', 'PROCESSING', 'seq', seq, 'started_at', now, 'lease_owner', owner,
-        'lease_token', lease_token, 'lease_expires_at', expiry)
-      redis.call('ZADD', P .. 'leases', expiry, m)
-      if lock then
-        taken_locks[lock] = true
-        redis.call('HSET', P .. 'locks', lock, id)
+    return top
+  end
+  local share = merge and math.max(2, math.ceil(limit / #sources)) or limit
+  for _, source in ipairs(sources) do
+    source.want = share
+    if fill(source) then push(source) end
+  end
+  while #claimed < limit and #heap > 0 do
+    local best = pop()
+    -- A set whose queue may start no more in this claim leaves the heap, its head untouched.
+    if may_start(best.state) then
+      local m = best.members[best.next]
+      best.next = best.next + 1
+      local id = id_of(m)
+      local entry = P .. 'e:' .. id
+      -- The order comes from the member, not the hash (which may have been written behind the store's back); an
+      -- unreadable due time is claimed at its score, so that the client dead-letters it naming the field.
+      local seq = string.format('%d', tonumber(string.sub(m, 1, 16)))
+      local current = redis.call('HMGET', entry, 'scheduled_for', 'lock')
+      local due, lock = current[1], current[2]
+      local free = not lock or (not taken_locks[lock] and redis.call('HEXISTS', P .. 'locks', lock) == 0)
+      if free and (not readable_time(due) or at_or_before(due, now)) then
+        redis.call('ZREM', best.key, m)
+        best.took = true
+        move_status(id, seq, 'PENDING', 'PROCESSING', best.queue, true)
+        local lease_token = token .. '-' .. (#claimed + 1)
+        redis.call('HSET', entry, 'status', 'PROCESSING', 'seq', seq, 'started_at', now, 'lease_owner', owner,
+          'lease_token', lease_token, 'lease_expires_at', expiry)
+        redis.call('ZADD', P .. 'leases', expiry, m)
+        if lock then
+          taken_locks[lock] = true
+          redis.call('HSET', P .. 'locks', lock, id)
+        end
+        local state = best.state
+        if state.left then state.left = state.left - 1 end
+        if state.starts then redis.call('ZADD', state.starts, now, lease_token) end
+        claimed[#claimed + 1] = snapshot(entry)
+      else
+        best.skipped = best.skipped + 1
       end
-      local state = best.state
-      if state.left then state.left = state.left - 1 end
-      if state.starts then redis.call('ZADD', state.starts, now, lease_token) end
-      claimed[#claimed + 1] = snapshot(entry)
-    else
-      best.skipped = best.skipped + 1
+      if may_start(best.state) and fill(best) then push(best) end
     end
   end
   for _, source in ipairs(sources) do

@@ -34,7 +34,7 @@ from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, Redis
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import StoreUnavailableError, UnreadableEntryError
-from .queues import Route
+from .queues import Route, check_queue_name
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -252,6 +252,9 @@ class RedisStore(
             if entry.id in seen:
                 raise ValueError(f"the id {entry.id!r} appears twice in the batch")
             seen.add(entry.id)
+            # The ready sets are keyed "{priority}|{queue}|{type}": a queue name holds no "|" (ScheduleOptions checks
+            # it; an entry built by hand is checked here).
+            check_queue_name(entry.queue)
             fields = entry_fields(entry)
             status = next(i for i in range(0, len(fields), 2) if fields[i] == "status")
             fields[status + 1] = ScheduledCommandStatus.PENDING.value

@@ -2,8 +2,8 @@
 paused queue, and a lock shared by 200 entries across 4 processes (docs/queues.md).
 
 Real processes (``cqrs-scheduling worker``), real SQLite files and PostgreSQL databases (and a Redis key prefix for
-the rolling deploy); handlers record their
-start and end on the machine's monotonic clock, so overlaps are measured, not assumed. Every wait is a bounded poll.
+the rolling deploy and the lock); handlers record their start and end on the machine's monotonic clock, so overlaps
+are measured, not assumed. Every wait is a bounded poll.
 """
 
 from __future__ import annotations
@@ -183,9 +183,10 @@ def test_workers_of_disjoint_queues_run_only_their_own_and_a_paused_queue_waits(
 
 
 @pytest.mark.timeout(120)
-def test_entries_sharing_a_lock_never_run_at_once_across_four_processes(store_url: str, tmp_path: Path) -> None:
+def test_entries_sharing_a_lock_never_run_at_once_across_four_processes(any_store_url: str, tmp_path: Path) -> None:
     """200 entries of one lock, 4 processes of concurrency 10: one at a time (measured from the handlers), all
     complete, and waiting for the lock spent no attempt."""
+    store_url = any_store_url
 
     async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         jobs = [OldJob(n=n, seconds=0.002) for n in range(200)]

@@ -1,10 +1,12 @@
 """The key layout of ``RedisStore``: a prefix written by layout 1 (before queues) is upgraded in place on opening,
-and its entries claim, route and count as if added now; a newer layout is refused."""
+and its entries claim, route and count as if added now; a queue name the keys cannot hold is refused (a newer
+layout: test_redis_store.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis
 
 from stores import RedisStore
@@ -82,3 +84,13 @@ async def test_opening_an_upgraded_prefix_again_changes_nothing(redis_url: str, 
         pass
     async with RedisStore(redis_url, prefix=redis_prefix) as store:
         assert await store.list_queues() == [QueueInfo(name="default", depth=3, running=1)]
+
+
+async def test_an_entry_with_a_queue_name_the_keys_cannot_hold_is_refused(redis_url: str, redis_prefix: str) -> None:
+    """The ready sets are keyed by ``{priority}|{queue}|{type}``: a queue name with ``|`` (built by hand, past
+    ``ScheduleOptions``) is refused naming it, and nothing of the batch is stored."""
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        good, bad = _entry("good", JOB, 0, T0), _entry("bad", JOB, 0, T0).model_copy(update={"queue": "a|b"})
+        with pytest.raises(ValueError, match=r"'a\|b'"):
+            await store.add([good, bad])
+        assert await store.get("good") is None
