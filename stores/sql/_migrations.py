@@ -109,6 +109,8 @@ async def _outcome_rollup_tables(conn: AsyncConnection) -> None:
     reader asks for a settled hour (each hour is rolled up then, from the entries and attempts still stored)."""
     await conn.run_sync(lambda sync: OUTCOME_ROLLUP.create(sync, checkfirst=True))
     await conn.run_sync(lambda sync: OUTCOME_HOURS.create(sync, checkfirst=True))
+
+
 async def _queue_claim_slots(conn: AsyncConnection) -> None:
     """Claims of limited queues in one statement on PostgreSQL: an entry's running slot of its queue (none for the
     rows already stored, so entries PROCESSING at the upgrade count against ``max_running`` without holding a slot).

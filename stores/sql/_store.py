@@ -436,6 +436,7 @@ class SqlStore(SqlConnections):
     @functools.cached_property
     def _search_plans(self) -> SearchPlans:
         return SearchPlans()
+
     async def list_occurrences(self, name: str, *, limit: int = 20) -> list[ScheduledCommandEntry]:
         async with self._read() as conn:
             rows = await queries.list_occurrence_rows(conn, name, limit)

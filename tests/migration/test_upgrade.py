@@ -375,6 +375,8 @@ def test_an_upgraded_database_rolls_up_the_outcomes_it_already_holds(
     assert {c.outcome for c in rolled} >= {"completed", "failed", "expired"}
     with engine.connect() as conn:
         assert conn.execute(select(OUTCOME_ROLLUP.c.count)).scalars().all()  # answered from the rollup
+
+
 def test_an_entry_running_at_the_upgrade_counts_against_max_running(
     make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
 ) -> None:
