@@ -58,8 +58,8 @@ def limits_of(max_running: int | None, rate_count: int | None, rate_per_us: int 
 async def limited_queues(conn: AsyncConnection, names: Collection[str] | None) -> dict[str, QueueLimits]:
     """The limited queues among ``names`` (``None``: all), with their limits."""
     statement = select(QUEUES).where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
-    if names is not None:
-        statement = statement.where(QUEUES.c.name.in_(sorted(names)))
+    if names is not None:  # sorted by str(): a queue written behind the library's back may hold bytes
+        statement = statement.where(QUEUES.c.name.in_(sorted(names, key=str)))
     rows = (await conn.execute(statement.order_by(QUEUES.c.name))).all()
     return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
 
