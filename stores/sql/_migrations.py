@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import AUDIT, ENTRIES, WORKERS
+from ._tables import AUDIT, DEPENDENCIES, ENTRIES, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
 
@@ -104,6 +104,16 @@ async def _audit_table(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: AUDIT.create(sync, checkfirst=True))
 
 
+async def _dependencies_table_and_columns(conn: AsyncConnection) -> None:
+    """Dependencies (``ScheduleOptions.after``, groups): the table of (parent, dependant) pairs, and per entry its
+    count of pending parents and whether it has dependants. No older entry has either: zero and false."""
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN pending_parents INTEGER DEFAULT 0 NOT NULL"))
+    await conn.execute(
+        text("ALTER TABLE scheduled_commands ADD COLUMN has_dependants BOOLEAN DEFAULT false NOT NULL")
+    )
+    await conn.run_sync(lambda sync: DEPENDENCIES.create(sync, checkfirst=True))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -112,6 +122,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "queue_and_lock_columns", _queue_and_lock_columns),
     Migration(6, "cancel_requested_column", _cancel_requested_column),
     Migration(7, "audit_table", _audit_table),
+    Migration(8, "dependencies_table_and_columns", _dependencies_table_and_columns),
 )
 
 

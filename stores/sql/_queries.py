@@ -135,7 +135,7 @@ def _apply(transition: Transition, now: datetime, *conditions: Any) -> Any:
     """The transition as one conditional UPDATE of the rows matching ``conditions``, fenced by its source status."""
     return (
         update(ENTRIES)
-        .where(*conditions, ENTRIES.c.status == transition.source.value)
+        .where(*conditions, ENTRIES.c.status.in_([status.value for status in transition.sources]))
         .values(**as_column_values(transition.changes(now)))
     )
 

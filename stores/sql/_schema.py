@@ -12,7 +12,7 @@ from stores.errors import SchemaVersionError
 
 from ._backend import Backend
 from ._migrations import upgrade
-from ._tables import ATTEMPTS, AUDIT, ENTRIES, QUEUES, SCHEDULES, SCHEMA, SCHEMA_VERSION, WORKERS
+from ._tables import ATTEMPTS, AUDIT, DEPENDENCIES, ENTRIES, QUEUES, SCHEDULES, SCHEMA, SCHEMA_VERSION, WORKERS
 
 __all__ = ["ensure_schema"]
 
@@ -47,7 +47,7 @@ async def _stored_version(conn: AsyncConnection) -> int | None:
 
 
 def _create_tables(connection: Connection) -> None:
-    for table in (ENTRIES, ATTEMPTS, SCHEDULES, SCHEMA, WORKERS, QUEUES, AUDIT):
+    for table in (ENTRIES, ATTEMPTS, SCHEDULES, SCHEMA, WORKERS, QUEUES, AUDIT, DEPENDENCIES):
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # an index added later is created on databases that predate it
             index.create(connection, checkfirst=True)

@@ -314,7 +314,7 @@ class SyncSql:
         (a requeue wakes the workers on PostgreSQL)."""
         statement = (
             update(ENTRIES)
-            .where(condition, ENTRIES.c.status == transition.source.value)
+            .where(condition, ENTRIES.c.status.in_([status.value for status in transition.sources]))
             .values(**as_column_values(transition.changes(now)))
             .returning(*ENTRIES.c)
         )

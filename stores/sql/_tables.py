@@ -21,6 +21,7 @@ from ._rows import UnreadableValue
 __all__ = [
     "ATTEMPTS",
     "AUDIT",
+    "DEPENDENCIES",
     "ENTRIES",
     "QUEUES",
     "SCHEDULES",
@@ -29,6 +30,7 @@ __all__ = [
     "WORKERS",
     "AttemptRow",
     "AuditRow",
+    "DependencyRow",
     "EntryRow",
     "QueueRow",
     "ScheduleRow",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -143,6 +145,12 @@ class EntryRow(_StoreModel, table=True):
     lock: str | None = Field(default=None, sa_type=String(256))
     #: When the worker holding this PROCESSING entry was asked to cancel its attempt (schema version 6).
     cancel_requested_at: datetime | None = _when(default=None)
+    #: While WAITING: its parents that have not met its condition yet (schema version 8, dependencies).
+    pending_parents: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
+    #: Whether any entry was scheduled after this one: its outcome then also updates those (schema version 8).
+    has_dependants: bool = Field(
+        default=False, sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("false")}
+    )
 
     __table_args__ = (
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct
@@ -195,6 +203,20 @@ class EntryRow(_StoreModel, table=True):
             sqlite_where=text("status = 'PENDING' AND recurring_name IS NOT NULL"),
         ),
     )
+
+
+class DependencyRow(_StoreModel, table=True):
+    """One (parent, dependant) pair of ``ScheduleOptions.after`` (schema version 8); see stores/dependencies.py."""
+
+    __tablename__ = "scheduled_command_dependencies"
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=_BIGINT_KEY)
+    parent_id: str = Field(sa_type=String(64), nullable=False, index=True)
+    child_id: str = Field(sa_type=String(64), nullable=False, index=True)
+    #: The dependant's condition: every parent COMPLETED (True) or every parent ended (False).
+    on_success_only: bool = Field(sa_type=Boolean, nullable=False)
+    #: Whether the parent's outcome was counted for the dependant (each pair counts once).
+    resolved: bool = Field(default=False, sa_type=Boolean, nullable=False)
 
 
 class AttemptRow(_StoreModel, table=True):
@@ -305,3 +327,4 @@ SCHEMA: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[attr-defined]
 QUEUES: Table = QueueRow.__table__  # type: ignore[attr-defined]
 AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]
+DEPENDENCIES: Table = DependencyRow.__table__  # type: ignore[attr-defined]
