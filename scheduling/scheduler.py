@@ -16,6 +16,7 @@ from stores.base import ScheduledCommandStore
 from . import _cancels, _tracing, recurring_ops
 from ._new_entry import check_storable_command, new_entry, recurring_lock
 from ._publish import publish_safely
+from ._scheduler_queues import QueueMethods
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry
@@ -30,10 +31,9 @@ from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
-from ._scheduler_queues import QueueMethods
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
-from .workflows import WorkflowMethods
 from .workers import WorkerInfo, list_workers
+from .workflows import WorkflowMethods
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pydantic import TypeAdapter
+
 from mediator import Command
 from stores.dependencies import Dependency
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
@@ -22,7 +24,7 @@ from stores.errors import SessionNotSupportedError, UnsupportedFeatureError
 
 from .errors import CommandNotFoundError
 from .options import ScheduleOptions
-from .results import ScheduledCommandId, _adapter, decode_result
+from .results import ScheduledCommandId, decode_result
 
 if TYPE_CHECKING:
     from stores.base import ScheduledCommandStore
@@ -68,7 +70,7 @@ class ParentOutcome:
         if not self.completed:
             raise ValueError(f"parent {self.command_type} {self.id} has no result: it ended {self.status.value}")
         try:
-            return _adapter(result_type).validate_python(self.result)  # type: ignore[no-any-return]
+            return TypeAdapter(result_type).validate_python(self.result)
         except ValueError as exc:
             raise ValueError(f"the result of parent {self.command_type} {self.id} is not a {result_type}") from exc
 

@@ -133,4 +133,3 @@ class MemoryDependencies:
         self._on_success_only.pop(entry_id, None)
         for child in self._dependants.pop(entry_id, ()):
             self._resolved.discard((entry_id, child))
-

@@ -129,9 +129,7 @@ async def add_dependants(
     return resolution
 
 
-async def resolve(
-    conn: AsyncConnection, backend: Backend, finished: Sequence[tuple[str, str, datetime]]
-) -> Resolution:
+async def resolve(conn: AsyncConnection, backend: Backend, finished: Sequence[tuple[str, str, datetime]]) -> Resolution:
     """Count the outcomes ``(id, status, at)`` of parents that reached a terminal status for their WAITING
     dependants, in ``conn``'s transaction: one fewer pending parent (PENDING at zero), or CANCELLED with the reason
     (then their own dependants, in turn). Each pair counts once. Wakes workers and waiters at commit."""

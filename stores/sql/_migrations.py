@@ -108,9 +108,7 @@ async def _dependencies_table_and_columns(conn: AsyncConnection) -> None:
     """Dependencies (``ScheduleOptions.after``, groups): the table of (parent, dependant) pairs, and per entry its
     count of pending parents and whether it has dependants. No older entry has either: zero and false."""
     await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN pending_parents INTEGER DEFAULT 0 NOT NULL"))
-    await conn.execute(
-        text("ALTER TABLE scheduled_commands ADD COLUMN has_dependants BOOLEAN DEFAULT false NOT NULL")
-    )
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN has_dependants BOOLEAN DEFAULT false NOT NULL"))
     await conn.run_sync(lambda sync: DEPENDENCIES.create(sync, checkfirst=True))
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.queues import Route
@@ -222,15 +223,16 @@ _FINISHED_SINCE: TextClause = text(
     """
 ).bindparams(bindparam("since", type_=UtcDateTime), bindparam("bucket_us", type_=BigInteger))
 
+
 #: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
 #: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
 #: PENDING again, the NOTIFYs naming the rows that finished (for ``wait()``), and ``synchronous_commit = off`` for
 #: its commit (an outcome lost in a server crash only runs the command again, as a lost lease would). The batch is one
 #: JSON parameter: the statement's text never changes, so the driver parses it once (a statement of thousands of
 #: placeholders costs milliseconds of CPU per execution).
-def _batch_finish(fenced: str) -> TextClause:
+def _batch_finish(fenced: str) -> TextualSelect:
     return text(
-    f"""
+        f"""
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
         id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
@@ -256,7 +258,7 @@ FROM done CROSS JOIN (
                 GROUP BY fin.n / {FINISHED_PER_NOTIFY}) AS chunk)
 ) AS side
 """
-).columns(
+    ).columns(
         column("id", String),
         column("status", String),
         column("scheduled_for", UtcDateTime),

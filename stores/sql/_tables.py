@@ -146,11 +146,9 @@ class EntryRow(_StoreModel, table=True):
     #: When the worker holding this PROCESSING entry was asked to cancel its attempt (schema version 6).
     cancel_requested_at: datetime | None = _when(default=None)
     #: While WAITING: its parents that have not met its condition yet (schema version 8, dependencies).
-    pending_parents: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
+    pending_parents: int = Field(nullable=False, sa_column_kwargs={"server_default": "0"})
     #: Whether any entry was scheduled after this one: its outcome then also updates those (schema version 8).
-    has_dependants: bool = Field(
-        default=False, sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("false")}
-    )
+    has_dependants: bool = Field(sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("false")})
 
     __table_args__ = (
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct

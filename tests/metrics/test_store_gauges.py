@@ -43,6 +43,7 @@ async def test_gauges_count_every_status_of_a_sql_store(
         "failed": 1,
         "cancelled": 1,
         "expired": 0,
+        "waiting": 0,
     }
 
     app.clock.advance(timedelta(hours=2))

@@ -29,6 +29,7 @@ def test_status_json_counts_and_dead_letters(populated: tuple[str, dict[str, str
         "FAILED": 2,
         "CANCELLED": 1,
         "EXPIRED": 0,
+        "WAITING": 0,
     }
     assert report["total"] == 5
     assert report["dead_letters_by_type"] == {"scheduling_app.Fail": 2}

@@ -44,7 +44,9 @@ async def status_of(store: ScheduledCommandStore, entry_id: str) -> ScheduledCom
     return entry
 
 
-async def run(store: ScheduledCommandStore, entry_id: str, outcome: str = "complete", result: str | None = None) -> None:
+async def run(
+    store: ScheduledCommandStore, entry_id: str, outcome: str = "complete", result: str | None = None
+) -> None:
     """Claim every due entry, then end ``entry_id`` with ``outcome`` and release the others."""
     claimed = {entry.id: entry for entry in await claim(store, now=at(10))}
     assert entry_id in claimed, f"{entry_id} was not claimable"

@@ -45,6 +45,7 @@ async def test_overview_is_the_status_json(
         "FAILED": 2,
         "CANCELLED": 1,
         "EXPIRED": 0,
+        "WAITING": 0,
     }
     assert body["dead_letters_by_type"] == {FAIL: 2}
     throughput = body["throughput"]
