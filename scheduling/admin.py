@@ -212,7 +212,7 @@ class Refusal(BaseModel):
     #: The entry's current status, or None when there is no such entry.
     status: str | None
     #: ``cannot <action> <id>: no such entry`` or ``cannot <action> <id>: it is <status>, not <needed>`` (several
-    #: needed statuses joined with "or": ``not PENDING or FAILED``).
+    #: needed statuses joined with "or": ``not PENDING or WAITING or FAILED``).
     message: str
 
 
