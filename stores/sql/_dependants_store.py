@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stores.dependencies import Dependency
 from stores.entries import ScheduledCommandEntry
@@ -25,6 +25,21 @@ __all__ = ["SqlDependants"]
 
 class SqlDependants(SqlConnections):
     supports_dependencies = True
+    #: (id, lease token) of entries this process claimed that had dependants then: their outcome skips the batched
+    #: statement (which would leave them out) and goes straight to the transaction that resolves the dependants.
+    _claimed_parents: set[tuple[str, str]]
+
+    def __init__(self, url_or_engine: str | AsyncEngine, *, pool_size: int = 10) -> None:
+        super().__init__(url_or_engine, pool_size=pool_size)
+        self._claimed_parents = set()
+
+    def _note_parents(self, rows: Sequence[Row[Any]]) -> None:
+        """Remember the claimed rows that have dependants (see ``_claimed_parents``), where the batch leaves them
+        out. An entry whose lease this process loses stays in the set: one pair per lost lease of a parent."""
+        if self._backend.finishes_dependants_apart:
+            self._claimed_parents.update(
+                (str(row.id), str(row.lease_token)) for row in rows if getattr(row, "has_dependants", False)
+            )
 
     async def add_dependants(
         self, entries: Sequence[ScheduledCommandEntry], after: Mapping[str, Dependency]
@@ -63,9 +78,17 @@ class SqlDependants(SqlConnections):
         """The fenced end of a batch of claims and what it did to dependants, in one transaction per dependency-free
         batch (PostgreSQL: one autocommit statement) plus one for the entries that have dependants."""
         apart = self._backend.finishes_dependants_apart
-        async with self._single_statement() as conn:
-            rows = list(await self._backend.finish_batch(conn, requests, skip_dependants=apart))
-            resolution = Resolution() if apart else await self._resolve(conn, rows)
+        known = self._claimed_parents
+        parents = {(r.entry_id, r.lease_token) for r in requests} & known if known else set()
+        known -= parents
+        batch = [r for r in requests if (r.entry_id, r.lease_token) not in parents]
+        rows: list[Row[Any]] = []
+        resolution = Resolution()
+        if batch:
+            async with self._single_statement() as conn:
+                rows = list(await self._backend.finish_batch(conn, batch, skip_dependants=apart))
+                if not apart:
+                    resolution = await self._resolve(conn, rows)
         if apart:
             done = {row.id for row in rows}
             rest = [request for request in requests if request.entry_id not in done]

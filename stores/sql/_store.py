@@ -264,6 +264,7 @@ class SqlStore(SqlDependants):
                         route=route,
                         limited=bool(limited),
                     )
+                    self._note_parents(rows)
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
                         await queries.dead_letter_unreadable(conn, unreadable, now)
