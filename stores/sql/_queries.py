@@ -29,6 +29,7 @@ from stores.base import FinishedCount, ReclaimedEntry, check_bucket, finished_co
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 
+from . import _dependencies as dependencies
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
 from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
@@ -151,12 +152,14 @@ async def renew_leases(conn: AsyncConnection, leases: Sequence[tuple[str, str]],
 
 
 async def dead_letter_unreadable(
-    conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime
+    conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime, backend: Backend
 ) -> None:
     """FAILED, with the error naming the column and value: no attempt can run an entry that cannot be read, and
-    no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined)."""
+    no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined). Its
+    dependants are resolved in the same transaction, like those of any dead letter."""
+    parents: list[tuple[str, str, datetime]] = []
     for exc in unreadable:
-        await conn.execute(
+        result = await conn.execute(
             update(ENTRIES)
             .where(ENTRIES.c.seq == exc.seq)
             .values(
@@ -167,8 +170,14 @@ async def dead_letter_unreadable(
                 lease_token=None,
                 lease_expires_at=None,
             )
+            .returning(ENTRIES.c.id, ENTRIES.c.has_dependants)
         )
+        row = result.first()
+        if row is not None and row.has_dependants and isinstance(row.id, str):
+            parents.append((row.id, FAILED, now))
         log_unreadable(exc, "dead-lettered")
+    if parents:
+        await dependencies.resolve(conn, backend, parents)
 
 
 async def reclaim_expired(
@@ -188,7 +197,7 @@ async def reclaim_expired(
         for row in rows
     ]
     if problems:
-        await dead_letter_unreadable(conn, problems, now)
+        await dead_letter_unreadable(conn, problems, now, backend)
     # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker is
     # unknown, and nothing else would ever take it over.
     lease = ENTRIES.c.lease_expires_at
@@ -217,7 +226,7 @@ async def reclaim_expired(
         try:
             entry = row_to_entry(row)
         except UnreadableEntryError as exc:
-            await dead_letter_unreadable(conn, [exc], now)
+            await dead_letter_unreadable(conn, [exc], now, backend)
             continue
         owner = previous_owner if isinstance(previous_owner, str) else None
         reclaimed.append(ReclaimedEntry(entry, owner, as_datetime(previous_expiry)))

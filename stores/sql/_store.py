@@ -267,7 +267,7 @@ class SqlStore(SqlDependants):
                     self._note_parents(rows)
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
-                        await queries.dead_letter_unreadable(conn, unreadable, now)
+                        await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
                 return claimed
             except IntegrityError:  # another claim took an entry of the same lock meanwhile: claim again
                 continue

@@ -8,6 +8,7 @@ and doubles no dependant; a failed parent cancels its dependants with the reason
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import cli
 from injector import Injector
 from workflow_app import HANDLERS, Boom, Square, Step, Total
 
@@ -109,7 +111,7 @@ def test_a_chain_of_3_and_a_fan_in_of_100_complete_in_order_with_results(store_u
 
 @pytest.mark.timeout(120)
 def test_a_failed_parent_cancels_its_dependants_with_the_reason(store_url: str) -> None:
-    async def scenario() -> None:
+    async def scenario() -> tuple[str, str, str]:
         async with store_from_url(store_url) as store:
             scheduler = scheduler_on(store)
             parent = await scheduler.schedule(Boom(), ScheduleOptions(max_retries=0))
@@ -120,9 +122,19 @@ def test_a_failed_parent_cancels_its_dependants_with_the_reason(store_url: str) 
             with pytest.raises(CommandCancelledError, match=f"parent {child} ended CANCELLED"):
                 await scheduler.wait(grandchild, timeout=60)
             assert await store.get_attempts(child) == []
+            return parent, child, grandchild
 
     with worker_running(store_url):
-        asyncio.run(scenario())
+        parent, child, grandchild = asyncio.run(scenario())
+    # The operator's view: ``show`` lists the parents and dependants.
+    shown = cli("show", child, "--json", store=store_url)
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert [(p["id"], p["status"]) for p in detail["parents"]] == [(parent, "FAILED")]
+    assert [(d["id"], d["status"]) for d in detail["dependants"]] == [(grandchild, "CANCELLED")]
+    text = cli("show", child, store=store_url)
+    assert text.returncode == 0, text.stderr
+    assert f"parent {parent}" in text.stdout and f"dependant {grandchild}" in text.stdout
 
 
 async def _schedule_chains(store_url: str, count: int) -> list[tuple[str, str]]:

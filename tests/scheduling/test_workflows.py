@@ -20,6 +20,8 @@ from scheduling import (
     UnknownParentError,
 )
 from scheduling.errors import CommandCancelledError, InvalidScheduleError
+from stores.errors import UnsupportedFeatureError
+from stores.redis import RedisStore
 
 WAITING = ScheduledCommandStatus.WAITING
 
@@ -136,3 +138,15 @@ async def test_refusals_at_the_edge() -> None:
     with pytest.raises(InvalidScheduleError, match=r"options\.after"):
         await scheduler.schedule_recurring("r", Record(value="x"), cron="* * * * *", options=ScheduleOptions(after="a"))
     assert await app.store.count_by_status() == dict.fromkeys(ScheduledCommandStatus, 0)
+
+
+async def test_redis_refuses_after_and_groups_before_storing_anything(redis_url: str, redis_prefix: str) -> None:
+    """RedisStore keeps no dependencies: the scheduler refuses ``after=`` and groups with a clear error."""
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        app = make_app(store=store, handlers=[*HANDLERS, DoubleHandler, SummarizeHandler])
+        parent = await app.scheduler.schedule(Add(a=1, b=1))
+        with pytest.raises(UnsupportedFeatureError, match=r"does not support ScheduleOptions\.after"):
+            await app.scheduler.schedule(Double(), ScheduleOptions(after=parent))
+        with pytest.raises(UnsupportedFeatureError, match=r"does not support groups"):
+            await app.scheduler.schedule_group([Add(a=1, b=2)], then=Summarize())
+        assert (await store.count_by_status())[ScheduledCommandStatus.PENDING] == 1
