@@ -50,6 +50,8 @@ class MemoryDependencies:
         batch = {entry.id for entry in entries}
         placed: set[str] = set()
         for entry in entries:  # every check first: all or none
+            if entry.id in self._entries or entry.id in placed:
+                raise ValueError(f"an entry with id {entry.id!r} already exists or appears twice in the batch")
             if entry.idempotency_key is not None:
                 raise ValueError(f"entry {entry.id} has an idempotency key; a dependant cannot have one")
             dependency = after.get(entry.id)
@@ -65,8 +67,6 @@ class MemoryDependencies:
             dependency = after.get(entry.id)
             if dependency is None:
                 continue
-            if entry.id in self._entries:
-                raise ValueError(f"an entry with id {entry.id!r} already exists")
             self._order[entry.id] = next(self._sequence)
             self._parents[entry.id] = dependency.parents
             self._on_success_only[entry.id] = dependency.on_success_only
@@ -127,9 +127,13 @@ class MemoryDependencies:
                 self._put(child.model_copy(update={"pending_parents": child.pending_parents - 1}))
 
     def _forget_dependencies(self, entry_id: str) -> None:
-        """A purged entry's pairs go with it."""
+        """A purged dependant's pairs go with it (a purged parent's stay while its dependants are kept), as in
+        ``SqlStore``."""
         for parent in self._parents.pop(entry_id, ()):
             self._resolved.discard((parent, entry_id))
+            children = self._dependants.get(parent)
+            if children is not None and entry_id in children:
+                children.remove(entry_id)
+                if not children:
+                    del self._dependants[parent]
         self._on_success_only.pop(entry_id, None)
-        for child in self._dependants.pop(entry_id, ()):
-            self._resolved.discard((entry_id, child))

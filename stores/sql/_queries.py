@@ -32,7 +32,7 @@ from stores.errors import UnreadableEntryError
 from . import _dependencies as dependencies
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
-from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
+from ._tables import ATTEMPTS, DEPENDENCIES, ENTRIES, UtcDateTime
 
 __all__ = [
     "PURGE_CHUNK",
@@ -292,7 +292,8 @@ def purgeable(statuses: Collection[ScheduledCommandStatus]) -> list[str]:
 async def purge_chunk(
     conn: AsyncConnection, backend: Backend, statuses: list[str], older_than: datetime, chunk: int
 ) -> int:
-    """Delete up to ``chunk`` finished entries (and their attempts); how many were deleted.
+    """Delete up to ``chunk`` finished entries (and their attempts, and their pairs as dependants); how many were
+    deleted.
 
     The rows are locked as they are chosen, skipping rows another transaction holds (PostgreSQL: ``FOR UPDATE SKIP
     LOCKED``; SQLite's write transaction already excludes every other writer): purgers running at once delete
@@ -305,6 +306,8 @@ async def purge_chunk(
     if not doomed:
         return 0
     await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
+    # A purged dependant's pairs go with it (a purged parent's stay while its dependants are kept: they name it).
+    await conn.execute(delete(DEPENDENCIES).where(DEPENDENCIES.c.child_id.in_([r.id for r in doomed])))
     deleted = await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed]), finished))
     return int(deleted.rowcount)
 

@@ -14,6 +14,7 @@ import pytest
 from test_contract import (
     BASE,
     CANCELLED,
+    COMPLETED,
     PENDING,
     at,
     claim,
@@ -238,3 +239,18 @@ async def test_a_dependant_in_the_batch_waits_for_a_parent_of_the_same_batch(
     assert [e.id for e in await claim(store, now=at(10))] == [first.id]
     assert (await status_of(store, third.id)).pending_parents == 1
     assert (await status_of(store, second.id)).status is WAITING
+
+
+async def test_purging_a_dependant_forgets_its_pairs_and_a_purged_parent_is_still_named(
+    workflow_store: ScheduledCommandStore,
+) -> None:
+    store = workflow_store
+    parent, child = make_entry(), make_entry()
+    await store.add([parent])
+    await store.add_dependants([child], {child.id: Dependency((parent.id,))})
+    await run(store, parent.id)
+    assert await store.purge(older_than=at(100), statuses=[COMPLETED]) == 1  # the parent (the child is PENDING)
+    assert await store.get_parents(child.id) == [parent.id]
+    assert await store.cancel(child.id, now=at(50)) is not None
+    assert await store.purge(older_than=at(100)) == 1
+    assert await store.get_parents(child.id) == []
