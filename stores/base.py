@@ -11,14 +11,14 @@ worker that lost its lease can neither complete nor fail an entry that another w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from ._audit_contract import AuditTrailStore
-from .dependencies import Dependency
+from ._dependencies_contract import DependencyStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
 from .queues import QueueInfo, QueueLimits, Route
@@ -62,7 +62,7 @@ class FinishedCount:
     count: int
 
 
-class ScheduledCommandStore(AuditTrailStore, ABC):
+class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
     A store opens itself on first use. ``async with store:`` or ``open()`` opens it at once, to fail fast (``open()``
@@ -75,10 +75,6 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
     #: Whether entries outlive the process and are seen by other processes (a worker elsewhere may run them).
     #: ``CommandScheduler.schedule()`` refuses command classes that other processes cannot import on such a store.
     durable: bool = True
-    #: Whether ``add_dependants`` works (``ScheduleOptions.after`` and groups); the scheduler refuses them, with
-    #: ``UnsupportedFeatureError``, before anything is stored on a store that cannot keep them.
-    #: .. versionadded:: 0.7
-    supports_dependencies: bool = False
 
     def __init__(self) -> None:
         self._wakeup_listeners: list[WakeupListener] = []
@@ -196,46 +192,6 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
             SessionNotSupportedError: this store does not live in a SQL database.
         """
         raise SessionNotSupportedError(self.description)
-
-    async def add_dependants(
-        self, entries: Sequence[ScheduledCommandEntry], after: Mapping[str, Dependency]
-    ) -> list[str]:
-        """Insert entries, all or none, like ``add`` (no idempotency keys); each entry whose id ``after`` maps to a
-        ``Dependency`` waits for its parents (see ``stores/dependencies.py``). A parent is an entry the store holds
-        or one of ``entries`` placed before its dependant.
-
-        In the same transaction, each dependant is stored WAITING with ``pending_parents`` = the parents that have
-        not met its condition yet; PENDING when none is left; CANCELLED (``completed_at`` = its ``created_at``, the
-        reason in ``error_message``) when a parent already ended so that the condition can no longer hold. From then
-        on every outcome of a parent (``complete``, ``dead_letter``, ``expire``, ``cancel``, ``cancel_claimed``,
-        ``dismiss``, ...) updates its WAITING dependants in the transaction that writes the outcome, cascading to the
-        dependants of those it cancels; wakes listeners for entries made PENDING and finish listeners for those
-        cancelled.
-
-        Raises:
-            UnknownParentError: a parent is neither held nor earlier in ``entries``; nothing is stored.
-            ValueError: an id held or repeated, or an entry with an ``idempotency_key``; nothing is stored.
-            UnsupportedFeatureError: the store cannot keep dependencies (``supports_dependencies`` is False).
-
-        .. versionadded:: 0.7
-        """
-        raise UnsupportedFeatureError(
-            self.description, "dependencies (ScheduleOptions.after, groups)", "use SqlStore or MemoryStore"
-        )
-
-    async def get_parents(self, entry_id: str) -> list[str]:
-        """The ids of the entries ``entry_id`` was scheduled after, in the order given (empty when none).
-
-        .. versionadded:: 0.7
-        """
-        return []
-
-    async def get_dependants(self, entry_id: str) -> list[str]:
-        """The ids of the entries scheduled after ``entry_id``, in scheduling order (empty when none).
-
-        .. versionadded:: 0.7
-        """
-        return []
 
     @abstractmethod
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
