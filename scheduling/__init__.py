@@ -21,6 +21,7 @@ What lives here, in two layers (the stores they use are the ``stores`` package):
 Everything an application needs is importable from here; the names below are the public surface.
 """
 
+from stores.dependencies import UnknownParentError
 from stores.queues import QueueInfo, RateLimit
 
 from .clock import Clock, ManualClock, SystemClock
@@ -40,6 +41,7 @@ from .retention import Retention
 from .scheduler import CommandScheduler, ICommandScheduler
 from .service import ScheduledCommandService
 from .workers import WorkerInfo
+from .workflows import ParentOutcome, ScheduledGroup
 
 __all__ = [
     "AttemptRecord",
@@ -48,6 +50,7 @@ __all__ = [
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
+    "ParentOutcome",
     "QueueInfo",
     "RateLimit",
     "Retention",
@@ -61,8 +64,10 @@ __all__ = [
     "ScheduledCommandRetrying",
     "ScheduledCommandService",
     "ScheduledCommandStatus",
+    "ScheduledGroup",
     "SchedulerSettings",
     "SchedulingModule",
     "SystemClock",
+    "UnknownParentError",
     "WorkerInfo",
 ]

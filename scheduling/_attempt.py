@@ -22,7 +22,7 @@ from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import _tracing, context, recurring_ops
-from ._cancels import CANCELLED, CancelRequests
+from ._cancels import CANCELLED
 from ._leases import Leases, WorkerLostError
 from ._publish import publish_safely
 from ._store_calls import entry_extra, log_failure, store_call
@@ -123,7 +123,6 @@ class Attempts:
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed = {kind: mediator.has_subscribers(kind) for kind in _NOTIFICATIONS}
         self._threaded: dict[type[Command[Any]], bool] = {}
-        self._cancels = CancelRequests(store)
 
     async def execute(self, entry: ScheduledCommandEntry) -> None:
         """Wait until the entry is due (it may have been claimed ahead), then attempt it."""
@@ -178,12 +177,12 @@ class Attempts:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("running %s %s", entry.command_type, entry.id, extra=entry_extra("run", entry))
         deadline = None if entry.timeout_seconds is None else asyncio.timeout(entry.timeout_seconds)
-        self._cancels.watch(entry, run_context)
+        self._leases.cancels.watch(entry, run_context)
         try:
             try:
                 result = await self._send(entry, command, deadline, run_context)
             finally:
-                cancel_requested = self._cancels.unwatch(entry.id)
+                cancel_requested = self._leases.cancels.unwatch(entry.id)
         except asyncio.CancelledError as exc:
             if entry.id in self._leases.cancelled_here:  # stopping, or the lease was lost: give the entry back
                 if _tracing.ENABLED:

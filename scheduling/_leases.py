@@ -14,6 +14,7 @@ from datetime import datetime
 
 from stores.base import ScheduledCommandStore
 
+from ._cancels import CancelRequests
 from ._store_calls import entry_extra, log_failure, run_guarded
 from ._wakeup import Wakeup
 from .clock import Clock
@@ -59,6 +60,8 @@ class Leases:
         self._tokens: dict[str, str] = {}
         self.cancelled_here: set[str] = set()  # attempts this service cancelled (released, not failed)
         self.not_started: set[str] = set()  # claimed ahead, waiting for their due time
+        #: Cancel requests for the entries held here, listened for from the claim until the slot is freed.
+        self.cancels = CancelRequests(store)
         self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
 
     @property
@@ -74,6 +77,7 @@ class Leases:
         task = asyncio.ensure_future(self._guard(entry, work))
         self.running[entry.id] = task
         self._tokens[entry.id] = entry.lease_token
+        self.cancels.hold(entry)
         task.add_done_callback(lambda _: self._finished(entry.id, locked=entry.lock is not None))
 
     async def _guard(self, entry: ScheduledCommandEntry, work: Awaitable[None]) -> None:
@@ -95,6 +99,7 @@ class Leases:
     def _finished(self, entry_id: str, *, locked: bool = False) -> None:
         self.running.pop(entry_id, None)
         self._tokens.pop(entry_id, None)
+        self.cancels.release(entry_id)
         self.cancelled_here.discard(entry_id)
         self.not_started.discard(entry_id)
         # Only a loop waiting for free slots needs waking, or one that may claim the next entry of the lock this

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from stores.base import ScheduledCommandStore
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
@@ -188,13 +188,34 @@ class EntryPage(BaseModel):
     total_exact: bool = True
 
 
+class Relative(BaseModel):
+    """A parent or dependant of an entry (``ScheduleOptions.after``, a group), as ``show`` lists it."""
+
+    id: str
+    #: None when the store no longer holds it (purged by retention).
+    command_type: str | None = None
+    status: ScheduledCommandStatus | None = None
+
+
+#: Most parents and dependants ``show`` reads one by one (a group of 10,000 members shows its first ones and counts).
+RELATIVES_SHOWN = 50
+
+
 class EntryDetail(BaseModel):
-    """``show``: an entry with its audit trail."""
+    """``show``: an entry with its audit trail, and its workflow (parents, dependants)."""
 
     entry: ScheduledCommandEntry
     attempts: list[AttemptRecord]
     #: PROCESSING under a lease expired at the time asked about: its worker is gone, recovery has not run yet.
     stuck: bool = False
+    #: The entries it runs after (its ``after=`` entries, or its group's members: it is then the group's callback),
+    #: the first ``RELATIVES_SHOWN`` of them, and how many in all. While it is WAITING, ``entry.pending_parents`` of
+    #: them have not met its condition yet: the group's progress is ``parent_count - pending_parents``.
+    parents: list[Relative] = Field(default_factory=list)
+    parent_count: int = 0
+    #: The entries scheduled after it (a member's group callback among them), the first ones and how many.
+    dependants: list[Relative] = Field(default_factory=list)
+    dependant_count: int = 0
 
 
 class RequeueResult(BaseModel):
@@ -219,7 +240,7 @@ class Refusal(BaseModel):
     #: The entry's current status, or None when there is no such entry.
     status: str | None
     #: ``cannot <action> <id>: no such entry`` or ``cannot <action> <id>: it is <status>, not <needed>`` (several
-    #: needed statuses joined with "or": ``not PENDING or FAILED``).
+    #: needed statuses joined with "or": ``not PENDING or WAITING or FAILED``).
     message: str
 
 
@@ -360,11 +381,33 @@ async def entry_detail(store: ScheduledCommandStore, entry_id: str, now: datetim
     if entry is None:
         return None
     stuck = now is not None and is_stuck(entry, now)
-    return EntryDetail(entry=entry, attempts=await store.get_attempts(entry_id), stuck=stuck)
+    parent_ids = await store.get_parents(entry_id)
+    dependant_ids = await store.get_dependants(entry_id)
+    return EntryDetail(
+        entry=entry,
+        attempts=await store.get_attempts(entry_id),
+        stuck=stuck,
+        parents=await _relatives(store, parent_ids[:RELATIVES_SHOWN]),
+        parent_count=len(parent_ids),
+        dependants=await _relatives(store, dependant_ids[:RELATIVES_SHOWN]),
+        dependant_count=len(dependant_ids),
+    )
 
 
-#: The statuses ``cancel_entry`` acts on: a PENDING entry is cancelled, a FAILED one (a dead letter) dismissed.
-CANCELLABLE = (ScheduledCommandStatus.PENDING, ScheduledCommandStatus.FAILED)
+async def _relatives(store: ScheduledCommandStore, entry_ids: Sequence[str]) -> list[Relative]:
+    relatives = []
+    for entry_id in entry_ids:
+        entry = await store.get(entry_id)
+        relatives.append(
+            Relative(id=entry_id)
+            if entry is None
+            else Relative(id=entry_id, command_type=entry.command_type, status=entry.status)
+        )
+    return relatives
+
+
+#: The statuses ``cancel_entry`` acts on: a PENDING or WAITING entry is cancelled, a FAILED one (dead letter) dismissed.
+CANCELLABLE = (ScheduledCommandStatus.PENDING, ScheduledCommandStatus.WAITING, ScheduledCommandStatus.FAILED)
 #: The statuses ``cancel_entry(..., running=True)`` acts on: a PROCESSING entry's attempt is cancelled too.
 CANCELLABLE_RUNNING = (*CANCELLABLE, ScheduledCommandStatus.PROCESSING)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -66,6 +67,34 @@ class ScheduleOptions(BaseModel):
     #: At most one entry holding this lock runs at a time, across every worker and queue; the others stay PENDING
     #: (spending no attempt) until it ends. At most 256 characters.
     lock: str | None = None
+    #: Run only after these entries (ids ``schedule()`` returned; one id or several): until they meet
+    #: ``after_condition`` the entry is WAITING, not claimable; see docs/workflows.md. Not with ``idempotency_key``.
+    #: .. versionadded:: 0.7
+    after: tuple[str, ...] = ()
+    #: ``"success"`` (default): run once every ``after`` entry COMPLETED; cancelled, naming the parent, as soon as
+    #: one ends otherwise (FAILED, EXPIRED, CANCELLED). ``"any"``: run once every one ended, whatever the outcome.
+    #: .. versionadded:: 0.7
+    after_condition: Literal["success", "any"] = "success"
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _parent_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, Sequence):
+            return tuple(value)
+        return value
+
+    @field_validator("after")
+    @classmethod
+    def _distinct_parents(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for parent in value:
+            if not parent:
+                raise ValueError("after names an empty entry id")
+        duplicates = sorted({parent for parent in value if value.count(parent) > 1})
+        if duplicates:
+            raise ValueError(f"after names an entry more than once: {duplicates!r}")
+        return value
 
     @field_validator("queue")
     @classmethod
@@ -134,6 +163,11 @@ class ScheduleOptions(BaseModel):
         if self.scheduled_for is not None and self.delay is not None:
             raise ValueError(
                 f"give scheduled_for ({self.scheduled_for.isoformat()}) or delay ({self.delay!r}), not both"
+            )
+        if self.after and self.idempotency_key is not None:
+            raise ValueError(
+                f"idempotency_key={self.idempotency_key!r} cannot be combined with after={list(self.after)!r}: "
+                "a dependant is stored once, with its parents, by the call that schedules it"
             )
         return self
 

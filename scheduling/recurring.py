@@ -141,6 +141,11 @@ def check_definition(
                     f"options.{field} does not apply to a recurring schedule: each occurrence is due at its "
                     "occurrence time and keyed by the schedule"
                 )
+        if options.after:
+            raise InvalidScheduleError(
+                f"options.after ({list(options.after)!r}) does not apply to a recurring schedule: each occurrence is "
+                "due at its occurrence time"
+            )
         return validate_cron(cron) if cron is not None else None
     except InvalidScheduleError as exc:
         if exc.name is None and isinstance(name, str):

@@ -12,11 +12,11 @@ from injector import inject
 
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
-from stores.queues import QueueInfo, QueueLimits, RateLimit, check_queue_name
 
 from . import _cancels, _tracing, recurring_ops
 from ._new_entry import check_storable_command, new_entry, recurring_lock
 from ._publish import publish_safely
+from ._scheduler_queues import QueueMethods
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry
@@ -33,6 +33,7 @@ from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
 from .workers import WorkerInfo, list_workers
+from .workflows import WorkflowMethods
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
 
@@ -45,7 +46,7 @@ R = TypeVar("R")
 Duration = timedelta | float | None
 
 
-class CommandScheduler:
+class CommandScheduler(QueueMethods, WorkflowMethods):
     """Schedules commands into the store; the ``ScheduledCommandService`` runs them when due.
 
     Get it from the injector (``injector.get(CommandScheduler)``) after installing ``SchedulingModule``.
@@ -91,6 +92,8 @@ class CommandScheduler:
             SessionNotSupportedError: ``session`` was given but the store is not a ``SqlStore``.
             UnimportableCommandError: the command's class is defined in ``__main__`` and the store is durable (a
                 worker process could never import it); nothing was stored.
+            UnknownParentError: ``options.after`` names an entry the store does not hold; nothing was stored.
+            UnsupportedFeatureError: ``options.after`` on a store that cannot keep dependencies (RedisStore).
         """
         (entry_id,) = await self.schedule_many([command], options, session=session)
         return ScheduledCommandId(entry_id)
@@ -112,10 +115,16 @@ class CommandScheduler:
             return []
         self._refuse_unimportable(commands)
         entries = self._entries_for(commands, options, self._clock.now())
-        if session is not None:
+        if options.after:
+            ids = await self._add_after(entries, options, session)
+        elif session is not None:
             ids = await self._store.add_in_session(session, entries)
         else:
             ids = await self._store.add(entries)
+        return await self._stored(entries, ids)
+
+    async def _stored(self, entries: list[ScheduledCommandEntry], ids: list[str]) -> list[str]:
+        """Tell the observers and the debug log what was stored; ``ids`` as the store returned them."""
         if self._observers:  # an idempotency key the store already held stored nothing: not counted
             self._observers.on_scheduled([e for e, stored in zip(entries, ids, strict=True) if e.id == stored])
         if logger.isEnabledFor(logging.DEBUG):
@@ -431,54 +440,6 @@ class CommandScheduler:
         .. versionadded:: 0.5
         """
         return await list_workers(self._store, self._clock.now())
-
-    # -- queues (docs/queues.md) ------------------------------------------------------------------------------
-
-    async def pause_queue(self, name: str) -> None:
-        """Pause the queue ``name`` across the fleet: no worker claims its entries until ``resume_queue``; entries
-        already running finish. Stored in the database, so it holds for workers started later too.
-
-        Raises:
-            ValueError: ``name`` is not a valid queue name.
-            UnsupportedFeatureError: the store cannot pause queues (a third-party store without queues).
-
-        .. versionadded:: 0.5
-        """
-        await self._store.set_queue_paused(check_queue_name(name), True)
-        logger.info("paused queue %s", name, extra={"action": "pause_queue", "queue": name})
-
-    async def resume_queue(self, name: str) -> None:
-        """Resume a paused queue (a queue that is not paused stays as it is); wakes the workers.
-
-        .. versionadded:: 0.5
-        """
-        await self._store.set_queue_paused(check_queue_name(name), False)
-        logger.info("resumed queue %s", name, extra={"action": "resume_queue", "queue": name})
-
-    async def set_queue_limits(
-        self, name: str, *, max_running: int | None = None, rate: RateLimit | None = None
-    ) -> None:
-        """Set the fleet-wide limits of the queue ``name``, enforced by the claim: at most ``max_running`` of its
-        entries PROCESSING at once across every worker, at most ``rate.count`` started within any ``rate.per``. Each
-        call sets both: ``None`` (the default) clears that limit. Stored in the database; wakes the workers.
-
-        Raises:
-            ValueError: ``name`` is not a valid queue name, ``max_running`` is below 1 (a ``ValidationError``
-                naming the value).
-            UnsupportedFeatureError: the store cannot limit queues (a third-party store without queues).
-
-        .. versionadded:: 0.5
-        """
-        limits = QueueLimits(max_running=max_running, rate=rate)
-        await self._store.set_queue_limits(check_queue_name(name), limits)
-        logger.info("limited queue %s: %s", name, limits, extra={"action": "set_queue_limits", "queue": name})
-
-    async def list_queues(self) -> list[QueueInfo]:
-        """Every queue with PENDING or PROCESSING entries, or paused: its depth, running entries, paused, limits.
-
-        .. versionadded:: 0.5
-        """
-        return await self._store.list_queues()
 
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         if entries and self._observers:

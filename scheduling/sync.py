@@ -22,6 +22,7 @@ from injector import inject, singleton
 
 from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
+from stores.errors import UnsupportedFeatureError
 from stores.sql import ENTRIES, SqlStore
 from stores.sql._sync import SyncSql, sync_sql_for
 
@@ -138,6 +139,12 @@ class SyncScheduler:
             )
         if not commands:
             return []
+        if options.after:
+            raise UnsupportedFeatureError(
+                self._description,
+                f"ScheduleOptions.after ({list(options.after)!r}) from SyncScheduler",
+                "schedule dependants with CommandScheduler",
+            )
         planner = self._planner
         planner._refuse_unimportable(commands)
         entries = planner._entries_for(commands, options, self._clock.now())
@@ -158,11 +165,24 @@ class SyncScheduler:
     # -- operator actions and reads ---------------------------------------------------------------------------
 
     def cancel(self, command_id: str) -> bool:
-        """Cancel a PENDING command; True only if it was PENDING and now is CANCELLED."""
-        return bool(self._cancelled(self._sql.cancel(ENTRIES.c.id == command_id, self._clock.now())))
+        """Cancel a PENDING command; True only if it was PENDING and now is CANCELLED.
+
+        Raises:
+            UnsupportedFeatureError: the command is part of a workflow (WAITING, or has dependants): cancel it with
+                ``CommandScheduler.cancel``, which resolves its dependants in the same transaction.
+        """
+        cancelled = self._cancelled(self._sql.cancel(ENTRIES.c.id == command_id, self._clock.now()))
+        if not cancelled and self._sql.in_a_workflow(command_id):
+            raise UnsupportedFeatureError(
+                self._description,
+                f"cancelling {command_id}, an entry of a workflow, from SyncScheduler",
+                "use CommandScheduler.cancel",
+            )
+        return bool(cancelled)
 
     def cancel_by_correlation_id(self, correlation_id: str) -> int:
-        """Cancel every PENDING command of a correlation id; return how many were cancelled."""
+        """Cancel every PENDING command of a correlation id that is no part of a workflow (those are left to
+        ``CommandScheduler.cancel_by_correlation_id``); return how many were cancelled."""
         return len(self._cancelled(self._sql.cancel(ENTRIES.c.correlation_id == correlation_id, self._clock.now())))
 
     def _cancelled(self, entries: list[ScheduledCommandEntry]) -> list[ScheduledCommandEntry]:

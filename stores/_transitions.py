@@ -36,13 +36,21 @@ class Transition:
     name: str
     source: ScheduledCommandStatus
     changes: Callable[[datetime], dict[str, Any]]
+    #: Further statuses it starts from (a WAITING dependant is cancelled like a PENDING entry).
+    also_from: tuple[ScheduledCommandStatus, ...] = ()
+
+    @property
+    def sources(self) -> tuple[ScheduledCommandStatus, ...]:
+        """Every status the transition starts from."""
+        return (self.source, *self.also_from)
 
 
-#: A PENDING entry that will not run.
+#: A PENDING (or WAITING) entry that will not run.
 CANCEL = Transition(
     "cancel",
     ScheduledCommandStatus.PENDING,
     lambda now: {"status": ScheduledCommandStatus.CANCELLED, "completed_at": now},
+    also_from=(ScheduledCommandStatus.WAITING,),
 )
 #: A PROCESSING entry whose worker is asked to cancel its attempt (the worker then ends it CANCELLED, fenced).
 REQUEST_CANCEL = Transition(

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from ._audit_contract import AuditTrailStore
+from ._dependencies_contract import DependencyStore
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError, UnreadableEntryError, UnsupportedFeatureError
 from .filters import EntryFilter
@@ -74,7 +75,7 @@ class StoreReading:
     running: int
 
 
-class ScheduledCommandStore(AuditTrailStore, ABC):
+class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
     """The abstract store. Implementations: ``MemoryStore``, ``SqlStore``; every one passes the contract suite.
 
     A store opens itself on first use. ``async with store:`` or ``open()`` opens it at once, to fail fast (``open()``
@@ -211,7 +212,8 @@ class ScheduledCommandStore(AuditTrailStore, ABC):
 
     @abstractmethod
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
-        """PENDING -> CANCELLED (``completed_at = now``); the cancelled entry, or ``None`` if it was not PENDING."""
+        """PENDING or WAITING -> CANCELLED (``completed_at = now``); the cancelled entry, or ``None`` if it was
+        neither. Its WAITING dependants are updated in the same transaction (see ``add_dependants``)."""
 
     @abstractmethod
     async def cancel_by_correlation_id(self, correlation_id: str, *, now: datetime) -> list[ScheduledCommandEntry]:

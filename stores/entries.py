@@ -18,6 +18,10 @@ class ScheduledCommandStatus(StrEnum):
 
     #: Waiting until ``scheduled_for`` (first run, or a retry after backoff).
     PENDING = "PENDING"
+    #: Scheduled ``after=`` other entries that have not reached its condition yet: not claimable; it becomes
+    #: PENDING (or CANCELLED, when the condition can no longer hold) with its last parent's outcome.
+    #: .. versionadded:: 0.7
+    WAITING = "WAITING"
     #: Claimed by a worker, which holds a lease on it.
     PROCESSING = "PROCESSING"
     #: Ran successfully.
@@ -105,6 +109,8 @@ class ScheduledCommandEntry(BaseModel):
     #: When an operator asked the worker holding this PROCESSING entry to cancel its attempt
     #: (``cancel(id, running=True)``), or ``None``.
     cancel_requested_at: AwareDatetime | None = None
+    #: While WAITING: how many of its parents (``ScheduleOptions.after``) have not reached its condition yet.
+    pending_parents: _Count = 0
 
     @property
     def attempts_allowed(self) -> int:

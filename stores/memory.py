@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._memory_audit import MemoryAudit
+from ._memory_dependencies import MemoryDependencies
 from ._memory_queues import MemoryQueues
 from ._memory_workers import MemoryWorkers
 from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_paused_changes
@@ -33,13 +34,14 @@ PENDING = ScheduledCommandStatus.PENDING
 PROCESSING = ScheduledCommandStatus.PROCESSING
 
 
-class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
+class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledCommandStore):
     """An in-memory ``ScheduledCommandStore``: for tests and single-process scripts; its entries are lost on exit.
 
     .. versionadded:: 0.1
     """
 
     durable = False
+    supports_dependencies = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,6 +85,8 @@ class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
             heapq.heappush(self._delayed, (entry.scheduled_for, self._order[entry.id], version, entry.id))
         elif entry.status in TERMINAL_STATUSES:
             self._notify_finished((entry.id,))
+            if entry.id in self._dependants:
+                self._resolve_dependants(entry)
 
     def _new_token(self) -> str:
         return f"{self._token_prefix}-{next(self._tokens)}"
@@ -157,7 +161,7 @@ class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
 
     async def cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
         entry = self._entries.get(entry_id)
-        if entry is None or entry.status is not CANCEL.source:
+        if entry is None or entry.status not in CANCEL.sources:
             return None
         cancelled = entry.model_copy(update=CANCEL.changes(now))
         self._put(cancelled)
@@ -514,6 +518,7 @@ class MemoryStore(MemoryWorkers, MemoryAudit, ScheduledCommandStore):
             self._counts[entry.status] -= 1
             del self._entries[entry.id], self._order[entry.id], self._version[entry.id]
             self._attempts.pop(entry.id, None)
+            self._forget_dependencies(entry.id)
             if entry.idempotency_key is not None and self._idempotency.get(entry.idempotency_key) == entry.id:
                 del self._idempotency[entry.idempotency_key]
             if entry.correlation_id is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,12 @@ from ._bulk import (
     IdPrefixOption,
     search_filter,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from scheduling.admin import EntryDetail, Relative
+
 from ._common import (
     JsonOption,
     StoreOption,
@@ -195,6 +201,7 @@ def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOpti
                 f"STUCK: the attempt started {_iso(entry.started_at)} on {entry.lease_owner or '?'} lost its lease at "
                 f"{_iso(entry.lease_expires_at)}; that worker is gone, and a live worker will recover the entry"
             )
+        _print_workflow(console, detail)
         console.print("payload:")
         try:
             console.print(json.dumps(json.loads(detail.entry.payload), indent=2, ensure_ascii=False))
@@ -210,6 +217,26 @@ def show(entry_id: EntryIdArgument, store: StoreOption = None, as_json: JsonOpti
         return 0
 
     _run_with_store(store, work)
+
+
+def _print_workflow(console: Console, detail: EntryDetail) -> None:
+    """The entry's parents and dependants (``after=``, groups), and how far its parents are."""
+    if detail.parent_count:
+        progress = ""
+        if detail.entry.status.value == "WAITING":
+            done = detail.parent_count - detail.entry.pending_parents
+            progress = f": {done} of {detail.parent_count} met its condition, {detail.entry.pending_parents} to go"
+        console.print(f"runs after {detail.parent_count} entries{progress}")
+        for relative in detail.parents:
+            console.print(f"  parent {relative.id} {relative.command_type or '-'} {_status_text(relative)}")
+    if detail.dependant_count:
+        console.print(f"{detail.dependant_count} entries run after it")
+        for relative in detail.dependants:
+            console.print(f"  dependant {relative.id} {relative.command_type or '-'} {_status_text(relative)}")
+
+
+def _status_text(relative: Relative) -> str:
+    return relative.status.value if relative.status is not None else "purged"
 
 
 def _iso(moment: datetime | None) -> str:

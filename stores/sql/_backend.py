@@ -40,6 +40,10 @@ class Backend(Protocol):
     #: costs more, so it runs only for a worker with a limited queue); otherwise ``claim`` keeps every queue within
     #: its limits itself (SQLite: one writer).
     skips_limited_queues: bool
+    #: Whether ``finish_batch(skip_dependants=True)`` leaves entries with dependants out, for the store to end them
+    #: in a transaction that also resolves their dependants (PostgreSQL, whose batch is one autocommit statement);
+    #: otherwise the batch runs in a transaction the store resolves the dependants in (SQLite).
+    finishes_dependants_apart: bool
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         """The engine that writes, and one that only reads concurrently with it (or None)."""
@@ -111,9 +115,12 @@ class Backend(Protocol):
         status (a no-op where they watch instead)."""
         ...
 
-    async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
+    async def finish_batch(
+        self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
+    ) -> Sequence[Row[Any]]:
         """The fenced end of a batch of claims, with their attempts, wake-ups and finish notifications;
-        ``(id, status, scheduled_for)`` of the rows it changed."""
+        ``(id, status, scheduled_for, completed_at, has_dependants)`` of the rows it changed. With
+        ``skip_dependants``, a backend that ``finishes_dependants_apart`` changes no entry that has dependants."""
         ...
 
     def unreadable_timestamp(self, column: Any) -> Any:

@@ -17,7 +17,7 @@ from stores._group_commit import GroupCommit
 from stores.entries import AttemptRecord
 from stores.errors import StoreUnavailableError
 
-__all__ = ["FENCED_FINISH", "Finish", "Finished", "finish_group_commit"]
+__all__ = ["FENCED_FINISH", "FENCED_FINISH_WITHOUT_DEPENDANTS", "Finish", "Finished", "finish_group_commit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def finish_group_commit(
 
 #: Ends claimed entries from the rows of ``v``, each fenced by its lease token and PROCESSING status; shared by
 #: both backends' batch statements.
-FENCED_FINISH = """UPDATE scheduled_commands
+_FENCED_FINISH = """UPDATE scheduled_commands
 SET status = v.status,
     completed_at = v.completed_at,
     started_at = CASE WHEN v.started_at IS NOT NULL THEN v.started_at
@@ -74,5 +74,10 @@ SET status = v.status,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 FROM v
 WHERE scheduled_commands.id = v.id AND scheduled_commands.lease_token = v.token
-  AND scheduled_commands.status = 'PROCESSING'
-RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for"""
+  AND scheduled_commands.status = 'PROCESSING'{extra}
+RETURNING scheduled_commands.id, scheduled_commands.status, scheduled_commands.scheduled_for,
+          scheduled_commands.completed_at, scheduled_commands.has_dependants"""
+FENCED_FINISH = _FENCED_FINISH.format(extra="")
+#: The same, leaving out entries that have dependants: PostgreSQL's batch, which is one statement in autocommit;
+#: those are ended in a transaction of their own, with their dependants (see ``stores/sql/_dependencies.py``).
+FENCED_FINISH_WITHOUT_DEPENDANTS = _FENCED_FINISH.format(extra=" AND NOT scheduled_commands.has_dependants")

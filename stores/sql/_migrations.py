@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._tables import AUDIT, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
+from ._tables import AUDIT, DEPENDENCIES, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
 
@@ -121,6 +121,14 @@ async def _queue_claim_slots(conn: AsyncConnection) -> None:
     await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN queue_slot INTEGER"))
 
 
+async def _dependencies_table_and_columns(conn: AsyncConnection) -> None:
+    """Dependencies (``ScheduleOptions.after``, groups): the table of (parent, dependant) pairs, and per entry its
+    count of pending parents and whether it has dependants. No older entry has either: zero and false."""
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN pending_parents INTEGER DEFAULT 0 NOT NULL"))
+    await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN has_dependants BOOLEAN DEFAULT false NOT NULL"))
+    await conn.run_sync(lambda sync: DEPENDENCIES.create(sync, checkfirst=True))
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -131,6 +139,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "audit_table", _audit_table),
     Migration(8, "outcome_rollup_tables", _outcome_rollup_tables),
     Migration(9, "queue_claim_slots", _queue_claim_slots),
+    Migration(10, "dependencies_table_and_columns", _dependencies_table_and_columns),
 )
 
 

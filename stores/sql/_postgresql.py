@@ -17,17 +17,18 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Table, bindparam, column, event, func, select, text
+from sqlalchemy import BigInteger, Boolean, String, Table, bindparam, column, event, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.queues import Route
 
 from ._backend import reason
-from ._group_commit import FENCED_FINISH, Finish
+from ._group_commit import FENCED_FINISH, FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
 from ._pg_claim import CLAIM, CLAIM_LIMITED, CLAIM_WINDOW_FACTOR
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
@@ -134,14 +135,16 @@ _FINISHED_SINCE: TextClause = text(
     """
 ).bindparams(bindparam("since", type_=UtcDateTime), bindparam("bucket_us", type_=BigInteger))
 
+
 #: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
 #: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
 #: PENDING again, the NOTIFYs naming the rows that finished (for ``wait()``), and ``synchronous_commit = off`` for
 #: its commit (an outcome lost in a server crash only runs the command again, as a lost lease would). The batch is one
 #: JSON parameter: the statement's text never changes, so the driver parses it once (a statement of thousands of
 #: placeholders costs milliseconds of CPU per execution).
-_BATCH_FINISH = text(
-    f"""
+def _batch_finish(fenced: str) -> TextualSelect:
+    return text(
+        f"""
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
         id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
@@ -149,14 +152,14 @@ WITH v AS (
         a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
 ),
 done AS (
-{FENCED_FINISH}),
+{fenced}),
 attempts AS (
     INSERT INTO scheduled_command_attempts (entry_id, attempt, worker_id, started_at, finished_at, outcome, error)
     SELECT v.id, v.a_number, v.a_worker, v.a_started, v.a_finished, v.a_outcome, v.a_error
     FROM v JOIN done ON done.id = v.id
     WHERE v.a_number IS NOT NULL
 )
-SELECT done.id, done.status, done.scheduled_for
+SELECT done.id, done.status, done.scheduled_for, done.completed_at, done.has_dependants
 FROM done CROSS JOIN (
     SELECT set_config('synchronous_commit', 'off', true),
            (SELECT pg_notify(:channel, extract(epoch FROM min(pending.scheduled_for))::text)
@@ -167,7 +170,19 @@ FROM done CROSS JOIN (
                 GROUP BY fin.n / {FINISHED_PER_NOTIFY}) AS chunk)
 ) AS side
 """
-).columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
+    ).columns(
+        column("id", String),
+        column("status", String),
+        column("scheduled_for", UtcDateTime),
+        column("completed_at", UtcDateTime),
+        column("has_dependants", Boolean),
+    )
+
+
+#: The batch, entries with dependants left out (one statement in autocommit: see ``_dependencies.py``).
+_BATCH_FINISH_FAST = _batch_finish(FENCED_FINISH_WITHOUT_DEPENDANTS)
+#: The batch of every entry: in the transaction that also resolves the dependants.
+_BATCH_FINISH = _batch_finish(FENCED_FINISH)
 
 
 def _batch_json(requests: list[Finish]) -> str:
@@ -211,6 +226,7 @@ class PostgresqlBackend:
 
     name = "postgresql"
     skips_limited_queues = True
+    finishes_dependants_apart = True
     reads_take_write_lock = False
     watch_stops_itself = False
 
@@ -316,9 +332,12 @@ class PostgresqlBackend:
                 text("SELECT pg_notify(:channel, :ids)"), {"channel": FINISHED_CHANNEL, "ids": payload}
             )
 
-    async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
+    async def finish_batch(
+        self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
+    ) -> Sequence[Row[Any]]:
         parameters = {"batch": _batch_json(requests), "channel": NOTIFY_CHANNEL, "finished_channel": FINISHED_CHANNEL}
-        return (await conn.execute(_BATCH_FINISH, parameters)).all()
+        statement = _BATCH_FINISH_FAST if skip_dependants else _BATCH_FINISH
+        return (await conn.execute(statement, parameters)).all()
 
     def unreadable_timestamp(self, column: Any) -> Any:
         # An infinity, or past the year 9999 (Python's datetime ends there).

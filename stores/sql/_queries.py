@@ -30,10 +30,11 @@ from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEnt
 from stores.errors import UnreadableEntryError
 from stores.filters import EntryFilter
 
+from . import _dependencies as dependencies
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
 from ._search import filter_condition
-from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
+from ._tables import ATTEMPTS, DEPENDENCIES, ENTRIES, UtcDateTime
 
 __all__ = [
     "PURGE_CHUNK",
@@ -138,7 +139,7 @@ def _apply(transition: Transition, now: datetime, *conditions: Any) -> Any:
     """The transition as one conditional UPDATE of the rows matching ``conditions``, fenced by its source status."""
     return (
         update(ENTRIES)
-        .where(*conditions, ENTRIES.c.status == transition.source.value)
+        .where(*conditions, ENTRIES.c.status.in_([status.value for status in transition.sources]))
         .values(**as_column_values(transition.changes(now)))
     )
 
@@ -154,12 +155,14 @@ async def renew_leases(conn: AsyncConnection, leases: Sequence[tuple[str, str]],
 
 
 async def dead_letter_unreadable(
-    conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime
+    conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime, backend: Backend
 ) -> None:
     """FAILED, with the error naming the column and value: no attempt can run an entry that cannot be read, and
-    no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined)."""
+    no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined). Its
+    dependants are resolved in the same transaction, like those of any dead letter."""
+    parents: list[tuple[str, str, datetime]] = []
     for exc in unreadable:
-        await conn.execute(
+        result = await conn.execute(
             update(ENTRIES)
             .where(ENTRIES.c.seq == exc.seq)
             .values(
@@ -170,8 +173,14 @@ async def dead_letter_unreadable(
                 lease_token=None,
                 lease_expires_at=None,
             )
+            .returning(ENTRIES.c.id, ENTRIES.c.has_dependants)
         )
+        row = result.first()
+        if row is not None and row.has_dependants and isinstance(row.id, str):
+            parents.append((row.id, FAILED, now))
         log_unreadable(exc, "dead-lettered")
+    if parents:
+        await dependencies.resolve(conn, backend, parents)
 
 
 async def reclaim_expired(
@@ -191,7 +200,7 @@ async def reclaim_expired(
         for row in rows
     ]
     if problems:
-        await dead_letter_unreadable(conn, problems, now)
+        await dead_letter_unreadable(conn, problems, now, backend)
     # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker is
     # unknown, and nothing else would ever take it over.
     lease = ENTRIES.c.lease_expires_at
@@ -220,7 +229,7 @@ async def reclaim_expired(
         try:
             entry = row_to_entry(row)
         except UnreadableEntryError as exc:
-            await dead_letter_unreadable(conn, [exc], now)
+            await dead_letter_unreadable(conn, [exc], now, backend)
             continue
         owner = previous_owner if isinstance(previous_owner, str) else None
         reclaimed.append(ReclaimedEntry(entry, owner, as_datetime(previous_expiry)))
@@ -293,7 +302,8 @@ def purgeable(statuses: Collection[ScheduledCommandStatus]) -> list[str]:
 async def purge_chunk(
     conn: AsyncConnection, backend: Backend, statuses: list[str], older_than: datetime, chunk: int
 ) -> int:
-    """Delete up to ``chunk`` finished entries (and their attempts); how many were deleted.
+    """Delete up to ``chunk`` finished entries (and their attempts, and their pairs as dependants); how many were
+    deleted.
 
     The rows are locked as they are chosen, skipping rows another transaction holds (PostgreSQL: ``FOR UPDATE SKIP
     LOCKED``; SQLite's write transaction already excludes every other writer): purgers running at once delete
@@ -306,6 +316,8 @@ async def purge_chunk(
     if not doomed:
         return 0
     await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.entry_id.in_([r.id for r in doomed])))
+    # A purged dependant's pairs go with it (a purged parent's stay while its dependants are kept: they name it).
+    await conn.execute(delete(DEPENDENCIES).where(DEPENDENCIES.c.child_id.in_([r.id for r in doomed])))
     deleted = await conn.execute(delete(ENTRIES).where(ENTRIES.c.seq.in_([r.seq for r in doomed]), finished))
     return int(deleted.rowcount)
 

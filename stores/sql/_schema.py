@@ -16,6 +16,7 @@ from ._search import create_search_indexes
 from ._tables import (
     ATTEMPTS,
     AUDIT,
+    DEPENDENCIES,
     ENTRIES,
     OUTCOME_HOURS,
     OUTCOME_ROLLUP,
@@ -71,6 +72,7 @@ def _create_tables(connection: Connection) -> None:
         QUEUES,
         QUEUE_STARTS,
         AUDIT,
+        DEPENDENCIES,
         OUTCOME_ROLLUP,
         OUTCOME_HOURS,
     ):

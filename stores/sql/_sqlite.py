@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, column, event, func, insert, text, update
+from sqlalchemy import Boolean, String, Table, bindparam, column, event, func, insert, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -125,7 +125,13 @@ WITH v(id, token, status, completed_at, result_payload, due, retry_increment, at
     return (
         text(sql)
         .bindparams(*datetimes)
-        .columns(column("id", String), column("status", String), column("scheduled_for", UtcDateTime))
+        .columns(
+            column("id", String),
+            column("status", String),
+            column("scheduled_for", UtcDateTime),
+            column("completed_at", UtcDateTime),
+            column("has_dependants", Boolean),
+        )
     )
 
 
@@ -143,6 +149,7 @@ class SqliteBackend:
 
     name = "sqlite"
     skips_limited_queues = False
+    finishes_dependants_apart = False
     reads_take_write_lock = True
     watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
 
@@ -335,7 +342,9 @@ class SqliteBackend:
     async def notify_finished(self, executor: Executor, entry_ids: Sequence[str]) -> None:
         return None  # other processes' waiters notice commits through PRAGMA data_version (see watch)
 
-    async def finish_batch(self, conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
+    async def finish_batch(
+        self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
+    ) -> Sequence[Row[Any]]:
         statement = _batch_finish_statement(len(requests))
         parameters: dict[str, Any] = {}
         for i, r in enumerate(requests):

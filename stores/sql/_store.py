@@ -38,7 +38,7 @@ from . import _queues as queue_queries
 from . import _schedules as schedules
 from . import _workers as workers
 from ._backend import reason
-from ._connections import SqlConnections
+from ._dependants_store import SqlDependants
 from ._group_commit import Finish, Finished
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
@@ -60,7 +60,7 @@ _DEADLOCK = "40P01"
 _LIMITED_QUEUES_TTL = 1.0
 
 
-class SqlStore(SqlConnections):
+class SqlStore(SqlDependants):
     """A ``ScheduledCommandStore`` in SQLite or PostgreSQL, through SQLModel/SQLAlchemy's async engine.
 
     Args:
@@ -180,7 +180,9 @@ class SqlStore(SqlConnections):
         async with self._write() as conn:
             rows = await queries.cancel_where(conn, condition, now)
             await self._tell_finished(conn, [row.id for row in rows])
+            resolution = await self._resolve(conn, rows)
         self._notify_finished(row.id for row in rows)
+        self._after_resolution(resolution)
         return readable(rows, "cancelled")
 
     async def request_cancel(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
@@ -248,9 +250,10 @@ class SqlStore(SqlConnections):
                         route=route,
                         limited=limited,
                     )
+                    self._note_parents(rows)
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
-                        await queries.dead_letter_unreadable(conn, unreadable, now)
+                        await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
                 claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
                 return [entry for _, entry in claimed]
             except IntegrityError:
@@ -288,10 +291,10 @@ class SqlStore(SqlConnections):
     async def _finish_batch(self, requests: list[Finish]) -> list[Finished | None]:
         """The one fenced transition, for a batch: update the entries still held under their tokens, record their
         attempts, and wake workers for those that became PENDING. Returns, per request, its outcome or None."""
-        async with self._single_statement() as conn:
-            rows = await self._backend.finish_batch(conn, requests)
+        rows, resolution = await self._finish_rows(requests)
         done = {row.id: Finished(row.status, row.scheduled_for) for row in rows}
         self._notify_finished(row.id for row in rows if row.status != ScheduledCommandStatus.PENDING.value)
+        self._after_resolution(resolution)
         return [done.get(r.entry_id) for r in requests]
 
     async def complete(
@@ -551,7 +554,9 @@ class SqlStore(SqlConnections):
         async with self._write() as conn:
             rows = await schedules.cancel_occurrences(conn, name, now=now, keep_generation=keep_generation)
             await self._tell_finished(conn, [row.id for row in rows])
+            resolution = await self._resolve(conn, rows)
         self._notify_finished(row.id for row in rows)
+        self._after_resolution(resolution)
         return readable(rows, "cancelled")
 
     # -- the worker registry (SQL in _workers.py) ---------------------------------------------------------------

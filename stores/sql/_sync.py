@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select, text, update
+from sqlalchemy import Engine, and_, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
 from stores._transitions import CANCEL, REQUEUE, Transition, as_column_values
-from stores.entries import AttemptRecord, ScheduledCommandEntry
+from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError
 
 from ._backend import reason
@@ -314,7 +314,7 @@ class SyncSql:
         (a requeue wakes the workers on PostgreSQL)."""
         statement = (
             update(ENTRIES)
-            .where(condition, ENTRIES.c.status == transition.source.value)
+            .where(condition, ENTRIES.c.status.in_([status.value for status in transition.sources]))
             .values(**as_column_values(transition.changes(now)))
             .returning(*ENTRIES.c)
         )
@@ -325,7 +325,18 @@ class SyncSql:
         return readable(sorted(rows, key=lambda row: row.seq), transition.name)  # type: ignore[arg-type]
 
     def cancel(self, condition: Any, now: datetime) -> list[ScheduledCommandEntry]:
-        return self.transition(CANCEL, condition, now)
+        """PENDING -> CANCELLED for the matching entries that are no part of a workflow: releasing or cancelling
+        dependants is the async store's (``_dependencies.py``), so a WAITING entry or one with dependants is left
+        alone here (``SyncScheduler`` says so)."""
+        plain = ENTRIES.c.status == ScheduledCommandStatus.PENDING.value, ENTRIES.c.has_dependants.is_(False)
+        return self.transition(CANCEL, and_(condition, *plain), now)
+
+    def in_a_workflow(self, entry_id: str) -> bool:
+        """Whether the entry is WAITING or has dependants (see ``cancel``)."""
+        statement = select(ENTRIES.c.status, ENTRIES.c.has_dependants).where(ENTRIES.c.id == entry_id)
+        with self._unavailable(), self._read().connect() as conn:
+            row = conn.execute(statement).first()
+        return row is not None and (row.status == ScheduledCommandStatus.WAITING.value or bool(row.has_dependants))
 
     def requeue(self, condition: Any, now: datetime) -> list[ScheduledCommandEntry]:
         return self.transition(REQUEUE, condition, now)

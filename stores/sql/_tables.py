@@ -21,6 +21,7 @@ from ._rows import UnreadableValue
 __all__ = [
     "ATTEMPTS",
     "AUDIT",
+    "DEPENDENCIES",
     "ENTRIES",
     "FAILING_ATTEMPTS_SQL",
     "QUEUES",
@@ -33,6 +34,7 @@ __all__ = [
     "OUTCOME_HOURS",
     "OUTCOME_ROLLUP",
     "AuditRow",
+    "DependencyRow",
     "EntryRow",
     "OutcomeHourRow",
     "OutcomeRollupRow",
@@ -50,7 +52,7 @@ __all__ = [
 FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -157,6 +159,10 @@ class EntryRow(_StoreModel, table=True):
     #: The running slot of its queue this PROCESSING entry holds, when the queue has ``max_running`` (PostgreSQL;
     #: see ``_pg_claim.py``). Left behind when the entry leaves PROCESSING: only PROCESSING entries hold one.
     queue_slot: int | None = Field(default=None)
+    #: While WAITING: its parents that have not met its condition yet (schema version 10, dependencies).
+    pending_parents: int = Field(nullable=False, sa_column_kwargs={"server_default": "0"})
+    #: Whether any entry was scheduled after this one: its outcome then also updates those (schema version 10).
+    has_dependants: bool = Field(sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("false")})
 
     __table_args__ = (
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct
@@ -238,6 +244,20 @@ class EntryRow(_StoreModel, table=True):
             sqlite_where=text("status = 'PENDING' AND recurring_name IS NOT NULL"),
         ),
     )
+
+
+class DependencyRow(_StoreModel, table=True):
+    """One (parent, dependant) pair of ``ScheduleOptions.after`` (schema version 10); see stores/dependencies.py."""
+
+    __tablename__ = "scheduled_command_dependencies"
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=_BIGINT_KEY)
+    parent_id: str = Field(sa_type=String(64), nullable=False, index=True)
+    child_id: str = Field(sa_type=String(64), nullable=False, index=True)
+    #: The dependant's condition: every parent COMPLETED (True) or every parent ended (False).
+    on_success_only: bool = Field(sa_type=Boolean, nullable=False)
+    #: Whether the parent's outcome was counted for the dependant (each pair counts once).
+    resolved: bool = Field(default=False, sa_type=Boolean, nullable=False)
 
 
 class AttemptRow(_StoreModel, table=True):
@@ -401,3 +421,4 @@ AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]
 OUTCOME_ROLLUP: Table = OutcomeRollupRow.__table__  # type: ignore[attr-defined]
 OUTCOME_HOURS: Table = OutcomeHourRow.__table__  # type: ignore[attr-defined]
 QUEUE_STARTS: Table = QueueStartRow.__table__  # type: ignore[attr-defined]
+DEPENDENCIES: Table = DependencyRow.__table__  # type: ignore[attr-defined]

@@ -70,7 +70,7 @@ async def test_status_and_outcome_values_are_lower_case(registry: CollectorRegis
             for label in values:
                 if label in s.labels:
                     values[label].add(s.labels[label])
-    assert values["status"] == {"pending", "processing", "completed", "failed", "cancelled", "expired"}
+    assert values["status"] == {"pending", "waiting", "processing", "completed", "failed", "cancelled", "expired"}
     assert values["status"] == {status.value.lower() for status in ScheduledCommandStatus}
     assert values["outcome"] == {"completed", "retrying", "failed"}
     assert registry.get_sample_value("cqrs_scheduling_entries", {"status": "failed"}) == 1

@@ -38,7 +38,7 @@ async def test_render_is_the_text_format_with_every_family(registry: CollectorRe
     statuses = {s.labels["status"]: s.value for s in families["cqrs_scheduling_entries"].samples}
     assert statuses["completed"] == 2
     assert statuses["failed"] == 1
-    assert len(statuses) == 6
+    assert len(statuses) == 7  # one per status, WAITING included
     labels = {key for family in families.values() for s in family.samples for key in s.labels}
     assert labels <= {"command_type", "outcome", "status", "state", "le"}  # never an id: bounded cardinality
 

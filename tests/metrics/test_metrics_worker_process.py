@@ -87,7 +87,7 @@ def test_a_worker_process_serves_metrics_while_it_runs(tmp_path: Path) -> None:
             samples = scrape(url)
         assert samples is not None, log.read_text()
         assert samples["cqrs_scheduling_entries"][(("status", "pending"),)] == 0  # the gauges are there from the start
-        assert len(samples["cqrs_scheduling_entries"]) == 6
+        assert len(samples["cqrs_scheduling_entries"]) == 7  # one per status, WAITING included
         assert samples["cqrs_scheduling_oldest_overdue_age_seconds"] == {(): 0}
         assert samples["cqrs_scheduling_entries_running"] == {(): 0}
         assert "process_cpu_seconds_total" in samples  # the default registry: process metrics come along

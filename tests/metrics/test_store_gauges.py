@@ -24,7 +24,8 @@ def entries(registry: CollectorRegistry, namespace: str = "cqrs_scheduling") -> 
 async def test_gauges_count_every_status_of_a_sql_store(
     sql_store: ScheduledCommandStore, registry: CollectorRegistry
 ) -> None:
-    """Empty store: six zeros. After real runs: the store's counts, zeros still present; refresh follows changes."""
+    """Empty store: seven zeros (one per status). After real runs: the store's counts, zeros still present; refresh
+    follows changes."""
     gauges = StoreGauges(sql_store, registry)
     await gauges.refresh()
     assert entries(registry) == {status.value.lower(): 0 for status in ScheduledCommandStatus}
@@ -43,6 +44,7 @@ async def test_gauges_count_every_status_of_a_sql_store(
         "failed": 1,
         "cancelled": 1,
         "expired": 0,
+        "waiting": 0,
     }
 
     app.clock.advance(timedelta(hours=2))

@@ -23,6 +23,8 @@ from sqlalchemy import Engine, create_engine, insert, inspect, select, text
 
 from stores.audit import AuditRecord
 from stores.base import ScheduledCommandStore
+from stores.dependencies import Dependency
+from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SchemaVersionError
 from stores.outcomes import HOUR, OutcomeCount
 from stores.queues import QueueLimits, Route
@@ -200,6 +202,8 @@ ADDED_ENTRY_COLUMNS = (
     "lock",
     "cancel_requested_at",
     "queue_slot",
+    "pending_parents",
+    "has_dependants",
 )
 #: The columns of ``scheduled_commands`` in version 1.
 V1_ENTRY_COLUMNS = [column for column in ENTRIES.c if column.name not in ADDED_ENTRY_COLUMNS]
@@ -242,6 +246,8 @@ def test_a_version_1_database_is_upgraded_keeping_every_row(
     routing = {(row.pop("queue"), row.pop("lock")) for row in entries_after}
     assert {row.pop("cancel_requested_at") for row in entries_after} == {None}  # no older entry was asked to stop
     assert {row.pop("queue_slot") for row in entries_after} == {None}  # no older entry holds a running slot
+    # No older entry waits for a parent or has a dependant.
+    assert {(row.pop("pending_parents"), row.pop("has_dependants")) for row in entries_after} == {(0, False)}
     assert entries_after == entries_before
     assert trace_contexts == {None}  # entries scheduled before tracing was stored have no trace context
     assert routing == {("default", None)}  # every stored entry waits in the default queue, holding no lock
@@ -401,6 +407,56 @@ def test_an_entry_running_at_the_upgrade_counts_against_max_running(
     blocked, claimed = asyncio.run(claim_under_a_limit())
     assert blocked == []
     assert len(claimed) == 1
+
+
+def test_entries_of_an_upgraded_database_can_be_parents(
+    make_database: Callable[[str], str], engine_for: Callable[[str], Engine]
+) -> None:
+    """Schema step 10 (dependencies): after the upgrade, a stored entry is a parent like a new one. A dependant of
+    the version-1 COMPLETED entry is PENDING at once, one of the FAILED entry CANCELLED naming it, and one of the
+    PENDING entry waits and is released by its completion."""
+    url = make_database("v1")
+    create_v1(engine_for(url))
+    entries, _, _ = fill_v1(engine_for(url))
+    by_status = {entry["status"]: entry["id"] for entry in entries if entry.get("recurring_name") is None}
+    assert "dependencies_table_and_columns" in [step.name for step in MIGRATIONS]
+
+    async def schedule_after() -> None:
+        async with SqlStore(store_url(url)) as store:
+            children = {status: _child(f"after-{status.lower()}") for status in ("COMPLETED", "FAILED", "PENDING")}
+            after = {child.id: Dependency((by_status[status],)) for status, child in children.items()}
+            await store.add_dependants(list(children.values()), after)
+            statuses = {status: (await store.get(child.id)) for status, child in children.items()}
+            assert {status: entry.status.value for status, entry in statuses.items() if entry} == {
+                "COMPLETED": "PENDING",
+                "FAILED": "CANCELLED",
+                "PENDING": "WAITING",
+            }
+            assert by_status["FAILED"] in (statuses["FAILED"].error_message or "")  # type: ignore[union-attr]
+            claimed = await store.claim_due(
+                now=at(10_000), limit=100, worker_id="w", lease_duration=timedelta(minutes=1)
+            )
+            parent = next(entry for entry in claimed if entry.id == by_status["PENDING"])
+            assert parent.lease_token is not None
+            attempt = AttemptRecord(
+                attempt=1, worker_id="w", started_at=at(10_000), finished_at=at(10_001), outcome="completed"
+            )
+            assert await store.complete(parent.id, parent.lease_token, result_payload=None, attempt=attempt)
+            released = await store.get(children["PENDING"].id)
+            assert released is not None and released.status.value == "PENDING"
+
+    asyncio.run(schedule_after())
+
+
+def _child(entry_id: str) -> ScheduledCommandEntry:
+    return ScheduledCommandEntry(
+        id=entry_id,
+        command_type="tests.Child",
+        payload="{}",
+        status=ScheduledCommandStatus.PENDING,
+        scheduled_for=at(0),
+        created_at=at(0),
+    )
 
 
 def test_a_newer_schema_is_still_refused_and_left_alone(

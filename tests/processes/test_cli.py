@@ -29,6 +29,7 @@ def test_status_json_counts_and_dead_letters(populated: tuple[str, dict[str, str
         "FAILED": 2,
         "CANCELLED": 1,
         "EXPIRED": 0,
+        "WAITING": 0,
     }
     assert report["total"] == 5
     assert report["dead_letters_by_type"] == {"scheduling_app.Fail": 2}
@@ -78,7 +79,9 @@ def test_cancel_and_requeue_exit_codes(populated: tuple[str, dict[str, str]]) ->
     """cancel/requeue succeed with 0 and refuse with 1 and a reason on stderr."""
     url, ids = populated
     assert cli("cancel", ids["later"], store=url).returncode == 0
-    assert_one_line_error(cli("cancel", ids["later"], store=url), 1, "it is CANCELLED, not PENDING or FAILED")
+    assert_one_line_error(
+        cli("cancel", ids["later"], store=url), 1, "it is CANCELLED, not PENDING or WAITING or FAILED"
+    )
     assert_one_line_error(cli("cancel", "no-such-id", store=url), 1, "no such entry")
     assert cli("requeue", ids["dead"], store=url).returncode == 0
     assert_one_line_error(cli("requeue", ids["dead"], store=url), 1, "it is PENDING, not FAILED")
@@ -105,7 +108,9 @@ def test_cancel_dismisses_a_dead_letter(populated: tuple[str, dict[str, str]]) -
     human = cli("cancel", ids["dead2"], store=url)
     assert (human.returncode, human.stdout.strip()) == (0, f"cancelled {ids['dead2']}")
     assert_one_line_error(
-        cli("cancel", ids["done"], store=url), 1, f"cannot cancel {ids['done']}: it is COMPLETED, not PENDING or FAILED"
+        cli("cancel", ids["done"], store=url),
+        1,
+        f"cannot cancel {ids['done']}: it is COMPLETED, not PENDING or WAITING or FAILED",
     )
 
 
@@ -208,12 +213,16 @@ def test_cancel_running_asks_the_worker_of_a_processing_entry(populated: tuple[s
             assert ids["later"] in {entry.id for entry in claimed}
 
     asyncio.run(claim_later())
-    assert_one_line_error(cli("cancel", ids["later"], store=url), 1, "it is PROCESSING, not PENDING or FAILED")
+    assert_one_line_error(
+        cli("cancel", ids["later"], store=url), 1, "it is PROCESSING, not PENDING or WAITING or FAILED"
+    )
     result = cli("cancel", ids["later"], "--running", "--json", store=url)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"id": ids["later"], "cancelled": True, "running": True}
     detail = json.loads(cli("show", ids["later"], "--json", store=url).stdout)
     assert detail["entry"]["status"] == "PROCESSING" and detail["entry"]["cancel_requested_at"] is not None
     assert_one_line_error(
-        cli("cancel", ids["done"], "--running", store=url), 1, "it is COMPLETED, not PENDING or FAILED or PROCESSING"
+        cli("cancel", ids["done"], "--running", store=url),
+        1,
+        "it is COMPLETED, not PENDING or WAITING or FAILED or PROCESSING",
     )

@@ -1,7 +1,8 @@
 """A model-based test: random sequences of operations against every store, compared with a reference model.
 
 A hypothesis ``RuleBasedStateMachine`` schedules commands (random priority, delay, expiry, failures to come, retry
-limit, queue and lock), cancels, requeues, pauses and resumes a queue, sets and clears its ``max_running``, moves a
+limit, queue and lock), schedules dependants after earlier entries (on success or on any outcome), cancels,
+requeues, pauses and resumes a queue, sets and clears its ``max_running``, moves a
 ManualClock, runs the worker until idle, and "crashes" workers (a ghost worker claims due entries and abandons them,
 so their leases expire). The model is a plain dict of what each entry should be. After every step the store must
 agree with it: status, retry and attempt counts, executions per entry (exactly once per attempt, never while
@@ -56,6 +57,9 @@ class Expected:
     attempt_count: int = 0
     executions: int = 0
     lease_expires_at: datetime | None = None
+    #: A dependant's parents not yet counted (``ScheduleOptions.after``), and its condition.
+    waiting_for: list[str] | None = None
+    on_success_only: bool = True
 
     def fail_attempt(self, now: datetime) -> None:
         """Record a failed (or lost) attempt: retry after RETRY_DELAY, or dead-letter."""
@@ -183,6 +187,49 @@ class SchedulerModel(RuleBasedStateMachine):
             lock=lock,
         )
 
+    @precondition(lambda self: self.model and self.store.supports_dependencies)
+    @rule(data=st.data(), any_outcome=st.booleans())
+    def schedule_after(self, data: st.DataObject, any_outcome: bool) -> None:
+        """A dependant of one or two earlier entries: WAITING until they meet its condition."""
+        parents = data.draw(st.lists(st.sampled_from(list(self.model)), min_size=1, max_size=2, unique=True))
+        key = f"k{len(self.model)}"
+        options = ScheduleOptions(after=parents, after_condition="any" if any_outcome else "success")
+        entry_id = self.run(self.app.scheduler.schedule(Record(value=key), options))
+        self.model[entry_id] = Expected(
+            key=key,
+            order=len(self.model),
+            priority=0,
+            due=self.now,
+            max_retries=3,
+            failures_left=0,
+            fails=False,
+            expires_at=None,
+            status=S.WAITING,
+            waiting_for=list(parents),
+            on_success_only=not any_outcome,
+        )
+        self.resolve()
+
+    def resolve(self) -> None:
+        """What the parents' outcomes do to their WAITING dependants, to a fixed point (cancellations cascade)."""
+        changed = True
+        while changed:
+            changed = False
+            for expected in self.model.values():
+                if expected.status is not S.WAITING or expected.waiting_for is None:
+                    continue
+                for parent in list(expected.waiting_for):
+                    outcome = self.model[parent].status
+                    if outcome not in (S.COMPLETED, S.FAILED, S.EXPIRED, S.CANCELLED):
+                        continue
+                    expected.waiting_for.remove(parent)
+                    changed = True
+                    if outcome is not S.COMPLETED and expected.on_success_only:
+                        expected.status = S.CANCELLED
+                        break
+                if expected.status is S.WAITING and not expected.waiting_for:
+                    expected.status = S.PENDING
+
     @rule(queue=st.sampled_from(["default", "slow"]), paused=st.booleans())
     def pause_or_resume(self, queue: str, paused: bool) -> None:
         if paused:
@@ -205,9 +252,11 @@ class SchedulerModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         entry_id, expected = self.pick(data)
-        assert self.run(self.app.scheduler.cancel(entry_id)) is (expected.status is S.PENDING)
-        if expected.status is S.PENDING:
+        cancellable = expected.status in (S.PENDING, S.WAITING)
+        assert self.run(self.app.scheduler.cancel(entry_id)) is cancellable
+        if cancellable:
             expected.status = S.CANCELLED
+            self.resolve()
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
@@ -225,6 +274,7 @@ class SchedulerModel(RuleBasedStateMachine):
         assert (dismissed is not None) is (expected.status is S.FAILED)
         if expected.status is S.FAILED:
             expected.status = S.CANCELLED
+            self.resolve()
 
     @rule(seconds=st.sampled_from([1, 10, 30, 61, 300]))
     def advance_clock(self, seconds: int) -> None:
@@ -248,6 +298,7 @@ class SchedulerModel(RuleBasedStateMachine):
             if expected.status is S.PROCESSING and expected.lease_expires_at and expected.lease_expires_at <= now:
                 expected.fail_attempt(now)
                 handled += 1
+        self.resolve()
         while due := self.due_pending():
             for _, expected in due:
                 handled += 1
@@ -261,6 +312,7 @@ class SchedulerModel(RuleBasedStateMachine):
                 else:
                     expected.attempt_count += 1
                     expected.status = S.COMPLETED
+            self.resolve()  # the dependants released by this round's outcomes are claimed by the next round
         assert self.run(self.app.service.run_until_idle()) == handled
 
     @precondition(lambda self: self.model)

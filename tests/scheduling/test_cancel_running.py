@@ -4,11 +4,13 @@ records it as cancelled and ends the entry CANCELLED, not retried. Real processe
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from scheduling_app import CollectNotifications, eventually, make_app, status
 
 from mediator import Command, CommandHandler
 from scheduling import CommandContext, ScheduledCommandCancelled, ScheduledCommandStatus, ScheduleOptions
+from scheduling.service import CLAIM_AHEAD
 
 NEVER = asyncio.Event()
 
@@ -42,7 +44,16 @@ class QuickHandler(CommandHandler[Quick, int]):
         return 1
 
 
-HANDLERS: list[type] = [EndlessHandler, PatientHandler, QuickHandler, CollectNotifications]
+class Forever(Command[None]):
+    pass
+
+
+class ForeverHandler(CommandHandler[Forever, None]):
+    async def handle(self, command: Forever) -> None:
+        await asyncio.Event().wait()  # an event of this loop: never set
+
+
+HANDLERS: list[type] = [EndlessHandler, PatientHandler, QuickHandler, ForeverHandler, CollectNotifications]
 
 
 async def _processing(app: object, command_id: str) -> None:
@@ -94,3 +105,21 @@ async def test_cancelling_a_finished_command_is_a_no_op() -> None:
     assert await app.scheduler.cancel("unknown", running=True) is False
     entry = await status(app, command_id)
     assert entry.status is ScheduledCommandStatus.COMPLETED and entry.cancel_requested_at is None
+
+
+async def test_a_request_between_the_claim_and_the_start_cancels_the_attempt_as_it_starts() -> None:
+    """The cancel watch is registered at the claim: a request for an entry claimed ahead (waiting for its due time)
+    is heard, and its handler is cancelled as soon as it starts, not run to its end."""
+    app = make_app(handlers=HANDLERS)
+    async with app.service:
+        command_id = await app.scheduler.schedule(Forever(), ScheduleOptions(delay=CLAIM_AHEAD / 2, max_retries=5))
+        await _processing(app, command_id)  # claimed ahead: held, its handler not started
+        assert await app.scheduler.cancel(command_id, running=True) is True
+        app.clock.advance(CLAIM_AHEAD / 2 + timedelta(microseconds=1))
+
+        async def cancelled() -> bool:
+            return (await status(app, command_id)).status is ScheduledCommandStatus.CANCELLED
+
+        await eventually(cancelled)
+    [attempt] = await app.scheduler.get_attempts(command_id)
+    assert attempt.outcome == "cancelled"

@@ -966,6 +966,7 @@ async def test_count_by_status_follows_transitions(store: ScheduledCommandStore)
         FAILED: 2,
         CANCELLED: 1,
         EXPIRED: 0,
+        ScheduledCommandStatus.WAITING: 0,
     }
 
 
@@ -1127,6 +1128,7 @@ async def test_purge_deletes_only_terminal_entries_finished_before(store: Schedu
         FAILED: 0,
         CANCELLED: 0,
         EXPIRED: 0,
+        ScheduledCommandStatus.WAITING: 0,
     }
     assert await store.purge(older_than=at(10)) == 0
 

@@ -21,7 +21,7 @@ from scheduling.errors import NotACommandError, PayloadTooLargeError
 from scheduling.observer import SchedulingObserver
 from scheduling.sync import SyncScheduler
 from stores import MemoryStore, SqlStore
-from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError
+from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError, UnsupportedFeatureError
 from stores.sql._tables import SCHEMA_VERSION
 
 
@@ -327,3 +327,23 @@ def test_first_use_inside_a_transaction_holding_sqlites_lock_says_what_to_do(tmp
     finally:
         engine.dispose()
         scheduler.close()
+
+
+def test_workflows_are_left_to_the_async_scheduler(sql_url: str) -> None:
+    """SyncScheduler refuses ``after=`` (it would store a plain entry) and leaves an entry of a workflow uncancelled,
+    saying so: its dependants are resolved by the async store in the transaction of the cancel."""
+    app = make_app(store=SqlStore(sql_url))
+    with app.injector.get(SyncScheduler) as scheduler:
+        parent = scheduler.schedule(Record(value="parent"), ScheduleOptions(delay=timedelta(hours=1)))
+        with pytest.raises(UnsupportedFeatureError, match=r"ScheduleOptions\.after"):
+            scheduler.schedule(Record(value="child"), ScheduleOptions(after=parent))
+
+        async def add_child() -> str:
+            return await app.scheduler.schedule(Record(value="child"), ScheduleOptions(after=parent))
+
+        child = asyncio.run(add_child())
+        for entry_id in (parent, child):
+            with pytest.raises(UnsupportedFeatureError, match=r"CommandScheduler\.cancel"):
+                scheduler.cancel(entry_id)
+        entry = scheduler.get_status(child)
+        assert entry is not None and entry.status is ScheduledCommandStatus.WAITING

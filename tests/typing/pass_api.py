@@ -126,3 +126,17 @@ async def waiting(scheduler: CommandScheduler, stored_id: str) -> None:
     user_id: int = await scheduler.wait(command_id)
     assert_type(await scheduler.wait(stored_id), object)  # a plain str id: the command type is not known
     del as_text, user_id
+
+
+async def workflows(scheduler: CommandScheduler) -> None:
+    """A group's callback id is typed with the callback's result; a parent's result is typed by ``result_as``."""
+    from scheduling import ScheduledGroup, ScheduleOptions
+
+    first = await scheduler.schedule(CreateUser(email="a@b.c"))
+    second = await scheduler.schedule(CreateUser(email="d@e.f"), ScheduleOptions(after=first))
+    assert_type(second, ScheduledCommandId[int])
+    group = await scheduler.schedule_group([Ping(), Ping()], then=CreateUser(email="g@h.i"))
+    assert_type(group, ScheduledGroup[int])
+    assert_type(await scheduler.wait(group.callback_id), int)
+    (parent,) = await scheduler.parent_outcomes(second)
+    assert_type(parent.result_as(int), int)

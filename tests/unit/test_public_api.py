@@ -63,6 +63,7 @@ SCHEDULING_API = [
     "CommandScheduler",
     "ICommandScheduler",
     "ManualClock",
+    "ParentOutcome",  # workflows (0.7)
     "QueueInfo",  # section 5
     "RateLimit",  # section 5
     "Retention",
@@ -76,9 +77,11 @@ SCHEDULING_API = [
     "ScheduledCommandRetrying",
     "ScheduledCommandService",
     "ScheduledCommandStatus",
+    "ScheduledGroup",  # workflows (0.7)
     "SchedulerSettings",
     "SchedulingModule",
     "SystemClock",
+    "UnknownParentError",  # workflows (0.7)
     "WorkerInfo",  # section 5
 ]
 

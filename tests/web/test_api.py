@@ -45,6 +45,7 @@ async def test_overview_is_the_status_json(
         "FAILED": 2,
         "CANCELLED": 1,
         "EXPIRED": 0,
+        "WAITING": 0,
     }
     assert body["dead_letters_by_type"] == {FAIL: 2}
     throughput = body["throughput"]
@@ -173,7 +174,7 @@ async def test_cancel_pending_then_409_then_404(
 
     again = await client.post(f"/api/entries/{entry_id}/cancel")
     assert again.status_code == 409
-    assert again.json() == {"detail": f"cannot cancel {entry_id}: it is CANCELLED, not PENDING or FAILED"}
+    assert again.json() == {"detail": f"cannot cancel {entry_id}: it is CANCELLED, not PENDING or WAITING or FAILED"}
     unknown = await client.post("/api/entries/nope/cancel")
     assert unknown.status_code == 404
     assert unknown.json() == {"detail": "cannot cancel nope: no such entry"}
@@ -208,7 +209,9 @@ async def test_cancel_dismisses_a_dead_letter(
     assert requeue.json()["detail"] == f"cannot requeue {entry_id}: it is CANCELLED, not FAILED"
     done = await client.post(f"/api/entries/{populated['done']}/cancel")
     assert done.status_code == 409
-    assert done.json() == {"detail": f"cannot cancel {populated['done']}: it is COMPLETED, not PENDING or FAILED"}
+    assert done.json() == {
+        "detail": f"cannot cancel {populated['done']}: it is COMPLETED, not PENDING or WAITING or FAILED"
+    }
     entry = await store.get(populated["done"])
     assert entry is not None and entry.status is ScheduledCommandStatus.COMPLETED
 
@@ -470,7 +473,7 @@ async def test_cancel_running_asks_the_worker_and_plain_cancel_refuses_it(
     assert entry_id in {entry.id for entry in claimed}
     plain = await client.post(f"/api/entries/{entry_id}/cancel")
     assert plain.status_code == 409
-    assert plain.json() == {"detail": f"cannot cancel {entry_id}: it is PROCESSING, not PENDING or FAILED"}
+    assert plain.json() == {"detail": f"cannot cancel {entry_id}: it is PROCESSING, not PENDING or WAITING or FAILED"}
     response = await client.post(f"/api/entries/{entry_id}/cancel", params={"running": "true"})
     assert response.status_code == 200
     assert response.json() == json_of(admin.CancelResult(id=entry_id, cancelled=True, running=True))
@@ -480,4 +483,6 @@ async def test_cancel_running_asks_the_worker_and_plain_cancel_refuses_it(
     done = populated["done"]
     finished = await client.post(f"/api/entries/{done}/cancel", params={"running": "true"})
     assert finished.status_code == 409
-    assert finished.json() == {"detail": f"cannot cancel {done}: it is COMPLETED, not PENDING or FAILED or PROCESSING"}
+    assert finished.json() == {
+        "detail": f"cannot cancel {done}: it is COMPLETED, not PENDING or WAITING or FAILED or PROCESSING"
+    }

@@ -208,6 +208,7 @@ async def test_overview_shows_counts_timing_throughput_and_dead_letters(
         "FAILED": "2",
         "CANCELLED": "0",
         "EXPIRED": "0",
+        "WAITING": "0",
     }
     # The status is written out next to its number: colour only repeats it.
     card_terms = [dt.text() for dt in doc.find_all("dt")]

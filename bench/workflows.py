@@ -1,0 +1,203 @@
+"""Workflows (issue #19): how fast a fan-in releases its callback, and what a dependant costs its parent's outcome.
+
+Run with ``.venv/bin/python bench/workflows.py [--stores memory,sqlite,postgresql] [--members 10000]`` (never part
+of ``make test``). Prints one JSON line per measurement to stdout, progress to stderr. Store-level, one process,
+no handlers: what is measured is the store's share.
+
+- ``fan_in``: a group of ``--members`` members and a callback (``add_dependants``); every member but the last is
+  claimed and completed; then, ``--rounds`` times on fresh groups, the time from calling ``complete()`` of the last
+  member to the callback being claimed by a second store instance on the same database that was woken by the
+  release (PostgreSQL: its NOTIFY; SQLite: the commit watcher; memory: the same instance). Also the time until
+  ``complete()`` returned (the outcome and the release committed together).
+- ``chain_step``: ``complete()`` of a parent without a dependant (A) and of a parent with one WAITING dependant (B),
+  interleaved, ``--steps`` each; median and p95 in ms. On PostgreSQL A is one autocommit statement; B is a
+  transaction: the same statement, the pair marked resolved, the dependant released, the commit.
+
+Every ``bench_*`` database created is dropped; SQLite files live in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Postgres
+
+from stores import MemoryStore, ScheduledCommandStore, SqlStore
+from stores.dependencies import Dependency
+from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+
+LEASE = dt.timedelta(minutes=5)
+
+
+def progress(message: str) -> None:
+    print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def entry(now: dt.datetime, n: int = 0) -> ScheduledCommandEntry:
+    return ScheduledCommandEntry(
+        id=str(uuid.uuid4()),
+        command_type="bench.workflows.Job",
+        payload=f'{{"n": {n}}}',
+        status=ScheduledCommandStatus.PENDING,
+        scheduled_for=now,
+        created_at=now,
+    )
+
+
+def attempt(now: dt.datetime) -> AttemptRecord:
+    return AttemptRecord(attempt=1, worker_id="bench", started_at=now, finished_at=now, outcome="completed")
+
+
+async def complete_all(store: ScheduledCommandStore, claimed: list[ScheduledCommandEntry], now: dt.datetime) -> None:
+    await asyncio.gather(
+        *(
+            store.complete(e.id, e.lease_token or "", result_payload=str(e.id[:4]), attempt=attempt(now))
+            for e in claimed
+        )
+    )
+
+
+async def fan_in_round(store: ScheduledCommandStore, other: ScheduledCommandStore, members: int) -> dict[str, float]:
+    now = dt.datetime.now(dt.UTC)
+    group = [entry(now, n) for n in range(members)]
+    callback = entry(now)
+    await store.add_dependants([*group, callback], {callback.id: Dependency(tuple(e.id for e in group), False)})
+    last: ScheduledCommandEntry | None = None
+    while True:  # every member but the last: claimed and completed in batches
+        claimed = await store.claim_due(now=now, limit=500, worker_id="bench", lease_duration=LEASE)
+        if not claimed:
+            break
+        if last is None:
+            last, claimed = claimed[0], claimed[1:]
+        await complete_all(store, claimed, now)
+    assert last is not None and last.lease_token is not None
+    waiting = await store.get(callback.id)
+    assert waiting is not None and waiting.status is ScheduledCommandStatus.WAITING and waiting.pending_parents == 1
+    woken = asyncio.Event()
+    listener = lambda _due: woken.set()  # noqa: E731 - a one-line listener
+    other.add_wakeup_listener(listener)
+    await asyncio.sleep(0.2)  # the second store is listening
+    woken.clear()
+    started = time.perf_counter()
+    assert await store.complete(last.id, last.lease_token, result_payload="1", attempt=attempt(now))
+    committed = time.perf_counter()
+    await asyncio.wait_for(woken.wait(), 10)
+    heard = time.perf_counter()
+    got = await other.claim_due(now=dt.datetime.now(dt.UTC), limit=10, worker_id="other", lease_duration=LEASE)
+    claimed_at = time.perf_counter()
+    other.remove_wakeup_listener(listener)
+    assert [e.id for e in got] == [callback.id], got
+    return {
+        "complete_ms": (committed - started) * 1000,
+        "woken_ms": (heard - started) * 1000,
+        "claimed_ms": (claimed_at - started) * 1000,
+    }
+
+
+async def chain_steps(store: ScheduledCommandStore, steps: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"A": [], "B": []}
+    for _ in range(steps):
+        for variant in ("A", "B"):
+            now = dt.datetime.now(dt.UTC)
+            parent = entry(now)
+            await store.add([parent])
+            if variant == "B":
+                child = entry(now)
+                await store.add_dependants([child], {child.id: Dependency((parent.id,))})
+            (claimed,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
+            assert claimed.id == parent.id and claimed.lease_token is not None
+            started = time.perf_counter()
+            assert await store.complete(parent.id, claimed.lease_token, result_payload="1", attempt=attempt(now))
+            times[variant].append((time.perf_counter() - started) * 1000)
+            if variant == "B":  # out of the next claims' way
+                (released,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
+                await store.complete(released.id, released.lease_token or "", result_payload=None, attempt=attempt(now))
+    return times
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+async def measure(kind: str, url: str | None, args: argparse.Namespace) -> list[dict[str, Any]]:
+    def open_store() -> ScheduledCommandStore:
+        return MemoryStore() if url is None else SqlStore(url)
+
+    store = open_store()
+    other = store if url is None else open_store()
+    results: list[dict[str, Any]] = []
+    async with store:
+        if other is not store:
+            await other.open()
+        try:
+            rounds = [await fan_in_round(store, other, args.members) for _ in range(args.rounds)]
+            progress(f"{kind}: fan-in of {args.members} measured")
+            results.append(
+                {
+                    "bench": "workflows.fan_in",
+                    "store": kind,
+                    "members": args.members,
+                    "rounds": args.rounds,
+                    **{key: summary([r[key] for r in rounds]) for key in rounds[0]},
+                }
+            )
+            times = await chain_steps(store, args.steps)
+            progress(f"{kind}: chain steps measured")
+            results.append(
+                {
+                    "bench": "workflows.chain_step",
+                    "store": kind,
+                    "steps": args.steps,
+                    "complete_without_dependant_ms": summary(times["A"]),
+                    "complete_with_dependant_ms": summary(times["B"]),
+                }
+            )
+        finally:
+            if other is not store:
+                await other.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stores", default="memory,sqlite,postgresql")
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
+    args = parser.parse_args()
+    postgres = Postgres(args.postgres)
+    for kind in args.stores.split(","):
+        if kind == "memory":
+            results = asyncio.run(measure(kind, None, args))
+        elif kind == "sqlite":
+            with tempfile.TemporaryDirectory() as directory:
+                results = asyncio.run(measure(kind, f"sqlite:///{Path(directory) / 'bench.db'}", args))
+        else:
+            name = f"bench_workflows_{os.getpid()}"
+            try:
+                results = asyncio.run(measure(kind, postgres.create(name), args))
+            finally:
+                postgres.drop(name)
+        for result in results:
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

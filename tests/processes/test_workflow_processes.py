@@ -1,0 +1,185 @@
+"""Workflows across real worker processes, on SQLite and PostgreSQL: a chain of 3 and a fan-out/fan-in of 100
+complete in order with results passed along; a worker SIGKILLed again and again while it completes parents loses
+and doubles no dependant; a failed parent cancels its dependants with the reason.
+
+"In order" is read from the store: every dependant's first attempt started at or after each parent's completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import cli
+from injector import Injector
+from workflow_app import HANDLERS, Boom, Square, Step, Total
+
+from mediator import MediatorModule
+from scheduling import CommandScheduler, ScheduledCommandStatus, ScheduleOptions, SchedulingModule
+from scheduling.errors import CommandCancelledError
+from stores import ScheduledCommandStore
+from stores.urls import store_from_url
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORT = ROOT / "tests" / "support"
+TERMINAL = {ScheduledCommandStatus.COMPLETED, ScheduledCommandStatus.CANCELLED, ScheduledCommandStatus.FAILED}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'workflows.db'}"
+    return new_postgres_database(request.getfixturevalue("postgres_url"), "workflows")
+
+
+def start_worker(store_url: str, concurrency: int = 10) -> subprocess.Popen[str]:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)])}
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "scheduling", "worker", "--app", "workflow_app:build_injector"),
+            *("--store", store_url, "--polling-interval", "0.2", "--concurrency", str(concurrency)),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(worker: subprocess.Popen[str]) -> str:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = worker.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        _, stderr = worker.communicate()
+    return stderr or ""
+
+
+@contextmanager
+def worker_running(store_url: str) -> Iterator[subprocess.Popen[str]]:
+    worker = start_worker(store_url)
+    try:
+        yield worker
+    finally:
+        stderr = stop(worker)
+        assert worker.returncode in (0, -signal.SIGKILL), stderr[-3000:]
+
+
+def scheduler_on(store: ScheduledCommandStore) -> CommandScheduler:
+    return Injector([MediatorModule(HANDLERS), SchedulingModule(store=store)]).get(CommandScheduler)
+
+
+async def assert_in_order(store: ScheduledCommandStore, entry_id: str) -> None:
+    """The entry's first attempt started at or after every parent's completion."""
+    attempts = await store.get_attempts(entry_id)
+    assert attempts, f"{entry_id} never ran"
+    for parent_id in await store.get_parents(entry_id):
+        parent = await store.get(parent_id)
+        assert parent is not None and parent.completed_at is not None
+        assert attempts[0].started_at >= parent.completed_at, f"{entry_id} started before its parent {parent_id} ended"
+
+
+@pytest.mark.timeout(120)
+def test_a_chain_of_3_and_a_fan_in_of_100_complete_in_order_with_results(store_url: str) -> None:
+    async def scenario() -> None:
+        async with store_from_url(store_url) as store:
+            scheduler = scheduler_on(store)
+            first = await scheduler.schedule(Step(n=1))
+            second = await scheduler.schedule(Step(n=10), ScheduleOptions(after=first))
+            third = await scheduler.schedule(Step(n=100), ScheduleOptions(after=second))
+            group = await scheduler.schedule_group([Square(i=i) for i in range(100)], then=Total())
+            assert await scheduler.wait(third, timeout=60) == 111
+            assert await scheduler.wait(group.callback_id, timeout=60) == [sum(i * i for i in range(100)), 100, 100]
+            for entry_id in (second, third, group.callback_id):
+                await assert_in_order(store, entry_id)
+
+    with worker_running(store_url):
+        asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_parent_cancels_its_dependants_with_the_reason(store_url: str) -> None:
+    async def scenario() -> tuple[str, str, str]:
+        async with store_from_url(store_url) as store:
+            scheduler = scheduler_on(store)
+            parent = await scheduler.schedule(Boom(), ScheduleOptions(max_retries=0))
+            child = await scheduler.schedule(Step(n=1), ScheduleOptions(after=parent))
+            grandchild = await scheduler.schedule(Step(n=2), ScheduleOptions(after=child))
+            with pytest.raises(CommandCancelledError, match=f"parent {parent} ended FAILED"):
+                await scheduler.wait(child, timeout=60)
+            with pytest.raises(CommandCancelledError, match=f"parent {child} ended CANCELLED"):
+                await scheduler.wait(grandchild, timeout=60)
+            assert await store.get_attempts(child) == []
+            return parent, child, grandchild
+
+    with worker_running(store_url):
+        parent, child, grandchild = asyncio.run(scenario())
+    # The operator's view: ``show`` lists the parents and dependants.
+    shown = cli("show", child, "--json", store=store_url)
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert [(p["id"], p["status"]) for p in detail["parents"]] == [(parent, "FAILED")]
+    assert [(d["id"], d["status"]) for d in detail["dependants"]] == [(grandchild, "CANCELLED")]
+    text = cli("show", child, store=store_url)
+    assert text.returncode == 0, text.stderr
+    assert f"parent {parent}" in text.stdout and f"dependant {grandchild}" in text.stdout
+
+
+async def _schedule_chains(store_url: str, count: int) -> list[tuple[str, str]]:
+    async with store_from_url(store_url) as store:
+        scheduler = scheduler_on(store)
+        pairs = []
+        for n in range(count):
+            parent = await scheduler.schedule(Square(i=n, delay=0.05))
+            child = await scheduler.schedule(Step(n=0), ScheduleOptions(after=parent))
+            pairs.append((parent, child))
+        return pairs
+
+
+async def _outcome(store_url: str, pairs: list[tuple[str, str]], timeout: float) -> dict[str, Any]:
+    async with store_from_url(store_url) as store:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = [(await store.get(child)) for _, child in pairs]
+            if all(entry is not None and entry.status in TERMINAL for entry in statuses):
+                break
+            await asyncio.sleep(0.1)
+        counts = await store.count_by_status()
+        children = {child: await store.get(child) for _, child in pairs}
+        for _, child in pairs:
+            await assert_in_order(store, child)
+        return {"counts": counts, "children": children}
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_of_the_worker_completing_parents_loses_and_doubles_no_dependant(store_url: str) -> None:
+    pairs = asyncio.run(_schedule_chains(store_url, 40))
+    for _ in range(3):  # kill a worker in the middle of completing parents, three times
+        victim = start_worker(store_url)
+        time.sleep(1.2)
+        victim.send_signal(signal.SIGKILL)
+        stop(victim)
+    with worker_running(store_url):
+        result = asyncio.run(_outcome(store_url, pairs, timeout=90))
+    children = result["children"]
+    for parent_id, child_id in pairs:
+        child = children[child_id]
+        assert child is not None and child.status is ScheduledCommandStatus.COMPLETED, (child_id, child)
+        assert child.pending_parents == 0
+        n = int(parent_id != "") and pairs.index((parent_id, child_id))
+        assert child.result_payload == str(n * n)  # its parent's result, passed along
+    counts = result["counts"]
+    assert counts[ScheduledCommandStatus.COMPLETED] == 2 * len(pairs)  # no entry lost, none added
+    assert sum(counts.values()) == 2 * len(pairs)
