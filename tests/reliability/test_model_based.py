@@ -239,7 +239,6 @@ class SchedulerModel(RuleBasedStateMachine):
             self.run(self.app.scheduler.resume_queue(queue))
             self.paused.discard(queue)
 
-    @precondition(lambda self: self.fleet)
     @rule(queue=st.sampled_from(["default", "slow"]), max_running=st.sampled_from([None, 1, 2]))
     def limit_queue(self, queue: str, max_running: int | None) -> None:
         self.run(self.app.scheduler.set_queue_limits(queue, max_running=max_running))
