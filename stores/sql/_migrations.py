@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._search_indexes import build_concurrently, create_search_indexes
 from ._tables import AUDIT, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
@@ -34,6 +35,10 @@ class Migration:
     version: int
     name: str
     apply: Callable[[AsyncConnection], Awaitable[None]]
+    #: PostgreSQL: run before the migration's transaction, outside any transaction, with the engine and the schema's
+    #: advisory lock key (to take at session level): indexes built ``CONCURRENTLY`` there do not block writes on a
+    #: big table. ``apply`` must still do everything when this did not run (SQLite, or an interrupted build).
+    concurrently: Callable[[AsyncEngine, int], Awaitable[None]] | None = None
 
 
 async def _occurrence_generation_column(conn: AsyncConnection) -> None:
@@ -121,6 +126,12 @@ async def _queue_claim_slots(conn: AsyncConnection) -> None:
     await conn.execute(text("ALTER TABLE scheduled_commands ADD COLUMN queue_slot INTEGER"))
 
 
+async def _entries_search_indexes(conn: AsyncConnection) -> None:
+    """The entries search's indexes (created range, id prefix, error-text trigrams): on PostgreSQL built beforehand
+    without blocking writes (``concurrently``), so that this finds them; see ``_search_indexes.py``."""
+    await create_search_indexes(conn)
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -131,6 +142,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "audit_table", _audit_table),
     Migration(8, "outcome_rollup_tables", _outcome_rollup_tables),
     Migration(9, "queue_claim_slots", _queue_claim_slots),
+    Migration(10, "entries_search_indexes", _entries_search_indexes, concurrently=build_concurrently),
 )
 
 
