@@ -50,7 +50,7 @@ from scheduling import (  # noqa: E402
 )
 from scheduling.web import DashboardSettings, create_dashboard_app  # noqa: E402
 from stores.sql import SqlStore  # noqa: E402
-from stores.sql._search import create_search_indexes  # noqa: E402
+from stores.sql._search_indexes import create_search_indexes  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)

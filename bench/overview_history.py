@@ -34,6 +34,7 @@ import httpx
 import psycopg
 from scheduler_sql import DEFAULT_POSTGRES_URL, Postgres, libpq
 
+from scheduling.admin import EXACT_COUNT_LIMIT
 from scheduling.web import DashboardSettings, create_dashboard_app
 from stores import SqlStore
 from stores.entries import ScheduledCommandStatus
@@ -106,6 +107,12 @@ async def measure(url: str, now: dt.datetime, runs: int) -> dict[str, Any]:
             lambda: store.count_finished_since(now - dt.timedelta(days=7), bucket=HOUR), max(3, runs // 3)
         )
         results["count_by_status_ms"] = await timed(store.count_by_status, runs)
+        results["count_by_status_estimated_ms"] = await timed(
+            lambda: store.count_by_status_estimated(exact_up_to=EXACT_COUNT_LIMIT), runs
+        )
+        estimated = await store.count_by_status_estimated(exact_up_to=EXACT_COUNT_LIMIT)
+        exact = await store.count_by_status()
+        results["status_counts"] = {s.value: [exact[s], c.count, c.exact] for s, c in estimated.items()}
         results["dead_letters_by_type_ms"] = await timed(
             lambda: store.count_by_command_type(ScheduledCommandStatus.FAILED), runs
         )

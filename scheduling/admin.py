@@ -7,15 +7,14 @@ Every function takes an opened ``ScheduledCommandStore`` and returns plain pydan
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from stores.base import ScheduledCommandStore
-from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnreadableEntryError
 from stores.filters import EntryFilter, combined
 
@@ -39,18 +38,22 @@ from ._admin_recurring import (
     run_schedule_now,
     schedule_occurrences,
 )
-from .workers import count_stuck, is_stuck, waiting_by_queue, waiting_for_a_worker, workers_by_state
+from ._durations import MAX_DURATION, parse_duration
+from ._entry_detail import EntryDetail, entry_detail
+from .workers import count_stuck, waiting_by_queue, waiting_for_a_worker, workers_by_state
 
 __all__ = [
     "CANCELLABLE",
     "CANCELLABLE_RUNNING",
     "COUNT_LIMIT",
+    "EXACT_COUNT_LIMIT",
     "MAX_DURATION",
     "OCCURRENCES_SHOWN",
     "OUTCOME_RANGES",
     "CancelResult",
     "EntryDetail",
     "EntryPage",
+    "MatchCount",
     "OutcomeBucket",
     "OutcomeHistory",
     "OutcomeRange",
@@ -125,9 +128,14 @@ class StoreOverview(BaseModel):
 
     store: str
     now: datetime
-    #: Entries per status, every status present.
+    #: Entries per status, every status present: exact up to ``EXACT_COUNT_LIMIT``, a larger one possibly an
+    #: estimate from the database's statistics (``counts_exact``), so that the overview costs the same at any size.
     counts: dict[str, int]
+    #: Per status, whether its count is exact (False: an estimate, shown as "about").
+    counts_exact: dict[str, bool] = {}
     total: int
+    #: Whether ``total`` is exact (every count is).
+    total_exact: bool = True
     #: The earliest due time among PENDING entries, or None.
     next_due_at: datetime | None
     #: When that earliest PENDING entry is already overdue: its due time and how late it is, in seconds.
@@ -186,36 +194,9 @@ class EntryPage(BaseModel):
     #: stopped there (``COUNT_LIMIT``; a filter no index answers cannot be counted fast at every size).
     total: int | None = None
     total_exact: bool = True
-
-
-class Relative(BaseModel):
-    """A parent or dependant of an entry (``ScheduleOptions.after``, a group), as ``show`` lists it."""
-
-    id: str
-    #: None when the store no longer holds it (purged by retention).
-    command_type: str | None = None
-    status: ScheduledCommandStatus | None = None
-
-
-#: Most parents and dependants ``show`` reads one by one (a group of 10,000 members shows its first ones and counts).
-RELATIVES_SHOWN = 50
-
-
-class EntryDetail(BaseModel):
-    """``show``: an entry with its audit trail, and its workflow (parents, dependants)."""
-
-    entry: ScheduledCommandEntry
-    attempts: list[AttemptRecord]
-    #: PROCESSING under a lease expired at the time asked about: its worker is gone, recovery has not run yet.
-    stuck: bool = False
-    #: The entries it runs after (its ``after=`` entries, or its group's members: it is then the group's callback),
-    #: the first ``RELATIVES_SHOWN`` of them, and how many in all. While it is WAITING, ``entry.pending_parents`` of
-    #: them have not met its condition yet: the group's progress is ``parent_count - pending_parents``.
-    parents: list[Relative] = Field(default_factory=list)
-    parent_count: int = 0
-    #: The entries scheduled after it (a member's group callback among them), the first ones and how many.
-    dependants: list[Relative] = Field(default_factory=list)
-    dependant_count: int = 0
+    #: ``total`` is an estimate from the database's statistics ("about"; ``total_exact`` is false): no filter, or a
+    #: status alone, matching more than ``COUNT_LIMIT`` entries on PostgreSQL.
+    total_estimated: bool = False
 
 
 class RequeueResult(BaseModel):
@@ -260,8 +241,15 @@ def _by_type(by_queue: dict[str, dict[str, int]]) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview:
-    counts = await store.count_by_status()
+#: The overview counts each status exactly up to this many entries; a larger status may be estimated.
+EXACT_COUNT_LIMIT = 10_000
+
+
+async def overview(store: ScheduledCommandStore, now: datetime, *, exact_up_to: int | None = None) -> StoreOverview:
+    """The health of the store at ``now``; each status counted exactly up to ``exact_up_to`` (see ``counts_exact``)."""
+    bound = EXACT_COUNT_LIMIT if exact_up_to is None else exact_up_to
+    estimated = await store.count_by_status_estimated(exact_up_to=bound)
+    counts = {status: c.count for status, c in estimated.items()}
     next_due = await store.next_due_at()
     overdue = next_due if next_due is not None and next_due <= now else None
     waiting = await waiting_by_queue(store, now)
@@ -269,7 +257,9 @@ async def overview(store: ScheduledCommandStore, now: datetime) -> StoreOverview
         store=store.description,
         now=now,
         counts={status.value: count for status, count in counts.items()},
+        counts_exact={status.value: c.exact for status, c in estimated.items()},
         total=sum(counts.values()),
+        total_exact=all(c.exact for c in estimated.values()),
         next_due_at=next_due,
         oldest_overdue_at=overdue,
         oldest_overdue_lag_seconds=(now - overdue).total_seconds() if overdue is not None else None,
@@ -329,7 +319,7 @@ async def list_page(
         else {"status": wanted.status, "command_type": wanted.command_type, "correlation_id": wanted.correlation_id}
     )
     # Counted first: a SQL store then knows how to list the search (few matches to sort, or many to walk).
-    total, exact = await count_matching(store, wanted) if count else (None, False)
+    total, exact, estimated = await count_matching(store, wanted, limit=COUNT_LIMIT) if count else (None, False, False)
     entries = await store.list_entries(**reporting, **filters, limit=limit, offset=offset, newest_first=True)
     if total is not None and exact:
         has_more = offset + limit < total
@@ -349,6 +339,7 @@ async def list_page(
         next_offset=offset + limit if has_more else None,
         total=total,
         total_exact=exact if total is not None else True,
+        total_estimated=estimated,
     )
 
 
@@ -356,54 +347,34 @@ async def list_page(
 COUNT_LIMIT = 10_000
 
 
-async def count_matching(store: ScheduledCommandStore, where: EntryFilter) -> tuple[int, bool]:
-    """How many entries match ``where``, and whether exactly: a bounded count, exact up to ``COUNT_LIMIT``; past it,
-    no filter or a status alone is still exact (the counts per status every store keeps, the overview's), any
-    other filter "more than ``COUNT_LIMIT``"."""
+class MatchCount(NamedTuple):
+    """How many entries match a filter (``count_matching``)."""
+
+    total: int
+    #: False: more than ``total`` match (counting stopped there), or (``estimated``) about ``total``.
+    exact: bool
+    #: ``total`` is an estimate from the database's statistics.
+    estimated: bool = False
+
+
+async def count_matching(store: ScheduledCommandStore, where: EntryFilter, *, limit: int = COUNT_LIMIT) -> MatchCount:
+    """How many entries match ``where``: a bounded count, exact up to ``limit``; past it, no filter or a status
+    alone is read from the counts per status (the overview's: exact, or estimated where the store estimates a large
+    status), any other filter "more than ``limit``"."""
     by_status = where == EntryFilter() or where == EntryFilter(status=where.status)
     # A store answering counts by paging through list_entries (the ABC's default; RedisStore) keeps counters per
     # status instead: those answer a status alone at once.
     paged = type(store).count_entries is ScheduledCommandStore.count_entries
     if not (by_status and paged):
-        counted = await store.count_entries(where, at_most=COUNT_LIMIT)
-        if counted <= COUNT_LIMIT:
-            return counted, True
+        counted = await store.count_entries(where, at_most=limit)
+        if counted <= limit:
+            return MatchCount(counted, True)
     if by_status:
-        counts = await store.count_by_status()
-        return (counts[where.status] if where.status is not None else sum(counts.values())), True
-    return COUNT_LIMIT, False
-
-
-async def entry_detail(store: ScheduledCommandStore, entry_id: str, now: datetime | None = None) -> EntryDetail | None:
-    """The entry and its attempts (and whether it is stuck at ``now``); None if unknown. Raises
-    ``UnreadableEntryError`` (one line: which column, what value) for a row that cannot be read."""
-    entry = await store.get(entry_id)
-    if entry is None:
-        return None
-    stuck = now is not None and is_stuck(entry, now)
-    parent_ids = await store.get_parents(entry_id)
-    dependant_ids = await store.get_dependants(entry_id)
-    return EntryDetail(
-        entry=entry,
-        attempts=await store.get_attempts(entry_id),
-        stuck=stuck,
-        parents=await _relatives(store, parent_ids[:RELATIVES_SHOWN]),
-        parent_count=len(parent_ids),
-        dependants=await _relatives(store, dependant_ids[:RELATIVES_SHOWN]),
-        dependant_count=len(dependant_ids),
-    )
-
-
-async def _relatives(store: ScheduledCommandStore, entry_ids: Sequence[str]) -> list[Relative]:
-    relatives = []
-    for entry_id in entry_ids:
-        entry = await store.get(entry_id)
-        relatives.append(
-            Relative(id=entry_id)
-            if entry is None
-            else Relative(id=entry_id, command_type=entry.command_type, status=entry.status)
-        )
-    return relatives
+        counts = await store.count_by_status_estimated(exact_up_to=limit)
+        wanted = [counts[where.status]] if where.status is not None else list(counts.values())
+        exact = all(c.exact for c in wanted)
+        return MatchCount(sum(c.count for c in wanted), exact, estimated=not exact)
+    return MatchCount(limit, False)
 
 
 #: The statuses ``cancel_entry`` acts on: a PENDING or WAITING entry is cancelled, a FAILED one (dead letter) dismissed.
@@ -481,39 +452,3 @@ async def purge(
         if deleted < chunk:
             break
     return result.model_copy(update={"count": done})
-
-
-_DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|w|d|h|m|s)")
-_UNITS = {"w": 604_800.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
-
-
-#: The longest duration ``parse_duration`` accepts: "now" minus it is still a date.
-MAX_DURATION = timedelta(days=365_250)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``7d``, ``12h``, ``1d12h``, ``90m``, ``30s``, or an ISO 8601 duration (``P7D``); positive, at most
-    ``MAX_DURATION`` (1000 years).
-
-    Raises:
-        ValueError: anything else, quoting the text.
-    """
-    compact = text.strip().lower().replace(" ", "")
-    try:
-        if compact and _DURATION.sub("", compact) == "":
-            seconds = sum(float(m["value"]) * _UNITS[m["unit"]] for m in _DURATION.finditer(compact))
-            value = timedelta(seconds=seconds)
-        else:
-            value = _ISO_DURATION.validate_python(text.strip())
-    except ValidationError:
-        raise ValueError(
-            f"not a duration: {text!r} (use e.g. 7d, 12h, 1d12h, 90m, 30s, or ISO 8601 like P7D)"
-        ) from None
-    except OverflowError:
-        raise ValueError(f"the duration {text!r} is too long: at most {MAX_DURATION.days}d") from None
-    if value <= timedelta(0):
-        raise ValueError(f"the duration must be positive, got {text!r}")
-    if value > MAX_DURATION:
-        raise ValueError(f"the duration {text!r} is too long: at most {MAX_DURATION.days}d")
-    return value

@@ -32,6 +32,7 @@ __all__ = [
     "FinishedCount",
     "ReclaimedEntry",
     "ScheduledCommandStore",
+    "StatusCount",
     "WakeupListener",
     "check_bucket",
     "finished_counts",
@@ -62,6 +63,18 @@ class FinishedCount:
     start: datetime
     status: ScheduledCommandStatus
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCount:
+    """How many entries are in one status (see ``count_by_status_estimated``).
+
+    .. versionadded:: 0.6
+    """
+
+    count: int
+    #: False: ``count`` is an estimate from the database's statistics ("about"), known to be above the bound asked.
+    exact: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +361,19 @@ class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
     @abstractmethod
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
         """How many entries are in each status (every status present, zero included)."""
+
+    async def count_by_status_estimated(self, *, exact_up_to: int) -> dict[ScheduledCommandStatus, StatusCount]:
+        """Entries per status (every status present), exact up to ``exact_up_to`` each: a status with more entries
+        may be estimated (``exact`` False), so that the answer costs the same at any size. No write pays for it.
+
+        By default every count is exact (``count_by_status``); SqlStore on PostgreSQL counts each status within the
+        bound through its index and estimates a larger one from the table's statistics.
+
+        .. versionadded:: 0.6
+        """
+        if exact_up_to < 0:
+            raise ValueError(f"exact_up_to must not be negative, got {exact_up_to}")
+        return {status: StatusCount(count) for status, count in (await self.count_by_status()).items()}
 
     @abstractmethod
     async def list_entries(

@@ -472,7 +472,12 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
             candidates: Collection[str] = self._by_correlation.get(wanted.correlation_id, set())
         else:
             candidates = self._entries.keys()
-        ordered = sorted(candidates, key=self._order.__getitem__, reverse=newest_first)
+        if wanted.by_creation:  # see EntryFilter.by_creation
+            ordered = sorted(
+                candidates, key=lambda i: (self._entries[i].created_at, self._order[i]), reverse=newest_first
+            )
+        else:
+            ordered = sorted(candidates, key=self._order.__getitem__, reverse=newest_first)
         return (entry for entry in map(self._entries.__getitem__, ordered) if wanted.matches(entry))
 
     async def count_finished_since(self, since: datetime, *, bucket: timedelta) -> list[FinishedCount]:

@@ -31,7 +31,7 @@ from ._bulk import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from scheduling.admin import EntryDetail, Relative
+    from scheduling._entry_detail import EntryDetail, Relative
 
 from ._common import (
     JsonOption,
@@ -65,7 +65,8 @@ def status(store: StoreOption = None, as_json: JsonOption = False) -> None:
         counts = Table(title=None, show_header=True)
         for name in report.counts:
             counts.add_column(name, justify="right")
-        counts.add_row(*(str(n) for n in report.counts.values()))
+        exact = report.counts_exact
+        counts.add_row(*(str(n) if exact.get(name, True) else f"about {n}" for name, n in report.counts.items()))
         console.print(counts)
         console.print(f"Next due:       {_when(report.next_due_at, report.now)}")
         if report.oldest_overdue_at is not None and report.oldest_overdue_lag_seconds is not None:

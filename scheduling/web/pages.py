@@ -254,6 +254,7 @@ async def dead_letters_page(
     summary = await admin.overview(ctx.store, ctx.now())
     page = await admin.list_page(ctx.store, status=ScheduledCommandStatus.FAILED, limit=size, offset=offset)
     by_type = [{"command_type": name, "count": count} for name, count in summary.dead_letters_by_type.items()]
+    failed = summary.counts.get("FAILED", 0)
     return _render(
         request,
         ctx,
@@ -262,7 +263,7 @@ async def dead_letters_page(
         values={
             "page": page,
             "by_type": by_type,
-            "caption": f"Failed entries, newest first ({summary.counts.get('FAILED', 0)} in all)",
+            "caption": f"Failed entries, newest first ({_about(summary, 'FAILED')}{failed} in all)",
             **_pager(request, page, size),
         },
         fragment=fragment,
@@ -340,3 +341,8 @@ async def audit_page(
         fragment=fragment,
         nav_path="/audit",
     )
+
+
+def _about(summary: admin.StoreOverview, status: str) -> str:
+    """ "about " before a count the store estimated."""
+    return "" if summary.counts_exact.get(status, True) else "about "

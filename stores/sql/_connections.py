@@ -18,8 +18,8 @@ from stores.errors import StoreError, StoreUnavailableError
 
 from ._backend import Backend, reason
 from ._group_commit import Finish, Finished, finish_group_commit
-from ._postgresql import PostgresqlBackend
-from ._schema import ensure_schema
+from ._postgresql import SCHEMA_LOCK_KEY, PostgresqlBackend
+from ._schema import build_concurrently, ensure_schema
 from ._sqlite import SqliteBackend
 from ._tables import SCHEMA_VERSION
 from ._urls import mask_url, to_async_url
@@ -179,6 +179,8 @@ class SqlConnections(ScheduledCommandStore):
             self._engine = None
 
     async def _ensure_schema(self) -> None:
+        with self._unavailable_as_store_error():
+            await build_concurrently(self.engine, self._backend, SCHEMA_LOCK_KEY)
         async with self._transaction() as conn:
             self._schema_found = await ensure_schema(conn, self._backend, self.url)
 

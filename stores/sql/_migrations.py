@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._search_indexes import build_concurrently, create_search_indexes
 from ._tables import AUDIT, DEPENDENCIES, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
@@ -34,6 +35,11 @@ class Migration:
     version: int
     name: str
     apply: Callable[[AsyncConnection], Awaitable[None]]
+    #: PostgreSQL: run before the migration's transaction, outside any transaction, with the engine and the schema's
+    #: advisory lock key (to take at session level): indexes built ``CONCURRENTLY`` there do not block writes on a
+    #: big table. ``apply`` must still do everything when this did not run (SQLite, or an interrupted build). It runs
+    #: before every transactional step of the upgrade, so it may use only what a version-1 schema already has.
+    concurrently: Callable[[AsyncEngine, int], Awaitable[None]] | None = None
 
 
 async def _occurrence_generation_column(conn: AsyncConnection) -> None:
@@ -129,6 +135,12 @@ async def _dependencies_table_and_columns(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: DEPENDENCIES.create(sync, checkfirst=True))
 
 
+async def _entries_search_indexes(conn: AsyncConnection) -> None:
+    """The entries search's indexes (created range, id prefix, error-text trigrams): on PostgreSQL built beforehand
+    without blocking writes (``concurrently``), so that this finds them; see ``_search_indexes.py``."""
+    await create_search_indexes(conn)
+
+
 #: Every step, in order; the last one's version is ``SCHEMA_VERSION``.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "occurrence_generation_column", _occurrence_generation_column),
@@ -140,6 +152,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "outcome_rollup_tables", _outcome_rollup_tables),
     Migration(9, "queue_claim_slots", _queue_claim_slots),
     Migration(10, "dependencies_table_and_columns", _dependencies_table_and_columns),
+    Migration(11, "entries_search_indexes", _entries_search_indexes, concurrently=build_concurrently),
 )
 
 

@@ -259,17 +259,24 @@ async def list_rows(
 ) -> Sequence[Row[Any]]:
     """A page of ``where``'s rows in ``seq`` order (or reversed); ``sort_matches``: see ``_search.SearchPlans``.
 
+    A created range is listed by creation time, then ``seq`` (``EntryFilter.by_creation``): the
+    ``(created_at, seq)`` index then reads the page's rows at once, where a walk by ``seq`` passes every row created
+    after the range first (300,000 rows, 0.2 s, for a range an hour old at a million entries).
+
     A deep page (a page jump) skips ``offset`` keys, not rows: the subquery reads only ``seq`` (an index-only scan of
-    the key or of the status and type indexes), and only the page's rows are read whole.
+    the key or of the status, type and created indexes), and only the page's rows are read whole.
     """
-    key = (ENTRIES.c.seq + 0) if sort_matches else ENTRIES.c.seq
-    order = key.desc() if newest_first else key
+    if where.by_creation:
+        keys: list[Any] = [ENTRIES.c.created_at, ENTRIES.c.seq]
+    else:
+        keys = [(ENTRIES.c.seq + 0) if sort_matches else ENTRIES.c.seq]
+    order = [key.desc() if newest_first else key for key in keys]
     condition = filter_condition(where, conn.dialect.name)
     if offset >= DEEP_OFFSET:
-        page = select(ENTRIES.c.seq).where(condition).order_by(order).limit(limit).offset(offset).scalar_subquery()
-        query = select(ENTRIES).where(ENTRIES.c.seq.in_(page)).order_by(order)
+        page = select(ENTRIES.c.seq).where(condition).order_by(*order).limit(limit).offset(offset).scalar_subquery()
+        query = select(ENTRIES).where(ENTRIES.c.seq.in_(page)).order_by(*order)
     else:
-        query = select(ENTRIES).where(condition).order_by(order).limit(limit).offset(offset)
+        query = select(ENTRIES).where(condition).order_by(*order).limit(limit).offset(offset)
     return (await conn.execute(query)).all()
 
 

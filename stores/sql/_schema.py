@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, inspect, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stores.errors import SchemaVersionError
 
 from ._backend import Backend
-from ._migrations import upgrade
-from ._search import create_search_indexes
+from ._migrations import MIGRATIONS, upgrade
+from ._search_indexes import create_search_indexes
 from ._tables import (
     ATTEMPTS,
     AUDIT,
@@ -28,7 +28,21 @@ from ._tables import (
     WORKERS,
 )
 
-__all__ = ["ensure_schema"]
+__all__ = ["build_concurrently", "ensure_schema"]
+
+
+async def build_concurrently(engine: AsyncEngine, backend: Backend, lock_key: int) -> None:
+    """PostgreSQL, before ``ensure_schema``: for an existing database older than this version, run the
+    ``concurrently`` part of each step it lacks (indexes built without blocking writes), outside any transaction."""
+    if backend.name != "postgresql":
+        return
+    async with engine.connect() as conn:
+        found = await _stored_version(conn)
+    if found is None or found >= SCHEMA_VERSION:
+        return
+    for step in MIGRATIONS:
+        if step.version > found and step.concurrently is not None:
+            await step.concurrently(engine, lock_key)
 
 
 async def ensure_schema(conn: AsyncConnection, backend: Backend, shown_url: str) -> int | None:
@@ -48,9 +62,8 @@ async def ensure_schema(conn: AsyncConnection, backend: Backend, shown_url: str)
             update(SCHEMA).where(SCHEMA.c.id == 1).values(version=SCHEMA_VERSION, updated_at=datetime.now(UTC))
         )
     await conn.run_sync(_create_tables)
-    if backend.name == "postgresql":
-        await create_search_indexes(conn)
     if found is None:
+        await create_search_indexes(conn)  # PostgreSQL's own ones, on the new (empty) table
         await conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION, updated_at=datetime.now(UTC)))
     return found
 

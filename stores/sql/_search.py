@@ -1,9 +1,9 @@
-"""The SQL of the entries search (``EntryFilter``): its WHERE conditions, the bounded count, and PostgreSQL's
-trigram index for error-text search.
+"""The SQL of the entries search (``EntryFilter``): its WHERE conditions, the bounded count, and how to list a
+search (``SearchPlans``); its indexes are in ``_search_indexes.py``.
 
 Error text is a substring match ignoring case (``ILIKE`` on PostgreSQL; ``lower(...) LIKE lower(...)`` on SQLite,
 whose ``lower`` folds ASCII letters only). No B-tree index helps a substring match, so on PostgreSQL with the
-``pg_trgm`` extension installed (``CREATE EXTENSION pg_trgm``, by someone allowed to) the store keeps a GIN trigram
+``pg_trgm`` extension installed (``CREATE EXTENSION pg_trgm``, by someone allowed to) the schema has a GIN trigram
 index on ``error_message``: ``ILIKE '%text%'`` then reads the index instead of every row. Without the extension the
 match is a scan, bounded by the page (newest first, it stops at the page's last match) and by the count's limit;
 the store never creates the extension itself, since that needs rights an application role should not have.
@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, func, literal, select, text, type_coerce
+from sqlalchemy import ColumnElement, String, and_, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import TERMINAL_STATUSES
@@ -28,26 +28,10 @@ from ._tables import ENTRIES
 
 __all__ = [
     "SPARSE_LIMIT",
-    "TRIGRAM_INDEX",
     "count_bounded",
-    "create_search_indexes",
     "filter_condition",
     "SearchPlans",
 ]
-
-#: The GIN trigram index of error messages (PostgreSQL with ``pg_trgm`` only).
-TRIGRAM_INDEX = "ix_scheduled_commands_error_trgm"
-
-_HAS_TRIGRAMS = text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
-_HAS_TRIGRAM_INDEX = text("SELECT 1 FROM pg_indexes WHERE indexname = :name").bindparams(name=TRIGRAM_INDEX)
-#: "Ids starting with": the unique index on ``id`` follows the database's collation, which LIKE cannot use for a
-#: prefix unless it is "C"; ``text_pattern_ops`` compares bytes, so a short id is one index probe at any size.
-_CREATE_ID_PATTERN_INDEX = text(
-    "CREATE INDEX IF NOT EXISTS ix_scheduled_commands_id_pattern ON scheduled_commands (id text_pattern_ops)"
-)
-_CREATE_TRIGRAM_INDEX = text(
-    f"CREATE INDEX IF NOT EXISTS {TRIGRAM_INDEX} ON scheduled_commands USING gin (error_message gin_trgm_ops)"
-)
 
 
 def filter_condition(where: EntryFilter, dialect: str) -> ColumnElement[bool]:
@@ -152,17 +136,3 @@ async def count_bounded(conn: AsyncConnection, where: EntryFilter, at_most: int 
         matching = matching.limit(at_most + 1)
     count = (await conn.execute(select(func.count()).select_from(matching.subquery()))).scalar_one()
     return int(count)
-
-
-async def create_search_indexes(conn: AsyncConnection) -> bool:
-    """PostgreSQL: create the id prefix index, and the error-text trigram index when ``pg_trgm`` is installed, if
-    missing; whether the trigram index exists.
-
-    Run at open with the schema lock held; building them over many rows takes a while once (a million rows: seconds).
-    """
-    await conn.execute(_CREATE_ID_PATTERN_INDEX)
-    if (await conn.execute(_HAS_TRIGRAMS)).first() is None:
-        return False
-    if (await conn.execute(_HAS_TRIGRAM_INDEX)).first() is None:
-        await conn.execute(_CREATE_TRIGRAM_INDEX)
-    return True

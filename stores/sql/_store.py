@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from stores.audit import AuditRecord
-from stores.base import FinishedCount, ReclaimedEntry, StoreReading
+from stores.base import FinishedCount, ReclaimedEntry, StatusCount, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, StoreUnavailableError, UnreadableEntryError
 from stores.filters import EntryFilter, combined
@@ -43,6 +43,7 @@ from ._group_commit import Finish, Finished
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
+from ._status_counts import count_by_status_estimated
 from ._tables import ENTRIES
 from ._urls import mask_url, same_database
 
@@ -400,6 +401,12 @@ class SqlStore(SqlDependants):
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
         async with self._read() as conn:
             return await queries.count_by_status(conn)
+
+    async def count_by_status_estimated(self, *, exact_up_to: int) -> dict[ScheduledCommandStatus, StatusCount]:
+        if exact_up_to < 0:
+            raise ValueError(f"exact_up_to must not be negative, got {exact_up_to}")
+        async with self._read() as conn:
+            return await count_by_status_estimated(conn, exact_up_to)
 
     async def list_entries(
         self,

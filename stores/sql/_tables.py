@@ -52,7 +52,7 @@ __all__ = [
 FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -212,8 +212,9 @@ class EntryRow(_StoreModel, table=True):
         Index("ix_scheduled_commands_status", "status", "seq"),
         Index("ix_scheduled_commands_type", "command_type", "seq"),
         Index("ix_scheduled_commands_finished", "status", "completed_at"),
-        # "Created in this range" (the entries search): without it a past range reads every newer row first.
-        Index("ix_scheduled_commands_created", "created_at"),
+        # "Created in this range, newest first" (the entries search): without it a past range reads every newer row
+        # first. Built by the schema step ``entries_search_indexes`` on existing databases (``_search_indexes.py``).
+        Index("ix_scheduled_commands_created_seq", "created_at", "seq"),
         # "Dead letters per command type" (the overview): only dead letters are in it, so it costs the hot path
         # nothing and the count reads the index alone.
         Index(

@@ -116,3 +116,27 @@ async def test_a_dense_search_lists_the_same_as_a_sparse_one(
     monkeypatch.setattr(_queries, "DEEP_OFFSET", 1)
     assert await store.list_entries(where=where, newest_first=True, limit=2, offset=2) == sparse[1]
     assert await store.list_entries(limit=3, offset=3) == (await store.list_entries())[3:]
+
+
+async def test_a_created_range_lists_by_creation_time(
+    store: ScheduledCommandStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a created range the listing is in creation order, then scheduling order (``EntryFilter.by_creation``),
+    so that SQL reads a range's newest rows through its index; a deep page gives the same rows as a shallow one."""
+    from stores.sql import _queries
+
+    minutes = (3, 1, 2, 2)  # scheduled in this order, created at these minutes
+    entries = [make_entry(created_at=BASE + timedelta(minutes=m)) for m in minutes]
+    for entry in entries:  # one by one: scheduling order is the order of the list
+        await store.add([entry])
+    where = EntryFilter(created_after=BASE, created_before=BASE + timedelta(hours=1))
+    if isinstance(store, RedisStore):
+        return
+    by_creation = [entries[i].id for i in (1, 2, 3, 0)]
+    assert [e.id for e in await store.list_entries(where=where)] == by_creation
+    newest = [e.id for e in await store.list_entries(where=where, newest_first=True)]
+    assert newest == by_creation[::-1]
+    assert [e.id for e in await store.list_entries(newest_first=True)] == [e.id for e in entries[::-1]]
+    monkeypatch.setattr(_queries, "DEEP_OFFSET", 1)
+    deep = await store.list_entries(where=where, newest_first=True, limit=2, offset=2)
+    assert [e.id for e in deep] == newest[2:]
