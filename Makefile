@@ -21,8 +21,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict tests/typing/pass_api.py
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist). Every test is isolated from the others (a database, a
+# Redis key prefix, a temporary directory and ports of its own, session fixtures per worker), so they may run side by
+# side; tests that must not are marked ``xdist_group``, which --dist loadgroup keeps on one worker. A focused
+# `pytest tests/x.py` stays in one process. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck pytest
 

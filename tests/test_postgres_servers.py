@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from postgres_servers import (
     POSTGRES_BIN_ENV,
+    SERVER_DIRECTORY_PREFIX,
     ThrowawayPostgres,
     admin_conninfo,
     postgres_database,
@@ -41,7 +42,8 @@ def schemas(url: str) -> set[str]:
 
 
 def server_directories() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("cqrs-pg-*"))
+    """This process's throwaway server directories (other processes, parallel test workers say, have their own)."""
+    return set(Path(tempfile.gettempdir()).glob(f"{SERVER_DIRECTORY_PREFIX}{os.getpid()}-*"))
 
 
 def refuses_connections(url: str) -> bool:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from empty_postgres import empty_postgres_async
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
 
 from stores import MemoryStore, ScheduledCommandStore, SqlStore
 
@@ -42,13 +42,7 @@ async def _opened(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     store = SqlStore(request.getfixturevalue("postgres_url"))
     await store.open()
     async with store.engine.begin() as conn:  # the run's database is shared by the tests: start empty
-        await conn.execute(
-            text(
-                "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
-                " scheduler_audit"
-                " RESTART IDENTITY"
-            )
-        )
+        await empty_postgres_async(conn)
     return store
 
 

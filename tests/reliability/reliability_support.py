@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import psycopg
 import pytest
+from empty_postgres import empty_postgres_async
 from hypothesis import HealthCheck, settings
 from injector import Injector
 from postgres_servers import admin_conninfo, postgres_database
@@ -139,15 +140,10 @@ async def open_store(kind: str, directory: Path, request: pytest.FixtureRequest)
 
 
 async def empty(store: SqlStore) -> None:
-    """Open the store and delete every entry and attempt, and every paused queue."""
+    """Open the store and delete every row but the schema version (see tests/support/empty_postgres.py)."""
     await store.open()
     async with store.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "TRUNCATE scheduled_commands, scheduled_command_attempts, scheduled_queues, scheduled_queue_starts"
-                " RESTART IDENTITY"
-            )
-        )
+        await empty_postgres_async(conn)
 
 
 # -- property-based tests ------------------------------------------------------------------------------------------

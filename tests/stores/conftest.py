@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import text
+from empty_postgres import empty_postgres_async
 
 from stores import MemoryStore, RedisStore, ScheduledCommandStore
 from stores.sql import SqlStore
@@ -48,14 +48,7 @@ class _EmptiedSqlStore(SqlStore):
             return
         self._emptied_for.add(self._directory)
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
-                    " scheduled_queues, scheduled_queue_starts, scheduler_audit, scheduler_outcome_rollup,"
-                    " scheduler_outcome_hours"
-                    " RESTART IDENTITY"
-                )
-            )
+            await empty_postgres_async(conn)
 
 
 def _redis_store(directory: Path) -> ScheduledCommandStore:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 __all__ = [
     "POSTGRES_BIN_ENV",
+    "SERVER_DIRECTORY_PREFIX",
     "PostgresUnavailableError",
     "ThrowawayPostgres",
     "admin_conninfo",
@@ -46,6 +47,8 @@ __all__ = [
 POSTGRES_BIN_ENV = "CQRS_SCHEDULING_TEST_POSTGRES_BIN"
 #: The OS user the server runs as when the tests run as root (initdb and postgres refuse root).
 SERVER_OS_USER = "postgres"
+#: The start of a throwaway server's directory name (in the temporary directory), before the process id.
+SERVER_DIRECTORY_PREFIX = "cqrs-pg-"
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -247,7 +250,8 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
     Raises PostgresUnavailableError (before creating anything) when the server binaries are missing.
     """
     bin_dir = find_postgres_bin()
-    server = ThrowawayPostgres(bin_dir, Path(tempfile.mkdtemp(prefix="cqrs-pg-")))
+    # The process id in the name tells this process's servers from those of others (parallel test workers).
+    server = ThrowawayPostgres(bin_dir, Path(tempfile.mkdtemp(prefix=f"{SERVER_DIRECTORY_PREFIX}{os.getpid()}-")))
     try:
         server.init()
         server.start()

@@ -3,18 +3,10 @@ shared PostgreSQL database."""
 
 from __future__ import annotations
 
-import psycopg
+from empty_postgres import empty_postgres
 from sqlalchemy.engine import make_url
 
-
-def empty_postgres(url: str) -> None:
-    """Delete every entry, attempt and schedule of the run's PostgreSQL database (shared by its tests)."""
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        for table in ("scheduled_commands", "scheduled_command_attempts", "recurring_schedules"):
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-            if exists and exists[0]:
-                conn.execute(f"TRUNCATE {table} RESTART IDENTITY")
+__all__ = ["blocking_url", "empty_postgres"]
 
 
 def blocking_url(url: str) -> str:

@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 from dashboard_support import BASE_URL, TOKEN, http_client, log_in, populate
+from empty_postgres import empty_postgres_async
 from fastapi import FastAPI
 from scheduling_app import START, App, make_app
-from sqlalchemy import text
 
 from scheduling import ManualClock
 from scheduling.web import DashboardSettings, create_dashboard_app
@@ -46,13 +46,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
 async def postgresql_store(postgres_url: str) -> AsyncIterator[SqlStore]:
     async with SqlStore(postgres_url) as store:
         async with store.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "TRUNCATE scheduled_commands, scheduled_command_attempts, recurring_schedules, scheduler_workers,"
-                    " scheduler_audit, scheduler_outcome_rollup, scheduler_outcome_hours"
-                    " RESTART IDENTITY"
-                )
-            )
+            await empty_postgres_async(conn)
         yield store
 
 

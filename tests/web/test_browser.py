@@ -266,9 +266,14 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], T], message: str) -> T:
+    """Poll ``condition`` until it holds. An element missing or replaced while it is read means "not yet": the page
+    swaps parts of itself after an action, and on a busy machine a poll can fall between finding an element and
+    reading it."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    result: T = WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    result: T = WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=ignored).until(condition, message)
     return result
 
 
