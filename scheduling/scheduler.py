@@ -106,11 +106,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         An ``idempotency_key`` names one command, so ``options`` with a key and several commands is a ``ValueError``.
         """
         options = options or _DEFAULT_OPTIONS
-        if options.idempotency_key is not None and len(commands) > 1:
-            raise ValueError(
-                f"idempotency_key={options.idempotency_key!r} cannot be shared by {len(commands)} commands; "
-                "schedule them one by one, each with its own key"
-            )
+        refuse_a_shared_idempotency_key(commands, options)
         if not commands:
             return []
         self._refuse_unimportable(commands)
@@ -121,10 +117,11 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             ids = await self._store.add_in_session(session, entries)
         else:
             ids = await self._store.add(entries)
-        return await self._stored(entries, ids)
+        return self._announce_scheduled(entries, ids)
 
-    async def _stored(self, entries: list[ScheduledCommandEntry], ids: list[str]) -> list[str]:
-        """Tell the observers and the debug log what was stored; ``ids`` as the store returned them."""
+    def _announce_scheduled(self, entries: list[ScheduledCommandEntry], ids: list[str]) -> list[str]:
+        """Tell the observers and the debug log what was stored; ``ids`` as the store returned them (also for
+        ``SyncScheduler``, which stores without an event loop)."""
         if self._observers:  # an idempotency key the store already held stored nothing: not counted
             self._observers.on_scheduled([e for e, stored in zip(entries, ids, strict=True) if e.id == stored])
         if logger.isEnabledFor(logging.DEBUG):
@@ -456,3 +453,12 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
 
 #: The same class, for readers of the .NET design this API follows.
 ICommandScheduler = CommandScheduler
+
+
+def refuse_a_shared_idempotency_key(commands: Sequence[Command[Any]], options: ScheduleOptions) -> None:
+    """An ``idempotency_key`` names one command: ``options`` with a key and several commands is a ``ValueError``."""
+    if options.idempotency_key is not None and len(commands) > 1:
+        raise ValueError(
+            f"idempotency_key={options.idempotency_key!r} cannot be shared by {len(commands)} commands; "
+            "schedule them one by one, each with its own key"
+        )

@@ -30,7 +30,7 @@ from .clock import Clock
 from .entries import AttemptRecord, ScheduledCommandEntry
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings
-from .scheduler import CommandScheduler
+from .scheduler import CommandScheduler, refuse_a_shared_idempotency_key
 
 __all__ = ["SyncScheduler"]
 
@@ -132,11 +132,7 @@ class SyncScheduler:
     ) -> list[str]:
         """Store several commands at once (all or none), with the same options; return their ids in order."""
         options = options or _DEFAULT_OPTIONS
-        if options.idempotency_key is not None and len(commands) > 1:
-            raise ValueError(
-                f"idempotency_key={options.idempotency_key!r} cannot be shared by {len(commands)} commands; "
-                "schedule them one by one, each with its own key"
-            )
+        refuse_a_shared_idempotency_key(commands, options)
         if not commands:
             return []
         if options.after:
@@ -148,19 +144,7 @@ class SyncScheduler:
         planner = self._planner
         planner._refuse_unimportable(commands)
         entries = planner._entries_for(commands, options, self._clock.now())
-        ids = self._sql.add(entries, session)
-        if self._observers:  # an idempotency key the store already held stored nothing: not counted
-            self._observers.on_scheduled([e for e, stored in zip(entries, ids, strict=True) if e.id == stored])
-        if logger.isEnabledFor(logging.DEBUG):
-            for entry, stored_id in zip(entries, ids, strict=True):
-                logger.debug(
-                    "scheduled %s %s for %s",
-                    entry.command_type,
-                    stored_id,
-                    entry.scheduled_for.isoformat(),
-                    extra={"action": "schedule", "command_id": stored_id, "command_type": entry.command_type},
-                )
-        return ids
+        return planner._announce_scheduled(entries, self._sql.add(entries, session))
 
     # -- operator actions and reads ---------------------------------------------------------------------------
 

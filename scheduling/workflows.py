@@ -99,7 +99,7 @@ class WorkflowMethods:
         ) -> list[ScheduledCommandEntry]: ...
         def _refuse_unimportable(self, commands: Sequence[Command[Any]]) -> None: ...
         def _command_class(self, command_type: str) -> type[Command[Any]] | None: ...
-        async def _stored(self, entries: list[ScheduledCommandEntry], ids: list[str]) -> list[str]: ...
+        def _announce_scheduled(self, entries: list[ScheduledCommandEntry], ids: list[str]) -> list[str]: ...
 
     def _refuse_without_dependencies(self, what: str) -> None:
         if not self._store.supports_dependencies:
@@ -154,7 +154,7 @@ class WorkflowMethods:
         member_ids = tuple(member.id for member in members)
         after[callback.id] = Dependency((*member_ids, *then_options.after), on_success_only=False)
         entries = [*members, callback]
-        ids = await self._stored(entries, await self._store.add_dependants(entries, after))
+        ids = self._announce_scheduled(entries, await self._store.add_dependants(entries, after))
         return ScheduledGroup(tuple(ids[:-1]), ScheduledCommandId(ids[-1]))
 
     async def parent_outcomes(self, command_id: str) -> list[ParentOutcome]:
