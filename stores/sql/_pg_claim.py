@@ -75,17 +75,51 @@ priorities(q, t, p) AS (
         WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t AND priority < priorities.p)
     FROM priorities WHERE priorities.p IS NOT NULL
 ),
-candidates AS (
-    SELECT c.seq, c.lock, priorities.q AS queue, priorities.p AS priority, c.scheduled_for FROM priorities
+groups AS (
+    SELECT priorities.q, priorities.t, priorities.p, (:window + n.n - 1) / n.n AS share
+    FROM priorities CROSS JOIN (SELECT greatest(count(*), 1) AS n FROM priorities WHERE p IS NOT NULL) AS n
+    WHERE priorities.p IS NOT NULL
+),
+heads AS (
+    SELECT groups.q, groups.t, groups.p, groups.share, c.seq, c.lock, c.scheduled_for, c.nth FROM groups
+    CROSS JOIN LATERAL (
+        SELECT seq, lock, scheduled_for, row_number() OVER (ORDER BY scheduled_for, seq) AS nth FROM (
+            SELECT seq, lock, scheduled_for FROM scheduled_commands
+            WHERE status = 'PENDING' AND queue = groups.q AND command_type = groups.t
+              AND priority >= groups.p AND (priority, scheduled_for) <= (groups.p, :now)
+            ORDER BY priority, scheduled_for, seq
+            LIMIT groups.share
+        ) AS first_rows
+    ) AS c
+),
+bound AS (
+    SELECT p, scheduled_for, seq FROM heads ORDER BY p DESC, scheduled_for, seq OFFSET :window - 1 LIMIT 1
+),
+rest AS (
+    SELECT tails.q, tails.p, c.seq, c.lock, c.scheduled_for FROM heads AS tails
+    LEFT JOIN bound ON true
     CROSS JOIN LATERAL (
         SELECT seq, lock, scheduled_for FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
-          AND priority = priorities.p AND scheduled_for <= :now
-        ORDER BY scheduled_for, seq
-        LIMIT greatest(:limit, :window / (SELECT count(*) FROM priorities WHERE p IS NOT NULL))
+        WHERE status = 'PENDING' AND queue = tails.q AND command_type = tails.t
+          AND (priority, scheduled_for, seq) > (tails.p, tails.scheduled_for, tails.seq)
+          AND (priority, scheduled_for, seq) <= (
+              tails.p,
+              CASE WHEN bound.p = tails.p THEN bound.scheduled_for ELSE :now END,
+              CASE WHEN bound.p = tails.p THEN bound.seq ELSE 9223372036854775807 END)
+        ORDER BY priority, scheduled_for, seq
+        LIMIT :limit - tails.share
     ) AS c
-    WHERE priorities.p IS NOT NULL
-    ORDER BY priorities.p DESC, c.scheduled_for, c.seq
+    WHERE tails.nth = tails.share AND tails.share < :limit
+      AND (bound.p IS NULL OR tails.p > bound.p
+           OR (tails.p = bound.p AND (tails.scheduled_for, tails.seq) < (bound.scheduled_for, bound.seq)))
+),
+candidates AS (
+    SELECT seq, lock, queue, priority, scheduled_for FROM (
+        SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM heads
+      UNION ALL
+        SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM rest
+    ) AS merged
+    ORDER BY priority DESC, scheduled_for, seq
     LIMIT :window
 ),
 eligible AS (
