@@ -3,14 +3,30 @@
 Routing walks the routed index (queue, command_type, priority, scheduled_for, seq) with loose index scans:
 ``queues`` the distinct PENDING queues (one probe each), keeping the worker's unpaused ones; ``types`` the distinct
 command types within each, keeping those the worker handles; ``priorities`` the distinct priorities of each (queue,
-type) from the highest down; for each, ``candidates`` takes the earliest due entries by an index range scan (the
-window shared among them, never under ``limit`` each, so the best ``limit`` are always among them), keeping the best
-``window`` of all. Entries of other queues and types cost one probe per distinct value, not a scan, whether 10 or 10
-million of them are pending. ``eligible`` leaves out the candidates whose lock a PROCESSING entry holds (from the rows
-``candidates`` read: fetching them again by key cost a third of the claim on one queue), ``firsts`` keeps the first
-of each lock; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE claims
-them. Two claims racing for one lock: the unique index on the lock of PROCESSING entries fails the second, which the
-store runs again.
+type) from the highest down. Entries of other queues and types cost one probe per distinct value, not a scan, whether
+10 or 10 million of them are pending. The candidates are then read as one queue's would be, about ``window`` rows
+whatever the number of groups (each group yielding ``limit`` rows cost 16 groups four times the rows and buffers of
+one queue):
+
+- ``heads``: each (queue, type, priority) group's first ``share`` due entries, ``share`` being ``window`` divided
+  among the groups (rounded up), so they hold at least ``window`` rows when every group has enough due;
+- ``bound``: the ``window``-th best of them. The best ``window`` of all are never worse than it, and a group whose
+  last head is better than it may hold more of them: ``rest`` reads those, only the rows between the group's last
+  head and the bound (when no bound exists, fewer than ``window`` heads, between its last head and ``:now``), at
+  most ``limit - share`` per group, so the best ``limit`` of all are always read and no group reads past ``limit``;
+- ``candidates``: the best ``window`` of ``heads`` and ``rest``.
+
+When groups are alike (the usual case) ``rest`` reads nothing: one probe per group that filled its share. The range
+conditions are row comparisons starting at ``priority`` (``(priority, scheduled_for) <= (p, :now)`` with
+``priority >= p``, not ``priority = p``), and the order is ``priority, scheduled_for, seq``: only the routed index
+serves both, so the planner never walks the due-time index filtering out other groups' rows (it did when the
+entries' queues were interleaved in time, reading every group's rows for each group).
+
+``eligible`` leaves out the candidates whose lock a PROCESSING entry holds (from the rows ``candidates`` read:
+fetching them again by key cost a third of the claim on one queue), ``firsts`` keeps the first of each lock;
+``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two
+claims racing for one lock: the unique index on the lock of PROCESSING entries fails the second, which the store
+runs again.
 
 ``CLAIM`` leaves limited queues (``max_running`` or a rate) out: it is the claim of a worker none of whose queues is
 limited, and costs what it cost before limits existed. ``CLAIM_LIMITED`` claims every queue, limited ones within

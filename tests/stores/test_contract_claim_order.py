@@ -48,7 +48,9 @@ Layout = Callable[[random.Random, int], tuple[str, str, int, float]]
 
 
 @pytest.mark.parametrize("layout", [uniform, one_group_holds_the_best, most_groups_not_due], ids=lambda f: f.__name__)
-async def test_every_routed_claim_takes_the_best_due_entries(fleet_store: ScheduledCommandStore, layout: Layout) -> None:
+async def test_every_routed_claim_takes_the_best_due_entries(
+    fleet_store: ScheduledCommandStore, layout: Layout
+) -> None:
     rng = random.Random(f"claim-order-{layout.__name__}")
     entries: list[ScheduledCommandEntry] = []
     for i in range(ENTRIES):
