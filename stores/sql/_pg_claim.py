@@ -101,9 +101,9 @@ heads AS (
     CROSS JOIN LATERAL (
         SELECT seq, lock, scheduled_for, row_number() OVER (ORDER BY scheduled_for, seq) AS nth FROM (
             SELECT seq, lock, scheduled_for FROM scheduled_commands
-            WHERE status = 'PENDING' AND queue = groups.q AND command_type = groups.t
-              AND priority >= groups.p AND (priority, scheduled_for) <= (groups.p, :now)
-            ORDER BY priority, scheduled_for, seq
+            WHERE status = 'PENDING' AND queue = ANY(ARRAY[groups.q]) AND command_type = groups.t
+              AND priority = groups.p AND scheduled_for <= :now
+            ORDER BY queue, scheduled_for, seq
             LIMIT groups.share
         ) AS first_rows
     ) AS c
@@ -116,13 +116,11 @@ rest AS (
     LEFT JOIN bound ON true
     CROSS JOIN LATERAL (
         SELECT seq, lock, scheduled_for FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = tails.q AND command_type = tails.t
-          AND (priority, scheduled_for, seq) > (tails.p, tails.scheduled_for, tails.seq)
-          AND (priority, scheduled_for, seq) <= (
-              tails.p,
-              CASE WHEN bound.p = tails.p THEN bound.scheduled_for ELSE :now END,
-              CASE WHEN bound.p = tails.p THEN bound.seq ELSE 9223372036854775807 END)
-        ORDER BY priority, scheduled_for, seq
+        WHERE status = 'PENDING' AND queue = ANY(ARRAY[tails.q]) AND command_type = tails.t
+          AND priority = tails.p AND (priority, scheduled_for, seq) > (tails.p, tails.scheduled_for, tails.seq)
+          AND scheduled_for <= CASE WHEN bound.p = tails.p THEN bound.scheduled_for ELSE :now END
+          AND (bound.p IS DISTINCT FROM tails.p OR (scheduled_for, seq) <= (bound.scheduled_for, bound.seq))
+        ORDER BY queue, scheduled_for, seq
         LIMIT :limit - tails.share
     ) AS c
     WHERE tails.nth = tails.share AND tails.share < :limit
