@@ -16,11 +16,12 @@ one queue):
   most ``limit - share`` per group, so the best ``limit`` of all are always read and no group reads past ``limit``;
 - ``candidates``: the best ``window`` of ``heads`` and ``rest``.
 
-When groups are alike (the usual case) ``rest`` reads nothing: one probe per group that filled its share. The range
-conditions are row comparisons starting at ``priority`` (``(priority, scheduled_for) <= (p, :now)`` with
-``priority >= p``, not ``priority = p``), and the order is ``priority, scheduled_for, seq``: only the routed index
-serves both, so the planner never walks the due-time index filtering out other groups' rows (it did when the
-entries' queues were interleaved in time, reading every group's rows for each group).
+When groups are alike (the usual case) ``rest`` reads nothing: one probe per group that filled its share. Each
+group's scan names its queue as ``queue = ANY(ARRAY[q])``: not an equality the planner propagates, so the order
+``queue, scheduled_for, seq`` is one only the routed index gives, and the planner never walks the due-time index
+filtering out other groups' rows (it did when the groups' entries were interleaved in time, reading every group's
+rows for each). The type and priority stay plain equalities, so the ``scheduled_for`` bound ends the index scan
+(a row comparison would end it only at the end of the priority: PostgreSQL before 18 stops on its first column).
 
 ``eligible`` leaves out the candidates whose lock a PROCESSING entry holds (from the rows ``candidates`` read:
 fetching them again by key cost a third of the claim on one queue), ``firsts`` keeps the first of each lock;
@@ -61,6 +62,7 @@ __all__ = ["CLAIM", "CLAIM_LIMITED", "CLAIM_WINDOW_FACTOR"]
 CLAIM_WINDOW_FACTOR = 4
 
 # The walk, the lock step and (``{limited}``) the condition on the queue's row that leaves limited queues out.
+# ``queue = ANY(ARRAY[q])`` in the group scans is deliberate: it keeps the planner on the routed index (docstring).
 _WALK = """
 WITH RECURSIVE queues(q) AS (
     SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
