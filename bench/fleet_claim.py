@@ -17,8 +17,9 @@ The rows are built with one ``INSERT ... SELECT generate_series`` per 250,000 (t
 ``schedule()``. Measured per layout and size:
 
 - ``claim``: median of ``store.claim_due(limit=batch)`` from the caller's side, each followed by releasing what it
-  claimed so the pending set keeps its size; and the server-side time of the claim statement (``EXPLAIN ANALYZE``
-  in rolled-back transactions, median).
+  claimed so the pending set keeps its size; and the server-side time of the claim statement (``EXPLAIN (ANALYZE,
+  BUFFERS)`` in rolled-back transactions, median), with its shared buffers and the rows its range scans of the
+  routed index returned (``due_rows_read``): both independent of the machine's load.
 - ``drain``: ``drain`` entries claimed ``batch`` at a time and completed one by one (``store.complete``) from one
   process, as entries/s: the store's share of a worker's drain, without handlers or process start-up.
 
