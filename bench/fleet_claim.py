@@ -17,8 +17,9 @@ The rows are built with one ``INSERT ... SELECT generate_series`` per 250,000 (t
 ``schedule()``. Measured per layout and size:
 
 - ``claim``: median of ``store.claim_due(limit=batch)`` from the caller's side, each followed by releasing what it
-  claimed so the pending set keeps its size; and the server-side time of the claim statement (``EXPLAIN ANALYZE``
-  in rolled-back transactions, median).
+  claimed so the pending set keeps its size; and the server-side time of the claim statement (``EXPLAIN (ANALYZE,
+  BUFFERS)`` in rolled-back transactions, median), with its shared buffers and the rows its range scans of the
+  routed index returned (``due_rows_read``): both independent of the machine's load.
 - ``drain``: ``drain`` entries claimed ``batch`` at a time and completed one by one (``store.complete``) from one
   process, as entries/s: the store's share of a worker's drain, without handlers or process start-up.
 
@@ -114,9 +115,11 @@ def explain(url: str, layout: str, now: dt.datetime, c: Config) -> dict[str, flo
         "types": list(TYPES) if routed else None,
         "limited": False,
     }
-    query = ("EXPLAIN (ANALYZE, FORMAT JSON) " + _psycopg_placeholders(statement)).encode()
+    query = ("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _psycopg_placeholders(statement)).encode()
     planning: list[float] = []
     execution: list[float] = []
+    buffers: list[int] = []
+    rows_read: list[int] = []
     with psycopg.connect(libpq(url)) as conn:
         conn.execute("SET jit = off")
         conn.commit()
@@ -127,10 +130,22 @@ def explain(url: str, layout: str, now: dt.datetime, c: Config) -> dict[str, flo
             [plan] = row[0]
             planning.append(plan["Planning Time"])
             execution.append(plan["Execution Time"])
+            buffers.append(plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"])
+            rows_read.append(due_rows_read(plan["Plan"]))
     return {
         "planning_ms": round(statistics.median(planning), 3),
         "execution_ms": round(statistics.median(execution), 3),
+        "buffers": int(statistics.median(buffers)),
+        "due_rows_read": int(statistics.median(rows_read)),
     }
+
+
+def due_rows_read(node: dict[str, Any]) -> int:
+    """Rows the plan node and its children returned from range scans of the routed index (not its loose probes)."""
+    own = 0
+    if node.get("Index Name") == "ix_scheduled_commands_routed_due" and node.get("Node Type") == "Index Scan":
+        own = int(node["Actual Rows"] * node["Actual Loops"])
+    return own + sum(due_rows_read(child) for child in node.get("Plans", []))
 
 
 async def claims(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> dict[str, float]:

@@ -3,14 +3,31 @@
 Routing walks the routed index (queue, command_type, priority, scheduled_for, seq) with loose index scans:
 ``queues`` the distinct PENDING queues (one probe each), keeping the worker's unpaused ones; ``types`` the distinct
 command types within each, keeping those the worker handles; ``priorities`` the distinct priorities of each (queue,
-type) from the highest down; for each, ``candidates`` takes the earliest due entries by an index range scan (the
-window shared among them, never under ``limit`` each, so the best ``limit`` are always among them), keeping the best
-``window`` of all. Entries of other queues and types cost one probe per distinct value, not a scan, whether 10 or 10
-million of them are pending. ``eligible`` leaves out the candidates whose lock a PROCESSING entry holds (from the rows
-``candidates`` read: fetching them again by key cost a third of the claim on one queue), ``firsts`` keeps the first
-of each lock; ``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE claims
-them. Two claims racing for one lock: the unique index on the lock of PROCESSING entries fails the second, which the
-store runs again.
+type) from the highest down. Entries of other queues and types cost one probe per distinct value, not a scan, whether
+10 or 10 million of them are pending. The candidates are then read as one queue's would be, about ``window`` rows
+whatever the number of groups (each group yielding ``limit`` rows cost 16 groups four times the rows and buffers of
+one queue):
+
+- ``heads``: each (queue, type, priority) group's first ``share`` due entries, ``share`` being ``window`` divided
+  among the groups (rounded up), so they hold at least ``window`` rows when every group has enough due;
+- ``bound``: the ``window``-th best of them. The best ``window`` of all are never worse than it, and a group whose
+  last head is better than it may hold more of them: ``rest`` reads those, only the rows between the group's last
+  head and the bound (when no bound exists, fewer than ``window`` heads, between its last head and ``:now``), at
+  most ``limit - share`` per group, so the best ``limit`` of all are always read and no group reads past ``limit``;
+- ``candidates``: the best ``window`` of ``heads`` and ``rest``.
+
+When groups are alike (the usual case) ``rest`` reads nothing: one probe per group that filled its share. Each
+group's scan names its queue as ``queue = ANY(ARRAY[q])``: not an equality the planner propagates, so the order
+``queue, scheduled_for, seq`` is one only the routed index gives, and the planner never walks the due-time index
+filtering out other groups' rows (it did when the groups' entries were interleaved in time, reading every group's
+rows for each). The type and priority stay plain equalities, so the ``scheduled_for`` bound ends the index scan
+(a row comparison would end it only at the end of the priority: PostgreSQL before 18 stops on its first column).
+
+``eligible`` leaves out the candidates whose lock a PROCESSING entry holds (from the rows ``candidates`` read:
+fetching them again by key cost a third of the claim on one queue), ``firsts`` keeps the first of each lock;
+``locked`` orders them and locks a batch, skipping rows other workers are claiming; the UPDATE claims them. Two
+claims racing for one lock: the unique index on the lock of PROCESSING entries fails the second, which the store
+runs again.
 
 ``CLAIM`` leaves limited queues (``max_running`` or a rate) out: it is the claim of a worker none of whose queues is
 limited, and costs what it cost before limits existed. ``CLAIM_LIMITED`` claims every queue, limited ones within
@@ -45,6 +62,7 @@ __all__ = ["CLAIM", "CLAIM_LIMITED", "CLAIM_WINDOW_FACTOR"]
 CLAIM_WINDOW_FACTOR = 4
 
 # The walk, the lock step and (``{limited}``) the condition on the queue's row that leaves limited queues out.
+# ``queue = ANY(ARRAY[q])`` in the group scans is deliberate: it keeps the planner on the routed index (docstring).
 _WALK = """
 WITH RECURSIVE queues(q) AS (
     SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
@@ -75,17 +93,49 @@ priorities(q, t, p) AS (
         WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t AND priority < priorities.p)
     FROM priorities WHERE priorities.p IS NOT NULL
 ),
-candidates AS (
-    SELECT c.seq, c.lock, priorities.q AS queue, priorities.p AS priority, c.scheduled_for FROM priorities
+groups AS (
+    SELECT priorities.q, priorities.t, priorities.p, (:window + n.n - 1) / n.n AS share
+    FROM priorities CROSS JOIN (SELECT greatest(count(*), 1) AS n FROM priorities WHERE p IS NOT NULL) AS n
+    WHERE priorities.p IS NOT NULL
+),
+heads AS (
+    SELECT groups.q, groups.t, groups.p, groups.share, c.seq, c.lock, c.scheduled_for, c.nth FROM groups
+    CROSS JOIN LATERAL (
+        SELECT seq, lock, scheduled_for, row_number() OVER (ORDER BY scheduled_for, seq) AS nth FROM (
+            SELECT seq, lock, scheduled_for FROM scheduled_commands
+            WHERE status = 'PENDING' AND queue = ANY(ARRAY[groups.q]) AND command_type = groups.t
+              AND priority = groups.p AND scheduled_for <= :now
+            ORDER BY queue, scheduled_for, seq
+            LIMIT groups.share
+        ) AS first_rows
+    ) AS c
+),
+bound AS (
+    SELECT p, scheduled_for, seq FROM heads ORDER BY p DESC, scheduled_for, seq OFFSET :window - 1 LIMIT 1
+),
+rest AS (
+    SELECT tails.q, tails.p, c.seq, c.lock, c.scheduled_for FROM heads AS tails
+    LEFT JOIN bound ON true
     CROSS JOIN LATERAL (
         SELECT seq, lock, scheduled_for FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t
-          AND priority = priorities.p AND scheduled_for <= :now
-        ORDER BY scheduled_for, seq
-        LIMIT greatest(:limit, :window / (SELECT count(*) FROM priorities WHERE p IS NOT NULL))
+        WHERE status = 'PENDING' AND queue = ANY(ARRAY[tails.q]) AND command_type = tails.t
+          AND priority = tails.p AND (priority, scheduled_for, seq) > (tails.p, tails.scheduled_for, tails.seq)
+          AND scheduled_for <= CASE WHEN bound.p = tails.p THEN bound.scheduled_for ELSE :now END
+          AND (bound.p IS DISTINCT FROM tails.p OR (scheduled_for, seq) <= (bound.scheduled_for, bound.seq))
+        ORDER BY queue, scheduled_for, seq
+        LIMIT :limit - tails.share
     ) AS c
-    WHERE priorities.p IS NOT NULL
-    ORDER BY priorities.p DESC, c.scheduled_for, c.seq
+    WHERE tails.nth = tails.share AND tails.share < :limit
+      AND (bound.p IS NULL OR tails.p > bound.p
+           OR (tails.p = bound.p AND (tails.scheduled_for, tails.seq) < (bound.scheduled_for, bound.seq)))
+),
+candidates AS (
+    SELECT seq, lock, queue, priority, scheduled_for FROM (
+        SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM heads
+      UNION ALL
+        SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM rest
+    ) AS merged
+    ORDER BY priority DESC, scheduled_for, seq
     LIMIT :window
 ),
 eligible AS (

@@ -1,0 +1,71 @@
+"""The store contract of the routed claim's order with many queue, type and priority groups: each claim takes the
+best ``limit`` due entries of the route (priority first, then due time, then scheduling order) however the entries
+are spread over the groups, including when one group holds all the best ones and when most groups have nothing
+due. PostgreSQL reads each group's share of the candidate window and then only what can beat the window's bound
+(``stores/sql/_pg_claim.py``): these layouts are the ones where a share alone would miss entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+
+import pytest
+from test_contract import BASE
+from test_contract_queues import claim_ids, fleet_store, make_entry
+
+from stores import ScheduledCommandStore
+from stores.entries import ScheduledCommandEntry
+from stores.queues import Route
+
+__all__ = ["fleet_store"]
+
+QUEUES = ("a", "b", "c", "d")
+TYPES = tuple(f"tests.stores.Job{i}" for i in range(4))
+ROUTE = Route.of(QUEUES[:3], TYPES[:3])  # queue "d" and the fourth type are someone else's
+ENTRIES = 300
+LIMIT = 7  # a window of 28 candidates over 9 to 27 routed groups: a share of 4 or 2 each
+
+
+def uniform(rng: random.Random, i: int) -> tuple[str, str, int, float]:
+    return rng.choice(QUEUES), rng.choice(TYPES), rng.choice((0, 1, 5)), rng.uniform(-100, 100)
+
+
+def one_group_holds_the_best(rng: random.Random, i: int) -> tuple[str, str, int, float]:
+    if i % 2:
+        return "a", TYPES[0], 0, -200 + i / 10  # due before every other entry
+    return rng.choice(QUEUES), rng.choice(TYPES), 0, rng.uniform(0, 100)
+
+
+def most_groups_not_due(rng: random.Random, i: int) -> tuple[str, str, int, float]:
+    queue, command_type, priority = rng.choice(QUEUES), rng.choice(TYPES), rng.choice((0, 1))
+    due = (queue, command_type) in {("a", TYPES[1]), ("b", TYPES[0])}
+    return queue, command_type, priority, rng.uniform(-100, 0) if due else rng.uniform(1, 100)
+
+
+Layout = Callable[[random.Random, int], tuple[str, str, int, float]]
+
+
+@pytest.mark.parametrize("layout", [uniform, one_group_holds_the_best, most_groups_not_due], ids=lambda f: f.__name__)
+async def test_every_routed_claim_takes_the_best_due_entries(
+    fleet_store: ScheduledCommandStore, layout: Layout
+) -> None:
+    rng = random.Random(f"claim-order-{layout.__name__}")
+    entries: list[ScheduledCommandEntry] = []
+    for i in range(ENTRIES):
+        queue, command_type, priority, seconds = layout(rng, i)
+        # Whole milliseconds, some shared: ties fall to scheduling order.
+        at = BASE + dt.timedelta(milliseconds=round(seconds * 20))
+        entries.append(make_entry(queue=queue, command_type=command_type, priority=priority, scheduled_for=at))
+    await fleet_store.add(entries)
+
+    order = {entry.id: n for n, entry in enumerate(entries)}  # added in one call, in this order
+    routed = [e for e in entries if e.queue in QUEUES[:3] and e.command_type in TYPES[:3] and e.scheduled_for <= BASE]
+    expected = [e.id for e in sorted(routed, key=lambda e: (-e.priority, e.scheduled_for, order[e.id]))]
+    assert len(expected) > 4 * LIMIT
+
+    claimed: list[list[str]] = []
+    while batch := await claim_ids(fleet_store, ROUTE, now=BASE, limit=LIMIT):
+        claimed.append(sorted(batch, key=order.__getitem__))
+    assert claimed == [sorted(expected[n : n + LIMIT], key=order.__getitem__) for n in range(0, len(expected), LIMIT)]
