@@ -52,6 +52,7 @@ from .observer import FinishedOutcome, SchedulingObserver
 from .workers import WORKER_STATES, workers_by_state
 
 __all__ = [
+    "DEFAULT_EXACT_UP_TO",
     "DEFAULT_NAMESPACE",
     "DURATION_BUCKETS",
     "LAG_BUCKETS",
@@ -67,6 +68,9 @@ logger = logging.getLogger(__name__)
 
 #: The prefix of every metric name.
 DEFAULT_NAMESPACE = "cqrs_scheduling"
+
+#: ``StoreGauges`` counts each status exactly up to this many entries; a larger one may be estimated (PostgreSQL).
+DEFAULT_EXACT_UP_TO = 10_000
 
 #: Run duration buckets, in seconds: a millisecond handler to an hour-long batch job.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -276,7 +280,15 @@ class _StoreInstruments:
     def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
         self.entries = Gauge(
             "entries",
-            "Entries in the store per status, as of the last refresh.",
+            "Entries in the store per status, as of the last refresh; an estimate where entries_estimated is 1.",
+            ["status"],
+            namespace=namespace,
+            registry=None,
+        )
+        self.estimated = Gauge(
+            "entries_estimated",
+            "1 when the entries gauge of this status is an estimate from the database's statistics (above the "
+            "exact bound), 0 when it is an exact count.",
             ["status"],
             namespace=namespace,
             registry=None,
@@ -301,7 +313,8 @@ class _StoreInstruments:
             registry=None,
         )
         self.workers = Gauge("workers", "Registered workers per state.", ["state"], namespace=namespace, registry=None)
-        _register(registry, (self.entries, self.oldest_overdue_age, self.running, self.stuck, self.workers))
+        gauges = (self.entries, self.estimated, self.oldest_overdue_age, self.running, self.stuck, self.workers)
+        _register(registry, gauges)
 
 
 class StoreGauges:
@@ -309,6 +322,9 @@ class StoreGauges:
 
     - ``{ns}_entries{status}``: how many entries the store holds in each status, zeros included; the status
       values are lower case (``pending``, ``processing``, ``completed``, ``failed``, ``cancelled``, ``expired``).
+      Exact up to ``exact_up_to`` per status; a larger status may be an estimate (PostgreSQL's statistics, as the
+      dashboard's "about" counts), never below the bound. PROCESSING is always exact.
+    - ``{ns}_entries_estimated{status}``: 1 when that status's ``entries`` value is an estimate, else 0.
     - ``{ns}_oldest_overdue_age_seconds``: ``now - scheduled_for`` of the oldest pending entry that is due (0 when
       none is): grows without bound while nothing claims due work.
     - ``{ns}_entries_running``: processing entries whose lease has not expired. Entries of a worker that died
@@ -317,8 +333,8 @@ class StoreGauges:
     - ``{ns}_entries_stuck``: processing entries whose lease has expired (their worker is gone), not yet recovered.
     - ``{ns}_workers{state}``: registered workers per state (``running``, ``stopping``, ``gone``), zeros included.
 
-    The values are read from the store by ``refresh()`` (four indexed queries: ``count_by_status()``,
-    ``next_due_at()`` and ``count_running()`` at one moment, through ``read_gauges()``, then ``list_workers()``),
+    The values are read from the store by ``refresh()`` (the counts per status, ``next_due_at()`` and
+    ``count_running()`` at one moment, through ``read_gauges(exact_up_to=...)``, then ``list_workers()``),
     so call it before each scrape (the dashboard's ``/metrics`` route does) or periodically (``serve_metrics``
     does). Serve them from a process that outlives the workers (the dashboard, your web application) for the
     fleet-down alerts. Cheap to build: the gauges are registered once per registry and namespace.
@@ -328,12 +344,20 @@ class StoreGauges:
         registry: where the gauges are registered; default ``prometheus_client.REGISTRY``.
         namespace: the metric name prefix.
         clock: what "now" is for the overdue age and the leases; default ``SystemClock()``.
+        exact_up_to: count each status exactly up to this many entries, through its index; above it a status may
+            be estimated, so that a refresh costs the same at any size. None: every count exact (on SQL, a scan of
+            every row per refresh: 0.1 to 0.2 s at a million entries on PostgreSQL).
+
+    Raises:
+        ValueError: ``exact_up_to`` is negative.
 
     .. versionadded:: 0.3
     .. versionchanged:: 0.4
         The overdue-age and running gauges, and lower-case status values (were ``PENDING``, ...).
     .. versionchanged:: 0.5
         The stuck-entries and workers gauges.
+    .. versionchanged:: 0.6
+        ``exact_up_to`` (the counts were exact at any size) and the ``entries_estimated`` gauge.
     """
 
     def __init__(
@@ -343,8 +367,12 @@ class StoreGauges:
         namespace: str = DEFAULT_NAMESPACE,
         *,
         clock: Clock | None = None,
+        exact_up_to: int | None = DEFAULT_EXACT_UP_TO,
     ) -> None:
+        if exact_up_to is not None and exact_up_to < 0:
+            raise ValueError(f"exact_up_to must not be negative, got {exact_up_to}")
         self.store = store
+        self.exact_up_to = exact_up_to
         self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._instruments = _shared(
@@ -353,17 +381,21 @@ class StoreGauges:
         self._children = {
             status: self._instruments.entries.labels(_status_label(status)) for status in ScheduledCommandStatus
         }
+        self._estimated = {
+            status: self._instruments.estimated.labels(_status_label(status)) for status in ScheduledCommandStatus
+        }
         self._workers: dict[str, Gauge] = {state: self._instruments.workers.labels(state) for state in WORKER_STATES}
 
     async def refresh(self) -> None:
         """Read the store and set every gauge; a store error propagates and leaves all the values as they were."""
         now = self.clock.now()
         # One reading: an entry claimed between separate reads showed as running and still overdue (or as stuck).
-        reading = await self.store.read_gauges(now=now)
+        reading = await self.store.read_gauges(now=now, exact_up_to=self.exact_up_to)
         counts, next_due, running = reading.counts, reading.next_due_at, reading.running
         workers = await workers_by_state(self.store, now)
         for status, child in self._children.items():
             child.set(counts.get(status, 0))
+            self._estimated[status].set(1 if status in reading.estimated else 0)
         self._instruments.stuck.set(max(0, counts.get(ScheduledCommandStatus.PROCESSING, 0) - running))
         for state, count in workers.items():
             self._workers[state].set(count)

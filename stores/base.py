@@ -86,6 +86,9 @@ class StoreReading:
     next_due_at: datetime | None
     #: PROCESSING entries under a lease that has not expired (``count_running``).
     running: int
+    #: The statuses whose count is an estimate ("about", above the ``exact_up_to`` asked; see ``read_gauges``);
+    #: empty when every count is exact. Never PROCESSING.
+    estimated: frozenset[ScheduledCommandStatus] = frozenset()
 
 
 class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
@@ -544,15 +547,27 @@ class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
                 running += 1
         return running
 
-    async def read_gauges(self, *, now: datetime) -> StoreReading:
+    async def read_gauges(self, *, now: datetime, exact_up_to: int | None = None) -> StoreReading:
         """``count_by_status()``, ``next_due_at()`` and ``count_running(now=now)`` read at one moment, so that the
         values agree with each other: an entry claimed between two separate reads would show as running and still
         overdue, or as stuck (PROCESSING but not running). ``SqlStore`` reads them in one snapshot; this default
         reads them one after the other, with nothing awaited in between on a store that keeps its entries in
         memory.
 
+        With ``exact_up_to``, the counts are those of ``count_by_status_estimated(exact_up_to=...)``: a status with
+        more entries may be estimated (listed in ``estimated``), so that the reading costs the same at any size.
+        PROCESSING is always counted exactly: the stuck entries are its count minus the running ones. By default
+        every count is exact (this default implementation is exact either way).
+
+        Raises:
+            ValueError: ``exact_up_to`` is negative.
+
         .. versionadded:: 0.5
+        .. versionchanged:: 0.6
+            ``exact_up_to`` and ``StoreReading.estimated``.
         """
+        if exact_up_to is not None and exact_up_to < 0:
+            raise ValueError(f"exact_up_to must not be negative, got {exact_up_to}")
         return StoreReading(await self.count_by_status(), await self.next_due_at(), await self.count_running(now=now))
 
     async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:

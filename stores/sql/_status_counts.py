@@ -13,6 +13,8 @@ a million entries on a loaded 2-core machine, against 0.15 s for bounded counts 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import func, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,9 +39,10 @@ _STATISTICS = text(
 
 
 async def count_by_status_estimated(
-    conn: AsyncConnection, exact_up_to: int
+    conn: AsyncConnection, exact_up_to: int, *, always_exact: Collection[ScheduledCommandStatus] = ()
 ) -> dict[ScheduledCommandStatus, StatusCount]:
-    """Every status's count: exact up to ``exact_up_to``, estimated above it where statistics allow."""
+    """Every status's count: exact up to ``exact_up_to``, estimated above it where statistics allow, except the
+    statuses ``always_exact`` (counted exactly at any size)."""
     if conn.dialect.name != "postgresql":  # nothing to estimate from: one exact GROUP BY beats bounded counts first
         everything = await _count_exactly(conn, list(ScheduledCommandStatus))
         return {status: StatusCount(n) for status, n in everything.items()}
@@ -52,7 +55,7 @@ async def count_by_status_estimated(
     exact: list[ScheduledCommandStatus] = []
     for status in large:
         estimate = estimates.get(status.value)
-        if estimate is None:
+        if estimate is None or status in always_exact:
             exact.append(status)
         else:  # the bounded count proved more than the bound: statistics older than that never say less
             counts[status] = StatusCount(max(estimate, exact_up_to + 1), exact=False)

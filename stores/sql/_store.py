@@ -32,6 +32,7 @@ from stores.schedules import StoredSchedule
 from stores.workers import StoredWorker, StoredWorkerState
 
 from . import _audit as audit
+from . import _gauges as gauges
 from . import _outcomes as outcomes
 from . import _queries as queries
 from . import _queues as queue_queries
@@ -518,12 +519,11 @@ class SqlStore(SqlDependants):
         async with self._read() as conn:
             return await queries.count_running(conn, now)
 
-    async def read_gauges(self, *, now: datetime) -> StoreReading:
+    async def read_gauges(self, *, now: datetime, exact_up_to: int | None = None) -> StoreReading:
+        if exact_up_to is not None and exact_up_to < 0:
+            raise ValueError(f"exact_up_to must not be negative, got {exact_up_to}")
         async with self._snapshot() as conn:
-            counts = await queries.count_by_status(conn)
-            next_due = await self._backend.next_due_at(conn)
-            running = await queries.count_running(conn, now)
-        return StoreReading(counts, next_due, running)
+            return await gauges.read_gauges(conn, self._backend, now, exact_up_to)
 
     # -- recurring schedules (SQL in _schedules.py) -------------------------------------------------------------
 
