@@ -53,7 +53,8 @@ SELECT 'bench-' || i, 'bench.gauges.Job' || (i %% 8), '{}', s.status, 0,
        CASE WHEN s.status IN ('PENDING', 'PROCESSING') THEN NULL ELSE %(now)s::timestamptz END,
        CASE WHEN s.status = 'PROCESSING' THEN 'bench' END,
        CASE WHEN s.status = 'PROCESSING'
-            THEN %(now)s::timestamptz + CASE WHEN i %% 2000 < 1000 THEN interval '1 minute' ELSE interval '-1 minute' END
+            THEN %(now)s::timestamptz
+                 + CASE WHEN i %% 2000 < 1000 THEN interval '1 minute' ELSE interval '-1 minute' END
        END,
        0, CASE WHEN s.status = 'PENDING' THEN 0 ELSE 1 END, 3
 FROM (SELECT i, CASE WHEN i %% 1000 < 5 THEN 'PENDING' WHEN i %% 1000 < 6 THEN 'PROCESSING'

@@ -1,15 +1,17 @@
-"""StoreGauges on real SQL stores: every status counted, zeros included, refreshed on demand."""
+"""StoreGauges on real SQL stores: every status counted, zeros included, refreshed on demand; a status above the
+exact bound estimated on PostgreSQL and flagged so."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from prometheus_client import CollectorRegistry
 from scheduling_app import Add, Fail, make_app
 
 from scheduling import ScheduledCommandStatus, ScheduleOptions
 from scheduling.metrics import StoreGauges
-from stores import ScheduledCommandStore
+from stores import MemoryStore, ScheduledCommandStore, SqlStore
 
 
 def entries(registry: CollectorRegistry, namespace: str = "cqrs_scheduling") -> dict[str, float]:
@@ -65,3 +67,40 @@ async def test_gauges_in_another_namespace_stand_beside(
     StoreGauges(sql_store, registry)  # registered, never refreshed: zeros
     assert entries(registry, "other")["pending"] == 1
     assert entries(registry)["pending"] == 0
+
+
+def estimated(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        s.labels["status"]: s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "cqrs_scheduling_entries_estimated"
+    }
+
+
+async def test_a_status_above_the_bound_is_flagged_as_an_estimate_on_postgresql(
+    sql_store: ScheduledCommandStore, registry: CollectorRegistry
+) -> None:
+    """Above ``exact_up_to`` PostgreSQL estimates a status from its statistics: ``entries_estimated`` says 1 for it
+    and 0 for the exact ones; SQLite counts exactly (every flag 0). ``exact_up_to=None``: every count exact."""
+    app = make_app(store=sql_store)
+    for n in range(6):
+        await app.scheduler.schedule(Add(a=n, b=n), ScheduleOptions(delay=timedelta(hours=1)))
+    postgresql = isinstance(sql_store, SqlStore) and sql_store.engine.dialect.name == "postgresql"
+    if postgresql:
+        async with sql_store.engine.connect() as conn:  # what autovacuum does in time
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("ANALYZE scheduled_commands")
+    await StoreGauges(sql_store, registry, exact_up_to=2).refresh()
+    assert entries(registry)["pending"] == 6  # ANALYZE reads every row of so small a table
+    assert estimated(registry) == {status.value.lower(): 0 for status in ScheduledCommandStatus} | {
+        "pending": 1 if postgresql else 0
+    }
+
+    await StoreGauges(sql_store, registry, exact_up_to=None).refresh()
+    assert estimated(registry)["pending"] == 0
+
+
+def test_a_negative_bound_is_refused_naming_it(registry: CollectorRegistry) -> None:
+    with pytest.raises(ValueError, match="exact_up_to must not be negative, got -5"):
+        StoreGauges(MemoryStore(), registry, exact_up_to=-5)
