@@ -30,10 +30,10 @@ __all__ = ["CLAIM_AHEAD", "ClaimLoop"]
 CLAIM_AHEAD = timedelta(milliseconds=50)
 #: First wait before claiming again when due entries are there but none could be taken (see ``_unless_blocked``).
 BLOCKED_POLL = timedelta(milliseconds=50)
-#: The longest such wait while the worker has claimed within the last two ``polling_interval``: a queue at its rate
-#: limit frees its next starts a period after its last ones, and a worker waiting up to ``polling_interval`` left
-#: them unused for much of it (a rate of 50/s ran at 40-45/s). A worker that claims nothing at all (a paused
-#: queue's entries, another application's types) still backs off to ``polling_interval``.
+#: The longest such wait while the worker has claimed within the last two ``polling_interval``, so a lock's next
+#: entry does not wait long (a queue at its rate wakes the worker sooner still: ``next_start_at``). A worker that
+#: claims nothing at all (a paused queue's entries, another application's types) still backs off to
+#: ``polling_interval``.
 BLOCKED_POLL_WHILE_BUSY = timedelta(milliseconds=100)
 
 
