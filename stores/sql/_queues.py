@@ -131,22 +131,23 @@ async def next_start_at(conn: AsyncConnection, now: datetime, names: Collection[
     """The earliest time after ``now`` at which one of the unpaused rate limited queues (of ``names``; ``None``:
     every queue) that spent its rate frees a start slot: its oldest slot's last start plus ``rate.per``. A queue
     spent its rate when all its ``rate.count`` slots exist and each started within ``rate.per`` before ``now``."""
-    statement = (
-        select(
-            QUEUES.c.rate_per_us,
-            QUEUES.c.rate_count,
-            func.count().label("taken"),
-            func.min(QUEUE_STARTS.c.started_at).label("oldest"),
-        )
-        .join(QUEUES, QUEUES.c.name == QUEUE_STARTS.c.queue)
-        .where(QUEUES.c.rate_count.is_not(None), QUEUES.c.paused.is_(False), QUEUE_STARTS.c.slot < QUEUES.c.rate_count)
-        .group_by(QUEUES.c.name, QUEUES.c.rate_per_us, QUEUES.c.rate_count)
+    # Two index probes per queue, whatever its rate: slots are numbered up from 0 without gaps, so the highest
+    # tells whether all ``rate_count`` exist, and the (queue, started_at) index gives the oldest start.
+    starts = QUEUE_STARTS.alias("starts")
+    top = select(func.max(starts.c.slot)).where(starts.c.queue == QUEUES.c.name).scalar_subquery()
+    oldest = (
+        select(func.min(starts.c.started_at))
+        .where(starts.c.queue == QUEUES.c.name, starts.c.slot < QUEUES.c.rate_count)
+        .scalar_subquery()
+    )
+    statement = select(QUEUES.c.rate_per_us, QUEUES.c.rate_count, top.label("top"), oldest.label("oldest")).where(
+        QUEUES.c.rate_count.is_not(None), QUEUES.c.paused.is_(False)
     )
     if names is not None:  # sorted by str(), as in ``limited_queues``
         statement = statement.where(QUEUES.c.name.in_(sorted(names, key=str)))
     earliest: datetime | None = None
     for row in (await conn.execute(statement)).all():
-        if row.taken < row.rate_count or row.oldest is None:
+        if row.top is None or row.top < row.rate_count - 1 or row.oldest is None:
             continue  # a slot was never used: not spent
         frees_at = row.oldest + timedelta(microseconds=row.rate_per_us)
         if frees_at > now and (earliest is None or frees_at < earliest):

@@ -71,6 +71,8 @@ async def test_next_start_at_is_when_a_spent_rate_frees_its_next_start(fleet_sto
     assert await fleet_store.next_start_at(at(11)) is None  # a paused queue starts nothing
     await fleet_store.set_queue_paused("api", False)
     assert await fleet_store.next_start_at(at(13)) is None  # free at 13: no wait past now
+    await fleet_store.set_queue_limits("api", QueueLimits(rate=RateLimit(count=1, per=timedelta(seconds=10))))
+    assert await fleet_store.next_start_at(at(13)) == at(21)  # a lowered rate: its latest start counts
 
 
 async def test_both_limits_hold_together_and_none_clears_them(fleet_store: ScheduledCommandStore) -> None:
