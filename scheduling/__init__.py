@@ -40,7 +40,7 @@ from .options import ScheduleOptions, SchedulerSettings
 from .retention import Retention
 from .scheduler import CommandScheduler, ICommandScheduler
 from .service import ScheduledCommandService
-from .workers import WorkerInfo
+from .workers import WaitingForWorker, WorkerInfo
 from .workflows import ParentOutcome, ScheduledGroup
 
 __all__ = [
@@ -69,5 +69,6 @@ __all__ = [
     "SchedulingModule",
     "SystemClock",
     "UnknownParentError",
+    "WaitingForWorker",
     "WorkerInfo",
 ]

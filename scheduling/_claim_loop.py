@@ -30,10 +30,10 @@ __all__ = ["CLAIM_AHEAD", "ClaimLoop"]
 CLAIM_AHEAD = timedelta(milliseconds=50)
 #: First wait before claiming again when due entries are there but none could be taken (see ``_unless_blocked``).
 BLOCKED_POLL = timedelta(milliseconds=50)
-#: The longest such wait while the worker has claimed within the last two ``polling_interval``: a queue at its rate
-#: limit frees its next starts a period after its last ones, and a worker waiting up to ``polling_interval`` left
-#: them unused for much of it (a rate of 50/s ran at 40-45/s). A worker that claims nothing at all (a paused
-#: queue's entries, another application's types) still backs off to ``polling_interval``.
+#: The longest such wait while the worker has claimed within the last two ``polling_interval``, so a lock's next
+#: entry does not wait long (a queue at its rate wakes the worker sooner still: ``next_start_at``). A worker that
+#: claims nothing at all (a paused queue's entries, another application's types) still backs off to
+#: ``polling_interval``.
 BLOCKED_POLL_WHILE_BUSY = timedelta(milliseconds=100)
 
 
@@ -112,7 +112,7 @@ class ClaimLoop:
                 finally:
                     self._wakeup.waiting_for_capacity = False
                 continue
-            await self._sleep(self._unless_blocked(now, await self._next_wake_deadline(), claimed))
+            await self._sleep(await self._unless_blocked(now, await self._next_wake_deadline(), claimed))
 
     async def claim(self, *, ahead: timedelta = timedelta(0)) -> list[ScheduledCommandEntry]:
         """Claim what is due by ``now + ahead``, up to the free slots, and start it; an entry not yet due waits in
@@ -135,12 +135,15 @@ class ClaimLoop:
             self._leases.spawn(entry, self._execute(entry))
         return claimed
 
-    def _unless_blocked(self, now: datetime, deadline: datetime, claimed: list[ScheduledCommandEntry]) -> datetime:
+    async def _unless_blocked(
+        self, now: datetime, deadline: datetime, claimed: list[ScheduledCommandEntry]
+    ) -> datetime:
         """``deadline``, unless entries are due that this claim could not take (of another queue or command type,
-        of a paused queue, waiting for their lock): then not sooner than a backoff that starts at ``BLOCKED_POLL``
-        and doubles, up to ``polling_interval`` (``BLOCKED_POLL_WHILE_BUSY`` while the worker has claimed within
-        the last two ``polling_interval``), while claims keep coming back empty, so the loop neither spins nor
-        leaves a lock's next entry or a rate limited queue's next start waiting long."""
+        of a paused queue, waiting for their lock or their queue's rate): then not sooner than a backoff that starts
+        at ``BLOCKED_POLL`` and doubles, up to ``polling_interval`` (``BLOCKED_POLL_WHILE_BUSY`` while the worker
+        has claimed within the last two ``polling_interval``), while claims keep coming back empty, so the loop
+        neither spins nor leaves a lock's next entry waiting long; and no later than the moment a queue at its
+        rate frees its next start (``next_start_at``), so a rate is used as soon as it allows."""
         if claimed:
             self._claimed_at = now
         if claimed or deadline > now:
@@ -151,7 +154,22 @@ class ClaimLoop:
             cap = min(cap, BLOCKED_POLL_WHILE_BUSY)
         backoff = min(BLOCKED_POLL * (1 << min(self._blocked, 16)), cap)
         self._blocked += 1
-        return now + backoff
+        wake = now + backoff
+        frees_at = await self._next_start_at()
+        if frees_at is not None:
+            # A start slot counts as free to a claim whose ``now`` (the clock plus CLAIM_AHEAD) reaches it.
+            wake = min(wake, max(now, minus(frees_at, CLAIM_AHEAD)))
+        return wake
+
+    async def _next_start_at(self) -> datetime | None:
+        """When a rate limited queue of this worker's, at its rate, frees its next start (``None``: none is)."""
+        try:
+            return await self._store.next_start_at(_plus(self._clock.now(), CLAIM_AHEAD), self._route.queues)
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure; the backoff still bounds the wait
+            log_failure(
+                exc, "could not read the next start of a rate limited queue", extra={"action": "next_start_failed"}
+            )
+            return None
 
     async def _next_wake_deadline(self) -> datetime:
         now = self._clock.now()

@@ -32,7 +32,7 @@ from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
-from .workers import WorkerInfo, list_workers
+from .workers import WaitingForWorker, WorkerInfo, list_workers, waiting_for_workers
 from .workflows import WorkflowMethods
 
 __all__ = ["CommandScheduler", "ICommandScheduler"]
@@ -437,6 +437,15 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         .. versionadded:: 0.5
         """
         return await list_workers(self._store, self._clock.now())
+
+    async def waiting_for_workers(self) -> list[WaitingForWorker]:
+        """The due entries no live worker would claim, per queue and command type: what ``status`` reports as
+        "waiting for a worker that handles T". Read from the registry ``list_workers()`` shows (while no worker has
+        ever registered: a guess, overdue by a minute and of a type none running).
+
+        .. versionadded:: 0.5
+        """
+        return await waiting_for_workers(self._store, self._clock.now())
 
     async def _announce_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
         if entries and self._observers:

@@ -24,6 +24,7 @@ __all__ = [
     "WAITING",
     "WORKER_STATES",
     "Fleet",
+    "WaitingForWorker",
     "WorkerInfo",
     "WorkerState",
     "count_stuck",
@@ -32,6 +33,7 @@ __all__ = [
     "live_command_types",
     "waiting_by_queue",
     "waiting_for_a_worker",
+    "waiting_for_workers",
     "worker_state",
     "workers_by_state",
 ]
@@ -72,6 +74,21 @@ class WorkerInfo(BaseModel):
     #: Entries it holds: PROCESSING under its lease (expired ones included, for a gone worker: they are stuck).
     running: int
     state: WorkerState
+
+
+class WaitingForWorker(BaseModel):
+    """Due PENDING entries of one queue and command type that no live worker would claim: none that is not gone
+    claims the queue with a handler for the type (``waiting_by_queue``). They wait, never dead-lettered for that,
+    until such a worker starts.
+
+    .. versionadded:: 0.5
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    queue: str
+    command_type: str
+    count: int
 
 
 class Fleet(BaseModel):
@@ -188,6 +205,18 @@ async def waiting_by_queue(
         if unhandled:
             waiting[queue] = unhandled
     return waiting
+
+
+async def waiting_for_workers(
+    store: ScheduledCommandStore, now: datetime, *, after: timedelta | None = None
+) -> list[WaitingForWorker]:
+    """``waiting_by_queue`` as typed rows, by queue then command type."""
+    waiting = await waiting_by_queue(store, now, after=after)
+    return [
+        WaitingForWorker(queue=queue, command_type=command_type, count=count)
+        for queue, types in sorted(waiting.items())
+        for command_type, count in sorted(types.items())
+    ]
 
 
 async def workers_by_state(store: ScheduledCommandStore, now: datetime) -> dict[str, int]:

@@ -6,6 +6,7 @@ Everything a claim asks ("may this entry be claimed now?") is answered from dict
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Collection
 from datetime import datetime
 
 from .entries import ScheduledCommandEntry, ScheduledCommandStatus
@@ -82,6 +83,21 @@ class MemoryQueues:
         if limits.rate is not None:
             starts.append(now)
         return True
+
+    def next_start_at(self, now: datetime, queues: Collection[str] | None) -> datetime | None:
+        """The earliest time after ``now`` at which an unpaused rate limited queue (of ``queues``) that spent its
+        rate may start again: when its ``rate.count``-th latest start is ``rate.per`` old."""
+        earliest: datetime | None = None
+        for name, limits in self.limits.items():
+            if limits.rate is None or name in self.paused or (queues is not None and name not in queues):
+                continue
+            starts = self._starts.get(name, ())
+            if len(starts) < limits.rate.count:
+                continue
+            frees_at = starts[len(starts) - limits.rate.count] + limits.rate.per
+            if frees_at > now and (earliest is None or frees_at < earliest):
+                earliest = frees_at
+        return earliest
 
     def set_paused(self, name: str, paused: bool) -> None:
         check_queue_name(name)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ._redis_codec import from_micros
 from ._redis_scripts import LIB
 from .queues import QueueInfo, QueueLimits, RateLimit, Route, check_queue_name
 
@@ -279,3 +281,32 @@ class RedisQueues:
                 )
             )
         return infos
+
+    async def next_start_at(self, now: datetime, queues: Collection[str] | None = None) -> datetime | None:
+        """When the earliest unpaused rate limited queue (of ``queues``) that spent its rate frees a start: its
+        ``rate.count``-th latest start (older ones leave the set at the next claim) plus ``rate.per``."""
+        client = await self._client()
+        with self._unavailable():
+            configured: set[str] = await client.smembers(self._key("queues"))  # type: ignore[assignment]  # decoded
+            names = [name for name in sorted(configured) if queues is None or name in queues]
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self._key(f"q:{name}"))
+                settings: list[dict[str, str]] = await pipe.execute()
+            rated: list[tuple[str, RateLimit]] = []
+            for name, values in zip(names, settings, strict=True):
+                rate = _limits(values).rate
+                if rate is not None and values.get("paused") != "1":
+                    rated.append((name, rate))
+            async with client.pipeline(transaction=False) as pipe:
+                for name, rate in rated:
+                    pipe.zrevrange(self._key(f"qs:{name}"), rate.count - 1, rate.count - 1, withscores=True)
+                nth_latest: list[list[tuple[str, float]]] = await pipe.execute()
+        earliest: datetime | None = None
+        for (_, rate), found in zip(rated, nth_latest, strict=True):
+            if not found:
+                continue  # fewer starts than the rate allows: not spent
+            frees_at = from_micros(int(found[0][1])) + rate.per
+            if frees_at > now and (earliest is None or frees_at < earliest):
+                earliest = frees_at
+        return earliest

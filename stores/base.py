@@ -355,6 +355,15 @@ class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
         """
         raise UnsupportedFeatureError(self.description, "listing queues", "use SqlStore or MemoryStore")
 
+    async def next_start_at(self, now: datetime, queues: Collection[str] | None = None) -> datetime | None:
+        """The earliest time after ``now`` at which a rate limited queue (of ``queues``; ``None``: every queue) that
+        has spent its rate may start an entry again; ``None`` when none has (or the store keeps no rates). Workers
+        whose claim came back empty sleep until then rather than polling for the next start.
+
+        .. versionadded:: 0.5
+        """
+        return None
+
     # -- reading and housekeeping -----------------------------------------------------------------------------
 
     @abstractmethod

@@ -373,6 +373,9 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
     async def list_queues(self) -> list[QueueInfo]:
         return self._queues.infos()
 
+    async def next_start_at(self, now: datetime, queues: Collection[str] | None = None) -> datetime | None:
+        return self._queues.next_start_at(now, queues)
+
     # -- recurring schedules ----------------------------------------------------------------------------------
 
     async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:

@@ -19,7 +19,16 @@ from stores.queues import QueueInfo, QueueLimits, RateLimit, check_queue_name
 from ._backend import Backend
 from ._tables import ENTRIES, QUEUE_STARTS, QUEUES
 
-__all__ = ["allowance", "limited_queues", "limits_of", "list_queues", "set_limits", "set_paused", "take_starts"]
+__all__ = [
+    "allowance",
+    "limited_queues",
+    "limits_of",
+    "list_queues",
+    "next_start_at",
+    "set_limits",
+    "set_paused",
+    "take_starts",
+]
 
 
 async def set_paused(conn: AsyncConnection, backend: Backend, name: str, paused: bool) -> None:
@@ -116,6 +125,34 @@ async def take_starts(conn: AsyncConnection, name: str, rate: RateLimit, started
     created = range(first + 1, min(rate.count, first + 1 + started - len(free)))
     if created:
         await conn.execute(insert(QUEUE_STARTS), [{"queue": name, "slot": n, "started_at": now} for n in created])
+
+
+async def next_start_at(conn: AsyncConnection, now: datetime, names: Collection[str] | None) -> datetime | None:
+    """The earliest time after ``now`` at which one of the unpaused rate limited queues (of ``names``; ``None``:
+    every queue) that spent its rate frees a start slot: its oldest slot's last start plus ``rate.per``. A queue
+    spent its rate when all its ``rate.count`` slots exist and each started within ``rate.per`` before ``now``."""
+    # Two index probes per queue, whatever its rate: slots are numbered up from 0 without gaps, so the highest
+    # tells whether all ``rate_count`` exist, and the (queue, started_at) index gives the oldest start.
+    starts = QUEUE_STARTS.alias("starts")
+    top = select(func.max(starts.c.slot)).where(starts.c.queue == QUEUES.c.name).scalar_subquery()
+    oldest = (
+        select(func.min(starts.c.started_at))
+        .where(starts.c.queue == QUEUES.c.name, starts.c.slot < QUEUES.c.rate_count)
+        .scalar_subquery()
+    )
+    statement = select(QUEUES.c.rate_per_us, QUEUES.c.rate_count, top.label("top"), oldest.label("oldest")).where(
+        QUEUES.c.rate_count.is_not(None), QUEUES.c.paused.is_(False)
+    )
+    if names is not None:  # sorted by str(), as in ``limited_queues``
+        statement = statement.where(QUEUES.c.name.in_(sorted(names, key=str)))
+    earliest: datetime | None = None
+    for row in (await conn.execute(statement)).all():
+        if row.top is None or row.top < row.rate_count - 1 or row.oldest is None:
+            continue  # a slot was never used: not spent
+        frees_at = row.oldest + timedelta(microseconds=row.rate_per_us)
+        if frees_at > now and (earliest is None or frees_at < earliest):
+            earliest = frees_at
+    return earliest
 
 
 async def list_queues(conn: AsyncConnection) -> list[QueueInfo]:

@@ -399,6 +399,10 @@ class SqlStore(SqlDependants):
         async with self._read() as conn:
             return await queue_queries.list_queues(conn)
 
+    async def next_start_at(self, now: datetime, queues: Collection[str] | None = None) -> datetime | None:
+        async with self._read() as conn:
+            return await queue_queries.next_start_at(conn, now, queues)
+
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
         async with self._read() as conn:
             return await queries.count_by_status(conn)

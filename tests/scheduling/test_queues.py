@@ -4,12 +4,13 @@ tests/processes/test_fleet_processes.py."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import ClassVar
 
 import pytest
 from pydantic import ValidationError
-from scheduling_app import App, Record, RecordHandler, make_app
+from scheduling_app import START, App, Record, RecordHandler, eventually, make_app
 
 from mediator import Command, CommandHandler
 from scheduling import ScheduledCommandStatus, ScheduleOptions, SchedulerSettings
@@ -159,3 +160,25 @@ async def test_queue_limits_refuse_bad_values_naming_them(limits: dict[str, obje
 async def test_queue_limits_refuse_a_bad_name() -> None:
     with pytest.raises(ValueError, match="'bad name'"):
         await fleet_app().scheduler.set_queue_limits("bad name", max_running=1)
+
+
+async def test_a_worker_at_a_queues_rate_claims_the_moment_its_next_start_frees() -> None:
+    """Blocked by a rate, the claim loop sleeps until the store's ``next_start_at`` rather than its 100 ms poll: the
+    third start of a rate of 2 per 10.03 s comes at 10.03 s, though the loop's poll would claim next at 10.1 s."""
+    app = make_app(polling_interval=timedelta(hours=1))
+    await app.scheduler.set_queue_limits("api", rate=RateLimit(count=2, per=timedelta(seconds=10.03)))
+    for n in range(3):
+        await app.scheduler.schedule(Record(value=str(n)), ScheduleOptions(queue="api"))
+
+    async def done(count: int) -> bool:
+        return (await app.store.count_by_status()).get(S.COMPLETED, 0) == count
+
+    async with app.service:
+        await eventually(lambda: done(2))
+        app.clock.advance(timedelta(seconds=9.9))  # the loop polls (nothing) and would next claim at 10.0 s
+        await asyncio.sleep(0.05)
+        app.clock.set(START + timedelta(seconds=10))  # claims nothing: the slot frees at 10.03 s
+        await asyncio.sleep(0.05)
+        assert await done(2)
+        app.clock.set(START + timedelta(seconds=10.03))
+        await eventually(lambda: done(3))

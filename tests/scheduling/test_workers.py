@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from scheduling_app import START, App, Block, Record, eventually, make_app
 
-from scheduling import WorkerInfo
+from scheduling import ScheduleOptions, WaitingForWorker, WorkerInfo
 from scheduling.codec import command_type_name
 from scheduling.workers import count_stuck, worker_state
 from stores import MemoryStore
@@ -129,6 +129,34 @@ async def test_a_worker_that_died_holding_an_entry_is_gone_and_its_entry_stuck_u
     assert await count_stuck(app.store, app.clock.now()) == 0
     assert (await app.scheduler.list_workers())[0].running == 0
     assert command_id
+
+
+async def test_entries_no_live_worker_would_claim_are_reported_by_queue_and_type() -> None:
+    """What ``status`` says is waiting for a worker, typed: a type no live worker handles, or a queue none claims."""
+    app = make_app()
+    record, block = command_type_name(Record), command_type_name(Block)
+    await app.store.register_worker(stored("old", queues=("default",), command_types=(record,)))
+    await app.scheduler.schedule(Record(value="handled"))
+    await app.scheduler.schedule(Record(value="elsewhere"), ScheduleOptions(queue="reports"))
+    await app.scheduler.schedule(Block(key="new"))
+    await app.scheduler.schedule(Block(key="later"), ScheduleOptions(delay=timedelta(minutes=5)))  # not yet due
+    app.clock.advance(timedelta(seconds=1))
+
+    waiting: list[WaitingForWorker] = await app.scheduler.waiting_for_workers()
+    assert waiting == [
+        WaitingForWorker(queue="default", command_type=block, count=1),
+        WaitingForWorker(queue="reports", command_type=record, count=1),
+    ]
+
+    await app.store.register_worker(stored("new", last_seen_at=app.clock.now(), command_types=(block, record)))
+    assert await app.scheduler.waiting_for_workers() == []
+
+    app.clock.advance(timedelta(minutes=6))  # both gone: every due entry waits, the one due meanwhile too
+    assert [(w.queue, w.command_type, w.count) for w in await app.scheduler.waiting_for_workers()] == [
+        ("default", block, 2),
+        ("default", record, 1),
+        ("reports", record, 1),
+    ]
 
 
 async def test_workers_gone_for_longer_than_the_retention_are_forgotten_at_start() -> None:

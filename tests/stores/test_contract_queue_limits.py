@@ -50,6 +50,31 @@ async def test_a_rate_caps_the_starts_within_any_window(fleet_store: ScheduledCo
     assert len(await claim_ids(fleet_store, now=at(11.5))) == 2
 
 
+async def test_next_start_at_is_when_a_spent_rate_frees_its_next_start(fleet_store: ScheduledCommandStore) -> None:
+    """A worker whose claim came back empty sleeps until ``next_start_at``: the moment the oldest start of a queue
+    at its rate leaves the window, and a claim at that moment starts the next entry."""
+    await fleet_store.add([make_entry(queue="api", scheduled_for=at(0)) for _ in range(5)])
+    await fleet_store.add([make_entry(queue="other", scheduled_for=at(0))])
+    rate = RateLimit(count=2, per=timedelta(seconds=10))
+    await fleet_store.set_queue_limits("api", QueueLimits(rate=rate))
+    assert await fleet_store.next_start_at(at(1)) is None  # no start yet: nothing spent
+    assert len(await claim_ids(fleet_store, Route.of(["api"], None), limit=1, now=at(1))) == 1
+    assert await fleet_store.next_start_at(at(1)) is None  # one start of two: not spent
+    assert len(await claim_ids(fleet_store, Route.of(["api"], None), now=at(3))) == 1
+    assert await fleet_store.next_start_at(at(3)) == at(11)
+    assert await fleet_store.next_start_at(at(3), ["api", "x"]) == at(11)
+    assert await fleet_store.next_start_at(at(3), ["other"]) is None  # not one of the worker's queues
+    assert await claim_ids(fleet_store, Route.of(["api"], None), now=at(10.999)) == []
+    assert len(await claim_ids(fleet_store, Route.of(["api"], None), now=at(11))) == 1
+    assert await fleet_store.next_start_at(at(11)) == at(13)  # the next oldest start
+    await fleet_store.set_queue_paused("api", True)
+    assert await fleet_store.next_start_at(at(11)) is None  # a paused queue starts nothing
+    await fleet_store.set_queue_paused("api", False)
+    assert await fleet_store.next_start_at(at(13)) is None  # free at 13: no wait past now
+    await fleet_store.set_queue_limits("api", QueueLimits(rate=RateLimit(count=1, per=timedelta(seconds=10))))
+    assert await fleet_store.next_start_at(at(13)) == at(21)  # a lowered rate: its latest start counts
+
+
 async def test_both_limits_hold_together_and_none_clears_them(fleet_store: ScheduledCommandStore) -> None:
     await fleet_store.add([make_entry(queue="api", scheduled_for=at(0)) for _ in range(6)])
     rate = RateLimit(count=2, per=timedelta(minutes=1))

@@ -82,6 +82,7 @@ SCHEDULING_API = [
     "SchedulingModule",
     "SystemClock",
     "UnknownParentError",  # workflows (0.7)
+    "WaitingForWorker",  # section 5: what list_workers() leaves unclaimed
     "WorkerInfo",  # section 5
 ]
 
