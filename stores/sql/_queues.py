@@ -67,8 +67,10 @@ def limits_of(max_running: int | None, rate_count: int | None, rate_per_us: int 
 async def limited_queues(conn: AsyncConnection, names: Collection[str] | None) -> dict[str, QueueLimits]:
     """The limited queues among ``names`` (``None``: all), with their limits."""
     statement = select(QUEUES).where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
-    if names is not None:  # sorted by str(): a queue written behind the library's back may hold bytes
-        statement = statement.where(QUEUES.c.name.in_(sorted(names, key=str)))
+    if names is not None:
+        # Only text names: a queue written behind the library's back may hold bytes, which no limited queue
+        # (its name validated when it was limited) can equal, and which the driver cannot bind beside text.
+        statement = statement.where(QUEUES.c.name.in_(sorted(name for name in names if isinstance(name, str))))
     rows = (await conn.execute(statement.order_by(QUEUES.c.name))).all()
     return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
 

@@ -32,15 +32,21 @@ def test_max_running_holds_across_four_processes_and_the_queue_drains(any_store_
     """max_running=3, 4 processes x concurrency 10: never more than 3 handlers at once, and every entry runs."""
     store_url = any_store_url
 
-    async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
+    async def limit(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         await scheduler.set_queue_limits("api", max_running=3)
+
+    async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         jobs = [OldJob(n=n, seconds=0.05) for n in range(90)]
         await scheduler.schedule_many(jobs, ScheduleOptions(queue="api"))
 
-    run(schedule, store_url)
+    run(limit, store_url)
     outs = [tmp_path / f"worker-{i}.out" for i in range(4)]
     workers = [start_worker(store_url, out) for out in outs]
     try:
+        # Started and idle before the entries come: on a loaded machine the first worker up could otherwise run all
+        # 90 (4.5 s of work at 3 at once) before the others have started, and "one process ran everything".
+        wait_until_registered(store_url, 4)
+        run(schedule, store_url)
         entries = wait_for(store_url, completed(OldJob, 90), timeout=55)
     finally:
         logs = stop(workers)
@@ -77,9 +83,6 @@ def test_a_rate_of_50_per_second_holds_within_10_percent_over_5_seconds(store_ur
     async def limit(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         await scheduler.set_queue_limits("api", rate=RateLimit(count=50, per=timedelta(seconds=1)))
 
-    async def registered(_: CommandScheduler, store: ScheduledCommandStore) -> int:
-        return len(await store.list_workers())
-
     async def schedule(scheduler: CommandScheduler, _: ScheduledCommandStore) -> None:
         await scheduler.schedule_many([OldJob(n=n) for n in range(320)], ScheduleOptions(queue="api"))
 
@@ -88,9 +91,7 @@ def test_a_rate_of_50_per_second_holds_within_10_percent_over_5_seconds(store_ur
     workers = [start_worker(store_url, out) for out in outs]
     try:
         # Started and idle before the entries come: the first window's claims are not slowed by 4 start-ups.
-        deadline = time.monotonic() + 30
-        while run(registered, store_url) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until_registered(store_url, 4)
         run(schedule, store_url)
         entries = wait_for(store_url, completed(OldJob, 320), timeout=55)
     finally:
@@ -105,3 +106,14 @@ def test_a_rate_of_50_per_second_holds_within_10_percent_over_5_seconds(store_ur
     print(f"the 51st to the 301st start: {span:.3f} s ({250 / span:.1f}/s); busiest 1 s: {busiest} handler starts")
     assert 250 / 55 <= span <= 250 / 45, f"250 handler starts took {span:.2f} s at a rate of 50 per 1 s"
     assert 50 <= busiest <= 50 + 4 * 10, f"{busiest} handler starts within 1 s at a rate of 50 per 1 s"
+
+
+def wait_until_registered(store_url: str, count: int) -> None:
+    """Poll the worker registry (bounded: 30 s) until ``count`` workers have registered."""
+
+    async def registered(_: CommandScheduler, store: ScheduledCommandStore) -> int:
+        return len(await store.list_workers())
+
+    deadline = time.monotonic() + 30
+    while run(registered, store_url) < count and time.monotonic() < deadline:
+        time.sleep(0.1)

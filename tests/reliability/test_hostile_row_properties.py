@@ -96,6 +96,7 @@ def _check(
         @example(column="expires_at", value="20000-01-01 00:00:00+00")
         @example(column="priority", value="WEIRD")
         @example(column="scheduled_for", value="NaN")
+        @example(column="queue", value=b"")  # a bytes queue among the claim's routes (found by this test)
         def check(column: str, value: Any) -> None:
             runner.run(_write_and_drain(store, column, value))
 
