@@ -81,8 +81,9 @@ async def test_a_batch_of_failed_parents_reports_each_dependant_once(workflow_st
     claimed = await claim(store, now=at(10))
     assert len(claimed) == len(parents)
     attempt = make_attempt(outcome="failed", finished=11)
+    error = "RuntimeError: x"
     results = await asyncio.gather(
-        *(store.dead_letter(e.id, e.lease_token or "", error_message="RuntimeError: x", attempt=attempt) for e in claimed)
+        *(store.dead_letter(e.id, e.lease_token or "", error_message=error, attempt=attempt) for e in claimed)
     )
     assert all(results)
     assert sorted(heard.ids()) == sorted([*(child.id for child in children), both.id])
