@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 from scheduling_app import START, App, Fail, Record, make_app
+from sqlalchemy import text
 
 from scheduling import ScheduledCommandCancelled, ScheduleOptions
 from scheduling.entries import ScheduledCommandEntry
@@ -122,3 +123,29 @@ async def test_a_correlation_cancel_announces_the_dependants_too(store: Schedule
     labels = {"command_type": record_type}
     cancelled_total = f"{metrics.namespace}_commands_cancelled_total"
     assert registry.get_sample_value(cancelled_total, labels) == 3  # the dependant counts with its parents
+
+
+@pytest.mark.parametrize("where", ["claim", "recovery"])
+async def test_an_unreadable_parent_dead_lettered_by_the_store_announces_its_dependant(
+    store: ScheduledCommandStore, where: str
+) -> None:
+    """A parent row written unreadable behind the library's back (a creation time no datetime holds) is
+    dead-lettered by the claim that meets it, or by recovery taking over its lease: its dependant is cancelled and
+    the cancellation announced, as for any dead letter."""
+    if not isinstance(store, SqlStore):
+        pytest.skip("only raw SQL can write a row the store cannot read")
+    app, observer = cancelled_app(store)
+    parent = await app.scheduler.schedule(Record(value="parent"))
+    child = await app.scheduler.schedule(Record(value="child"), ScheduleOptions(after=parent))
+    if where == "recovery":
+        [claimed] = await store.claim_due(now=START, limit=1, worker_id="dead", lease_duration=timedelta(seconds=60))
+        assert claimed.id == parent
+        app.clock.advance(timedelta(minutes=2))
+    unreadable = "'infinity'::timestamptz" if store.is_postgresql else "'x'"  # no datetime reads back from it
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            text(f"UPDATE scheduled_commands SET created_at = {unreadable} WHERE id = :id"), {"id": parent}
+        )
+    await app.service.run_until_idle()
+    assert announced(app) == {child: f"ParentNotCompleted: parent {parent} ended FAILED"}
+    assert observer.ids == [child]
