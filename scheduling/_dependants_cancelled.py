@@ -28,8 +28,9 @@ __all__ = ["listen_for_cancelled_dependants", "settle"]
 
 logger = logging.getLogger("scheduling.scheduler")
 
-#: Publishing tasks not finished yet, in this process (a task removes itself when done).
-_publishing: set[asyncio.Task[None]] = set()
+#: Publishing tasks not finished yet, in this process, each with the task in which the store reported the entries
+#: (a task removes itself when done).
+_publishing: dict[asyncio.Task[None], asyncio.Task[object] | None] = {}
 
 
 def listen_for_cancelled_dependants(
@@ -54,8 +55,8 @@ def listen_for_cancelled_dependants(
         except RuntimeError:  # no loop: nothing async can publish (the observers and the log were told)
             return
         task = loop.create_task(_publish(mediator, clock, list(entries)), name="announce-cancelled-dependants")
-        _publishing.add(task)
-        task.add_done_callback(_publishing.discard)
+        _publishing[task] = asyncio.current_task(loop)
+        task.add_done_callback(_forget)
 
     store.set_dependants_cancelled_listener((id(mediator), id(observers)), announce)
 
@@ -67,9 +68,23 @@ async def _publish(mediator: Mediator, clock: Clock, entries: list[ScheduledComm
         await publish_safely(mediator, notification)
 
 
-async def settle() -> None:
-    """Wait until every announcement started so far on this loop was published (a cascade's announcement may
-    start another's: wait for those too)."""
+def _forget(task: asyncio.Task[None]) -> None:
+    _publishing.pop(task, None)
+
+
+async def settle(*, mine_only: bool = False) -> None:
+    """Wait until the announcements started on this loop were published: every one (a service that stops or
+    ran until idle), or ``mine_only`` those that a store call of the current task started (``cancel()``: a
+    subscriber that cancels something waits for its own announcements only, never for another subscriber's)."""
     loop = asyncio.get_running_loop()
-    while pending := [task for task in _publishing if task.get_loop() is loop and task is not asyncio.current_task()]:
+    me = asyncio.current_task(loop)
+
+    def waited() -> list[asyncio.Task[None]]:
+        return [
+            task
+            for task, trigger in _publishing.items()
+            if task.get_loop() is loop and task is not me and (trigger is me or not mine_only)
+        ]
+
+    while pending := waited():
         await asyncio.gather(*pending, return_exceptions=True)

@@ -217,7 +217,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         entry = await self._store.cancel(command_id, now=now)
         if entry is not None:
             await self._announce_cancelled([entry])
-            await _dependants_cancelled.settle()  # its dependants, cancelled with it, are announced by now
+            await _dependants_cancelled.settle(mine_only=True)  # its dependants, cancelled with it, are announced
             return True
         if not running:
             return False
@@ -227,7 +227,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         """Cancel every PENDING command of a correlation id; return how many were cancelled."""
         entries = await self._store.cancel_by_correlation_id(correlation_id, now=self._clock.now())
         await self._announce_cancelled(entries)
-        await _dependants_cancelled.settle()
+        await _dependants_cancelled.settle(mine_only=True)
         return len(entries)
 
     async def get_status(self, command_id: str) -> ScheduledCommandEntry | None:

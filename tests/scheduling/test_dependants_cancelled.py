@@ -6,16 +6,19 @@ SQLite and PostgreSQL (ManualClock, no sleeping through delays)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from injector import inject
 from prometheus_client import CollectorRegistry
-from scheduling_app import START, App, Fail, Record, make_app
+from scheduling_app import HANDLERS, START, App, Fail, Record, make_app
 from sqlalchemy import text
 
-from scheduling import ScheduledCommandCancelled, ScheduleOptions
+from mediator import NotificationHandler
+from scheduling import CommandScheduler, ScheduledCommandCancelled, ScheduleOptions
 from scheduling.entries import ScheduledCommandEntry
 from scheduling.metrics import PrometheusObserver
 from scheduling.observer import SchedulingObserver
@@ -149,3 +152,39 @@ async def test_an_unreadable_parent_dead_lettered_by_the_store_announces_its_dep
     await app.service.run_until_idle()
     assert announced(app) == {child: f"ParentNotCompleted: parent {parent} ended FAILED"}
     assert observer.ids == [child]
+
+
+#: announced entry id -> the entry its subscriber cancels in turn (set by the test below).
+CANCEL_NEXT: dict[str, str] = {}
+
+
+class CancelNext(NotificationHandler[ScheduledCommandCancelled]):
+    @inject
+    def __init__(self, scheduler: CommandScheduler) -> None:
+        self.scheduler = scheduler
+
+    async def handle(self, notification: ScheduledCommandCancelled) -> None:
+        following = CANCEL_NEXT.pop(notification.command_id, None)
+        if following is not None:
+            assert await self.scheduler.cancel(following)
+
+
+async def test_a_subscriber_that_cancels_in_turn_is_announced_too_and_nothing_waits_forever(
+    store: ScheduledCommandStore,
+) -> None:
+    """Announcements published side by side (MemoryStore reports each dependant apart) whose subscribers each cancel
+    another parent: each ``cancel()`` waits only for the announcements it started, so the subscribers do not wait
+    for each other."""
+    app = make_app(store=store, handlers=[*HANDLERS, CancelNext])
+    pair = ScheduleOptions(delay=60, correlation_id="pair")
+    parents = [await app.scheduler.schedule(Record(value=str(i)), pair) for i in range(2)]
+    parents += [await app.scheduler.schedule(Record(value=str(i)), ScheduleOptions(delay=60)) for i in range(2, 4)]
+    children = [await app.scheduler.schedule(Record(value=p), ScheduleOptions(after=p)) for p in parents]
+    CANCEL_NEXT.update({children[0]: parents[2], children[1]: parents[3]})
+    await app.scheduler.schedule(Record(value="both"), ScheduleOptions(after=parents[:2], after_condition="any"))
+    async with asyncio.timeout(10):
+        assert await app.scheduler.cancel_by_correlation_id("pair") == 2
+        await app.service.run_until_idle()  # "both" runs; the announcements started meanwhile are published
+    assert set(announced(app)) == {*parents, *children}
+    assert app.log.records == ["both"]
+    assert not CANCEL_NEXT
