@@ -12,6 +12,9 @@ no handlers: what is measured is the store's share.
 - ``chain_step``: ``complete()`` of a parent without a dependant (A) and of a parent with one WAITING dependant (B),
   interleaved, ``--steps`` each; median and p95 in ms. On PostgreSQL A is one autocommit statement; B is a
   transaction: the same statement, the pair marked resolved, the dependant released, the commit.
+- ``cancel_step``: ``dead_letter()`` of a parent without a dependant (C) and of a parent whose one WAITING dependant
+  it cancels (D): the cancellation, and the read of the cancelled entry for the store's listener, in the same
+  transaction.
 
 Every ``bench_*`` database created is dropped; SQLite files live in a temporary directory.
 """
@@ -126,6 +129,32 @@ async def chain_steps(store: ScheduledCommandStore, steps: int) -> dict[str, lis
     return times
 
 
+async def cancel_steps(store: ScheduledCommandStore, steps: int) -> dict[str, list[float]]:
+    """``dead_letter()`` of a parent without a dependant (C) and of a parent whose one WAITING dependant it cancels
+    (D), which the store reads in the same transaction and reports to its listener (the scheduler's announcement)."""
+    heard: list[str] = []
+    store.set_dependants_cancelled_listener("bench", lambda entries: heard.extend(e.id for e in entries))
+    times: dict[str, list[float]] = {"C": [], "D": []}
+    for _ in range(steps):
+        for variant in ("C", "D"):
+            now = dt.datetime.now(dt.UTC)
+            parent = entry(now)
+            await store.add([parent])
+            if variant == "D":
+                child = entry(now)
+                await store.add_dependants([child], {child.id: Dependency((parent.id,))})
+            (claimed,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
+            assert claimed.id == parent.id and claimed.lease_token is not None
+            failed = AttemptRecord(attempt=1, started_at=now, finished_at=now, outcome="failed", worker_id="bench")
+            started = time.perf_counter()
+            assert await store.dead_letter(parent.id, claimed.lease_token, error_message="E: x", attempt=failed)
+            times[variant].append((time.perf_counter() - started) * 1000)
+            if variant == "D":
+                assert heard[-1:] == [child.id]
+    store.set_dependants_cancelled_listener("bench", None)
+    return times
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -166,6 +195,17 @@ async def measure(kind: str, url: str | None, args: argparse.Namespace) -> list[
                     "steps": args.steps,
                     "complete_without_dependant_ms": summary(times["A"]),
                     "complete_with_dependant_ms": summary(times["B"]),
+                }
+            )
+            times = await cancel_steps(store, args.steps)
+            progress(f"{kind}: cancel steps measured")
+            results.append(
+                {
+                    "bench": "workflows.cancel_step",
+                    "store": kind,
+                    "steps": args.steps,
+                    "dead_letter_without_dependant_ms": summary(times["C"]),
+                    "dead_letter_cancelling_one_dependant_ms": summary(times["D"]),
                 }
             )
         finally:

@@ -104,8 +104,16 @@ class ScheduledCommandExpired(ScheduledCommandNotification):
 
 
 class ScheduledCommandCancelled(ScheduledCommandNotification):
-    """Cancelled before it ran."""
+    """Cancelled before it ran (or, asked to, while it ran)."""
+
+    #: Why, when the store says: a dependant cancelled because of its parent names it
+    #: (``"ParentNotCompleted: parent 3f2... ended FAILED"``); None for an operator's cancel.
+    #:
+    #: .. versionadded:: 0.7
+    reason: str | None = None
 
     @classmethod
-    def of(cls, entry: ScheduledCommandEntry, occurred_at: datetime) -> ScheduledCommandCancelled:
-        return cls(**cls._about(entry, occurred_at))
+    def of(
+        cls, entry: ScheduledCommandEntry, occurred_at: datetime, *, reason: str | None = None
+    ) -> ScheduledCommandCancelled:
+        return cls(**cls._about(entry, occurred_at), reason=reason)

@@ -13,7 +13,7 @@ from injector import inject
 from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
 
-from . import _cancels, _tracing, recurring_ops
+from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
 from ._new_entry import check_storable_command, new_entry, recurring_lock
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
@@ -68,6 +68,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         self._settings = settings
         self._clock = clock
         self._observers = observers
+        _dependants_cancelled.listen_for_cancelled_dependants(store, mediator, clock, observers)
 
     @property
     def store(self) -> ScheduledCommandStore:
@@ -216,6 +217,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         entry = await self._store.cancel(command_id, now=now)
         if entry is not None:
             await self._announce_cancelled([entry])
+            await _dependants_cancelled.settle(mine_only=True)  # its dependants, cancelled with it, are announced
             return True
         if not running:
             return False
@@ -225,6 +227,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         """Cancel every PENDING command of a correlation id; return how many were cancelled."""
         entries = await self._store.cancel_by_correlation_id(correlation_id, now=self._clock.now())
         await self._announce_cancelled(entries)
+        await _dependants_cancelled.settle(mine_only=True)
         return len(entries)
 
     async def get_status(self, command_id: str) -> ScheduledCommandEntry | None:

@@ -27,6 +27,7 @@ from injector import inject
 from mediator import Mediator
 from stores.base import ScheduledCommandStore
 
+from . import _dependants_cancelled
 from ._attempt import Attempts
 from ._claim_loop import CLAIM_AHEAD, ClaimLoop
 from ._hooks import StartupHooks
@@ -158,6 +159,7 @@ class ScheduledCommandService:
         if main is not None and main is not asyncio.current_task():
             await asyncio.gather(main, return_exceptions=True)
             self._main = None
+        await _dependants_cancelled.settle()
 
     async def run(self) -> None:
         """Run until ``stop()`` is called or the task is cancelled."""
@@ -260,6 +262,7 @@ class ScheduledCommandService:
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await _dependants_cancelled.settle()  # dependants its outcomes cancelled are announced before it returns
             await self._close_store(owns_store)
 
     async def _run_startup_hooks(self) -> None:

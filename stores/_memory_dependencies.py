@@ -32,6 +32,7 @@ class MemoryDependencies:
         def description(self) -> str: ...
         def _put(self, entry: ScheduledCommandEntry) -> None: ...
         def _notify_wakeup(self, due: datetime) -> None: ...
+        def _notify_dependants_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None: ...
         async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]: ...
 
     def __init__(self) -> None:
@@ -93,6 +94,8 @@ class MemoryDependencies:
             self._put(stored)
             if stored.status is PENDING:
                 self._notify_wakeup(stored.scheduled_for)
+            elif stored.status is CANCELLED:
+                self._notify_dependants_cancelled([stored])
         given = iter(ids)
         return [entry.id if entry.id in after else next(given) for entry in entries]
 
@@ -115,11 +118,11 @@ class MemoryDependencies:
             now: datetime = parent.completed_at or child.created_at
             if met is False:
                 reason = cancel_reason(parent.id, parent.status)
-                self._put(
-                    child.model_copy(
-                        update={"status": CANCELLED, "completed_at": now, "error_message": reason, "pending_parents": 0}
-                    )
+                cancelled = child.model_copy(
+                    update={"status": CANCELLED, "completed_at": now, "error_message": reason, "pending_parents": 0}
                 )
+                self._put(cancelled)  # the cascade below it, if any, is told first
+                self._notify_dependants_cancelled([cancelled])
             elif child.pending_parents <= 1:
                 self._put(child.model_copy(update={"status": PENDING, "pending_parents": 0}))
                 self._notify_wakeup(child.scheduled_for)

@@ -28,6 +28,7 @@ from .schedules import StoredSchedule
 from .workers import StoredWorker, StoredWorkerState
 
 __all__ = [
+    "DependantsCancelledListener",
     "FinishListener",
     "FinishedCount",
     "ReclaimedEntry",
@@ -42,6 +43,9 @@ __all__ = [
 WakeupListener = Callable[[datetime], None]
 #: Called with the id of a watched entry that reached a terminal status (or may have: the caller re-reads it).
 FinishListener = Callable[[str], None]
+#: Called, after the commit, with the dependants this store instance cancelled because a parent ended otherwise than
+#: their condition needs (and the cascade below them), as stored: CANCELLED, ``error_message`` naming the parent.
+DependantsCancelledListener = Callable[[Sequence[ScheduledCommandEntry]], None]
 
 
 class ReclaimedEntry(NamedTuple):
@@ -108,6 +112,7 @@ class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
     def __init__(self) -> None:
         self._wakeup_listeners: list[WakeupListener] = []
         self._finish_listeners: dict[str, list[FinishListener]] = {}
+        self._dependants_cancelled_listeners: dict[object, DependantsCancelledListener] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -193,6 +198,26 @@ class ScheduledCommandStore(DependencyStore, AuditTrailStore, ABC):
         for entry_id in entry_ids:
             for listener in tuple(self._finish_listeners.get(entry_id, ())):
                 listener(entry_id)
+
+    def set_dependants_cancelled_listener(self, key: object, listener: DependantsCancelledListener | None) -> None:
+        """Call ``listener(entries)`` with the dependants that an outcome, a cancellation or an insert written
+        through THIS store instance cancelled because of a parent, read in the transaction that cancelled them and
+        called once it committed: every path that ends a parent (a worker's outcome, batched or not, an operator
+        or correlation cancel, a recurring schedule's cancelled occurrences) reports here. One listener per ``key``
+        (setting it again replaces it, ``None`` removes it), so one application announces each cancellation once.
+        Listeners must be cheap and must not raise.
+
+        .. versionadded:: 0.7
+        """
+        if listener is None:
+            self._dependants_cancelled_listeners.pop(key, None)
+        else:
+            self._dependants_cancelled_listeners[key] = listener
+
+    def _notify_dependants_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
+        if entries:
+            for listener in tuple(self._dependants_cancelled_listeners.values()):
+                listener(entries)
 
     def _watched_ids(self) -> list[str]:
         """The ids some finish listener waits for."""

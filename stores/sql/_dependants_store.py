@@ -105,3 +105,4 @@ class SqlDependants(SqlConnections):
             self._notify_wakeup(min(due for _, due in resolution.released))
         if resolution.cancelled:
             self._notify_finished(resolution.cancelled)
+            self._notify_dependants_cancelled(resolution.cancelled_entries)

@@ -23,7 +23,7 @@ from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCo
 
 from ._backend import Backend
 from ._postgresql import FINISHED_CHANNEL, FINISHED_PER_NOTIFY, NOTIFY_CHANNEL
-from ._rows import entry_to_row
+from ._rows import entry_to_row, readable
 from ._sessions import AsyncExecutor
 from ._tables import DEPENDENCIES, ENTRIES, UtcDateTime
 
@@ -38,14 +38,17 @@ _CHUNK = 500
 
 @dataclass
 class Resolution:
-    """What parents' outcomes did to their dependants: made PENDING (their due times), or CANCELLED."""
+    """What parents' outcomes did to their dependants: made PENDING (their due times), or CANCELLED (their ids, and
+    the entries as the same transaction left them, for the store's ``DependantsCancelledListener``)."""
 
     released: list[tuple[str, datetime]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    cancelled_entries: list[ScheduledCommandEntry] = field(default_factory=list)
 
     def extend(self, other: Resolution) -> None:
         self.released += other.released
         self.cancelled += other.cancelled
+        self.cancelled_entries += other.cancelled_entries
 
 
 def _chunks(ids: Sequence[str]) -> list[list[str]]:
@@ -127,6 +130,7 @@ async def add_dependants(
     await conn.execute(insert(ENTRIES), rows)
     await conn.execute(insert(DEPENDENCIES), pairs)
     await _tell(conn, backend, resolution)
+    await _read_cancelled(conn, resolution)
     return resolution
 
 
@@ -143,6 +147,7 @@ async def resolve(conn: AsyncConnection, backend: Backend, finished: Sequence[tu
             cancelled = [row for row in changed if row.status == CANCELLED]
             resolution.cancelled += [str(row.id) for row in cancelled]
             frontier = {str(row.id): (CANCELLED, row.completed_at) for row in cancelled if row.has_dependants}
+        await _read_cancelled(conn, resolution)
         return resolution
     while frontier:
         pairs: list[Any] = []
@@ -177,7 +182,17 @@ async def resolve(conn: AsyncConnection, backend: Backend, finished: Sequence[tu
                 rows = await conn.execute(_count_parents(chunk), {"count": count})
                 resolution.released += [(str(row.id), row.scheduled_for) for row in rows if row.status == PENDING]
     await _tell(conn, backend, resolution)
+    await _read_cancelled(conn, resolution)
     return resolution
+
+
+async def _read_cancelled(conn: AsyncConnection, resolution: Resolution) -> None:
+    """Read the dependants ``resolution`` cancelled, in its transaction (so exactly as cancelled, whatever commits
+    next): the application announces them like an operator's cancel. A statement only when something was
+    cancelled, which the chain step's common case (a parent that completed) never pays for."""
+    for chunk in _chunks(resolution.cancelled):
+        rows = (await conn.execute(select(ENTRIES).where(ENTRIES.c.id.in_(chunk)).order_by(ENTRIES.c.seq))).all()
+        resolution.cancelled_entries += readable(rows, "cancelled after its parent")
 
 
 _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)

@@ -156,7 +156,7 @@ async def renew_leases(conn: AsyncConnection, leases: Sequence[tuple[str, str]],
 
 async def dead_letter_unreadable(
     conn: AsyncConnection, unreadable: Sequence[UnreadableEntryError], now: datetime, backend: Backend
-) -> None:
+) -> dependencies.Resolution:
     """FAILED, with the error naming the column and value: no attempt can run an entry that cannot be read, and
     no retry can fix it. By ``seq``, which is always readable (so even a row whose id is not is quarantined). Its
     dependants are resolved in the same transaction, like those of any dead letter."""
@@ -180,7 +180,8 @@ async def dead_letter_unreadable(
             parents.append((row.id, FAILED, now))
         log_unreadable(exc, "dead-lettered")
     if parents:
-        await dependencies.resolve(conn, backend, parents)
+        return await dependencies.resolve(conn, backend, parents)
+    return dependencies.Resolution()
 
 
 async def reclaim_expired(
@@ -191,16 +192,18 @@ async def reclaim_expired(
     limit: int,
     worker_id: str,
     lease_duration: timedelta,
+    resolution: dependencies.Resolution,
 ) -> list[ReclaimedEntry]:
     """Recovery, in one write transaction: dead-letter PENDING rows no claim can reach (an infinity, the year
-    20000, a text that is no timestamp), so they do not wait unseen forever, then take over expired leases."""
+    20000, a text that is no timestamp), so they do not wait unseen forever, then take over expired leases. What
+    dead-lettering them did to their dependants is added to ``resolution``."""
     rows = await backend.unreachable_due(conn, PURGE_CHUNK)
     problems = [
         UnreadableEntryError(row.seq, row.id, "scheduled_for", row.scheduled_for, "not a reachable due time")
         for row in rows
     ]
     if problems:
-        await dead_letter_unreadable(conn, problems, now, backend)
+        resolution.extend(await dead_letter_unreadable(conn, problems, now, backend))
     # A lease that cannot be read (NULL, or a value no worker writes) counts as expired: the entry's worker is
     # unknown, and nothing else would ever take it over.
     lease = ENTRIES.c.lease_expires_at
@@ -229,7 +232,7 @@ async def reclaim_expired(
         try:
             entry = row_to_entry(row)
         except UnreadableEntryError as exc:
-            await dead_letter_unreadable(conn, [exc], now, backend)
+            resolution.extend(await dead_letter_unreadable(conn, [exc], now, backend))
             continue
         owner = previous_owner if isinstance(previous_owner, str) else None
         reclaimed.append(ReclaimedEntry(entry, owner, as_datetime(previous_expiry)))

@@ -40,6 +40,7 @@ from . import _schedules as schedules
 from . import _workers as workers
 from ._backend import reason
 from ._dependants_store import SqlDependants
+from ._dependencies import Resolution
 from ._group_commit import Finish, Finished
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
@@ -241,6 +242,7 @@ class SqlStore(SqlDependants):
         limited = self._backend.skips_limited_queues and bool(await self._limited_queues(route))
         lease_expires_at = now + lease_duration
         for _race in range(_LOCK_RACES):
+            resolution = Resolution()  # what dead-lettering unreadable rows did to their dependants, once committed
             try:
                 async with self._single_statement() as conn:
                     rows = await self._backend.claim(
@@ -255,7 +257,8 @@ class SqlStore(SqlDependants):
                     self._note_parents(rows)
                     claimed, unreadable = convert_each(rows)
                     if unreadable:
-                        await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
+                        resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
+                self._after_resolution(resolution)
                 claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
                 return [entry for _, entry in claimed]
             except IntegrityError:
@@ -367,10 +370,19 @@ class SqlStore(SqlDependants):
     ) -> list[ReclaimedEntry]:
         if limit <= 0:
             return []
+        resolution = Resolution()
         async with self._write() as conn:
-            return await queries.reclaim_expired(
-                conn, self._backend, now=now, limit=limit, worker_id=worker_id, lease_duration=lease_duration
+            reclaimed = await queries.reclaim_expired(
+                conn,
+                self._backend,
+                now=now,
+                limit=limit,
+                worker_id=worker_id,
+                lease_duration=lease_duration,
+                resolution=resolution,
             )
+        self._after_resolution(resolution)
+        return reclaimed
 
     # -- reading and housekeeping -----------------------------------------------------------------------------
 
