@@ -71,10 +71,22 @@ def stop(worker: subprocess.Popen[str]) -> str:
 def worker_running(store_url: str) -> Iterator[subprocess.Popen[str]]:
     worker = start_worker(store_url)
     try:
+        # Up (registered, its signal handlers set) before the test goes on: when there is nothing left for it to do,
+        # the test stops it at once, and a SIGTERM during start-up ends it by the signal's default (-15).
+        asyncio.run(_until_registered(store_url, worker.pid))
         yield worker
     finally:
         stderr = stop(worker)
         assert worker.returncode in (0, -signal.SIGKILL), stderr[-3000:]
+
+
+async def _until_registered(store_url: str, pid: int, timeout: float = 30) -> None:
+    async with store_from_url(store_url) as store:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(worker.pid == pid for worker in await store.list_workers()):
+                return
+            await asyncio.sleep(0.1)
 
 
 def scheduler_on(store: ScheduledCommandStore) -> CommandScheduler:
