@@ -94,7 +94,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             UnimportableCommandError: the command's class is defined in ``__main__`` and the store is durable (a
                 worker process could never import it); nothing was stored.
             UnknownParentError: ``options.after`` names an entry the store does not hold; nothing was stored.
-            UnsupportedFeatureError: ``options.after`` on a store that cannot keep dependencies (RedisStore).
+            UnsupportedFeatureError: ``options.after`` on a store that cannot keep dependencies (a third-party store).
         """
         (entry_id,) = await self.schedule_many([command], options, session=session)
         return ScheduledCommandId(entry_id)

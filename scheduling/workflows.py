@@ -103,7 +103,7 @@ class WorkflowMethods:
 
     def _refuse_without_dependencies(self, what: str) -> None:
         if not self._store.supports_dependencies:
-            raise UnsupportedFeatureError(self._store.description, what, "use SqlStore or MemoryStore")
+            raise UnsupportedFeatureError(self._store.description, what, "use SqlStore, RedisStore or MemoryStore")
 
     async def _add_after(
         self, entries: list[ScheduledCommandEntry], options: ScheduleOptions, session: Any
@@ -129,7 +129,7 @@ class WorkflowMethods:
 
         Raises:
             ValueError: no member, or an ``idempotency_key`` in either options.
-            UnsupportedFeatureError: the store cannot keep dependencies (RedisStore); nothing was stored.
+            UnsupportedFeatureError: the store cannot keep dependencies (a third-party store); nothing was stored.
             UnknownParentError: ``options.after`` or ``then_options.after`` names an entry the store does not hold.
             HandlerNotFoundError, PayloadTooLargeError, ...: as ``schedule()``.
 

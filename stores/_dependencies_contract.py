@@ -51,7 +51,7 @@ class DependencyStore:
         .. versionadded:: 0.7
         """
         raise UnsupportedFeatureError(
-            self.description, "dependencies (ScheduleOptions.after, groups)", "use SqlStore or MemoryStore"
+            self.description, "dependencies (ScheduleOptions.after, groups)", "use SqlStore, RedisStore or MemoryStore"
         )
 
     async def get_parents(self, entry_id: str) -> list[str]:

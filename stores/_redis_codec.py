@@ -43,7 +43,9 @@ _TIMES = frozenset(
         "cancel_requested_at",
     }
 )
-_INTEGERS = frozenset({"priority", "retry_count", "attempt_count", "max_retries", "occurrence_generation"})
+_INTEGERS = frozenset(
+    {"priority", "retry_count", "attempt_count", "max_retries", "occurrence_generation", "pending_parents"}
+)
 _TEXTS = (
     "id",
     "command_type",

@@ -6,6 +6,11 @@ Layout 1 -> 2 (queues, routing, locks and limits): the PENDING entries move from
 the default queue only), and the per-queue counters start from the status counters. The step touches every PENDING
 entry once, in one script run: on a million PENDING entries it holds the server for seconds, once. Workers of
 layout 1 must be stopped before a worker of layout 2 opens the prefix (they would go on writing the old sets).
+
+Layout 2 -> 3 (dependencies: ``ScheduleOptions.after``, groups): new keys only (``dp:``, ``dc:``, ``dk:``, see
+``_redis_dependency_scripts.py``) and a new status (WAITING); no layout-2 key changes meaning, so the step only
+records the version. Workers of layout 2 must still be stopped first: they would end a parent without resolving
+its dependants.
 """
 
 from __future__ import annotations
@@ -37,5 +42,13 @@ redis.call('HSET', P .. 'meta', 'layout', '2')
 return moved
 """
 
+# ARGV: prefix. Returns 0 (nothing moves), or -1 when the layout was not 2.
+_LAYOUT_2_TO_3 = """
+local P = ARGV[1] .. ':'
+if redis.call('HGET', P .. 'meta', 'layout') ~= '2' then return -1 end
+redis.call('HSET', P .. 'meta', 'layout', '3')
+return 0
+"""
+
 #: Layout version -> the script that upgrades a prefix from it to the next version (ARGV: the prefix).
-UPGRADES = {1: _LAYOUT_1_TO_2}
+UPGRADES = {1: _LAYOUT_1_TO_2, 2: _LAYOUT_2_TO_3}

@@ -15,6 +15,8 @@ Key layout (``P`` is the store's prefix followed by ``:``; times are integer mic
 - ``P done:{status}``   sorted set of entries in a terminal status, scored by ``completed_at`` (purge, throughput)
 - ``P all``, ``P s:{status}``, ``P t:{command type}``, ``P c:{correlation id}``, ``P r:{schedule name}``
                         sorted sets of entry ids scored by scheduling order: the listing and filtering indexes
+- ``P dp:{id}``, ``P dc:{id}``, ``P dk:{id}``: the parents, condition and dependants of entries scheduled after
+                        others (``_redis_dependency_scripts.py``, layout 3)
 - ``P idem``            hash: idempotency key -> id of the entry holding it
 - ``P counts``          hash: status -> number of entries
 - ``P sched:{name}``    hash: one recurring schedule; ``P scheds``: set of schedule names (their scripts are in
@@ -32,6 +34,8 @@ lexically, which is then scheduling order, the last key of the claim order.
 """
 
 from __future__ import annotations
+
+from ._redis_dependency_scripts import PURGE_PAIRS, RESOLVE
 
 __all__ = [
     "ADD",
@@ -52,13 +56,15 @@ __all__ = [
 
 #: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``), an older one
 #: upgraded on opening (``_redis_layout``).
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 # Shared by every entry script. ARGV[1] is always the key prefix.
-LIB = """
+LIB = (
+    """
 local P = ARGV[1] .. ':'
 local finished_ids = {}
 local count_deltas, depth_deltas, running_deltas = {}, {}, {}
+local resolve_dependants  -- defined at the end (``_redis_dependency_scripts.RESOLVE``)
 local function member(id, seq) return string.format('%016d', tonumber(seq)) .. ':' .. id end
 local function id_of(m) return string.sub(m, 18) end
 local function add_to(deltas, name, by) deltas[name] = (deltas[name] or 0) + by end
@@ -78,7 +84,7 @@ local function move_status(id, seq, old, new, queue, status_set)
   redis.call('ZADD', P .. 's:' .. new, seq, id)
   count(new, queue, 1)
   if not status_set then redis.call('HSET', P .. 'e:' .. id, 'status', new) end
-  if new ~= 'PENDING' and new ~= 'PROCESSING' then finished_ids[#finished_ids + 1] = id end
+  if new ~= 'PENDING' and new ~= 'PROCESSING' and new ~= 'WAITING' then finished_ids[#finished_ids + 1] = id end
 end
 local function flush_counts()
   for _, pair in ipairs({{'counts', count_deltas}, {'qdepth', depth_deltas}, {'qrun', running_deltas}}) do
@@ -90,6 +96,7 @@ end
 -- The ids that reached a terminal status, published once per script run (a JSON list), not once per entry: every
 -- store of the prefix parses each message, and a batch of outcomes is one message instead of a hundred.
 local function publish_finished()
+  resolve_dependants()
   flush_counts()
   if #finished_ids > 0 then redis.call('PUBLISH', P .. 'finished', cjson.encode(finished_ids)) end
 end
@@ -143,6 +150,8 @@ local function at_or_before(a, b)
   return a <= b
 end
 """
+    + RESOLVE
+)
 
 #: ARGV: prefix, then the batch as JSON: a list of entries, each a flat name, value, name, value... list of strings
 #: (one argument, not one per field: packing thousands of arguments costs the client more than the JSON does).
@@ -211,7 +220,8 @@ return renewed
 
 #: The fenced ends of claims, several in one run (outcomes arriving together share a round trip). ARGV: prefix, then
 #: JSON: a list of requests {entry id, lease token, new status, attempt JSON ('' for none), '1' to count a failure,
-#: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held.
+#: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held, then
+#: ``resolution_reply()`` (what the outcomes did to dependants).
 FINISH = (
     LIB
     + """
@@ -255,6 +265,7 @@ local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
 publish_finished()
 if freed then wake('0') end
+results[#results + 1] = resolution_reply()
 return results
 """
 )
@@ -277,8 +288,8 @@ return taken
 """
 )
 
-#: PENDING -> CANCELLED. ARGV: prefix, now, index ('id', 'c' or 'r'), value, kept occurrence generation ('' for none).
-#: Returns the cancelled entries, in scheduling order.
+#: PENDING or WAITING -> CANCELLED. ARGV: prefix, now, index ('id', 'c' or 'r'), value, kept occurrence generation
+#: ('' for none). Returns the cancelled entries, in scheduling order, then ``resolution_reply()`` (their dependants).
 CANCEL = (
     LIB
     + """
@@ -291,15 +302,16 @@ for _, id in ipairs(ids) do
   local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'occurrence_generation', 'queue',
     'command_type')
   local kept = keep ~= '' and current[4] == keep
-  if current[1] == 'PENDING' and not kept then
-    pop_due(id, current[2], current[3], current[5], current[6])
-    move_status(id, current[2], 'PENDING', 'CANCELLED', queue_of(current[5]))
+  if (current[1] == 'PENDING' or current[1] == 'WAITING') and not kept then
+    if current[1] == 'PENDING' then pop_due(id, current[2], current[3], current[5], current[6]) end
+    move_status(id, current[2], current[1], 'CANCELLED', queue_of(current[5]))
     redis.call('HSET', entry, 'completed_at', now)
     redis.call('ZADD', P .. 'done:CANCELLED', now, member(id, current[2]))
     cancelled[#cancelled + 1] = snapshot(entry)
   end
 end
 publish_finished()
+cancelled[#cancelled + 1] = resolution_reply()
 return cancelled
 """
 )
@@ -420,6 +432,7 @@ return earliest or false
 #: ARGV: prefix, older than, limit, then statuses. Deletes entries finished before ``older than``; returns how many.
 PURGE = (
     LIB
+    + PURGE_PAIRS
     + """
 local older, limit, deleted = ARGV[2], tonumber(ARGV[3]), 0
 for s = 4, #ARGV do
@@ -439,6 +452,7 @@ for s = 4, #ARGV do
     if f[3] then redis.call('ZREM', P .. 'r:' .. f[3], id) end
     if f[4] and redis.call('HGET', P .. 'idem', f[4]) == id then redis.call('HDEL', P .. 'idem', f[4]) end
     redis.call('DEL', entry, P .. 'a:' .. id)
+    forget_pairs(id)
     deleted = deleted + 1
   end
 end

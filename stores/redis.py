@@ -24,6 +24,7 @@ from . import _redis_scripts as scripts
 from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
 from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
+from ._redis_dependencies import ADD_DEPENDANTS, RedisDependencies
 from ._redis_outcomes import RedisOutcomes
 from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
 from ._redis_reads import RedisReads
@@ -72,11 +73,19 @@ _SCRIPTS = {
     "touch_worker": TOUCH_WORKER,
     "forget_workers": FORGET_WORKERS,
     "add_audit_record": ADD_AUDIT_RECORD,
+    "add_dependants": ADD_DEPENDANTS,
 }
 
 
 class RedisStore(
-    RedisReads, RedisQueues, RedisOutcomes, RedisSchedules, RedisWorkers, RedisAudit, ScheduledCommandStore
+    RedisDependencies,
+    RedisReads,
+    RedisQueues,
+    RedisOutcomes,
+    RedisSchedules,
+    RedisWorkers,
+    RedisAudit,
+    ScheduledCommandStore,
 ):
     """A ``ScheduledCommandStore`` in Redis (5 or later; 7 recommended), through redis-py's asyncio client.
 
@@ -287,8 +296,10 @@ class RedisStore(
         return await self._cancel("c", correlation_id, now)
 
     async def _cancel(self, index: str, value: str, now: datetime, keep: str = "") -> list[ScheduledCommandEntry]:
-        replies = await self._run("cancel", micros(now), index, value, keep)
-        return [entry_from_json(reply) for reply in replies]
+        *replies, resolution = await self._run("cancel", micros(now), index, value, keep)
+        cancelled = [entry_from_json(reply) for reply in replies]
+        self._after_resolution(resolution)
+        return cancelled
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
         requeued = bool(await self._run("requeue", entry_id, micros(now)))
@@ -367,7 +378,10 @@ class RedisStore(
         return await self._finisher.submit(request)
 
     async def _finish_batch(self, requests: list[list[Any]]) -> list[bool]:
-        results = await self._run("finish", json.dumps(requests, ensure_ascii=False, separators=(",", ":")))
+        *results, resolution = await self._run(
+            "finish", json.dumps(requests, ensure_ascii=False, separators=(",", ":"))
+        )
+        self._after_resolution(resolution)
         return [bool(result) for result in results]
 
     async def cancel_claimed(

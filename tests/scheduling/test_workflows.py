@@ -1,6 +1,6 @@
-"""Workflows through the scheduler and a running service (MemoryStore, ManualClock): chains that pass results
-along, groups whose callback reads every member's outcome, dependants cancelled by a parent that failed, and the
-refusals at the edge."""
+"""Workflows through the scheduler and a running service (MemoryStore, ManualClock; one test on RedisStore): chains
+that pass results along, groups whose callback reads every member's outcome, dependants cancelled by a parent that
+failed, and the refusals at the edge."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from scheduling import (
     UnknownParentError,
 )
 from scheduling.errors import CommandCancelledError, InvalidScheduleError
-from stores.errors import UnsupportedFeatureError
 from stores.redis import RedisStore
 
 WAITING = ScheduledCommandStatus.WAITING
@@ -140,13 +139,28 @@ async def test_refusals_at_the_edge() -> None:
     assert await app.store.count_by_status() == dict.fromkeys(ScheduledCommandStatus, 0)
 
 
-async def test_redis_refuses_after_and_groups_before_storing_anything(redis_url: str, redis_prefix: str) -> None:
-    """RedisStore keeps no dependencies: the scheduler refuses ``after=`` and groups with a clear error."""
+async def test_on_redis_a_chain_and_a_group_run_with_results_and_a_failed_parent_cancels(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """RedisStore keeps dependencies like the other stores: results pass along a chain, a group's callback sees
+    every member, a failed parent cancels its dependant naming it (announced like an operator's cancel)."""
     async with RedisStore(redis_url, prefix=redis_prefix) as store:
-        app = make_app(store=store, handlers=[*HANDLERS, DoubleHandler, SummarizeHandler])
-        parent = await app.scheduler.schedule(Add(a=1, b=1))
-        with pytest.raises(UnsupportedFeatureError, match=r"does not support ScheduleOptions\.after"):
-            await app.scheduler.schedule(Double(), ScheduleOptions(after=parent))
-        with pytest.raises(UnsupportedFeatureError, match=r"does not support groups"):
-            await app.scheduler.schedule_group([Add(a=1, b=2)], then=Summarize())
-        assert (await store.count_by_status())[ScheduledCommandStatus.PENDING] == 1
+        app = make_app(store=store, handlers=[*HANDLERS, DoubleHandler, SummarizeHandler], max_retries=0)
+        scheduler = app.scheduler
+        first = await scheduler.schedule(Add(a=1, b=2))
+        second = await scheduler.schedule(Double(), ScheduleOptions(after=first))
+        third = await scheduler.schedule(Double(), ScheduleOptions(after=[second]))
+        group = await scheduler.schedule_group([Add(a=i, b=i) for i in range(3)], then=Summarize())
+        failing = await scheduler.schedule(Fail(key="parent"))
+        never = await scheduler.schedule(Record(value="never"), ScheduleOptions(after=failing))
+        assert (await status(app, third)).status is WAITING
+        assert await store.get_parents(group.callback_id) == list(group.member_ids)
+        assert await store.get_dependants(first) == [second]
+        async with app.service:
+            assert await scheduler.wait(third, timeout=10) == 12
+            lines = await scheduler.wait(group.callback_id, timeout=10)
+            with pytest.raises(CommandCancelledError, match=f"parent {failing} ended FAILED"):
+                await scheduler.wait(never, timeout=10)
+        assert lines == [f"{member_id}:COMPLETED:{2 * i}" for i, member_id in enumerate(group.member_ids)]
+        assert len(await scheduler.get_attempts(group.callback_id)) == 1
+        assert app.log.records == []

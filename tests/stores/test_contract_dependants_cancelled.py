@@ -30,7 +30,7 @@ class Heard:
 @pytest.fixture
 def workflow_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
     if not store.supports_dependencies:
-        pytest.skip("RedisStore keeps no dependencies: it refuses them")
+        pytest.skip("this store cannot keep dependencies: it refuses them")
     return store
 
 

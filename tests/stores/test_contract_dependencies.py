@@ -1,5 +1,5 @@
 """The dependency contract (``add_dependants``: ``ScheduleOptions.after`` and groups), for every store that keeps
-dependencies; RedisStore does not (yet) and must refuse them with ``UnsupportedFeatureError``.
+dependencies (every store here does); a store that cannot must refuse them with ``UnsupportedFeatureError``.
 
 A dependant waits, WAITING and not claimable, until its parents meet its condition; every parent's outcome updates
 it in the transaction that writes the outcome (release at the last parent, cancellation naming the parent when the
@@ -25,6 +25,7 @@ from test_contract import (
 )
 
 from stores import ScheduledCommandStore
+from stores._dependencies_contract import DependencyStore
 from stores.dependencies import Dependency, UnknownParentError
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import UnsupportedFeatureError
@@ -35,7 +36,7 @@ WAITING = ScheduledCommandStatus.WAITING
 @pytest.fixture
 def workflow_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
     if not store.supports_dependencies:
-        pytest.skip("RedisStore keeps no dependencies yet: it refuses them (test_redis_refuses_them)")
+        pytest.skip("this store cannot keep dependencies: it refuses them (test_a_store_without_them_refuses_them)")
     return store
 
 
@@ -71,16 +72,11 @@ async def run(
         raise AssertionError(outcome)
 
 
-async def test_redis_refuses_them(store: ScheduledCommandStore) -> None:
-    """A store without dependencies refuses them before storing anything."""
-    if store.supports_dependencies:
-        pytest.skip("this store keeps dependencies")
-    parent = make_entry()
-    await store.add([parent])
+async def test_a_store_without_them_refuses_them() -> None:
+    """The contract's default (a store that cannot keep dependencies) refuses them, naming the feature."""
     child = make_entry()
     with pytest.raises(UnsupportedFeatureError, match="dependencies"):
-        await store.add_dependants([child], {child.id: Dependency((parent.id,))})
-    assert await store.get(child.id) is None
+        await DependencyStore().add_dependants([child], {child.id: Dependency(("parent",))})
 
 
 async def test_a_dependant_waits_unclaimable_and_is_released_by_its_parents_completion(

@@ -1,6 +1,6 @@
-"""The key layout of ``RedisStore``: a prefix written by layout 1 (before queues) is upgraded in place on opening,
-and its entries claim, route and count as if added now; a queue name the keys cannot hold is refused (a newer
-layout: test_redis_store.py)."""
+"""The key layout of ``RedisStore``: a prefix written by layout 1 (before queues) or 2 (before dependencies) is
+upgraded in place on opening, and its entries claim, route and count as if added now; a queue name the keys cannot
+hold is refused (a newer layout: test_redis_store.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import redis
 from stores import RedisStore
 from stores._redis_codec import entry_fields, micros, pairs
 from stores._redis_scripts import LAYOUT_VERSION
-from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
+from stores.dependencies import Dependency
+from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.queues import QueueInfo, Route
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -94,3 +95,27 @@ async def test_an_entry_with_a_queue_name_the_keys_cannot_hold_is_refused(redis_
         with pytest.raises(ValueError, match=r"'a\|b'"):
             await store.add([good, bad])
         assert await store.get("good") is None
+
+
+async def test_a_layout_2_prefix_is_upgraded_and_its_entries_can_be_parents(redis_url: str, redis_prefix: str) -> None:
+    """Layout 3 adds the keys of dependencies only: a layout-2 prefix keeps its entries, which new dependants may
+    name as parents."""
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        await store.add([_entry("a", JOB, 0, T0)])
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        client.hset(f"{redis_prefix}:meta", "layout", "2")
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        child = _entry("b", JOB, 0, T0)
+        await store.add_dependants([child], {"b": Dependency(("a",))})
+        assert (await store.count_by_status())[ScheduledCommandStatus.WAITING] == 1
+        lease = timedelta(minutes=1)
+        [parent] = await store.claim_due(now=T0, limit=10, worker_id="w", lease_duration=lease)
+        assert parent.lease_token is not None
+        assert await store.complete("a", parent.lease_token, result_payload=None, attempt=_attempt())
+        assert [e.id for e in await store.claim_due(now=T0, limit=10, worker_id="w", lease_duration=lease)] == ["b"]
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        assert client.hget(f"{redis_prefix}:meta", "layout") == str(LAYOUT_VERSION) == "3"
+
+
+def _attempt() -> AttemptRecord:
+    return AttemptRecord(attempt=1, started_at=T0, finished_at=T0, outcome="completed", worker_id="w")
