@@ -1,4 +1,4 @@
-"""Workflows across real worker processes, on SQLite and PostgreSQL: a chain of 3 and a fan-out/fan-in of 100
+"""Workflows across real worker processes, on SQLite, PostgreSQL and Redis: a chain of 3 and a fan-out/fan-in of 100
 complete in order with results passed along; a worker SIGKILLed again and again while it completes parents loses
 and doubles no dependant; a failed parent cancels its dependants with the reason.
 
@@ -35,10 +35,12 @@ SUPPORT = ROOT / "tests" / "support"
 TERMINAL = {ScheduledCommandStatus.COMPLETED, ScheduledCommandStatus.CANCELLED, ScheduledCommandStatus.FAILED}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_postgres_database: Callable[[str, str], str]) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'workflows.db'}"
+    if request.param == "redis":
+        return f"{request.getfixturevalue('redis_url')}?prefix={request.getfixturevalue('redis_prefix')}"
     return new_postgres_database(request.getfixturevalue("postgres_url"), "workflows")
 
 
