@@ -1,13 +1,14 @@
 """Workflows (issue #19): how fast a fan-in releases its callback, and what a dependant costs its parent's outcome.
 
-Run with ``.venv/bin/python bench/workflows.py [--stores memory,sqlite,postgresql] [--members 10000]`` (never part
-of ``make test``). Prints one JSON line per measurement to stdout, progress to stderr. Store-level, one process,
+Run with ``.venv/bin/python bench/workflows.py [--stores memory,sqlite,postgresql,redis] [--members 10000]`` (never
+part of ``make test``). Prints one JSON line per measurement to stdout, progress to stderr. Store-level, one process,
 no handlers: what is measured is the store's share.
 
 - ``fan_in``: a group of ``--members`` members and a callback (``add_dependants``); every member but the last is
   claimed and completed; then, ``--rounds`` times on fresh groups, the time from calling ``complete()`` of the last
   member to the callback being claimed by a second store instance on the same database that was woken by the
-  release (PostgreSQL: its NOTIFY; SQLite: the commit watcher; memory: the same instance). Also the time until
+  release (PostgreSQL: its NOTIFY; SQLite: the commit watcher; Redis: its pub/sub; memory: the same instance). Also
+  the time until
   ``complete()`` returned (the outcome and the release committed together).
 - ``chain_step``: ``complete()`` of a parent without a dependant (A) and of a parent with one WAITING dependant (B),
   interleaved, ``--steps`` each; median and p95 in ms. On PostgreSQL A is one autocommit statement; B is a
@@ -16,7 +17,8 @@ no handlers: what is measured is the store's share.
   it cancels (D): the cancellation, and the read of the cancelled entry for the store's listener, in the same
   transaction.
 
-Every ``bench_*`` database created is dropped; SQLite files live in a temporary directory.
+Every ``bench_*`` database created is dropped; SQLite files live in a temporary directory; Redis (``--redis``) runs
+under a key prefix of its own (``bench_workflows_{pid}``), whose keys are deleted at the end (never FLUSHDB).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 
 from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Postgres
 
-from stores import MemoryStore, ScheduledCommandStore, SqlStore
+from stores import MemoryStore, RedisStore, ScheduledCommandStore, SqlStore
 from stores.dependencies import Dependency
 from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 
@@ -166,7 +168,9 @@ def summary(values: list[float]) -> dict[str, float]:
 
 async def measure(kind: str, url: str | None, args: argparse.Namespace) -> list[dict[str, Any]]:
     def open_store() -> ScheduledCommandStore:
-        return MemoryStore() if url is None else SqlStore(url)
+        if url is None:
+            return MemoryStore()
+        return RedisStore(url, prefix=args.redis_prefix) if kind == "redis" else SqlStore(url)
 
     store = open_store()
     other = store if url is None else open_store()
@@ -214,6 +218,16 @@ async def measure(kind: str, url: str | None, args: argparse.Namespace) -> list[
     return results
 
 
+def delete_keys(url: str, prefix: str) -> None:
+    """Delete the benchmark's keys (SCAN, never FLUSHDB: the server may be shared)."""
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stores", default="memory,sqlite,postgresql")
@@ -221,7 +235,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
+    args.redis_prefix = f"bench_workflows_{os.getpid()}"
     postgres = Postgres(args.postgres)
     for kind in args.stores.split(","):
         if kind == "memory":
@@ -229,6 +245,11 @@ def main() -> None:
         elif kind == "sqlite":
             with tempfile.TemporaryDirectory() as directory:
                 results = asyncio.run(measure(kind, f"sqlite:///{Path(directory) / 'bench.db'}", args))
+        elif kind == "redis":
+            try:
+                results = asyncio.run(measure(kind, args.redis, args))
+            finally:
+                delete_keys(args.redis, f"{args.redis_prefix}:")
         else:
             name = f"bench_workflows_{os.getpid()}"
             try:
