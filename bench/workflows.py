@@ -8,8 +8,7 @@ no handlers: what is measured is the store's share.
   claimed and completed; then, ``--rounds`` times on fresh groups, the time from calling ``complete()`` of the last
   member to the callback being claimed by a second store instance on the same database that was woken by the
   release (PostgreSQL: its NOTIFY; SQLite: the commit watcher; Redis: its pub/sub; memory: the same instance). Also
-  the time until
-  ``complete()`` returned (the outcome and the release committed together).
+  the time until ``complete()`` returned (the outcome and the release committed together).
 - ``chain_step``: ``complete()`` of a parent without a dependant (A) and of a parent with one WAITING dependant (B),
   interleaved, ``--steps`` each; median and p95 in ms. On PostgreSQL A is one autocommit statement; B is a
   transaction: the same statement, the pair marked resolved, the dependant released, the commit.
