@@ -16,6 +16,10 @@ no handlers: what is measured is the store's share.
   it cancels (D): the cancellation, and the read of the cancelled entry for the store's listener, in the same
   transaction.
 
+- ``plain_batch`` (Redis only): a batch of 100 ``complete()`` of entries without dependants (one script run), on a
+  prefix that never held a dependant (E: the resolution stops at one ``HGET``) and on one that did (F: one lookup of
+  dependants per finished entry), interleaved, ``--steps`` batches each: what workflows cost everything else.
+
 Every ``bench_*`` database created is dropped; SQLite files live in a temporary directory; Redis (``--redis``) runs
 under a key prefix of its own (``bench_workflows_{pid}``), whose keys are deleted at the end (never FLUSHDB).
 """
@@ -156,6 +160,28 @@ async def cancel_steps(store: ScheduledCommandStore, steps: int) -> dict[str, li
     return times
 
 
+async def plain_batches(
+    store: ScheduledCommandStore, other: ScheduledCommandStore, steps: int
+) -> dict[str, list[float]]:
+    """``plain_batch``: ``store`` never held a dependant, ``other`` did (one, scheduled here first)."""
+    now = dt.datetime.now(dt.UTC)
+    parent, child = entry(now), entry(now)
+    await other.add([parent])
+    await other.add_dependants([child], {child.id: Dependency((parent.id,), False)})
+    await other.cancel(child.id, now=now)
+    times: dict[str, list[float]] = {"E": [], "F": []}
+    for _ in range(steps):
+        for variant, target in (("E", store), ("F", other)):
+            now = dt.datetime.now(dt.UTC)
+            await target.add([entry(now, n) for n in range(100)])
+            claimed = await target.claim_due(now=now, limit=100, worker_id="bench", lease_duration=LEASE)
+            claimed = [e for e in claimed if e.id != parent.id]
+            started = time.perf_counter()
+            await complete_all(target, claimed, now)
+            times[variant].append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -211,6 +237,20 @@ async def measure(kind: str, url: str | None, args: argparse.Namespace) -> list[
                     "dead_letter_cancelling_one_dependant_ms": summary(times["D"]),
                 }
             )
+            if kind == "redis":
+                plain = RedisStore(url or "", prefix=f"{args.redis_prefix}-plain")
+                async with plain:
+                    times = await plain_batches(plain, store, args.steps)
+                progress(f"{kind}: plain batches measured")
+                results.append(
+                    {
+                        "bench": "workflows.plain_batch",
+                        "store": kind,
+                        "steps": args.steps,
+                        "batch_of_100_never_a_dependant_ms": summary(times["E"]),
+                        "batch_of_100_with_workflows_ms": summary(times["F"]),
+                    }
+                )
         finally:
             if other is not store:
                 await other.close()
@@ -249,6 +289,7 @@ def main() -> None:
                 results = asyncio.run(measure(kind, args.redis, args))
             finally:
                 delete_keys(args.redis, f"{args.redis_prefix}:")
+                delete_keys(args.redis, f"{args.redis_prefix}-plain:")
         else:
             name = f"bench_workflows_{os.getpid()}"
             try:
