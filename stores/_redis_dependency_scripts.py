@@ -33,12 +33,17 @@ local function cancel_dependant(id, seq, queue, from, at, reason)
   redis.call('ZADD', P .. 'done:CANCELLED', at, member(id, seq))
   cancelled_dependants[#cancelled_dependants + 1] = snapshot(entry)
 end
+-- A due time or priority written behind the store's back that the sets cannot hold is queued as due at once with
+-- priority 0: the claim that takes it finds the hash unreadable and dead-letters it naming the field, and the
+-- parent's outcome (this script) is never broken by a dependant's hash.
 local function release_dependant(id, c)
   local queue = queue_of(c.queue)
+  local due = readable_time(c.due) and c.due or '0'
+  local priority = readable_time(c.priority) and c.priority or '0'
   redis.call('HSET', P .. 'e:' .. id, 'status', 'PENDING', 'pending_parents', '0')
   move_status(id, c.seq, 'WAITING', 'PENDING', queue, true)
-  push_due(id, c.seq, c.priority, c.due, queue, c.command_type)
-  if released_earliest == nil or tonumber(c.due) < tonumber(released_earliest) then released_earliest = c.due end
+  push_due(id, c.seq, priority, due, queue, tostring(c.command_type))
+  if released_earliest == nil or tonumber(due) < tonumber(released_earliest) then released_earliest = due end
 end
 -- Walks ``finished_ids`` (the entries this run ended, and the dependants it cancels on the way).
 resolve_dependants = function()
@@ -63,7 +68,8 @@ resolve_dependants = function()
               else redis.call('HSET', P .. 'e:' .. child, 'pending_parents', pending) end
             else
               local reason = 'ParentNotCompleted: parent ' .. parent .. ' ended ' .. tostring(p[1])
-              cancel_dependant(child, c.seq, queue_of(c.queue), 'WAITING', p[2] or f[8], reason)
+              local at = (readable_time(p[2]) and p[2]) or (readable_time(f[8]) and f[8]) or '0'
+              cancel_dependant(child, c.seq, queue_of(c.queue), 'WAITING', at, reason)
             end
           end
         end

@@ -138,3 +138,24 @@ async def test_purging_a_workflow_leaves_no_key_of_its_pairs(redis_url: str, red
             left = list(client.scan_iter(match=f"{redis_prefix}:d[pck]:*"))
         assert left == []
         assert await store.get_parents(callback.id) == []
+
+
+async def test_a_dependant_hash_written_behind_our_back_never_breaks_its_parents_outcome(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A WAITING dependant whose due time and priority were overwritten with text: the parent's outcome is written
+    and releases it; the claim that takes it dead-letters it naming the field, as for any corrupt hash."""
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        parent, child = entry(), entry("corrupt")
+        await store.add([parent])
+        await store.add_dependants([child], {child.id: Dependency((parent.id,))})
+        with redis.Redis.from_url(redis_url) as client:
+            client.hset(f"{redis_prefix}:e:corrupt", mapping={"scheduled_for": "soon", "priority": "high"})
+        (claimed,) = await store.claim_due(now=T0, limit=10, worker_id="w", lease_duration=LEASE)
+        assert await store.complete(parent.id, claimed.lease_token or "", result_payload=None, attempt=attempt())
+        assert (await store.count_by_status())[ScheduledCommandStatus.COMPLETED] == 1
+        assert await store.claim_due(now=T0, limit=10, worker_id="w", lease_duration=LEASE) == []
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            stored = client.hgetall(f"{redis_prefix}:e:corrupt")
+        assert stored["status"] == "FAILED"
+        assert "UnreadableEntryError" in stored["error_message"], stored["error_message"]
