@@ -1,13 +1,32 @@
 """A workflow in the admin API and on the entry page: an entry's parents and dependants, a group's progress and its
-callback (memory and SQLite stores)."""
+callback (memory, SQLite and Redis stores)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import httpx
+import pytest
 from scheduling_app import Add, App, Record
 from test_pages import get_page
 
 from scheduling import ScheduleOptions
+from stores import MemoryStore, RedisStore, ScheduledCommandStore, SqlStore
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScheduledCommandStore]:
+    """The dashboard's stores (``conftest.py``), and Redis."""
+    opened: ScheduledCommandStore
+    if request.param == "memory":
+        opened = MemoryStore()
+    elif request.param == "sqlite":
+        opened = SqlStore(f"sqlite:///{tmp_path / 'dashboard.db'}")
+    else:
+        opened = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
+    async with opened:
+        yield opened
 
 
 async def test_a_group_callback_shows_its_members_and_progress(client: httpx.AsyncClient, scheduling_app: App) -> None:
