@@ -2,7 +2,8 @@
 
 Every change of state is one Lua script (``_redis_scripts``), which the server runs atomically in one round trip:
 claims, lease renewal, the fenced outcomes and the recovery of expired leases, with the secondary indexes (status,
-command type, correlation id, schedule, idempotency key) kept in the same scripts. Entries that become PENDING
+command type, correlation id, schedule, idempotency key) and the release or cancellation of dependants
+(``ScheduleOptions.after``, groups: ``_redis_dependencies``) kept in the same scripts. Entries that become PENDING
 are published on a channel every store of that prefix listens to, so workers wake without polling delay (and ids
 of entries that finish on another, for ``wait()``).
 
