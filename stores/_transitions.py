@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from .entries import ScheduledCommandStatus
+from .schedules import StoredSchedule
 
 __all__ = [
     "CANCEL",
@@ -25,6 +26,7 @@ __all__ = [
     "REQUEUE",
     "Transition",
     "as_column_values",
+    "redefined_schedule",
     "schedule_paused_changes",
 ]
 
@@ -87,6 +89,21 @@ def schedule_paused_changes(paused: bool, *, now: datetime, next_generation: Any
     if paused:
         changes["next_run_at"] = None
     return changes
+
+
+def redefined_schedule(stored: StoredSchedule, declared: StoredSchedule) -> StoredSchedule:
+    """What an upsert stores when ``declared`` changes the definition of ``stored``: the new definition and
+    ``updated_at``, the next generation (so the old definition's occurrences create no more); ``paused``,
+    ``created_at`` and the bookkeeping times stay the stored ones."""
+    return declared.model_copy(
+        update={
+            "generation": stored.generation + 1,
+            "paused": stored.paused,
+            "created_at": stored.created_at,
+            "next_run_at": stored.next_run_at,
+            "last_run_at": stored.last_run_at,
+        }
+    )
 
 
 def as_column_values(changes: dict[str, Any]) -> dict[str, Any]:

@@ -19,14 +19,14 @@ from typing import Any
 from ._memory_audit import MemoryAudit
 from ._memory_dependencies import MemoryDependencies
 from ._memory_queues import MemoryQueues
+from ._memory_schedules import MemorySchedules
 from ._memory_workers import MemoryWorkers
-from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_paused_changes
+from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
 from .filters import EntryFilter, combined
 from .queues import QueueInfo, QueueLimits, Route
-from .schedules import StoredSchedule
 
 __all__ = ["MemoryStore"]
 
@@ -34,7 +34,7 @@ PENDING = ScheduledCommandStatus.PENDING
 PROCESSING = ScheduledCommandStatus.PROCESSING
 
 
-class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledCommandStore):
+class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudit, ScheduledCommandStore):
     """An in-memory ``ScheduledCommandStore``: for tests and single-process scripts; its entries are lost on exit.
 
     .. versionadded:: 0.1
@@ -56,7 +56,6 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
         self._idempotency: dict[str, str] = {}
         self._by_correlation: dict[str, set[str]] = {}
         self._by_recurring: dict[str, set[str]] = {}
-        self._schedules: dict[str, StoredSchedule] = {}
         self._processing: set[str] = set()
         self._queues = MemoryQueues()
         self._attempts: dict[str, list[AttemptRecord]] = {}
@@ -377,54 +376,6 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
         return self._queues.next_start_at(now, queues)
 
     # -- recurring schedules ----------------------------------------------------------------------------------
-
-    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
-        stored = self._schedules.get(schedule.name)
-        if stored is None:
-            self._schedules[schedule.name] = schedule
-            return schedule
-        if stored.definition() == schedule.definition():
-            return stored
-        updated = schedule.model_copy(
-            update={
-                "generation": stored.generation + 1,
-                "paused": stored.paused,
-                "created_at": stored.created_at,
-                "next_run_at": stored.next_run_at,
-                "last_run_at": stored.last_run_at,
-            }
-        )
-        self._schedules[schedule.name] = updated
-        return updated
-
-    async def get_schedule(self, name: str) -> StoredSchedule | None:
-        return self._schedules.get(name)
-
-    async def list_schedules(self) -> list[StoredSchedule]:
-        return [self._schedules[name] for name in sorted(self._schedules)]
-
-    async def delete_schedule(self, name: str) -> bool:
-        return self._schedules.pop(name, None) is not None
-
-    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
-        stored = self._schedules.get(name)
-        if stored is None:
-            return None
-        changes = schedule_paused_changes(paused, now=now, next_generation=stored.generation + 1)
-        updated = self._schedules[name] = stored.model_copy(update=changes)
-        return updated
-
-    async def record_schedule_run(
-        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
-    ) -> bool:
-        stored = self._schedules.get(name)
-        if stored is None or stored.generation != generation:
-            return False
-        changes: dict[str, Any] = {"next_run_at": next_run_at}
-        if last_run_at is not None:
-            changes["last_run_at"] = last_run_at
-        self._schedules[name] = stored.model_copy(update=changes)
-        return True
 
     async def cancel_occurrences(
         self, name: str, *, now: datetime, keep_generation: int | None = None
