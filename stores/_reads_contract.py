@@ -12,7 +12,7 @@ from typing import Any
 from ._store_types import FinishedCount, StatusCount, StoreReading, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
-from .filters import EntryFilter
+from .filters import EntryFilter, EntryPage, combined
 from .outcomes import OutcomeCount, count_outcomes_by_scanning
 
 __all__ = ["ReadingStore"]
@@ -42,7 +42,6 @@ class ReadingStore(ABC):
             raise ValueError(f"exact_up_to must not be negative, got {exact_up_to}")
         return {status: StatusCount(count) for status, count in (await self.count_by_status()).items()}
 
-    @abstractmethod
     async def list_entries(
         self,
         *,
@@ -63,7 +62,29 @@ class ReadingStore(ABC):
 
         A stored row that does not convert to an entry (written behind the library's back) is left out of the page
         and passed to ``on_unreadable`` (by default, logged), so one corrupt row never hides the others.
+
+        Checks the arguments and combines the filters into one, then asks ``list_matching``: a store implements
+        that (a store written before 0.8 overrides this method instead).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative, or an argument contradicts ``where``.
         """
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
+        page = EntryPage(limit, offset, newest_first, on_unreadable)
+        return await self.list_matching(wanted, page)
+
+    async def list_matching(self, where: EntryFilter, page: EntryPage) -> list[ScheduledCommandEntry]:
+        """The page of ``list_entries``, its arguments checked: the entries matching ``where`` (``where.matches``
+        states the rule), in scheduling order (``where.by_creation``: creation order) or its reverse
+        (``page.newest_first``), from ``page.offset``, at most ``page.limit``; unreadable rows go to
+        ``page.on_unreadable``. Every store implements it; it is not abstract only so that a store written before
+        0.8, which overrides ``list_entries`` whole, still works.
+
+        .. versionadded:: 0.8
+        """
+        raise NotImplementedError(f"{type(self).__name__} implements neither list_matching nor list_entries")
 
     @abstractmethod
     async def next_due_at(self) -> datetime | None:
@@ -99,18 +120,26 @@ class ReadingStore(ABC):
 
     async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
         """How many entries match ``where``; with ``at_most``, counting stops past it: a result of ``at_most + 1``
-        means "more than ``at_most``" (a bounded count, for filters no index answers).
+        means "more than ``at_most``" (a bounded count, for filters no index answers). Checks the arguments, then
+        asks ``count_matching``.
 
         .. versionadded:: 0.6
         """
         if at_most is not None and at_most < 0:
             raise ValueError(f"at_most must not be negative, got {at_most}")
-        wanted = where if where is not None else EntryFilter()
+        return await self.count_matching(where if where is not None else EntryFilter(), at_most=at_most)
+
+    async def count_matching(self, where: EntryFilter, *, at_most: int | None) -> int:
+        """``count_entries``, its arguments checked. This default pages through ``list_entries``; a store may count
+        more cheaply.
+
+        .. versionadded:: 0.8
+        """
         # A store written before 0.6 takes no ``where``: asked with the arguments it knows when they say it all.
         filters: dict[str, Any] = (
-            {"where": wanted}
-            if wanted.searches
-            else {"status": wanted.status, "command_type": wanted.command_type, "correlation_id": wanted.correlation_id}
+            {"where": where}
+            if where.searches
+            else {"status": where.status, "command_type": where.command_type, "correlation_id": where.correlation_id}
         )
         counted, offset, page = 0, 0, 1_000
         while at_most is None or counted <= at_most:

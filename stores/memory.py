@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,8 +24,7 @@ from ._memory_workers import MemoryWorkers
 from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import UnreadableEntryError
-from .filters import EntryFilter, combined
+from .filters import EntryFilter, EntryPage
 from .queues import QueueInfo, QueueLimits, Route
 
 __all__ = ["MemoryStore"]
@@ -397,29 +396,12 @@ class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudi
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
         return dict(self._counts)
 
-    async def list_entries(
-        self,
-        *,
-        status: ScheduledCommandStatus | None = None,
-        command_type: str | None = None,
-        correlation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = False,
-        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
-        where: EntryFilter | None = None,
-    ) -> list[ScheduledCommandEntry]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
-        return list(itertools.islice(self._matching(wanted, newest_first), offset, offset + limit))
+    async def list_matching(self, where: EntryFilter, page: EntryPage) -> list[ScheduledCommandEntry]:
+        return list(itertools.islice(self._matching(where, page.newest_first), page.offset, page.offset + page.limit))
 
-    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
-        if at_most is not None and at_most < 0:
-            raise ValueError(f"at_most must not be negative, got {at_most}")
-        wanted = where if where is not None else EntryFilter()
+    async def count_matching(self, where: EntryFilter, *, at_most: int | None) -> int:
         limit = None if at_most is None else at_most + 1
-        return sum(1 for _ in itertools.islice(self._matching(wanted, False), limit))
+        return sum(1 for _ in itertools.islice(self._matching(where, False), limit))
 
     def _matching(self, wanted: EntryFilter, newest_first: bool) -> Iterator[ScheduledCommandEntry]:
         if wanted.correlation_id is not None:

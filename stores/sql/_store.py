@@ -12,7 +12,7 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from stores.audit import AuditRecord
 from stores.base import FinishedCount, ReclaimedEntry, StatusCount, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import SessionNotSupportedError, StoreUnavailableError, UnreadableEntryError
-from stores.filters import EntryFilter, combined
+from stores.errors import SessionNotSupportedError, StoreUnavailableError
+from stores.filters import EntryFilter, EntryPage
 from stores.outcomes import OutcomeCount, check_outcome_range
 from stores.queues import QueueInfo, QueueLimits, Route
 from stores.schedules import StoredSchedule
@@ -425,39 +425,22 @@ class SqlStore(SqlDependants):
         async with self._read() as conn:
             return await count_by_status_estimated(conn, exact_up_to)
 
-    async def list_entries(
-        self,
-        *,
-        status: ScheduledCommandStatus | None = None,
-        command_type: str | None = None,
-        correlation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = False,
-        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
-        where: EntryFilter | None = None,
-    ) -> list[ScheduledCommandEntry]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
+    async def list_matching(self, where: EntryFilter, page: EntryPage) -> list[ScheduledCommandEntry]:
         async with self._read() as conn:
             rows = await queries.list_rows(
                 conn,
-                where=wanted,
-                limit=limit,
-                offset=offset,
-                newest_first=newest_first,
-                sort_matches=await self._search_plans.sorts_matches(conn, wanted),
+                where=where,
+                limit=page.limit,
+                offset=page.offset,
+                newest_first=page.newest_first,
+                sort_matches=await self._search_plans.sorts_matches(conn, where),
             )
-        return queries.readable_listing(rows, on_unreadable)
+        return queries.readable_listing(rows, page.on_unreadable)
 
-    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
-        if at_most is not None and at_most < 0:
-            raise ValueError(f"at_most must not be negative, got {at_most}")
-        wanted = where if where is not None else EntryFilter()
+    async def count_matching(self, where: EntryFilter, *, at_most: int | None) -> int:
         async with self._read() as conn:
-            counted = await count_bounded(conn, wanted, at_most)
-        self._search_plans.note(wanted, counted, at_most)
+            counted = await count_bounded(conn, where, at_most)
+        self._search_plans.note(where, counted, at_most)
         return counted
 
     @functools.cached_property
