@@ -6,8 +6,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ._store_types import ReclaimedEntry
+from ._transitions import RELEASED, ClaimEnd
 from .entries import AttemptRecord, ScheduledCommandEntry
 from .queues import Route
 
@@ -16,6 +18,10 @@ __all__ = ["ClaimStore"]
 
 class ClaimStore(ABC):
     """Claims and their fenced outcomes (``tests/stores/test_contract.py``, ``test_contract_outcomes.py``)."""
+
+    if TYPE_CHECKING:
+
+        def _notify_wakeup(self, due: datetime) -> None: ...
 
     @abstractmethod
     async def claim_due(
@@ -37,29 +43,50 @@ class ClaimStore(ABC):
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         """Extend the leases ``(entry_id, lease_token)`` still held to ``until``; return the ids renewed."""
 
-    @abstractmethod
+    async def end_claim(self, entry_id: str, lease_token: str, end: ClaimEnd) -> datetime | None:
+        """The one fenced end of a claim, which ``complete``, ``retry_later``, ``dead_letter``, ``cancel_claimed``,
+        ``expire`` and ``release`` ask with the ``ClaimEnd`` each states: atomically, if the entry is PROCESSING
+        under ``lease_token``, apply ``end`` (see ``ClaimEnd``), update its WAITING dependants when it reached a
+        terminal status (see ``add_dependants``) and call the finish listeners; return its ``scheduled_for`` after
+        the change. ``None``, and nothing changed, when the lease is not held.
+
+        Every store implements it; it is not abstract only so that a store written before 0.8, which overrides the
+        six methods instead, still works.
+
+        .. versionadded:: 0.8
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement end_claim (asked to end a claim as {end.status.value})"
+        )
+
     async def complete(
         self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
     ) -> bool:
         """PROCESSING -> COMPLETED (``completed_at = attempt.finished_at``), recording the attempt. Fenced."""
+        return await self.end_claim(entry_id, lease_token, ClaimEnd.completed(attempt, result_payload)) is not None
 
-    @abstractmethod
     async def retry_later(
         self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
     ) -> bool:
         """PROCESSING -> PENDING due at ``due``, ``retry_count + 1``, recording the failed attempt. Fenced."""
+        return await self.end_claim(entry_id, lease_token, ClaimEnd.retried(due, error_message, attempt)) is not None
 
-    @abstractmethod
     async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
         """PROCESSING -> FAILED (``completed_at = attempt.finished_at``), ``retry_count + 1``, recording it. Fenced."""
+        return await self.end_claim(entry_id, lease_token, ClaimEnd.dead_lettered(error_message, attempt)) is not None
 
-    @abstractmethod
     async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
         """PROCESSING -> EXPIRED (``completed_at = now``), without an attempt. Fenced."""
+        return await self.end_claim(entry_id, lease_token, ClaimEnd.expired(now)) is not None
 
-    @abstractmethod
     async def release(self, entry_id: str, lease_token: str) -> bool:
-        """PROCESSING -> PENDING, due as before, no attempt counted (a stopping worker gives it back). Fenced."""
+        """PROCESSING -> PENDING, due as before, no attempt counted (a stopping worker gives it back). Fenced.
+        Wakes listeners with its due time."""
+        due = await self.end_claim(entry_id, lease_token, RELEASED)
+        if due is None:
+            return False
+        self._notify_wakeup(due)
+        return True
 
     @abstractmethod
     async def reclaim_expired_leases(
@@ -94,4 +121,4 @@ class ClaimStore(ABC):
 
         .. versionadded:: 0.6
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot cancel running entries")
+        return await self.end_claim(entry_id, lease_token, ClaimEnd.cancelled(error_message, attempt)) is not None

@@ -3,9 +3,9 @@ and what it changes. A store applies one as a conditional update fenced by that 
 :from``; the memory store checks and writes under the event loop), so two operators racing on one entry change it
 once, and no store writes its own version of what, say, a requeue resets.
 
-The worker's own transitions (claim, complete, retry, dead letter, expire, release) are fenced by the lease token
-and written by the one fenced finish of each store; the decisions behind them (retry or not, when) are the
-service's, in ``scheduling``.
+The worker's own ends of a claim (complete, retry, dead letter, cancel, expire, release) are stated here too, as a
+``ClaimEnd`` each: the store writes one with its one fenced finish (``ClaimStore.end_claim``), fenced by the lease
+token; the decisions behind them (retry or not, when) are the service's, in ``scheduling``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from .entries import ScheduledCommandStatus
+from .entries import AttemptRecord, ScheduledCommandStatus
 from .schedules import StoredSchedule
 
 __all__ = [
     "CANCEL",
     "DISMISS",
+    "RELEASED",
     "REQUEST_CANCEL",
     "REQUEUE",
+    "ClaimEnd",
     "Transition",
     "as_column_values",
     "redefined_schedule",
@@ -79,6 +81,74 @@ DISMISS = Transition(
     ScheduledCommandStatus.FAILED,
     lambda now: {"status": ScheduledCommandStatus.CANCELLED, "completed_at": now},
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimEnd:
+    """How a worker's claim ends: a PROCESSING entry, still held under the lease token, moves to ``status``.
+
+    The one fenced finish of a store applies it (``ClaimStore.end_claim``): the lease is cleared; the attempt, when
+    there is one, is recorded (``attempt_count + 1``, ``started_at`` its own start; with none, an entry that never
+    ran has no ``started_at``); ``retry_count + 1`` when ``counts_failure``; and the fields of ``changes()``.
+    """
+
+    status: ScheduledCommandStatus
+    completed_at: datetime | None = None
+    #: The handler's result (COMPLETED only).
+    result_payload: str | None = None
+    #: When it is due again (a retry); None keeps ``scheduled_for``.
+    due: datetime | None = None
+    counts_failure: bool = False
+    #: None keeps the previous error message.
+    error_message: str | None = None
+    attempt: AttemptRecord | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The entry fields this end sets, besides the lease, the attempt count and the retry count."""
+        changes: dict[str, Any] = {"status": self.status}
+        if self.completed_at is not None:
+            changes["completed_at"] = self.completed_at
+        if self.status is ScheduledCommandStatus.COMPLETED:
+            changes["result_payload"] = self.result_payload
+        if self.due is not None:
+            changes["scheduled_for"] = self.due
+        if self.error_message is not None:
+            changes["error_message"] = self.error_message
+        return changes
+
+    @classmethod
+    def completed(cls, attempt: AttemptRecord, result_payload: str | None) -> ClaimEnd:
+        return cls(ScheduledCommandStatus.COMPLETED, attempt.finished_at, result_payload, attempt=attempt)
+
+    @classmethod
+    def retried(cls, due: datetime, error_message: str, attempt: AttemptRecord) -> ClaimEnd:
+        return cls(
+            ScheduledCommandStatus.PENDING, due=due, counts_failure=True, error_message=error_message, attempt=attempt
+        )
+
+    @classmethod
+    def dead_lettered(cls, error_message: str, attempt: AttemptRecord) -> ClaimEnd:
+        return cls(
+            ScheduledCommandStatus.FAILED,
+            attempt.finished_at,
+            counts_failure=True,
+            error_message=error_message,
+            attempt=attempt,
+        )
+
+    @classmethod
+    def cancelled(cls, error_message: str, attempt: AttemptRecord) -> ClaimEnd:
+        """Cancelled while running (see ``request_cancel``): not a failure, so not retried."""
+        return cls(ScheduledCommandStatus.CANCELLED, attempt.finished_at, error_message=error_message, attempt=attempt)
+
+    @classmethod
+    def expired(cls, now: datetime) -> ClaimEnd:
+        """Claimed too late to run: no attempt."""
+        return cls(ScheduledCommandStatus.EXPIRED, now)
+
+
+#: A stopping worker gives its entry back: PENDING, due as before, no attempt counted.
+RELEASED = ClaimEnd(ScheduledCommandStatus.PENDING)
 
 
 def schedule_paused_changes(paused: bool, *, now: datetime, next_generation: Any) -> dict[str, Any]:

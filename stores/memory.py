@@ -14,14 +14,13 @@ import itertools
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from ._memory_audit import MemoryAudit
 from ._memory_dependencies import MemoryDependencies
 from ._memory_queues import MemoryQueues
 from ._memory_schedules import MemorySchedules
 from ._memory_workers import MemoryWorkers
-from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE
+from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, ClaimEnd
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .filters import EntryFilter, EntryPage
@@ -249,87 +248,21 @@ class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudi
                 renewed.add(entry_id)
         return renewed
 
-    def _finish(
-        self,
-        entry_id: str,
-        lease_token: str,
-        attempt: AttemptRecord | None = None,
-        *,
-        failed: bool = False,
-        **changes: Any,
-    ) -> ScheduledCommandEntry | None:
-        """The one fenced end of a claim: apply ``changes`` to the entry held under ``lease_token``, record the
-        attempt, count a failure; ``None`` (and nothing changed) when the lease is not held."""
+    async def end_claim(self, entry_id: str, lease_token: str, end: ClaimEnd) -> datetime | None:
         entry = self._held(entry_id, lease_token)
         if entry is None:
             return None
-        if attempt is not None:
-            changes["attempt_count"] = self._record(attempt, entry_id)
-            changes["started_at"] = attempt.started_at  # the attempt's own start, not the claim's
+        changes = end.changes()
+        if end.attempt is not None:
+            changes["attempt_count"] = self._record(end.attempt, entry_id)
+            changes["started_at"] = end.attempt.started_at  # the attempt's own start, not the claim's
         elif entry.attempt_count == 0:
             changes["started_at"] = None  # never ran (expired or released before its first attempt)
-        if failed:
+        if end.counts_failure:
             changes["retry_count"] = entry.retry_count + 1
-        self._put(
-            entry.model_copy(update={"lease_owner": None, "lease_token": None, "lease_expires_at": None, **changes})
-        )
-        return entry
-
-    async def complete(
-        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
-    ) -> bool:
-        finished = self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            status=ScheduledCommandStatus.COMPLETED,
-            completed_at=attempt.finished_at,
-            result_payload=result_payload,
-        )
-        return finished is not None
-
-    async def retry_later(
-        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        finished = self._finish(
-            entry_id, lease_token, attempt, failed=True, status=PENDING, scheduled_for=due, error_message=error_message
-        )
-        return finished is not None
-
-    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        finished = self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            failed=True,
-            status=ScheduledCommandStatus.FAILED,
-            completed_at=attempt.finished_at,
-            error_message=error_message,
-        )
-        return finished is not None
-
-    async def cancel_claimed(
-        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        finished = self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            status=ScheduledCommandStatus.CANCELLED,
-            completed_at=attempt.finished_at,
-            error_message=error_message,
-        )
-        return finished is not None
-
-    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        return self._finish(entry_id, lease_token, status=ScheduledCommandStatus.EXPIRED, completed_at=now) is not None
-
-    async def release(self, entry_id: str, lease_token: str) -> bool:
-        released = self._finish(entry_id, lease_token, status=PENDING)
-        if released is None:
-            return False
-        self._notify_wakeup(released.scheduled_for)
-        return True
+        ended = entry.model_copy(update={"lease_owner": None, "lease_token": None, "lease_expires_at": None, **changes})
+        self._put(ended)
+        return ended.scheduled_for
 
     async def reclaim_expired_leases(
         self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
