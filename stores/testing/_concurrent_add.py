@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from scheduling.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores import ScheduledCommandStore
+from stores.base import ScheduledCommandStore
+from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
 
 PENDING = ScheduledCommandStatus.PENDING
 BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

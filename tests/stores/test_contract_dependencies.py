@@ -11,7 +11,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_contract import (
+
+from stores import ScheduledCommandStore
+from stores.dependencies import Dependency, UnknownParentError
+from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import UnsupportedFeatureError
+from stores.testing._helpers import (
     BASE,
     CANCELLED,
     COMPLETED,
@@ -23,11 +28,6 @@ from test_contract import (
     make_attempt,
     make_entry,
 )
-
-from stores import ScheduledCommandStore
-from stores.dependencies import Dependency, UnknownParentError
-from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import UnsupportedFeatureError
 
 WAITING = ScheduledCommandStatus.WAITING
 
