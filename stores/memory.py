@@ -375,18 +375,13 @@ class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudi
             earliest = delayed[0][0]
         return earliest
 
-    async def purge(
-        self,
-        *,
-        older_than: datetime,
-        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
-        limit: int | None = None,
+    async def purge_finished(
+        self, older_than: datetime, statuses: frozenset[ScheduledCommandStatus], limit: int | None
     ) -> int:
-        purgeable = set(statuses) & TERMINAL_STATUSES
         doomed = [
             entry
             for entry in self._entries.values()
-            if entry.status in purgeable and entry.completed_at is not None and entry.completed_at < older_than
+            if entry.status in statuses and entry.completed_at is not None and entry.completed_at < older_than
         ][:limit]
         for entry in doomed:
             self._counts[entry.status] -= 1

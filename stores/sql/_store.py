@@ -405,16 +405,10 @@ class SqlStore(SqlRecords, SqlDependants):
         async with self._read() as conn:
             return await self._backend.next_due_at(conn)
 
-    async def purge(
-        self,
-        *,
-        older_than: datetime,
-        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
-        limit: int | None = None,
+    async def purge_finished(
+        self, older_than: datetime, statuses: frozenset[ScheduledCommandStatus], limit: int | None
     ) -> int:
         purgeable = queries.purgeable(statuses)
-        if not purgeable or (limit is not None and limit <= 0):
-            return 0
         total = 0
         while limit is None or total < limit:  # in chunks, so one purge never holds the write lock for long
             chunk = queries.PURGE_CHUNK if limit is None else min(queries.PURGE_CHUNK, limit - total)
