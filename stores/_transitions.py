@@ -10,16 +10,17 @@ token; the decisions behind them (retry or not, when) are the service's, in ``sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from .entries import AttemptRecord, ScheduledCommandStatus
+from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .schedules import StoredSchedule
 
 __all__ = [
+    "AddBatch",
     "CANCEL",
     "DISMISS",
     "RELEASED",
@@ -31,6 +32,58 @@ __all__ = [
     "redefined_schedule",
     "schedule_paused_changes",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class AddBatch:
+    """What ``add`` does with a batch, the same in every store: an id at most once (else ``ValueError``, nothing
+    stored); an entry without an idempotency key is inserted; of the entries sharing a key, only the first is
+    inserted, and only if the store does not hold the key already; every other one answers with the holder's id."""
+
+    entries: Sequence[ScheduledCommandEntry]
+    #: The entries without an idempotency key.
+    plain: list[ScheduledCommandEntry]
+    #: The first entry of each idempotency key in the batch.
+    keyed: list[ScheduledCommandEntry]
+
+    @classmethod
+    def of(cls, entries: Sequence[ScheduledCommandEntry], *, held: Callable[[str], bool] | None = None) -> AddBatch:
+        """Split ``entries``; ``held(id)`` tells whether the store holds an id already (when it can tell before
+        inserting).
+
+        Raises:
+            ValueError: an id the store holds, or an id twice in the batch, naming it.
+        """
+        seen: set[str] = set()
+        keys: set[str] = set()
+        plain: list[ScheduledCommandEntry] = []
+        keyed: list[ScheduledCommandEntry] = []
+        for entry in entries:
+            if held is not None and held(entry.id):
+                raise ValueError(f"an entry with id {entry.id!r} already exists")
+            if entry.id in seen:
+                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
+            seen.add(entry.id)
+            key = entry.idempotency_key
+            if key is None:
+                plain.append(entry)
+            elif key not in keys:
+                keys.add(key)
+                keyed.append(entry)
+        return cls(entries, plain, keyed)
+
+    @property
+    def keys(self) -> list[str]:
+        """The idempotency keys of the batch, each once."""
+        return [entry.idempotency_key for entry in self.keyed if entry.idempotency_key is not None]
+
+    def ids(self, holders: Mapping[str, str]) -> list[str]:
+        """What ``add`` returns, in order: each entry's id, or the id of the entry holding its key (``holders``:
+        key -> id, read after inserting, so the batch's own first entry holds a key nobody held before)."""
+        return [
+            holders.get(entry.idempotency_key, entry.id) if entry.idempotency_key is not None else entry.id
+            for entry in self.entries
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from ._memory_dependencies import MemoryDependencies
 from ._memory_queues import MemoryQueues
 from ._memory_schedules import MemorySchedules
 from ._memory_workers import MemoryWorkers
-from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, ClaimEnd
+from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, AddBatch, ClaimEnd
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .filters import EntryFilter, EntryPage
@@ -114,27 +114,12 @@ class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudi
     # -- scheduling -------------------------------------------------------------------------------------------
 
     async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
-        ids: list[str] = []
+        batch = AddBatch.of(entries, held=self._entries.__contains__)
+        inserted = {e.id for e in batch.plain}
+        inserted.update(e.id for e in batch.keyed if e.idempotency_key not in self._idempotency)
         earliest: datetime | None = None
-        batch_keys: dict[str, str] = {}
-        batch_ids: set[str] = set()
         for entry in entries:
-            if entry.id in self._entries:
-                raise ValueError(f"an entry with id {entry.id!r} already exists")
-            if entry.id in batch_ids:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            batch_ids.add(entry.id)
-        for entry in entries:
-            key = entry.idempotency_key
-            if key is not None:
-                holder = self._idempotency.get(key) or batch_keys.get(key)
-                if holder is not None:
-                    ids.append(holder)
-                    continue
-                batch_keys[key] = entry.id
-            ids.append(entry.id)
-        for entry in entries:
-            if entry.idempotency_key is not None and batch_keys.get(entry.idempotency_key) != entry.id:
+            if entry.id not in inserted:
                 continue
             self._order[entry.id] = next(self._sequence)
             self._put(entry.model_copy(update={"status": PENDING}) if entry.status is not PENDING else entry)
@@ -146,6 +131,7 @@ class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudi
                 self._by_recurring.setdefault(entry.recurring_name, set()).add(entry.id)
             if earliest is None or entry.scheduled_for < earliest:
                 earliest = entry.scheduled_for
+        ids = batch.ids(self._idempotency)
         if earliest is not None:
             self._notify_wakeup(earliest)
         return ids

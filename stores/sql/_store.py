@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from stores._transitions import ClaimEnd
+from stores._transitions import AddBatch, ClaimEnd
 from stores.base import FinishedCount, ReclaimedEntry, StatusCount, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError, StoreUnavailableError
@@ -98,10 +98,7 @@ class SqlStore(SqlRecords, SqlDependants):
     async def _add_fast(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """``add`` of a few entries without idempotency keys: through the producers' group commit, whose batch is
         one statement on PostgreSQL and one hop to the database thread on SQLite."""
-        ids = [e.id for e in entries]
-        if len(set(ids)) < len(ids):
-            duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise ValueError(f"the id {duplicate!r} appears twice in the batch")
+        ids = AddBatch.of(entries).ids({})
         await self._open_on_first_use()
         try:
             await self._producers.submit(entries)
@@ -137,28 +134,16 @@ class SqlStore(SqlRecords, SqlDependants):
 
     async def _insert_entries(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """INSERT the entries; those whose idempotency key is held return the holder's id."""
-        seen_ids: set[str] = set()
-        first_with_key: dict[str, str] = {}
-        plain: list[ScheduledCommandEntry] = []
-        keyed: list[dict[str, Any]] = []
-        for entry in entries:
-            if entry.id in seen_ids:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            seen_ids.add(entry.id)
-            key = entry.idempotency_key
-            if key is None:
-                plain.append(entry)
-            elif key not in first_with_key:
-                first_with_key[key] = entry.id
-                keyed.append(entry_to_row(entry))
-        if plain:
-            await self._backend.insert_new(executor, plain)
+        batch = AddBatch.of(entries)
+        if batch.plain:
+            await self._backend.insert_new(executor, batch.plain)
         holders: dict[str, str] = {}
-        if keyed:
+        if batch.keyed:
+            keyed = [entry_to_row(entry) for entry in batch.keyed]
             await executor.execute(self._backend.insert_ignoring_conflicts(ENTRIES, "idempotency_key"), keyed)
-            holders = await queries.held_keys(executor, list(first_with_key))
+            holders = await queries.held_keys(executor, batch.keys)
         await self._backend.notify(executor, min(e.scheduled_for for e in entries))
-        return [holders.get(e.idempotency_key, e.id) if e.idempotency_key is not None else e.id for e in entries]
+        return batch.ids(holders)
 
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
         async with self._read() as conn:
