@@ -7,13 +7,16 @@ it names, ``*_before`` excludes it, so consecutive ranges never count an entry t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from .entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import UnreadableEntryError
 
-__all__ = ["EntryFilter", "combined"]
+__all__ = ["EntryFilter", "EntryPage", "combined"]
 
 #: The fields a store answers from an index (RedisStore answers only these; see ``EntryFilter.searches``).
 INDEXED_FIELDS = frozenset({"status", "command_type", "correlation_id"})
@@ -111,6 +114,22 @@ class EntryFilter(BaseModel):
             shown = value.isoformat() if isinstance(value, datetime) else getattr(value, "value", value)
             parts.append(f'error~"{value}"' if name == "error_contains" else f"{name}={shown}")
         return " ".join(parts) or "every entry"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    """Which page of the matching entries ``list_entries`` asks a store's ``list_matching`` for (checked: ``limit``
+    and ``offset`` are not negative).
+
+    .. versionadded:: 0.8
+    """
+
+    limit: int
+    offset: int
+    #: Reverse order: the newest first.
+    newest_first: bool = False
+    #: Called with each stored row that does not convert to an entry (left out of the page); ``None``: logged.
+    on_unreadable: Callable[[UnreadableEntryError], None] | None = None
 
 
 def combined(

@@ -12,21 +12,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from ._memory_audit import MemoryAudit
 from ._memory_dependencies import MemoryDependencies
 from ._memory_queues import MemoryQueues
+from ._memory_schedules import MemorySchedules
 from ._memory_workers import MemoryWorkers
-from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, schedule_paused_changes
+from ._transitions import CANCEL, DISMISS, REQUEST_CANCEL, REQUEUE, AddBatch, ClaimEnd
 from .base import FinishedCount, ReclaimedEntry, ScheduledCommandStore, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from .errors import UnreadableEntryError
-from .filters import EntryFilter, combined
+from .filters import EntryFilter, EntryPage
 from .queues import QueueInfo, QueueLimits, Route
-from .schedules import StoredSchedule
 
 __all__ = ["MemoryStore"]
 
@@ -34,7 +32,7 @@ PENDING = ScheduledCommandStatus.PENDING
 PROCESSING = ScheduledCommandStatus.PROCESSING
 
 
-class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledCommandStore):
+class MemoryStore(MemoryDependencies, MemorySchedules, MemoryWorkers, MemoryAudit, ScheduledCommandStore):
     """An in-memory ``ScheduledCommandStore``: for tests and single-process scripts; its entries are lost on exit.
 
     .. versionadded:: 0.1
@@ -56,7 +54,6 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
         self._idempotency: dict[str, str] = {}
         self._by_correlation: dict[str, set[str]] = {}
         self._by_recurring: dict[str, set[str]] = {}
-        self._schedules: dict[str, StoredSchedule] = {}
         self._processing: set[str] = set()
         self._queues = MemoryQueues()
         self._attempts: dict[str, list[AttemptRecord]] = {}
@@ -117,27 +114,12 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
     # -- scheduling -------------------------------------------------------------------------------------------
 
     async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
-        ids: list[str] = []
+        batch = AddBatch.of(entries, held=self._entries.__contains__)
+        inserted = {e.id for e in batch.plain}
+        inserted.update(e.id for e in batch.keyed if e.idempotency_key not in self._idempotency)
         earliest: datetime | None = None
-        batch_keys: dict[str, str] = {}
-        batch_ids: set[str] = set()
         for entry in entries:
-            if entry.id in self._entries:
-                raise ValueError(f"an entry with id {entry.id!r} already exists")
-            if entry.id in batch_ids:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            batch_ids.add(entry.id)
-        for entry in entries:
-            key = entry.idempotency_key
-            if key is not None:
-                holder = self._idempotency.get(key) or batch_keys.get(key)
-                if holder is not None:
-                    ids.append(holder)
-                    continue
-                batch_keys[key] = entry.id
-            ids.append(entry.id)
-        for entry in entries:
-            if entry.idempotency_key is not None and batch_keys.get(entry.idempotency_key) != entry.id:
+            if entry.id not in inserted:
                 continue
             self._order[entry.id] = next(self._sequence)
             self._put(entry.model_copy(update={"status": PENDING}) if entry.status is not PENDING else entry)
@@ -149,6 +131,7 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
                 self._by_recurring.setdefault(entry.recurring_name, set()).add(entry.id)
             if earliest is None or entry.scheduled_for < earliest:
                 earliest = entry.scheduled_for
+        ids = batch.ids(self._idempotency)
         if earliest is not None:
             self._notify_wakeup(earliest)
         return ids
@@ -251,87 +234,21 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
                 renewed.add(entry_id)
         return renewed
 
-    def _finish(
-        self,
-        entry_id: str,
-        lease_token: str,
-        attempt: AttemptRecord | None = None,
-        *,
-        failed: bool = False,
-        **changes: Any,
-    ) -> ScheduledCommandEntry | None:
-        """The one fenced end of a claim: apply ``changes`` to the entry held under ``lease_token``, record the
-        attempt, count a failure; ``None`` (and nothing changed) when the lease is not held."""
+    async def end_claim(self, entry_id: str, lease_token: str, end: ClaimEnd) -> datetime | None:
         entry = self._held(entry_id, lease_token)
         if entry is None:
             return None
-        if attempt is not None:
-            changes["attempt_count"] = self._record(attempt, entry_id)
-            changes["started_at"] = attempt.started_at  # the attempt's own start, not the claim's
+        changes = end.changes()
+        if end.attempt is not None:
+            changes["attempt_count"] = self._record(end.attempt, entry_id)
+            changes["started_at"] = end.attempt.started_at  # the attempt's own start, not the claim's
         elif entry.attempt_count == 0:
             changes["started_at"] = None  # never ran (expired or released before its first attempt)
-        if failed:
+        if end.counts_failure:
             changes["retry_count"] = entry.retry_count + 1
-        self._put(
-            entry.model_copy(update={"lease_owner": None, "lease_token": None, "lease_expires_at": None, **changes})
-        )
-        return entry
-
-    async def complete(
-        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
-    ) -> bool:
-        finished = self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            status=ScheduledCommandStatus.COMPLETED,
-            completed_at=attempt.finished_at,
-            result_payload=result_payload,
-        )
-        return finished is not None
-
-    async def retry_later(
-        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        finished = self._finish(
-            entry_id, lease_token, attempt, failed=True, status=PENDING, scheduled_for=due, error_message=error_message
-        )
-        return finished is not None
-
-    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        finished = self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            failed=True,
-            status=ScheduledCommandStatus.FAILED,
-            completed_at=attempt.finished_at,
-            error_message=error_message,
-        )
-        return finished is not None
-
-    async def cancel_claimed(
-        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        finished = self._finish(
-            entry_id,
-            lease_token,
-            attempt,
-            status=ScheduledCommandStatus.CANCELLED,
-            completed_at=attempt.finished_at,
-            error_message=error_message,
-        )
-        return finished is not None
-
-    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        return self._finish(entry_id, lease_token, status=ScheduledCommandStatus.EXPIRED, completed_at=now) is not None
-
-    async def release(self, entry_id: str, lease_token: str) -> bool:
-        released = self._finish(entry_id, lease_token, status=PENDING)
-        if released is None:
-            return False
-        self._notify_wakeup(released.scheduled_for)
-        return True
+        ended = entry.model_copy(update={"lease_owner": None, "lease_token": None, "lease_expires_at": None, **changes})
+        self._put(ended)
+        return ended.scheduled_for
 
     async def reclaim_expired_leases(
         self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
@@ -378,54 +295,6 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
 
     # -- recurring schedules ----------------------------------------------------------------------------------
 
-    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
-        stored = self._schedules.get(schedule.name)
-        if stored is None:
-            self._schedules[schedule.name] = schedule
-            return schedule
-        if stored.definition() == schedule.definition():
-            return stored
-        updated = schedule.model_copy(
-            update={
-                "generation": stored.generation + 1,
-                "paused": stored.paused,
-                "created_at": stored.created_at,
-                "next_run_at": stored.next_run_at,
-                "last_run_at": stored.last_run_at,
-            }
-        )
-        self._schedules[schedule.name] = updated
-        return updated
-
-    async def get_schedule(self, name: str) -> StoredSchedule | None:
-        return self._schedules.get(name)
-
-    async def list_schedules(self) -> list[StoredSchedule]:
-        return [self._schedules[name] for name in sorted(self._schedules)]
-
-    async def delete_schedule(self, name: str) -> bool:
-        return self._schedules.pop(name, None) is not None
-
-    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
-        stored = self._schedules.get(name)
-        if stored is None:
-            return None
-        changes = schedule_paused_changes(paused, now=now, next_generation=stored.generation + 1)
-        updated = self._schedules[name] = stored.model_copy(update=changes)
-        return updated
-
-    async def record_schedule_run(
-        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
-    ) -> bool:
-        stored = self._schedules.get(name)
-        if stored is None or stored.generation != generation:
-            return False
-        changes: dict[str, Any] = {"next_run_at": next_run_at}
-        if last_run_at is not None:
-            changes["last_run_at"] = last_run_at
-        self._schedules[name] = stored.model_copy(update=changes)
-        return True
-
     async def cancel_occurrences(
         self, name: str, *, now: datetime, keep_generation: int | None = None
     ) -> list[ScheduledCommandEntry]:
@@ -446,29 +315,12 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
         return dict(self._counts)
 
-    async def list_entries(
-        self,
-        *,
-        status: ScheduledCommandStatus | None = None,
-        command_type: str | None = None,
-        correlation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = False,
-        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
-        where: EntryFilter | None = None,
-    ) -> list[ScheduledCommandEntry]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
-        return list(itertools.islice(self._matching(wanted, newest_first), offset, offset + limit))
+    async def list_matching(self, where: EntryFilter, page: EntryPage) -> list[ScheduledCommandEntry]:
+        return list(itertools.islice(self._matching(where, page.newest_first), page.offset, page.offset + page.limit))
 
-    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
-        if at_most is not None and at_most < 0:
-            raise ValueError(f"at_most must not be negative, got {at_most}")
-        wanted = where if where is not None else EntryFilter()
+    async def count_matching(self, where: EntryFilter, *, at_most: int | None) -> int:
         limit = None if at_most is None else at_most + 1
-        return sum(1 for _ in itertools.islice(self._matching(wanted, False), limit))
+        return sum(1 for _ in itertools.islice(self._matching(where, False), limit))
 
     def _matching(self, wanted: EntryFilter, newest_first: bool) -> Iterator[ScheduledCommandEntry]:
         if wanted.correlation_id is not None:
@@ -509,18 +361,13 @@ class MemoryStore(MemoryDependencies, MemoryWorkers, MemoryAudit, ScheduledComma
             earliest = delayed[0][0]
         return earliest
 
-    async def purge(
-        self,
-        *,
-        older_than: datetime,
-        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
-        limit: int | None = None,
+    async def purge_finished(
+        self, older_than: datetime, statuses: frozenset[ScheduledCommandStatus], limit: int | None
     ) -> int:
-        purgeable = set(statuses) & TERMINAL_STATUSES
         doomed = [
             entry
             for entry in self._entries.values()
-            if entry.status in purgeable and entry.completed_at is not None and entry.completed_at < older_than
+            if entry.status in statuses and entry.completed_at is not None and entry.completed_at < older_than
         ][:limit]
         for entry in doomed:
             self._counts[entry.status] -= 1

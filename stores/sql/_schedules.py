@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stores._transitions import schedule_paused_changes
+from stores._transitions import redefined_schedule, schedule_paused_changes
 from stores.entries import ScheduledCommandStatus
 from stores.schedules import StoredSchedule
 
@@ -60,23 +60,11 @@ async def upsert_schedule(conn: AsyncConnection, schedule: StoredSchedule, backe
     stored = _from_row((await conn.execute(query)).one())
     if stored.definition() == schedule.definition():
         return stored
-    row = _to_row(schedule)
-    changes = {column: row[column] for column in _DEFINITION_COLUMNS}
-    await conn.execute(
-        update(SCHEDULES)
-        .where(SCHEDULES.c.name == schedule.name)
-        .values(**changes, generation=stored.generation + 1, updated_at=schedule.updated_at)
-    )
-    return stored.model_copy(
-        update={
-            **{name: getattr(schedule, name) for name in ("command_type", "payload", "cron", "interval")},
-            "timezone": schedule.timezone,
-            "options_json": schedule.options_json,
-            "misfire_policy": schedule.misfire_policy,
-            "generation": stored.generation + 1,
-            "updated_at": schedule.updated_at,
-        }
-    )
+    redefined = redefined_schedule(stored, schedule)
+    row = _to_row(redefined)
+    changes = {column: row[column] for column in (*_DEFINITION_COLUMNS, "generation", "updated_at")}
+    await conn.execute(update(SCHEDULES).where(SCHEDULES.c.name == schedule.name).values(**changes))
+    return redefined
 
 
 async def get_schedule(conn: AsyncConnection, name: str) -> StoredSchedule | None:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,27 +21,24 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from stores.audit import AuditRecord
+from stores._transitions import AddBatch, ClaimEnd
 from stores.base import FinishedCount, ReclaimedEntry, StatusCount, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import SessionNotSupportedError, StoreUnavailableError, UnreadableEntryError
-from stores.filters import EntryFilter, combined
+from stores.errors import SessionNotSupportedError, StoreUnavailableError
+from stores.filters import EntryFilter, EntryPage
 from stores.outcomes import OutcomeCount, check_outcome_range
 from stores.queues import QueueInfo, QueueLimits, Route
-from stores.schedules import StoredSchedule
-from stores.workers import StoredWorker, StoredWorkerState
 
-from . import _audit as audit
 from . import _gauges as gauges
 from . import _outcomes as outcomes
 from . import _queries as queries
 from . import _queues as queue_queries
 from . import _schedules as schedules
-from . import _workers as workers
 from ._backend import reason
 from ._dependants_store import SqlDependants
 from ._dependencies import Resolution
 from ._group_commit import Finish, Finished
+from ._records_store import SqlRecords
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
@@ -63,7 +60,7 @@ _DEADLOCK = "40P01"
 _LIMITED_QUEUES_TTL = 1.0
 
 
-class SqlStore(SqlDependants):
+class SqlStore(SqlRecords, SqlDependants):
     """A ``ScheduledCommandStore`` in SQLite or PostgreSQL, through SQLModel/SQLAlchemy's async engine.
 
     Args:
@@ -101,10 +98,7 @@ class SqlStore(SqlDependants):
     async def _add_fast(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """``add`` of a few entries without idempotency keys: through the producers' group commit, whose batch is
         one statement on PostgreSQL and one hop to the database thread on SQLite."""
-        ids = [e.id for e in entries]
-        if len(set(ids)) < len(ids):
-            duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise ValueError(f"the id {duplicate!r} appears twice in the batch")
+        ids = AddBatch.of(entries).ids({})
         await self._open_on_first_use()
         try:
             await self._producers.submit(entries)
@@ -140,28 +134,16 @@ class SqlStore(SqlDependants):
 
     async def _insert_entries(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """INSERT the entries; those whose idempotency key is held return the holder's id."""
-        seen_ids: set[str] = set()
-        first_with_key: dict[str, str] = {}
-        plain: list[ScheduledCommandEntry] = []
-        keyed: list[dict[str, Any]] = []
-        for entry in entries:
-            if entry.id in seen_ids:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            seen_ids.add(entry.id)
-            key = entry.idempotency_key
-            if key is None:
-                plain.append(entry)
-            elif key not in first_with_key:
-                first_with_key[key] = entry.id
-                keyed.append(entry_to_row(entry))
-        if plain:
-            await self._backend.insert_new(executor, plain)
+        batch = AddBatch.of(entries)
+        if batch.plain:
+            await self._backend.insert_new(executor, batch.plain)
         holders: dict[str, str] = {}
-        if keyed:
+        if batch.keyed:
+            keyed = [entry_to_row(entry) for entry in batch.keyed]
             await executor.execute(self._backend.insert_ignoring_conflicts(ENTRIES, "idempotency_key"), keyed)
-            holders = await queries.held_keys(executor, list(first_with_key))
+            holders = await queries.held_keys(executor, batch.keys)
         await self._backend.notify(executor, min(e.scheduled_for for e in entries))
-        return [holders.get(e.idempotency_key, e.id) if e.idempotency_key is not None else e.id for e in entries]
+        return batch.ids(holders)
 
     async def get(self, entry_id: str) -> ScheduledCommandEntry | None:
         async with self._read() as conn:
@@ -302,68 +284,20 @@ class SqlStore(SqlDependants):
         self._after_resolution(resolution)
         return [done.get(r.entry_id) for r in requests]
 
-    async def complete(
-        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
-    ) -> bool:
+    async def end_claim(self, entry_id: str, lease_token: str, end: ClaimEnd) -> datetime | None:
         request = Finish(
             entry_id,
             lease_token,
-            ScheduledCommandStatus.COMPLETED.value,
-            completed_at=attempt.finished_at,
-            result_payload=result_payload,
-            attempt=attempt,
+            end.status.value,
+            completed_at=end.completed_at,
+            result_payload=end.result_payload,
+            due=end.due,
+            retry_increment=1 if end.counts_failure else 0,
+            error_message=end.error_message,
+            attempt=end.attempt,
         )
-        return await self._finish(request) is not None
-
-    async def retry_later(
-        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        request = Finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.PENDING.value,
-            due=due,
-            retry_increment=1,
-            error_message=error_message,
-            attempt=attempt,
-        )
-        return await self._finish(request) is not None
-
-    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        request = Finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.FAILED.value,
-            completed_at=attempt.finished_at,
-            retry_increment=1,
-            error_message=error_message,
-            attempt=attempt,
-        )
-        return await self._finish(request) is not None
-
-    async def cancel_claimed(
-        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        request = Finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.CANCELLED.value,
-            completed_at=attempt.finished_at,
-            error_message=error_message,
-            attempt=attempt,
-        )
-        return await self._finish(request) is not None
-
-    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        request = Finish(entry_id, lease_token, ScheduledCommandStatus.EXPIRED.value, completed_at=now)
-        return await self._finish(request) is not None
-
-    async def release(self, entry_id: str, lease_token: str) -> bool:
-        finished = await self._finish(Finish(entry_id, lease_token, ScheduledCommandStatus.PENDING.value))
-        if finished is None:
-            return False
-        self._notify_wakeup(finished.scheduled_for)
-        return True
+        finished = await self._finish(request)
+        return None if finished is None else finished.scheduled_for
 
     async def reclaim_expired_leases(
         self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta
@@ -425,39 +359,22 @@ class SqlStore(SqlDependants):
         async with self._read() as conn:
             return await count_by_status_estimated(conn, exact_up_to)
 
-    async def list_entries(
-        self,
-        *,
-        status: ScheduledCommandStatus | None = None,
-        command_type: str | None = None,
-        correlation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = False,
-        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
-        where: EntryFilter | None = None,
-    ) -> list[ScheduledCommandEntry]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
+    async def list_matching(self, where: EntryFilter, page: EntryPage) -> list[ScheduledCommandEntry]:
         async with self._read() as conn:
             rows = await queries.list_rows(
                 conn,
-                where=wanted,
-                limit=limit,
-                offset=offset,
-                newest_first=newest_first,
-                sort_matches=await self._search_plans.sorts_matches(conn, wanted),
+                where=where,
+                limit=page.limit,
+                offset=page.offset,
+                newest_first=page.newest_first,
+                sort_matches=await self._search_plans.sorts_matches(conn, where),
             )
-        return queries.readable_listing(rows, on_unreadable)
+        return queries.readable_listing(rows, page.on_unreadable)
 
-    async def count_entries(self, where: EntryFilter | None = None, *, at_most: int | None = None) -> int:
-        if at_most is not None and at_most < 0:
-            raise ValueError(f"at_most must not be negative, got {at_most}")
-        wanted = where if where is not None else EntryFilter()
+    async def count_matching(self, where: EntryFilter, *, at_most: int | None) -> int:
         async with self._read() as conn:
-            counted = await count_bounded(conn, wanted, at_most)
-        self._search_plans.note(wanted, counted, at_most)
+            counted = await count_bounded(conn, where, at_most)
+        self._search_plans.note(where, counted, at_most)
         return counted
 
     @functools.cached_property
@@ -473,16 +390,10 @@ class SqlStore(SqlDependants):
         async with self._read() as conn:
             return await self._backend.next_due_at(conn)
 
-    async def purge(
-        self,
-        *,
-        older_than: datetime,
-        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
-        limit: int | None = None,
+    async def purge_finished(
+        self, older_than: datetime, statuses: frozenset[ScheduledCommandStatus], limit: int | None
     ) -> int:
         purgeable = queries.purgeable(statuses)
-        if not purgeable or (limit is not None and limit <= 0):
-            return 0
         total = 0
         while limit is None or total < limit:  # in chunks, so one purge never holds the write lock for long
             chunk = queries.PURGE_CHUNK if limit is None else min(queries.PURGE_CHUNK, limit - total)
@@ -541,35 +452,7 @@ class SqlStore(SqlDependants):
         async with self._snapshot() as conn:
             return await gauges.read_gauges(conn, self._backend, now, exact_up_to)
 
-    # -- recurring schedules (SQL in _schedules.py) -------------------------------------------------------------
-
-    async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
-        async with self._write() as conn:
-            return await schedules.upsert_schedule(conn, schedule, self._backend)
-
-    async def get_schedule(self, name: str) -> StoredSchedule | None:
-        async with self._read() as conn:
-            return await schedules.get_schedule(conn, name)
-
-    async def list_schedules(self) -> list[StoredSchedule]:
-        async with self._read() as conn:
-            return await schedules.list_schedules(conn)
-
-    async def delete_schedule(self, name: str) -> bool:
-        async with self._write() as conn:
-            return await schedules.delete_schedule(conn, name)
-
-    async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
-        async with self._write() as conn:
-            return await schedules.set_schedule_paused(conn, name, paused, now=now)
-
-    async def record_schedule_run(
-        self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None
-    ) -> bool:
-        async with self._write() as conn:
-            return await schedules.record_schedule_run(
-                conn, name, generation, last_run_at=last_run_at, next_run_at=next_run_at
-            )
+    # -- recurring schedules: the occurrences (the schedules themselves: _records_store.py) ------------------
 
     async def cancel_occurrences(
         self, name: str, *, now: datetime, keep_generation: int | None = None
@@ -581,37 +464,3 @@ class SqlStore(SqlDependants):
         self._notify_finished(row.id for row in rows)
         self._after_resolution(resolution)
         return readable(rows, "cancelled")
-
-    # -- the worker registry (SQL in _workers.py) ---------------------------------------------------------------
-
-    async def register_worker(self, worker: StoredWorker) -> None:
-        async with self._write() as conn:
-            await workers.register_worker(conn, worker)
-
-    async def touch_worker(self, worker_id: str, *, now: datetime, state: StoredWorkerState | None = None) -> bool:
-        async with self._single_statement() as conn:
-            return await workers.touch_worker(conn, worker_id, now, state)
-
-    async def list_workers(self) -> list[StoredWorker]:
-        async with self._read() as conn:
-            return await workers.list_workers(conn)
-
-    async def forget_workers(self, *, seen_before: datetime) -> int:
-        async with self._single_statement() as conn:
-            return await workers.forget_workers(conn, seen_before)
-
-    # -- the audit trail (SQL in _audit.py) ---------------------------------------------------------------------
-
-    async def add_audit_record(self, record: AuditRecord) -> None:
-        async with self._single_statement() as conn:
-            await audit.add_audit_record(conn, record)
-
-    async def list_audit_records(
-        self, *, entry_id: str | None = None, before: datetime | None = None, limit: int = 100
-    ) -> list[AuditRecord]:
-        async with self._read() as conn:
-            return await audit.list_audit_records(conn, entry_id, before, limit)
-
-    async def forget_audit_records(self, *, before: datetime) -> int:
-        async with self._single_statement() as conn:
-            return await audit.forget_audit_records(conn, before)

@@ -35,7 +35,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Row
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
-from stores._transitions import CANCEL, REQUEUE, Transition, as_column_values
+from stores._transitions import CANCEL, REQUEUE, AddBatch, Transition, as_column_values
 from stores.entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SchemaVersionError, SessionNotSupportedError, StoreUnavailableError
 
@@ -208,20 +208,9 @@ class SyncSql:
 
     def _insert(self, runner: _Runner, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """The async store's insert, blocking: plain entries in one statement, keyed ones skipping the keys held."""
-        seen: set[str] = set()
-        first_with_key: dict[str, str] = {}
-        plain: list[dict[str, Any]] = []
-        keyed: list[dict[str, Any]] = []
-        for entry in entries:
-            if entry.id in seen:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            seen.add(entry.id)
-            key = entry.idempotency_key
-            if key is None:
-                plain.append(entry_to_row(entry))
-            elif key not in first_with_key:
-                first_with_key[key] = entry.id
-                keyed.append(entry_to_row(entry))
+        batch = AddBatch.of(entries)
+        plain = [entry_to_row(entry) for entry in batch.plain]
+        keyed = [entry_to_row(entry) for entry in batch.keyed]
         if plain:
             runner.run(insert(ENTRIES).inline(), plain if len(plain) > 1 else plain[0])
         holders: dict[str, str] = {}
@@ -232,13 +221,11 @@ class SyncSql:
                 .inline()
             )
             runner.run(statement, keyed if len(keyed) > 1 else keyed[0])
-            held = select(ENTRIES.c.idempotency_key, ENTRIES.c.id).where(
-                ENTRIES.c.idempotency_key.in_(list(first_with_key))
-            )
+            held = select(ENTRIES.c.idempotency_key, ENTRIES.c.id).where(ENTRIES.c.idempotency_key.in_(batch.keys))
             holders = {str(k): str(i) for k, i in runner.run(held, None)}
         if self._postgresql:
             self._notify(runner, min(e.scheduled_for for e in entries))
-        return [holders.get(e.idempotency_key, e.id) if e.idempotency_key is not None else e.id for e in entries]
+        return batch.ids(holders)
 
     def _notify(self, runner: _Runner, due: datetime) -> None:
         runner.run(_NOTIFY, {"channel": NOTIFY_CHANNEL, "due": str(due.timestamp())})

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_contract import BASE, CANCELLED, COMPLETED, PROCESSING, at, claim, make_attempt, make_entry
 
 from stores import MemoryStore, ScheduledCommandStore
+from stores.testing._helpers import BASE, CANCELLED, COMPLETED, PROCESSING, at, claim, make_attempt, make_entry
 
 StoreFactory = Callable[[Path], ScheduledCommandStore]
 

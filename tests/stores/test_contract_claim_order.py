@@ -12,12 +12,12 @@ import random
 from collections.abc import Callable
 
 import pytest
-from test_contract import BASE
 from test_contract_queues import claim_ids, fleet_store, make_entry
 
 from stores import ScheduledCommandStore
 from stores.entries import ScheduledCommandEntry
 from stores.queues import Route
+from stores.testing._helpers import BASE
 
 __all__ = ["fleet_store"]
 

@@ -8,12 +8,12 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-from test_contract import CANCELLED, at, claim, make_attempt, make_entry
 from test_contract_dependencies import run, status_of
 
 from stores import ScheduledCommandStore
 from stores.dependencies import Dependency
 from stores.entries import ScheduledCommandEntry
+from stores.testing._helpers import CANCELLED, at, claim, make_attempt, make_entry
 
 
 class Heard:

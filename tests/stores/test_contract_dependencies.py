@@ -11,7 +11,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_contract import (
+
+from stores import ScheduledCommandStore
+from stores._dependencies_contract import DependencyStore
+from stores.dependencies import Dependency, UnknownParentError
+from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
+from stores.errors import UnsupportedFeatureError
+from stores.testing._helpers import (
     BASE,
     CANCELLED,
     COMPLETED,
@@ -23,12 +29,6 @@ from test_contract import (
     make_attempt,
     make_entry,
 )
-
-from stores import ScheduledCommandStore
-from stores._dependencies_contract import DependencyStore
-from stores.dependencies import Dependency, UnknownParentError
-from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import UnsupportedFeatureError
 
 WAITING = ScheduledCommandStatus.WAITING
 

@@ -8,7 +8,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from test_contract import (
+
+from stores import ScheduledCommandStore
+from stores.outcomes import FAILING_ATTEMPTS, HOUR, MINUTE, OutcomeCount
+from stores.sql import SqlStore
+from stores.sql._tables import FAILING_ATTEMPTS_SQL
+from stores.testing._helpers import (
     BASE,
     CANCELLED,
     COMPLETED,
@@ -22,11 +27,6 @@ from test_contract import (
     make_attempt,
     make_entry,
 )
-
-from stores import ScheduledCommandStore
-from stores.outcomes import FAILING_ATTEMPTS, HOUR, MINUTE, OutcomeCount
-from stores.sql import SqlStore
-from stores.sql._tables import FAILING_ATTEMPTS_SQL
 
 SEND, CHARGE = "tests.stores.SendEmail", "tests.stores.Charge"
 

@@ -9,11 +9,11 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from test_contract import BASE, LEASE, WORKER, at, make_attempt, make_entry
 from test_contract_queues import claim_ids, fleet_store
 
 from stores import ScheduledCommandStore
 from stores.queues import QueueInfo, QueueLimits, RateLimit, Route
+from stores.testing._helpers import BASE, LEASE, WORKER, at, make_attempt, make_entry
 
 __all__ = ["fleet_store"]  # the fixture, shared with the queue contract
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_contract import BASE, LEASE, PENDING, PROCESSING, WORKER, at, make_attempt, make_entry
 
 from stores import ScheduledCommandStore
 from stores.queues import QueueInfo, Route
+from stores.testing._helpers import BASE, LEASE, PENDING, PROCESSING, WORKER, at, make_attempt, make_entry
 
 EMAIL = "tests.stores.SendEmail"
 REPORT = "tests.stores.BuildReport"

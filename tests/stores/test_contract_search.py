@@ -7,12 +7,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from test_contract import BASE, at, make_entry
 
 from scheduling.entries import ScheduledCommandStatus
 from stores import RedisStore, ScheduledCommandStore
 from stores.errors import UnsupportedFeatureError
 from stores.filters import EntryFilter
+from stores.testing._helpers import BASE, at, make_entry
 
 PENDING, FAILED, COMPLETED = (
     ScheduledCommandStatus.PENDING,

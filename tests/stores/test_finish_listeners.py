@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from test_contract import BASE, at, claim, make_attempt, make_entry
 
 from stores import MemoryStore, ScheduledCommandStore
+from stores.testing._helpers import BASE, at, claim, make_attempt, make_entry
 
 StoreFactory = Callable[[Path], ScheduledCommandStore]
 

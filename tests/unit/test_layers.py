@@ -1,5 +1,5 @@
 """The layers of the code (docs/concepts.md): the engine never loads the operator tooling, imports go one way, and
-every module of ``mediator`` and ``scheduling`` stays small enough to hold one concept."""
+every module of ``mediator``, ``scheduling`` and ``stores`` stays small enough to hold one concept."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ TOOLING = (
 
 #: The most lines a module may have (the style guide's limit).
 MAX_MODULE_LINES = 500
+
+#: TEMPORARY: modules over the limit that are being split on other branches right now; their size test is expected
+#: to fail (strictly: it fails once one of them is within the limit, so that it leaves this list). Empty it once
+#: those branches are merged; nothing may be added to it.
+OVER_THE_LIMIT_FOR_NOW = frozenset({"stores/sql/_sqlite.py", "stores/sql/_postgresql.py"})
+
+
+def _sized(path: Path) -> object:
+    if path.relative_to(ROOT).as_posix() in OVER_THE_LIMIT_FOR_NOW:
+        return pytest.param(path, marks=pytest.mark.xfail(strict=True, reason="OVER_THE_LIMIT_FOR_NOW"))
+    return path
 
 
 def _modules(package: str) -> list[Path]:
@@ -96,7 +107,9 @@ def test_engine_modules_import_no_tooling(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [*_modules("mediator"), *_modules("scheduling")], ids=lambda path: str(path.relative_to(ROOT))
+    "path",
+    [_sized(path) for path in (*_modules("mediator"), *_modules("scheduling"), *_modules("stores"))],
+    ids=lambda path: str(path.relative_to(ROOT)),
 )
 def test_modules_stay_within_the_size_limit(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())

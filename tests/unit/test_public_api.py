@@ -100,6 +100,15 @@ def test_stores_exports_exactly_the_contract() -> None:
     assert_public_api("stores", STORES_API)
 
 
+#: The store contract suite shipped for custom stores (docs/stores.md, "Writing a custom store").
+STORES_TESTING_API = ["BASE", "StoreContract", "StoreFactory", "at", "make_attempt", "make_entry"]
+
+
+def test_stores_testing_exports_exactly_the_suite_and_its_helpers() -> None:
+    """``stores.testing.__all__`` lists the base test class, the factory type and the helpers, each importable."""
+    assert_public_api("stores.testing", STORES_TESTING_API)
+
+
 def test_icommandscheduler_is_the_same_class() -> None:
     """ICommandScheduler is an alias, not a subclass: one binding serves both names."""
     import scheduling

@@ -1,4 +1,4 @@
-"""The purge contract as retention uses it, for every store in ``STORE_FACTORIES``: small batches per status,
+"""The purge contract as retention uses it, for the store under test: small batches per status,
 each entry deleted exactly once however many purgers run at once, and never an entry that left its finished
 status while a purge looked at it.
 """
@@ -6,27 +6,25 @@ status while a purge looked at it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
-from test_contract import (
+from stores.base import ScheduledCommandStore
+from stores.entries import ScheduledCommandStatus
+
+from ._helpers import (
     CANCELLED,
     COMPLETED,
     EXPIRED,
     FAILED,
     PENDING,
     PROCESSING,
+    StoreFactory,
     at,
     entry_in_status,
     make_attempt,
     make_occurrence,
     make_schedule,
 )
-
-from scheduling.entries import ScheduledCommandStatus
-from stores import ScheduledCommandStore
-
-StoreFactory = Callable[[Path], ScheduledCommandStore]
 
 
 async def test_purge_by_status_keeps_what_is_not_old_enough(store: ScheduledCommandStore) -> None:

@@ -8,29 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
-from scheduling.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores import ScheduledCommandStore
+from stores.base import ScheduledCommandStore
 
-PENDING = ScheduledCommandStatus.PENDING
-BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def make_entry(**overrides: Any) -> ScheduledCommandEntry:
-    fields: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "command_type": "tests.stores.SendEmail",
-        "payload": '{"to": "someone@example.com"}',
-        "status": PENDING,
-        "scheduled_for": BASE,
-        "created_at": BASE,
-    }
-    fields.update(overrides)
-    return ScheduledCommandEntry.model_validate(fields)
+from ._helpers import BASE, PENDING, make_entry
 
 
 async def test_one_entry_with_every_field_is_stored_field_for_field(store: ScheduledCommandStore) -> None:

@@ -1,5 +1,5 @@
 """The audit-trail part of the store contract (``add_audit_record``, ``list_audit_records``,
-``forget_audit_records``), asserted identically for every store in ``STORE_FACTORIES``."""
+``forget_audit_records``), asserted identically for the store under test."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from stores import ScheduledCommandStore
 from stores.audit import AuditRecord
+from stores.base import ScheduledCommandStore
 
 BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

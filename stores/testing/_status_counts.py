@@ -4,11 +4,11 @@ is never below the bound, or the exact count. (PostgreSQL's estimates: ``tests/i
 from __future__ import annotations
 
 import pytest
-from test_contract import entry_in_status, make_entry
 
-from scheduling.entries import ScheduledCommandStatus
-from stores import ScheduledCommandStore
-from stores.base import StatusCount
+from stores.base import ScheduledCommandStore, StatusCount
+from stores.entries import ScheduledCommandStatus
+
+from ._helpers import entry_in_status, make_entry
 
 PENDING, FAILED = ScheduledCommandStatus.PENDING, ScheduledCommandStatus.FAILED
 
