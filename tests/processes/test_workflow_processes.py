@@ -16,13 +16,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_support import cli
 from injector import Injector
-from workflow_app import HANDLERS, Boom, Square, Step, Total
+from workflow_app import CANCELLED_LOG_ENV, HANDLERS, Boom, Square, Step, Total
 
 from mediator import MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, ScheduleOptions, SchedulingModule
@@ -148,6 +149,65 @@ def test_a_failed_parent_cancels_its_dependants_with_the_reason(store_url: str) 
     text = cli("show", child, store=store_url)
     assert text.returncode == 0, text.stderr
     assert f"parent {parent}" in text.stdout and f"dependant {grandchild}" in text.stdout
+
+
+@pytest.mark.timeout(120)
+def test_cli_cancel_with_the_app_announces_the_entry_and_the_dependants_it_cancels(
+    store_url: str, tmp_path: Path
+) -> None:
+    """``cancel --app``: the entry and the dependants cancelled with it (a cascade of two) reach the application's
+    ``ScheduledCommandCancelled`` handler, in the CLI's process, with their reasons. Without ``--app`` the store
+    changes the same way and nothing is announced."""
+
+    async def schedule(chains: int) -> list[tuple[str, str, str]]:
+        async with store_from_url(store_url) as store:
+            scheduler = scheduler_on(store)
+            made = []
+            for n in range(chains):
+                parent = await scheduler.schedule(Step(n=n), ScheduleOptions(delay=timedelta(days=1)))
+                child = await scheduler.schedule(Step(n=n), ScheduleOptions(after=parent))
+                grandchild = await scheduler.schedule(Step(n=n), ScheduleOptions(after=child))
+                made.append((parent, child, grandchild))
+            return made
+
+    (parent, child, grandchild), (plain_parent, plain_child, plain_grandchild) = asyncio.run(schedule(2))
+    log = tmp_path / "cancelled.jsonl"
+    env = {CANCELLED_LOG_ENV: str(log)}
+    result = cli("cancel", parent[:12], "--app", "workflow_app:build_injector", store=store_url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"cancelled {parent}"
+    heard = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((h["id"], h["reason"]) for h in heard) == sorted(
+        [
+            (parent, None),
+            (child, f"ParentNotCompleted: parent {parent} ended CANCELLED"),
+            (grandchild, f"ParentNotCompleted: parent {child} ended CANCELLED"),
+        ]
+    )
+    assert {h["pid"] for h in heard} != {os.getpid()}
+
+    result = cli("cancel", plain_parent, store=store_url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(log.read_text().splitlines()) == len(heard)  # nothing more heard
+
+    async def statuses() -> dict[str, tuple[ScheduledCommandStatus, str | None]]:
+        async with store_from_url(store_url) as store:
+            found = {}
+            for entry_id in (parent, child, grandchild, plain_parent, plain_child, plain_grandchild):
+                entry = await store.get(entry_id)
+                assert entry is not None
+                found[entry_id] = (entry.status, entry.error_message)
+            return found
+
+    cancelled = ScheduledCommandStatus.CANCELLED
+    assert asyncio.run(statuses()) == {
+        parent: (cancelled, None),
+        child: (cancelled, f"ParentNotCompleted: parent {parent} ended CANCELLED"),
+        grandchild: (cancelled, f"ParentNotCompleted: parent {child} ended CANCELLED"),
+        plain_parent: (cancelled, None),
+        plain_child: (cancelled, f"ParentNotCompleted: parent {plain_parent} ended CANCELLED"),
+        plain_grandchild: (cancelled, f"ParentNotCompleted: parent {plain_child} ended CANCELLED"),
+    }
 
 
 async def _schedule_chains(store_url: str, count: int) -> list[tuple[str, str]]:
