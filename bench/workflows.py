@@ -9,9 +9,14 @@ no handlers: what is measured is the store's share.
   member to the callback being claimed by a second store instance on the same database that was woken by the
   release (PostgreSQL: its NOTIFY; SQLite: the commit watcher; Redis: its pub/sub; memory: the same instance). Also
   the time until ``complete()`` returned (the outcome and the release committed together).
-- ``chain_step``: ``complete()`` of a parent without a dependant (A) and of a parent with one WAITING dependant (B),
-  interleaved, ``--steps`` each; median and p95 in ms. On PostgreSQL A is one autocommit statement; B is a
-  transaction: the same statement, the pair marked resolved, the dependant released, the commit.
+- ``chain_step``: ``complete()`` of a parent without a dependant (A), of a parent with one WAITING dependant added
+  before it was claimed (B) and of one whose dependant was added after its claim (L), interleaved, ``--steps``
+  each; median and p95 in ms, and on PostgreSQL the round trips of each ``complete()`` counted on the wire (libpq's
+  trace of the store's pooled connections, ``tests/support/pg_round_trips.py``). On PostgreSQL A is one autocommit
+  statement; B is one too, which also releases the dependant; L is A's statement (which leaves the parent out, as it
+  has a dependant by then) and then B's.
+- ``outcomes_without_dependants``: ``--outcomes`` claimed entries without dependants completed at once (the group
+  commit batches them), ``--rounds`` times: outcomes per second, and the round trips on PostgreSQL.
 - ``cancel_step``: ``dead_letter()`` of a parent without a dependant (C) and of a parent whose one WAITING dependant
   it cancels (D): the cancellation, and the read of the cancelled entry for the store's listener, in the same
   transaction.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -39,6 +45,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+
+from pg_round_trips import RoundTrips
 from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Postgres
 
 from stores import MemoryStore, RedisStore, ScheduledCommandStore, SqlStore
@@ -114,24 +123,54 @@ async def fan_in_round(store: ScheduledCommandStore, other: ScheduledCommandStor
 
 
 async def chain_steps(store: ScheduledCommandStore, steps: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"A": [], "B": []}
-    for _ in range(steps):
-        for variant in ("A", "B"):
-            now = dt.datetime.now(dt.UTC)
-            parent = entry(now)
-            await store.add([parent])
-            if variant == "B":
+    """``complete()`` of a parent without a dependant (A), with one WAITING dependant added before it was claimed (B),
+    and with one added after (L), interleaved: times in ms, and on PostgreSQL the round trips (``trips_*``)."""
+    trips = RoundTrips(store.engine) if isinstance(store, SqlStore) and store.is_postgresql else None
+    times: dict[str, list[float]] = {key: [] for key in ("A", "B", "L", "trips_A", "trips_B", "trips_L")}
+    with trips or contextlib.nullcontext():
+        for _ in range(steps):
+            for variant in ("A", "B", "L"):
+                now = dt.datetime.now(dt.UTC)
+                parent = entry(now)
+                await store.add([parent])
                 child = entry(now)
-                await store.add_dependants([child], {child.id: Dependency((parent.id,))})
-            (claimed,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
-            assert claimed.id == parent.id and claimed.lease_token is not None
-            started = time.perf_counter()
-            assert await store.complete(parent.id, claimed.lease_token, result_payload="1", attempt=attempt(now))
-            times[variant].append((time.perf_counter() - started) * 1000)
-            if variant == "B":  # out of the next claims' way
-                (released,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
-                await store.complete(released.id, released.lease_token or "", result_payload=None, attempt=attempt(now))
+                if variant == "B":
+                    await store.add_dependants([child], {child.id: Dependency((parent.id,))})
+                (claimed,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
+                assert claimed.id == parent.id and claimed.lease_token is not None
+                if variant == "L":
+                    await store.add_dependants([child], {child.id: Dependency((parent.id,))})
+                if trips is not None:
+                    trips.reset()
+                started = time.perf_counter()
+                assert await store.complete(parent.id, claimed.lease_token, result_payload="1", attempt=attempt(now))
+                times[variant].append((time.perf_counter() - started) * 1000)
+                if trips is not None:
+                    times[f"trips_{variant}"].append(trips.count())
+                if variant != "A":  # released, and out of the next claims' way
+                    (released,) = await store.claim_due(now=now, limit=1, worker_id="bench", lease_duration=LEASE)
+                    assert released.id == child.id
+                    await store.complete(
+                        released.id, released.lease_token or "", result_payload=None, attempt=attempt(now)
+                    )
     return times
+
+
+async def outcome_throughput(store: ScheduledCommandStore, count: int) -> dict[str, float]:
+    """``count`` entries without dependants claimed, then completed all at once (the group commit batches them):
+    outcomes per second, and on PostgreSQL the round trips they took."""
+    now = dt.datetime.now(dt.UTC)
+    await store.add([entry(now, n) for n in range(count)])
+    claimed: list[ScheduledCommandEntry] = []
+    while len(claimed) < count:
+        claimed += await store.claim_due(now=now, limit=500, worker_id="bench", lease_duration=LEASE)
+    trips = RoundTrips(store.engine) if isinstance(store, SqlStore) and store.is_postgresql else None
+    with trips or contextlib.nullcontext():
+        started = time.perf_counter()
+        await complete_all(store, claimed, now)
+        elapsed = time.perf_counter() - started
+        used = trips.count() if trips is not None else None
+    return {"per_s": round(count / elapsed), **({"round_trips": used} if used is not None else {})}
 
 
 async def cancel_steps(store: ScheduledCommandStore, steps: int) -> dict[str, list[float]]:
@@ -217,13 +256,29 @@ async def measure(kind: str, url: str | None, args: argparse.Namespace) -> list[
             )
             times = await chain_steps(store, args.steps)
             progress(f"{kind}: chain steps measured")
+            chain: dict[str, Any] = {
+                "bench": "workflows.chain_step",
+                "store": kind,
+                "steps": args.steps,
+                "complete_without_dependant_ms": summary(times["A"]),
+                "complete_with_dependant_ms": summary(times["B"]),
+                "complete_with_dependant_added_after_claim_ms": summary(times["L"]),
+            }
+            if times["trips_A"]:
+                chain["round_trips"] = {
+                    name: summary(times[f"trips_{key}"])
+                    for key, name in (("A", "without"), ("B", "with"), ("L", "with_added_after_claim"))
+                }
+            results.append(chain)
+            rounds = [await outcome_throughput(store, args.outcomes) for _ in range(args.rounds)]
+            progress(f"{kind}: outcome throughput measured")
             results.append(
                 {
-                    "bench": "workflows.chain_step",
+                    "bench": "workflows.outcomes_without_dependants",
                     "store": kind,
-                    "steps": args.steps,
-                    "complete_without_dependant_ms": summary(times["A"]),
-                    "complete_with_dependant_ms": summary(times["B"]),
+                    "entries": args.outcomes,
+                    "per_s": [r["per_s"] for r in rounds],
+                    **({"round_trips": [r["round_trips"] for r in rounds]} if "round_trips" in rounds[0] else {}),
                 }
             )
             times = await cancel_steps(store, args.steps)
@@ -273,6 +328,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--outcomes", type=int, default=2000, help="entries completed at once (throughput)")
+    parser.add_argument("--database", default=f"bench_workflows_{os.getpid()}", help="PostgreSQL database (dropped)")
     parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
@@ -291,7 +348,7 @@ def main() -> None:
                 delete_keys(args.redis, f"{args.redis_prefix}:")
                 delete_keys(args.redis, f"{args.redis_prefix}-plain:")
         else:
-            name = f"bench_workflows_{os.getpid()}"
+            name = args.database
             try:
                 results = asyncio.run(measure(kind, postgres.create(name), args))
             finally:

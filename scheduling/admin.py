@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -41,6 +41,9 @@ from ._admin_recurring import (
 from ._durations import MAX_DURATION, parse_duration
 from ._entry_detail import EntryDetail, entry_detail
 from .workers import count_stuck, waiting_by_queue, waiting_for_a_worker, workers_by_state
+
+if TYPE_CHECKING:
+    from .scheduler import CommandScheduler
 
 __all__ = [
     "CANCELLABLE",
@@ -384,15 +387,29 @@ CANCELLABLE_RUNNING = (*CANCELLABLE, ScheduledCommandStatus.PROCESSING)
 
 
 async def cancel_entry(
-    store: ScheduledCommandStore, entry_id: str, now: datetime, *, running: bool = False
+    store: ScheduledCommandStore,
+    entry_id: str,
+    now: datetime,
+    *,
+    running: bool = False,
+    scheduler: CommandScheduler | None = None,
 ) -> CancelResult:
     """Cancel a PENDING entry, or dismiss a FAILED one (a dead letter that will not be run again): either becomes
     CANCELLED with ``completed_at = now``; a dismissed one keeps its error and attempts, and is purged in time.
 
     ``cancelled`` is False when the entry is unknown or in another status (see ``explain_refusal`` with
     ``CANCELLABLE``). ``running``: a PROCESSING entry's worker is asked to cancel the attempt (``running`` True).
+    ``scheduler`` (an application's, on ``store``): a PENDING or WAITING entry is cancelled through it, so the
+    cancellation is announced as ``scheduler.cancel()`` announces it (``ScheduledCommandCancelled`` to the
+    application's handlers, observers, log), with the dependants it cancels; without one, nothing is published.
+
+    .. versionchanged:: 0.7
+        ``scheduler``: announced through an application's scheduler.
     """
-    if await store.cancel(entry_id, now=now) is not None:
+    if scheduler is not None:
+        if await scheduler.cancel(entry_id):
+            return CancelResult(id=entry_id, cancelled=True)
+    elif await store.cancel(entry_id, now=now) is not None:
         return CancelResult(id=entry_id, cancelled=True)
     if running and await _cancels.request(store, entry_id, now):
         return CancelResult(id=entry_id, cancelled=True, running=True)

@@ -29,10 +29,12 @@ from ._bulk import (
 )
 
 if TYPE_CHECKING:
+    from injector import Injector
     from rich.console import Console
 
     from scheduling._entry_detail import EntryDetail, Relative
 
+from ._app import AppOption, run_with_app
 from ._common import (
     JsonOption,
     StoreOption,
@@ -254,21 +256,25 @@ def cancel(
             "CANCELLED, not retried (unless the attempt finishes first).",
         ),
     ] = False,
+    app_spec: AppOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a PENDING entry, or dismiss a dead letter (FAILED) that will not be run again: either becomes
     CANCELLED; a dismissed one keeps its error and attempts. With --running, a PROCESSING entry's worker is asked to
-    cancel its attempt. Exit code 1 if it is unknown or in another status."""
+    cancel its attempt. With --app, the cancellation (and that of the dependants it cancels) is announced to the
+    application's handlers. Exit code 1 if it is unknown or in another status."""
     from scheduling.admin import CANCELLABLE, CANCELLABLE_RUNNING, cancel_entry
     from scheduling.audit import Actor, record_action
+    from scheduling.scheduler import CommandScheduler
 
     from ._lookup import resolve_entry_id
 
-    async def work(opened: ScheduledCommandStore) -> int:
+    async def work(opened: ScheduledCommandStore, app: Injector | None = None) -> int:
         full_id = await resolve_entry_id(opened, entry_id)
         now = datetime.now(UTC)
-        result = await cancel_entry(opened, full_id, now, running=running)
+        scheduler = app.get(CommandScheduler) if app is not None else None
+        result = await cancel_entry(opened, full_id, now, running=running, scheduler=scheduler)
         if result.cancelled:
             await record_action(opened, Actor.cli(), "cancel", now=now, entry_ids=[full_id])
         if as_json:
@@ -282,7 +288,10 @@ def cancel(
             return 1
         return 0
 
-    _run_with_store(store, work)
+    if app_spec is not None:
+        run_with_app(app_spec, store, work)
+    else:
+        _run_with_store(store, work)
 
 
 def requeue(

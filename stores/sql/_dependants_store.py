@@ -19,6 +19,7 @@ from ._backend import reason
 from ._connections import SqlConnections
 from ._dependencies import Resolution
 from ._group_commit import Finish
+from ._pg_finish import RELEASING_STATUSES, finish_releasing
 
 __all__ = ["SqlDependants"]
 
@@ -75,8 +76,9 @@ class SqlDependants(SqlConnections):
         return await dependencies.resolve(conn, self._backend, finished)
 
     async def _finish_rows(self, requests: list[Finish]) -> tuple[list[Row[Any]], Resolution]:
-        """The fenced end of a batch of claims and what it did to dependants, in one transaction per dependency-free
-        batch (PostgreSQL: one autocommit statement) plus one for the entries that have dependants."""
+        """The fenced end of a batch of claims and what it did to dependants. SQLite: one transaction. PostgreSQL:
+        one autocommit statement for the entries without dependants, one for those with dependants that complete
+        (their dependants released in it), and a transaction for the rest (``_pg_finish.py`` says why)."""
         apart = self._backend.finishes_dependants_apart
         known = self._claimed_parents
         parents = {(r.entry_id, r.lease_token) for r in requests} & known if known else set()
@@ -89,14 +91,24 @@ class SqlDependants(SqlConnections):
                 rows = list(await self._backend.finish_batch(conn, batch, skip_dependants=apart))
                 if not apart:
                     resolution = await self._resolve(conn, rows)
-        if apart:
-            done = {row.id for row in rows}
-            rest = [request for request in requests if request.entry_id not in done]
-            if rest:  # entries with dependants (or lost leases, which the fence leaves unchanged again)
-                async with self._write() as conn:
-                    more = list(await self._backend.finish_batch(conn, rest))
-                    resolution = await self._resolve(conn, more)
-                rows += more
+        if not apart:
+            return rows, resolution
+        done = {row.id for row in rows}
+        # Entries with dependants, and lost leases (which the fence leaves unchanged again).
+        rest = [request for request in requests if request.entry_id not in done]
+        releasing = [request for request in rest if request.status in RELEASING_STATUSES]
+        apart_requests = [request for request in rest if request.status not in RELEASING_STATUSES]
+        if releasing:
+            async with self._single_statement() as conn:
+                released = await finish_releasing(conn, releasing)
+            rows += released.finished
+            resolution.released += released.released
+            apart_requests += [request for request in releasing if request.entry_id in released.raced]
+        if apart_requests:  # failures (which may cancel dependants, in a cascade), and rows changed meanwhile
+            async with self._write() as conn:
+                more = list(await self._backend.finish_batch(conn, apart_requests))
+                resolution.extend(await self._resolve(conn, more))
+            rows += more
         return rows, resolution
 
     def _after_resolution(self, resolution: Resolution) -> None:

@@ -4,8 +4,10 @@
 Race-freedom on PostgreSQL (READ COMMITTED): adding a dependant first sets ``has_dependants`` on its parents with an
 ``UPDATE ... RETURNING status``, which takes their row locks. A parent's outcome either committed before (the
 UPDATE waits for it and returns the outcome, so the dependant is resolved at insert) or comes after: the batched
-outcome statement leaves rows with ``has_dependants`` out (re-checked on the locked row's newest version), and the
-store writes those in a transaction of their own whose later statements (``resolve``) see every committed pair.
+outcome statement leaves rows with ``has_dependants`` out (re-checked on the locked row's newest version); the store
+ends those that complete in one statement that also releases their dependants, and that ends only rows its snapshot
+saw at their newest version (``_pg_finish.py``), and the others in a transaction of their own whose later statements
+(``resolve``) see every committed pair.
 """
 
 from __future__ import annotations

@@ -17,7 +17,14 @@ from stores._group_commit import GroupCommit
 from stores.entries import AttemptRecord
 from stores.errors import StoreUnavailableError
 
-__all__ = ["FENCED_FINISH", "FENCED_FINISH_WITHOUT_DEPENDANTS", "Finish", "Finished", "finish_group_commit"]
+__all__ = [
+    "FENCED_FINISH",
+    "FENCED_FINISH_UNCHANGED",
+    "FENCED_FINISH_WITHOUT_DEPENDANTS",
+    "Finish",
+    "Finished",
+    "finish_group_commit",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +88,8 @@ FENCED_FINISH = _FENCED_FINISH.format(extra="")
 #: The same, leaving out entries that have dependants: PostgreSQL's batch, which is one statement in autocommit;
 #: those are ended in a transaction of their own, with their dependants (see ``stores/sql/_dependencies.py``).
 FENCED_FINISH_WITHOUT_DEPENDANTS = _FENCED_FINISH.format(extra=" AND NOT scheduled_commands.has_dependants")
+#: The same, ending only rows still at the version (``xmin``) that the statement's snapshot saw, as CTE ``seen``
+#: (id, version) holds it: PostgreSQL's one statement that also releases dependants (see ``_pg_finish.py``).
+FENCED_FINISH_UNCHANGED = _FENCED_FINISH.format(
+    extra=" AND scheduled_commands.xmin = (SELECT seen.version FROM seen WHERE seen.id = v.id)"
+)

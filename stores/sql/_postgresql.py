@@ -17,37 +17,35 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, String, Table, bindparam, column, event, func, select, text
+from sqlalchemy import BigInteger, Table, bindparam, event, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import TextualSelect
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.queues import Route
 
 from ._backend import reason
-from ._group_commit import FENCED_FINISH, FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
+from ._group_commit import Finish
 from ._pg_claim import CLAIM, CLAIM_LIMITED, CLAIM_WINDOW_FACTOR
+from ._pg_finish import FINISHED_CHANNEL, FINISHED_PER_NOTIFY, NOTIFY_CHANNEL, finish_batch, iso
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
 from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
 
-__all__ = ["CLAIM", "CLAIM_WINDOW_FACTOR", "FINISHED_CHANNEL", "NOTIFY_CHANNEL", "PostgresqlBackend"]
+__all__ = [
+    "CLAIM",
+    "CLAIM_WINDOW_FACTOR",
+    "FINISHED_CHANNEL",
+    "FINISHED_PER_NOTIFY",
+    "NOTIFY_CHANNEL",
+    "PostgresqlBackend",
+]
 
 logger = logging.getLogger("stores.sql")
-
-#: The NOTIFY channel that wakes workers; the payload is the earliest due time as a POSIX timestamp.
-NOTIFY_CHANNEL = "cqrs_scheduling_due"
-#: The NOTIFY channel that wakes ``wait()``: the payload is a JSON array of ids of entries that reached a terminal
-#: status (COMPLETED, FAILED, EXPIRED, CANCELLED), at most ``FINISHED_PER_NOTIFY`` of them.
-FINISHED_CHANNEL = "cqrs_scheduling_finished"
-#: Ids per finish NOTIFY: a payload must stay under PostgreSQL's 8000 bytes, and an id (64 characters at most) takes
-#: at most 6 bytes a character in JSON.
-FINISHED_PER_NOTIFY = 16
 
 #: Key of the advisory lock that serializes schema creation and migrations among workers starting together.
 SCHEMA_LOCK_KEY = 0x63717273_5343484D
@@ -134,91 +132,6 @@ _FINISHED_SINCE: TextClause = text(
     GROUP BY status, bucket
     """
 ).bindparams(bindparam("since", type_=UtcDateTime), bindparam("bucket_us", type_=BigInteger))
-
-
-#: PostgreSQL: ending a batch of claims as ONE statement, atomic by itself, so it runs in autocommit mode and costs one
-#: round trip: the fenced UPDATE, the INSERT of the attempts of the rows it updated, the NOTIFY for rows that became
-#: PENDING again, the NOTIFYs naming the rows that finished (for ``wait()``), and ``synchronous_commit = off`` for
-#: its commit (an outcome lost in a server crash only runs the command again, as a lost lease would). The batch is one
-#: JSON parameter: the statement's text never changes, so the driver parses it once (a statement of thousands of
-#: placeholders costs milliseconds of CPU per execution).
-def _batch_finish(fenced: str) -> TextualSelect:
-    return text(
-        f"""
-WITH v AS (
-    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(
-        id text, token text, status text, completed_at timestamptz, result_payload text, due timestamptz,
-        retry_increment integer, attempt_increment integer, error_message text, started_at timestamptz,
-        a_number integer, a_worker text, a_started timestamptz, a_finished timestamptz, a_outcome text, a_error text)
-),
-done AS (
-{fenced}),
-attempts AS (
-    INSERT INTO scheduled_command_attempts (entry_id, attempt, worker_id, started_at, finished_at, outcome, error)
-    SELECT v.id, v.a_number, v.a_worker, v.a_started, v.a_finished, v.a_outcome, v.a_error
-    FROM v JOIN done ON done.id = v.id
-    WHERE v.a_number IS NOT NULL
-)
-SELECT done.id, done.status, done.scheduled_for, done.completed_at, done.has_dependants
-FROM done CROSS JOIN (
-    SELECT set_config('synchronous_commit', 'off', true),
-           (SELECT pg_notify(:channel, extract(epoch FROM min(pending.scheduled_for))::text)
-            FROM done AS pending WHERE pending.status = 'PENDING' HAVING count(*) > 0),
-           (SELECT count(pg_notify(:finished_channel, chunk.ids)) FROM (
-                SELECT CAST(json_agg(fin.id) AS text) AS ids
-                FROM (SELECT id, row_number() OVER () - 1 AS n FROM done WHERE status IN ({_TERMINAL})) AS fin
-                GROUP BY fin.n / {FINISHED_PER_NOTIFY}) AS chunk)
-) AS side
-"""
-    ).columns(
-        column("id", String),
-        column("status", String),
-        column("scheduled_for", UtcDateTime),
-        column("completed_at", UtcDateTime),
-        column("has_dependants", Boolean),
-    )
-
-
-#: The batch, entries with dependants left out (one statement in autocommit: see ``_dependencies.py``).
-_BATCH_FINISH_FAST = _batch_finish(FENCED_FINISH_WITHOUT_DEPENDANTS)
-#: The batch of every entry: in the transaction that also resolves the dependants.
-_BATCH_FINISH = _batch_finish(FENCED_FINISH)
-
-
-def _batch_json(requests: list[Finish]) -> str:
-    """The ``batch`` parameter of ``_BATCH_FINISH``."""
-    rows = []
-    for r in requests:
-        a = r.attempt
-        rows.append(
-            {
-                "id": r.entry_id,
-                "token": r.lease_token,
-                "status": r.status,
-                "completed_at": _iso(r.completed_at),
-                "result_payload": r.result_payload,
-                "due": _iso(r.due),
-                "retry_increment": r.retry_increment,
-                "attempt_increment": 1 if a is not None else 0,
-                "error_message": r.error_message,
-                "started_at": _iso(a.started_at) if a is not None else None,
-                "a_number": a.attempt if a is not None else None,
-                "a_worker": a.worker_id if a is not None else None,
-                "a_started": _iso(a.started_at) if a is not None else None,
-                "a_finished": _iso(a.finished_at) if a is not None else None,
-                "a_outcome": a.outcome if a is not None else None,
-                "a_error": a.error if a is not None else None,
-            }
-        )
-    return json.dumps(rows)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC-aware datetimes")
-    return value.isoformat()
 
 
 class PostgresqlBackend:
@@ -335,9 +248,7 @@ class PostgresqlBackend:
     async def finish_batch(
         self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
     ) -> Sequence[Row[Any]]:
-        parameters = {"batch": _batch_json(requests), "channel": NOTIFY_CHANNEL, "finished_channel": FINISHED_CHANNEL}
-        statement = _BATCH_FINISH_FAST if skip_dependants else _BATCH_FINISH
-        return (await conn.execute(statement, parameters)).all()
+        return await finish_batch(conn, requests, skip_dependants=skip_dependants)
 
     def unreadable_timestamp(self, column: Any) -> Any:
         # An infinity, or past the year 9999 (Python's datetime ends there).
@@ -456,7 +367,7 @@ def _insert_parameters(entries: Sequence[ScheduledCommandEntry]) -> list[Any]:
         return list(_copy_row(entries[0]))
     names = [name for name, _ in BULK_COLUMNS]
     rows = [
-        {name: _iso(v) if isinstance(v, datetime) else v for name, v in zip(names, _copy_row(e), strict=True)}
+        {name: iso(v) if isinstance(v, datetime) else v for name, v in zip(names, _copy_row(e), strict=True)}
         for e in entries
     ]
     return [json.dumps(rows)]

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from scheduling_app import Record, RecordHandler, make_app
 from sqlalchemy import text
 
@@ -36,9 +37,12 @@ async def test_a_parent_dead_lettered_as_unreadable_cancels_its_dependant(sql_ur
         assert cancelled.error_message == f"ParentNotCompleted: parent {parent} ended FAILED"
 
 
-async def test_a_dependant_added_while_its_parent_completes_is_never_left_waiting(sql_url: str) -> None:
+@pytest.mark.parametrize("earlier", [0, 1], ids=["first_dependant", "second_dependant"])
+async def test_a_dependant_added_while_its_parent_completes_is_never_left_waiting(sql_url: str, earlier: int) -> None:
     """Two store instances (two connections, as two processes): one completes a parent while the other adds a
-    dependant of it, 30 times. Whichever commits first, the dependant ends PENDING, released exactly once."""
+    dependant of it, 30 times. Whichever commits first, the dependant ends PENDING, released exactly once. The
+    parent had ``earlier`` dependants when claimed (PostgreSQL: with one, its outcome is the one statement that also
+    releases its dependants; tests/integration/test_pg_chain_race.py forces the interleaving that would lose one)."""
 
     def entry(now: datetime) -> ScheduledCommandEntry:
         return ScheduledCommandEntry(
@@ -50,12 +54,16 @@ async def test_a_dependant_added_while_its_parent_completes_is_never_left_waitin
             created_at=now,
         )
 
+    lease = timedelta(minutes=1)
     async with SqlStore(sql_url) as worker, SqlStore(sql_url) as producer:
         for _ in range(30):
             now = datetime.now(UTC)
             parent, child = entry(now), entry(now)
+            first = [entry(now) for _ in range(earlier)]
             await worker.add([parent])
-            (claimed,) = await worker.claim_due(now=now, limit=1, worker_id="w", lease_duration=timedelta(minutes=1))
+            if first:
+                await producer.add_dependants(first, {e.id: Dependency((parent.id,)) for e in first})
+            (claimed,) = await worker.claim_due(now=now, limit=1, worker_id="w", lease_duration=lease)
             assert claimed.lease_token is not None
             attempt = AttemptRecord(attempt=1, worker_id="w", started_at=now, finished_at=now, outcome="completed")
             completed, _ = await asyncio.gather(
@@ -63,10 +71,12 @@ async def test_a_dependant_added_while_its_parent_completes_is_never_left_waitin
                 producer.add_dependants([child], {child.id: Dependency((parent.id,))}),
             )
             assert completed
-            released = await worker.get(child.id)
-            assert released is not None and released.status is ScheduledCommandStatus.PENDING, released
-            assert released.pending_parents == 0
-            (taken,) = await worker.claim_due(now=now, limit=1, worker_id="w", lease_duration=timedelta(minutes=1))
-            assert taken.id == child.id
-            assert taken.lease_token is not None
-            await worker.complete(child.id, taken.lease_token, result_payload=None, attempt=attempt)
+            for dependant in [*first, child]:
+                released = await worker.get(dependant.id)
+                assert released is not None and released.status is ScheduledCommandStatus.PENDING, released
+                assert released.pending_parents == 0
+            taken = await worker.claim_due(now=now, limit=10, worker_id="w", lease_duration=lease)
+            assert sorted(e.id for e in taken) == sorted(e.id for e in [*first, child])
+            for each in taken:
+                assert each.lease_token is not None
+                await worker.complete(each.id, each.lease_token, result_payload=None, attempt=attempt)

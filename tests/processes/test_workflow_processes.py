@@ -16,18 +16,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_support import cli
 from injector import Injector
-from workflow_app import HANDLERS, Boom, Square, Step, Total
+from workflow_app import CANCELLED_LOG_ENV, HANDLERS, Boom, Square, Step, Total
 
 from mediator import MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, ScheduleOptions, SchedulingModule
 from scheduling.errors import CommandCancelledError
-from stores import ScheduledCommandStore
+from stores import ScheduledCommandStore, SqlStore
+from stores.entries import TERMINAL_STATUSES
 from stores.urls import store_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,12 +153,71 @@ def test_a_failed_parent_cancels_its_dependants_with_the_reason(store_url: str) 
     assert f"parent {parent}" in text.stdout and f"dependant {grandchild}" in text.stdout
 
 
+@pytest.mark.timeout(120)
+def test_cli_cancel_with_the_app_announces_the_entry_and_the_dependants_it_cancels(
+    store_url: str, tmp_path: Path
+) -> None:
+    """``cancel --app``: the entry and the dependants cancelled with it (a cascade of two) reach the application's
+    ``ScheduledCommandCancelled`` handler, in the CLI's process, with their reasons. Without ``--app`` the store
+    changes the same way and nothing is announced."""
+
+    async def schedule(chains: int) -> list[tuple[str, str, str]]:
+        async with store_from_url(store_url) as store:
+            scheduler = scheduler_on(store)
+            made = []
+            for n in range(chains):
+                parent = await scheduler.schedule(Step(n=n), ScheduleOptions(delay=timedelta(days=1)))
+                child = await scheduler.schedule(Step(n=n), ScheduleOptions(after=parent))
+                grandchild = await scheduler.schedule(Step(n=n), ScheduleOptions(after=child))
+                made.append((parent, child, grandchild))
+            return made
+
+    (parent, child, grandchild), (plain_parent, plain_child, plain_grandchild) = asyncio.run(schedule(2))
+    log = tmp_path / "cancelled.jsonl"
+    env = {CANCELLED_LOG_ENV: str(log)}
+    result = cli("cancel", parent[:12], "--app", "workflow_app:build_injector", store=store_url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"cancelled {parent}"
+    heard = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((h["id"], h["reason"]) for h in heard) == sorted(
+        [
+            (parent, None),
+            (child, f"ParentNotCompleted: parent {parent} ended CANCELLED"),
+            (grandchild, f"ParentNotCompleted: parent {child} ended CANCELLED"),
+        ]
+    )
+    assert {h["pid"] for h in heard} != {os.getpid()}
+
+    result = cli("cancel", plain_parent, store=store_url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(log.read_text().splitlines()) == len(heard)  # nothing more heard
+
+    async def statuses() -> dict[str, tuple[ScheduledCommandStatus, str | None]]:
+        async with store_from_url(store_url) as store:
+            found = {}
+            for entry_id in (parent, child, grandchild, plain_parent, plain_child, plain_grandchild):
+                entry = await store.get(entry_id)
+                assert entry is not None
+                found[entry_id] = (entry.status, entry.error_message)
+            return found
+
+    cancelled = ScheduledCommandStatus.CANCELLED
+    assert asyncio.run(statuses()) == {
+        parent: (cancelled, None),
+        child: (cancelled, f"ParentNotCompleted: parent {parent} ended CANCELLED"),
+        grandchild: (cancelled, f"ParentNotCompleted: parent {child} ended CANCELLED"),
+        plain_parent: (cancelled, None),
+        plain_child: (cancelled, f"ParentNotCompleted: parent {plain_parent} ended CANCELLED"),
+        plain_grandchild: (cancelled, f"ParentNotCompleted: parent {plain_child} ended CANCELLED"),
+    }
+
+
 async def _schedule_chains(store_url: str, count: int) -> list[tuple[str, str]]:
     async with store_from_url(store_url) as store:
         scheduler = scheduler_on(store)
         pairs = []
         for n in range(count):
-            parent = await scheduler.schedule(Square(i=n, delay=0.05))
+            parent = await scheduler.schedule(Square(i=n, delay=0.2))
             child = await scheduler.schedule(Step(n=0), ScheduleOptions(after=parent))
             pairs.append((parent, child))
         return pairs
@@ -177,16 +238,63 @@ async def _outcome(store_url: str, pairs: list[tuple[str, str]], timeout: float)
         return {"counts": counts, "children": children}
 
 
+_ENDED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+#: The dependency bookkeeping of every dependant, read in one statement: its status and counter, how many of its
+#: parents have not ended, and how many of its pairs say otherwise than their parent's status (``resolved`` is set
+#: exactly when the parent ended: no parent here is requeued).
+_DEPENDANTS = f"""
+SELECT c.id, c.status, c.pending_parents,
+       (SELECT count(*) FROM scheduled_command_dependencies AS d JOIN scheduled_commands AS p ON p.id = d.parent_id
+        WHERE d.child_id = c.id AND p.status NOT IN ({_ENDED})) AS unfinished,
+       (SELECT count(*) FROM scheduled_command_dependencies AS d JOIN scheduled_commands AS p ON p.id = d.parent_id
+        WHERE d.child_id = c.id
+          AND d.resolved <> (p.status IN ({_ENDED}))) AS mismatched
+FROM scheduled_commands AS c
+WHERE c.id IN (SELECT child_id FROM scheduled_command_dependencies)
+"""
+
+
+async def _leftovers(store_url: str) -> dict[str, str]:
+    """What the store holds between workers: the PROCESSING entries (id -> lease owner); and the dependants'
+    bookkeeping checked: a WAITING dependant counts exactly its unfinished parents (so none waits whose parents all
+    ended), any other has a counter of 0, and every pair is resolved exactly when its parent ended."""
+    store = store_from_url(store_url)
+    assert isinstance(store, SqlStore)
+    async with store, store.engine.connect() as conn:
+        processing = await conn.exec_driver_sql(
+            "SELECT id, lease_owner FROM scheduled_commands WHERE status = 'PROCESSING'"
+        )
+        held = {str(row.id): str(row.lease_owner) for row in processing}
+        for row in (await conn.exec_driver_sql(_DEPENDANTS)).all():
+            expected = row.unfinished if row.status == ScheduledCommandStatus.WAITING.value else 0
+            assert row.pending_parents == expected, f"{row.id} {row.status}: pending_parents {row.pending_parents}"
+            assert row.status != ScheduledCommandStatus.WAITING.value or row.unfinished > 0, row
+            assert row.mismatched == 0, f"{row.id}: {row.mismatched} pair(s) resolved otherwise than their parent"
+    return held
+
+
 @pytest.mark.timeout(180)
 def test_sigkill_of_the_worker_completing_parents_loses_and_doubles_no_dependant(store_url: str) -> None:
+    """Three workers SIGKILLed in turn while they complete parents; then one runs to the end. After each kill, the
+    store holds no half-done release (every dependant's counter matches its unfinished parents) and only the killed
+    worker's entries are PROCESSING; after recovery nothing is PROCESSING or WAITING, and each entry the killed
+    workers held ran again and completed, with the killed attempt recorded as lost."""
     pairs = asyncio.run(_schedule_chains(store_url, 40))
+    held_by_killed: dict[str, set[str]] = {}  # entry -> the killed workers seen holding it
     for _ in range(3):  # kill a worker in the middle of completing parents, three times
         victim = start_worker(store_url)
-        time.sleep(1.2)
+        asyncio.run(_until_holding(store_url, victim.pid))
         victim.send_signal(signal.SIGKILL)
         stop(victim)
+        held = asyncio.run(_leftovers(store_url))
+        for entry_id, owner in held.items():
+            # Held by this victim, or by an earlier one (a lease outlives its worker until it expires).
+            assert entry_id in held_by_killed or f":{victim.pid}:" in owner, (entry_id, owner, victim.pid)
+            held_by_killed.setdefault(entry_id, set()).add(owner)
     with worker_running(store_url):
         result = asyncio.run(_outcome(store_url, pairs, timeout=90))
+    assert held_by_killed, "no kill found its worker holding an entry"
+    assert asyncio.run(_leftovers(store_url)) == {}  # nothing PROCESSING after recovery
     children = result["children"]
     for parent_id, child_id in pairs:
         child = children[child_id]
@@ -197,3 +305,30 @@ def test_sigkill_of_the_worker_completing_parents_loses_and_doubles_no_dependant
     counts = result["counts"]
     assert counts[ScheduledCommandStatus.COMPLETED] == 2 * len(pairs)  # no entry lost, none added
     assert sum(counts.values()) == 2 * len(pairs)
+    asyncio.run(_assert_recovered(store_url, held_by_killed))
+
+
+async def _until_holding(store_url: str, pid: int, timeout: float = 30) -> None:
+    """Until the worker of ``pid`` holds an entry (it is running parents and completing them), or no work is left."""
+    async with store_from_url(store_url) as store:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = await store.count_by_status()
+            running = await store.list_entries(status=ScheduledCommandStatus.PROCESSING, limit=100)
+            if any(f":{pid}:" in (entry.lease_owner or "") for entry in running):
+                return
+            if not counts.get(ScheduledCommandStatus.PENDING) and not counts.get(ScheduledCommandStatus.WAITING):
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _assert_recovered(store_url: str, held_by_killed: dict[str, set[str]]) -> None:
+    """Each entry a killed worker held completed later, with a killed attempt recorded as lost under a worker seen
+    holding it (the last one seen, at least, was taken over by a worker that lived to record it)."""
+    async with store_from_url(store_url) as store:
+        for entry_id, owners in held_by_killed.items():
+            entry = await store.get(entry_id)
+            assert entry is not None and entry.status is ScheduledCommandStatus.COMPLETED, entry
+            attempts = await store.get_attempts(entry_id)
+            assert any(a.outcome == "lost" and a.worker_id in owners for a in attempts), (entry_id, owners, attempts)
+            assert attempts[-1].outcome == "completed", attempts

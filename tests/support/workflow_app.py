@@ -8,12 +8,15 @@ its members' results and how many completed; ``Boom`` always fails. Settings rec
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from datetime import timedelta
+from pathlib import Path
 
 from injector import Injector, inject
 
-from mediator import Command, CommandHandler, MediatorModule
-from scheduling import CommandContext, CommandScheduler, SchedulerSettings, SchedulingModule
+from mediator import Command, CommandHandler, MediatorModule, NotificationHandler
+from scheduling import CommandContext, CommandScheduler, ScheduledCommandCancelled, SchedulerSettings, SchedulingModule
 from stores import MemoryStore
 
 
@@ -72,7 +75,25 @@ class BoomHandler(CommandHandler[Boom, None]):
         raise RuntimeError("boom")
 
 
-HANDLERS: list[type] = [StepHandler, SquareHandler, TotalHandler, BoomHandler]
+class CancelledLog(NotificationHandler[ScheduledCommandCancelled]):
+    """Appends each ``ScheduledCommandCancelled`` heard, as a JSON line (id, reason, pid), to the file named by
+    ``$WORKFLOW_APP_CANCELLED_LOG`` (nothing without it)."""
+
+    async def handle(self, notification: ScheduledCommandCancelled) -> None:
+        path = os.environ.get(CANCELLED_LOG_ENV)
+        if path:
+            heard = {"id": notification.command_id, "reason": notification.reason, "pid": os.getpid()}
+            await asyncio.to_thread(_append, Path(path), json.dumps(heard) + "\n")
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as log:
+        log.write(line)
+
+
+CANCELLED_LOG_ENV = "WORKFLOW_APP_CANCELLED_LOG"
+
+HANDLERS: list[type] = [StepHandler, SquareHandler, TotalHandler, BoomHandler, CancelledLog]
 
 SETTINGS = SchedulerSettings(
     lease_duration=timedelta(seconds=1.5),
