@@ -142,7 +142,9 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         """On a durable store, refuse command classes defined in ``__main__``: no worker can import them."""
         if not self._store.durable:
             return
-        for command_class in {type(command) for command in commands if isinstance(command, Command)}:
+        for command_class in {type(command) for command in commands}:
+            if not issubclass(command_class, Command):
+                continue  # refused as NotACommandError with the other checks
             if command_class.__module__ == "__main__":
                 raise UnimportableCommandError(command_type_name(command_class), self._store.description)
 

@@ -448,15 +448,22 @@ def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     return {name: [row[i] for row in rows] for i, (name, _) in enumerate(BULK_COLUMNS)}
 
 
+_NAMES = tuple(name for name, _ in BULK_COLUMNS)
+
+
 def _insert_parameters(entries: Sequence[ScheduledCommandEntry]) -> list[Any]:
     """The column parameters of ``_INSERT_ONE_AND_NOTIFY`` (one entry: its values in the order of ``BULK_COLUMNS``)
     or of ``_INSERT_AND_NOTIFY`` (several: their rows as one JSON parameter, which ``json.dumps`` writes in C where
-    psycopg's text-array dumper costs about 100 µs of Python per row)."""
+    psycopg's text-array dumper costs about 100 µs of Python per row). A row leaves out its NULL columns, which
+    ``json_to_recordset`` reads as NULL: most of a new entry's columns, and 40 % of the JSON to send and parse."""
     if len(entries) == 1:
         return list(_copy_row(entries[0]))
-    names = [name for name, _ in BULK_COLUMNS]
     rows = [
-        {name: _iso(v) if isinstance(v, datetime) else v for name, v in zip(names, _copy_row(e), strict=True)}
+        {
+            name: _iso(v) if isinstance(v, datetime) else v
+            for name, v in zip(_NAMES, _copy_row(e), strict=True)
+            if v is not None
+        }
         for e in entries
     ]
     return [json.dumps(rows)]
