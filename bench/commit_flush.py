@@ -39,7 +39,8 @@ from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV
 from scheduling import ScheduleOptions
 from scheduling._new_entry import new_entry
 from stores import SqlStore
-from stores.sql._postgresql import _INSERT_ONE_AND_NOTIFY, NOTIFY_CHANNEL, _insert_parameters
+from stores.sql._pg_new_rows import _INSERT_ONE_AND_NOTIFY, _insert_parameters
+from stores.sql._postgresql import NOTIFY_CHANNEL
 
 _PGQUEUER_SQL = """
 import json
