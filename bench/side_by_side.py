@@ -44,7 +44,9 @@ from psycopg import sql
 from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Bench, Config, Postgres, progress
 
 BENCH_DIR = Path(__file__).resolve().parent
-PGQUEUER_DB = "bench_pgqueuer"
+#: pgqueuer's database: the harness's default name, or ``BENCH_PGQUEUER_DB`` (passed on to the harness, whose copy
+#: must read it) so that two runs on one server do not share, clear and drop one database.
+PGQUEUER_DB = os.environ.get("BENCH_PGQUEUER_DB", "bench_pgqueuer")
 MARKS_ENV = "SIDE_BY_SIDE_MARKS"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, overload
@@ -14,7 +13,7 @@ from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
-from ._new_entry import check_storable_command, new_entry, recurring_lock
+from ._new_entry import derived_entry, new_entry, new_id, recurring_lock
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
 from .clock import Clock
@@ -32,6 +31,7 @@ from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
+from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 from .workers import WaitingForWorker, WorkerInfo, list_workers, waiting_for_workers
 from .workflows import WorkflowMethods
 
@@ -68,6 +68,8 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         self._settings = settings
         self._clock = clock
         self._observers = observers
+        #: Command type names already found storable (``check_storable_text``): a name is checked once.
+        self._storable_names: set[str] = set()
         _dependants_cancelled.listen_for_cancelled_dependants(store, mediator, clock, observers)
 
     @property
@@ -140,7 +142,9 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         """On a durable store, refuse command classes defined in ``__main__``: no worker can import them."""
         if not self._store.durable:
             return
-        for command_class in {type(command) for command in commands if isinstance(command, Command)}:
+        for command_class in {type(command) for command in commands}:
+            if not issubclass(command_class, Command):
+                continue  # refused as NotACommandError with the other checks
             if command_class.__module__ == "__main__":
                 raise UnimportableCommandError(command_type_name(command_class), self._store.description)
 
@@ -152,19 +156,22 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         first = self._entry_for(commands[0], options, now)
         entries = [first]
         type_names = {type(commands[0]): first.command_type}
+        queues = {type(commands[0]): first.queue}
         for command in commands[1:]:
-            command_type = type_names.get(type(command))
+            command_class = type(command)
+            command_type = type_names.get(command_class)
             if command_type is None:
-                command_type = type_names[type(command)] = self._checked_type_name(command)
-            update: dict[str, Any] = {
-                "id": str(uuid.uuid4()),
-                "command_type": command_type,
-                "payload": self._payload(command, command_type),
-                "queue": queue_for(type(command), options),
-            }
-            if first.metadata is not None:  # model_copy is shallow: no entry may share another's dict
-                update["metadata"] = dict(first.metadata)
-            entries.append(first.model_copy(update=update))
+                command_type = type_names[command_class] = self._checked_type_name(command)
+                queues[command_class] = queue_for(command_class, options)
+            entries.append(
+                derived_entry(
+                    first,
+                    id=new_id(),
+                    command_type=command_type,
+                    payload=self._payload(command, command_type),
+                    queue=queues[command_class],
+                )
+            )
         return entries
 
     def _checked_type_name(self, command: Command[Any]) -> str:
@@ -181,7 +188,10 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             size = len(payload.encode())
             if size > limit:
                 raise PayloadTooLargeError(command_type, size, limit)
-        check_storable_command(command, payload, command_type)
+        if command_type not in self._storable_names:
+            check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
+            self._storable_names.add(command_type)
+        check_command_round_trip(command, payload, command_type)
         return payload
 
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:

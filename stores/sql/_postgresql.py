@@ -29,7 +29,17 @@ from stores.queues import Route
 from ._backend import reason
 from ._group_commit import Finish
 from ._pg_claim import CLAIM, CLAIM_LIMITED, CLAIM_WINDOW_FACTOR
-from ._pg_finish import FINISHED_CHANNEL, FINISHED_PER_NOTIFY, NOTIFY_CHANNEL, finish_batch, iso
+from ._pg_finish import FINISHED_CHANNEL, FINISHED_PER_NOTIFY, NOTIFY_CHANNEL, finish_batch
+from ._pg_new_rows import (
+    _BULK_COPY,
+    _BULK_INSERT,
+    _COPY_FROM,
+    _INSERT_AND_NOTIFY,
+    _INSERT_ONE_AND_NOTIFY,
+    _columns,
+    _copy_row,
+    _insert_parameters,
+)
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
@@ -52,42 +62,6 @@ SCHEMA_LOCK_KEY = 0x63717273_5343484D
 
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
-#: The columns a new entry sets (the others start NULL), with their PostgreSQL types, for the bulk insert.
-BULK_COLUMNS = (
-    ("id", "text"),
-    ("command_type", "text"),
-    ("payload", "text"),
-    ("status", "text"),
-    ("priority", "integer"),
-    ("scheduled_for", "timestamptz"),
-    ("created_at", "timestamptz"),
-    ("expires_at", "timestamptz"),
-    ("retry_count", "integer"),
-    ("attempt_count", "integer"),
-    ("max_retries", "integer"),
-    ("correlation_id", "text"),
-    ("metadata_json", "text"),
-    ("idempotency_key", "text"),
-    ("timeout_seconds", "double precision"),
-    ("recurring_name", "text"),
-    ("occurrence_at", "timestamptz"),
-    ("occurrence_generation", "integer"),
-    ("trace_context", "text"),
-    ("queue", "text"),
-    ("lock", "text"),
-)
-#: Scheduling many on PostgreSQL: one ``COPY`` of the rows (psycopg's COPY writer, in C, is about twice as fast as
-#: binding arrays). An id already stored fails the COPY, and the transaction, like it fails an INSERT.
-_BULK_COPY = f"COPY scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) FROM STDIN"
-#: COPY costs a round trip more than one statement: used from this many rows.
-_COPY_FROM = 20
-#: The same as one INSERT ... SELECT FROM unnest(arrays): for fewer rows, and for a caller's session on a driver
-#: other than psycopg 3.
-_BULK_INSERT = text(
-    f"INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in BULK_COLUMNS)})"
-)
-
 #: The earliest pending due time, as epoch seconds (read by the wake-up watcher, outside SQLAlchemy's loaders).
 _EARLIEST_PENDING = "SELECT extract(epoch FROM min(scheduled_for)) FROM scheduled_commands WHERE status = 'PENDING'"
 
@@ -97,22 +71,6 @@ _FINISHED_AMONG = f"SELECT id FROM scheduled_commands WHERE id = ANY(%s) AND sta
 
 #: How often the wake-up watcher checks whether the store has a listener yet, before it starts listening.
 _LISTEN_CHECK_S = 0.02
-
-#: ``schedule()`` outside a caller's session (``_producers.py``): the rows (one JSON parameter, the columns of
-#: ``BULK_COLUMNS``), inserted, and the wake-up NOTIFY, in ONE statement: one round trip, one transaction (a
-#: data-modifying WITH runs whether or not the query reads it). psycopg placeholders: it is sent through the driver.
-_INSERT_AND_NOTIFY = (
-    f"WITH inserted AS (INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
-    f"SELECT {', '.join(name for name, _ in BULK_COLUMNS)} FROM json_to_recordset(%s::json) "
-    f"AS r({', '.join(f'{name} {kind}' for name, kind in BULK_COLUMNS)})) "
-    "SELECT pg_notify(%s, %s)"
-)
-#: The same for one entry: one value per column (dumping 18 one-element arrays costs more than the round trip saves).
-_INSERT_ONE_AND_NOTIFY = (
-    f"WITH inserted AS (INSERT INTO scheduled_commands ({', '.join(name for name, _ in BULK_COLUMNS)}) "
-    f"VALUES ({', '.join(f'%s::{kind}' for _, kind in BULK_COLUMNS)})) "
-    "SELECT pg_notify(%s, %s)"
-)
 
 # The same on PostgreSQL: 'infinity' and the years past 9999 (Python's datetime ends there), one range scan.
 _UNREACHABLE_DUE = text(
@@ -353,51 +311,6 @@ def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
     finally:
         cursor.close()
         dbapi_connection.autocommit = autocommit
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    return {name: [row[i] for row in rows] for i, (name, _) in enumerate(BULK_COLUMNS)}
-
-
-def _insert_parameters(entries: Sequence[ScheduledCommandEntry]) -> list[Any]:
-    """The column parameters of ``_INSERT_ONE_AND_NOTIFY`` (one entry: its values in the order of ``BULK_COLUMNS``)
-    or of ``_INSERT_AND_NOTIFY`` (several: their rows as one JSON parameter, which ``json.dumps`` writes in C where
-    psycopg's text-array dumper costs about 100 µs of Python per row)."""
-    if len(entries) == 1:
-        return list(_copy_row(entries[0]))
-    names = [name for name, _ in BULK_COLUMNS]
-    rows = [
-        {name: iso(v) if isinstance(v, datetime) else v for name, v in zip(names, _copy_row(e), strict=True)}
-        for e in entries
-    ]
-    return [json.dumps(rows)]
-
-
-def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:
-    """A new entry's values in the order of ``BULK_COLUMNS``."""
-    return (
-        entry.id,
-        entry.command_type,
-        entry.payload,
-        ScheduledCommandStatus.PENDING.value,
-        entry.priority,
-        entry.scheduled_for,
-        entry.created_at,
-        entry.expires_at,
-        entry.retry_count,
-        entry.attempt_count,
-        entry.max_retries,
-        entry.correlation_id,
-        json.dumps(entry.metadata) if entry.metadata is not None else None,
-        entry.idempotency_key,
-        entry.timeout_seconds,
-        entry.recurring_name,
-        entry.occurrence_at,
-        entry.occurrence_generation,
-        entry.trace_context,
-        entry.queue,
-        entry.lock,
-    )
 
 
 def _parse_due(payload: str) -> datetime:

@@ -92,8 +92,9 @@ class SqliteProducer:
         self._path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used only on the producer thread
-        self._names: list[str] | None = None
-        self._processors: dict[str, Callable[[Any], Any]] = {}
+        self._statement: str | None = None
+        #: The position in a row and the conversion of each column whose type converts its values.
+        self._processors: list[tuple[int, Callable[[Any], Any], bool]] = []
         self._dialect = dialect
 
     async def insert(self, entries: Sequence[ScheduledCommandEntry]) -> None:
@@ -105,12 +106,14 @@ class SqliteProducer:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write, rows)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        names = self._names or self._prepare(rows[0])
-        statement = f"INSERT INTO scheduled_commands ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        processors = self._processors
-        values = [
-            tuple(processors[name](row[name]) if name in processors else row[name] for name in names) for row in rows
-        ]
+        statement = self._statement or self._prepare(rows[0])
+        values = []
+        for row in rows:
+            value = list(row.values())  # in the order of the statement's columns: every row is ``entry_to_row``'s
+            for i, process, keeps_none in self._processors:
+                if value[i] is not None or not keeps_none:
+                    value[i] = process(value[i])
+            values.append(value)
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -124,15 +127,19 @@ class SqliteProducer:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
-    def _prepare(self, row: dict[str, Any]) -> list[str]:
-        """The columns (those of ``entry_to_row``) and each one's conversion, from the table's column types."""
+    def _prepare(self, row: dict[str, Any]) -> str:
+        """The INSERT of the columns of ``entry_to_row``, and each one's conversion from the table's column types
+        (a conversion that keeps None is not called for None)."""
         names = list(row)
-        for name in names:
-            process = ENTRIES.c[name].type.bind_processor(self._dialect)
+        for i, name in enumerate(names):
+            # The dialect's own type, as SQLAlchemy binds it: the generic one's processor left the text of a
+            # datetime to sqlite3's default adapter, which writes no ".000000" for a whole second.
+            column_type = ENTRIES.c[name].type.dialect_impl(self._dialect)
+            process = column_type.bind_processor(self._dialect)
             if process is not None:
-                self._processors[name] = process
-        self._names = names
-        return names
+                self._processors.append((i, process, process(None) is None))
+        self._statement = f"INSERT INTO scheduled_commands ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        return self._statement
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from scheduling_app import Record, make_app
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -210,3 +210,42 @@ async def test_an_id_already_stored_is_a_value_error_naming_it(sql_url: str) -> 
         with pytest.raises(ValueError, match="an id already exists"):
             await store.add([held.model_copy(update={"command_type": "other"})])
         assert await store.get(held.id) == held
+
+
+async def test_a_batch_of_producers_writes_the_rows_the_session_path_writes(sql_url: str) -> None:
+    """A batch of concurrent calls (PostgreSQL: one JSON parameter, which leaves out NULL columns) stores each
+    command as the same values as the caller's session path, with every option set and with none."""
+    full = ScheduleOptions(
+        delay=timedelta(minutes=5),
+        expires_after=timedelta(hours=1),
+        correlation_id="c",
+        metadata={"k": "v", "é": "ü"},
+        max_retries=1,
+        priority=-4,
+        timeout=timedelta(seconds=2.5),
+        queue="mail",
+        lock="account:7",
+    )
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        for options in (full, ScheduleOptions()):
+            fast = await asyncio.gather(*(app.scheduler.schedule(Record(value="same"), options) for _ in range(20)))
+            async with AsyncSession(store.engine) as session, session.begin():
+                slow = await app.scheduler.schedule(Record(value="same"), options, session=session)
+            async with store.engine.connect() as conn:
+                rows = {
+                    row.id: row._mapping
+                    for row in await conn.execute(
+                        text("SELECT * FROM scheduled_commands WHERE id IN :ids").bindparams(
+                            bindparam("ids", expanding=True)
+                        ),
+                        {"ids": [*fast, slow]},
+                    )
+                }
+            for entry_id in fast:
+                differing = {
+                    name: (rows[entry_id][name], rows[slow][name])
+                    for name in rows[slow]
+                    if name not in {"seq", "id"} and rows[entry_id][name] != rows[slow][name]
+                }
+                assert differing == {}
