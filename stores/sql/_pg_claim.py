@@ -1,20 +1,28 @@
 """The claim on PostgreSQL: one statement, with or without fleet-wide queue limits.
 
-Routing walks the routed index (queue, command_type, priority, scheduled_for, seq) with loose index scans:
-``queues`` the distinct PENDING queues (one probe each), keeping the worker's unpaused ones; ``types`` the distinct
-command types within each, keeping those the worker handles; ``priorities`` the distinct priorities of each (queue,
-type) from the highest down. Entries of other queues and types cost one probe per distinct value, not a scan, whether
-10 or 10 million of them are pending. The candidates are then read as one queue's would be, about ``window`` rows
-whatever the number of groups (each group yielding ``limit`` rows cost 16 groups four times the rows and buffers of
-one queue):
+Routing walks the routed index (queue, command_type, priority, scheduled_for, seq) with loose index scans. The
+(queue, type) ``pairs`` to read: a worker that names its queues and its command types, with at most
+``DIRECT_PAIRS_MAX`` pairs between them, gives them as named (in its unpaused queues), with no probe; otherwise they
+are discovered, ``queues`` the distinct PENDING queues (one probe each), keeping the worker's unpaused ones, and
+``types`` the distinct command types within each, keeping those the worker handles. Entries of other queues and
+types cost one probe per distinct value, not a scan, whether 10 or 10 million of them are pending; past
+``DIRECT_PAIRS_MAX`` named pairs, discovery costs less than a probe per pair (a worker handling 100 types, 3 of them
+pending). ``tops``: each pair's highest priority, one probe (a pair with nothing pending ends there). 4 queues and 4
+types with entries of each: 16 probes, where discovering the pairs and walking every priority took 57. The
+candidates are then read as one queue's would be, about ``window`` rows whatever the number of groups (each group
+yielding ``limit`` rows cost 16 groups four times the rows and buffers of one queue):
 
-- ``heads``: each (queue, type, priority) group's first ``share`` due entries, ``share`` being ``window`` divided
-  among the groups (rounded up), so they hold at least ``window`` rows when every group has enough due;
+- ``heads``: each pair's first ``share`` due entries of its highest priority (a group), ``share`` being ``window``
+  divided among the groups (rounded up), so they hold at least ``window`` rows when every group has enough due;
 - ``bound``: the ``window``-th best of them. The best ``window`` of all are never worse than it, and a group whose
   last head is better than it may hold more of them: ``rest`` reads those, only the rows between the group's last
   head and the bound (when no bound exists, fewer than ``window`` heads, between its last head and ``:now``), at
   most ``limit - share`` per group, so the best ``limit`` of all are always read and no group reads past ``limit``;
-- ``candidates``: the best ``window`` of ``heads`` and ``rest``.
+- ``lower_priorities``: the pair's lower priorities, walked down only where they can hold rows better than the
+  bound: below a highest priority that ranks above the bound's, and not below the bound's (every priority when
+  there is no bound). ``lower_rows`` reads each such group's first ``limit`` rows up to the bound. A pair whose
+  highest priority is the bound's (all pairs, when entries share one priority) costs no probe here;
+- ``candidates``: the best ``window`` of ``heads``, ``rest`` and ``lower_rows``.
 
 When groups are alike (the usual case) ``rest`` reads nothing: one probe per group that filled its share. Each
 group's scan names its queue as ``queue = ANY(ARRAY[q])``: not an equality the planner propagates, so the order
@@ -55,17 +63,29 @@ its limit while other queues' entries wait.
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "CLAIM_LIMITED", "CLAIM_WINDOW_FACTOR"]
+__all__ = ["CLAIM", "CLAIM_LIMITED", "CLAIM_WINDOW_FACTOR", "DIRECT_PAIRS_MAX"]
 
 #: Extra candidates per priority in the claim, so concurrent claimers skipping each other's locked rows still fill
 #: their batches.
 CLAIM_WINDOW_FACTOR = 4
 
+#: Up to this many (queue, command type) pairs named by the worker, the claim probes each pair directly instead of
+#: discovering the pending queues and types (see the module docstring).
+DIRECT_PAIRS_MAX = 32
+
+# Whether the claim probes the named pairs: a condition on the parameters alone, so PostgreSQL evaluates it once and
+# runs only one of the two ways of finding the groups.
+_DIRECT = (
+    "coalesce(cardinality(CAST(:queues AS text[])) * cardinality(CAST(:types AS text[])) <= "
+    + str(DIRECT_PAIRS_MAX)
+    + ", false)"
+)
+
 # The walk, the lock step and (``{limited}``) the condition on the queue's row that leaves limited queues out.
 # ``queue = ANY(ARRAY[q])`` in the group scans is deliberate: it keeps the planner on the routed index (docstring).
 _WALK = """
 WITH RECURSIVE queues(q) AS (
-    SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING'
+    SELECT (SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING') WHERE NOT {direct}
   UNION ALL
     SELECT (SELECT min(queue) FROM scheduled_commands WHERE status = 'PENDING' AND queue > queues.q)
     FROM queues WHERE queues.q IS NOT NULL
@@ -81,22 +101,24 @@ types(q, t) AS (
         WHERE status = 'PENDING' AND queue = types.q AND command_type > types.t)
     FROM types WHERE types.t IS NOT NULL
 ),
-priorities(q, t, p) AS (
-    SELECT types.q, types.t, (
-        SELECT max(priority) FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = types.q AND command_type = types.t)
-    FROM types
+pairs(q, t) AS (
+    SELECT types.q, types.t FROM types
     WHERE types.t IS NOT NULL AND (CAST(:types AS text[]) IS NULL OR types.t = ANY(CAST(:types AS text[])))
   UNION ALL
-    SELECT priorities.q, priorities.t, (
+    SELECT named.q, named_types.t
+    FROM unnest(CAST(:queues AS text[])) AS named(q) CROSS JOIN unnest(CAST(:types AS text[])) AS named_types(t)
+    WHERE {direct} AND NOT EXISTS (SELECT 1 FROM scheduled_queues WHERE name = named.q AND (paused{limited}))
+),
+tops AS (
+    SELECT pairs.q, pairs.t, (
         SELECT max(priority) FROM scheduled_commands
-        WHERE status = 'PENDING' AND queue = priorities.q AND command_type = priorities.t AND priority < priorities.p)
-    FROM priorities WHERE priorities.p IS NOT NULL
+        WHERE status = 'PENDING' AND queue = pairs.q AND command_type = pairs.t) AS p
+    FROM pairs
 ),
 groups AS (
-    SELECT priorities.q, priorities.t, priorities.p, (:window + n.n - 1) / n.n AS share
-    FROM priorities CROSS JOIN (SELECT greatest(count(*), 1) AS n FROM priorities WHERE p IS NOT NULL) AS n
-    WHERE priorities.p IS NOT NULL
+    SELECT tops.q, tops.t, tops.p, (:window + n.n - 1) / n.n AS share
+    FROM tops CROSS JOIN (SELECT greatest(count(*), 1) AS n FROM tops WHERE p IS NOT NULL) AS n
+    WHERE tops.p IS NOT NULL
 ),
 heads AS (
     SELECT groups.q, groups.t, groups.p, groups.share, c.seq, c.lock, c.scheduled_for, c.nth FROM groups
@@ -129,11 +151,41 @@ rest AS (
       AND (bound.p IS NULL OR tails.p > bound.p
            OR (tails.p = bound.p AND (tails.scheduled_for, tails.seq) < (bound.scheduled_for, bound.seq)))
 ),
+lower_priorities(q, t, p) AS (
+    SELECT groups.q, groups.t, (
+        SELECT max(priority) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = groups.q AND command_type = groups.t AND priority < groups.p
+          AND priority >= coalesce(bound.p, -2147483648))
+    FROM groups LEFT JOIN bound ON true
+    WHERE bound.p IS NULL OR groups.p > bound.p
+  UNION ALL
+    SELECT lower.q, lower.t, (
+        SELECT max(priority) FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = lower.q AND command_type = lower.t AND priority < lower.p
+          AND priority >= coalesce(bound.p, -2147483648))
+    FROM lower_priorities AS lower LEFT JOIN bound ON true
+    WHERE lower.p IS NOT NULL
+),
+lower_rows AS (
+    SELECT lower.q, lower.p, c.seq, c.lock, c.scheduled_for FROM lower_priorities AS lower
+    LEFT JOIN bound ON true
+    CROSS JOIN LATERAL (
+        SELECT seq, lock, scheduled_for FROM scheduled_commands
+        WHERE status = 'PENDING' AND queue = ANY(ARRAY[lower.q]) AND command_type = lower.t AND priority = lower.p
+          AND scheduled_for <= CASE WHEN bound.p = lower.p THEN bound.scheduled_for ELSE :now END
+          AND (bound.p IS DISTINCT FROM lower.p OR (scheduled_for, seq) <= (bound.scheduled_for, bound.seq))
+        ORDER BY queue, scheduled_for, seq
+        LIMIT :limit
+    ) AS c
+    WHERE lower.p IS NOT NULL
+),
 candidates AS (
     SELECT seq, lock, queue, priority, scheduled_for FROM (
         SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM heads
       UNION ALL
         SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM rest
+      UNION ALL
+        SELECT seq, lock, q AS queue, p AS priority, scheduled_for FROM lower_rows
     ) AS merged
     ORDER BY priority DESC, scheduled_for, seq
     LIMIT :window
@@ -173,7 +225,7 @@ RETURNING t.*
 
 #: The claim of a worker whose queues have no limits (limited queues left out: see the module docstring).
 CLAIM = (
-    _WALK.format(limited=" OR max_running IS NOT NULL OR rate_count IS NOT NULL")
+    _WALK.format(limited=" OR max_running IS NOT NULL OR rate_count IS NOT NULL", direct=_DIRECT)
     + _LOCKED.format(source="firsts")
     + _CLAIMED.format(slot="NULL", source="locked")
 )
@@ -276,4 +328,6 @@ granted AS (
 )
 
 #: The claim of a worker one of whose queues is limited: every queue, limited ones within their limits.
-CLAIM_LIMITED = _WALK.format(limited="") + _LIMITS + _CLAIMED.format(slot="granted.slot", source="granted")
+CLAIM_LIMITED = (
+    _WALK.format(limited="", direct=_DIRECT) + _LIMITS + _CLAIMED.format(slot="granted.slot", source="granted")
+)
