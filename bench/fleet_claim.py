@@ -143,6 +143,57 @@ def explain(url: str, layout: str, now: dt.datetime, c: Config, statement: objec
     }
 
 
+_PREPARED_WARMUP = 6
+
+
+def server_cpu(
+    url: str, layout: str, now: dt.datetime, c: Config, statements: dict[str, str]
+) -> dict[str, list[float]]:
+    """CPU milliseconds the server process spent on each claim statement (``/proc/PID/schedstat`` of the connection's
+    backend, so PostgreSQL must run on this machine): ``c.explain_runs`` runs of each of ``statements``, alternating,
+    each rolled back, after ``_PREPARED_WARMUP`` runs of each not counted. Much less moved by other processes' load
+    than elapsed time: a process waiting for a core accrues none."""
+    from scheduler_sql import _psycopg_placeholders
+
+    routed = layout == "routed"
+    params = {
+        "now": now,
+        "limit": c.batch,
+        "window": c.batch * 4,
+        "worker_id": "bench-cpu",
+        "lease_expires_at": now + dt.timedelta(minutes=5),
+        "queues": list(QUEUES) if routed else None,
+        "types": list(TYPES) if routed else None,
+    }
+    samples: dict[str, list[float]] = {label: [] for label in statements}
+    with psycopg.connect(libpq(url)) as conn:
+        conn.execute("SET jit = off")
+        conn.commit()
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        stat = f"/proc/{row[0]}/schedstat"
+        if not os.path.exists(stat):
+            return {}
+        # Prepared, and past PostgreSQL's first five custom plans, as on a worker's long-lived connections.
+        for run in range(_PREPARED_WARMUP + c.explain_runs):
+            for label, statement in statements.items():
+                query = _psycopg_placeholders(statement).encode()
+                bound = {k: v for k, v in params.items() if f":{k}" in statement}
+                before = run_ns(stat)
+                conn.execute(query, bound, prepare=True).fetchall()
+                after = run_ns(stat)
+                conn.rollback()
+                if run >= _PREPARED_WARMUP:
+                    samples[label].append((after - before) / 1e6)
+    return samples
+
+
+def run_ns(schedstat: str) -> int:
+    """Nanoseconds a process has run on a CPU (the first field of its ``schedstat``)."""
+    with open(schedstat) as f:
+        return int(f.read().split()[0])
+
+
 def due_rows_read(node: dict[str, Any]) -> int:
     """Rows the plan node and its children returned from range scans of the routed index (not its loose probes)."""
     own = 0
@@ -251,6 +302,8 @@ async def interleaved(
     """Every layout's database filled first, then ``c.rounds`` cycles alternating between them (A/B, then B/A):
     each cycle times ``c.claims`` claims, runs ``c.explain_runs`` EXPLAINs (and as many of ``other``, the claim
     statement of another version, when given) and drains ``c.drain`` entries, on every layout in turn."""
+    from stores.sql import _postgresql as sql_store
+
     names = {layout: f"{prefix}_{os.getpid()}_{layout}_{size}" for layout in layouts}
     urls: dict[str, str] = {}
     try:
@@ -285,6 +338,8 @@ async def interleaved(
                         assert before is not None
                         figures["other_server_ms"] = before["samples"]["execution_ms"]
                         figures["other_buffers"] = before["samples"]["buffers"]
+                    statements = {"cpu_ms": sql_store.CLAIM} | ({"other_cpu_ms": other} if other else {})
+                    figures |= await asyncio.to_thread(server_cpu, urls[layout], layout, now, c, statements)
                     figures["drain_per_s"] = [(await drain(stores[layout], layout, now, c))["per_s"]]
                     for key, values in figures.items():
                         got.setdefault(key, []).extend(values)
@@ -342,7 +397,7 @@ def main() -> None:
         c = dataclasses.replace(c, sizes=(2_000,), claims=5, warmup=1, explain_runs=1, drain=200)
     postgres = Postgres(args.postgres)
     if args.interleaved:
-        c = dataclasses.replace(c, claims=5, warmup=1, explain_runs=3, drain=c.drain // 20)
+        c = dataclasses.replace(c, claims=5, warmup=1, explain_runs=5, drain=c.drain // 20)
         other = load_statement(args.other) if args.other else None
         for size in c.sizes:
             for result in asyncio.run(interleaved(postgres, layouts, size, c, args.code, args.db_prefix, other)):
