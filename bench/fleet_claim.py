@@ -97,13 +97,27 @@ def route_for(layout: str) -> dict[str, Any]:
     return {"route": Route.of(QUEUES, TYPES)}
 
 
+def this_claim(layout: str) -> str | None:
+    """The claim statement the store of the code measured runs for the layout's route (``None``: none to EXPLAIN)."""
+    from stores.sql import _postgresql as sql_store
+
+    pick = getattr(sql_store, "claim_statement", None)
+    if pick is not None:
+        from stores.queues import Route
+
+        route = Route.of(QUEUES, TYPES) if layout == "routed" else Route.of(None, None)
+        return str(pick(route, limited=layout == "limited"))
+    statement = getattr(sql_store, "CLAIM_LIMITED" if layout == "limited" else "CLAIM", None)
+    return statement if isinstance(statement, str) else None
+
+
 def explain(url: str, layout: str, now: dt.datetime, c: Config, statement: object = None) -> dict[str, Any] | None:
     from scheduler_sql import _psycopg_placeholders
 
     from stores.sql import _postgresql as sql_store
 
     if statement is None:
-        statement = getattr(sql_store, "CLAIM_LIMITED" if layout == "limited" else "CLAIM", None)
+        statement = this_claim(layout)
     if not isinstance(statement, str):
         return None
     routed = layout == "routed"
@@ -302,8 +316,6 @@ async def interleaved(
     """Every layout's database filled first, then ``c.rounds`` cycles alternating between them (A/B, then B/A):
     each cycle times ``c.claims`` claims, runs ``c.explain_runs`` EXPLAINs (and as many of ``other``, the claim
     statement of another version, when given) and drains ``c.drain`` entries, on every layout in turn."""
-    from stores.sql import _postgresql as sql_store
-
     names = {layout: f"{prefix}_{os.getpid()}_{layout}_{size}" for layout in layouts}
     urls: dict[str, str] = {}
     try:
@@ -338,7 +350,7 @@ async def interleaved(
                         assert before is not None
                         figures["other_server_ms"] = before["samples"]["execution_ms"]
                         figures["other_buffers"] = before["samples"]["buffers"]
-                    statements = {"cpu_ms": sql_store.CLAIM} | ({"other_cpu_ms": other} if other else {})
+                    statements = {"cpu_ms": this_claim(layout) or ""} | ({"other_cpu_ms": other} if other else {})
                     figures |= await asyncio.to_thread(server_cpu, urls[layout], layout, now, c, statements)
                     figures["drain_per_s"] = [(await drain(stores[layout], layout, now, c))["per_s"]]
                     for key, values in figures.items():

@@ -29,7 +29,7 @@ from stores.queues import Route
 
 from ._backend import reason
 from ._group_commit import FENCED_FINISH, FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
-from ._pg_claim import CLAIM, CLAIM_LIMITED, CLAIM_WINDOW_FACTOR
+from ._pg_claim import CLAIM, CLAIM_WINDOW_FACTOR, claim_statement
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
@@ -278,7 +278,7 @@ class PostgresqlBackend:
         route: Route,
         limited: bool = False,
     ) -> Sequence[Row[Any]]:
-        statement = text(CLAIM_LIMITED if limited else CLAIM).columns(*ENTRIES.c)
+        statement = text(claim_statement(route, limited=limited)).columns(*ENTRIES.c)
         result = await conn.execute(
             statement,
             {
