@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.util
@@ -202,6 +203,18 @@ def server_cpu(
     return samples
 
 
+def database_cpu_ns(postgres: Postgres, database: str) -> int:
+    """Nanoseconds the server processes connected to ``database`` have run on a CPU, together (read from their
+    ``/proc/PID/schedstat``: PostgreSQL on this machine; a process that ended meanwhile is not counted)."""
+    with psycopg.connect(postgres.admin, autocommit=True, connect_timeout=5) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += run_ns(f"/proc/{pid}/schedstat")
+    return total
+
+
 def run_ns(schedstat: str) -> int:
     """Nanoseconds a process has run on a CPU (the first field of its ``schedstat``)."""
     with open(schedstat) as f:
@@ -352,7 +365,14 @@ async def interleaved(
                         figures["other_buffers"] = before["samples"]["buffers"]
                     statements = {"cpu_ms": this_claim(layout) or ""} | ({"other_cpu_ms": other} if other else {})
                     figures |= await asyncio.to_thread(server_cpu, urls[layout], layout, now, c, statements)
-                    figures["drain_per_s"] = [(await drain(stores[layout], layout, now, c))["per_s"]]
+                    server_before = database_cpu_ns(postgres, names[layout])
+                    client_before = time.process_time()
+                    drained = await drain(stores[layout], layout, now, c)
+                    client_ms = (time.process_time() - client_before) * 1000
+                    server_ms = (database_cpu_ns(postgres, names[layout]) - server_before) / 1e6
+                    figures["drain_per_s"] = [drained["per_s"]]
+                    figures["drain_server_cpu_ms_per_entry"] = [server_ms / drained["entries"]]
+                    figures["drain_client_cpu_ms_per_entry"] = [client_ms / drained["entries"]]
                     for key, values in figures.items():
                         got.setdefault(key, []).extend(values)
         finally:
@@ -409,7 +429,7 @@ def main() -> None:
         c = dataclasses.replace(c, sizes=(2_000,), claims=5, warmup=1, explain_runs=1, drain=200)
     postgres = Postgres(args.postgres)
     if args.interleaved:
-        c = dataclasses.replace(c, claims=5, warmup=1, explain_runs=5, drain=c.drain // 20)
+        c = dataclasses.replace(c, claims=5, warmup=1, explain_runs=5, drain=c.drain // 8)
         other = load_statement(args.other) if args.other else None
         for size in c.sizes:
             for result in asyncio.run(interleaved(postgres, layouts, size, c, args.code, args.db_prefix, other)):
