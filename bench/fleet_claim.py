@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import os
 import statistics
@@ -96,12 +98,27 @@ def route_for(layout: str) -> dict[str, Any]:
     return {"route": Route.of(QUEUES, TYPES)}
 
 
-def explain(url: str, layout: str, now: dt.datetime, c: Config) -> dict[str, float] | None:
+def this_claim(layout: str) -> str | None:
+    """The claim statement the store of the code measured runs for the layout's route (``None``: none to EXPLAIN)."""
+    from stores.sql import _postgresql as sql_store
+
+    pick = getattr(sql_store, "claim_statement", None)
+    if pick is not None:
+        from stores.queues import Route
+
+        route = Route.of(QUEUES, TYPES) if layout == "routed" else Route.of(None, None)
+        return str(pick(route, limited=layout == "limited"))
+    statement = getattr(sql_store, "CLAIM_LIMITED" if layout == "limited" else "CLAIM", None)
+    return statement if isinstance(statement, str) else None
+
+
+def explain(url: str, layout: str, now: dt.datetime, c: Config, statement: object = None) -> dict[str, Any] | None:
     from scheduler_sql import _psycopg_placeholders
 
     from stores.sql import _postgresql as sql_store
 
-    statement = getattr(sql_store, "CLAIM_LIMITED" if layout == "limited" else "CLAIM", None)
+    if statement is None:
+        statement = this_claim(layout)
     if not isinstance(statement, str):
         return None
     routed = layout == "routed"
@@ -137,7 +154,71 @@ def explain(url: str, layout: str, now: dt.datetime, c: Config) -> dict[str, flo
         "execution_ms": round(statistics.median(execution), 3),
         "buffers": int(statistics.median(buffers)),
         "due_rows_read": int(statistics.median(rows_read)),
+        "samples": {"execution_ms": execution, "buffers": buffers},
     }
+
+
+_PREPARED_WARMUP = 6
+
+
+def server_cpu(
+    url: str, layout: str, now: dt.datetime, c: Config, statements: dict[str, str]
+) -> dict[str, list[float]]:
+    """CPU milliseconds the server process spent on each claim statement (``/proc/PID/schedstat`` of the connection's
+    backend, so PostgreSQL must run on this machine): ``c.explain_runs`` runs of each of ``statements``, alternating,
+    each rolled back, after ``_PREPARED_WARMUP`` runs of each not counted. Much less moved by other processes' load
+    than elapsed time: a process waiting for a core accrues none."""
+    from scheduler_sql import _psycopg_placeholders
+
+    routed = layout == "routed"
+    params = {
+        "now": now,
+        "limit": c.batch,
+        "window": c.batch * 4,
+        "worker_id": "bench-cpu",
+        "lease_expires_at": now + dt.timedelta(minutes=5),
+        "queues": list(QUEUES) if routed else None,
+        "types": list(TYPES) if routed else None,
+    }
+    samples: dict[str, list[float]] = {label: [] for label in statements}
+    with psycopg.connect(libpq(url)) as conn:
+        conn.execute("SET jit = off")
+        conn.commit()
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        stat = f"/proc/{row[0]}/schedstat"
+        if not os.path.exists(stat):
+            return {}
+        # Prepared, and past PostgreSQL's first five custom plans, as on a worker's long-lived connections.
+        for run in range(_PREPARED_WARMUP + c.explain_runs):
+            for label, statement in statements.items():
+                query = _psycopg_placeholders(statement).encode()
+                bound = {k: v for k, v in params.items() if f":{k}" in statement}
+                before = run_ns(stat)
+                conn.execute(query, bound, prepare=True).fetchall()
+                after = run_ns(stat)
+                conn.rollback()
+                if run >= _PREPARED_WARMUP:
+                    samples[label].append((after - before) / 1e6)
+    return samples
+
+
+def database_cpu_ns(postgres: Postgres, database: str) -> int:
+    """Nanoseconds the server processes connected to ``database`` have run on a CPU, together (read from their
+    ``/proc/PID/schedstat``: PostgreSQL on this machine; a process that ended meanwhile is not counted)."""
+    with psycopg.connect(postgres.admin, autocommit=True, connect_timeout=5) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += run_ns(f"/proc/{pid}/schedstat")
+    return total
+
+
+def run_ns(schedstat: str) -> int:
+    """Nanoseconds a process has run on a CPU (the first field of its ``schedstat``)."""
+    with open(schedstat) as f:
+        return int(f.read().split()[0])
 
 
 def due_rows_read(node: dict[str, Any]) -> int:
@@ -148,7 +229,7 @@ def due_rows_read(node: dict[str, Any]) -> int:
     return own + sum(due_rows_read(child) for child in node.get("Plans", []))
 
 
-async def claims(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> dict[str, float]:
+async def claims(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> dict[str, Any]:
     samples: list[float] = []
     for i in range(c.warmup + c.claims):
         start = time.perf_counter()
@@ -163,7 +244,7 @@ async def claims(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> d
                 raise RuntimeError("a release failed")
         if i >= c.warmup:
             samples.append(elapsed * 1000)
-    return {"median_ms": round(statistics.median(samples), 3), "min_ms": round(min(samples), 3)}
+    return {"median_ms": round(statistics.median(samples), 3), "min_ms": round(min(samples), 3), "samples": samples}
 
 
 async def drain(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> dict[str, float]:
@@ -184,8 +265,10 @@ async def drain(store: SqlStore, layout: str, now: dt.datetime, c: Config) -> di
     return {"entries": done, "seconds": round(seconds, 2), "per_s": round(done / seconds, 1)}
 
 
-async def measure(postgres: Postgres, layout: str, size: int, round_: int, c: Config, code: str) -> dict[str, Any]:
-    name = f"bench_fleet_{os.getpid()}_{layout}_{size}_{round_}"
+async def measure(
+    postgres: Postgres, layout: str, size: int, round_: int, c: Config, code: str, prefix: str
+) -> dict[str, Any]:
+    name = f"{prefix}_{os.getpid()}_{layout}_{size}_{round_}"
     url = postgres.create(name)
     try:
         async with SqlStore(url) as store:  # the schema
@@ -203,7 +286,7 @@ async def measure(postgres: Postgres, layout: str, size: int, round_: int, c: Co
         progress(f"{code} {layout} {size}: inserted in {insert_s:.1f}s; claiming")
         async with SqlStore(url) as store:
             claim = await claims(store, layout, now, c)
-            claim["explain"] = await asyncio.to_thread(explain, url, layout, now, c)  # type: ignore[assignment]
+            claim["explain"] = await asyncio.to_thread(explain, url, layout, now, c)
             drained = await drain(store, layout, now, c)
     finally:
         postgres.drop(name)
@@ -222,6 +305,103 @@ async def measure(postgres: Postgres, layout: str, size: int, round_: int, c: Co
     }
 
 
+def load_statement(path: str) -> str:
+    """``CLAIM`` of another version of ``_pg_claim.py`` (a file path), to EXPLAIN beside this tree's on one database."""
+    spec = importlib.util.spec_from_file_location("other_pg_claim", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.CLAIM)
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def quartile(values: list[float]) -> float:
+    return round(statistics.quantiles(values, n=4)[0], 3) if len(values) > 1 else values[0]
+
+
+async def interleaved(
+    postgres: Postgres, layouts: list[str], size: int, c: Config, code: str, prefix: str, other: str | None
+) -> list[dict[str, Any]]:
+    """Every layout's database filled first, then ``c.rounds`` cycles alternating between them (A/B, then B/A):
+    each cycle times ``c.claims`` claims, runs ``c.explain_runs`` EXPLAINs (and as many of ``other``, the claim
+    statement of another version, when given) and drains ``c.drain`` entries, on every layout in turn."""
+    names = {layout: f"{prefix}_{os.getpid()}_{layout}_{size}" for layout in layouts}
+    urls: dict[str, str] = {}
+    try:
+        now = dt.datetime.now(dt.UTC)
+        for layout, name in names.items():
+            urls[layout] = postgres.create(name)
+            async with SqlStore(urls[layout]):  # the schema
+                pass
+            progress(f"{code} {layout} {size}: inserting")
+            await asyncio.to_thread(fill, urls[layout], layout, size, now)
+        now = dt.datetime.now(dt.UTC)
+        stores = {layout: SqlStore(urls[layout]) for layout in layouts}
+        for store in stores.values():
+            await store.__aenter__()
+        samples: dict[str, dict[str, list[float]]] = {layout: {} for layout in layouts}
+        try:
+            for layout in layouts:  # the heads of the groups carry dead index entries, as a busy queue's do
+                await claims(stores[layout], layout, now, dataclasses.replace(c, warmup=0, claims=40))
+            for round_ in range(c.rounds):
+                progress(f"{code} {size}: cycle {round_ + 1} of {c.rounds}")
+                for layout in layouts if round_ % 2 == 0 else list(reversed(layouts)):
+                    got = samples[layout]
+                    claim = await claims(stores[layout], layout, now, c)
+                    plan = await asyncio.to_thread(explain, urls[layout], layout, now, c)
+                    assert plan is not None
+                    figures: dict[str, list[float]] = {"claim_ms": claim["samples"]}
+                    figures["server_ms"] = plan["samples"]["execution_ms"]
+                    figures["buffers"] = plan["samples"]["buffers"]
+                    figures["due_rows"] = [plan["due_rows_read"]]
+                    if other is not None:
+                        before = await asyncio.to_thread(explain, urls[layout], layout, now, c, other)
+                        assert before is not None
+                        figures["other_server_ms"] = before["samples"]["execution_ms"]
+                        figures["other_buffers"] = before["samples"]["buffers"]
+                    statements = {"cpu_ms": this_claim(layout) or ""} | ({"other_cpu_ms": other} if other else {})
+                    figures |= await asyncio.to_thread(server_cpu, urls[layout], layout, now, c, statements)
+                    server_before = database_cpu_ns(postgres, names[layout])
+                    client_before = time.process_time()
+                    drained = await drain(stores[layout], layout, now, c)
+                    client_ms = (time.process_time() - client_before) * 1000
+                    server_ms = (database_cpu_ns(postgres, names[layout]) - server_before) / 1e6
+                    figures["drain_per_s"] = [drained["per_s"]]
+                    figures["drain_server_cpu_ms_per_entry"] = [server_ms / drained["entries"]]
+                    figures["drain_client_cpu_ms_per_entry"] = [client_ms / drained["entries"]]
+                    for key, values in figures.items():
+                        got.setdefault(key, []).extend(values)
+        finally:
+            for store in stores.values():
+                await store.__aexit__(None, None, None)
+    finally:
+        for name in names.values():
+            postgres.drop(name)
+    return [
+        {
+            "bench": "fleet_claim",
+            "mode": "interleaved",
+            "code": code,
+            "layout": layout,
+            "pending": size,
+            "cycles": c.rounds,
+            "batch": c.batch,
+            "medians": {key: median(values) for key, values in samples[layout].items()},
+            "lower_quartiles": {key: quartile(values) for key, values in samples[layout].items()},
+            "minimums": {key: round(min(values), 3) for key, values in samples[layout].items()},
+            "samples": samples[layout],
+            "load_average": os.getloadavg(),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+        }
+        for layout in layouts
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
@@ -230,7 +410,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="A/B rounds (each measures every layout once)")
     parser.add_argument("--code", default="this tree", help="a label for the code measured (the JSON's 'code')")
     parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
+    parser.add_argument("--db-prefix", default="bench_fleet", help="names of the databases created (bench_...)")
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="fill every layout's database first, then alternate between them within each round",
+    )
+    parser.add_argument("--other", help="with --interleaved: also EXPLAIN the CLAIM of this _pg_claim.py file")
     args = parser.parse_args()
+    if not args.db_prefix.startswith("bench_"):
+        parser.error("--db-prefix must start with bench_")
     sizes = tuple(int(s) for s in args.sizes.split(",") if s)
     layouts = [layout for layout in args.layouts.split(",") if layout]
     if set(layouts) - {"single", "routed", "limited"}:
@@ -239,10 +428,17 @@ def main() -> None:
     if args.quick:
         c = dataclasses.replace(c, sizes=(2_000,), claims=5, warmup=1, explain_runs=1, drain=200)
     postgres = Postgres(args.postgres)
+    if args.interleaved:
+        c = dataclasses.replace(c, claims=5, warmup=1, explain_runs=5, drain=c.drain // 8)
+        other = load_statement(args.other) if args.other else None
+        for size in c.sizes:
+            for result in asyncio.run(interleaved(postgres, layouts, size, c, args.code, args.db_prefix, other)):
+                print(json.dumps(result), flush=True)
+        return
     for size in c.sizes:
         for round_ in range(c.rounds):
             for layout in layouts if round_ % 2 == 0 else reversed(layouts):
-                result = asyncio.run(measure(postgres, layout, size, round_, c, args.code))
+                result = asyncio.run(measure(postgres, layout, size, round_, c, args.code, args.db_prefix))
                 print(json.dumps(result), flush=True)
 
 

@@ -253,10 +253,16 @@ class ScheduledCommandService:
             await self._run_startup_hooks()
             handled += await self._recover()
             while True:
+                # An attempt that ends while a claim is in flight may free its lock or add the next occurrence of
+                # its schedule after the claim read the store: idle only when a claim that began with nothing
+                # running finds nothing.
+                busy = bool(running)
                 claimed = await self._claims.claim()
                 handled += len(claimed)
                 if not claimed and not running:
-                    return handled
+                    if not busy:
+                        return handled
+                    continue
                 if running and (not claimed or len(running) >= self._settings.max_concurrency):
                     await asyncio.wait(tuple(running.values()), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -28,7 +28,7 @@ from stores.queues import Route
 
 from ._backend import reason
 from ._group_commit import Finish
-from ._pg_claim import CLAIM, CLAIM_LIMITED, CLAIM_WINDOW_FACTOR
+from ._pg_claim import CLAIM, CLAIM_WINDOW_FACTOR, claim_statement
 from ._pg_finish import FINISHED_CHANNEL, FINISHED_PER_NOTIFY, NOTIFY_CHANNEL, finish_batch
 from ._pg_new_rows import (
     _BULK_COPY,
@@ -149,7 +149,7 @@ class PostgresqlBackend:
         route: Route,
         limited: bool = False,
     ) -> Sequence[Row[Any]]:
-        statement = text(CLAIM_LIMITED if limited else CLAIM).columns(*ENTRIES.c)
+        statement = text(claim_statement(route, limited=limited)).columns(*ENTRIES.c)
         result = await conn.execute(
             statement,
             {

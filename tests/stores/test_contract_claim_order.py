@@ -24,6 +24,9 @@ __all__ = ["fleet_store"]
 QUEUES = ("a", "b", "c", "d")
 TYPES = tuple(f"tests.stores.Job{i}" for i in range(4))
 ROUTE = Route.of(QUEUES[:3], TYPES[:3])  # queue "d" and the fourth type are someone else's
+# The same entries routed, through more named (queue, type) pairs than PostgreSQL probes one by one
+# (``DIRECT_PAIRS_MAX``): it finds the pending queues and types instead. The extra names have no entries.
+WIDE_ROUTE = Route.of((*QUEUES[:3], "x", "y", "z"), (*TYPES[:3], *(f"tests.stores.Other{i}" for i in range(3))))
 ENTRIES = 300
 LIMIT = 7  # a window of 28 candidates over 9 to 27 routed groups: a share of 4 or 2 each
 
@@ -44,12 +47,27 @@ def most_groups_not_due(rng: random.Random, i: int) -> tuple[str, str, int, floa
     return queue, command_type, priority, rng.uniform(-100, 0) if due else rng.uniform(1, 100)
 
 
+def lower_priorities_matter(rng: random.Random, i: int) -> tuple[str, str, int, float]:
+    """Two groups' highest priority holds a few entries; their lower priority holds entries due before everyone
+    else's, so the best entries of a claim include lower-priority entries of groups whose highest priority ranks
+    above the candidate window's last."""
+    queue, command_type = rng.choice(QUEUES), rng.choice(TYPES)
+    if (queue, command_type) in {("a", TYPES[0]), ("b", TYPES[1])}:
+        return (queue, command_type, 1, rng.uniform(0, 100)) if i % 10 == 0 else (queue, command_type, 0, -150 - i / 10)
+    return queue, command_type, 0, rng.uniform(-100, 0)
+
+
 Layout = Callable[[random.Random, int], tuple[str, str, int, float]]
 
 
-@pytest.mark.parametrize("layout", [uniform, one_group_holds_the_best, most_groups_not_due], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("route", [ROUTE, WIDE_ROUTE], ids=["pairs", "wide"])
+@pytest.mark.parametrize(
+    "layout",
+    [uniform, one_group_holds_the_best, most_groups_not_due, lower_priorities_matter],
+    ids=lambda f: f.__name__,
+)
 async def test_every_routed_claim_takes_the_best_due_entries(
-    fleet_store: ScheduledCommandStore, layout: Layout
+    fleet_store: ScheduledCommandStore, layout: Layout, route: Route
 ) -> None:
     rng = random.Random(f"claim-order-{layout.__name__}")
     entries: list[ScheduledCommandEntry] = []
@@ -66,6 +84,16 @@ async def test_every_routed_claim_takes_the_best_due_entries(
     assert len(expected) > 4 * LIMIT
 
     claimed: list[list[str]] = []
-    while batch := await claim_ids(fleet_store, ROUTE, now=BASE, limit=LIMIT):
+    while batch := await claim_ids(fleet_store, route, now=BASE, limit=LIMIT):
         claimed.append(sorted(batch, key=order.__getitem__))
     assert claimed == [sorted(expected[n : n + LIMIT], key=order.__getitem__) for n in range(0, len(expected), LIMIT)]
+
+
+@pytest.mark.parametrize("route", [ROUTE, WIDE_ROUTE], ids=["pairs", "wide"])
+async def test_a_routed_claim_leaves_a_paused_queue_alone(fleet_store: ScheduledCommandStore, route: Route) -> None:
+    entries = [make_entry(queue=queue, command_type=TYPES[0], scheduled_for=BASE) for queue in QUEUES[:3]]
+    await fleet_store.add(entries)
+    await fleet_store.set_queue_paused("a", True)
+    assert sorted(await claim_ids(fleet_store, route, now=BASE)) == sorted(e.id for e in entries[1:])
+    await fleet_store.set_queue_paused("a", False)
+    assert await claim_ids(fleet_store, route, now=BASE) == [entries[0].id]
