@@ -277,7 +277,10 @@ class SqlStore(SqlDependants):
         """The limited queues ``route`` may claim, read again at most once a second (a queue limited meanwhile is
         skipped by the ordinary claim at once, and claimed within its limits from the next reading on)."""
         if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
-            async with self._read() as conn:
+            # PostgreSQL: one SELECT in autocommit, as the claim runs. A read transaction ends in ROLLBACK, on which
+            # psycopg drops the connection's prepared statements: the claim was planned afresh after every reading.
+            reading = self._single_statement() if self._backend.name == "postgresql" else self._read()
+            async with reading as conn:
                 self._limited_names = tuple(sorted(await queue_queries.limited_queues(conn, None)))
             self._limited_read_at = time.monotonic()
         return [name for name in self._limited_names if route.queues is None or name in route.queues]
