@@ -450,7 +450,9 @@ class Attempts:
         wake_at: datetime | None = None,
     ) -> None:
         """The one reporting path: the store's lease-fenced write; then, only if it took, the observers, the log
-        record, a wake-up for the loop (an entry due again at ``wake_at``) and the notification."""
+        record, a wake-up for the loop (an entry due again at ``wake_at``) and the notification. The entry's slot is
+        free for the next claim from the start of the write (its lease is held until the write is done)."""
+        self._leases.recording_outcome(entry.id)
         if not await written:
             logger.warning(
                 "could not %s %s %s: this worker no longer holds its lease (another worker took it over)",

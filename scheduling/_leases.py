@@ -60,14 +60,28 @@ class Leases:
         self._tokens: dict[str, str] = {}
         self.cancelled_here: set[str] = set()  # attempts this service cancelled (released, not failed)
         self.not_started: set[str] = set()  # claimed ahead, waiting for their due time
+        #: Attempts whose handler has returned and whose outcome is being written: the entry keeps its task and its
+        #: lease (renewed, waited for at shutdown) but no longer its slot, so the next claim is not held back by the
+        #: outcome's round trip. At most ``max_concurrency`` of them count apart from the slots (``free``).
+        self.recording: set[str] = set()
         #: Cancel requests for the entries held here, listened for from the claim until the slot is freed.
         self.cancels = CancelRequests(store)
         self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
 
     @property
     def free(self) -> int:
-        """Slots free for claiming."""
-        return self._settings.max_concurrency - len(self.running)
+        """Slots free for claiming: ``max_concurrency`` less the attempts not yet at their outcome, and never more
+        than ``2 * max_concurrency`` entries held in all (so a crash repeats at most that many)."""
+        held = len(self.running)
+        limit = self._settings.max_concurrency
+        return min(limit - (held - len(self.recording)), 2 * limit - held)
+
+    def recording_outcome(self, entry_id: str) -> None:
+        """The attempt of ``entry_id`` has its outcome and is writing it: its slot is free for the next claim while
+        its task keeps the lease until the write is done (the claim and the outcome's round trip overlap)."""
+        if entry_id in self.running and entry_id not in self.recording:
+            self.recording.add(entry_id)
+            self._wake_if_refilled()
 
     # -- tasks ------------------------------------------------------------------------------------------------
 
@@ -102,9 +116,19 @@ class Leases:
         self.cancels.release(entry_id)
         self.cancelled_here.discard(entry_id)
         self.not_started.discard(entry_id)
-        # Only a loop waiting for free slots needs waking, or one that may claim the next entry of the lock this
-        # entry just gave up (its outcome is recorded); otherwise it sleeps until the next due time.
-        if locked or (self._wakeup.waiting_for_capacity and (self.free >= self._refill_at or not self.running)):
+        self.recording.discard(entry_id)
+        # One that may claim the next entry of the lock this entry just gave up (its outcome is recorded).
+        if locked:
+            self._wakeup.set()
+        else:
+            self._wake_if_refilled()
+
+    def _wake_if_refilled(self) -> None:
+        # Only a loop waiting for free slots needs waking; otherwise it sleeps until the next due time.
+        if not self._wakeup.waiting_for_capacity:
+            return
+        free = self.free
+        if free > 0 and (free >= self._refill_at or len(self.running) == len(self.recording)):
             self._wakeup.set()
 
     def cancel(self, entry_id: str) -> None:

@@ -112,7 +112,7 @@ class ScheduledCommandService:
     @property
     def running(self) -> int:
         """Commands running right now (not counting those claimed ahead and waiting for their due time)."""
-        return len(self._leases.running) - len(self._leases.not_started)
+        return len(self._leases.running) - len(self._leases.not_started) - len(self._leases.recording)
 
     @property
     def is_running(self) -> bool:

@@ -186,10 +186,13 @@ firsts AS (
     WHERE lock IS NULL OR nth = 1
 ),"""
 
+# ``(status || '')``: no index on PENDING entries can serve this step, so the candidates are fetched by key whatever
+# the statistics say. A table filled in bulk and not analyzed yet had the planner scan every due entry's index key
+# here, filtering by ``seq``, in every claim (9,660 rows read for 40 candidates, 10,000 pending).
 _LOCKED = """
 locked AS (
     SELECT seq, queue, priority, scheduled_for FROM scheduled_commands
-    WHERE seq = ANY(ARRAY(SELECT seq FROM {source})) AND status = 'PENDING' AND scheduled_for <= :now
+    WHERE seq = ANY(ARRAY(SELECT seq FROM {source})) AND (status || '') = 'PENDING' AND scheduled_for <= :now
     ORDER BY priority DESC, scheduled_for, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED

@@ -9,6 +9,7 @@ them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
@@ -255,11 +256,17 @@ class SqlStore(SqlRecords, SqlDependants):
                     raise
         return []
 
+    def _one_select(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for one SELECT of the claim loop's: in autocommit on PostgreSQL, as the claim runs. A read
+        transaction ends in ROLLBACK, on which psycopg drops the connection's prepared statements: the claim and the
+        outcome statement were planned afresh after every such read."""
+        return self._single_statement() if self._backend.name == "postgresql" else self._read()
+
     async def _limited_queues(self, route: Route) -> list[str]:
         """The limited queues ``route`` may claim, read again at most once a second (a queue limited meanwhile is
         skipped by the ordinary claim at once, and claimed within its limits from the next reading on)."""
         if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
-            async with self._read() as conn:
+            async with self._one_select() as conn:
                 self._limited_names = tuple(sorted(await queue_queries.limited_queues(conn, None)))
             self._limited_read_at = time.monotonic()
         return [name for name in self._limited_names if route.queues is None or name in route.queues]
@@ -346,7 +353,7 @@ class SqlStore(SqlRecords, SqlDependants):
             return await queue_queries.list_queues(conn)
 
     async def next_start_at(self, now: datetime, queues: Collection[str] | None = None) -> datetime | None:
-        async with self._read() as conn:
+        async with self._one_select() as conn:
             return await queue_queries.next_start_at(conn, now, queues)
 
     async def count_by_status(self) -> dict[ScheduledCommandStatus, int]:
@@ -387,7 +394,7 @@ class SqlStore(SqlRecords, SqlDependants):
         return queries.readable_listing(rows, None)
 
     async def next_due_at(self) -> datetime | None:
-        async with self._read() as conn:
+        async with self._one_select() as conn:
             return await self._backend.next_due_at(conn)
 
     async def purge_finished(
