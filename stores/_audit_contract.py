@@ -12,7 +12,7 @@ __all__ = ["AuditTrailStore"]
 
 
 class AuditTrailStore(ABC):
-    """The audit-trail methods every store implements (``tests/stores/test_contract_audit.py``).
+    """The audit-trail methods every store implements (``stores.testing.StoreContract``).
 
     .. versionadded:: 0.6
     """

@@ -17,7 +17,7 @@ __all__ = ["ClaimStore"]
 
 
 class ClaimStore(ABC):
-    """Claims and their fenced outcomes (``tests/stores/test_contract.py``, ``test_contract_outcomes.py``)."""
+    """Claims and their fenced outcomes (``stores.testing.StoreContract``)."""
 
     if TYPE_CHECKING:
 

@@ -15,7 +15,7 @@ __all__ = ["DependencyStore"]
 
 
 class DependencyStore:
-    """The dependency methods (``tests/stores/test_contract_dependencies.py``).
+    """The dependency methods (``stores.testing.DependencyContract``).
 
     .. versionadded:: 0.7
     """

@@ -14,7 +14,7 @@ __all__ = ["QueueStore"]
 
 
 class QueueStore:
-    """The queue methods (``tests/stores/test_contract_queues.py``, ``test_contract_queue_limits.py``).
+    """The queue methods (``stores.testing.QueueContract``).
 
     .. versionadded:: 0.5
     """

@@ -19,7 +19,20 @@ __all__ = ["ReadingStore"]
 
 
 class ReadingStore(ABC):
-    """Reading and housekeeping (``tests/stores/test_contract.py`` and the search, purge and count suites)."""
+    """Reading and housekeeping (``stores.testing.StoreContract``; searches: ``SearchContract``; outcome counts:
+    ``OutcomeCountContract``)."""
+
+    #: Whether ``list_entries`` and ``count_entries`` answer searches (an ``EntryFilter`` whose ``searches`` is
+    #: true); a store that answers only from its indexes refuses them with ``UnsupportedFeatureError``.
+    #:
+    #: .. versionadded:: 0.8
+    supports_search: bool = True
+
+    #: Whether ``count_outcomes`` keeps the counts of an hour that settled (and was asked for) after its entries are
+    #: purged, as a rollup does; a store that counts from what it holds forgets them with the entries.
+    #:
+    #: .. versionadded:: 0.8
+    keeps_outcome_counts: bool = False
 
     @abstractmethod
     async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:

@@ -30,6 +30,9 @@ _TERMINAL_ORDER = tuple(sorted(TERMINAL_STATUSES))
 
 
 class RedisReads:
+    #: Searches (an ``EntryFilter`` beyond status, command type and correlation id) are refused: no index answers them.
+    supports_search = False
+
     if TYPE_CHECKING:  # supplied by RedisStore
 
         async def _run(self, script: str, *args: str | int) -> Any: ...

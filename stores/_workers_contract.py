@@ -1,5 +1,5 @@
 """The worker-registry part of the store contract, a base of ``ScheduledCommandStore``: every running worker's
-record, kept by its heartbeats (``tests/stores/test_contract_workers.py``)."""
+record, kept by its heartbeats (``stores.testing.StoreContract``)."""
 
 from __future__ import annotations
 

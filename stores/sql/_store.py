@@ -77,6 +77,9 @@ class SqlStore(SqlRecords, SqlDependants):
     .. versionadded:: 0.1
     """
 
+    #: Settled hours of ``count_outcomes`` are kept in a rollup table: they survive a purge of their entries.
+    keeps_outcome_counts = True
+
     #: The limited queues as last read, and when (``time.monotonic()``).
     _limited_names: tuple[str, ...] = ()
     _limited_read_at: float = -math.inf

@@ -1,5 +1,6 @@
-"""The store contract, asserted identically for every store in ``STORE_FACTORIES`` (``conftest.py``): the suite
-is the one shipped for custom stores, ``stores.testing``. Here too: the ABC's default operator queries agree with
+"""The store contract and every optional feature's suite, asserted identically for every store in
+``STORE_FACTORIES`` (``conftest.py``): the suites are the ones shipped for custom stores, ``stores.testing``
+(``EveryFeatureContract``). Here too: the ABC's default operator queries agree with
 MemoryStore's own answers."""
 
 from __future__ import annotations
@@ -7,12 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from stores import MemoryStore, ScheduledCommandStore
-from stores.testing import BASE, StoreContract
+from stores.testing import BASE, EveryFeatureContract
 from stores.testing._helpers import CANCELLED, COMPLETED, EXPIRED, FAILED, add_and_claim, at, entry_in_status, finish_at
 
 
-class TestStoreContract(StoreContract):
-    """``stores.testing``'s suite; ``store_factory`` comes from ``conftest.py``, once per store."""
+class TestStoreContract(EveryFeatureContract):
+    """``stores.testing``'s suites; ``store_factory`` comes from ``conftest.py``, once per store."""
 
 
 class _StoreWithBaseThroughput(MemoryStore):

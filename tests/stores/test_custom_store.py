@@ -11,7 +11,7 @@ import pytest
 from stores import MemoryStore
 from stores.entries import ScheduledCommandEntry
 from stores.queues import Route
-from stores.testing import StoreContract, StoreFactory
+from stores.testing import DependencyContract, QueueContract, SearchContract, StoreContract, StoreFactory
 
 
 class CountingStore(MemoryStore):
@@ -43,3 +43,6 @@ def test_the_suite_is_every_contract_test() -> None:
     assert "test_complete" in tests
     assert "test_claim_order_property" in tests
     assert "test_the_registry_is_shared_by_stores_on_one_database" in tests
+    # The optional features' suites are opt-in: not part of StoreContract.
+    for optional in (QueueContract, DependencyContract, SearchContract):
+        assert not any(hasattr(TestCountingStore, name) for name in dir(optional) if name.startswith("test_"))

@@ -101,11 +101,26 @@ def test_stores_exports_exactly_the_contract() -> None:
 
 
 #: The store contract suite shipped for custom stores (docs/stores.md, "Writing a custom store").
-STORES_TESTING_API = ["BASE", "StoreContract", "StoreFactory", "at", "make_attempt", "make_entry"]
+STORES_TESTING_API = [
+    "BASE",
+    "CancelRunningContract",
+    "DependencyContract",
+    "EveryFeatureContract",
+    "FinishListenerContract",
+    "OutcomeCountContract",
+    "QueueContract",
+    "SearchContract",
+    "StoreContract",
+    "StoreFactory",
+    "at",
+    "make_attempt",
+    "make_entry",
+]
 
 
 def test_stores_testing_exports_exactly_the_suite_and_its_helpers() -> None:
-    """``stores.testing.__all__`` lists the base test class, the factory type and the helpers, each importable."""
+    """``stores.testing.__all__`` lists the base test classes (the contract and each optional feature's suite), the
+    factory type and the helpers, each importable."""
     assert_public_api("stores.testing", STORES_TESTING_API)
 
 

@@ -1,4 +1,4 @@
-"""The cancel-running contract (``request_cancel`` and ``cancel_claimed``), for every store in ``STORE_FACTORIES``.
+"""The cancel-running contract (``request_cancel`` and ``cancel_claimed``): ``CancelRunningContract``.
 
 An operator's request marks a PROCESSING entry and wakes its holder (through the finish listeners, in this process
 or another); the holder then ends the entry CANCELLED, fenced by its lease like every outcome. A request for an
@@ -8,15 +8,13 @@ entry that is not running changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stores import MemoryStore, ScheduledCommandStore
-from stores.testing._helpers import BASE, CANCELLED, COMPLETED, PROCESSING, at, claim, make_attempt, make_entry
+from stores.base import ScheduledCommandStore
 
-StoreFactory = Callable[[Path], ScheduledCommandStore]
+from ._helpers import BASE, CANCELLED, COMPLETED, PROCESSING, StoreFactory, at, claim, make_attempt, make_entry
 
 
 async def test_a_request_marks_the_running_entry_and_calls_its_listeners(store: ScheduledCommandStore) -> None:
@@ -101,8 +99,8 @@ async def test_another_store_on_the_same_database_hears_the_request_promptly(
 ) -> None:
     """The holder runs in another process: its store object hears the request within a second, no polling."""
     async with store_factory(tmp_path) as writer:
-        if isinstance(writer, MemoryStore):
-            pytest.skip("a MemoryStore is not shared")
+        if not writer.durable:
+            pytest.skip(f"{writer.description} is not durable: another store object does not share its data")
         async with store_factory(tmp_path) as holder:
             entry = make_entry()
             await writer.add([entry])

@@ -1,5 +1,6 @@
 """The dependency contract (``add_dependants``: ``ScheduleOptions.after`` and groups), for every store that keeps
-dependencies (every store here does); a store that cannot must refuse them with ``UnsupportedFeatureError``.
+dependencies (``supports_dependencies``): ``DependencyContract``. The tests take ``workflow_store``, the store under
+test (a fixture of the contract class that skips a store declaring it keeps none).
 
 A dependant waits, WAITING and not claimable, until its parents meet its condition; every parent's outcome updates
 it in the transaction that writes the outcome (release at the last parent, cancellation naming the parent when the
@@ -12,12 +13,11 @@ import asyncio
 
 import pytest
 
-from stores import ScheduledCommandStore
-from stores._dependencies_contract import DependencyStore
+from stores.base import ScheduledCommandStore
 from stores.dependencies import Dependency, UnknownParentError
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import UnsupportedFeatureError
-from stores.testing._helpers import (
+
+from ._helpers import (
     BASE,
     CANCELLED,
     COMPLETED,
@@ -31,13 +31,6 @@ from stores.testing._helpers import (
 )
 
 WAITING = ScheduledCommandStatus.WAITING
-
-
-@pytest.fixture
-def workflow_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
-    if not store.supports_dependencies:
-        pytest.skip("this store cannot keep dependencies: it refuses them (test_a_store_without_them_refuses_them)")
-    return store
 
 
 async def status_of(store: ScheduledCommandStore, entry_id: str) -> ScheduledCommandEntry:
@@ -70,13 +63,6 @@ async def run(
         assert await store.cancel_claimed(entry_id, token, error_message="cancelled", attempt=attempt)
     else:  # pragma: no cover - a typo in a test
         raise AssertionError(outcome)
-
-
-async def test_a_store_without_them_refuses_them() -> None:
-    """The contract's default (a store that cannot keep dependencies) refuses them, naming the feature."""
-    child = make_entry()
-    with pytest.raises(UnsupportedFeatureError, match="dependencies"):
-        await DependencyStore().add_dependants([child], {child.id: Dependency(("parent",))})
 
 
 async def test_a_dependant_waits_unclaimable_and_is_released_by_its_parents_completion(

@@ -2,7 +2,8 @@
 best ``limit`` due entries of the route (priority first, then due time, then scheduling order) however the entries
 are spread over the groups, including when one group holds all the best ones and when most groups have nothing
 due. PostgreSQL reads each group's share of the candidate window and then only what can beat the window's bound
-(``stores/sql/_pg_claim.py``): these layouts are the ones where a share alone would miss entries.
+(``stores/sql/_pg_claim.py``): these layouts are the ones where a share alone would miss entries. Part of
+``QueueContract``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import random
 from collections.abc import Callable
 
 import pytest
-from test_contract_queues import claim_ids, fleet_store, make_entry
 
-from stores import ScheduledCommandStore
+from stores.base import ScheduledCommandStore
 from stores.entries import ScheduledCommandEntry
 from stores.queues import Route
-from stores.testing._helpers import BASE
 
-__all__ = ["fleet_store"]
+from ._helpers import BASE, make_entry
+from ._queues import claim_ids
 
 QUEUES = ("a", "b", "c", "d")
 TYPES = tuple(f"tests.stores.Job{i}" for i in range(4))

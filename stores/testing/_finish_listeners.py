@@ -1,9 +1,9 @@
-"""The store contract's finish listeners (``add_finish_listener``), for every store in ``STORE_FACTORIES``.
+"""The contract of a store's finish listeners (``add_finish_listener``): ``FinishListenerContract``.
 
 A listener registered for an entry id is called when that entry reaches a terminal status, whichever transition
 took it there, and is not called for transitions that leave it running or waiting. On the stores shared between
-processes, a second store object on the same database (another connection: a LISTEN, the SQLite commit watcher, a
-pub/sub subscription) hears a finish written through the first one, promptly.
+processes (``durable``), a second store object on the same database (another connection: a LISTEN, the SQLite
+commit watcher, a pub/sub subscription) hears a finish written through the first one, promptly.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from stores import MemoryStore, ScheduledCommandStore
-from stores.testing._helpers import BASE, at, claim, make_attempt, make_entry
+from stores.base import ScheduledCommandStore
 
-StoreFactory = Callable[[Path], ScheduledCommandStore]
+from ._helpers import BASE, StoreFactory, at, claim, make_attempt, make_entry
 
 #: Each way an entry reaches a terminal status, from PENDING.
 Finisher = Callable[[ScheduledCommandStore, str], Awaitable[object]]
@@ -133,8 +132,8 @@ async def test_another_store_on_the_same_database_hears_the_finish_promptly(
     """A finish written through one store object wakes the listeners of another on the same database (another
     process, in production) through the store's own channel, within a fraction of a second: no polling."""
     async with store_factory(tmp_path) as writer:
-        if isinstance(writer, MemoryStore):
-            pytest.skip("a MemoryStore is not shared")
+        if not writer.durable:
+            pytest.skip(f"{writer.description} is not durable: another store object does not share its data")
         async with store_factory(tmp_path) as watcher:
             entry = make_entry()
             await writer.add([entry])
@@ -157,8 +156,8 @@ async def test_the_listening_starts_with_a_check_of_what_already_finished(
     """A listener registered on a store that was not yet listening still hears an entry that finished before
     the store's channel was up (the store re-checks the watched ids once listening)."""
     async with store_factory(tmp_path) as writer:
-        if isinstance(writer, MemoryStore):
-            pytest.skip("a MemoryStore is not shared")
+        if not writer.durable:
+            pytest.skip(f"{writer.description} is not durable: another store object does not share its data")
         entry = make_entry()
         await writer.add([entry])
         watcher = store_factory(tmp_path)

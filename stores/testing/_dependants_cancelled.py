@@ -1,6 +1,7 @@
 """The dependants a store cancels because of a parent are reported to its ``DependantsCancelledListener``, once
 each, after the commit, by the store instance that cancelled them, from every path that ends a parent: a worker's
-outcome (alone or in a batch), an operator or correlation cancel, an insert after a parent that already failed."""
+outcome (alone or in a batch), an operator or correlation cancel, an insert after a parent that already failed.
+Part of ``DependencyContract``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-from test_contract_dependencies import run, status_of
 
-from stores import ScheduledCommandStore
+from stores.base import ScheduledCommandStore
 from stores.dependencies import Dependency
 from stores.entries import ScheduledCommandEntry
-from stores.testing._helpers import CANCELLED, at, claim, make_attempt, make_entry
+
+from ._dependencies import run, status_of
+from ._helpers import CANCELLED, at, claim, make_attempt, make_entry
 
 
 class Heard:
@@ -25,13 +27,6 @@ class Heard:
 
     def ids(self) -> list[str]:
         return [entry.id for entry in self.entries]
-
-
-@pytest.fixture
-def workflow_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
-    if not store.supports_dependencies:
-        pytest.skip("this store cannot keep dependencies: it refuses them")
-    return store
 
 
 @pytest.mark.parametrize("outcome", ["dead_letter", "expire", "cancel_claimed"])

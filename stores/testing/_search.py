@@ -1,5 +1,6 @@
-"""The entries search (``EntryFilter``) and the bounded count, on every store: the same answers as
-``EntryFilter.matches``; RedisStore refuses the searches no index answers, saying so."""
+"""The entries search (``EntryFilter``) and the bounded count: the same answers as ``EntryFilter.matches``; a store
+that declares it cannot search (``supports_search`` False, as RedisStore: no index answers a search) refuses the
+searches, saying so. ``SearchContract``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from scheduling.entries import ScheduledCommandStatus
-from stores import RedisStore, ScheduledCommandStore
+from stores.base import ScheduledCommandStore
+from stores.entries import ScheduledCommandStatus
 from stores.errors import UnsupportedFeatureError
 from stores.filters import EntryFilter
-from stores.testing._helpers import BASE, at, make_entry
+
+from ._helpers import BASE, at, make_entry
 
 PENDING, FAILED, COMPLETED = (
     ScheduledCommandStatus.PENDING,
@@ -21,7 +23,7 @@ PENDING, FAILED, COMPLETED = (
 )
 
 
-def _entries() -> list[Any]:
+def search_entries() -> list[Any]:
     """Six entries: created a minute apart, due and finished at known times, some with errors."""
     made = []
     for i in range(6):
@@ -61,11 +63,11 @@ FILTERS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("fields", list(FILTERS.values()), ids=list(FILTERS))
 async def test_list_and_count_answer_like_the_filter(store: ScheduledCommandStore, fields: dict[str, Any]) -> None:
     """``list_entries(where=...)`` lists (in both orders) and ``count_entries`` counts what ``matches`` says."""
-    entries = _entries()
+    entries = search_entries()
     await store.add(entries)
     where = EntryFilter(**fields)
-    if isinstance(store, RedisStore) and where.searches:
-        with pytest.raises(UnsupportedFeatureError, match="does not support searching entries"):
+    if where.searches and not store.supports_search:
+        with pytest.raises(UnsupportedFeatureError, match="does not support searching"):
             await store.list_entries(where=where)
         return
     stored = [await store.get(entry.id) for entry in entries]
@@ -87,7 +89,7 @@ async def test_the_bounded_count_stops_past_its_limit(store: ScheduledCommandSto
 
 async def test_arguments_and_filter_combine(store: ScheduledCommandStore) -> None:
     """The filter arguments of ``list_entries`` and ``where`` must both hold; a contradiction is a clear error."""
-    await store.add(_entries())
+    await store.add(search_entries())
     everything = await store.list_entries()
     listed = await store.list_entries(status=PENDING, where=EntryFilter(command_type="B"))
     assert listed == [e for e in everything if e.status is PENDING and e.command_type == "B"]
@@ -96,47 +98,21 @@ async def test_arguments_and_filter_combine(store: ScheduledCommandStore) -> Non
         await store.list_entries(status=FAILED, where=EntryFilter(status=PENDING))
 
 
-async def test_a_dense_search_lists_the_same_as_a_sparse_one(
-    store: ScheduledCommandStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SQL stores list a search matching many rows by walking ``seq`` and one matching few by sorting its matches
-    (``stores.sql._search.SearchPlans``); both give the same pages (here with the threshold lowered to 1), and a
-    deep page (found by its keys first) the same rows as a shallow one."""
-    from stores.sql import _queries, _search
-
-    await store.add(_entries())
-    where = EntryFilter(id_prefix="ab")
-    if isinstance(store, RedisStore):
-        return
-    sparse = [await store.list_entries(where=where, newest_first=True, limit=2, offset=o) for o in (0, 2)]
-    monkeypatch.setattr(_search, "SPARSE_LIMIT", 1)
-    monkeypatch.setattr(_search.SearchPlans, "MEMORY_SECONDS", -1.0)
-    dense = [await store.list_entries(where=where, newest_first=True, limit=2, offset=o) for o in (0, 2)]
-    assert dense == sparse and [len(page) for page in sparse] == [2, 1]
-    monkeypatch.setattr(_queries, "DEEP_OFFSET", 1)
-    assert await store.list_entries(where=where, newest_first=True, limit=2, offset=2) == sparse[1]
-    assert await store.list_entries(limit=3, offset=3) == (await store.list_entries())[3:]
-
-
-async def test_a_created_range_lists_by_creation_time(
-    store: ScheduledCommandStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_created_range_lists_by_creation_time(store: ScheduledCommandStore) -> None:
     """With a created range the listing is in creation order, then scheduling order (``EntryFilter.by_creation``),
-    so that SQL reads a range's newest rows through its index; a deep page gives the same rows as a shallow one."""
-    from stores.sql import _queries
-
+    so that SQL reads a range's newest rows through its index."""
     minutes = (3, 1, 2, 2)  # scheduled in this order, created at these minutes
     entries = [make_entry(created_at=BASE + timedelta(minutes=m)) for m in minutes]
     for entry in entries:  # one by one: scheduling order is the order of the list
         await store.add([entry])
     where = EntryFilter(created_after=BASE, created_before=BASE + timedelta(hours=1))
-    if isinstance(store, RedisStore):
+    if not store.supports_search:
+        with pytest.raises(UnsupportedFeatureError, match="does not support searching"):
+            await store.list_entries(where=where)
         return
     by_creation = [entries[i].id for i in (1, 2, 3, 0)]
     assert [e.id for e in await store.list_entries(where=where)] == by_creation
     newest = [e.id for e in await store.list_entries(where=where, newest_first=True)]
     assert newest == by_creation[::-1]
     assert [e.id for e in await store.list_entries(newest_first=True)] == [e.id for e in entries[::-1]]
-    monkeypatch.setattr(_queries, "DEEP_OFFSET", 1)
-    deep = await store.list_entries(where=where, newest_first=True, limit=2, offset=2)
-    assert [e.id for e in deep] == newest[2:]
+    assert [e.id for e in await store.list_entries(where=where, newest_first=True, limit=2, offset=2)] == newest[2:]

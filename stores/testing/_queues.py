@@ -1,5 +1,6 @@
 """The store contract of queues, routing, pausing and locks (``claim_due(route=...)``, ``set_queue_paused``,
-``list_queues``), asserted identically for every store.
+``list_queues``), asserted identically for every store: ``QueueContract``. The tests take ``fleet_store``, the
+store under test (a fixture of the contract class).
 """
 
 from __future__ import annotations
@@ -8,18 +9,13 @@ from typing import Any
 
 import pytest
 
-from stores import ScheduledCommandStore
+from stores.base import ScheduledCommandStore
 from stores.queues import QueueInfo, Route
-from stores.testing._helpers import BASE, LEASE, PENDING, PROCESSING, WORKER, at, make_attempt, make_entry
+
+from ._helpers import BASE, LEASE, PENDING, PROCESSING, WORKER, at, make_attempt, make_entry
 
 EMAIL = "tests.stores.SendEmail"
 REPORT = "tests.stores.BuildReport"
-
-
-@pytest.fixture
-def fleet_store(store: ScheduledCommandStore) -> ScheduledCommandStore:
-    """The store under test (every store has the fleet features)."""
-    return store
 
 
 async def claim_ids(store: ScheduledCommandStore, route: Route | None = None, **kwargs: Any) -> list[str]:

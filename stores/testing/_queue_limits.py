@@ -1,6 +1,6 @@
 """The store contract of fleet-wide queue limits (``set_queue_limits``): ``max_running`` caps the queue's PROCESSING
 entries, a rate caps its starts within any window of ``rate.per``; enforced by the claim, identically for every store
-that has them, concurrent claims included.
+that has them, concurrent claims included: part of ``QueueContract``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from test_contract_queues import claim_ids, fleet_store
 
-from stores import ScheduledCommandStore
+from stores.base import ScheduledCommandStore
 from stores.queues import QueueInfo, QueueLimits, RateLimit, Route
-from stores.testing._helpers import BASE, LEASE, WORKER, at, make_attempt, make_entry
 
-__all__ = ["fleet_store"]  # the fixture, shared with the queue contract
+from ._helpers import LEASE, WORKER, at, make_attempt, make_entry
+from ._queues import claim_ids
 
 
 async def complete(store: ScheduledCommandStore, entry_id: str) -> None:
@@ -109,12 +108,3 @@ async def test_concurrent_claims_never_exceed_max_running(fleet_store: Scheduled
 async def test_limits_refuse_a_bad_queue_name(fleet_store: ScheduledCommandStore) -> None:
     with pytest.raises(ValueError, match="'bad name!'"):
         await fleet_store.set_queue_limits("bad name!", QueueLimits(max_running=1))
-
-
-def test_limits_are_validated_naming_the_value() -> None:
-    with pytest.raises(ValueError, match="input_value=0"):
-        QueueLimits(max_running=0)
-    with pytest.raises(ValueError, match="per must be a positive duration"):
-        RateLimit(count=1, per=timedelta(0))
-    assert QueueLimits().allowance(running=99, started=99) is None
-    assert QueueLimits(max_running=3, rate=RateLimit(count=5, per=BASE - BASE + LEASE)).allowance(1, 4) == 1
