@@ -350,10 +350,11 @@ def _read_text(path: Path) -> str:
 class Workers:
     """Worker processes of ``_bench_app``, each with its own output file and log."""
 
-    def __init__(self, bench: Bench, url: str, label: str) -> None:
+    def __init__(self, bench: Bench, url: str, label: str, root: Path = ROOT) -> None:
         self.bench = bench
         self.url = url
         self.label = label
+        self.root = root  # the source tree the workers import (another export of the project for an A/B)
         self.processes: list[asyncio.subprocess.Process] = []
         self.outputs: list[Path] = []
         self.logs: list[Path] = []
@@ -366,7 +367,7 @@ class Workers:
             out.unlink(missing_ok=True)
             env = os.environ | {
                 "PYTHONPATH": os.pathsep.join(
-                    [str(BENCH_DIR), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+                    [str(BENCH_DIR), str(self.root), *filter(None, [os.environ.get("PYTHONPATH")])]
                 ),
                 OUT_ENV: str(out),
                 GRACE_ENV: "5",
@@ -382,7 +383,7 @@ class Workers:
             log_file = _open_log(log)
             try:
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=log_file
+                    sys.executable, *args, env=env, cwd=self.root, stdout=asyncio.subprocess.DEVNULL, stderr=log_file
                 )
             finally:
                 log_file.close()
@@ -545,14 +546,20 @@ class DrainMeter(Protocol):
 
 
 async def drain_once(
-    bench: Bench, backend: str, processes: int, concurrency: int, batch: int, meter: DrainMeter | None = None
+    bench: Bench,
+    backend: str,
+    processes: int,
+    concurrency: int,
+    batch: int,
+    meter: DrainMeter | None = None,
+    root: Path = ROOT,
 ) -> dict[str, Any]:
     c = bench.config
     count = c.drain_commands
     async with bench.fresh_url(backend, "drain") as url, store_from_url(url) as store:
         await schedule_noops(scheduler_for(store), count, c.schedule_batch)
         counter = CompletedCounter(backend, url, store)
-        workers = Workers(bench, url, f"drain-{backend}-{processes}-{concurrency}")
+        workers = Workers(bench, url, f"drain-{backend}-{processes}-{concurrency}", root)
         cpu_before = children_cpu_s()
         server_before = redis_cpu_s(bench.redis_url) if backend == "redis" else None
         try:
