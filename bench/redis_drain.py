@@ -10,6 +10,9 @@ outside the repository, see ``bench/peer_arq.py``), and RQ for RQ's rows (``benc
 archive``), in the same rounds: an A/B of a change (the entries are scheduled by this tree; the key layout must be
 the same). RQ runs one job at a time per process (``SimpleWorker``, no fork per job) and drains ``--rq-n`` jobs
 (default 1,000: it is about ten times slower); it has no row at concurrency 100.
+``--started``: our workers start first and the commands are scheduled (one ``schedule_many()``) once every worker
+has logged its start, so that no process's start-up (a CPU second or more each) overlaps the drain measured; the
+peers' drains are unchanged (their workers start after their jobs are enqueued).
 
 Each round drains N no-op commands once per row and system, the order of the systems rotated from round to round
 so that the drift of a shared machine spreads over all of them. Rows: one worker process at concurrency 10 (arq
@@ -61,9 +64,16 @@ SYSTEMS = ("sqlite", "redis", "redis-baseline", "arq", "rq")
 
 
 async def ours(
-    bench: scheduler_sql.Bench, backend: str, processes: int, concurrency: int, root: Path = scheduler_sql.ROOT
+    bench: scheduler_sql.Bench,
+    backend: str,
+    processes: int,
+    concurrency: int,
+    root: Path = scheduler_sql.ROOT,
+    started: bool = False,
 ) -> dict[str, Any]:
-    result = await scheduler_sql.drain_once(bench, backend, processes, concurrency, concurrency, root=root)
+    result = await scheduler_sql.drain_once(
+        bench, backend, processes, concurrency, concurrency, root=root, started=started
+    )
     n = bench.config.drain_commands
     result["per_s"] = scheduler_sql.rate(n, result["first_start_to_completed_s"]) if not result["timed_out"] else None
     return result
@@ -113,9 +123,9 @@ async def main_async(args: argparse.Namespace) -> None:
                     elif system == "rq":
                         result = rq(args.rq_python, args.redis, processes, args.rq_n)
                     elif system == "redis-baseline":
-                        result = await ours(bench, "redis", processes, concurrency, args.baseline)
+                        result = await ours(bench, "redis", processes, concurrency, args.baseline, args.started)
                     else:
-                        result = await ours(bench, system, processes, concurrency)
+                        result = await ours(bench, system, processes, concurrency, started=args.started)
                     samples[(row, system)].append(result)
                     line = {"bench": "redis_drain", "round": round_number + 1, "row": row, "system": system}
                     line["load_average_1m"] = round(os.getloadavg()[0], 1)
@@ -149,6 +159,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "n": args.n,
         "rq_n": args.rq_n,
         "rounds": args.rounds,
+        "started": args.started,
         "load_average": os.getloadavg(),
     }
     print(json.dumps({"bench": "redis_drain_summary", "env": env, "rows": summary}), flush=True)
@@ -163,6 +174,11 @@ def main() -> None:
     parser.add_argument("--rq-python", help="a Python with RQ installed (RQ's rows are left out without it)")
     parser.add_argument("--rq-n", type=int, default=1_000, help="jobs per RQ drain")
     parser.add_argument("--baseline", type=Path, help="another export of the project, drained as redis-baseline")
+    parser.add_argument(
+        "--started",
+        action="store_true",
+        help="ours: start the workers first, schedule the commands (one schedule_many) once all have started",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -553,11 +553,16 @@ async def drain_once(
     batch: int,
     meter: DrainMeter | None = None,
     root: Path = ROOT,
+    started: bool = False,
 ) -> dict[str, Any]:
+    """One drain of ``drain_commands`` no-op commands by worker processes. ``started``: the workers start first
+    and the commands are scheduled once every worker has logged its start, in one ``schedule_many()`` (one
+    transaction or script run), so that the drain measured overlaps no process's start-up."""
     c = bench.config
     count = c.drain_commands
     async with bench.fresh_url(backend, "drain") as url, store_from_url(url) as store:
-        await schedule_noops(scheduler_for(store), count, c.schedule_batch)
+        if not started:
+            await schedule_noops(scheduler_for(store), count, c.schedule_batch)
         counter = CompletedCounter(backend, url, store)
         workers = Workers(bench, url, f"drain-{backend}-{processes}-{concurrency}", root)
         cpu_before = children_cpu_s()
@@ -567,6 +572,9 @@ async def drain_once(
                 await meter.before_start(url)
             spawned = time.time()
             await workers.start(processes, concurrency=concurrency, batch_size=batch)
+            if started:
+                await workers.wait_started(limit_s=c.drain_timeout_s)
+                await schedule_noops(scheduler_for(store), count, count)
             if meter is not None:
                 await workers.wait_started(poll_s=0.005, on_started=meter.worker_started)
             done_at, seen = await counter.wait_for(count, limit_s=c.drain_timeout_s, poll_s=c.drain_poll_s)
