@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from stores.base import ScheduledCommandStore
 
 from . import _tracing, context, recurring_ops
 from ._cancels import CANCELLED
+from ._error_text import error_message, error_text
 from ._leases import Leases, WorkerLostError
 from ._publish import publish_safely
 from ._store_calls import entry_extra, log_failure, store_call
@@ -49,9 +49,6 @@ __all__ = ["Attempts"]
 logger = logging.getLogger("scheduling.service")
 
 T = TypeVar("T")
-
-_MAX_ERROR_MESSAGE = 2_000
-_MAX_TRACEBACK = 20_000
 
 
 class _PermanentFailure(Exception):
@@ -350,7 +347,7 @@ class Attempts:
     ) -> None:
         """Record a failed attempt, then retry later or dead-letter, and announce it."""
         finished = self._clock.now()
-        message = _error_message(exc)
+        message = error_message(exc)
         if _tracing.ENABLED:
             _tracing.record_failure(outcome, exc, message)
         number = entry.attempt_count + 1
@@ -360,7 +357,7 @@ class Attempts:
             started_at=started,
             finished_at=finished,
             outcome=outcome,
-            error=_error_text(exc, message),
+            error=error_text(exc, message),
         )
         token = entry.lease_token
         assert token is not None  # a claimed entry
@@ -473,29 +470,3 @@ class Attempts:
             self._wakeup.notify(wake_at)
         if self._subscribed[outcome.notification]:
             await publish_safely(self._mediator, notification())
-
-
-def _error_message(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still a failure to record
-        text = "<the exception could not be converted to text>"
-    message = _storable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-    return message if len(message) <= _MAX_ERROR_MESSAGE else message[: _MAX_ERROR_MESSAGE - 1] + "…"
-
-
-def _storable(text: str) -> str:
-    """Text every store can hold: NUL escaped (PostgreSQL refuses it), lone surrogates escaped (not encodable)."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _error_text(exc: BaseException, message: str) -> str:
-    try:
-        trace = _storable("".join(traceback.format_exception(exc)))
-    except Exception:  # noqa: BLE001 - a frame whose repr fails must not lose the failure
-        trace = "<the traceback could not be formatted>"
-    if len(trace) > _MAX_TRACEBACK:
-        trace = "…" + trace[-_MAX_TRACEBACK:]
-    return f"{message}\n\n{trace}"
