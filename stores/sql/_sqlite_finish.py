@@ -12,11 +12,12 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, String, bindparam, column, insert, text
+from sqlalchemy import bindparam, insert, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 
+from ._backend import CHANGED_COLUMNS
 from ._group_commit import FENCED_FINISH, Finish
 from ._rows import attempt_to_row
 from ._tables import ATTEMPTS, UtcDateTime
@@ -42,17 +43,7 @@ WITH v(id, token, status, completed_at, result_payload, due, retry_increment, at
         for i in range(count)
         for name in ("completed_at", "due", "started_at")
     ]
-    return (
-        text(sql)
-        .bindparams(*datetimes)
-        .columns(
-            column("id", String),
-            column("status", String),
-            column("scheduled_for", UtcDateTime),
-            column("completed_at", UtcDateTime),
-            column("has_dependants", Boolean),
-        )
-    )
+    return text(sql).bindparams(*datetimes).columns(*CHANGED_COLUMNS)
 
 
 async def finish_batch(conn: AsyncConnection, requests: list[Finish]) -> Sequence[Row[Any]]:
