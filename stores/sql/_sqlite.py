@@ -28,13 +28,12 @@ from sqlalchemy.sql.elements import TextClause
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry
 from stores.errors import StoreUnavailableError
-from stores.queues import Route
 
+from . import _sqlite_claim
 from ._group_commit import Finish
 from ._producers import SqliteProducer
 from ._rows import entry_to_row
 from ._sessions import AsyncExecutor, Executor
-from ._sqlite_claim import claim
 from ._sqlite_finish import finish_batch
 from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
@@ -132,20 +131,7 @@ class SqliteBackend:
     async def lock_schema(self, conn: AsyncConnection) -> None:
         return None  # the write transaction (BEGIN IMMEDIATE) holds the database's write lock already
 
-    async def claim(
-        self,
-        conn: AsyncConnection,
-        *,
-        now: datetime,
-        limit: int,
-        worker_id: str,
-        lease_expires_at: datetime,
-        route: Route,
-        limited: bool = False,
-    ) -> Sequence[Row[Any]]:
-        return await claim(
-            conn, now=now, limit=limit, worker_id=worker_id, lease_expires_at=lease_expires_at, route=route
-        )
+    claim = staticmethod(_sqlite_claim.claim)
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.

@@ -74,9 +74,11 @@ async def claim(
     worker_id: str,
     lease_expires_at: datetime,
     route: Route,
+    limited: bool = False,
 ) -> Sequence[Row[Any]]:
-    """Lease up to ``limit`` due PENDING entries that ``route`` allows, in ``conn``'s write transaction: highest
-    priority first, none of a paused queue, none whose lock is held, one per lock, none past its queue's limits."""
+    """``Backend.claim`` on SQLite (the backend's own): lease up to ``limit`` due PENDING entries that ``route``
+    allows, in ``conn``'s write transaction, highest priority first, none of a paused queue, none whose lock is held,
+    one per lock, none past its queue's limits; ``limited`` changes nothing (every claim keeps the limits)."""
     # The transaction holds SQLite's write lock, so picking then updating is atomic. Per allowed (queue, type),
     # one index range scan per distinct PENDING priority, highest first, until that route has a batch; then the
     # batch is the best ``limit`` of them, one per lock.
