@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table
+from sqlalchemy import Boolean, ColumnClause, String, Table, column
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,8 +24,19 @@ from stores.queues import Route
 
 from ._group_commit import Finish
 from ._sessions import Executor
+from ._tables import UtcDateTime
 
-__all__ = ["Backend", "reason"]
+__all__ = ["CHANGED_COLUMNS", "Backend", "reason"]
+
+#: The columns of the rows a statement that ends entries returns, one per entry it changed: ``finish_batch``'s, and
+#: the resolution of dependants' (``_dependencies.py``), which the store reads alike.
+CHANGED_COLUMNS: tuple[ColumnClause[Any], ...] = (
+    column("id", String),
+    column("status", String),
+    column("scheduled_for", UtcDateTime),
+    column("completed_at", UtcDateTime),
+    column("has_dependants", Boolean),
+)
 
 
 class Backend(Protocol):
@@ -119,7 +130,7 @@ class Backend(Protocol):
         self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
     ) -> Sequence[Row[Any]]:
         """The fenced end of a batch of claims, with their attempts, wake-ups and finish notifications;
-        ``(id, status, scheduled_for, completed_at, has_dependants)`` of the rows it changed. With
+        ``CHANGED_COLUMNS`` (id, status, scheduled_for, completed_at, has_dependants) of the rows it changed. With
         ``skip_dependants``, a backend that ``finishes_dependants_apart`` changes no entry that has dependants."""
         ...
 

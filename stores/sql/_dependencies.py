@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, String, bindparam, case, column, insert, select, text, update
+from sqlalchemy import bindparam, case, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.dependencies import Dependency, UnknownParentError, cancel_reason, parent_meets
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
 
-from ._backend import Backend
+from ._backend import CHANGED_COLUMNS, Backend
 from ._postgresql import FINISHED_CHANNEL, FINISHED_PER_NOTIFY, NOTIFY_CHANNEL
 from ._rows import entry_to_row, readable
 from ._sessions import AsyncExecutor
@@ -287,13 +287,7 @@ FROM changed CROSS JOIN (
                 GROUP BY x.n / {FINISHED_PER_NOTIFY}) AS chunk)
 ) AS side
 """
-).columns(
-    column("id", String),
-    column("status", String),
-    column("scheduled_for", UtcDateTime),
-    column("completed_at", UtcDateTime),
-    column("has_dependants", Boolean),
-)
+).columns(*CHANGED_COLUMNS)
 
 
 async def _tell(conn: AsyncConnection, backend: Backend, resolution: Resolution) -> None:

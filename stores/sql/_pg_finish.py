@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, String, column, text
+from sqlalchemy import String, column, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
+from ._backend import CHANGED_COLUMNS
 from ._group_commit import FENCED_FINISH, FENCED_FINISH_UNCHANGED, FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
-from ._tables import UtcDateTime
 
 __all__ = [
     "FINISHED_CHANNEL",
@@ -93,14 +93,6 @@ _SIDE = f"""(
                 GROUP BY fin.n / {FINISHED_PER_NOTIFY}) AS chunk)
 ) AS side"""
 
-_COLUMNS = (
-    column("id", String),
-    column("status", String),
-    column("scheduled_for", UtcDateTime),
-    column("completed_at", UtcDateTime),
-    column("has_dependants", Boolean),
-)
-
 
 def _batch_finish(fenced: str) -> TextualSelect:
     """Ending a batch of claims as ONE statement: the fenced UPDATE, the INSERT of the attempts of the rows it
@@ -114,7 +106,7 @@ done AS (
 SELECT done.id, done.status, done.scheduled_for, done.completed_at, done.has_dependants
 FROM done CROSS JOIN {_SIDE.format(rows="done")}
 """
-    ).columns(*_COLUMNS)
+    ).columns(*CHANGED_COLUMNS)
 
 
 #: The batch, entries with dependants left out.
@@ -166,7 +158,7 @@ SELECT 'raced', v.id, NULL, NULL, NULL, NULL
 FROM v JOIN seen ON seen.id = v.id AND seen.lease_token = v.token
 WHERE NOT EXISTS (SELECT FROM done WHERE done.id = v.id)
 """
-).columns(column("kind", String), *_COLUMNS)
+).columns(column("kind", String), *CHANGED_COLUMNS)
 
 
 @dataclass

@@ -4,14 +4,14 @@ WAL, a busy timeout, every write transaction ``BEGIN IMMEDIATE`` (it takes the w
 never deadlock upgrading read locks) and one writer at a time per process; reads go through a second engine whose
 connections never take the write lock. Other processes' commits on the same file are noticed through
 ``PRAGMA data_version``. Queries name their index: without ``ANALYZE`` statistics SQLite's planner prefers the
-``(status, ...)`` indexes, which read every pending row.
+``(status, ...)`` indexes, which read every pending row. The claim (``_sqlite_claim.py``) and the end of a batch of
+claims (``_sqlite_finish.py``) are modules of their own, as PostgreSQL's are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import sqlite3
@@ -20,23 +20,22 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, String, Table, bindparam, column, event, func, insert, text, update
+from sqlalchemy import Table, bindparam, event, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import TextualSelect
 
-from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry, ScheduledCommandStatus
+from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry
 from stores.errors import StoreUnavailableError
-from stores.queues import Route
 
-from . import _queues as queue_queries
-from ._group_commit import FENCED_FINISH, Finish
+from . import _sqlite_claim
+from ._group_commit import Finish
 from ._producers import SqliteProducer
-from ._rows import attempt_to_row, entry_to_row
+from ._rows import entry_to_row
 from ._sessions import AsyncExecutor, Executor
-from ._tables import ATTEMPTS, ENTRIES, UtcDateTime
+from ._sqlite_finish import finish_batch
+from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
 
 __all__ = ["SqliteBackend"]
@@ -45,36 +44,6 @@ logger = logging.getLogger("stores.sql")
 
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
-# SQLite's claim and next-due reads, with the index named: without ANALYZE statistics its planner picks the
-# (status, ...) indexes for "status = 'PENDING'", which read every pending row. The claim walks the routed index
-# (queue, command_type, priority, scheduled_for, seq) as PostgreSQL's does: distinct queues, distinct types within
-# each, distinct priorities within each, one probe each, then one range scan of due entries per priority.
-_ROUTED = "scheduled_commands INDEXED BY ix_scheduled_commands_routed_due"
-_NEXT_QUEUE = text(f"SELECT min(queue) FROM {_ROUTED} WHERE status = 'PENDING' AND queue > :after")
-_NEXT_TYPE = text(
-    f"SELECT min(command_type) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type > :after"
-)
-# The highest first, unbounded: a priority written as text (behind the library's back) sorts above every number in
-# SQLite, and must be claimed (and dead-lettered as unreadable) rather than stranded.
-_MAX_PRIORITY = text(
-    f"SELECT max(priority) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type = :type"
-)
-_MAX_PRIORITY_BELOW = text(
-    f"SELECT max(priority) FROM {_ROUTED}"
-    " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority < :below"
-)
-_DUE_AT_PRIORITY = text(
-    f"SELECT seq, priority, scheduled_for, lock FROM {_ROUTED}"
-    " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority = :priority"
-    " AND scheduled_for <= :now"
-    " AND (lock IS NULL OR lock NOT IN ("
-    "  SELECT lock FROM scheduled_commands INDEXED BY ux_scheduled_commands_lock"
-    "  WHERE status = 'PROCESSING' AND lock IS NOT NULL))"
-    " ORDER BY scheduled_for, seq LIMIT :limit OFFSET :offset"
-).bindparams(bindparam("now", type_=UtcDateTime))
-_PAUSED = text("SELECT name FROM scheduled_queues WHERE paused")
-#: Below every command type and queue name (names are never empty).
-_BEFORE_ALL = ""
 # PENDING rows whose due time is no timestamp text: SQLite orders numbers before text and blobs after it, so they are
 # the two ends of the next-due index (two range scans, not a scan of every pending row).
 _UNREACHABLE_DUE = text(
@@ -102,46 +71,6 @@ _FINISHED_SINCE: TextClause = text(
     GROUP BY status, bucket
     """
 ).bindparams(bindparam("since", type_=UtcDateTime))
-
-
-@functools.lru_cache(maxsize=64)
-def _batch_finish_statement(count: int) -> TextualSelect:
-    """``UPDATE ... FROM (VALUES ...)`` ending ``count`` claims at once, each fenced by its lease token."""
-    row = (
-        "(:id_{i}, :token_{i}, :status_{i}, :completed_at_{i}, :result_{i}, :due_{i}, :retry_{i}, "
-        ":attempt_{i}, :error_{i}, :started_at_{i})"
-    )
-    values = ", ".join(row.format(i=i) for i in range(count))
-    sql = f"""
-WITH v(id, token, status, completed_at, result_payload, due, retry_increment, attempt_increment, error_message,
-       started_at)
-    AS (VALUES {values})
-{FENCED_FINISH}"""
-    datetimes = [
-        bindparam(f"{name}_{i}", type_=UtcDateTime)
-        for i in range(count)
-        for name in ("completed_at", "due", "started_at")
-    ]
-    return (
-        text(sql)
-        .bindparams(*datetimes)
-        .columns(
-            column("id", String),
-            column("status", String),
-            column("scheduled_for", UtcDateTime),
-            column("completed_at", UtcDateTime),
-            column("has_dependants", Boolean),
-        )
-    )
-
-
-def _claim_order(row: Row[Any]) -> tuple[int, int, str, int]:
-    """Priority descending, then due time, then scheduling order; a priority that is no integer (written behind the
-    library's back: SQLite sorts text above numbers) first, to be dead-lettered as unreadable."""
-    priority = row.priority
-    if isinstance(priority, int):
-        return (1, -priority, str(row.scheduled_for), row.seq)
-    return (0, 0, str(row.scheduled_for), row.seq)
 
 
 class SqliteBackend:
@@ -202,106 +131,7 @@ class SqliteBackend:
     async def lock_schema(self, conn: AsyncConnection) -> None:
         return None  # the write transaction (BEGIN IMMEDIATE) holds the database's write lock already
 
-    async def claim(
-        self,
-        conn: AsyncConnection,
-        *,
-        now: datetime,
-        limit: int,
-        worker_id: str,
-        lease_expires_at: datetime,
-        route: Route,
-        limited: bool = False,
-    ) -> Sequence[Row[Any]]:
-        # The transaction holds SQLite's write lock, so picking then updating is atomic. Per allowed (queue, type),
-        # one index range scan per distinct PENDING priority, highest first, until that route has a batch; then the
-        # batch is the best ``limit`` of them, one per lock.
-        # A route's candidates count once per lock (only the first of a lock can be claimed), so each route yields
-        # its best ``limit`` claimable entries, and the best ``limit`` of all are among them.
-        candidates: list[Row[Any]] = []
-        queue_of: dict[int, str] = {}
-        routes = await self._routes(conn, route)
-        # Limited queues: what each may start now (the write lock makes the counts hold until the claim commits).
-        limits = await queue_queries.limited_queues(conn, {queue for queue, _ in routes})
-        left = {name: await queue_queries.allowance(conn, name, of, now) for name, of in limits.items()}
-        for queue, command_type in routes:
-            if left.get(queue, limit) <= 0:
-                continue
-            found, offset, route_locks = 0, 0, set()
-            parameters = {"queue": queue, "type": command_type, "now": now}
-            priority = (await conn.execute(_MAX_PRIORITY, parameters)).scalar_one_or_none()
-            while priority is not None and found < limit:
-                wanted = limit - found
-                page = {**parameters, "priority": priority, "limit": wanted, "offset": offset}
-                rows = (await conn.execute(_DUE_AT_PRIORITY, page)).all()
-                candidates.extend(rows)
-                queue_of.update((row.seq, queue) for row in rows)
-                for row in rows:
-                    if row.lock is None or row.lock not in route_locks:
-                        found += 1
-                        route_locks.add(row.lock)
-                if len(rows) == wanted:  # more may wait at this priority
-                    offset += wanted
-                    continue
-                offset = 0
-                priority = (
-                    await conn.execute(_MAX_PRIORITY_BELOW, {**parameters, "below": priority})
-                ).scalar_one_or_none()
-        candidates.sort(key=_claim_order)
-        seqs: list[int] = []
-        locks: set[str] = set()
-        for row in candidates:
-            if row.lock is not None and row.lock in locks:
-                continue
-            queue = queue_of[row.seq]
-            if queue in left:
-                if left[queue] <= 0:
-                    continue
-                left[queue] -= 1
-            if row.lock is not None:
-                locks.add(row.lock)
-            seqs.append(row.seq)
-            if len(seqs) == limit:
-                break
-        if not seqs:
-            return []
-        for name, of in limits.items():
-            taken = sum(1 for seq in seqs if queue_of[seq] == name)
-            if of.rate is not None and taken:
-                await queue_queries.take_starts(conn, name, of.rate, taken, now)
-        result = await conn.execute(
-            update(ENTRIES)
-            .where(ENTRIES.c.seq.in_(seqs))
-            .values(
-                status=ScheduledCommandStatus.PROCESSING.value,
-                started_at=now,
-                lease_owner=worker_id,
-                lease_token=func.lower(func.hex(func.randomblob(16))),
-                lease_expires_at=lease_expires_at,
-            )
-            .returning(*ENTRIES.c)
-        )
-        return list(result.all())
-
-    async def _routes(self, conn: AsyncConnection, route: Route) -> list[tuple[str, str]]:
-        """The (queue, command type) pairs with PENDING entries that ``route`` allows, of unpaused queues."""
-        paused = set((await conn.execute(_PAUSED)).scalars())
-        queues, types = route.queues, route.command_types
-        pairs: list[tuple[str, str]] = []
-        queue = (await conn.execute(_NEXT_QUEUE, {"after": _BEFORE_ALL})).scalar_one_or_none()
-        while queue is not None:
-            if (queues is None or queue in queues) and queue not in paused:
-                command_type = (
-                    await conn.execute(_NEXT_TYPE, {"queue": queue, "after": _BEFORE_ALL})
-                ).scalar_one_or_none()
-                while command_type is not None:
-                    if types is None or command_type in types:
-                        pairs.append((queue, command_type))
-                    command_type = (
-                        await conn.execute(_NEXT_TYPE, {"queue": queue, "after": command_type})
-                    ).scalar_one_or_none()
-            queue = (await conn.execute(_NEXT_QUEUE, {"after": queue})).scalar_one_or_none()
-        return pairs
+    claim = staticmethod(_sqlite_claim.claim)
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.
@@ -345,31 +175,7 @@ class SqliteBackend:
     async def finish_batch(
         self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
     ) -> Sequence[Row[Any]]:
-        statement = _batch_finish_statement(len(requests))
-        parameters: dict[str, Any] = {}
-        for i, r in enumerate(requests):
-            parameters.update(
-                {
-                    f"id_{i}": r.entry_id,
-                    f"token_{i}": r.lease_token,
-                    f"status_{i}": r.status,
-                    f"completed_at_{i}": r.completed_at,
-                    f"result_{i}": r.result_payload,
-                    f"due_{i}": r.due,
-                    f"retry_{i}": r.retry_increment,
-                    f"attempt_{i}": 1 if r.attempt is not None else 0,
-                    f"error_{i}": r.error_message,
-                    f"started_at_{i}": r.attempt.started_at if r.attempt is not None else None,
-                }
-            )
-        rows = (await conn.execute(statement, parameters)).all()
-        done = {row.id for row in rows}
-        attempts = [
-            attempt_to_row(r.entry_id, r.attempt) for r in requests if r.attempt is not None and r.entry_id in done
-        ]
-        if attempts:
-            await conn.execute(insert(ATTEMPTS), attempts)
-        return rows
+        return await finish_batch(conn, requests)
 
     def unreadable_timestamp(self, column: Any) -> Any:
         # SQLite orders numbers before text and blobs after it; a timestamp text is between these bounds.

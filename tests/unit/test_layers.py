@@ -27,17 +27,6 @@ TOOLING = (
 #: The most lines a module may have (the style guide's limit).
 MAX_MODULE_LINES = 500
 
-#: TEMPORARY: modules over the limit that are being split on other branches right now; their size test is expected
-#: to fail (strictly: it fails once one of them is within the limit, so that it leaves this list). Empty it once
-#: those branches are merged; nothing may be added to it.
-OVER_THE_LIMIT_FOR_NOW = frozenset({"stores/sql/_sqlite.py", "stores/sql/_postgresql.py"})
-
-
-def _sized(path: Path) -> object:
-    if path.relative_to(ROOT).as_posix() in OVER_THE_LIMIT_FOR_NOW:
-        return pytest.param(path, marks=pytest.mark.xfail(strict=True, reason="OVER_THE_LIMIT_FOR_NOW"))
-    return path
-
 
 def _modules(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
@@ -108,7 +97,7 @@ def test_engine_modules_import_no_tooling(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [_sized(path) for path in (*_modules("mediator"), *_modules("scheduling"), *_modules("stores"))],
+    [*_modules("mediator"), *_modules("scheduling"), *_modules("stores")],
     ids=lambda path: str(path.relative_to(ROOT)),
 )
 def test_modules_stay_within_the_size_limit(path: Path) -> None:
