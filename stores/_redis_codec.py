@@ -7,8 +7,9 @@ below 2**53), numbers in decimal, ``metadata`` as JSON. A ``None`` attribute is 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,8 @@ from .schedules import StoredSchedule
 
 __all__ = [
     "entry_fields",
+    "field_changes",
+    "field_text",
     "entry_from_json",
     "entry_from_reply",
     "from_micros",
@@ -83,16 +86,28 @@ def entry_fields(entry: ScheduledCommandEntry) -> list[str]:
     for name, value in entry:
         if value is None or (name == "queue" and value == "default"):  # absent: the default queue
             continue
-        if name in _TIMES:
-            text = micros(value)
-        elif name == "metadata":
-            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
-        elif name == "timeout_seconds":
-            text = repr(float(value))
-        else:
-            text = str(value)
-        flat += (name, text)
+        flat += (name, field_text(name, value))
     return flat
+
+
+def field_text(name: str, value: Any) -> str:
+    """One entry attribute as its hash field holds it (``value`` not None)."""
+    if name in _TIMES:
+        return micros(value)
+    if name == "metadata":
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if name == "timeout_seconds":
+        return repr(float(value))
+    return str(value.value if isinstance(value, Enum) else value)
+
+
+def field_changes(changes: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Entry field changes (a transition's, ``stores._transitions``) as a script applies them: the flat name,
+    value... list to set, and the names to delete (those changed to None)."""
+    assigned = [
+        part for name, value in changes.items() if value is not None for part in (name, field_text(name, value))
+    ]
+    return assigned, [name for name, value in changes.items() if value is None]
 
 
 def pairs(reply: Sequence[str]) -> dict[str, str]:

@@ -220,8 +220,8 @@ return renewed
 
 #: The fenced ends of claims, several in one run (outcomes arriving together share a round trip). ARGV: prefix, then
 #: JSON: a list of requests {entry id, lease token, new status, attempt JSON ('' for none), '1' to count a failure,
-#: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held, then
-#: ``resolution_reply()`` (what the outcomes did to dependants).
+#: [name, value, ...] to set, [name, ...] to delete}. Returns per request the entry's ``scheduled_for`` after the
+#: change, or nil when the lease is not held, then ``resolution_reply()`` (what the outcomes did to dependants).
 FINISH = (
     LIB
     + """
@@ -236,7 +236,7 @@ local function finish(r)
   local id, new, attempt, assigned, deleted = r[1], r[3], r[4], r[6], r[7]
   local entry = P .. 'e:' .. id
   local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq', 'queue', 'lock')
-  if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return 0 end
+  if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return false end
   local seq, queue = current[3], queue_of(current[4])
   local m = member(id, seq)
   redis.call('ZREM', P .. 'leases', m)
@@ -256,10 +256,10 @@ local function finish(r)
     local after = redis.call('HMGET', entry, 'priority', 'scheduled_for', 'command_type')
     push_due(id, seq, after[1], after[2], queue, after[3])
     if attempt == '' then wake(after[2]) end
-  else
-    redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
+    return after[2] or ''  -- '' (not nil, which means "not held"): no readable due time
   end
-  return 1
+  redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
+  return redis.call('HGET', entry, 'scheduled_for') or ''
 end
 local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end

@@ -24,6 +24,7 @@ __all__ = [
     "CANCEL",
     "DISMISS",
     "RELEASED",
+    "already_exists",
     "REQUEST_CANCEL",
     "REQUEUE",
     "ClaimEnd",
@@ -32,6 +33,11 @@ __all__ = [
     "redefined_schedule",
     "schedule_paused_changes",
 ]
+
+
+def already_exists(entry_id: str) -> ValueError:
+    """The error of adding an entry whose id the store holds (a store that finds out while inserting raises it)."""
+    return ValueError(f"an entry with id {entry_id!r} already exists")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,7 @@ class AddBatch:
         keyed: list[ScheduledCommandEntry] = []
         for entry in entries:
             if held is not None and held(entry.id):
-                raise ValueError(f"an entry with id {entry.id!r} already exists")
+                raise already_exists(entry.id)
             if entry.id in seen:
                 raise ValueError(f"the id {entry.id!r} appears twice in the batch")
             seen.add(entry.id)
