@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ._transitions import Transition
 from .entries import ScheduledCommandEntry
 from .errors import UnreadableEntryError
 from .schedules import StoredSchedule
@@ -22,6 +23,7 @@ __all__ = [
     "entry_fields",
     "field_changes",
     "field_text",
+    "transition_args",
     "entry_from_json",
     "entry_from_reply",
     "from_micros",
@@ -99,6 +101,20 @@ def field_text(name: str, value: Any) -> str:
     if name == "timeout_seconds":
         return repr(float(value))
     return str(value.value if isinstance(value, Enum) else value)
+
+
+def transition_args(transition: Transition, now: datetime) -> list[str]:
+    """An operator transition as the scripts take it (``_redis_scripts.TRANSITION``): its source statuses, the new
+    status and the field changes it makes at ``now``."""
+    changes = transition.changes(now)
+    new = changes.pop("status", None)
+    assigned, deleted = field_changes(changes)
+    return [
+        json.dumps([source.value for source in transition.sources]),
+        new.value if new is not None else "",
+        json.dumps(assigned, ensure_ascii=False),
+        json.dumps(deleted),
+    ]
 
 
 def field_changes(changes: Mapping[str, Any]) -> tuple[list[str], list[str]]:

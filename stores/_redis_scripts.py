@@ -52,6 +52,7 @@ __all__ = [
     "RENEW",
     "REQUEST_CANCEL",
     "REQUEUE",
+    "TRANSITION",
 ]
 
 #: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``), an older one
@@ -152,6 +153,37 @@ end
 """
     + RESOLVE
 )
+
+#: An operator transition of ``stores._transitions``, as ``transition_args`` passes it: ARGV[2] its source statuses
+#: (JSON), ARGV[3] the new status, ARGV[4] and ARGV[5] the field changes (JSON: [name, value, ...] to set, [name, ...]
+#: to delete). ``transition(id)`` applies it to an entry in a source status, with the indexes of both statuses;
+#: whether it did. The caller flushes the counters (``flush_counts`` or ``publish_finished``).
+TRANSITION = """
+local sources, new = cjson.decode(ARGV[2]), ARGV[3]
+local assigned, deleted = cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
+local function settled(status) return status ~= 'PENDING' and status ~= 'PROCESSING' and status ~= 'WAITING' end
+local function transition(id)
+  local entry = P .. 'e:' .. id
+  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'queue', 'command_type')
+  local from, seq, queue = current[1], current[2], queue_of(current[4])
+  local allowed = false
+  for _, source in ipairs(sources) do if from == source then allowed = true end end
+  if not allowed then return false end
+  if from == 'PENDING' then pop_due(id, seq, current[3], current[4], current[5])
+  elseif settled(from) then redis.call('ZREM', P .. 'done:' .. from, member(id, seq)) end
+  move_status(id, seq, from, new, queue)
+  if #assigned > 0 then redis.call('HSET', entry, unpack(assigned)) end
+  if #deleted > 0 then redis.call('HDEL', entry, unpack(deleted)) end
+  if new == 'PENDING' then
+    local due = redis.call('HGET', entry, 'scheduled_for')
+    push_due(id, seq, current[3], due, queue, current[5])
+    wake(due)
+  elseif settled(new) then
+    redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), member(id, seq))
+  end
+  return true
+end
+"""
 
 #: ARGV: prefix, then the batch as JSON: a list of entries, each a flat name, value, name, value... list of strings
 #: (one argument, not one per field: packing thousands of arguments costs the client more than the JSON does).
@@ -288,27 +320,21 @@ return taken
 """
 )
 
-#: PENDING or WAITING -> CANCELLED. ARGV: prefix, now, index ('id', 'c' or 'r'), value, kept occurrence generation
-#: ('' for none). Returns the cancelled entries, in scheduling order, then ``resolution_reply()`` (their dependants).
+#: ``stores._transitions.CANCEL`` for one entry or an index's. ARGV: prefix, the transition (``TRANSITION``), index
+#: ('id', 'c' or 'r'), value, kept occurrence generation ('' for none). Returns the cancelled entries, in scheduling
+#: order, then ``resolution_reply()`` (their dependants).
 CANCEL = (
     LIB
+    + TRANSITION
     + """
-local now, index, keep = ARGV[2], ARGV[3], ARGV[5]
+local index, keep = ARGV[6], ARGV[8]
 local ids
-if index == 'id' then ids = {ARGV[4]} else ids = redis.call('ZRANGE', P .. index .. ':' .. ARGV[4], 0, -1) end
+if index == 'id' then ids = {ARGV[7]} else ids = redis.call('ZRANGE', P .. index .. ':' .. ARGV[7], 0, -1) end
 local cancelled = {}
 for _, id in ipairs(ids) do
   local entry = P .. 'e:' .. id
-  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'occurrence_generation', 'queue',
-    'command_type')
-  local kept = keep ~= '' and current[4] == keep
-  if (current[1] == 'PENDING' or current[1] == 'WAITING') and not kept then
-    if current[1] == 'PENDING' then pop_due(id, current[2], current[3], current[5], current[6]) end
-    move_status(id, current[2], current[1], 'CANCELLED', queue_of(current[5]))
-    redis.call('HSET', entry, 'completed_at', now)
-    redis.call('ZADD', P .. 'done:CANCELLED', now, member(id, current[2]))
-    cancelled[#cancelled + 1] = snapshot(entry)
-  end
+  local kept = keep ~= '' and redis.call('HGET', entry, 'occurrence_generation') == keep
+  if not kept and transition(id) then cancelled[#cancelled + 1] = snapshot(entry) end
 end
 publish_finished()
 cancelled[#cancelled + 1] = resolution_reply()
@@ -331,41 +357,27 @@ return snapshot(entry)
 """
 )
 
-#: FAILED -> PENDING due now, retry count 0. ARGV: prefix, id, now. Returns 1, or 0 when the entry is not FAILED.
+#: ``stores._transitions.REQUEUE``. ARGV: prefix, the transition (``TRANSITION``), id. Returns 1, or 0 when the entry
+#: is not FAILED.
 REQUEUE = (
     LIB
+    + TRANSITION
     + """
-local id, now = ARGV[2], ARGV[3]
-local entry = P .. 'e:' .. id
-local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'queue', 'command_type')
-if current[1] ~= 'FAILED' then return 0 end
-local queue = queue_of(current[4])
-redis.call('ZREM', P .. 'done:FAILED', member(id, current[2]))
-move_status(id, current[2], 'FAILED', 'PENDING', queue)
-redis.call('HSET', entry, 'scheduled_for', now, 'retry_count', 0)
-redis.call('HDEL', entry, 'completed_at', 'expires_at', 'cancel_requested_at')
-push_due(id, current[2], current[3], now, queue, current[5])
+if not transition(ARGV[6]) then return 0 end
 flush_counts()
-wake(now)
 return 1
 """
 )
 
-#: FAILED -> CANCELLED. ARGV: prefix, id, now. Returns the dismissed entry, or nil when it is not FAILED.
+#: ``stores._transitions.DISMISS``. ARGV: prefix, the transition (``TRANSITION``), id. Returns the dismissed entry,
+#: or nil when it is not FAILED.
 DISMISS = (
     LIB
+    + TRANSITION
     + """
-local id, now = ARGV[2], ARGV[3]
-local entry = P .. 'e:' .. id
-local current = redis.call('HMGET', entry, 'status', 'seq')
-if current[1] ~= 'FAILED' then return false end
-local m = member(id, current[2])
-redis.call('ZREM', P .. 'done:FAILED', m)
-move_status(id, current[2], 'FAILED', 'CANCELLED', 'default')
-redis.call('HSET', entry, 'completed_at', now)
-redis.call('ZADD', P .. 'done:CANCELLED', now, m)
+if not transition(ARGV[6]) then return false end
 publish_finished()
-return snapshot(entry)
+return snapshot(P .. 'e:' .. ARGV[6])
 """
 )
 

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _redis_scripts as scripts
 from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
-from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, field_changes, from_micros, micros, pairs
+from ._redis_codec import (
+    entry_fields,
+    entry_from_json,
+    entry_from_reply,
+    field_changes,
+    from_micros,
+    micros,
+    pairs,
+    transition_args,
+)
 from ._redis_dependencies import ADD_DEPENDANTS, RedisDependencies
 from ._redis_outcomes import RedisOutcomes
 from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
@@ -33,7 +42,7 @@ from ._redis_schedules import RECORD_SCHEDULE_RUN, SET_SCHEDULE_PAUSED, UPSERT_S
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
 from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
-from ._transitions import AddBatch, ClaimEnd, already_exists
+from ._transitions import CANCEL, DISMISS, REQUEUE, AddBatch, ClaimEnd, already_exists
 from .base import ReclaimedEntry, ScheduledCommandStore
 from .entries import ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import StoreUnavailableError, UnreadableEntryError
@@ -295,13 +304,13 @@ class RedisStore(
         return await self._cancel("c", correlation_id, now)
 
     async def _cancel(self, index: str, value: str, now: datetime, keep: str = "") -> list[ScheduledCommandEntry]:
-        *replies, resolution = await self._run("cancel", micros(now), index, value, keep)
+        *replies, resolution = await self._run("cancel", *transition_args(CANCEL, now), index, value, keep)
         cancelled = [entry_from_json(reply) for reply in replies]
         self._after_resolution(resolution)
         return cancelled
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
-        requeued = bool(await self._run("requeue", entry_id, micros(now)))
+        requeued = bool(await self._run("requeue", *transition_args(REQUEUE, now), entry_id))
         if requeued:
             self._notify_wakeup(now)
         return requeued
@@ -311,7 +320,7 @@ class RedisStore(
         return entry_from_json(reply) if reply else None  # the holder hears it on the finished channel
 
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
-        reply = await self._run("dismiss", entry_id, micros(now))
+        reply = await self._run("dismiss", *transition_args(DISMISS, now), entry_id)
         return entry_from_json(reply) if reply else None
 
     # -- claiming and outcomes --------------------------------------------------------------------------------
