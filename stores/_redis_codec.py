@@ -67,7 +67,7 @@ _TEXTS = (
     "queue",
     "lock",
 )
-#: Definition fields of a schedule, kept together as one JSON document (compared as a whole by the upsert script).
+#: Definition fields of a schedule, kept together as one JSON document.
 _DEFINITION = ("command_type", "payload", "cron", "interval", "timezone", "options_json", "misfire_policy")
 
 

@@ -38,7 +38,7 @@ from ._redis_dependencies import ADD_DEPENDANTS, RedisDependencies
 from ._redis_outcomes import RedisOutcomes
 from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
 from ._redis_reads import RedisReads
-from ._redis_schedules import RECORD_SCHEDULE_RUN, SET_SCHEDULE_PAUSED, UPSERT_SCHEDULE, RedisSchedules
+from ._redis_schedules import INSERT_SCHEDULE, RECORD_SCHEDULE_RUN, REPLACE_SCHEDULE, RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
 from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
@@ -77,8 +77,8 @@ _SCRIPTS = {
     "next_due": scripts.NEXT_DUE,
     "purge": scripts.PURGE,
     "count_finished": scripts.COUNT_FINISHED,
-    "upsert_schedule": UPSERT_SCHEDULE,
-    "set_schedule_paused": SET_SCHEDULE_PAUSED,
+    "insert_schedule": INSERT_SCHEDULE,
+    "replace_schedule": REPLACE_SCHEDULE,
     "record_schedule_run": RECORD_SCHEDULE_RUN,
     "register_worker": REGISTER_WORKER,
     "touch_worker": TOUCH_WORKER,
