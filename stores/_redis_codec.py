@@ -104,8 +104,8 @@ def field_text(name: str, value: Any) -> str:
 
 
 def transition_args(transition: Transition, now: datetime) -> list[str]:
-    """An operator transition as the scripts take it (``_redis_scripts.TRANSITION``): its source statuses, the new
-    status and the field changes it makes at ``now``."""
+    """An operator transition as the scripts take it (``_redis_operator_scripts.TRANSITION``): its source statuses,
+    the new status and the field changes it makes at ``now``."""
     changes = transition.changes(now)
     new = changes.pop("status", None)
     assigned, deleted = field_changes(changes)

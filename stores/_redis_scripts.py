@@ -39,9 +39,7 @@ from ._redis_dependency_scripts import PURGE_PAIRS, RESOLVE
 
 __all__ = [
     "ADD",
-    "CANCEL",
     "COUNT_FINISHED",
-    "DISMISS",
     "FINISH",
     "LAYOUT_VERSION",
     "LIB",
@@ -50,9 +48,6 @@ __all__ = [
     "PURGE",
     "RECLAIM",
     "RENEW",
-    "REQUEST_CANCEL",
-    "REQUEUE",
-    "TRANSITION",
 ]
 
 #: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``), an older one
@@ -129,6 +124,18 @@ local function release_lock(id, lock)
   if lock and redis.call('HGET', P .. 'locks', lock) == id then redis.call('HDEL', P .. 'locks', lock) end
 end
 local function wake(due) redis.call('PUBLISH', P .. 'wakeup', due) end
+-- A new entry in the listing indexes: every entry's, its command type's, correlation id's and schedule's.
+local function index_entry(id, seq, fields)
+  redis.call('ZADD', P .. 'all', seq, id)
+  redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
+  if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
+  if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
+end
+-- The earlier of two due times (``earliest`` nil: none yet).
+local function earlier(earliest, due)
+  if earliest == nil or tonumber(due) < tonumber(earliest) then return due end
+  return earliest
+end
 -- An entry as one JSON string (its HGETALL list): the client parses one string per entry, in C, instead of a
 -- reply of fifty elements.
 -- The id of the key comes last, so it wins over an ``id`` field written behind the store's back.
@@ -153,37 +160,6 @@ end
 """
     + RESOLVE
 )
-
-#: An operator transition of ``stores._transitions``, as ``transition_args`` passes it: ARGV[2] its source statuses
-#: (JSON), ARGV[3] the new status, ARGV[4] and ARGV[5] the field changes (JSON: [name, value, ...] to set, [name, ...]
-#: to delete). ``transition(id)`` applies it to an entry in a source status, with the indexes of both statuses;
-#: whether it did. The caller flushes the counters (``flush_counts`` or ``publish_finished``).
-TRANSITION = """
-local sources, new = cjson.decode(ARGV[2]), ARGV[3]
-local assigned, deleted = cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
-local function settled(status) return status ~= 'PENDING' and status ~= 'PROCESSING' and status ~= 'WAITING' end
-local function transition(id)
-  local entry = P .. 'e:' .. id
-  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'queue', 'command_type')
-  local from, seq, queue = current[1], current[2], queue_of(current[4])
-  local allowed = false
-  for _, source in ipairs(sources) do if from == source then allowed = true end end
-  if not allowed then return false end
-  if from == 'PENDING' then pop_due(id, seq, current[3], current[4], current[5])
-  elseif settled(from) then redis.call('ZREM', P .. 'done:' .. from, member(id, seq)) end
-  move_status(id, seq, from, new, queue)
-  if #assigned > 0 then redis.call('HSET', entry, unpack(assigned)) end
-  if #deleted > 0 then redis.call('HDEL', entry, unpack(deleted)) end
-  if new == 'PENDING' then
-    local due = redis.call('HGET', entry, 'scheduled_for')
-    push_due(id, seq, current[3], due, queue, current[5])
-    wake(due)
-  elseif settled(new) then
-    redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), member(id, seq))
-  end
-  return true
-end
-"""
 
 #: ARGV: prefix, then the batch as JSON: a list of entries, each a flat name, value, name, value... list of strings
 #: (one argument, not one per field: packing thousands of arguments costs the client more than the JSON does).
@@ -214,15 +190,10 @@ for b, flat in ipairs(batch) do
     redis.call('HSET', P .. 'e:' .. id, 'seq', seq, unpack(flat))
     local queue = queue_of(fields['queue'])
     move_status(id, seq, nil, 'PENDING', queue)
-    redis.call('ZADD', P .. 'all', seq, id)
-    redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
-    if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
-    if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
+    index_entry(id, seq, fields)
     if key then redis.call('HSET', P .. 'idem', key, id) end
     push_due(id, seq, fields['priority'], fields['scheduled_for'], queue, fields['command_type'])
-    if earliest == nil or tonumber(fields['scheduled_for']) < tonumber(earliest) then
-      earliest = fields['scheduled_for']
-    end
+    earliest = earlier(earliest, fields['scheduled_for'])
   end
 end
 flush_counts()
@@ -317,67 +288,6 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', ARGV[2], '
   taken[#taken + 1] = {previous[1], previous[2], snapshot(entry)}
 end
 return taken
-"""
-)
-
-#: ``stores._transitions.CANCEL`` for one entry or an index's. ARGV: prefix, the transition (``TRANSITION``), index
-#: ('id', 'c' or 'r'), value, kept occurrence generation ('' for none). Returns the cancelled entries, in scheduling
-#: order, then ``resolution_reply()`` (their dependants).
-CANCEL = (
-    LIB
-    + TRANSITION
-    + """
-local index, keep = ARGV[6], ARGV[8]
-local ids
-if index == 'id' then ids = {ARGV[7]} else ids = redis.call('ZRANGE', P .. index .. ':' .. ARGV[7], 0, -1) end
-local cancelled = {}
-for _, id in ipairs(ids) do
-  local entry = P .. 'e:' .. id
-  local kept = keep ~= '' and redis.call('HGET', entry, 'occurrence_generation') == keep
-  if not kept and transition(id) then cancelled[#cancelled + 1] = snapshot(entry) end
-end
-publish_finished()
-cancelled[#cancelled + 1] = resolution_reply()
-return cancelled
-"""
-)
-
-#: Ask the holder of a PROCESSING entry to cancel its attempt: ``cancel_requested_at`` (the first request's kept),
-#: and the holder is woken on the ``finished`` channel (it re-reads the entry). ARGV: prefix, id, now. Returns the
-#: entry, or false when it is not PROCESSING.
-REQUEST_CANCEL = (
-    LIB
-    + """
-local id, now = ARGV[2], ARGV[3]
-local entry = P .. 'e:' .. id
-if redis.call('HGET', entry, 'status') ~= 'PROCESSING' then return false end
-redis.call('HSETNX', entry, 'cancel_requested_at', now)
-redis.call('PUBLISH', P .. 'finished', id)
-return snapshot(entry)
-"""
-)
-
-#: ``stores._transitions.REQUEUE``. ARGV: prefix, the transition (``TRANSITION``), id. Returns 1, or 0 when the entry
-#: is not FAILED.
-REQUEUE = (
-    LIB
-    + TRANSITION
-    + """
-if not transition(ARGV[6]) then return 0 end
-flush_counts()
-return 1
-"""
-)
-
-#: ``stores._transitions.DISMISS``. ARGV: prefix, the transition (``TRANSITION``), id. Returns the dismissed entry,
-#: or nil when it is not FAILED.
-DISMISS = (
-    LIB
-    + TRANSITION
-    + """
-if not transition(ARGV[6]) then return false end
-publish_finished()
-return snapshot(P .. 'e:' .. ARGV[6])
 """
 )
 

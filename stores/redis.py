@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _redis_operator_scripts as operator_scripts
 from . import _redis_scripts as scripts
 from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
@@ -69,10 +70,10 @@ _SCRIPTS = {
     "renew": scripts.RENEW,
     "finish": scripts.FINISH,
     "reclaim": scripts.RECLAIM,
-    "cancel": scripts.CANCEL,
-    "requeue": scripts.REQUEUE,
-    "request_cancel": scripts.REQUEST_CANCEL,
-    "dismiss": scripts.DISMISS,
+    "cancel": operator_scripts.CANCEL,
+    "requeue": operator_scripts.REQUEUE,
+    "request_cancel": operator_scripts.REQUEST_CANCEL,
+    "dismiss": operator_scripts.DISMISS,
     "list": scripts.LIST,
     "next_due": scripts.NEXT_DUE,
     "purge": scripts.PURGE,
