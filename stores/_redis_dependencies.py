@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import entry_fields, entry_from_json, from_micros
 from ._redis_dependency_scripts import ADD_DEPENDANTS_BODY
 from ._redis_scripts import LIB
@@ -21,25 +22,16 @@ from .entries import ScheduledCommandEntry
 from .errors import UnreadableEntryError
 from .queues import check_queue_name
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
 __all__ = ["ADD_DEPENDANTS", "RedisDependencies"]
 
 ADD_DEPENDANTS = LIB + ADD_DEPENDANTS_BODY
 
 
-class RedisDependencies:
+class RedisDependencies(RedisAccess):
     if TYPE_CHECKING:  # supplied by RedisStore
 
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
         def _notify_wakeup(self, due: datetime) -> None: ...
         def _notify_dependants_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None: ...
-        @property
-        def description(self) -> str: ...
 
     supports_dependencies = True
 

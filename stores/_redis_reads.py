@@ -4,20 +4,17 @@ attempts, counts, listings for the CLI and the dashboard, the next due time and 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Collection
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import entry_from_json, from_micros, micros
 from .base import FinishedCount, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError, UnsupportedFeatureError
 from .filters import EntryFilter, EntryPage
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = ["RedisReads"]
 
@@ -29,18 +26,9 @@ _PURGE_CHUNK = 1_000
 _TERMINAL_ORDER = tuple(sorted(TERMINAL_STATUSES))
 
 
-class RedisReads:
+class RedisReads(RedisAccess):
     #: Searches (an ``EntryFilter`` beyond status, command type and correlation id) are refused: no index answers them.
     supports_search = False
-
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-        @property
-        def description(self) -> str: ...
 
     async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
         client = await self._client()

@@ -8,18 +8,15 @@ schedule changed meanwhile is read and decided again).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import micros, schedule_fields, schedule_from_reply
 from ._transitions import redefined_schedule, schedule_paused_changes
 from .schedules import StoredSchedule
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = ["INSERT_SCHEDULE", "RECORD_SCHEDULE_RUN", "REPLACE_SCHEDULE", "RedisSchedules"]
 
@@ -63,14 +60,7 @@ return 1
 """
 
 
-class RedisSchedules:
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-
+class RedisSchedules(RedisAccess):
     async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
         definition, fields = schedule_fields(schedule)
         while True:
