@@ -7,6 +7,7 @@ below 2**53), numbers in decimal, ``metadata`` as JSON. A ``None`` attribute is 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -19,6 +20,8 @@ from .entries import ScheduledCommandEntry
 from .errors import UnreadableEntryError
 from .schedules import StoredSchedule
 
+logger = logging.getLogger("stores.redis")
+
 __all__ = [
     "entry_fields",
     "field_changes",
@@ -27,6 +30,7 @@ __all__ = [
     "entry_from_json",
     "entry_from_reply",
     "from_micros",
+    "log_unreadable",
     "micros",
     "pairs",
     "schedule_fields",
@@ -161,6 +165,11 @@ def entry_from_reply(reply: Sequence[str]) -> ScheduledCommandEntry:
         raise UnreadableEntryError(
             fields.get("seq"), fields.get("id"), column, fields.get(column), error["msg"]
         ) from exc
+
+
+def log_unreadable(exc: UnreadableEntryError, action: str) -> None:
+    """Log an entry that does not convert, and what became of it (``action``)."""
+    logger.error("%s; %s", exc, action, extra={"action": "unreadable_row", "command_id": exc.entry_id})
 
 
 def entry_from_json(text: str) -> ScheduledCommandEntry:

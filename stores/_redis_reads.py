@@ -4,13 +4,12 @@ attempts, counts, listings for the CLI and the dashboard, the next due time and 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Collection
 from datetime import datetime, timedelta
 from typing import cast
 
 from ._redis_access import RedisAccess
-from ._redis_codec import entry_from_json, from_micros, micros
+from ._redis_codec import entry_from_json, from_micros, log_unreadable, micros
 from .base import FinishedCount, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError, UnsupportedFeatureError
@@ -18,7 +17,6 @@ from .filters import EntryFilter, EntryPage
 
 __all__ = ["RedisReads"]
 
-logger = logging.getLogger("stores.redis")
 
 #: Purge deletes at most this many entries per script run, so one purge never blocks the server for long.
 _PURGE_CHUNK = 1_000
@@ -68,9 +66,7 @@ class RedisReads(RedisAccess):
                 entries.append(entry_from_json(reply))
             except UnreadableEntryError as exc:  # one corrupt hash never hides the others
                 if page.on_unreadable is None:
-                    logger.error(
-                        "%s; skipped in a listing", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id}
-                    )
+                    log_unreadable(exc, "skipped in a listing")
                 else:
                     page.on_unreadable(exc)
         return entries

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import UnreadableEntryError
 from .schedules import StoredSchedule
 
 __all__ = [
@@ -204,6 +205,12 @@ class ClaimEnd:
     def expired(cls, now: datetime) -> ClaimEnd:
         """Claimed too late to run: no attempt."""
         return cls(ScheduledCommandStatus.EXPIRED, now)
+
+    @classmethod
+    def unreadable(cls, exc: UnreadableEntryError, now: datetime) -> ClaimEnd:
+        """Claimed but unreadable (written behind the library's back): no attempt can run it and no retry can fix
+        it, so it is a dead letter whose error names the field and value; not counted as a failed attempt."""
+        return cls(ScheduledCommandStatus.FAILED, now, error_message=f"UnreadableEntryError: {exc.description}")
 
 
 #: A stopping worker gives its entry back: PENDING, due as before, no attempt counted.

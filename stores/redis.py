@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import uuid
 from collections.abc import Awaitable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from ._redis_codec import (
     entry_from_reply,
     field_changes,
     from_micros,
+    log_unreadable,
     micros,
     pairs,
     transition_args,
@@ -58,7 +58,6 @@ __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 #: Connections one store opens at most; calls beyond wait for one (up to the pool's timeout, 20 s).
 _MAX_CONNECTIONS = 50
 
-logger = logging.getLogger(__name__)
 
 #: The key prefix when none is given: every key of the store starts with it and a colon.
 DEFAULT_PREFIX = "cqrs-scheduling"
@@ -349,11 +348,8 @@ class RedisStore(
             return entry_from_json(reply)
         except UnreadableEntryError as exc:
             fields = pairs(json.loads(reply))
-            unreadable = ClaimEnd(
-                ScheduledCommandStatus.FAILED, now, error_message=f"UnreadableEntryError: {exc.description}"
-            )
-            await self._end_claim(fields["id"], fields["lease_token"], unreadable)
-            logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+            await self._end_claim(fields["id"], fields["lease_token"], ClaimEnd.unreadable(exc, now))
+            log_unreadable(exc, "dead-lettered")
             return None
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
