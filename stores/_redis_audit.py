@@ -7,16 +7,13 @@ in the order they were added. Forgetting the records before a time is one range 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import micros
 from .audit import AuditRecord
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = ["ADD_AUDIT_RECORD", "RedisAudit"]
 
@@ -31,14 +28,7 @@ return seq
 _PAGE = 500
 
 
-class RedisAudit:
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-
+class RedisAudit(RedisAccess):
     async def add_audit_record(self, record: AuditRecord) -> None:
         await self._run("add_audit_record", micros(record.at), record.model_dump_json())
 

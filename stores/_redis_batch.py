@@ -19,7 +19,9 @@ __all__ = ["MAX_BATCH", "outcome_batcher"]
 MAX_BATCH = 500
 
 
-def outcome_batcher(write: Callable[[list[list[Any]]], Awaitable[list[bool]]]) -> GroupCommit[list[Any], bool]:
+def outcome_batcher(
+    write: Callable[[list[list[Any]]], Awaitable[list[str | None]]],
+) -> GroupCommit[list[Any], str | None]:
     """The group commit of ending claims on Redis. A failed script run fails each of its waiters (the script applies
     requests one by one and stops at none of them, so a failure is the server's, not one request's)."""
     return GroupCommit(write, max_batch=MAX_BATCH, fail_together=(Exception,))

@@ -7,21 +7,30 @@ below 2**53), numbers in decimal, ``metadata`` as JSON. A ``None`` attribute is 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from pydantic import ValidationError
 
+from ._transitions import Transition
 from .entries import ScheduledCommandEntry
 from .errors import UnreadableEntryError
 from .schedules import StoredSchedule
 
+logger = logging.getLogger("stores.redis")
+
 __all__ = [
     "entry_fields",
+    "field_changes",
+    "field_text",
+    "transition_args",
     "entry_from_json",
     "entry_from_reply",
     "from_micros",
+    "log_unreadable",
     "micros",
     "pairs",
     "schedule_fields",
@@ -62,7 +71,7 @@ _TEXTS = (
     "queue",
     "lock",
 )
-#: Definition fields of a schedule, kept together as one JSON document (compared as a whole by the upsert script).
+#: Definition fields of a schedule, kept together as one JSON document.
 _DEFINITION = ("command_type", "payload", "cron", "interval", "timezone", "options_json", "misfire_policy")
 
 
@@ -83,16 +92,42 @@ def entry_fields(entry: ScheduledCommandEntry) -> list[str]:
     for name, value in entry:
         if value is None or (name == "queue" and value == "default"):  # absent: the default queue
             continue
-        if name in _TIMES:
-            text = micros(value)
-        elif name == "metadata":
-            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
-        elif name == "timeout_seconds":
-            text = repr(float(value))
-        else:
-            text = str(value)
-        flat += (name, text)
+        flat += (name, field_text(name, value))
     return flat
+
+
+def field_text(name: str, value: Any) -> str:
+    """One entry attribute as its hash field holds it (``value`` not None)."""
+    if name in _TIMES:
+        return micros(value)
+    if name == "metadata":
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if name == "timeout_seconds":
+        return repr(float(value))
+    return str(value.value if isinstance(value, Enum) else value)
+
+
+def transition_args(transition: Transition, now: datetime) -> list[str]:
+    """An operator transition as the scripts take it (``_redis_operator_scripts.TRANSITION``): its source statuses,
+    the new status and the field changes it makes at ``now``."""
+    changes = transition.changes(now)
+    new = changes.pop("status", None)
+    assigned, deleted = field_changes(changes)
+    return [
+        json.dumps([source.value for source in transition.sources]),
+        new.value if new is not None else "",
+        json.dumps(assigned, ensure_ascii=False),
+        json.dumps(deleted),
+    ]
+
+
+def field_changes(changes: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Entry field changes (a transition's, ``stores._transitions``) as a script applies them: the flat name,
+    value... list to set, and the names to delete (those changed to None)."""
+    assigned = [
+        part for name, value in changes.items() if value is not None for part in (name, field_text(name, value))
+    ]
+    return assigned, [name for name, value in changes.items() if value is None]
 
 
 def pairs(reply: Sequence[str]) -> dict[str, str]:
@@ -130,6 +165,11 @@ def entry_from_reply(reply: Sequence[str]) -> ScheduledCommandEntry:
         raise UnreadableEntryError(
             fields.get("seq"), fields.get("id"), column, fields.get(column), error["msg"]
         ) from exc
+
+
+def log_unreadable(exc: UnreadableEntryError, action: str) -> None:
+    """Log an entry that does not convert, and what became of it (``action``)."""
+    logger.error("%s; %s", exc, action, extra={"action": "unreadable_row", "command_id": exc.entry_id})
 
 
 def entry_from_json(text: str) -> ScheduledCommandEntry:

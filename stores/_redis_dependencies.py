@@ -12,33 +12,26 @@ from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import entry_fields, entry_from_json, from_micros
 from ._redis_dependency_scripts import ADD_DEPENDANTS_BODY
 from ._redis_scripts import LIB
+from ._transitions import AddBatch, already_exists
 from .dependencies import Dependency, UnknownParentError
 from .entries import ScheduledCommandEntry
 from .errors import UnreadableEntryError
 from .queues import check_queue_name
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = ["ADD_DEPENDANTS", "RedisDependencies"]
 
 ADD_DEPENDANTS = LIB + ADD_DEPENDANTS_BODY
 
 
-class RedisDependencies:
+class RedisDependencies(RedisAccess):
     if TYPE_CHECKING:  # supplied by RedisStore
 
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
         def _notify_wakeup(self, due: datetime) -> None: ...
         def _notify_dependants_cancelled(self, entries: Sequence[ScheduledCommandEntry]) -> None: ...
-        @property
-        def description(self) -> str: ...
 
     supports_dependencies = True
 
@@ -47,12 +40,9 @@ class RedisDependencies:
     ) -> list[str]:
         if not entries:
             return []
+        AddBatch.of(entries)  # an id twice is refused here; an id held, by the script
         batch: list[list[Any]] = []
-        seen: set[str] = set()
         for entry in entries:
-            if entry.id in seen:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            seen.add(entry.id)
             if entry.idempotency_key is not None:
                 raise ValueError(f"entry {entry.id} has an idempotency key; a dependant cannot have one")
             check_queue_name(entry.queue)
@@ -67,7 +57,7 @@ class RedisDependencies:
         except ResponseError as exc:
             kind, _, detail = str(exc).partition(" ")
             if kind == "EXISTS":
-                raise ValueError(f"an entry with id {detail!r} already exists") from exc
+                raise already_exists(detail) from exc
             if kind == "UNKNOWN":
                 raise UnknownParentError(detail, self.description) from exc
             if kind == "LATER":

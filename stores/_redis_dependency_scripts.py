@@ -43,7 +43,7 @@ local function release_dependant(id, c)
   redis.call('HSET', P .. 'e:' .. id, 'status', 'PENDING', 'pending_parents', '0')
   move_status(id, c.seq, 'WAITING', 'PENDING', queue, true)
   push_due(id, c.seq, priority, due, queue, tostring(c.command_type))
-  if released_earliest == nil or tonumber(due) < tonumber(released_earliest) then released_earliest = due end
+  released_earliest = earlier(released_earliest, due)
 end
 -- Walks ``finished_ids`` (the entries this run ended, and the dependants it cancels on the way).
 resolve_dependants = function()
@@ -156,19 +156,14 @@ for b, item in ipairs(batch) do
     if name ~= 'pending_parents' then flat[#flat + 1] = name flat[#flat + 1] = value end
   end
   redis.call('HSET', P .. 'e:' .. id, 'seq', seq, 'pending_parents', pending, unpack(flat))
-  redis.call('ZADD', P .. 'all', seq, id)
-  redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
-  if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
-  if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
+  index_entry(id, seq, fields)
   if status == 'CANCELLED' then
     cancel_dependant(id, seq, queue, nil, fields['created_at'], reason)
   else
     move_status(id, seq, nil, status, queue, true)
     if status == 'PENDING' then
       push_due(id, seq, fields['priority'], fields['scheduled_for'], queue, fields['command_type'])
-      if earliest == nil or tonumber(fields['scheduled_for']) < tonumber(earliest) then
-        earliest = fields['scheduled_for']
-      end
+      earliest = earlier(earliest, fields['scheduled_for'])
     end
   end
 end
@@ -176,7 +171,7 @@ redis.call('HSET', P .. 'meta', 'deps', '1')
 publish_finished()
 if earliest then
   wake(earliest)
-  if released_earliest == nil or tonumber(earliest) < tonumber(released_earliest) then released_earliest = earliest end
+  released_earliest = earlier(released_earliest, earliest)
 end
 return resolution_reply()
 """

@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import entry_from_json, from_micros, micros
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError
@@ -40,14 +41,7 @@ def _id_of(member: str) -> str:
     return member[17:]
 
 
-class RedisOutcomes:
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-
+class RedisOutcomes(RedisAccess):
     async def list_occurrences(self, name: str, *, limit: int = 20) -> list[ScheduledCommandEntry]:
         entries = []
         for reply in await self._run("list", f"r:{name}", 0, limit, "1"):

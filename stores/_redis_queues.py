@@ -20,18 +20,14 @@ handles: a worker with 50 handlers facing one busy type reads one sorted set.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
+from ._redis_access import RedisAccess
 from ._redis_codec import from_micros
 from ._redis_scripts import LIB
 from .queues import QueueInfo, QueueLimits, RateLimit, Route, check_queue_name
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = ["CLAIM", "SET_QUEUE", "RedisQueues", "route_args"]
 
@@ -225,14 +221,7 @@ def _limits(values: dict[str, str]) -> QueueLimits:
     return QueueLimits(max_running=max_running, rate=rate)
 
 
-class RedisQueues:
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-
+class RedisQueues(RedisAccess):
     async def set_queue_paused(self, name: str, paused: bool) -> None:
         check_queue_name(name)
         await self._run("set_queue", name, "paused", "1" if paused else "")

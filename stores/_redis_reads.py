@@ -4,24 +4,19 @@ attempts, counts, listings for the CLI and the dashboard, the next due time and 
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Collection
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
-from ._redis_codec import entry_from_json, from_micros, micros
+from ._redis_access import RedisAccess
+from ._redis_codec import entry_from_json, from_micros, log_unreadable, micros
 from .base import FinishedCount, check_bucket, finished_counts
 from .entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import UnreadableEntryError, UnsupportedFeatureError
-from .filters import EntryFilter, combined
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from .filters import EntryFilter, EntryPage
 
 __all__ = ["RedisReads"]
 
-logger = logging.getLogger("stores.redis")
 
 #: Purge deletes at most this many entries per script run, so one purge never blocks the server for long.
 _PURGE_CHUNK = 1_000
@@ -29,18 +24,9 @@ _PURGE_CHUNK = 1_000
 _TERMINAL_ORDER = tuple(sorted(TERMINAL_STATUSES))
 
 
-class RedisReads:
+class RedisReads(RedisAccess):
     #: Searches (an ``EntryFilter`` beyond status, command type and correlation id) are refused: no index answers them.
     supports_search = False
-
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-        @property
-        def description(self) -> str: ...
 
     async def get_attempts(self, entry_id: str) -> list[AttemptRecord]:
         client = await self._client()
@@ -54,21 +40,7 @@ class RedisReads:
             counts = await cast(Awaitable[dict[str, str]], client.hgetall(self._key("counts")))
         return {status: int(counts.get(status.value, 0)) for status in ScheduledCommandStatus}
 
-    async def list_entries(
-        self,
-        *,
-        status: ScheduledCommandStatus | None = None,
-        command_type: str | None = None,
-        correlation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = False,
-        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
-        where: EntryFilter | None = None,
-    ) -> list[ScheduledCommandEntry]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
-        wanted = combined(where, status=status, command_type=command_type, correlation_id=correlation_id)
+    async def list_matching(self, wanted: EntryFilter, page: EntryPage) -> list[ScheduledCommandEntry]:
         if wanted.searches:  # no index answers them: every entry's hash would be read and decoded
             raise UnsupportedFeatureError(
                 self.description,
@@ -87,18 +59,16 @@ class RedisReads:
         else:
             index = "all"
         matching = [part for name, value in filters.items() if value is not None for part in (name, value)]
-        replies = await self._run("list", index, offset, limit, "1" if newest_first else "0", *matching)
+        replies = await self._run("list", index, page.offset, page.limit, "1" if page.newest_first else "0", *matching)
         entries: list[ScheduledCommandEntry] = []
         for reply in replies:
             try:
                 entries.append(entry_from_json(reply))
             except UnreadableEntryError as exc:  # one corrupt hash never hides the others
-                if on_unreadable is None:
-                    logger.error(
-                        "%s; skipped in a listing", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id}
-                    )
+                if page.on_unreadable is None:
+                    log_unreadable(exc, "skipped in a listing")
                 else:
-                    on_unreadable(exc)
+                    page.on_unreadable(exc)
         return entries
 
     async def count_running(self, *, now: datetime) -> int:
@@ -132,16 +102,10 @@ class RedisReads:
         except (ValueError, OverflowError):  # a due time no datetime holds: the worker polls (and claims it)
             return None
 
-    async def purge(
-        self,
-        *,
-        older_than: datetime,
-        statuses: Collection[ScheduledCommandStatus] = TERMINAL_STATUSES,
-        limit: int | None = None,
+    async def purge_finished(
+        self, older_than: datetime, statuses: frozenset[ScheduledCommandStatus], limit: int | None
     ) -> int:
-        chosen = [s.value for s in _TERMINAL_ORDER if s in set(statuses)]
-        if not chosen:
-            return 0
+        chosen = [s.value for s in _TERMINAL_ORDER if s in statuses]
         deleted = 0
         while limit is None or deleted < limit:
             chunk = _PURGE_CHUNK if limit is None else min(_PURGE_CHUNK, limit - deleted)

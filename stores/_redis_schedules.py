@@ -1,28 +1,28 @@
 """The recurring-schedule methods of ``RedisStore`` (a mixin; the store supplies the connection and scripts).
 
-A schedule is a hash ``{prefix}:sched:{name}``: its definition as one JSON document (compared as a whole by the
-upsert script), ``paused``, ``generation`` and the bookkeeping times; ``{prefix}:scheds`` holds the names.
+A schedule is a hash ``{prefix}:sched:{name}``: its definition as one JSON document, ``paused``, ``generation`` and
+the bookkeeping times; ``{prefix}:scheds`` holds the names. What a redefinition or a pause changes is decided by
+``stores._transitions`` from the schedule as read; the scripts insert and write it fenced by that reading (a
+schedule changed meanwhile is read and decided again).
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import micros, schedule_fields, schedule_from_reply
+from ._transitions import redefined_schedule, schedule_paused_changes
 from .schedules import StoredSchedule
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-__all__ = ["RECORD_SCHEDULE_RUN", "SET_SCHEDULE_PAUSED", "UPSERT_SCHEDULE", "RedisSchedules"]
+__all__ = ["INSERT_SCHEDULE", "RECORD_SCHEDULE_RUN", "REPLACE_SCHEDULE", "RedisSchedules"]
 
 #: ARGV: prefix, name, definition, then the other fields as name/value pairs ('' for absent). Inserts the
-#: schedule, keeps it when the definition is unchanged, else replaces the definition and bumps the generation.
-#: Returns the stored schedule (HGETALL).
-UPSERT_SCHEDULE = """
+#: schedule unless one of that name is stored. Returns the stored schedule (HGETALL).
+INSERT_SCHEDULE = """
 local key = ARGV[1] .. ':sched:' .. ARGV[2]
 if redis.call('EXISTS', key) == 0 then
   redis.call('HSET', key, 'name', ARGV[2], 'definition', ARGV[3])
@@ -30,22 +30,22 @@ if redis.call('EXISTS', key) == 0 then
     if ARGV[i + 1] ~= '' then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
   end
   redis.call('SADD', ARGV[1] .. ':scheds', ARGV[2])
-elseif redis.call('HGET', key, 'definition') ~= ARGV[3] then
-  local updated = ''
-  for i = 4, #ARGV, 2 do if ARGV[i] == 'updated_at' then updated = ARGV[i + 1] end end
-  redis.call('HSET', key, 'definition', ARGV[3], 'updated_at', updated)
-  redis.call('HINCRBY', key, 'generation', 1)
 end
 return redis.call('HGETALL', key)
 """
 
-#: ARGV: prefix, name, '1' to pause or '0' to resume, now. Returns the updated schedule, or nil when unknown.
-SET_SCHEDULE_PAUSED = """
+#: A fenced write of what ``stores._transitions`` decided from a schedule read before (a redefinition, a pause).
+#: ARGV: prefix, name, the schedule as read (its HGETALL, JSON), then field/value pairs ('' for absent). Writes them
+#: if the schedule is still as read. Returns the updated schedule, or nil when it changed (or went) meanwhile.
+REPLACE_SCHEDULE = """
 local key = ARGV[1] .. ':sched:' .. ARGV[2]
-if redis.call('EXISTS', key) == 0 then return false end
-redis.call('HSET', key, 'paused', ARGV[3], 'updated_at', ARGV[4])
-redis.call('HINCRBY', key, 'generation', 1)
-if ARGV[3] == '1' then redis.call('HDEL', key, 'next_run_at') end
+local expected, current, held = cjson.decode(ARGV[3]), redis.call('HGETALL', key), {}
+if #current ~= #expected or #current == 0 then return false end
+for i = 1, #current, 2 do held[current[i]] = current[i + 1] end
+for i = 1, #expected, 2 do if held[expected[i]] ~= expected[i + 1] then return false end end
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
 return redis.call('HGETALL', key)
 """
 
@@ -60,23 +60,36 @@ return 1
 """
 
 
-class RedisSchedules:
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-
+class RedisSchedules(RedisAccess):
     async def upsert_schedule(self, schedule: StoredSchedule) -> StoredSchedule:
         definition, fields = schedule_fields(schedule)
-        return schedule_from_reply(await self._run("upsert_schedule", schedule.name, definition, *fields))
+        while True:
+            held = await self._run("insert_schedule", schedule.name, definition, *fields)
+            stored = schedule_from_reply(held)
+            if stored.definition() == schedule.definition():
+                return stored
+            redefined = await self._replace_schedule(held, redefined_schedule(stored, schedule))
+            if redefined is not None:
+                return redefined
+            # Changed meanwhile (redefined, paused, run or deleted): decide again on what is stored now.
 
     async def get_schedule(self, name: str) -> StoredSchedule | None:
+        held = await self._read_schedule(name)
+        return schedule_from_reply(held) if held else None
+
+    async def _read_schedule(self, name: str) -> list[str]:
+        """The schedule's hash as stored, a flat HGETALL list (empty when unknown)."""
         client = await self._client()
         with self._unavailable():
             reply = await cast(Awaitable[dict[str, str]], client.hgetall(self._key(f"sched:{name}")))
-        return schedule_from_reply([item for pair in reply.items() for item in pair]) if reply else None
+        return [item for pair in reply.items() for item in pair]
+
+    async def _replace_schedule(self, held: list[str], updated: StoredSchedule) -> StoredSchedule | None:
+        """Store ``updated`` if the schedule is still ``held`` (as read); None when it changed meanwhile."""
+        definition, fields = schedule_fields(updated)
+        expected = json.dumps(held, ensure_ascii=False)
+        reply = await self._run("replace_schedule", updated.name, expected, "definition", definition, *fields)
+        return schedule_from_reply(reply) if reply else None
 
     async def list_schedules(self) -> list[StoredSchedule]:
         client = await self._client()
@@ -98,8 +111,16 @@ class RedisSchedules:
         return bool(deleted)
 
     async def set_schedule_paused(self, name: str, paused: bool, *, now: datetime) -> StoredSchedule | None:
-        reply = await self._run("set_schedule_paused", name, "1" if paused else "0", micros(now))
-        return schedule_from_reply(reply) if reply else None
+        while True:
+            held = await self._read_schedule(name)
+            if not held:
+                return None
+            stored = schedule_from_reply(held)
+            changes = schedule_paused_changes(paused, now=now, next_generation=stored.generation + 1)
+            updated = await self._replace_schedule(held, stored.model_copy(update=changes))
+            if updated is not None:
+                return updated
+            # Changed meanwhile: decide again on what is stored now.
 
     async def record_schedule_run(
         self, name: str, generation: int, *, last_run_at: datetime | None, next_run_at: datetime | None

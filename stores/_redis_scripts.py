@@ -39,9 +39,7 @@ from ._redis_dependency_scripts import PURGE_PAIRS, RESOLVE
 
 __all__ = [
     "ADD",
-    "CANCEL",
     "COUNT_FINISHED",
-    "DISMISS",
     "FINISH",
     "LAYOUT_VERSION",
     "LIB",
@@ -50,8 +48,6 @@ __all__ = [
     "PURGE",
     "RECLAIM",
     "RENEW",
-    "REQUEST_CANCEL",
-    "REQUEUE",
 ]
 
 #: The key layout this code writes; a store holding a newer one is refused (``SchemaVersionError``), an older one
@@ -128,6 +124,18 @@ local function release_lock(id, lock)
   if lock and redis.call('HGET', P .. 'locks', lock) == id then redis.call('HDEL', P .. 'locks', lock) end
 end
 local function wake(due) redis.call('PUBLISH', P .. 'wakeup', due) end
+-- A new entry in the listing indexes: every entry's, its command type's, correlation id's and schedule's.
+local function index_entry(id, seq, fields)
+  redis.call('ZADD', P .. 'all', seq, id)
+  redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
+  if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
+  if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
+end
+-- The earlier of two due times (``earliest`` nil: none yet).
+local function earlier(earliest, due)
+  if earliest == nil or tonumber(due) < tonumber(earliest) then return due end
+  return earliest
+end
 -- An entry as one JSON string (its HGETALL list): the client parses one string per entry, in C, instead of a
 -- reply of fifty elements.
 -- The id of the key comes last, so it wins over an ``id`` field written behind the store's back.
@@ -182,15 +190,10 @@ for b, flat in ipairs(batch) do
     redis.call('HSET', P .. 'e:' .. id, 'seq', seq, unpack(flat))
     local queue = queue_of(fields['queue'])
     move_status(id, seq, nil, 'PENDING', queue)
-    redis.call('ZADD', P .. 'all', seq, id)
-    redis.call('ZADD', P .. 't:' .. fields['command_type'], seq, id)
-    if fields['correlation_id'] then redis.call('ZADD', P .. 'c:' .. fields['correlation_id'], seq, id) end
-    if fields['recurring_name'] then redis.call('ZADD', P .. 'r:' .. fields['recurring_name'], seq, id) end
+    index_entry(id, seq, fields)
     if key then redis.call('HSET', P .. 'idem', key, id) end
     push_due(id, seq, fields['priority'], fields['scheduled_for'], queue, fields['command_type'])
-    if earliest == nil or tonumber(fields['scheduled_for']) < tonumber(earliest) then
-      earliest = fields['scheduled_for']
-    end
+    earliest = earlier(earliest, fields['scheduled_for'])
   end
 end
 flush_counts()
@@ -220,8 +223,8 @@ return renewed
 
 #: The fenced ends of claims, several in one run (outcomes arriving together share a round trip). ARGV: prefix, then
 #: JSON: a list of requests {entry id, lease token, new status, attempt JSON ('' for none), '1' to count a failure,
-#: [name, value, ...] to set, [name, ...] to delete}. Returns per request 1, or 0 when the lease is not held, then
-#: ``resolution_reply()`` (what the outcomes did to dependants).
+#: [name, value, ...] to set, [name, ...] to delete}. Returns per request the entry's ``scheduled_for`` after the
+#: change, or nil when the lease is not held, then ``resolution_reply()`` (what the outcomes did to dependants).
 FINISH = (
     LIB
     + """
@@ -236,7 +239,7 @@ local function finish(r)
   local id, new, attempt, assigned, deleted = r[1], r[3], r[4], r[6], r[7]
   local entry = P .. 'e:' .. id
   local current = redis.call('HMGET', entry, 'status', 'lease_token', 'seq', 'queue', 'lock')
-  if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return 0 end
+  if current[1] ~= 'PROCESSING' or current[2] ~= r[2] then return false end
   local seq, queue = current[3], queue_of(current[4])
   local m = member(id, seq)
   redis.call('ZREM', P .. 'leases', m)
@@ -256,10 +259,10 @@ local function finish(r)
     local after = redis.call('HMGET', entry, 'priority', 'scheduled_for', 'command_type')
     push_due(id, seq, after[1], after[2], queue, after[3])
     if attempt == '' then wake(after[2]) end
-  else
-    redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
+    return after[2] or ''  -- '' (not nil, which means "not held"): no readable due time
   end
-  return 1
+  redis.call('ZADD', P .. 'done:' .. new, redis.call('HGET', entry, 'completed_at'), m)
+  return redis.call('HGET', entry, 'scheduled_for') or ''
 end
 local results = {}
 for i, r in ipairs(cjson.decode(ARGV[2])) do results[i] = finish(r) end
@@ -285,87 +288,6 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', ARGV[2], '
   taken[#taken + 1] = {previous[1], previous[2], snapshot(entry)}
 end
 return taken
-"""
-)
-
-#: PENDING or WAITING -> CANCELLED. ARGV: prefix, now, index ('id', 'c' or 'r'), value, kept occurrence generation
-#: ('' for none). Returns the cancelled entries, in scheduling order, then ``resolution_reply()`` (their dependants).
-CANCEL = (
-    LIB
-    + """
-local now, index, keep = ARGV[2], ARGV[3], ARGV[5]
-local ids
-if index == 'id' then ids = {ARGV[4]} else ids = redis.call('ZRANGE', P .. index .. ':' .. ARGV[4], 0, -1) end
-local cancelled = {}
-for _, id in ipairs(ids) do
-  local entry = P .. 'e:' .. id
-  local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'occurrence_generation', 'queue',
-    'command_type')
-  local kept = keep ~= '' and current[4] == keep
-  if (current[1] == 'PENDING' or current[1] == 'WAITING') and not kept then
-    if current[1] == 'PENDING' then pop_due(id, current[2], current[3], current[5], current[6]) end
-    move_status(id, current[2], current[1], 'CANCELLED', queue_of(current[5]))
-    redis.call('HSET', entry, 'completed_at', now)
-    redis.call('ZADD', P .. 'done:CANCELLED', now, member(id, current[2]))
-    cancelled[#cancelled + 1] = snapshot(entry)
-  end
-end
-publish_finished()
-cancelled[#cancelled + 1] = resolution_reply()
-return cancelled
-"""
-)
-
-#: Ask the holder of a PROCESSING entry to cancel its attempt: ``cancel_requested_at`` (the first request's kept),
-#: and the holder is woken on the ``finished`` channel (it re-reads the entry). ARGV: prefix, id, now. Returns the
-#: entry, or false when it is not PROCESSING.
-REQUEST_CANCEL = (
-    LIB
-    + """
-local id, now = ARGV[2], ARGV[3]
-local entry = P .. 'e:' .. id
-if redis.call('HGET', entry, 'status') ~= 'PROCESSING' then return false end
-redis.call('HSETNX', entry, 'cancel_requested_at', now)
-redis.call('PUBLISH', P .. 'finished', id)
-return snapshot(entry)
-"""
-)
-
-#: FAILED -> PENDING due now, retry count 0. ARGV: prefix, id, now. Returns 1, or 0 when the entry is not FAILED.
-REQUEUE = (
-    LIB
-    + """
-local id, now = ARGV[2], ARGV[3]
-local entry = P .. 'e:' .. id
-local current = redis.call('HMGET', entry, 'status', 'seq', 'priority', 'queue', 'command_type')
-if current[1] ~= 'FAILED' then return 0 end
-local queue = queue_of(current[4])
-redis.call('ZREM', P .. 'done:FAILED', member(id, current[2]))
-move_status(id, current[2], 'FAILED', 'PENDING', queue)
-redis.call('HSET', entry, 'scheduled_for', now, 'retry_count', 0)
-redis.call('HDEL', entry, 'completed_at', 'expires_at', 'cancel_requested_at')
-push_due(id, current[2], current[3], now, queue, current[5])
-flush_counts()
-wake(now)
-return 1
-"""
-)
-
-#: FAILED -> CANCELLED. ARGV: prefix, id, now. Returns the dismissed entry, or nil when it is not FAILED.
-DISMISS = (
-    LIB
-    + """
-local id, now = ARGV[2], ARGV[3]
-local entry = P .. 'e:' .. id
-local current = redis.call('HMGET', entry, 'status', 'seq')
-if current[1] ~= 'FAILED' then return false end
-local m = member(id, current[2])
-redis.call('ZREM', P .. 'done:FAILED', m)
-move_status(id, current[2], 'FAILED', 'CANCELLED', 'default')
-redis.call('HSET', entry, 'completed_at', now)
-redis.call('ZADD', P .. 'done:CANCELLED', now, m)
-publish_finished()
-return snapshot(entry)
 """
 )
 

@@ -7,17 +7,14 @@ seen since a time is one range. Each change is one script, atomic on the server.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
+from ._redis_access import RedisAccess
 from ._redis_codec import from_micros, micros
 from .workers import StoredWorker, StoredWorkerState
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = ["FORGET_WORKERS", "REGISTER_WORKER", "TOUCH_WORKER", "RedisWorkers"]
 
@@ -85,14 +82,7 @@ def _from_hash(worker_id: str, values: dict[str, str]) -> StoredWorker:
     )
 
 
-class RedisWorkers:
-    if TYPE_CHECKING:  # supplied by RedisStore
-
-        async def _run(self, script: str, *args: str | int) -> Any: ...
-        async def _client(self) -> Redis: ...
-        def _key(self, suffix: str) -> str: ...
-        def _unavailable(self) -> contextlib.AbstractContextManager[None]: ...
-
+class RedisWorkers(RedisAccess):
     async def register_worker(self, worker: StoredWorker) -> None:
         await self._run("register_worker", worker.worker_id, micros(worker.last_seen_at), *_fields(worker))
 

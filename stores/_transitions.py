@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .errors import UnreadableEntryError
 from .schedules import StoredSchedule
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "CANCEL",
     "DISMISS",
     "RELEASED",
+    "already_exists",
     "REQUEST_CANCEL",
     "REQUEUE",
     "ClaimEnd",
@@ -32,6 +34,11 @@ __all__ = [
     "redefined_schedule",
     "schedule_paused_changes",
 ]
+
+
+def already_exists(entry_id: str) -> ValueError:
+    """The error of adding an entry whose id the store holds (a store that finds out while inserting raises it)."""
+    return ValueError(f"an entry with id {entry_id!r} already exists")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,7 @@ class AddBatch:
         keyed: list[ScheduledCommandEntry] = []
         for entry in entries:
             if held is not None and held(entry.id):
-                raise ValueError(f"an entry with id {entry.id!r} already exists")
+                raise already_exists(entry.id)
             if entry.id in seen:
                 raise ValueError(f"the id {entry.id!r} appears twice in the batch")
             seen.add(entry.id)
@@ -198,6 +205,12 @@ class ClaimEnd:
     def expired(cls, now: datetime) -> ClaimEnd:
         """Claimed too late to run: no attempt."""
         return cls(ScheduledCommandStatus.EXPIRED, now)
+
+    @classmethod
+    def unreadable(cls, exc: UnreadableEntryError, now: datetime) -> ClaimEnd:
+        """Claimed but unreadable (written behind the library's back): no attempt can run it and no retry can fix
+        it, so it is a dead letter whose error names the field and value; not counted as a failed attempt."""
+        return cls(ScheduledCommandStatus.FAILED, now, error_message=f"UnreadableEntryError: {exc.description}")
 
 
 #: A stopping worker gives its entry back: PENDING, due as before, no attempt counted.

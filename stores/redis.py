@@ -15,26 +15,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import uuid
 from collections.abc import Awaitable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _redis_operator_scripts as operator_scripts
 from . import _redis_scripts as scripts
 from ._redis_audit import ADD_AUDIT_RECORD, RedisAudit
 from ._redis_batch import outcome_batcher
-from ._redis_codec import entry_fields, entry_from_json, entry_from_reply, from_micros, micros, pairs
+from ._redis_codec import (
+    entry_fields,
+    entry_from_json,
+    entry_from_reply,
+    field_changes,
+    from_micros,
+    log_unreadable,
+    micros,
+    pairs,
+    transition_args,
+)
 from ._redis_dependencies import ADD_DEPENDANTS, RedisDependencies
 from ._redis_outcomes import RedisOutcomes
 from ._redis_queues import CLAIM, SET_QUEUE, RedisQueues, route_args
 from ._redis_reads import RedisReads
-from ._redis_schedules import RECORD_SCHEDULE_RUN, SET_SCHEDULE_PAUSED, UPSERT_SCHEDULE, RedisSchedules
+from ._redis_schedules import INSERT_SCHEDULE, RECORD_SCHEDULE_RUN, REPLACE_SCHEDULE, RedisSchedules
 from ._redis_server import check_layout, listen, subscribe, warn_without_persistence
 from ._redis_url import mask_redis_url, split_prefix
 from ._redis_workers import FORGET_WORKERS, REGISTER_WORKER, TOUCH_WORKER, RedisWorkers
+from ._transitions import CANCEL, DISMISS, REQUEUE, AddBatch, ClaimEnd, already_exists
 from .base import ReclaimedEntry, ScheduledCommandStore
-from .entries import AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
+from .entries import ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import StoreUnavailableError, UnreadableEntryError
 from .queues import Route, check_queue_name
 
@@ -47,7 +58,6 @@ __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 #: Connections one store opens at most; calls beyond wait for one (up to the pool's timeout, 20 s).
 _MAX_CONNECTIONS = 50
 
-logger = logging.getLogger(__name__)
 
 #: The key prefix when none is given: every key of the store starts with it and a colon.
 DEFAULT_PREFIX = "cqrs-scheduling"
@@ -59,16 +69,16 @@ _SCRIPTS = {
     "renew": scripts.RENEW,
     "finish": scripts.FINISH,
     "reclaim": scripts.RECLAIM,
-    "cancel": scripts.CANCEL,
-    "requeue": scripts.REQUEUE,
-    "request_cancel": scripts.REQUEST_CANCEL,
-    "dismiss": scripts.DISMISS,
+    "cancel": operator_scripts.CANCEL,
+    "requeue": operator_scripts.REQUEUE,
+    "request_cancel": operator_scripts.REQUEST_CANCEL,
+    "dismiss": operator_scripts.DISMISS,
     "list": scripts.LIST,
     "next_due": scripts.NEXT_DUE,
     "purge": scripts.PURGE,
     "count_finished": scripts.COUNT_FINISHED,
-    "upsert_schedule": UPSERT_SCHEDULE,
-    "set_schedule_paused": SET_SCHEDULE_PAUSED,
+    "insert_schedule": INSERT_SCHEDULE,
+    "replace_schedule": REPLACE_SCHEDULE,
     "record_schedule_run": RECORD_SCHEDULE_RUN,
     "register_worker": REGISTER_WORKER,
     "touch_worker": TOUCH_WORKER,
@@ -256,12 +266,9 @@ class RedisStore(
     async def add(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         if not entries:
             return []
+        AddBatch.of(entries)  # an id twice is refused here; an id held, and idempotency keys, by the script
         batch: list[list[str]] = []
-        seen: set[str] = set()
         for entry in entries:
-            if entry.id in seen:
-                raise ValueError(f"the id {entry.id!r} appears twice in the batch")
-            seen.add(entry.id)
             # The ready sets are keyed "{priority}|{queue}|{type}": a queue name holds no "|" (ScheduleOptions checks
             # it; an entry built by hand is checked here).
             check_queue_name(entry.queue)
@@ -275,7 +282,7 @@ class RedisStore(
             ids: list[str] = await self._run("add", json.dumps(batch, ensure_ascii=False, separators=(",", ":")))
         except ResponseError as exc:
             if str(exc).startswith("EXISTS "):
-                raise ValueError(f"an entry with id {str(exc)[7:]!r} already exists") from exc
+                raise already_exists(str(exc)[7:]) from exc
             raise
         self._notify_wakeup(min(e.scheduled_for for e in entries))
         return ids
@@ -297,13 +304,13 @@ class RedisStore(
         return await self._cancel("c", correlation_id, now)
 
     async def _cancel(self, index: str, value: str, now: datetime, keep: str = "") -> list[ScheduledCommandEntry]:
-        *replies, resolution = await self._run("cancel", micros(now), index, value, keep)
+        *replies, resolution = await self._run("cancel", *transition_args(CANCEL, now), index, value, keep)
         cancelled = [entry_from_json(reply) for reply in replies]
         self._after_resolution(resolution)
         return cancelled
 
     async def requeue(self, entry_id: str, *, now: datetime) -> bool:
-        requeued = bool(await self._run("requeue", entry_id, micros(now)))
+        requeued = bool(await self._run("requeue", *transition_args(REQUEUE, now), entry_id))
         if requeued:
             self._notify_wakeup(now)
         return requeued
@@ -313,7 +320,7 @@ class RedisStore(
         return entry_from_json(reply) if reply else None  # the holder hears it on the finished channel
 
     async def dismiss(self, entry_id: str, *, now: datetime) -> ScheduledCommandEntry | None:
-        reply = await self._run("dismiss", entry_id, micros(now))
+        reply = await self._run("dismiss", *transition_args(DISMISS, now), entry_id)
         return entry_from_json(reply) if reply else None
 
     # -- claiming and outcomes --------------------------------------------------------------------------------
@@ -341,9 +348,8 @@ class RedisStore(
             return entry_from_json(reply)
         except UnreadableEntryError as exc:
             fields = pairs(json.loads(reply))
-            error = [("completed_at", micros(now)), ("error_message", f"UnreadableEntryError: {exc.description}")]
-            await self._finish(fields["id"], fields["lease_token"], ScheduledCommandStatus.FAILED, set_fields=error)
-            logger.error("%s; dead-lettered", exc, extra={"action": "unreadable_row", "command_id": exc.entry_id})
+            await self._end_claim(fields["id"], fields["lease_token"], ClaimEnd.unreadable(exc, now))
+            log_unreadable(exc, "dead-lettered")
             return None
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
@@ -352,95 +358,40 @@ class RedisStore(
         renewed = await self._run("renew", micros(until), *(part for lease in leases for part in lease))
         return set(renewed)
 
-    async def _finish(
-        self,
-        entry_id: str,
-        lease_token: str,
-        status: ScheduledCommandStatus,
-        *,
-        attempt: AttemptRecord | None = None,
-        failed: bool = False,
-        set_fields: Sequence[tuple[str, str | None]] = (),
-    ) -> bool:
-        if attempt is not None:  # the attempt's own start, not the claim's
-            set_fields = [*set_fields, ("started_at", micros(attempt.started_at))]
-        assigned = [part for name, value in set_fields if value is not None for part in (name, value)]
-        deleted = [name for name, value in set_fields if value is None]
+    async def end_claim(self, entry_id: str, lease_token: str, end: ClaimEnd) -> datetime | None:
+        due = await self._end_claim(entry_id, lease_token, end)
+        if due is None:
+            return None
+        try:
+            return from_micros(due)
+        except (ValueError, OverflowError):  # a due time no datetime holds (written behind our back): look now
+            return from_micros(0)
+
+    async def _end_claim(self, entry_id: str, lease_token: str, end: ClaimEnd) -> str | None:
+        """``end_claim`` as the finish script answers it: the entry's ``scheduled_for`` as stored, or None."""
+        changes = end.changes()
+        del changes["status"]  # the script moves the status with its indexes
+        if end.attempt is not None:  # the attempt's own start, not the claim's
+            changes["started_at"] = end.attempt.started_at
+        assigned, deleted = field_changes(changes)
         request = [
             entry_id,
             lease_token,
-            status.value,
-            attempt.model_dump_json() if attempt is not None else "",
-            "1" if failed else "0",
+            end.status.value,
+            end.attempt.model_dump_json() if end.attempt is not None else "",
+            "1" if end.counts_failure else "0",
             assigned,
             deleted,
         ]
         await self._client()
         return await self._finisher.submit(request)
 
-    async def _finish_batch(self, requests: list[list[Any]]) -> list[bool]:
+    async def _finish_batch(self, requests: list[list[Any]]) -> list[str | None]:
         *results, resolution = await self._run(
             "finish", json.dumps(requests, ensure_ascii=False, separators=(",", ":"))
         )
         self._after_resolution(resolution)
-        return [bool(result) for result in results]
-
-    async def cancel_claimed(
-        self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        return await self._finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.CANCELLED,
-            attempt=attempt,
-            set_fields=[("completed_at", micros(attempt.finished_at)), ("error_message", error_message)],
-        )
-
-    async def complete(
-        self, entry_id: str, lease_token: str, *, result_payload: str | None, attempt: AttemptRecord
-    ) -> bool:
-        return await self._finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.COMPLETED,
-            attempt=attempt,
-            set_fields=[("completed_at", micros(attempt.finished_at)), ("result_payload", result_payload)],
-        )
-
-    async def retry_later(
-        self, entry_id: str, lease_token: str, *, due: datetime, error_message: str, attempt: AttemptRecord
-    ) -> bool:
-        return await self._finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.PENDING,
-            attempt=attempt,
-            failed=True,
-            set_fields=[("scheduled_for", micros(due)), ("error_message", error_message)],
-        )
-
-    async def dead_letter(self, entry_id: str, lease_token: str, *, error_message: str, attempt: AttemptRecord) -> bool:
-        return await self._finish(
-            entry_id,
-            lease_token,
-            ScheduledCommandStatus.FAILED,
-            attempt=attempt,
-            failed=True,
-            set_fields=[("completed_at", micros(attempt.finished_at)), ("error_message", error_message)],
-        )
-
-    async def expire(self, entry_id: str, lease_token: str, *, now: datetime) -> bool:
-        return await self._finish(
-            entry_id, lease_token, ScheduledCommandStatus.EXPIRED, set_fields=[("completed_at", micros(now))]
-        )
-
-    async def release(self, entry_id: str, lease_token: str) -> bool:
-        released = await self._finish(entry_id, lease_token, ScheduledCommandStatus.PENDING)
-        if released:
-            entry = await self.get(entry_id)
-            if entry is not None:
-                self._notify_wakeup(entry.scheduled_for)
-        return released
+        return [str(result) if result is not None else None for result in results]
 
     async def reclaim_expired_leases(
         self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta

@@ -19,6 +19,7 @@ from stores import RedisStore, SqlStore
 from stores._redis_scripts import LAYOUT_VERSION
 from stores.entries import ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SchemaVersionError
+from stores.testing._helpers import at, make_schedule
 from stores.urls import store_from_url
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -189,3 +190,23 @@ async def test_a_corrupt_hash_is_dead_lettered_and_never_strands_its_claim(redis
             stored = client.hgetall(f"{redis_prefix}:e:bad")
         assert stored["status"] == "FAILED"
         assert "column priority holds 'high'" in stored["error_message"], stored["error_message"]
+
+
+async def test_a_schedule_changed_after_it_was_read_is_not_overwritten(redis_url: str, redis_prefix: str) -> None:
+    # A redefinition or a pause is decided from the schedule as read and written only if it is still so: a run
+    # recorded in between is kept, and every racing pause and redefinition counts once.
+    async with RedisStore(redis_url, prefix=redis_prefix) as store:
+        stored = await store.upsert_schedule(make_schedule())
+        held = await store._read_schedule("nightly")
+        assert await store.record_schedule_run("nightly", 1, last_run_at=at(1), next_run_at=at(2)) is True
+        redefined = stored.model_copy(update={"payload": '{"a": 1}', "generation": 2})
+        assert await store._replace_schedule(held, redefined) is None
+        assert await store.get_schedule("nightly") == stored.model_copy(
+            update={"last_run_at": at(1), "next_run_at": at(2)}
+        )
+        changes = [store.upsert_schedule(make_schedule(payload=f'{{"n": {n}}}')) for n in range(5)]
+        pauses = [store.set_schedule_paused("nightly", n % 2 == 0, now=at(n)) for n in range(5)]
+        await asyncio.gather(*changes, *pauses)
+        final = await store.get_schedule("nightly")
+        assert final is not None and final.generation == 1 + 5 + 5
+        assert final.last_run_at == at(1)
