@@ -50,7 +50,7 @@ from scheduling import (  # noqa: E402
 )
 from scheduling.web import DashboardSettings, create_dashboard_app  # noqa: E402
 from stores.sql import SqlStore  # noqa: E402
-from stores.sql._search_indexes import create_search_indexes  # noqa: E402
+from stores.sql._search_indexes import TRIGRAM_INDEX, create_search_indexes  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -199,7 +199,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             without: dict[str, dict[str, float]] = {}
             if trigram:
                 async with store.engine.begin() as conn:
-                    await conn.execute(text("DROP INDEX ix_scheduled_commands_error_trgm"))
+                    await conn.execute(text(f"DROP INDEX {TRIGRAM_INDEX}"))
                 searches = {k: v for k, v in paths.items() if "error" in k}
                 without = await time_all(app, searches, args.repeat)
                 async with store.engine.begin() as conn:  # back, for a later run on a kept database

@@ -113,8 +113,9 @@ class Backend(Protocol):
         """Let go of what ``insert_committed`` opened under an event loop that is gone."""
         ...
 
-    def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
-        """An INSERT into ``table`` that skips the rows whose ``key`` (a unique column) is already held."""
+    def insert_ignoring_conflicts(self, table: Table, key: str, where: Any = None) -> Any:
+        """An INSERT into ``table`` that skips the rows whose ``key`` (a unique column) is already held; ``where``:
+        the predicate of the key's unique index when it is partial (PostgreSQL infers the index from it)."""
         ...
 
     async def notify(self, executor: Executor, due: datetime) -> None:

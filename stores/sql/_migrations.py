@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._lean_indexes import build_lean_concurrently, lean_entry_indexes
 from ._search_indexes import build_concurrently, create_search_indexes
 from ._tables import AUDIT, DEPENDENCIES, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
 
@@ -153,6 +154,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "queue_claim_slots", _queue_claim_slots),
     Migration(10, "dependencies_table_and_columns", _dependencies_table_and_columns),
     Migration(11, "entries_search_indexes", _entries_search_indexes, concurrently=build_concurrently),
+    Migration(12, "lean_entry_indexes", lean_entry_indexes, concurrently=build_lean_concurrently),
 )
 
 

@@ -6,7 +6,7 @@ writes here: the first reader that asks for an hour after it has settled (``SETT
 the entries and attempts (one grouped range scan each) and stores the counts with a marker row for the hour, in one
 transaction. Two readers rolling up the same hour at once insert the same counts; the second one's rows are
 ignored (``ON CONFLICT DO NOTHING``). The current hour, the settling one and every minute-unit question are
-counted live, from ``ix_scheduled_commands_finished`` and ``ix_scheduled_command_attempts_failing``: at most a little
+counted live, from ``ix_scheduled_commands_finished_at`` and ``ix_scheduled_command_attempts_failing``: at most a little
 over an hour of rows.
 
 An outcome stamped into an hour after that hour was rolled up (a worker whose clock is ``SETTLE`` or more behind)

@@ -188,8 +188,8 @@ class PostgresqlBackend:
     def abandon_producer(self) -> None:
         self._producer.abandon()
 
-    def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
-        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+    def insert_ignoring_conflicts(self, table: Table, key: str, where: Any = None) -> Any:
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[key], index_where=where)
 
     async def notify(self, executor: Executor, due: datetime) -> None:
         await executor.execute(

@@ -3,10 +3,10 @@ PostgreSQL builds them on a big table without blocking writes.
 
 - ``ix_scheduled_commands_created_seq`` (created_at, seq), every backend (declared in ``_tables.py``): a created
   range is listed newest first by this index instead of walking every newer row.
-- PostgreSQL only: ``ix_scheduled_commands_id_pattern`` (``id text_pattern_ops``): "ids starting with" is one probe
-  whatever the database's collation (the unique index on ``id`` follows the collation, which LIKE cannot use for a
-  prefix unless it is "C"); and, when the ``pg_trgm`` extension is installed, the GIN trigram index of error
-  messages (see ``_search.py``).
+- PostgreSQL only, when the ``pg_trgm`` extension is installed: the GIN trigram index of error messages (see
+  ``_search.py``), of the entries that have one (schema version 12: before, every row version of every entry wrote
+  a NULL item into it). "Ids starting with" is one probe of the unique index of ids, ``text_pattern_ops`` since
+  schema version 12 (version 11 built a second index of ids for it, ``ix_scheduled_commands_id_pattern``).
 
 A new database gets them with its tables (empty: instantly). Upgrading an existing PostgreSQL database,
 ``build_concurrently`` first builds them with ``CREATE INDEX CONCURRENTLY`` on a connection of its own, outside any
@@ -19,16 +19,28 @@ builds again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._tables import ENTRIES
 
-__all__ = ["TRIGRAM_INDEX", "build_concurrently", "create_search_indexes"]
+__all__ = [
+    "OLD_ID_PATTERN_INDEX",
+    "OLD_TRIGRAM_INDEX",
+    "TRIGRAM_INDEX",
+    "build_concurrently",
+    "build_each_concurrently",
+    "create_search_indexes",
+]
 
-#: The GIN trigram index of error messages (PostgreSQL with ``pg_trgm`` only).
-TRIGRAM_INDEX = "ix_scheduled_commands_error_trgm"
+#: The GIN trigram index of error messages (PostgreSQL with ``pg_trgm`` only), partial since schema version 12.
+TRIGRAM_INDEX = "ix_scheduled_commands_errors_trgm"
+#: Its name in schema version 11, where it held every entry.
+OLD_TRIGRAM_INDEX = "ix_scheduled_commands_error_trgm"
+#: The prefix index of ids of schema version 11, replaced by the unique index of ids with ``text_pattern_ops``.
+OLD_ID_PATTERN_INDEX = "ix_scheduled_commands_id_pattern"
 #: The created index of the search's first version (created_at alone), replaced by ``CREATED_INDEX``.
 OLD_CREATED_INDEX = "ix_scheduled_commands_created"
 CREATED_INDEX = "ix_scheduled_commands_created_seq"
@@ -36,8 +48,7 @@ CREATED_INDEX = "ix_scheduled_commands_created_seq"
 #: Name and definition (after ``ON scheduled_commands``) of each PostgreSQL index; the trigram one last.
 _POSTGRESQL: tuple[tuple[str, str], ...] = (
     (CREATED_INDEX, "(created_at, seq)"),
-    ("ix_scheduled_commands_id_pattern", "(id text_pattern_ops)"),
-    (TRIGRAM_INDEX, "USING gin (error_message gin_trgm_ops)"),
+    (TRIGRAM_INDEX, "USING gin (error_message gin_trgm_ops) WHERE error_message IS NOT NULL"),
 )
 _HAS_TRIGRAMS = text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
 _IS_VALID = text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
@@ -50,7 +61,7 @@ _LOCK_POLL_SECONDS = 0.2
 
 async def _wanted(conn: AsyncConnection) -> list[tuple[str, str]]:
     trigrams = (await conn.execute(_HAS_TRIGRAMS)).first() is not None
-    return [(name, how) for name, how in _POSTGRESQL if trigrams or name != TRIGRAM_INDEX]
+    return [(name, f"ON scheduled_commands {how}") for name, how in _POSTGRESQL if trigrams or name != TRIGRAM_INDEX]
 
 
 async def create_search_indexes(conn: AsyncConnection) -> None:
@@ -62,20 +73,31 @@ async def create_search_indexes(conn: AsyncConnection) -> None:
         await conn.run_sync(lambda sync: created.create(sync, checkfirst=True))
         return
     for name, how in await _wanted(conn):
-        await conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON scheduled_commands {how}"))
+        await conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} {how}"))
 
 
 async def build_concurrently(engine: AsyncEngine, lock_key: int) -> None:
     """PostgreSQL: build the missing search indexes without blocking writes (see the module's docstring)."""
+    await build_each_concurrently(engine, lock_key, _wanted)
+
+
+async def build_each_concurrently(
+    engine: AsyncEngine, lock_key: int, wanted: Callable[[AsyncConnection], Awaitable[list[tuple[str, str]]]]
+) -> None:
+    """PostgreSQL: build each missing index of ``wanted`` (name, everything after the name, such as
+    ``ON scheduled_commands (id)``; a prefix ``UNIQUE `` for a unique one) with ``CREATE INDEX CONCURRENTLY``, holding
+    the schema's advisory lock at session level; an invalid one (an interrupted build) is dropped and built again."""
     async with engine.connect() as connection:
         conn = await connection.execution_options(isolation_level="AUTOCOMMIT")
         while not (await conn.execute(_TRY_LOCK, {"key": lock_key})).scalar_one():  # noqa: ASYNC110 (polled: see above)
             await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
-            for name, how in await _wanted(conn):
+            for name, how in await wanted(conn):
                 valid = (await conn.execute(_IS_VALID, {"name": name})).scalar_one_or_none()
                 if valid is False:  # left by a build that was interrupted
                     await conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-                await conn.execute(text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON scheduled_commands {how}"))
+                create = "CREATE UNIQUE INDEX" if how.startswith("UNIQUE ") else "CREATE INDEX"
+                on = how.removeprefix("UNIQUE ")
+                await conn.execute(text(f"{create} CONCURRENTLY IF NOT EXISTS {name} {on}"))
         finally:
             await conn.execute(_UNLOCK, {"key": lock_key})

@@ -163,8 +163,8 @@ class SqliteBackend:
         if self._producer is not None:
             self._producer.abandon()
 
-    def insert_ignoring_conflicts(self, table: Table, key: str) -> Any:
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+    def insert_ignoring_conflicts(self, table: Table, key: str, where: Any = None) -> Any:
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key], index_where=where)
 
     async def notify(self, executor: Executor, due: datetime) -> None:
         return None  # other processes notice commits through PRAGMA data_version (see watch)

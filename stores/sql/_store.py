@@ -44,7 +44,7 @@ from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
 from ._status_counts import count_by_status_estimated
-from ._tables import ENTRIES
+from ._tables import ENTRIES, HELD_KEY
 from ._urls import mask_url, same_database
 
 __all__ = ["SqlStore"]
@@ -144,7 +144,7 @@ class SqlStore(SqlRecords, SqlDependants):
         holders: dict[str, str] = {}
         if batch.keyed:
             keyed = [entry_to_row(entry) for entry in batch.keyed]
-            await executor.execute(self._backend.insert_ignoring_conflicts(ENTRIES, "idempotency_key"), keyed)
+            await executor.execute(self._backend.insert_ignoring_conflicts(ENTRIES, "idempotency_key", HELD_KEY), keyed)
             holders = await queries.held_keys(executor, batch.keys)
         await self._backend.notify(executor, min(e.scheduled_for for e in entries))
         return batch.ids(holders)

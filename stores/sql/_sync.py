@@ -44,7 +44,7 @@ from ._postgresql import NOTIFY_CHANNEL
 from ._rows import attempt_from_row, entry_to_row, install_psycopg_loaders, readable, row_to_entry
 from ._sqlite import _switch_to_wal
 from ._store import SqlStore
-from ._tables import ATTEMPTS, ENTRIES, SCHEMA, SCHEMA_VERSION
+from ._tables import ATTEMPTS, ENTRIES, HELD_KEY, SCHEMA, SCHEMA_VERSION
 from ._urls import mask_url, same_database
 
 __all__ = ["SyncSql", "is_django_connection", "sync_sql_for"]
@@ -217,7 +217,7 @@ class SyncSql:
         if keyed:
             statement = (
                 (pg_insert if self._postgresql else sqlite_insert)(ENTRIES)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .on_conflict_do_nothing(index_elements=["idempotency_key"], index_where=HELD_KEY)
                 .inline()
             )
             runner.run(statement, keyed if len(keyed) > 1 else keyed[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -19,6 +19,8 @@ from sqlmodel import Field, SQLModel
 from ._rows import UnreadableValue
 
 __all__ = [
+    "FINISHED_INDEX",
+    "IDEMPOTENCY_INDEX",
     "ATTEMPTS",
     "AUDIT",
     "DEPENDENCIES",
@@ -52,7 +54,14 @@ __all__ = [
 FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
+
+#: Unique idempotency keys, of the entries that have one (schema version 12; PostgreSQL).
+IDEMPOTENCY_INDEX = "ux_scheduled_commands_idempotency_key"
+#: The predicate of ``IDEMPOTENCY_INDEX``, for ``ON CONFLICT (idempotency_key) WHERE ...`` to infer it.
+HELD_KEY = text("idempotency_key IS NOT NULL")
+#: Finished entries by status and finish time, of the entries that have one (schema version 12).
+FINISHED_INDEX = "ix_scheduled_commands_finished_at"
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -122,7 +131,7 @@ class EntryRow(_StoreModel, table=True):
     __tablename__ = "scheduled_commands"
 
     seq: int | None = Field(default=None, primary_key=True, sa_type=_BIGINT_KEY)
-    id: str = Field(sa_type=String(64), unique=True, nullable=False)
+    id: str = Field(sa_type=String(64), nullable=False)
     command_type: str = Field(sa_type=String(512), nullable=False)
     payload: str = Field(sa_type=Text, nullable=False)
     status: str = Field(sa_type=String(16), nullable=False)
@@ -137,7 +146,7 @@ class EntryRow(_StoreModel, table=True):
     max_retries: int = Field(default=3, nullable=False)
     correlation_id: str | None = Field(default=None, sa_type=String(256))
     metadata_json: str | None = Field(default=None, sa_type=Text)
-    idempotency_key: str | None = Field(default=None, sa_type=String(512), unique=True)
+    idempotency_key: str | None = Field(default=None, sa_type=String(512))
     error_message: str | None = Field(default=None, sa_type=Text)
     result_payload: str | None = Field(default=None, sa_type=Text)
     timeout_seconds: float | None = Field(default=None)
@@ -165,6 +174,19 @@ class EntryRow(_StoreModel, table=True):
     has_dependants: bool = Field(sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("false")})
 
     __table_args__ = (
+        # Unique ids and idempotency keys. PostgreSQL (schema version 12): one unique index of ids with
+        # ``text_pattern_ops``, which answers both ``id = ...`` and "ids starting with" (one index written per row
+        # version instead of two), and a unique index of the keys that are set (most entries have none: a row
+        # version without a key writes nothing there). SQLite keeps the UNIQUE constraints of its CREATE TABLE
+        # (dropping one means rebuilding the table).
+        UniqueConstraint("id").ddl_if(dialect="sqlite"),
+        UniqueConstraint("idempotency_key").ddl_if(dialect="sqlite"),
+        Index("ux_scheduled_commands_id", "id", unique=True, postgresql_ops={"id": "text_pattern_ops"}).ddl_if(
+            dialect="postgresql"
+        ),
+        Index(
+            IDEMPOTENCY_INDEX, "idempotency_key", unique=True, postgresql_where=text("idempotency_key IS NOT NULL")
+        ).ddl_if(dialect="postgresql"),
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct
         # priorities, one index range scan each (see the claim queries): routing costs index probes, not scans.
         Index(
@@ -211,7 +233,16 @@ class EntryRow(_StoreModel, table=True):
         ),
         Index("ix_scheduled_commands_status", "status", "seq"),
         Index("ix_scheduled_commands_type", "command_type", "seq"),
-        Index("ix_scheduled_commands_finished", "status", "completed_at"),
+        # Finished entries by status and finish time (purge, outcome counts): only rows with a finish time are in it
+        # (schema version 12), so a new entry and its claim write nothing here; every query of it bounds
+        # completed_at, which implies IS NOT NULL.
+        Index(
+            FINISHED_INDEX,
+            "status",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+            sqlite_where=text("completed_at IS NOT NULL"),
+        ),
         # "Created in this range, newest first" (the entries search): without it a past range reads every newer row
         # first. Built by the schema step ``entries_search_indexes`` on existing databases (``_search_indexes.py``).
         Index("ix_scheduled_commands_created_seq", "created_at", "seq"),
