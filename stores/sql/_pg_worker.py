@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -73,6 +73,8 @@ class PgWorker:
     def __init__(self, url: URL) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._idle: list[Any] = []
+        #: Called with each connection as a statement takes it (a test counting round trips on the wire traces it).
+        self.checkout_hooks: list[Callable[[Any], None]] = []
 
     async def fetch(self, statement: str, parameters: dict[str, Any]) -> list[Record]:
         """Run ``statement`` (psycopg placeholders) as one prepared statement in autocommit: its rows."""
@@ -103,6 +105,8 @@ class PgWorker:
                 if conn is not None:
                     await _close(conn)
                 raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
+        for hook in self.checkout_hooks:
+            hook(conn)
         try:
             yield conn
         except DBAPIError:
