@@ -125,7 +125,7 @@ async def fan_in_round(store: ScheduledCommandStore, other: ScheduledCommandStor
 async def chain_steps(store: ScheduledCommandStore, steps: int) -> dict[str, list[float]]:
     """``complete()`` of a parent without a dependant (A), with one WAITING dependant added before it was claimed (B),
     and with one added after (L), interleaved: times in ms, and on PostgreSQL the round trips (``trips_*``)."""
-    trips = RoundTrips(store.engine) if isinstance(store, SqlStore) and store.is_postgresql else None
+    trips = RoundTrips(store) if isinstance(store, SqlStore) and store.is_postgresql else None
     times: dict[str, list[float]] = {key: [] for key in ("A", "B", "L", "trips_A", "trips_B", "trips_L")}
     with trips or contextlib.nullcontext():
         for _ in range(steps):
@@ -164,7 +164,7 @@ async def outcome_throughput(store: ScheduledCommandStore, count: int) -> dict[s
     claimed: list[ScheduledCommandEntry] = []
     while len(claimed) < count:
         claimed += await store.claim_due(now=now, limit=500, worker_id="bench", lease_duration=LEASE)
-    trips = RoundTrips(store.engine) if isinstance(store, SqlStore) and store.is_postgresql else None
+    trips = RoundTrips(store) if isinstance(store, SqlStore) and store.is_postgresql else None
     with trips or contextlib.nullcontext():
         started = time.perf_counter()
         await complete_all(store, claimed, now)

@@ -18,6 +18,7 @@ from stores.errors import StoreError, StoreUnavailableError
 
 from ._backend import Backend, reason
 from ._group_commit import Finish, Finished, finish_group_commit
+from ._pg_worker import PgWorker
 from ._postgresql import SCHEMA_LOCK_KEY, PostgresqlBackend
 from ._schema import build_concurrently, ensure_schema
 from ._sqlite import SqliteBackend
@@ -239,6 +240,12 @@ class SqlConnections(ScheduledCommandStore):
         with self._unavailable_as_store_error():
             async with self._backend.single_statement(engine) as conn:
                 yield conn
+
+    async def _direct_worker(self) -> PgWorker | None:
+        """The psycopg connections of the worker's statements (``_pg_worker.py``), the store opened; None where
+        they go through the engine (SQLite, or an engine the caller built)."""
+        await self._open_on_first_use()
+        return self._backend.worker if isinstance(self._backend, PostgresqlBackend) else None
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

@@ -19,7 +19,7 @@ from ._backend import reason
 from ._connections import SqlConnections
 from ._dependencies import Resolution
 from ._group_commit import Finish
-from ._pg_finish import RELEASING_STATUSES, finish_releasing
+from ._pg_finish import RELEASING_STATUSES, finish_batch_direct, finish_releasing
 
 __all__ = ["SqlDependants"]
 
@@ -75,7 +75,7 @@ class SqlDependants(SqlConnections):
             return Resolution()
         return await dependencies.resolve(conn, self._backend, finished)
 
-    async def _finish_rows(self, requests: list[Finish]) -> tuple[list[Row[Any]], Resolution]:
+    async def _finish_rows(self, requests: list[Finish]) -> tuple[list[Any], Resolution]:
         """The fenced end of a batch of claims and what it did to dependants. SQLite: one transaction. PostgreSQL:
         one autocommit statement for the entries without dependants, one for those with dependants that complete
         (their dependants released in it), and a transaction for the rest (``_pg_finish.py`` says why)."""
@@ -84,9 +84,13 @@ class SqlDependants(SqlConnections):
         parents = {(r.entry_id, r.lease_token) for r in requests} & known if known else set()
         known -= parents
         batch = [r for r in requests if (r.entry_id, r.lease_token) not in parents]
-        rows: list[Row[Any]] = []
+        rows: list[Any] = []  # Row, or Record from the worker's connections
         resolution = Resolution()
-        if batch:
+        worker = await self._direct_worker() if apart else None
+        if batch and worker is not None:
+            with self._unavailable_as_store_error():
+                rows = list(await finish_batch_direct(worker, batch))
+        elif batch:
             async with self._single_statement() as conn:
                 rows = list(await self._backend.finish_batch(conn, batch, skip_dependants=apart))
                 if not apart:
@@ -98,9 +102,13 @@ class SqlDependants(SqlConnections):
         rest = [request for request in requests if request.entry_id not in done]
         releasing = [request for request in rest if request.status in RELEASING_STATUSES]
         apart_requests = [request for request in rest if request.status not in RELEASING_STATUSES]
-        if releasing:
+        if releasing and worker is not None:
+            with self._unavailable_as_store_error():
+                released = await finish_releasing(worker, releasing)
+        elif releasing:
             async with self._single_statement() as conn:
                 released = await finish_releasing(conn, releasing)
+        if releasing:
             rows += released.finished
             resolution.released += released.released
             apart_requests += [request for request in releasing if request.entry_id in released.raced]

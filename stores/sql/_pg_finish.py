@@ -31,12 +31,12 @@ from typing import Any
 from sqlalchemy import String, column, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.selectable import TextualSelect
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
 from ._backend import CHANGED_COLUMNS
 from ._group_commit import FENCED_FINISH, FENCED_FINISH_UNCHANGED, FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
+from ._pg_worker import PgWorker, Record, psycopg_placeholders
 
 __all__ = [
     "FINISHED_CHANNEL",
@@ -45,6 +45,7 @@ __all__ = [
     "RELEASING_STATUSES",
     "Released",
     "finish_batch",
+    "finish_batch_direct",
     "finish_releasing",
     "iso",
 ]
@@ -94,11 +95,10 @@ _SIDE = f"""(
 ) AS side"""
 
 
-def _batch_finish(fenced: str) -> TextualSelect:
+def _batch_finish(fenced: str) -> str:
     """Ending a batch of claims as ONE statement: the fenced UPDATE, the INSERT of the attempts of the rows it
     updated, and the NOTIFYs."""
-    return text(
-        f"""
+    return f"""
 WITH {_ROWS},
 done AS (
 {fenced}),
@@ -106,13 +106,14 @@ done AS (
 SELECT done.id, done.status, done.scheduled_for, done.completed_at, done.has_dependants
 FROM done CROSS JOIN {_SIDE.format(rows="done")}
 """
-    ).columns(*CHANGED_COLUMNS)
 
 
-#: The batch, entries with dependants left out.
-_BATCH_FINISH_FAST = _batch_finish(FENCED_FINISH_WITHOUT_DEPENDANTS)
+#: The batch, entries with dependants left out (as psycopg sends it on the worker's connections, ``_pg_worker.py``).
+_BATCH_FINISH_FAST_SQL = _batch_finish(FENCED_FINISH_WITHOUT_DEPENDANTS)
+_BATCH_FINISH_FAST = text(_BATCH_FINISH_FAST_SQL).columns(*CHANGED_COLUMNS)
+_BATCH_FINISH_FAST_DIRECT = psycopg_placeholders(_BATCH_FINISH_FAST_SQL)
 #: The batch of every entry: in the transaction that also resolves the dependants.
-_BATCH_FINISH = _batch_finish(FENCED_FINISH)
+_BATCH_FINISH = text(_batch_finish(FENCED_FINISH)).columns(*CHANGED_COLUMNS)
 
 #: The batch of entries with dependants that end COMPLETED (or PENDING again), and their dependants, in ONE
 #: statement (see the module docstring): ``seen`` is the snapshot's version of each row, materialized so that no
@@ -121,8 +122,7 @@ _BATCH_FINISH = _batch_finish(FENCED_FINISH)
 #: every SET expression reads the row before the update, the newest version when another parent's outcome changed
 #: it meanwhile). Rows: ``kind`` 'finished' (the rows ended), 'released' (dependants made PENDING), 'raced' (rows
 #: the snapshot saw held under their token that were changed after it: not ended, to be ended again apart).
-_FINISH_RELEASING = text(
-    f"""
+_FINISH_RELEASING_SQL = f"""
 WITH {_ROWS},
 seen AS MATERIALIZED (
     SELECT c.id, c.xmin AS version, c.lease_token FROM scheduled_commands AS c
@@ -158,7 +158,8 @@ SELECT 'raced', v.id, NULL, NULL, NULL, NULL
 FROM v JOIN seen ON seen.id = v.id AND seen.lease_token = v.token
 WHERE NOT EXISTS (SELECT FROM done WHERE done.id = v.id)
 """
-).columns(column("kind", String), *CHANGED_COLUMNS)
+_FINISH_RELEASING = text(_FINISH_RELEASING_SQL).columns(column("kind", String), *CHANGED_COLUMNS)
+_FINISH_RELEASING_DIRECT = psycopg_placeholders(_FINISH_RELEASING_SQL)
 
 
 @dataclass
@@ -166,7 +167,7 @@ class Released:
     """What ``finish_releasing`` did: the rows it ended, the dependants it released (id, due time), and the
     requests it left alone because their rows changed after its snapshot (to be ended again apart)."""
 
-    finished: list[Row[Any]] = field(default_factory=list)
+    finished: list[Any] = field(default_factory=list)  #: Row, or Record from the worker's connections
     released: list[tuple[str, datetime]] = field(default_factory=list)
     raced: set[str] = field(default_factory=set)
 
@@ -183,14 +184,23 @@ async def finish_batch(
     return (await conn.execute(statement, _parameters(requests))).all()
 
 
-async def finish_releasing(conn: AsyncConnection, requests: list[Finish]) -> Released:
+async def finish_batch_direct(worker: PgWorker, requests: list[Finish]) -> list[Record]:
+    """``finish_batch(skip_dependants=True)`` as one prepared statement on the worker's connections."""
+    return await worker.fetch(_BATCH_FINISH_FAST_DIRECT, _parameters(requests))
+
+
+async def finish_releasing(conn: AsyncConnection | PgWorker, requests: list[Finish]) -> Released:
     """End ``requests`` (each to a status of ``RELEASING_STATUSES``) and release their dependants, in one statement
-    on ``conn`` (autocommit)."""
+    on ``conn`` (autocommit), or as a prepared statement on the worker's connections."""
     wrong = sorted({r.status for r in requests} - RELEASING_STATUSES)
     if wrong:
         raise ValueError(f"finish_releasing ends entries COMPLETED or PENDING, not {', '.join(wrong)}")
     result = Released()
-    for row in (await conn.execute(_FINISH_RELEASING, _parameters(requests))).all():
+    if isinstance(conn, PgWorker):
+        rows: Sequence[Any] = await conn.fetch(_FINISH_RELEASING_DIRECT, _parameters(requests))
+    else:
+        rows = (await conn.execute(_FINISH_RELEASING, _parameters(requests))).all()
+    for row in rows:
         if row.kind == "finished":
             result.finished.append(row)
         elif row.kind == "released":

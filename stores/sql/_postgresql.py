@@ -40,6 +40,7 @@ from ._pg_new_rows import (
     _copy_row,
     _insert_parameters,
 )
+from ._pg_worker import PgWorker, Record, psycopg_placeholders
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
@@ -109,6 +110,10 @@ class PostgresqlBackend:
         # producers then write through it, one transaction per batch, instead of a connection made from the URL.
         self._direct_producer = direct_producer
         self._producer = PostgresqlProducer(url, _INSERT_ONE_AND_NOTIFY, _INSERT_AND_NOTIFY, _insert_parameters)
+        #: The claim and the outcome batches through psycopg directly (``_pg_worker.py``); None for an engine the
+        #: caller built, as for the producer.
+        self.worker = PgWorker(url) if direct_producer else None
+        self._claims: dict[str, str] = {}  # the claim statements in psycopg's placeholders
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
@@ -165,6 +170,36 @@ class PostgresqlBackend:
         )
         return result.all()
 
+    async def claim_direct(
+        self,
+        worker: PgWorker,
+        *,
+        now: datetime,
+        limit: int,
+        worker_id: str,
+        lease_expires_at: datetime,
+        route: Route,
+        limited: bool = False,
+    ) -> list[Record]:
+        """``claim`` as one prepared statement on ``worker``'s connections."""
+        text_ = claim_statement(route, limited=limited)
+        statement = self._claims.get(text_)
+        if statement is None:
+            statement = self._claims[text_] = psycopg_placeholders(text_)
+        return await worker.fetch(
+            statement,
+            {
+                "now": now,
+                "limit": limit,
+                "window": limit * CLAIM_WINDOW_FACTOR,
+                "worker_id": worker_id,
+                "lease_expires_at": lease_expires_at,
+                "queues": sorted(route.queues) if route.queues is not None else None,
+                "types": sorted(route.command_types) if route.command_types is not None else None,
+                "limited": limited,
+            },
+        )
+
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # One statement or one COPY, not one INSERT per row.
         rows = [_copy_row(e) for e in entries]
@@ -184,9 +219,13 @@ class PostgresqlBackend:
 
     async def close_producer(self) -> None:
         await self._producer.close()
+        if self.worker is not None:
+            await self.worker.close()
 
     def abandon_producer(self) -> None:
         self._producer.abandon()
+        if self.worker is not None:
+            self.worker.abandon()
 
     def insert_ignoring_conflicts(self, table: Table, key: str, where: Any = None) -> Any:
         return pg_insert(table).on_conflict_do_nothing(index_elements=[key], index_where=where)

@@ -39,6 +39,7 @@ from ._backend import reason
 from ._dependants_store import SqlDependants
 from ._dependencies import Resolution
 from ._group_commit import Finish, Finished
+from ._postgresql import PostgresqlBackend
 from ._records_store import SqlRecords
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
@@ -230,20 +231,38 @@ class SqlStore(SqlRecords, SqlDependants):
         for _race in range(_LOCK_RACES):
             resolution = Resolution()  # what dead-lettering unreadable rows did to their dependants, once committed
             try:
-                async with self._single_statement() as conn:
-                    rows = await self._backend.claim(
-                        conn,
-                        now=now,
-                        limit=limit,
-                        worker_id=worker_id,
-                        lease_expires_at=lease_expires_at,
-                        route=route,
-                        limited=limited,
-                    )
+                worker = await self._direct_worker()
+                if worker is not None and isinstance(self._backend, PostgresqlBackend):
+                    with self._unavailable_as_store_error():
+                        rows: Sequence[Any] = await self._backend.claim_direct(
+                            worker,
+                            now=now,
+                            limit=limit,
+                            worker_id=worker_id,
+                            lease_expires_at=lease_expires_at,
+                            route=route,
+                            limited=limited,
+                        )
                     self._note_parents(rows)
                     claimed, unreadable = convert_each(rows)
-                    if unreadable:
-                        resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
+                    if unreadable:  # the claim is committed (autocommit): its bad rows are dead-lettered apart
+                        async with self._single_statement() as conn:
+                            resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
+                else:
+                    async with self._single_statement() as conn:
+                        rows = await self._backend.claim(
+                            conn,
+                            now=now,
+                            limit=limit,
+                            worker_id=worker_id,
+                            lease_expires_at=lease_expires_at,
+                            route=route,
+                            limited=limited,
+                        )
+                        self._note_parents(rows)
+                        claimed, unreadable = convert_each(rows)
+                        if unreadable:
+                            resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
                 self._after_resolution(resolution)
                 claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
                 return [entry for _, entry in claimed]

@@ -1,0 +1,144 @@
+"""The worker's statements on PostgreSQL (the claim and the outcome batches) sent straight through psycopg, on
+connections of the store's own, as the producer sends ``schedule()``'s.
+
+SQLAlchemy's async layer costs a greenlet switch per statement and builds a ``Row`` per row, then the store turned
+each into a dict again: at the default concurrency this was about as much CPU per command as the command's own
+database work. Here each statement is prepared once per connection and its rows come back as ``Record``, a dict
+with attribute access (what the store reads of a ``Row``: ``row.id``, ``row._asdict()``), built by a row factory in
+one call per row.
+
+The connections are set up as the engine's (``_prepare_connection``): the loaders that read an unreadable timestamp
+as ``UnreadableValue`` (one bad row never fails the claim; the store dead-letters it), the session in UTC, no JIT.
+They are in autocommit, each statement its own transaction, as the engine's ``single_statement`` runs them. A few
+are kept idle: a claim and an outcome batch running at once each take one. Driver errors are raised as SQLAlchemy's
+(``IntegrityError``, ``OperationalError``), as the engine raises them, so the store's handling stays the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from ._rows import install_psycopg_loaders
+
+__all__ = ["PgWorker", "Record", "psycopg_placeholders"]
+
+#: Idle connections kept for the next statement (a claim and an outcome batch of a process at once, and a spare).
+_IDLE_MAX = 3
+
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def psycopg_placeholders(statement: str) -> str:
+    """A statement written with SQLAlchemy's ``:name`` parameters in psycopg's ``%(name)s`` (``::type`` casts and
+    ``'00:00:00'`` literals untouched, a literal ``%`` doubled)."""
+    return _NAMED.sub(r"%(\1)s", statement.replace("%", "%%"))
+
+
+class Record(dict[str, Any]):
+    """One row: a dict of its columns, also read as attributes (``row.id``) and ``row._asdict()``, as a ``Row``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(self)
+
+
+def _record_factory(cursor: Any) -> Any:
+    description = cursor.description
+    if description is None:
+        return lambda values: Record()
+    names = [column.name for column in description]
+
+    def make(values: Sequence[Any]) -> Record:
+        return Record(zip(names, values, strict=True))
+
+    return make
+
+
+class PgWorker:
+    """Prepared statements on a few autocommit psycopg connections of the store's own (see the module docstring)."""
+
+    def __init__(self, url: URL) -> None:
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._idle: list[Any] = []
+        #: Called with each connection as a statement takes it (a test counting round trips on the wire traces it).
+        self.checkout_hooks: list[Callable[[Any], None]] = []
+
+    async def fetch(self, statement: str, parameters: dict[str, Any]) -> list[Record]:
+        """Run ``statement`` (psycopg placeholders) as one prepared statement in autocommit: its rows."""
+        import psycopg
+
+        async with self._connection() as conn:
+            try:
+                cursor = conn.cursor(row_factory=_record_factory)
+                await cursor.execute(statement, parameters, prepare=True)
+                rows: list[Record] = await cursor.fetchall() if cursor.description is not None else []
+                return rows
+            except psycopg.Error as exc:
+                raise DBAPIError.instance(statement, parameters, exc, psycopg.Error) from exc
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        import psycopg
+
+        conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                install_psycopg_loaders(conn)
+                # As the engine's connections (``_postgresql._prepare_connection`` says why).
+                await conn.execute("SET TIME ZONE 'UTC'")
+                await conn.execute("SET jit = off")
+            except psycopg.Error as exc:
+                if conn is not None:
+                    await _close(conn)
+                raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
+        for hook in self.checkout_hooks:
+            hook(conn)
+        try:
+            yield conn
+        except DBAPIError:
+            if conn.closed or conn.broken:
+                await _close(conn)  # the next statement connects afresh
+            elif len(self._idle) < _IDLE_MAX:
+                self._idle.append(conn)
+            else:
+                await _close(conn)
+            raise
+        except BaseException:
+            # Cancelled mid-statement: the connection may still be busy with it; not used again.
+            conn.pgconn.finish()
+            raise
+        if len(self._idle) < _IDLE_MAX:
+            self._idle.append(conn)
+        else:
+            await _close(conn)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close(conn)
+
+    def abandon(self) -> None:
+        """Drop the connections of an event loop that is gone, at the libpq level (see ``PostgresqlProducer``)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()
+
+
+async def _close(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
