@@ -367,7 +367,10 @@ async def count_matching(store: ScheduledCommandStore, where: EntryFilter, *, li
     by_status = where == EntryFilter() or where == EntryFilter(status=where.status)
     # A store answering counts by paging through list_entries (the ABC's default; RedisStore) keeps counters per
     # status instead: those answer a status alone at once.
-    paged = type(store).count_entries is ScheduledCommandStore.count_entries
+    paged = (
+        type(store).count_entries is ScheduledCommandStore.count_entries
+        and type(store).count_matching is ScheduledCommandStore.count_matching
+    )
     if not (by_status and paged):
         counted = await store.count_entries(where, at_most=limit)
         if counted <= limit:
