@@ -52,10 +52,8 @@ from stores.entries import AttemptRecord, ScheduledCommandEntry
 #: trigram index (``pg_trgm`` is not installed here).
 _VERSION_11 = (
     "DROP INDEX ux_scheduled_commands_id",
-    "DROP INDEX ux_scheduled_commands_idempotency_key",
     "DROP INDEX ix_scheduled_commands_finished_at",
     "ALTER TABLE scheduled_commands ADD UNIQUE (id)",
-    "ALTER TABLE scheduled_commands ADD UNIQUE (idempotency_key)",
     "CREATE INDEX ix_scheduled_commands_finished ON scheduled_commands (status, completed_at)",
     "CREATE INDEX ix_scheduled_commands_id_pattern ON scheduled_commands (id text_pattern_ops)",
 )

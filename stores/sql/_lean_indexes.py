@@ -2,11 +2,8 @@
 
 Every row version of an entry (its insert, its claim, its outcome: none of them a HOT update, since each changes an
 indexed column) adds an entry to every index whose predicate the row meets. Version 11 had four that most row
-versions wrote for nothing; version 12 replaces them (PostgreSQL; SQLite where it can):
+versions wrote for nothing; version 12 replaces three of them (PostgreSQL; SQLite where it can):
 
-- the unique constraint on ``idempotency_key`` held every entry, most with a NULL key: a partial unique index of the
-  keys that are set (``ux_scheduled_commands_idempotency_key``; the insert names its predicate in
-  ``ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL``);
 - ids were indexed twice, by the unique constraint (the database's collation, for ``id = ...``) and by
   ``ix_scheduled_commands_id_pattern`` (``text_pattern_ops``, for "ids starting with"): one unique index with
   ``text_pattern_ops`` answers both (``ux_scheduled_commands_id``);
@@ -14,6 +11,11 @@ versions wrote for nothing; version 12 replaces them (PostgreSQL; SQLite where i
   with a finish time now (``ix_scheduled_commands_finished_at``), which every query of it bounds;
 - the GIN trigram index of error messages (when ``pg_trgm`` is installed) held a NULL item per row version: only
   the messages now (``ix_scheduled_commands_errors_trgm``).
+
+The fourth, the unique constraint on ``idempotency_key`` (every entry, most with a NULL key), stays: processes of
+version 11 still running during a rolling upgrade insert with ``ON CONFLICT (idempotency_key)``, which PostgreSQL
+cannot match to a partial index. The inserts already name the predicate (``WHERE idempotency_key IS NOT NULL``), so
+a later step can make it partial.
 
 On PostgreSQL the new indexes are built ``CONCURRENTLY`` before the step's transaction (as step 11's), which then
 drops the old ones. SQLite keeps its UNIQUE constraints on ``id`` and ``idempotency_key``: they are part of its
@@ -32,7 +34,7 @@ from ._search_indexes import (
     build_each_concurrently,
     create_search_indexes,
 )
-from ._tables import ENTRIES, FINISHED_INDEX, IDEMPOTENCY_INDEX
+from ._tables import ENTRIES, FINISHED_INDEX
 
 __all__ = ["OLD_FINISHED_INDEX", "build_lean_concurrently", "lean_entry_indexes"]
 
@@ -40,7 +42,7 @@ __all__ = ["OLD_FINISHED_INDEX", "build_lean_concurrently", "lean_entry_indexes"
 OLD_FINISHED_INDEX = "ix_scheduled_commands_finished"
 _ID_INDEX = "ux_scheduled_commands_id"
 #: The unique constraints of the older CREATE TABLE that the step replaces (PostgreSQL), by column.
-_CONSTRAINED = ("id", "idempotency_key")
+_CONSTRAINED = ("id",)
 _UNIQUE_CONSTRAINTS = text(
     "SELECT c.conname FROM pg_constraint c JOIN pg_attribute a"
     " ON a.attrelid = c.conrelid AND c.conkey = ARRAY[a.attnum]::int2[]"
@@ -49,7 +51,6 @@ _UNIQUE_CONSTRAINTS = text(
 #: The step's PostgreSQL indexes: name and definition, as ``ENTRIES`` declares them.
 _POSTGRESQL: tuple[tuple[str, str], ...] = (
     (_ID_INDEX, "UNIQUE ON scheduled_commands (id text_pattern_ops)"),
-    (IDEMPOTENCY_INDEX, "UNIQUE ON scheduled_commands (idempotency_key) WHERE idempotency_key IS NOT NULL"),
     (FINISHED_INDEX, "ON scheduled_commands (status, completed_at) WHERE completed_at IS NOT NULL"),
 )
 

@@ -20,7 +20,6 @@ from ._rows import UnreadableValue
 
 __all__ = [
     "FINISHED_INDEX",
-    "IDEMPOTENCY_INDEX",
     "ATTEMPTS",
     "AUDIT",
     "DEPENDENCIES",
@@ -56,9 +55,8 @@ FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 #: Version of the schema these definitions create.
 SCHEMA_VERSION = 12
 
-#: Unique idempotency keys, of the entries that have one (schema version 12; PostgreSQL).
-IDEMPOTENCY_INDEX = "ux_scheduled_commands_idempotency_key"
-#: The predicate of ``IDEMPOTENCY_INDEX``, for ``ON CONFLICT (idempotency_key) WHERE ...`` to infer it.
+#: The inserts' ``ON CONFLICT (idempotency_key) WHERE ...`` predicate: it matches today's unique constraint and a
+#: partial unique index of the keys that are set alike, so a later step may make the index partial.
 HELD_KEY = text("idempotency_key IS NOT NULL")
 #: Finished entries by status and finish time, of the entries that have one (schema version 12).
 FINISHED_INDEX = "ix_scheduled_commands_finished_at"
@@ -176,17 +174,15 @@ class EntryRow(_StoreModel, table=True):
     __table_args__ = (
         # Unique ids and idempotency keys. PostgreSQL (schema version 12): one unique index of ids with
         # ``text_pattern_ops``, which answers both ``id = ...`` and "ids starting with" (one index written per row
-        # version instead of two), and a unique index of the keys that are set (most entries have none: a row
-        # version without a key writes nothing there). SQLite keeps the UNIQUE constraints of its CREATE TABLE
-        # (dropping one means rebuilding the table).
+        # version instead of two). The idempotency keys keep their unique constraint: processes of version 11, still
+        # running during a rolling upgrade, insert with ``ON CONFLICT (idempotency_key)``, which PostgreSQL cannot
+        # match to a partial index (a later step may make it partial once no such process can remain). SQLite keeps
+        # the UNIQUE constraints of its CREATE TABLE (dropping one means rebuilding the table).
         UniqueConstraint("id").ddl_if(dialect="sqlite"),
-        UniqueConstraint("idempotency_key").ddl_if(dialect="sqlite"),
+        UniqueConstraint("idempotency_key"),
         Index("ux_scheduled_commands_id", "id", unique=True, postgresql_ops={"id": "text_pattern_ops"}).ddl_if(
             dialect="postgresql"
         ),
-        Index(
-            IDEMPOTENCY_INDEX, "idempotency_key", unique=True, postgresql_where=text("idempotency_key IS NOT NULL")
-        ).ddl_if(dialect="postgresql"),
         # "Next due by priority, for one queue and command type": per (queue, type) a walk down the distinct
         # priorities, one index range scan each (see the claim queries): routing costs index probes, not scans.
         Index(
