@@ -448,9 +448,12 @@ class Attempts:
     ) -> None:
         """The one reporting path: the store's lease-fenced write; then, only if it took, the observers, the log
         record, a wake-up for the loop (an entry due again at ``wake_at``) and the notification. The entry's slot is
-        free for the next claim from the start of the write (its lease is held until the write is done)."""
+        free for the next claim from the start of the write (its lease is held until the write is done); the
+        notification's handlers take a slot again."""
         self._leases.recording_outcome(entry.id)
-        if not await written:
+        took = await written
+        self._leases.outcome_written(entry.id)
+        if not took:
             logger.warning(
                 "could not %s %s %s: this worker no longer holds its lease (another worker took it over)",
                 outcome.step,

@@ -64,6 +64,9 @@ class Leases:
         #: lease (renewed, waited for at shutdown) but no longer its slot, so the next claim is not held back by the
         #: outcome's round trip. At most ``max_concurrency`` of them count apart from the slots (``free``).
         self.recording: set[str] = set()
+        #: Attempts whose outcome is written and whose task only publishes it (notification handlers: application
+        #: code, so they take a slot again, as the handler did); their leases are no longer renewed or fenced.
+        self.settled: set[str] = set()
         #: Cancel requests for the entries held here, listened for from the claim until the slot is freed.
         self.cancels = CancelRequests(store)
         self._refill_at = max(1, min(settings.batch_size, settings.max_concurrency) // 2)
@@ -82,6 +85,13 @@ class Leases:
         if entry_id in self.running and entry_id not in self.recording:
             self.recording.add(entry_id)
             self._wake_if_refilled()
+
+    def outcome_written(self, entry_id: str) -> None:
+        """The outcome of ``entry_id`` is written; what its task still does (publishing the notification) takes a
+        slot again, so application code never runs beyond ``max_concurrency`` at once."""
+        if entry_id in self.running:
+            self.recording.discard(entry_id)
+            self.settled.add(entry_id)
 
     # -- tasks ------------------------------------------------------------------------------------------------
 
@@ -117,6 +127,7 @@ class Leases:
         self.cancelled_here.discard(entry_id)
         self.not_started.discard(entry_id)
         self.recording.discard(entry_id)
+        self.settled.discard(entry_id)
         # One that may claim the next entry of the lock this entry just gave up (its outcome is recorded).
         if locked:
             self._wakeup.set()
@@ -173,7 +184,11 @@ class Leases:
         renewed = await self._store.renew_leases(leases, until=self._clock.now() + self._settings.lease_duration)
         for entry_id, _ in leases:
             task = self.running.get(entry_id)
-            if entry_id not in renewed and task is not None and not task.done():
+            # An entry whose outcome is being written is left alone: the write is fenced by its lease token and tells
+            # by itself whether the lease was still held; its commit may also be why the renewal missed it, and
+            # cancelling the task then would drop its notification (as for one whose outcome is written).
+            ending = entry_id in self.recording or entry_id in self.settled
+            if entry_id not in renewed and task is not None and not task.done() and not ending:
                 logger.warning(
                     "lease on %s was lost; cancelling its attempt here (another worker may run it)",
                     entry_id,

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from scheduling_app import Record, eventually, make_app, status
+from scheduling_app import Record, RecordHandler, eventually, make_app, status
 
-from scheduling import ScheduledCommandStatus
+from mediator import NotificationHandler
+from scheduling import ScheduledCommandCompleted, ScheduledCommandStatus
 from stores import MemoryStore
 from stores.entries import AttemptRecord
 
@@ -90,3 +91,34 @@ async def test_stopping_waits_for_an_outcome_being_written() -> None:
     async with asyncio.timeout(5):
         await stopping
     assert (await status(app, only)).status is S.COMPLETED
+
+
+NOTIFYING = asyncio.Event()
+RELEASE_NOTIFICATION = asyncio.Event()
+
+
+class SlowCompletedHandler(NotificationHandler[ScheduledCommandCompleted]):
+    """Application code run for each completion: it holds until the test lets it go."""
+
+    async def handle(self, notification: ScheduledCommandCompleted) -> None:
+        NOTIFYING.set()
+        await RELEASE_NOTIFICATION.wait()
+
+
+async def test_notification_handlers_take_a_slot_like_the_handler() -> None:
+    """Once an outcome is written, what its task still runs (the notification's handlers, application code) counts
+    against ``max_concurrency`` again: with one slot, the next command waits for the notification to be handled."""
+    NOTIFYING.clear()
+    RELEASE_NOTIFICATION.clear()
+    app = make_app(handlers=[RecordHandler, SlowCompletedHandler], max_concurrency=1)
+    await app.scheduler.schedule_many([Record(value=v) for v in ("a", "b")])
+    async with app.service:
+        await asyncio.wait_for(NOTIFYING.wait(), timeout=10)
+        await asyncio.sleep(0.05)  # room for a wrong start of b; the assertion holds either way when correct
+        assert app.log.records == ["a"]  # b waits while a's notification is handled
+        RELEASE_NOTIFICATION.set()
+
+        async def both_ran() -> bool:
+            return app.log.records == ["a", "b"]
+
+        await eventually(both_ran)
