@@ -73,6 +73,8 @@ class PgWorker:
     def __init__(self, url: URL) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._idle: list[Any] = []
+        #: Bumped by ``close()``/``abandon()``: a connection checked out before comes back to be closed, not pooled.
+        self._generation = 0
         #: Called with each connection as a statement takes it (a test counting round trips on the wire traces it).
         self.checkout_hooks: list[Callable[[Any], None]] = []
 
@@ -91,48 +93,65 @@ class PgWorker:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        import psycopg
-
         conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-                install_psycopg_loaders(conn)
-                # As the engine's connections (``_postgresql._prepare_connection`` says why).
-                await conn.execute("SET TIME ZONE 'UTC'")
-                await conn.execute("SET jit = off")
-            except psycopg.Error as exc:
-                if conn is not None:
-                    await _close(conn)
-                raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
+            conn = await self._connect()
+        # A connection taken before ``close()`` (a statement still running then) is closed when it comes back.
+        generation = self._generation
         for hook in self.checkout_hooks:
             hook(conn)
         try:
             yield conn
-        except DBAPIError:
-            if conn.closed or conn.broken:
+        except DBAPIError as exc:
+            # A prepared statement whose result type changed (a newer schema's column: "cached plan must not change
+            # result type", SQLSTATE 0A000) fails on that connection every time: dropped, like a broken one.
+            stale = getattr(exc.orig, "sqlstate", None) == "0A000"
+            if conn.closed or conn.broken or stale:
                 await _close(conn)  # the next statement connects afresh
-            elif len(self._idle) < _IDLE_MAX:
-                self._idle.append(conn)
             else:
-                await _close(conn)
+                await self._put_back(conn, generation)
             raise
         except BaseException:
             # Cancelled mid-statement: the connection may still be busy with it; not used again.
             conn.pgconn.finish()
             raise
-        if len(self._idle) < _IDLE_MAX:
+        await self._put_back(conn, generation)
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
+        try:
+            install_psycopg_loaders(conn)
+            # As the engine's connections (``_postgresql._prepare_connection`` says why).
+            await conn.execute("SET TIME ZONE 'UTC'")
+            await conn.execute("SET jit = off")
+        except psycopg.Error as exc:
+            await _close(conn)
+            raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
+        except BaseException:
+            conn.pgconn.finish()  # cancelled while setting it up: never pooled, so closed here
+            raise
+        return conn
+
+    async def _put_back(self, conn: Any, generation: int) -> None:
+        if generation == self._generation and len(self._idle) < _IDLE_MAX:
             self._idle.append(conn)
         else:
             await _close(conn)
 
     async def close(self) -> None:
+        self._generation += 1
         idle, self._idle = self._idle, []
         for conn in idle:
             await _close(conn)
 
     def abandon(self) -> None:
         """Drop the connections of an event loop that is gone, at the libpq level (see ``PostgresqlProducer``)."""
+        self._generation += 1
         idle, self._idle = self._idle, []
         for conn in idle:
             with contextlib.suppress(Exception):
