@@ -84,6 +84,21 @@ class ScheduledCommandStore(
     #: ``CommandScheduler.schedule()`` refuses command classes that other processes cannot import on such a store.
     durable: bool = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A concrete store implements each hook of ``_HOOKS`` or every method it replaced: those hooks are not
+        abstract (a store written before 0.8 overrides the older methods instead), so without this check a store
+        implementing neither would construct and fail only at its first outcome, after the handler ran."""
+        super().__init_subclass__(**kwargs)
+        if any(getattr(getattr(cls, name, None), "__isabstractmethod__", False) for name in dir(cls)):
+            return  # still abstract: ABCMeta refuses to construct it anyway
+        for hook, older in _HOOKS:
+            if _inherited(cls, hook) and any(_inherited(cls, name) for name in older):
+                missing = [name for name in older if _inherited(cls, name)]
+                raise TypeError(
+                    f"{cls.__name__} implements neither {hook}() nor the methods it replaces ({', '.join(older)}): "
+                    f"implement {hook}() (or, as before 0.8, {', '.join(missing)})"
+                )
+
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -174,3 +189,16 @@ class ScheduledCommandStore(
             entry.id async for entry in self._iterate(status=ScheduledCommandStatus.FAILED, command_type=command_type)
         ]
         return [entry_id for entry_id in failed if await self.requeue(entry_id, now=now)]
+
+
+#: The contract's hooks that are not abstract, with the methods a store written before 0.8 overrides instead.
+_HOOKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("end_claim", ("complete", "retry_later", "dead_letter", "expire", "release")),
+    ("list_matching", ("list_entries",)),
+    ("purge_finished", ("purge",)),
+)
+
+
+def _inherited(cls: type, name: str) -> bool:
+    """Whether ``cls`` takes ``name`` from the contract's own default."""
+    return getattr(cls, name) is getattr(ScheduledCommandStore, name)
