@@ -204,6 +204,11 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
                 clock = injector.get(Clock)  # type: ignore[type-abstract]
                 endpoint = await stack.enter_async_context(serve_metrics(store, host=host, port=port, clock=clock))
                 logger.info("serving Prometheus metrics on %s", endpoint.url, extra={"action": "metrics"})
+            # A signal during start-up (opening the store) asked a service that was not running yet to stop, and
+            # run() starts afresh: it must not start at all then. No await between this check and run() taking over.
+            if signals_seen:
+                logger.info("stopped before the service started", extra={"action": "stopped"})
+                return
             await service.run()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
