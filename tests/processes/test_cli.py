@@ -183,22 +183,33 @@ def test_worker_without_store_uses_the_sqlite_default_over_a_memory_store(tmp_pa
     import signal
     import time
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scheduling", "worker", "--app", "worker_app:build_injector"],
-        cwd=tmp_path,
-        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)]), "WORKER_APP_OUT": "out"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not (tmp_path / "scheduled-commands.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
+    log = tmp_path / "worker.log"
+    with log.open("w", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scheduling", "worker", "--app", "worker_app:build_injector"],
+            cwd=tmp_path,
+            env=os.environ | {"PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)]), "WORKER_APP_OUT": "out"},
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            text=True,
+        )
+    # Stopped only once it says it started: a SIGTERM while the store still opens (slow on a loaded machine) rightly
+    # stops it before the service starts, and the start line would never be written.
+    try:
+        deadline = time.monotonic() + 60
+        while "started on" not in log.read_text(encoding="utf-8") and process.poll() is None:
+            assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = log.read_text(encoding="utf-8")
     assert process.returncode == 0, stderr
-    assert "sqlite+aiosqlite:///scheduled-commands.db" in stderr
+    started = next(line for line in stderr.splitlines() if "started on" in line)
+    assert "sqlite+aiosqlite:///scheduled-commands.db" in started
 
 
 def test_cancel_running_asks_the_worker_of_a_processing_entry(populated: tuple[str, dict[str, str]]) -> None:
