@@ -277,6 +277,12 @@ def wait_for(driver: Any, condition: Callable[[Any], T], message: str) -> T:
     return result
 
 
+def click(driver: Any, by: str, selector: str, message: str = "") -> None:
+    """Find an element and click it, again if the live region holding it was swapped in between (the dashboard
+    refreshes its regions every half second here, so a found element can be replaced before the click)."""
+    wait_for(driver, lambda d: d.find_element(by, selector).click() or True, message or f"{selector} clicked")
+
+
 def screenshot(driver: Any, name: str) -> None:
     """Take a shot of the whole page (the window grows to the page's height for it); keep it as ``{name}.png`` in
     ``dashboard/`` of ``$CQRS_SCHEDULING_TEST_ARTIFACTS`` or ``test-artifacts/``."""
@@ -362,10 +368,10 @@ def test_requeue_a_dead_letter_and_watch_it_complete(served: Served, browser: An
     assert browser.execute_script("return window.e2eMarker;") == "still the same page"
 
     # The second one: open its page, press its Requeue button, and watch its status change in place.
-    browser.find_element(By.ID, f"dead-link-{second}").click()
+    click(browser, By.ID, f"dead-link-{second}")
     wait_for(browser, lambda d: live_status(d) == "FAILED", "the entry page shows FAILED")
     browser.execute_script("window.e2eMarker = 'entry page';")
-    browser.find_element(By.ID, "detail-requeue").click()
+    click(browser, By.ID, "detail-requeue")
     wait_for(browser, lambda d: live_status(d) == "COMPLETED", "the entry page shows COMPLETED")
     assert browser.execute_script("return window.e2eMarker;") == "entry page"
     attempts = browser.find_elements(By.CSS_SELECTOR, "#attempts tbody tr")
@@ -377,11 +383,11 @@ def test_requeue_a_dead_letter_and_watch_it_complete(served: Served, browser: An
     # The third one, with "Requeue all failed of this type": the Entries page states the count and asks first.
     browser.get(f"{served.url}/dead-letters")
     wait_for(browser, lambda d: element(d, f"dead-row-{third}") is not None, "the third dead letter is listed")
-    browser.find_element(By.ID, "requeue-type-1").click()
+    click(browser, By.ID, "requeue-type-1")
     wait_for(browser, lambda d: d.find_element(By.ID, "bulk-confirm").is_displayed(), "the confirmation")
     assert served.status(third) == "FAILED"  # not before the confirmation
     assert browser.find_element(By.ID, "bulk-question").text.startswith("Requeue 1 entry (FAILED, matching")
-    browser.find_element(By.ID, "bulk-confirm-yes").click()
+    click(browser, By.ID, "bulk-confirm-yes")
     wait_for(browser, lambda d: "Requeued 1 of 1 entry." in d.find_element(By.ID, "announcer").text, "announced")
     browser.get(f"{served.url}/dead-letters")
     wait_for(browser, lambda d: element(d, "no-dead-letters") is not None, "the dead-letter queue is empty")
@@ -433,7 +439,7 @@ def test_pause_and_resume_a_recurring_schedule(served: Served, browser: Any) -> 
     assert "every 1 h" in row.text and "Active" in row.text
     browser.execute_script("window.e2eMarker = 'recurring';")
 
-    browser.find_element(By.ID, "pause-1").click()
+    click(browser, By.ID, "pause-1")
     wait_for(browser, lambda d: "Paused" in d.find_element(By.ID, "schedule-row-1").text, "shown as paused")
     wait_for(browser, lambda d: d.find_element(By.ID, "announcer").text == "Paused schedule hourly-sync.", "announced")
     paused = served.call(served.scheduler.get_recurring("hourly-sync"))
@@ -457,7 +463,7 @@ def test_pause_and_resume_a_queue_and_see_it_audited(served: Served, browser: An
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-name="default"]')
     assert "Active" in row.text and row.get_attribute("data-paused") == "false"
 
-    browser.find_element(By.ID, "queue-pause-1").click()
+    click(browser, By.ID, "queue-pause-1")
     wait_for(browser, lambda d: d.find_element(By.ID, "queue-state-1").text == "Paused", "shown as paused")
     wait_for(browser, lambda d: d.find_element(By.ID, "announcer").text == "Paused queue default.", "announced")
     assert [q.paused for q in served.call(served.store.list_queues()) if q.name == "default"] == [True]
@@ -468,7 +474,7 @@ def test_pause_and_resume_a_queue_and_see_it_audited(served: Served, browser: An
     assert "session (dashboard)" in row.text and "default" in row.text
 
     browser.get(f"{served.url}/queues")
-    browser.find_element(By.ID, "queue-resume-1").click()
+    click(browser, By.ID, "queue-resume-1")
     wait_for(browser, lambda d: d.find_element(By.ID, "queue-state-1").text == "Active", "shown as active again")
     assert [q.paused for q in served.call(served.store.list_queues()) if q.name == "default"] == [False]
     browser.get(f"{served.url}/audit")
@@ -482,14 +488,14 @@ def test_a_requeue_from_the_dashboard_is_on_the_audit_page_and_the_entry_page(se
     wait_for(browser, lambda _: served.status(entry_id) == "FAILED", "dead-lettered")
     login(browser, served.url, "/dead-letters")
     wait_for(browser, lambda d: element(d, f"dead-requeue-{entry_id}") is not None, "the dead letter is listed")
-    browser.find_element(By.ID, f"dead-requeue-{entry_id}").click()
+    click(browser, By.ID, f"dead-requeue-{entry_id}")
     wait_for(browser, lambda d: f"Requeued entry {entry_id}." in d.find_element(By.ID, "announcer").text, "announced")
 
     browser.get(f"{served.url}/audit")
-    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-action="requeue"]')
-    assert "session (dashboard)" in row.text and entry_id[:8] in row.text
+    row = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-action="requeue"]').text, "audit row")
+    assert "session (dashboard)" in row and entry_id[:8] in row
     screenshot(browser, "audit")
-    row.find_element(By.TAG_NAME, "a").click()
+    click(browser, By.CSS_SELECTOR, 'tr[data-action="requeue"] a')
     wait_for(browser, lambda d: element(d, "entry-audit") is not None, "the entry page")
     assert "requeue" in browser.find_element(By.ID, "entry-audit").text
 
@@ -566,11 +572,11 @@ def test_the_pages_work_under_the_content_security_policy_and_log_out(served: Se
         header = browser.find_element(By.CSS_SELECTOR, "header.site-header")
         assert header.value_of_css_property("background-color") == "rgba(31, 41, 55, 1)", path  # dashboard.css
     wait_for(browser, lambda d: d.execute_script("return document.body.dataset.refreshSeconds") is not None, "ok")
-    element(browser, f"dead-requeue-{entry_id}").click()  # dashboard.js runs: the action is posted
+    click(browser, By.ID, f"dead-requeue-{entry_id}")  # dashboard.js runs: the action is posted
     wait_for(browser, lambda _: served.status(entry_id) != "FAILED", "requeued from the page")
     assert csp_violations(browser) == []
 
-    browser.find_element(By.ID, "logout").click()
+    click(browser, By.ID, "logout")
     wait_for(browser, lambda d: d.current_url == f"{served.url}/login", "logged out")
     browser.get(f"{served.url}/entries")
     wait_for(browser, lambda d: element(d, "token") is not None, "the login form again")

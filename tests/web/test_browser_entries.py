@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from test_browser import Flaky, Served, browser, element, login, screenshot, served, wait_for
+from test_browser import Flaky, Served, browser, click, element, login, screenshot, served, wait_for
 
 from scheduling import ScheduleOptions
 
@@ -40,7 +40,7 @@ def test_search_count_page_jump_and_cancel_a_selection(served: Served, browser: 
     login(browser, served.url, "/entries")
     assert text_of(browser, "entries-total") == "5 entries match."
     browser.find_element(By.ID, "filter-error").send_keys("FIRST ATTEMPT AT DEAD1")
-    browser.find_element(By.ID, "filter-apply").click()
+    click(browser, By.ID, "filter-apply")
     wait_for(browser, lambda d: text_of(d, "entries-total") == "1 entry matches.", "the error search")
     assert element(browser, f"entries-row-{dead[1]}") is not None
 
@@ -49,7 +49,7 @@ def test_search_count_page_jump_and_cancel_a_selection(served: Served, browser: 
     jump = browser.find_element(By.ID, "page-jump-number")
     jump.clear()
     jump.send_keys("3")
-    browser.find_element(By.ID, "page-jump-go").click()
+    click(browser, By.ID, "page-jump-go")
     wait_for(browser, lambda d: text_of(d, "page-range") == "Entries 5 to 5", "page 3")
     assert text_of(browser, "page-number") == "page 3 of 3"
     assert element(browser, f"entries-row-{dead[0]}") is not None  # the oldest entry, last
@@ -61,11 +61,11 @@ def test_search_count_page_jump_and_cancel_a_selection(served: Served, browser: 
     # Clicked in one script call: the live region may swap the checkbox between finding and clicking it.
     browser.execute_script("document.getElementById('entries-select-page').click();")
     assert text_of(browser, "bulk-selected-count") == "2 entries selected."
-    browser.find_element(By.ID, "bulk-selected-cancel").click()
+    click(browser, By.ID, "bulk-selected-cancel")
     wait_for(browser, lambda d: d.find_element(By.ID, "bulk-confirm").is_displayed(), "the confirmation")
     assert text_of(browser, "bulk-question").startswith("Cancel 2 entries selected?")
     screenshot(browser, "entries-bulk-confirm")
-    browser.find_element(By.ID, "bulk-confirm-yes").click()
+    click(browser, By.ID, "bulk-confirm-yes")
     wait_for(browser, lambda _: all(served.status(i) == "CANCELLED" for i in later), "both cancelled")
     wait_for(browser, lambda d: "Cancelled 2 entries of 2 selected." in text_of(d, "bulk-progress-text"), "reported")
     assert [served.status(i) for i in dead] == ["FAILED"] * 3
@@ -79,12 +79,12 @@ def test_requeue_every_dead_letter_of_a_search_after_confirming_the_count(served
     wait_for(browser, lambda _: all(served.status(i) == "FAILED" for i in dead), "dead-lettered")
 
     login(browser, served.url, "/entries")
-    browser.find_element(By.ID, "bulk-all-requeue").click()
+    click(browser, By.ID, "bulk-all-requeue")
     wait_for(browser, lambda d: d.find_element(By.ID, "bulk-confirm").is_displayed(), "the confirmation")
     assert text_of(browser, "bulk-question").startswith("Requeue 3 entries (FAILED, matching every entry)?")
     assert text_of(browser, "bulk-confirm-yes") == "Requeue 3 entries"
     assert [served.status(i) for i in dead] == ["FAILED"] * 3  # nothing happens before the confirmation
-    browser.find_element(By.ID, "bulk-confirm-yes").click()
+    click(browser, By.ID, "bulk-confirm-yes")
     wait_for(browser, lambda d: text_of(d, "bulk-progress-text") == "Requeued 3 of 3 entries.", "the run's end")
     assert browser.find_element(By.ID, "bulk-progress").get_attribute("value") == "3"
     screenshot(browser, "entries-bulk-done")

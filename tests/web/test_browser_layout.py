@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import test_browser
-from test_browser import ARTIFACTS, ARTIFACTS_ENV, Flaky, Served, element, login, wait_for
+from test_browser import ARTIFACTS, ARTIFACTS_ENV, Flaky, Served, click, element, login, wait_for
 
 from scheduling import ScheduleOptions
 
@@ -85,7 +85,7 @@ def test_every_page_fits_a_phone_and_is_shot_at_both_widths(served: Served, brow
 
     login(browser, served.url, "/recurring/nightly-report")
     # Run now on the schedule's page: announced, the occurrence listed, and on the Audit page.
-    element(browser, "run-now").click()
+    click(browser, By.ID, "run-now")
     wait_for(browser, lambda d: "due now" in d.find_element(By.ID, "announcer").text, "run now announced")
     wait_for(
         browser,
@@ -97,7 +97,7 @@ def test_every_page_fits_a_phone_and_is_shot_at_both_widths(served: Served, brow
 
     # The overview's ranges are plain links.
     browser.get(f"{served.url}/")
-    element(browser, "range-7d").click()
+    click(browser, By.ID, "range-7d")
     wait_for(browser, lambda d: "7 days" in d.find_element(By.ID, "outcomes-heading").text, "the 7 d range")
     assert element(browser, "range-7d").get_attribute("aria-current") == "true"
     assert element(browser, "outcome-total-failed").text == "1"
