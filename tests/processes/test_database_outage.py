@@ -20,6 +20,10 @@ from test_multiworker import (
 
 from scheduling import ScheduledCommandStatus
 
+# Fleets of worker processes under load, timed by their own clocks: the Makefile's --dist loadgroup runs the tests of
+# this group one after another, so two fleets never share the two cores (a starved fleet misses its rates and leases).
+pytestmark = pytest.mark.xdist_group("worker-fleets")
+
 
 def terminate_backends(store_url: str) -> int:
     """Kill every connection to the store's database, as a restart or a failover would."""

@@ -28,6 +28,10 @@ from scheduling.codec import command_type_name
 from stores import ScheduledCommandStore
 from stores.urls import store_from_url
 
+# Fleets of worker processes under load, timed by their own clocks: the Makefile's --dist loadgroup runs the tests of
+# this group one after another, so two fleets never share the two cores (a starved fleet misses its rates and leases).
+pytestmark = pytest.mark.xdist_group("worker-fleets")
+
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
 S = ScheduledCommandStatus

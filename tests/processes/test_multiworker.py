@@ -22,6 +22,10 @@ from mediator import MediatorModule
 from scheduling import CommandScheduler, ScheduledCommandStatus, SchedulingModule
 from stores import SqlStore
 
+# Fleets of worker processes under load, timed by their own clocks: the Makefile's --dist loadgroup runs the tests of
+# this group one after another, so two fleets never share the two cores (a starved fleet misses its rates and leases).
+pytestmark = pytest.mark.xdist_group("worker-fleets")
+
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
 

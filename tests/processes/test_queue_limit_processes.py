@@ -23,6 +23,10 @@ from test_multiworker import stop
 from scheduling import CommandScheduler, RateLimit, ScheduleOptions
 from stores import ScheduledCommandStore
 
+# Fleets of worker processes under load, timed by their own clocks: the Makefile's --dist loadgroup runs the tests of
+# this group one after another, so two fleets never share the two cores (a starved fleet misses its rates and leases).
+pytestmark = pytest.mark.xdist_group("worker-fleets")
+
 __all__ = ["any_store_url", "store_url"]  # the fixtures: SQLite and PostgreSQL, and Redis too
 
 SECOND_NS = 1_000_000_000

@@ -30,6 +30,10 @@ from reliability_support import (
 
 from scheduling import ScheduledCommandStatus
 
+# Fleets of worker processes under load, timed by their own clocks: the Makefile's --dist loadgroup runs the tests of
+# this group one after another, so two fleets never share the two cores (a starved fleet misses its rates and leases).
+pytestmark = pytest.mark.xdist_group("worker-fleets")
+
 CONCURRENCY = 10
 
 
