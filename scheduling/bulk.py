@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
@@ -30,6 +30,9 @@ from stores.entries import ScheduledCommandStatus
 from stores.filters import EntryFilter
 
 from .audit import Actor, record_action
+
+if TYPE_CHECKING:
+    from .scheduler import CommandScheduler
 
 __all__ = [
     "BATCH",
@@ -113,10 +116,18 @@ def scoped(action: BulkAction, where: EntryFilter) -> EntryFilter:
     return where.model_copy(update={"status": needed})
 
 
-async def _act(store: ScheduledCommandStore, action: BulkAction, entry_id: str, now: datetime) -> bool:
+async def _act(
+    store: ScheduledCommandStore,
+    action: BulkAction,
+    entry_id: str,
+    now: datetime,
+    scheduler: CommandScheduler | None,
+) -> bool:
     if action == "requeue":
         return await store.requeue(entry_id, now=now) is not None
     if action == "cancel":
+        if scheduler is not None:  # announced as the application's own cancel() announces it
+            return await scheduler.cancel(entry_id)
         return await store.cancel(entry_id, now=now) is not None
     return await store.dismiss(entry_id, now=now) is not None
 
@@ -130,10 +141,11 @@ async def _run_batch(
     actor: Actor,
     target: str,
     result: BulkResult,
+    scheduler: CommandScheduler | None,
 ) -> list[str]:
     """Act on ``ids``, record the batch in the audit trail, add to ``result``; the ids refused."""
     now = clock()
-    done = [entry_id for entry_id in ids if await _act(store, action, entry_id, now)]
+    done = [entry_id for entry_id in ids if await _act(store, action, entry_id, now, scheduler)]
     refused = [entry_id for entry_id in ids if entry_id not in set(done)]
     result.batches += 1
     result.done += done
@@ -154,8 +166,13 @@ async def bulk_by_ids(
     actor: Actor,
     batch: int = BATCH,
     on_progress: Callable[[BulkResult], None] | None = None,
+    scheduler: CommandScheduler | None = None,
 ) -> BulkResult:
     """Act on the entries ``ids`` names (each once, in the order given) that are in the action's status.
+
+    ``scheduler`` (an application's, on ``store``): each cancel goes through it, so it is announced as
+    ``scheduler.cancel()`` announces it (``ScheduledCommandCancelled`` to the application's handlers, with the
+    dependants it cancels); without one, nothing is published.
 
     Raises:
         ValueError: more than ``MAX_SELECTION`` ids.
@@ -166,7 +183,14 @@ async def bulk_by_ids(
     result = BulkResult(action=action, target="selection", matched=len(unique))
     for start in range(0, len(unique), batch):
         await _run_batch(
-            store, action, unique[start : start + batch], clock=clock, actor=actor, target="selection", result=result
+            store,
+            action,
+            unique[start : start + batch],
+            clock=clock,
+            actor=actor,
+            target="selection",
+            result=result,
+            scheduler=scheduler,
         )
         if on_progress is not None:
             on_progress(result)
@@ -185,6 +209,7 @@ async def bulk_by_filter(
     dry_run: bool = False,
     batch: int = BATCH,
     on_progress: Callable[[BulkResult], None] | None = None,
+    scheduler: CommandScheduler | None = None,
 ) -> BulkResult:
     """Act on the entries matching ``where`` in the action's status, oldest first, ``batch`` at a time.
 
@@ -192,6 +217,7 @@ async def bulk_by_filter(
         expected: the count confirmed (a dry run's ``matched``); required unless ``dry_run``.
         limit: stop after this many (the caller goes on with another call); all of them when None.
         dry_run: only count: ``matched`` is what the action would take.
+        scheduler: cancels go through this application's scheduler, announced (see ``bulk_by_ids``).
 
     Raises:
         ValueError: ``where`` asks for a status the action does not take, or ``expected`` is missing.
@@ -217,7 +243,14 @@ async def bulk_by_filter(
             break
         skipped += len(
             await _run_batch(
-                store, action, [entry.id for entry in page], clock=clock, actor=actor, target=target, result=result
+                store,
+                action,
+                [entry.id for entry in page],
+                clock=clock,
+                actor=actor,
+                target=target,
+                result=result,
+                scheduler=scheduler,
             )
         )
         if on_progress is not None:

@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import typer
+from injector import Injector
 
 from stores.base import ScheduledCommandStore
 from stores.entries import ScheduledCommandStatus
 from stores.filters import EntryFilter
 
+from ._app import AppOption, run_with_app
 from ._common import JsonOption, StoreOption, _console, _emit_json, _run_with_store, fail
 
 __all__ = ["SearchOptions", "bulk", "search_filter"]
@@ -82,12 +84,14 @@ def bulk(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what the action would take.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Act without asking for confirmation.")] = False,
+    app_spec: AppOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Requeue or dismiss FAILED entries, or cancel PENDING ones: those matching the search options, or those given
     with --id. States how many and asks first (on a terminal; elsewhere it needs --yes or --expected); runs in
-    batches of 200, each recorded in the audit trail. Exit code 1 if nothing was done, 2 when not confirmed."""
+    batches of 200, each recorded in the audit trail. With --app, each cancellation (and that of the dependants it
+    cancels) is announced to the application's handlers. Exit code 1 if nothing was done, 2 when not confirmed."""
     fields: SearchOptions = {
         "status": status_filter.value if status_filter is not None else None,
         "correlation_id": correlation_id,
@@ -115,9 +119,12 @@ def bulk(
     except ValueError as exc:
         fail(str(exc), 2)
 
-    async def work(opened: ScheduledCommandStore) -> int:
+    async def work(opened: ScheduledCommandStore, app: Injector | None = None) -> int:
         from rich.progress import Progress
 
+        from scheduling.scheduler import CommandScheduler
+
+        scheduler = app.get(CommandScheduler) if app is not None and action == "cancel" else None
         console = _console()
         actor = Actor.cli()
         clock = lambda: datetime.now(UTC)  # noqa: E731 - a clock, read per batch
@@ -148,11 +155,20 @@ def bulk(
 
             try:
                 if entry_ids:
-                    result = await bulk_by_ids(opened, action, entry_ids, clock=clock, actor=actor, on_progress=moved)
+                    result = await bulk_by_ids(
+                        opened, action, entry_ids, clock=clock, actor=actor, on_progress=moved, scheduler=scheduler
+                    )
                 else:
                     limit = count if expected is None else expected
                     result = await bulk_by_filter(
-                        opened, action, where, clock=clock, actor=actor, expected=limit, on_progress=moved
+                        opened,
+                        action,
+                        where,
+                        clock=clock,
+                        actor=actor,
+                        expected=limit,
+                        on_progress=moved,
+                        scheduler=scheduler,
                     )
             except (BulkCountError, ValueError) as exc:
                 typer.echo(f"error: {exc}", err=True)
@@ -164,7 +180,12 @@ def bulk(
             typer.echo(f"{_past(action)} {len(result.done)} of {what} in {result.batches} batch(es){left}")
         return 0 if result.done else 1
 
-    _run_with_store(store, work)
+    if app_spec is not None:
+        if action != "cancel":
+            fail(f"--app announces cancellations; bulk {action} does not take it", 2)
+        run_with_app(app_spec, store, work)
+    else:
+        _run_with_store(store, work)
 
 
 def _past(action: str) -> str:

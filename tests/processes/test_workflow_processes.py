@@ -212,6 +212,39 @@ def test_cli_cancel_with_the_app_announces_the_entry_and_the_dependants_it_cance
     }
 
 
+@pytest.mark.timeout(120)
+def test_cli_bulk_cancel_with_the_app_announces_each_entry_and_its_dependants(store_url: str, tmp_path: Path) -> None:
+    """``bulk cancel --app`` over a search: each PENDING parent and the dependant cancelled with it reach the
+    application's ``ScheduledCommandCancelled`` handler, with their reasons; ``bulk requeue --app`` is refused (only
+    cancellations are announced), exit code 2, nothing done."""
+
+    async def schedule() -> list[tuple[str, str]]:
+        async with store_from_url(store_url) as store:
+            scheduler = scheduler_on(store)
+            made = []
+            for n in range(3):
+                parent = await scheduler.schedule(Step(n=n), ScheduleOptions(delay=timedelta(days=1)))
+                made.append((parent, await scheduler.schedule(Step(n=n), ScheduleOptions(after=parent))))
+            return made
+
+    chains = asyncio.run(schedule())
+    log = tmp_path / "cancelled.jsonl"
+    env = {CANCELLED_LOG_ENV: str(log)}
+    refused = cli("bulk", "requeue", "--yes", "--app", "workflow_app:build_injector", store=store_url, env=env)
+    assert refused.returncode == 2 and "--app" in refused.stderr, refused.stderr
+
+    result = cli(
+        *("bulk", "cancel", "--type", "Step", "--yes", "--app", "workflow_app:build_injector"), store=store_url, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cancelled 3 of 3 PENDING entries" in result.stdout, result.stdout
+    heard = sorted((h["id"], h["reason"]) for h in map(json.loads, log.read_text().splitlines()))
+    assert heard == sorted(
+        [(parent, None) for parent, _ in chains]
+        + [(child, f"ParentNotCompleted: parent {parent} ended CANCELLED") for parent, child in chains]
+    )
+
+
 async def _schedule_chains(store_url: str, count: int) -> list[tuple[str, str]]:
     async with store_from_url(store_url) as store:
         scheduler = scheduler_on(store)
