@@ -120,12 +120,21 @@ class Attempts:
         # Notifications nobody subscribes to are not even built (a validated model per command adds up).
         self._subscribed = {kind: mediator.has_subscribers(kind) for kind in _NOTIFICATIONS}
         self._threaded: dict[type[Command[Any]], bool] = {}
+        #: Whether attempts open a span: the application has set a tracer provider that may record. Asked once per
+        #: claimed batch (``start_batch``), not per attempt: asking costs an environment lookup in the API.
+        self._traced = False
+
+    def start_batch(self) -> None:
+        """A claim is about to hand its entries to ``execute``: look again whether attempts are traced."""
+        self._traced = _tracing.ENABLED and _tracing.recording()
 
     async def execute(self, entry: ScheduledCommandEntry) -> None:
         """Wait until the entry is due (it may have been claimed ahead), then attempt it."""
-        if entry.scheduled_for > self._clock.now():
+        now = self._clock.now()
+        if entry.scheduled_for > now:
             await self._wait_until_due(entry)
-        await self._attempt(entry)
+            now = self._clock.now()
+        await self._attempt(entry, now)
 
     async def record_lost(self, entry: ScheduledCommandEntry, lost: WorkerLostError) -> None:
         """Record the attempt of a worker that died holding the entry."""
@@ -145,8 +154,7 @@ class Attempts:
         finally:
             self._leases.not_started.discard(entry.id)
 
-    async def _attempt(self, entry: ScheduledCommandEntry) -> None:
-        started = self._clock.now()
+    async def _attempt(self, entry: ScheduledCommandEntry, started: datetime) -> None:
         if entry.recurring_name is not None:  # before the expiry check: a skipped occurrence still advances
             await self._advance_recurring(entry, started)
         if entry.expires_at is not None and entry.attempt_count == 0 and started >= entry.expires_at:
@@ -158,7 +166,7 @@ class Attempts:
         if self._observers:
             self._observers.on_started(entry, started)
         run_context = CommandContext.of(entry)
-        if _tracing.ENABLED and _tracing.recording():
+        if self._traced:
             with _tracing.attempt_span(entry, run_context.queue):
                 await self._run(entry, started, run_context)
         else:
@@ -315,7 +323,7 @@ class Attempts:
             finished_at=finished,
             outcome="completed",
         )
-        if _tracing.ENABLED:
+        if self._traced:  # else no span of this attempt's is current
             _tracing.record_outcome("completed")
         assert entry.lease_token is not None  # a claimed entry
         return self._report(

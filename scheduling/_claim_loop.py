@@ -38,7 +38,8 @@ BLOCKED_POLL_WHILE_BUSY = timedelta(milliseconds=100)
 
 
 class ClaimLoop:
-    """Claims due entries and hands each to ``execute`` in a task of its own, until stopped."""
+    """Claims due entries and hands each to ``execute`` in a task of its own (after one ``start_batch()`` per
+    claim), until stopped."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class ClaimLoop:
         wakeup: Wakeup,
         *,
         execute: Callable[[ScheduledCommandEntry], Awaitable[None]],
+        start_batch: Callable[[], None],
         recover: Callable[[], Awaitable[int]],
         command_types: Collection[str],
     ) -> None:
@@ -58,6 +60,7 @@ class ClaimLoop:
         self._leases = leases
         self._wakeup = wakeup
         self._execute = execute
+        self._start_batch = start_batch
         self._recover = recover
         #: Routing by handler: only entries of these types (in the worker's queues) are claimed; an entry nobody
         #: handles stays PENDING.
@@ -131,6 +134,8 @@ class ClaimLoop:
             route=self._route,
         )
         self._last_claim_full = len(claimed) == limit
+        if claimed:
+            self._start_batch()
         for entry in claimed:
             self._leases.spawn(entry, self._execute(entry))
         return claimed

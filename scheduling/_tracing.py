@@ -60,10 +60,17 @@ def capture() -> str | None:
     return json.dumps(carrier, separators=(",", ":"), sort_keys=True) if carrier else None
 
 
+_provider_set = False
+
+
 def recording() -> bool:
     """Whether the application has set a tracer provider that may record; without one an attempt opens no span at
-    all (a non-recording span still costs tens of microseconds, the stored context's extraction included)."""
-    return not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
+    all (a non-recording span still costs tens of microseconds, the stored context's extraction included). Once
+    true it stays true: the API sets the global provider once and refuses to replace it."""
+    global _provider_set
+    if not _provider_set:
+        _provider_set = not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
+    return _provider_set
 
 
 def _links(stored: str | None) -> list[Link]:

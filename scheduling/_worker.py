@@ -9,6 +9,7 @@ also serves Prometheus metrics (``scheduling.metrics``) while it runs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -32,7 +33,15 @@ from .observer import SchedulingObservers
 from .options import SchedulerSettings
 from .service import ScheduledCommandService
 
-__all__ = ["AppLoadError", "JsonFormatter", "configure_logging", "install_metrics", "load_app", "run_worker"]
+__all__ = [
+    "AppLoadError",
+    "JsonFormatter",
+    "configure_logging",
+    "install_metrics",
+    "load_app",
+    "run_worker",
+    "settle_heap",
+]
 
 logger = logging.getLogger("scheduling.worker")  # the name operators configure
 
@@ -209,11 +218,23 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
             if signals_seen:
                 logger.info("stopped before the service started", extra={"action": "stopped"})
                 return
+            settle_heap()
             await service.run()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await store.close()
+
+
+def settle_heap() -> None:
+    """Collect the start-up's garbage, then freeze what is left (modules, classes, the application) out of the
+    cyclic garbage collector's sight: this process owns its interpreter, and what it built to serve lives as long as
+    it does. Otherwise every full collection walks that whole heap (about 100,000 objects with the SQL and Redis
+    clients imported), tens of milliseconds each, and a drain at concurrency 100 triggers several per 10,000
+    commands: a fifth of a Redis worker's CPU. Frozen objects are still freed by reference counting (only a cycle
+    among them would stay); objects made afterwards are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 class JsonFormatter(logging.Formatter):

@@ -88,6 +88,7 @@ class ScheduledCommandService:
             self._leases,
             self._wakeup,
             execute=self._attempts.execute,
+            start_batch=self._attempts.start_batch,
             recover=self._recover,
             command_types=self._codec.type_names,
         )
