@@ -13,7 +13,7 @@ from mediator import Command, HandlerNotFoundError, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
-from ._new_entry import derived_entry, new_entry, new_id, recurring_lock
+from ._new_entry import derived_entry, new_entry, new_ids, recurring_lock
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
 from .clock import Clock
@@ -70,6 +70,14 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         self._observers = observers
         #: Command type names already found storable (``check_storable_text``): a name is checked once.
         self._storable_names: set[str] = set()
+        #: Per command class that passed the class checks (a ``Command`` with a handler, importable by a worker of
+        #: a durable store): its stored type name. Handlers are registered when the mediator is built and never
+        #: removed, so a class checked once stays valid; the checks and the name cost more than the entry itself.
+        self._type_names: dict[type, str] = {}
+        #: Per command class: its queue when the options name none (its ``default_queue``, checked, or
+        #: ``"default"``), read once: reading a missing class attribute through pydantic's metaclass raises and
+        #: catches an ``AttributeError`` per call.
+        self._class_queues: dict[type, str] = {}
         _dependants_cancelled.listen_for_cancelled_dependants(store, mediator, clock, observers)
 
     @property
@@ -98,7 +106,17 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             UnknownParentError: ``options.after`` names an entry the store does not hold; nothing was stored.
             UnsupportedFeatureError: ``options.after`` on a store that cannot keep dependencies (a third-party store).
         """
-        (entry_id,) = await self.schedule_many([command], options, session=session)
+        # ``schedule_many`` of one command, without the work a batch needs (its class checks, per-class lookups and
+        # derived copies): the same checks in the same order, on the one entry.
+        options = options or _DEFAULT_OPTIONS
+        entries = [self._entry_for(command, options, self._clock.now())]
+        if options.after:
+            ids = await self._add_after(entries, options, session)
+        elif session is not None:
+            ids = await self._store.add_in_session(session, entries)
+        else:
+            ids = await self._store.add(entries)
+        (entry_id,) = self._announce_scheduled(entries, ids)
         return ScheduledCommandId(entry_id)
 
     async def schedule_many(
@@ -143,8 +161,8 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         if not self._store.durable:
             return
         for command_class in {type(command) for command in commands}:
-            if not issubclass(command_class, Command):
-                continue  # refused as NotACommandError with the other checks
+            if command_class in self._type_names or not issubclass(command_class, Command):
+                continue  # checked before, or refused as NotACommandError with the other checks
             if command_class.__module__ == "__main__":
                 raise UnimportableCommandError(command_type_name(command_class), self._store.description)
 
@@ -157,16 +175,17 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         entries = [first]
         type_names = {type(commands[0]): first.command_type}
         queues = {type(commands[0]): first.queue}
-        for command in commands[1:]:
+        ids = new_ids(len(commands) - 1)
+        for command, entry_id in zip(commands[1:], ids, strict=True):
             command_class = type(command)
             command_type = type_names.get(command_class)
             if command_type is None:
                 command_type = type_names[command_class] = self._checked_type_name(command)
-                queues[command_class] = queue_for(command_class, options)
+                queues[command_class] = self._queue(command_class, options)
             entries.append(
                 derived_entry(
                     first,
-                    id=new_id(),
+                    id=entry_id,
                     command_type=command_type,
                     payload=self._payload(command, command_type),
                     queue=queues[command_class],
@@ -175,11 +194,34 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         return entries
 
     def _checked_type_name(self, command: Command[Any]) -> str:
+        """The stored type name of ``command``'s class, after the class checks (once per class).
+
+        Raises:
+            NotACommandError, UnimportableCommandError, HandlerNotFoundError: in this order, as ``schedule_many``
+                raises them.
+        """
+        command_class = type(command)
+        name = self._type_names.get(command_class)
+        if name is not None:
+            return name
         if not isinstance(command, Command):
             raise NotACommandError(command)
-        if self._mediator.handler_for(type(command)) is None:
-            raise HandlerNotFoundError(type(command))
-        return command_type_name(type(command))
+        name = command_type_name(command_class)
+        if self._store.durable and command_class.__module__ == "__main__":
+            raise UnimportableCommandError(name, self._store.description)
+        if self._mediator.handler_for(command_class) is None:
+            raise HandlerNotFoundError(command_class)
+        self._type_names[command_class] = name
+        return name
+
+    def _queue(self, command_class: type, options: ScheduleOptions) -> str:
+        """``queue_for(command_class, options)``, the class's part read once per class."""
+        if "queue" in options.model_fields_set:
+            return options.queue
+        queue = self._class_queues.get(command_class)
+        if queue is None:
+            queue = self._class_queues[command_class] = queue_for(command_class, _DEFAULT_OPTIONS)
+        return queue
 
     def _payload(self, command: Command[Any], command_type: str) -> str:
         payload = command.model_dump_json()
@@ -214,7 +256,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             now=now,
             default_max_retries=self._settings.max_retries,
             trace_context=_tracing.capture() if _tracing.ENABLED else None,
-            queue=queue_for(type(command), options),
+            queue=self._queue(type(command), options),
         )
 
     async def cancel(self, command_id: str, *, running: bool = False) -> bool:
