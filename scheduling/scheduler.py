@@ -14,6 +14,7 @@ from stores.base import ScheduledCommandStore
 
 from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
 from ._new_entry import derived_entry, new_entry, new_ids, recurring_lock
+from ._plain_commands import PlainFields, holds_plain_values, plain_fields
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
 from .clock import Clock
@@ -78,6 +79,9 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         #: ``"default"``), read once: reading a missing class attribute through pydantic's metaclass raises and
         #: catches an ``AttributeError`` per call.
         self._class_queues: dict[type, str] = {}
+        #: Per command class: its fields when its commands' JSON round trip depends only on their values' types
+        #: (``_plain_commands``), else None: the round trip is then parsed back and compared for every command.
+        self._plain_fields: dict[type, PlainFields | None] = {}
         _dependants_cancelled.listen_for_cancelled_dependants(store, mediator, clock, observers)
 
     @property
@@ -233,7 +237,13 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         if command_type not in self._storable_names:
             check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
             self._storable_names.add(command_type)
-        check_command_round_trip(command, payload, command_type)
+        command_class = type(command)
+        try:
+            fields = self._plain_fields[command_class]
+        except KeyError:
+            fields = self._plain_fields[command_class] = plain_fields(command_class)
+        if fields is None or not holds_plain_values(command, fields):
+            check_command_round_trip(command, payload, command_type)
         return payload
 
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
