@@ -9,12 +9,12 @@ from typing import Any, TypeVar, overload
 
 from injector import inject
 
-from mediator import Command, HandlerNotFoundError, Mediator
+from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
+from ._command_checks import CommandChecks
 from ._new_entry import derived_entry, new_entry, new_ids, recurring_lock
-from ._plain_commands import PlainFields, holds_plain_values, plain_fields
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
 from .clock import Clock
@@ -23,16 +23,12 @@ from .entries import AttemptRecord, ScheduledCommandEntry
 from .errors import (
     CommandNotFoundError,
     InvalidScheduleError,
-    NotACommandError,
-    PayloadTooLargeError,
-    UnimportableCommandError,
 )
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
-from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 from .workers import WaitingForWorker, WorkerInfo, list_workers, waiting_for_workers
 from .workflows import WorkflowMethods
 
@@ -69,19 +65,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         self._settings = settings
         self._clock = clock
         self._observers = observers
-        #: Command type names already found storable (``check_storable_text``): a name is checked once.
-        self._storable_names: set[str] = set()
-        #: Per command class that passed the class checks (a ``Command`` with a handler, importable by a worker of
-        #: a durable store): its stored type name. Handlers are registered when the mediator is built and never
-        #: removed, so a class checked once stays valid; the checks and the name cost more than the entry itself.
-        self._type_names: dict[type, str] = {}
-        #: Per command class: its queue when the options name none (its ``default_queue``, checked, or
-        #: ``"default"``), read once: reading a missing class attribute through pydantic's metaclass raises and
-        #: catches an ``AttributeError`` per call.
-        self._class_queues: dict[type, str] = {}
-        #: Per command class: its fields when its commands' JSON round trip depends only on their values' types
-        #: (``_plain_commands``), else None: the round trip is then parsed back and compared for every command.
-        self._plain_fields: dict[type, PlainFields | None] = {}
+        self._checks = CommandChecks(store, mediator, settings)
         _dependants_cancelled.listen_for_cancelled_dependants(store, mediator, clock, observers)
 
     @property
@@ -162,13 +146,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
 
     def _refuse_unimportable(self, commands: Sequence[Command[Any]]) -> None:
         """On a durable store, refuse command classes defined in ``__main__``: no worker can import them."""
-        if not self._store.durable:
-            return
-        for command_class in {type(command) for command in commands}:
-            if command_class in self._type_names or not issubclass(command_class, Command):
-                continue  # checked before, or refused as NotACommandError with the other checks
-            if command_class.__module__ == "__main__":
-                raise UnimportableCommandError(command_type_name(command_class), self._store.description)
+        self._checks.refuse_unimportable(commands)
 
     def _entries_for(
         self, commands: Sequence[Command[Any]], options: ScheduleOptions, now: Any
@@ -184,71 +162,22 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             command_class = type(command)
             command_type = type_names.get(command_class)
             if command_type is None:
-                command_type = type_names[command_class] = self._checked_type_name(command)
-                queues[command_class] = self._queue(command_class, options)
+                command_type = type_names[command_class] = self._checks.type_name(command)
+                queues[command_class] = self._checks.queue(command_class, options)
             entries.append(
                 derived_entry(
                     first,
                     id=entry_id,
                     command_type=command_type,
-                    payload=self._payload(command, command_type),
+                    payload=self._checks.payload(command, command_type),
                     queue=queues[command_class],
                 )
             )
         return entries
 
-    def _checked_type_name(self, command: Command[Any]) -> str:
-        """The stored type name of ``command``'s class, after the class checks (once per class).
-
-        Raises:
-            NotACommandError, UnimportableCommandError, HandlerNotFoundError: in this order, as ``schedule_many``
-                raises them.
-        """
-        command_class = type(command)
-        name = self._type_names.get(command_class)
-        if name is not None:
-            return name
-        if not isinstance(command, Command):
-            raise NotACommandError(command)
-        name = command_type_name(command_class)
-        if self._store.durable and command_class.__module__ == "__main__":
-            raise UnimportableCommandError(name, self._store.description)
-        if self._mediator.handler_for(command_class) is None:
-            raise HandlerNotFoundError(command_class)
-        self._type_names[command_class] = name
-        return name
-
-    def _queue(self, command_class: type, options: ScheduleOptions) -> str:
-        """``queue_for(command_class, options)``, the class's part read once per class."""
-        if "queue" in options.model_fields_set:
-            return options.queue
-        queue = self._class_queues.get(command_class)
-        if queue is None:
-            queue = self._class_queues[command_class] = queue_for(command_class, _DEFAULT_OPTIONS)
-        return queue
-
-    def _payload(self, command: Command[Any], command_type: str) -> str:
-        payload = command.model_dump_json()
-        limit = self._settings.max_payload_bytes
-        if len(payload) * 4 > limit:  # UTF-8 takes at most 4 bytes per character: encode only when it may matter
-            size = len(payload.encode())
-            if size > limit:
-                raise PayloadTooLargeError(command_type, size, limit)
-        if command_type not in self._storable_names:
-            check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
-            self._storable_names.add(command_type)
-        command_class = type(command)
-        try:
-            fields = self._plain_fields[command_class]
-        except KeyError:
-            fields = self._plain_fields[command_class] = plain_fields(command_class)
-        if fields is None or not holds_plain_values(command, fields):
-            check_command_round_trip(command, payload, command_type)
-        return payload
-
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
-        command_type = self._checked_type_name(command)
-        payload = self._payload(command, command_type)
+        command_type = self._checks.type_name(command)
+        payload = self._checks.payload(command, command_type)
         try:
             due = options.due_at(now)
             expires_at = due + options.expires_after if options.expires_after is not None else None
@@ -266,7 +195,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             now=now,
             default_max_retries=self._settings.max_retries,
             trace_context=_tracing.capture() if _tracing.ENABLED else None,
-            queue=self._queue(type(command), options),
+            queue=self._checks.queue(type(command), options),
         )
 
     async def cancel(self, command_id: str, *, running: bool = False) -> bool:
