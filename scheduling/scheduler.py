@@ -9,11 +9,12 @@ from typing import Any, TypeVar, overload
 
 from injector import inject
 
-from mediator import Command, HandlerNotFoundError, Mediator
+from mediator import Command, Mediator
 from stores.base import ScheduledCommandStore
 
 from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
-from ._new_entry import derived_entry, new_entry, new_id, recurring_lock
+from ._command_checks import CommandChecks
+from ._new_entry import derived_entry, new_entry, new_ids, recurring_lock
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
 from .clock import Clock
@@ -22,16 +23,12 @@ from .entries import AttemptRecord, ScheduledCommandEntry
 from .errors import (
     CommandNotFoundError,
     InvalidScheduleError,
-    NotACommandError,
-    PayloadTooLargeError,
-    UnimportableCommandError,
 )
 from .notifications import ScheduledCommandCancelled
 from .observer import SchedulingObservers
 from .options import ScheduleOptions, SchedulerSettings, queue_for
 from .recurring import MisfirePolicy, RecurringSchedule, check_definition
 from .results import ScheduledCommandId, decode_result, seconds, wait_until_finished
-from .storable import MAX_COMMAND_TYPE_LENGTH, check_command_round_trip, check_storable_text
 from .workers import WaitingForWorker, WorkerInfo, list_workers, waiting_for_workers
 from .workflows import WorkflowMethods
 
@@ -68,8 +65,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         self._settings = settings
         self._clock = clock
         self._observers = observers
-        #: Command type names already found storable (``check_storable_text``): a name is checked once.
-        self._storable_names: set[str] = set()
+        self._checks = CommandChecks(store, mediator, settings)
         _dependants_cancelled.listen_for_cancelled_dependants(store, mediator, clock, observers)
 
     @property
@@ -98,7 +94,17 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             UnknownParentError: ``options.after`` names an entry the store does not hold; nothing was stored.
             UnsupportedFeatureError: ``options.after`` on a store that cannot keep dependencies (a third-party store).
         """
-        (entry_id,) = await self.schedule_many([command], options, session=session)
+        # ``schedule_many`` of one command, without the work a batch needs (its class checks, per-class lookups and
+        # derived copies): the same checks in the same order, on the one entry.
+        options = options or _DEFAULT_OPTIONS
+        entries = [self._entry_for(command, options, self._clock.now())]
+        if options.after:
+            ids = await self._add_after(entries, options, session)
+        elif session is not None:
+            ids = await self._store.add_in_session(session, entries)
+        else:
+            ids = await self._store.add(entries)
+        (entry_id,) = self._announce_scheduled(entries, ids)
         return ScheduledCommandId(entry_id)
 
     async def schedule_many(
@@ -140,13 +146,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
 
     def _refuse_unimportable(self, commands: Sequence[Command[Any]]) -> None:
         """On a durable store, refuse command classes defined in ``__main__``: no worker can import them."""
-        if not self._store.durable:
-            return
-        for command_class in {type(command) for command in commands}:
-            if not issubclass(command_class, Command):
-                continue  # refused as NotACommandError with the other checks
-            if command_class.__module__ == "__main__":
-                raise UnimportableCommandError(command_type_name(command_class), self._store.description)
+        self._checks.refuse_unimportable(commands)
 
     def _entries_for(
         self, commands: Sequence[Command[Any]], options: ScheduleOptions, now: Any
@@ -157,46 +157,27 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         entries = [first]
         type_names = {type(commands[0]): first.command_type}
         queues = {type(commands[0]): first.queue}
-        for command in commands[1:]:
+        ids = new_ids(len(commands) - 1)
+        for command, entry_id in zip(commands[1:], ids, strict=True):
             command_class = type(command)
             command_type = type_names.get(command_class)
             if command_type is None:
-                command_type = type_names[command_class] = self._checked_type_name(command)
-                queues[command_class] = queue_for(command_class, options)
+                command_type = type_names[command_class] = self._checks.type_name(command)
+                queues[command_class] = self._checks.queue(command_class, options)
             entries.append(
                 derived_entry(
                     first,
-                    id=new_id(),
+                    id=entry_id,
                     command_type=command_type,
-                    payload=self._payload(command, command_type),
+                    payload=self._checks.payload(command, command_type),
                     queue=queues[command_class],
                 )
             )
         return entries
 
-    def _checked_type_name(self, command: Command[Any]) -> str:
-        if not isinstance(command, Command):
-            raise NotACommandError(command)
-        if self._mediator.handler_for(type(command)) is None:
-            raise HandlerNotFoundError(type(command))
-        return command_type_name(type(command))
-
-    def _payload(self, command: Command[Any], command_type: str) -> str:
-        payload = command.model_dump_json()
-        limit = self._settings.max_payload_bytes
-        if len(payload) * 4 > limit:  # UTF-8 takes at most 4 bytes per character: encode only when it may matter
-            size = len(payload.encode())
-            if size > limit:
-                raise PayloadTooLargeError(command_type, size, limit)
-        if command_type not in self._storable_names:
-            check_storable_text(command_type, "the command type name", max_length=MAX_COMMAND_TYPE_LENGTH)
-            self._storable_names.add(command_type)
-        check_command_round_trip(command, payload, command_type)
-        return payload
-
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
-        command_type = self._checked_type_name(command)
-        payload = self._payload(command, command_type)
+        command_type = self._checks.type_name(command)
+        payload = self._checks.payload(command, command_type)
         try:
             due = options.due_at(now)
             expires_at = due + options.expires_after if options.expires_after is not None else None
@@ -214,7 +195,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             now=now,
             default_max_retries=self._settings.max_retries,
             trace_context=_tracing.capture() if _tracing.ENABLED else None,
-            queue=queue_for(type(command), options),
+            queue=self._checks.queue(type(command), options),
         )
 
     async def cancel(self, command_id: str, *, running: bool = False) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -84,15 +83,24 @@ def _insert_parameters(entries: Sequence[ScheduledCommandEntry]) -> list[Any]:
     ``json_to_recordset`` reads as NULL: most of a new entry's columns, and 40 % of the JSON to send and parse."""
     if len(entries) == 1:
         return list(_copy_row(entries[0]))
-    rows = [
-        {
-            name: iso(v) if isinstance(v, datetime) else v
-            for name, v in zip(_NAMES, _copy_row(e), strict=True)
-            if v is not None
-        }
-        for e in entries
-    ]
+    rows = []
+    for entry in entries:
+        row = {name: value for name, value in zip(_NAMES, _copy_row(entry), strict=True) if value is not None}
+        # The timestamps as ISO text; a new entry's due time is most often its creation time, written once.
+        due = row["scheduled_for"] = iso(entry.scheduled_for)
+        row["created_at"] = due if entry.created_at is entry.scheduled_for else iso(entry.created_at)
+        for name in _OPTIONAL_TIMES:
+            if name in row:
+                row[name] = iso(row[name])
+        rows.append(row)
     return [json.dumps(rows)]
+
+
+#: The timestamp columns of ``BULK_COLUMNS`` besides ``scheduled_for`` and ``created_at`` (never NULL): NULL in
+#: most new entries, so left out of their JSON rows.
+_OPTIONAL_TIMES = tuple(
+    name for name, kind in BULK_COLUMNS if kind == "timestamptz" and name not in ("scheduled_for", "created_at")
+)
 
 
 def _copy_row(entry: ScheduledCommandEntry) -> tuple[Any, ...]:

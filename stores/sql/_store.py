@@ -103,13 +103,14 @@ class SqlStore(SqlRecords, SqlDependants):
     async def _add_fast(self, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """``add`` of a few entries without idempotency keys: through the producers' group commit, whose batch is
         one statement on PostgreSQL and one hop to the database thread on SQLite."""
-        ids = AddBatch.of(entries).ids({})
+        # One entry (each ``schedule()``): its id, and nothing for ``AddBatch`` to split or check.
+        ids = [entries[0].id] if len(entries) == 1 else AddBatch.of(entries).ids({})
         await self._open_on_first_use()
         try:
             await self._producers.submit(entries)
         except IntegrityError as exc:
             raise ValueError(f"could not add entries: an id already exists ({reason(exc)})") from exc
-        self._notify_wakeup(min(e.scheduled_for for e in entries))
+        self._notify_wakeup(entries[0].scheduled_for if len(entries) == 1 else min(e.scheduled_for for e in entries))
         return ids
 
     async def add_in_session(

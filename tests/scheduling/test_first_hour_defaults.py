@@ -83,6 +83,17 @@ async def test_schedule_refuses_a_command_class_of_main_on_a_durable_store(tmp_p
         assert "__main__" in message and "importable module" in message and "MemoryStore" in message
         with pytest.raises(UnimportableCommandError):
             await app.scheduler.schedule_many([Record(value="ok"), Script(value="x")])
+        with pytest.raises(UnimportableCommandError):  # refused again: a refused class is not remembered
+            await app.scheduler.schedule(Script(value="x"))
+
+        class Unhandled(Record):
+            pass
+
+        _in_main(Unhandled)  # both refusals apply: the same one, alone or in a batch
+        with pytest.raises(UnimportableCommandError):
+            await app.scheduler.schedule(Unhandled(value="x"))
+        with pytest.raises(UnimportableCommandError):
+            await app.scheduler.schedule_many([Unhandled(value="x")])
         assert sum((await store.count_by_status()).values()) == 0
     finally:
         await store.close()

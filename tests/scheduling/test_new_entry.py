@@ -4,13 +4,14 @@ the same entry, field by field, as the validated one; anything else still goes t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
 
 from scheduling import ScheduleOptions
-from scheduling._new_entry import derived_entry, new_entry, new_id
+from scheduling._new_entry import derived_entry, new_entry, new_id, new_ids
 from stores.entries import ScheduledCommandEntry
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -119,8 +120,10 @@ def test_a_negative_default_retry_count_is_still_refused() -> None:
         )
 
 
-def test_new_ids_are_version_4_uuids_as_uuid4_writes_them() -> None:
-    ids = {new_id() for _ in range(2000)}
+@pytest.mark.parametrize("make", [lambda: [new_id() for _ in range(2000)], lambda: new_ids(2000)])
+def test_new_ids_are_version_4_uuids_as_uuid4_writes_them(make: Callable[[], list[str]]) -> None:
+    """One at a time (``schedule()``) or many from one read of the random source (``schedule_many()``)."""
+    ids = set(make())
     assert len(ids) == 2000
     for value in ids:
         parsed = uuid.UUID(value)

@@ -78,8 +78,17 @@ async def test_the_queue_is_the_options_then_the_class_default_then_default() ->
 
 
 async def test_a_bad_class_default_queue_is_refused_naming_the_class() -> None:
-    with pytest.raises(ValueError, match=r"BadQueue.default_queue must match .* got 'no spaces allowed'"):
-        await fleet_app().scheduler.schedule(BadQueue())
+    """Refused at every call (a class's queue is read once per scheduler only once it is found good), and in a
+    batch; an explicit queue in the options still schedules it."""
+    app = fleet_app()
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"BadQueue.default_queue must match .* got 'no spaces allowed'"):
+            await app.scheduler.schedule(BadQueue())
+    with pytest.raises(ValueError, match=r"BadQueue.default_queue must match"):
+        await app.scheduler.schedule_many([Record(value="r"), BadQueue()])
+    assert sum((await app.store.count_by_status()).values()) == 0
+    moved = await app.scheduler.get_status(await app.scheduler.schedule(BadQueue(), ScheduleOptions(queue="ok")))
+    assert moved is not None and moved.queue == "ok"
 
 
 async def test_a_worker_runs_only_its_queues() -> None:

@@ -69,6 +69,22 @@ async def test_schedule_of_a_non_command_is_refused(app: App) -> None:
         await app.scheduler.schedule("send an email")  # type: ignore[arg-type]
 
 
+async def test_class_checks_are_remembered_only_for_classes_that_pass(app: App) -> None:
+    """A class refused (no handler, not a command) is refused at every call, alone or in a batch; a class that
+    passed keeps its stored type name, whether scheduled alone or in a batch after the check was remembered."""
+    for _ in range(2):
+        with pytest.raises(HandlerNotFoundError, match="Unhandled"):
+            await app.scheduler.schedule(Unhandled())
+        with pytest.raises(HandlerNotFoundError, match="Unhandled"):
+            await app.scheduler.schedule_many([Record(value="a"), Unhandled()])
+        with pytest.raises(NotACommandError):
+            await app.scheduler.schedule_many([Record(value="a"), "not a command"])  # type: ignore[list-item]
+    assert sum((await app.store.count_by_status()).values()) == 0
+    ids = [await app.scheduler.schedule(Record(value="a")), *await app.scheduler.schedule_many([Record(value="b")])]
+    entries = [await app.scheduler.get_status(i) for i in ids]
+    assert [e.command_type for e in entries if e] == [command_type_name(Record)] * 2
+
+
 async def test_oversized_payload_is_refused_and_stores_nothing() -> None:
     """A payload over max_payload_bytes raises PayloadTooLargeError naming the size and limit."""
     app = make_app(max_payload_bytes=100)

@@ -15,7 +15,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from opentelemetry import trace
+from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
@@ -167,6 +167,24 @@ async def test_without_a_trace_at_schedule_nothing_is_stored_and_the_span_has_no
     await app.service.run_until_idle()
     [span] = attempt_spans(exporter)
     assert list(span.links) == []
+
+
+async def test_a_context_without_a_span_stores_nothing_and_a_propagated_one_is_stored() -> None:
+    """A context holding other values (baggage) but no span stores nothing; a remote parent extracted from incoming
+    headers and attached, without a span started here (middleware with no SDK span), is stored as it came."""
+    app = make_app(handlers=HANDLERS)
+    token = context.attach(baggage.set_baggage("tenant", "7"))
+    try:
+        assert (await status(app, await app.scheduler.schedule(Blocking()))).trace_context is None
+    finally:
+        context.detach(token)
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    token = context.attach(propagate.extract({"traceparent": incoming}))
+    try:
+        stored = (await status(app, await app.scheduler.schedule(Blocking()))).trace_context
+    finally:
+        context.detach(token)
+    assert stored is not None and json.loads(stored)["traceparent"] == incoming
 
 
 async def test_schedule_many_stores_the_context_with_every_entry() -> None:

@@ -90,6 +90,24 @@ async def test_a_cancelled_caller_does_not_cancel_the_batch() -> None:
     assert ledger.batches == [["leaving", "staying"]]
 
 
+async def test_a_caller_cancelled_while_its_batch_is_written_leaves_the_writer_and_the_next_batch_alone() -> None:
+    """The callers await their own futures: cancelling one while its batch is on the way cancels neither the
+    writer nor the others' results, its request is still written, and requests queued meanwhile go next."""
+    ledger = Ledger()
+    commit: GroupCommit[str, str] = GroupCommit(ledger.write, max_batch=100)
+    leaving = asyncio.create_task(commit.submit("leaving"))
+    staying = asyncio.create_task(commit.submit("staying"))
+    await asyncio.sleep(0)  # both queued, the writer started: the batch is on its way
+    later = asyncio.create_task(commit.submit("later"))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    assert await staying == "done:staying"
+    assert await later == "done:later"
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert ledger.batches == [["leaving", "staying"], ["later"]]
+
+
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch must be at least 1, got 0"):
         GroupCommit(Ledger().write, max_batch=0)
