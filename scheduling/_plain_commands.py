@@ -47,8 +47,10 @@ _NEUTRAL_CONFIG = frozenset(
 _NEUTRAL_FIELD_ATTRIBUTES = frozenset(
     {"annotation", "default", "default_factory", "description", "title", "examples", "json_schema_extra"}
 )
-#: Methods of the round trip that a class could override.
+#: Methods of the round trip that a class could override (pydantic calls a class's own ``__init__`` when it reads
+#: JSON back, so an ``__init__`` that changes values decodes to another command).
 _ROUND_TRIP_METHODS = (
+    "__init__",
     "model_dump_json",
     "model_validate_json",
     "__eq__",

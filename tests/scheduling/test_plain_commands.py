@@ -114,6 +114,20 @@ class Excluded(Command[None]):
     name: str = Field(default="", exclude=True)
 
 
+class OwnInit(Command[None]):
+    """Its ``__init__`` runs again when its JSON is read back (pydantic calls a class's own ``__init__``)."""
+
+    count: int
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**values, "count": values["count"] * 2})
+
+
+class OwnInitHandler(CommandHandler[OwnInit, None]):
+    async def handle(self, command: OwnInit) -> None:
+        return None
+
+
 NOT_PLAIN = [
     WithFloat,
     WithAlias,
@@ -129,6 +143,7 @@ NOT_PLAIN = [
     IntOrStr,
     Nested,
     Excluded,
+    OwnInit,
 ]
 
 
@@ -223,3 +238,11 @@ async def test_schedule_still_refuses_a_plain_class_holding_a_value_that_does_no
         with pytest.raises(ValueError, match=r"cannot be stored: field limit"):
             await app.scheduler.schedule_many([Plain(count=2), Plain.model_construct(count=3, limit=math.nan)])
     assert sum((await app.store.count_by_status()).values()) == 1
+
+
+async def test_schedule_refuses_a_class_whose_own_init_changes_the_values_read_back() -> None:
+    """The worker's command would hold 4 where 2 was scheduled: refused as before the shortcut."""
+    app = make_app(handlers=[OwnInitHandler])
+    with pytest.raises(ValueError, match=r"cannot be stored: field count would be decoded as 4 instead of 2"):
+        await app.scheduler.schedule(OwnInit(count=1))
+    assert sum((await app.store.count_by_status()).values()) == 0
