@@ -87,7 +87,11 @@ def plain_fields(command_class: type[BaseModel]) -> PlainFields | None:
     fields = []
     for name, field in command_class.model_fields.items():
         attributes = getattr(field, "_attributes_set", None)  # what the field declares (pydantic's own record)
-        if attributes is None or not attributes.keys() <= _NEUTRAL_FIELD_ATTRIBUTES or field.metadata:
+        if attributes is None or field.metadata:
+            return None
+        # Older pydantic 2 releases record some attributes left unset as None (``frozen``): None declares nothing.
+        declared = {name for name, value in attributes.items() if value is not None or name == "default"}
+        if not declared <= _NEUTRAL_FIELD_ATTRIBUTES:
             return None
         plain = _plain_type(field.annotation)
         if plain is None:
