@@ -280,7 +280,30 @@ def wait_for(driver: Any, condition: Callable[[Any], T], message: str) -> T:
 def click(driver: Any, by: str, selector: str, message: str = "") -> None:
     """Find an element and click it, again if the live region holding it was swapped in between (the dashboard
     refreshes its regions every half second here, so a found element can be replaced before the click)."""
-    wait_for(driver, lambda d: d.find_element(by, selector).click() or True, message or f"{selector} clicked")
+    _act_on(driver, lambda d: d.find_element(by, selector).click(), message or f"{selector} clicked")
+
+
+def press_enter(driver: Any, by: str, selector: str, message: str = "") -> None:
+    """Focus an element by sending it Enter (the keyboard's way to press a button), found again as ``click`` does."""
+    from selenium.webdriver.common.keys import Keys
+
+    _act_on(driver, lambda d: d.find_element(by, selector).send_keys(Keys.ENTER), message or f"Enter on {selector}")
+
+
+def _act_on(driver: Any, act: Callable[[Any], None], message: str) -> None:
+    """Run ``act`` until it goes through. An element replaced by a live update before the action is stale; one
+    replaced while ChromeDriver acts on it (its steps, scrolling, focusing, typing, are separate page tasks, and the
+    update can run between them) is "not interactable". Either means "find it again"; an action that went through
+    is not repeated."""
+    from selenium.common.exceptions import (
+        ElementNotInteractableException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ignored = (NoSuchElementException, StaleElementReferenceException, ElementNotInteractableException)
+    WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=ignored).until(lambda d: act(d) or True, message)
 
 
 def screenshot(driver: Any, name: str) -> None:
@@ -332,7 +355,6 @@ def action_buttons(driver: Any) -> list[Any]:
 
 def test_requeue_a_dead_letter_and_watch_it_complete(served: Served, browser: Any) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     first, second = served.schedule_dead_letter("first"), served.schedule_dead_letter("second")
     wait_for(browser, lambda _: served.status(first) == served.status(second) == "FAILED", "both dead-lettered")
@@ -349,8 +371,7 @@ def test_requeue_a_dead_letter_and_watch_it_complete(served: Served, browser: An
     screenshot(browser, "dead-letters-before")
 
     # Keyboard only: focus the first entry's Requeue button and press Enter.
-    requeue = browser.find_element(By.ID, f"dead-requeue-{first}")
-    requeue.send_keys(Keys.ENTER)
+    press_enter(browser, By.ID, f"dead-requeue-{first}")
     wait_for(browser, lambda d: f"Requeued entry {first}." in d.find_element(By.ID, "announcer").text, "announced")
     # The live update drops the row, without a reload; its button is gone, so focus moves to the region.
     wait_for(browser, lambda d: element(d, f"dead-row-{first}") is None, "requeued row leaves the dead letters")
@@ -400,7 +421,6 @@ def test_cancel_dismisses_a_dead_letter(served: Served, browser: Any) -> None:
     """The Cancel button beside Requeue dismisses a dead letter: it leaves the page in place (no reload), and the
     store holds it CANCELLED with its attempt."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     dismissed, kept = served.schedule_dead_letter("unwanted"), served.schedule_dead_letter("kept")
     wait_for(browser, lambda _: served.status(dismissed) == served.status(kept) == "FAILED", "both dead-lettered")
@@ -412,7 +432,7 @@ def test_cancel_dismisses_a_dead_letter(served: Served, browser: Any) -> None:
     assert cancel.accessible_name == f"Cancel entry {dismissed}"
     assert browser.find_element(By.ID, f"dead-requeue-{dismissed}").accessible_name == f"Requeue entry {dismissed}"
 
-    cancel.send_keys(Keys.ENTER)
+    press_enter(browser, By.ID, f"dead-cancel-{dismissed}")
     wait_for(browser, lambda d: f"Cancelled entry {dismissed}." in d.find_element(By.ID, "announcer").text, "announced")
     wait_for(browser, lambda d: element(d, f"dead-row-{dismissed}") is None, "the dismissed entry leaves the page")
     assert element(browser, f"dead-row-{kept}") is not None
@@ -431,7 +451,6 @@ def test_cancel_dismisses_a_dead_letter(served: Served, browser: Any) -> None:
 
 def test_pause_and_resume_a_recurring_schedule(served: Served, browser: Any) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     served.call(served.scheduler.schedule_recurring("hourly-sync", Flaky(key="sync"), interval=timedelta(hours=1)))
     login(browser, served.url, "/recurring")
@@ -446,7 +465,7 @@ def test_pause_and_resume_a_recurring_schedule(served: Served, browser: Any) -> 
     assert paused is not None and paused.paused
     screenshot(browser, "recurring")
 
-    browser.find_element(By.ID, "resume-1").send_keys(Keys.ENTER)
+    press_enter(browser, By.ID, "resume-1")
     wait_for(browser, lambda d: "Active" in d.find_element(By.ID, "schedule-row-1").text, "shown as active again")
     resumed = served.call(served.scheduler.get_recurring("hourly-sync"))
     assert resumed is not None and not resumed.paused
