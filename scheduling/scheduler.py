@@ -98,13 +98,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         # derived copies): the same checks in the same order, on the one entry.
         options = options or _DEFAULT_OPTIONS
         entries = [self._entry_for(command, options, self._clock.now())]
-        if options.after:
-            ids = await self._add_after(entries, options, session)
-        elif session is not None:
-            ids = await self._store.add_in_session(session, entries)
-        else:
-            ids = await self._store.add(entries)
-        (entry_id,) = self._announce_scheduled(entries, ids)
+        (entry_id,) = self._announce_scheduled(entries, await self._store_entries(entries, options, session))
         return ScheduledCommandId(entry_id)
 
     async def schedule_many(
@@ -120,13 +114,17 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
             return []
         self._refuse_unimportable(commands)
         entries = self._entries_for(commands, options, self._clock.now())
+        return self._announce_scheduled(entries, await self._store_entries(entries, options, session))
+
+    async def _store_entries(
+        self, entries: list[ScheduledCommandEntry], options: ScheduleOptions, session: Any
+    ) -> list[str]:
+        """Store new entries: after their parents, in the caller's session, or on their own; the ids stored."""
         if options.after:
-            ids = await self._add_after(entries, options, session)
-        elif session is not None:
-            ids = await self._store.add_in_session(session, entries)
-        else:
-            ids = await self._store.add(entries)
-        return self._announce_scheduled(entries, ids)
+            return await self._add_after(entries, options, session)
+        if session is not None:
+            return await self._store.add_in_session(session, entries)
+        return await self._store.add(entries)
 
     def _announce_scheduled(self, entries: list[ScheduledCommandEntry], ids: list[str]) -> list[str]:
         """Tell the observers and the debug log what was stored; ``ids`` as the store returned them (also for
