@@ -29,32 +29,19 @@ from typing import Any
 
 from _bench_app import Noop
 from _meter import PgProbe, cpu_delta
+from _side_by_side_ours import PRODUCERS
+from _side_by_side_ours import workload as side_by_side_workload
 from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Postgres, libpq, scheduler_for
 
 from scheduling import CommandScheduler
 from stores import MemoryStore, ScheduledCommandStore, SqlStore
 
-PRODUCERS = 100
 MEASUREMENTS = ("single", f"concurrent_{PRODUCERS}", "many")
 
 
 def workload(measurement: str, scheduler: CommandScheduler, commands: list[Noop]) -> Callable[[], Awaitable[None]]:
-    async def single() -> None:
-        for command in commands:
-            await scheduler.schedule(command)
-
-    async def producer(part: list[Noop]) -> None:
-        for command in part:
-            await scheduler.schedule(command)
-
-    async def concurrent() -> None:
-        size = -(-len(commands) // PRODUCERS)
-        await asyncio.gather(*(producer(commands[i : i + size]) for i in range(0, len(commands), size)))
-
-    async def many() -> None:
-        await scheduler.schedule_many(commands)
-
-    return {"single": single, "many": many}.get(measurement, concurrent)
+    """The timed part: the side-by-side benchmark's scheduling workloads (``single``, ``many``, else 100 producers)."""
+    return side_by_side_workload(f"schedule_{measurement}", scheduler, commands)
 
 
 @contextlib.asynccontextmanager
