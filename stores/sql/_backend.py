@@ -90,9 +90,10 @@ class Backend(Protocol):
         lease_expires_at: datetime,
         route: Route,
         limited: bool = False,
-    ) -> Sequence[Row[Any]]:
+    ) -> Sequence[Any]:
         """Lease up to ``limit`` due PENDING entries that ``route`` allows, highest priority first, none of a paused
-        queue, none whose lock is held, one per lock, none past its queue's limits; the claimed rows, whole. See
+        queue, none whose lock is held, one per lock, none past its queue's limits; the claimed rows, whole (each a
+        ``Row``, or a ``Record`` where the backend reads them at the driver level). See
         ``skips_limited_queues`` for ``limited``."""
         ...
 
@@ -129,7 +130,7 @@ class Backend(Protocol):
 
     async def finish_batch(
         self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
-    ) -> Sequence[Row[Any]]:
+    ) -> Sequence[Any]:
         """The fenced end of a batch of claims, with their attempts, wake-ups and finish notifications;
         ``CHANGED_COLUMNS`` (id, status, scheduled_for, completed_at, has_dependants) of the rows it changed. With
         ``skip_dependants``, a backend that ``finishes_dependants_apart`` changes no entry that has dependants."""

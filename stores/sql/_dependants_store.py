@@ -20,6 +20,7 @@ from ._connections import SqlConnections
 from ._dependencies import Resolution
 from ._group_commit import Finish
 from ._pg_finish import RELEASING_STATUSES, finish_batch_direct, finish_releasing
+from ._sqlite import SqliteBackend
 
 __all__ = ["SqlDependants"]
 
@@ -91,10 +92,14 @@ class SqlDependants(SqlConnections):
             with self._unavailable_as_store_error():
                 rows = list(await finish_batch_direct(worker, batch))
         elif batch:
-            async with self._single_statement() as conn:
-                rows = list(await self._backend.finish_batch(conn, batch, skip_dependants=apart))
-                if not apart:
-                    resolution = await self._resolve(conn, rows)
+            committed = None if apart else await self._finish_committed(batch)
+            if committed is not None:
+                rows = list(committed)
+            else:
+                async with self._single_statement() as conn:
+                    rows = list(await self._backend.finish_batch(conn, batch, skip_dependants=apart))
+                    if not apart:
+                        resolution = await self._resolve(conn, rows)
         if not apart:
             return rows, resolution
         done = {row.id for row in rows}
@@ -118,6 +123,15 @@ class SqlDependants(SqlConnections):
                 resolution.extend(await self._resolve(conn, more))
             rows += more
         return rows, resolution
+
+    async def _finish_committed(self, batch: list[Finish]) -> Sequence[Any] | None:
+        """SQLite: the batch ended in one hop to the backend's thread, when none of its entries has dependants
+        (whose resolution needs the store's transaction); None where it was not."""
+        if not isinstance(self._backend, SqliteBackend):
+            return None
+        await self._open_on_first_use()
+        with self._unavailable_as_store_error():
+            return await self._backend.finish_committed(batch)
 
     def _after_resolution(self, resolution: Resolution) -> None:
         """Wake this process's workers and waiters for what a resolution changed (other processes: at commit)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stores.entries import ScheduledCommandStatus
@@ -64,25 +65,35 @@ def limits_of(max_running: int | None, rate_count: int | None, rate_per_us: int 
     return QueueLimits(max_running=max_running, rate=rate)
 
 
-async def limited_queues(conn: AsyncConnection, names: Collection[str] | None) -> dict[str, QueueLimits]:
-    """The limited queues among ``names`` (``None``: all), with their limits."""
-    statement = select(QUEUES).where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
-    if names is not None:
+# Built once: every claim on SQLite reads them, and building a statement costs more than running this one.
+_LIMITED = (
+    select(QUEUES)
+    .where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
+    .order_by(QUEUES.c.name)
+)
+_LIMITED_AMONG = _LIMITED.where(QUEUES.c.name.in_(bindparam("names", expanding=True)))
+
+
+def limited_queues(conn: Connection, names: Collection[str] | None) -> dict[str, QueueLimits]:
+    """The limited queues among ``names`` (``None``: all), with their limits. Synchronous, as the SQLite claim that
+    reads them runs (on a thread of its own); an async caller runs it through ``AsyncConnection.run_sync``."""
+    if names is None:
+        rows = conn.execute(_LIMITED).all()
+    else:
         # Only text names: a queue written behind the library's back may hold bytes, which no limited queue
         # (its name validated when it was limited) can equal, and which the driver cannot bind beside text.
-        statement = statement.where(QUEUES.c.name.in_(sorted(name for name in names if isinstance(name, str))))
-    rows = (await conn.execute(statement.order_by(QUEUES.c.name))).all()
+        rows = conn.execute(_LIMITED_AMONG, {"names": sorted(name for name in names if isinstance(name, str))}).all()
     return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
 
 
-async def allowance(conn: AsyncConnection, name: str, limits: QueueLimits, now: datetime) -> int:
+def allowance(conn: Connection, name: str, limits: QueueLimits, now: datetime) -> int:
     """How many entries of the limited queue ``name`` a claim may start now: its PROCESSING entries and, with a
     rate, its start slots taken within the last ``rate.per`` (see ``take_starts``) count against its limits."""
     running = 0
     if limits.max_running is not None:
         processing = ENTRIES.c.status == ScheduledCommandStatus.PROCESSING.value
         statement = select(func.count()).select_from(ENTRIES).where(ENTRIES.c.queue == name, processing)
-        running = int((await conn.execute(statement)).scalar_one())
+        running = int(conn.execute(statement).scalar_one())
     started = 0
     if limits.rate is not None:
         statement = select(func.count()).where(
@@ -90,43 +101,41 @@ async def allowance(conn: AsyncConnection, name: str, limits: QueueLimits, now: 
             QUEUE_STARTS.c.slot < limits.rate.count,
             QUEUE_STARTS.c.started_at > now - limits.rate.per,
         )
-        started = int((await conn.execute(statement)).scalar_one())
+        started = int(conn.execute(statement).scalar_one())
     left = limits.allowance(running, started)
     return 0 if left is None else left
 
 
-async def take_starts(conn: AsyncConnection, name: str, rate: RateLimit, started: int, now: datetime) -> None:
+def take_starts(conn: Connection, name: str, rate: RateLimit, started: int, now: datetime) -> None:
     """Record ``started`` starts of the rate limited queue ``name`` at ``now``, in its start slots (SQLite, under
     the write lock that also counted them; PostgreSQL does the same inside its claim statement, ``_pg_claim.py``):
     the free slots whose last start is oldest, then new ones numbered up from the highest. Starts are counted from
     the claim, as a worker's ``now``, whatever the attempt later records as its start."""
     free = (
-        (
-            await conn.execute(
-                select(QUEUE_STARTS.c.slot)
-                .where(
-                    QUEUE_STARTS.c.queue == name,
-                    QUEUE_STARTS.c.slot < rate.count,
-                    QUEUE_STARTS.c.started_at <= now - rate.per,
-                )
-                .order_by(QUEUE_STARTS.c.started_at)
-                .limit(started)
+        conn.execute(
+            select(QUEUE_STARTS.c.slot)
+            .where(
+                QUEUE_STARTS.c.queue == name,
+                QUEUE_STARTS.c.slot < rate.count,
+                QUEUE_STARTS.c.started_at <= now - rate.per,
             )
+            .order_by(QUEUE_STARTS.c.started_at)
+            .limit(started)
         )
         .scalars()
         .all()
     )
     if free:
-        await conn.execute(
+        conn.execute(
             update(QUEUE_STARTS)
             .where(QUEUE_STARTS.c.queue == name, QUEUE_STARTS.c.slot.in_(list(free)))
             .values(started_at=now)
         )
-    top = (await conn.execute(select(func.max(QUEUE_STARTS.c.slot)).where(QUEUE_STARTS.c.queue == name))).scalar()
+    top = conn.execute(select(func.max(QUEUE_STARTS.c.slot)).where(QUEUE_STARTS.c.queue == name)).scalar()
     first = -1 if top is None else int(top)
     created = range(first + 1, min(rate.count, first + 1 + started - len(free)))
     if created:
-        await conn.execute(insert(QUEUE_STARTS), [{"queue": name, "slot": n, "started_at": now} for n in created])
+        conn.execute(insert(QUEUE_STARTS), [{"queue": name, "slot": n, "started_at": now} for n in created])
 
 
 async def next_start_at(conn: AsyncConnection, now: datetime, names: Collection[str] | None) -> datetime | None:

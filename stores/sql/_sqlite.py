@@ -5,7 +5,8 @@ never deadlock upgrading read locks) and one writer at a time per process; reads
 connections never take the write lock. Other processes' commits on the same file are noticed through
 ``PRAGMA data_version``. Queries name their index: without ``ANALYZE`` statistics SQLite's planner prefers the
 ``(status, ...)`` indexes, which read every pending row. The claim (``_sqlite_claim.py``) and the end of a batch of
-claims (``_sqlite_finish.py``) are modules of their own, as PostgreSQL's are.
+claims (``_sqlite_finish.py``) are modules of their own, as PostgreSQL's are; the worker runs each whole in one hop
+to a thread of the backend's own (``_sqlite_direct.py``), as ``schedule()`` inserts (``_producers.py``).
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, event, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, Connection, Row
+from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
 
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandEntry
 from stores.errors import StoreUnavailableError
+from stores.queues import Route
 
 from . import _sqlite_claim
 from ._group_commit import Finish
 from ._producers import SqliteProducer
 from ._rows import entry_to_row
 from ._sessions import AsyncExecutor, Executor
+from ._sqlite_direct import Declined, SqliteDirect
 from ._sqlite_finish import finish_batch
 from ._tables import ENTRIES, UtcDateTime
 from ._urls import mask_url
@@ -89,6 +92,7 @@ class SqliteBackend:
         self._wrote_at = 0.0  # loop time of this store's last write (the watcher tells its commits apart)
         self.lock_stalls = LockStalls()
         self._producer: SqliteProducer | None = None
+        self._direct: SqliteDirect | None = None
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
@@ -99,9 +103,7 @@ class SqliteBackend:
 
     def prepare_engine(self, engine: AsyncEngine) -> None:
         # WAL, busy timeout and BEGIN IMMEDIATE are not optional, on an engine the caller configured too.
-        if not event.contains(engine.sync_engine, "connect", _prepare_connection):
-            event.listen(engine.sync_engine, "connect", _prepare_connection)
-            event.listen(engine.sync_engine, "begin", _begin_immediate)
+        _prepare_sync_engine(engine.sync_engine)
 
     def check_location(self) -> None:
         # Said plainly here rather than as the driver's "unable to open database file" (and a failed aiosqlite
@@ -131,7 +133,83 @@ class SqliteBackend:
     async def lock_schema(self, conn: AsyncConnection) -> None:
         return None  # the write transaction (BEGIN IMMEDIATE) holds the database's write lock already
 
-    claim = staticmethod(_sqlite_claim.claim)
+    async def claim(
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        limit: int,
+        worker_id: str,
+        lease_expires_at: datetime,
+        route: Route,
+        limited: bool = False,
+    ) -> Sequence[Any]:
+        return await conn.run_sync(
+            _sqlite_claim.claim,
+            now=now,
+            limit=limit,
+            worker_id=worker_id,
+            lease_expires_at=lease_expires_at,
+            route=route,
+            limited=limited,
+        )
+
+    async def claim_committed(
+        self, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime, route: Route
+    ) -> Sequence[Any] | None:
+        """``claim``, committed, in one hop to the backend's own thread; None where the database is no plain file
+        (the store claims through its engine then)."""
+        direct = self._direct_writer()
+        if direct is None:
+            return None
+        async with self._writing():
+            return await direct.run(
+                _sqlite_claim.claim,
+                now=now,
+                limit=limit,
+                worker_id=worker_id,
+                lease_expires_at=lease_expires_at,
+                route=route,
+            )
+
+    async def finish_committed(self, requests: list[Finish]) -> Sequence[Any] | None:
+        """``finish_batch``, committed, in one hop to the backend's own thread; None where that cannot be: the
+        database is no plain file, or an entry of the batch has dependants (rolled back: the store ends the batch
+        in its own transaction, which resolves them)."""
+        direct = self._direct_writer()
+        if direct is None:
+            return None
+        try:
+            async with self._writing():
+                return await direct.run(_finish_without_dependants, requests=requests)
+        except Declined:
+            return None
+
+    def _direct_writer(self) -> SqliteDirect | None:
+        if self._plain_file() is None:
+            return None
+        if self._direct is None:
+            self._direct = SqliteDirect(self._url, _prepare_sync_engine)
+        return self._direct
+
+    def _plain_file(self) -> str | None:
+        """The database's path, unless it is in memory or a URI with options (those take the engine's path)."""
+        path = self._url.database
+        if not path or path == ":memory:" or path.startswith("file:") or self._url.query:
+            return None
+        return path
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """One write on a connection of this backend's own, as the engine's transactions: one writer per process,
+        its wait and hold counted as stalls (the whole hop counts as the wait for SQLite's lock)."""
+        async with self._write_lock:
+            stalls = self.lock_stalls
+            stalls.waiting()
+            yield
+            stalls.acquired()
+            stalls.released()
+        self._wrote_at = asyncio.get_running_loop().time()
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.
@@ -140,28 +218,27 @@ class SqliteBackend:
     async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
         # One hop to the producer's thread, which runs the whole transaction; a database that is no plain file
         # (in memory, a URI with options) takes the engine's path.
-        path = self._url.database
-        if not path or path == ":memory:" or path.startswith("file:") or self._url.query:
+        path = self._plain_file()
+        if path is None:
             async with self.write(engine) as conn:
                 await self.insert_new(AsyncExecutor(conn), entries)
             return
         if self._producer is None:
             self._producer = SqliteProducer(path, engine.dialect)
-        async with self._write_lock:  # one writer per process, as every write of this store
-            stalls = self.lock_stalls
-            stalls.waiting()
+        async with self._writing():
             await self._producer.insert(entries)
-            stalls.acquired()
-            stalls.released()
-        self._wrote_at = asyncio.get_running_loop().time()
 
     async def close_producer(self) -> None:
         if self._producer is not None:
             await self._producer.close()
+        if self._direct is not None:
+            await self._direct.close()
 
     def abandon_producer(self) -> None:
         if self._producer is not None:
             self._producer.abandon()
+        if self._direct is not None:
+            self._direct.abandon()
 
     def insert_ignoring_conflicts(self, table: Table, key: str, where: Any = None) -> Any:
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key], index_where=where)
@@ -174,8 +251,8 @@ class SqliteBackend:
 
     async def finish_batch(
         self, conn: AsyncConnection, requests: list[Finish], *, skip_dependants: bool = False
-    ) -> Sequence[Row[Any]]:
-        return await finish_batch(conn, requests)
+    ) -> Sequence[Any]:
+        return await conn.run_sync(finish_batch, requests)
 
     def unreadable_timestamp(self, column: Any) -> Any:
         # SQLite orders numbers before text and blobs after it; a timestamp text is between these bounds.
@@ -342,12 +419,30 @@ def _file_signature(path: str) -> tuple[int, int] | None:
     return status.st_size, status.st_mtime_ns
 
 
+def _finish_without_dependants(conn: Connection, requests: list[Finish]) -> Sequence[Any]:
+    """``finish_batch``, declined (rolled back) when an entry it changed has dependants to resolve."""
+    rows = finish_batch(conn, requests)
+    if any(row.has_dependants for row in rows):
+        raise Declined
+    return rows
+
+
+def _prepare_sync_engine(engine: Engine) -> None:
+    """WAL, the busy timeout and BEGIN IMMEDIATE on an engine's connections (idempotent): the async engine's
+    (through its synchronous facade) and the backend's own thread's."""
+    if not event.contains(engine, "connect", _prepare_connection):
+        event.listen(engine, "connect", _prepare_connection)
+        event.listen(engine, "begin", _begin_immediate)
+
+
 def _prepare_connection(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not open transactions by itself: _begin_immediate does, taking the write lock at once.
     dbapi_connection.isolation_level = None
     # A text column holding bytes that are not UTF-8 (written by something else) must not make every claim fail:
     # keep the bad bytes as escapes, so the entry reaches the codec, fails validation and is dead-lettered.
-    dbapi_connection.driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    # (aiosqlite's adapter holds the driver's connection; the sqlite3 driver's is the connection itself.)
+    driver_connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    driver_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")
     _switch_to_wal(cursor)

@@ -9,18 +9,19 @@ PostgreSQL's one-statement claim does (``_pg_claim.py``): the backend only passe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, text, update
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, func, update
+from sqlalchemy.engine import Connection
 
 from stores.entries import ScheduledCommandStatus
 from stores.queues import Route
 
 from . import _queues as queue_queries
+from ._pg_worker import Record
+from ._sqlite_driver import Binder, DriverCalls, RowReader
 from ._tables import ENTRIES, UtcDateTime
 
 __all__ = ["claim"]
@@ -30,20 +31,20 @@ __all__ = ["claim"]
 # (queue, command_type, priority, scheduled_for, seq) as PostgreSQL's does: distinct queues, distinct types within
 # each, distinct priorities within each, one probe each, then one range scan of due entries per priority.
 _ROUTED = "scheduled_commands INDEXED BY ix_scheduled_commands_routed_due"
-_NEXT_QUEUE = text(f"SELECT min(queue) FROM {_ROUTED} WHERE status = 'PENDING' AND queue > :after")
-_NEXT_TYPE = text(
+_NEXT_QUEUE = f"SELECT min(queue) FROM {_ROUTED} WHERE status = 'PENDING' AND queue > :after"
+_NEXT_TYPE = (
     f"SELECT min(command_type) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type > :after"
 )
 # The highest first, unbounded: a priority written as text (behind the library's back) sorts above every number in
 # SQLite, and must be claimed (and dead-lettered as unreadable) rather than stranded.
-_MAX_PRIORITY = text(
+_MAX_PRIORITY = (
     f"SELECT max(priority) FROM {_ROUTED} WHERE status = 'PENDING' AND queue = :queue AND command_type = :type"
 )
-_MAX_PRIORITY_BELOW = text(
+_MAX_PRIORITY_BELOW = (
     f"SELECT max(priority) FROM {_ROUTED}"
     " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority < :below"
 )
-_DUE_AT_PRIORITY = text(
+_DUE_AT_PRIORITY = (
     f"SELECT seq, priority, scheduled_for, lock FROM {_ROUTED}"
     " WHERE status = 'PENDING' AND queue = :queue AND command_type = :type AND priority = :priority"
     " AND scheduled_for <= :now"
@@ -51,13 +52,67 @@ _DUE_AT_PRIORITY = text(
     "  SELECT lock FROM scheduled_commands INDEXED BY ux_scheduled_commands_lock"
     "  WHERE status = 'PROCESSING' AND lock IS NOT NULL))"
     " ORDER BY scheduled_for, seq LIMIT :limit OFFSET :offset"
-).bindparams(bindparam("now", type_=UtcDateTime))
-_PAUSED = text("SELECT name FROM scheduled_queues WHERE paused")
+)
+#: The queues that are paused or limited (the others have no row, or one that says neither).
+_QUEUE_ROWS = (
+    "SELECT name, paused, max_running, rate_count, rate_per_us FROM scheduled_queues"
+    " WHERE paused OR max_running IS NOT NULL OR rate_count IS NOT NULL"
+)
 #: Below every command type and queue name (names are never empty).
 _BEFORE_ALL = ""
 
+#: The claimed entries, leased under a new token each, and all their columns.
+_RETURNING = ", ".join(f'"{column.name}"' for column in ENTRIES.c)
 
-def _claim_order(row: Row[Any]) -> tuple[int, int, str, int]:
+
+@functools.lru_cache(maxsize=64)
+def _lease_statement(count: int) -> str:
+    seqs = ", ".join(f":seq_{i}" for i in range(count))
+    return (
+        "UPDATE scheduled_commands SET status = 'PROCESSING', started_at = :claimed_at, lease_owner = :owner,"
+        " lease_token = lower(hex(randomblob(16))), lease_expires_at = :expires"
+        f" WHERE seq IN ({seqs}) RETURNING {_RETURNING}"
+    )
+
+
+_READ_ENTRY = RowReader(list(ENTRIES.c))
+_DATETIME = Binder(UtcDateTime())
+#: The queues that are paused or limited (the others have no row, or one that says neither).
+_QUEUE_ROWS = (
+    "SELECT name, paused, max_running, rate_count, rate_per_us FROM scheduled_queues"
+    " WHERE paused OR max_running IS NOT NULL OR rate_count IS NOT NULL"
+)
+#: Below every command type and queue name (names are never empty).
+_BEFORE_ALL = ""
+
+# Built once (building it is most of its cost): the claimed entries, leased under a new token each.
+_LEASE = (
+    update(ENTRIES)
+    .where(ENTRIES.c.seq.in_(bindparam("seqs", expanding=True)))
+    .values(
+        status=ScheduledCommandStatus.PROCESSING.value,
+        started_at=bindparam("claimed_at", type_=UtcDateTime),
+        lease_owner=bindparam("owner"),
+        lease_token=func.lower(func.hex(func.randomblob(16))),
+        lease_expires_at=bindparam("expires", type_=UtcDateTime),
+    )
+    .returning(*ENTRIES.c)
+)
+
+
+class _Candidate(NamedTuple):
+    seq: int
+    priority: Any  # an integer, unless written behind the library's back
+    scheduled_for: Any  # its text, as stored
+    lock: Any
+
+
+def _one(calls: DriverCalls, statement: str, parameters: dict[str, Any]) -> Any:
+    rows = calls.fetch(statement, parameters)
+    return rows[0][0] if rows else None
+
+
+def _claim_order(row: _Candidate) -> tuple[int, int, str, int]:
     """Priority descending, then due time, then scheduling order; a priority that is no integer (written behind the
     library's back: SQLite sorts text above numbers) first, to be dead-lettered as unreadable."""
     priority = row.priority
@@ -66,8 +121,8 @@ def _claim_order(row: Row[Any]) -> tuple[int, int, str, int]:
     return (0, 0, str(row.scheduled_for), row.seq)
 
 
-async def claim(
-    conn: AsyncConnection,
+def claim(
+    conn: Connection,
     *,
     now: datetime,
     limit: int,
@@ -75,31 +130,43 @@ async def claim(
     lease_expires_at: datetime,
     route: Route,
     limited: bool = False,
-) -> Sequence[Row[Any]]:
+) -> list[Record]:
     """``Backend.claim`` on SQLite (the backend's own): lease up to ``limit`` due PENDING entries that ``route``
     allows, in ``conn``'s write transaction, highest priority first, none of a paused queue, none whose lock is held,
-    one per lock, none past its queue's limits; ``limited`` changes nothing (every claim keeps the limits)."""
+    one per lock, none past its queue's limits; ``limited`` changes nothing (every claim keeps the limits).
+
+    Synchronous: the worker's claim runs whole on the backend's own thread and connection (one hop from the event
+    loop, ``_sqlite_direct.py``); on an engine the caller built it runs through ``AsyncConnection.run_sync``."""
     # The transaction holds SQLite's write lock, so picking then updating is atomic. Per allowed (queue, type),
     # one index range scan per distinct PENDING priority, highest first, until that route has a batch; then the
     # batch is the best ``limit`` of them, one per lock.
     # A route's candidates count once per lock (only the first of a lock can be claimed), so each route yields
     # its best ``limit`` claimable entries, and the best ``limit`` of all are among them.
-    candidates: list[Row[Any]] = []
+    # The walk's reads compare values as SQLite stores them: no conversion but the due time's, to its stored text.
+    calls = DriverCalls(conn)
+    candidates: list[_Candidate] = []
     queue_of: dict[int, str] = {}
-    routes = await _routes(conn, route)
+    queue_rows = calls.fetch(_QUEUE_ROWS, {})
+    routes = _routes(calls, route, paused={row[0] for row in queue_rows if row[1]})
     # Limited queues: what each may start now (the write lock makes the counts hold until the claim commits).
-    limits = await queue_queries.limited_queues(conn, {queue for queue, _ in routes})
-    left = {name: await queue_queries.allowance(conn, name, of, now) for name, of in limits.items()}
+    routed = {queue for queue, _ in routes}
+    limits = {
+        name: queue_queries.limits_of(max_running, rate_count, rate_per_us)
+        for name, _, max_running, rate_count, rate_per_us in queue_rows
+        if name in routed and (max_running is not None or rate_count is not None)
+    }
+    left = {name: queue_queries.allowance(conn, name, of, now) for name, of in limits.items()}
+    now_text = _DATETIME(calls.dialect, now)
     for queue, command_type in routes:
         if left.get(queue, limit) <= 0:
             continue
         found, offset, route_locks = 0, 0, set()
-        parameters = {"queue": queue, "type": command_type, "now": now}
-        priority = (await conn.execute(_MAX_PRIORITY, parameters)).scalar_one_or_none()
+        parameters = {"queue": queue, "type": command_type, "now": now_text}
+        priority = _one(calls, _MAX_PRIORITY, parameters)
         while priority is not None and found < limit:
             wanted = limit - found
             page = {**parameters, "priority": priority, "limit": wanted, "offset": offset}
-            rows = (await conn.execute(_DUE_AT_PRIORITY, page)).all()
+            rows = [_Candidate(*row) for row in calls.fetch(_DUE_AT_PRIORITY, page)]
             candidates.extend(rows)
             queue_of.update((row.seq, queue) for row in rows)
             for row in rows:
@@ -110,7 +177,7 @@ async def claim(
                 offset += wanted
                 continue
             offset = 0
-            priority = (await conn.execute(_MAX_PRIORITY_BELOW, {**parameters, "below": priority})).scalar_one_or_none()
+            priority = _one(calls, _MAX_PRIORITY_BELOW, {**parameters, "below": priority})
     candidates.sort(key=_claim_order)
     seqs: list[int] = []
     locks: set[str] = set()
@@ -132,36 +199,27 @@ async def claim(
     for name, of in limits.items():
         taken = sum(1 for seq in seqs if queue_of[seq] == name)
         if of.rate is not None and taken:
-            await queue_queries.take_starts(conn, name, of.rate, taken, now)
-    result = await conn.execute(
-        update(ENTRIES)
-        .where(ENTRIES.c.seq.in_(seqs))
-        .values(
-            status=ScheduledCommandStatus.PROCESSING.value,
-            started_at=now,
-            lease_owner=worker_id,
-            lease_token=func.lower(func.hex(func.randomblob(16))),
-            lease_expires_at=lease_expires_at,
-        )
-        .returning(*ENTRIES.c)
-    )
-    return list(result.all())
+            queue_queries.take_starts(conn, name, of.rate, taken, now)
+    lease = {
+        "claimed_at": _DATETIME(calls.dialect, now),
+        "owner": worker_id,
+        "expires": _DATETIME(calls.dialect, lease_expires_at),
+        **{f"seq_{i}": seq for i, seq in enumerate(seqs)},
+    }
+    return _READ_ENTRY(calls.dialect, calls.fetch(_lease_statement(len(seqs)), lease))
 
 
-async def _routes(conn: AsyncConnection, route: Route) -> list[tuple[str, str]]:
+def _routes(calls: DriverCalls, route: Route, *, paused: set[Any]) -> list[tuple[str, str]]:
     """The (queue, command type) pairs with PENDING entries that ``route`` allows, of unpaused queues."""
-    paused = set((await conn.execute(_PAUSED)).scalars())
     queues, types = route.queues, route.command_types
     pairs: list[tuple[str, str]] = []
-    queue = (await conn.execute(_NEXT_QUEUE, {"after": _BEFORE_ALL})).scalar_one_or_none()
+    queue = _one(calls, _NEXT_QUEUE, {"after": _BEFORE_ALL})
     while queue is not None:
         if (queues is None or queue in queues) and queue not in paused:
-            command_type = (await conn.execute(_NEXT_TYPE, {"queue": queue, "after": _BEFORE_ALL})).scalar_one_or_none()
+            command_type = _one(calls, _NEXT_TYPE, {"queue": queue, "after": _BEFORE_ALL})
             while command_type is not None:
                 if types is None or command_type in types:
                     pairs.append((queue, command_type))
-                command_type = (
-                    await conn.execute(_NEXT_TYPE, {"queue": queue, "after": command_type})
-                ).scalar_one_or_none()
-        queue = (await conn.execute(_NEXT_QUEUE, {"after": queue})).scalar_one_or_none()
+                command_type = _one(calls, _NEXT_TYPE, {"queue": queue, "after": command_type})
+        queue = _one(calls, _NEXT_QUEUE, {"after": queue})
     return pairs

@@ -44,6 +44,7 @@ from ._records_store import SqlRecords
 from ._rows import convert_each, entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
+from ._sqlite import SqliteBackend
 from ._status_counts import count_by_status_estimated
 from ._tables import ENTRIES, HELD_KEY
 from ._urls import mask_url, same_database
@@ -232,18 +233,14 @@ class SqlStore(SqlRecords, SqlDependants):
         for _race in range(_LOCK_RACES):
             resolution = Resolution()  # what dead-lettering unreadable rows did to their dependants, once committed
             try:
-                worker = await self._direct_worker()
-                if worker is not None and isinstance(self._backend, PostgresqlBackend):
-                    with self._unavailable_as_store_error():
-                        rows: Sequence[Any] = await self._backend.claim_direct(
-                            worker,
-                            now=now,
-                            limit=limit,
-                            worker_id=worker_id,
-                            lease_expires_at=lease_expires_at,
-                            route=route,
-                            limited=limited,
-                        )
+                claim: dict[str, Any] = {
+                    "now": now,
+                    "limit": limit,
+                    "worker_id": worker_id,
+                    "lease_expires_at": lease_expires_at,
+                }
+                rows = await self._claim_committed(route=route, limited=limited, **claim)
+                if rows is not None:
                     self._note_parents(rows)
                     claimed, unreadable = convert_each(rows)
                     if unreadable:  # the claim is committed (autocommit): its bad rows are dead-lettered apart
@@ -251,15 +248,7 @@ class SqlStore(SqlRecords, SqlDependants):
                             resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
                 else:
                     async with self._single_statement() as conn:
-                        rows = await self._backend.claim(
-                            conn,
-                            now=now,
-                            limit=limit,
-                            worker_id=worker_id,
-                            lease_expires_at=lease_expires_at,
-                            route=route,
-                            limited=limited,
-                        )
+                        rows = await self._backend.claim(conn, route=route, limited=limited, **claim)
                         self._note_parents(rows)
                         claimed, unreadable = convert_each(rows)
                         if unreadable:
@@ -279,6 +268,18 @@ class SqlStore(SqlRecords, SqlDependants):
                     raise
         return []
 
+    async def _claim_committed(self, *, route: Route, limited: bool, **claim: Any) -> Sequence[Any] | None:
+        """The claim through the backend's own connections, committed on its own (PostgreSQL: one prepared
+        statement in autocommit; SQLite: one hop to the backend's thread); None where the claim goes through the
+        engine (an engine the caller built; SQLite in memory)."""
+        worker = await self._direct_worker()
+        with self._unavailable_as_store_error():
+            if worker is not None and isinstance(self._backend, PostgresqlBackend):
+                return await self._backend.claim_direct(worker, route=route, limited=limited, **claim)
+            if isinstance(self._backend, SqliteBackend):
+                return await self._backend.claim_committed(route=route, **claim)
+        return None
+
     def _one_select(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A connection for one SELECT of the claim loop's: in autocommit on PostgreSQL, as the claim runs. A read
         transaction ends in ROLLBACK, on which psycopg drops the connection's prepared statements: the claim and the
@@ -290,7 +291,7 @@ class SqlStore(SqlRecords, SqlDependants):
         skipped by the ordinary claim at once, and claimed within its limits from the next reading on)."""
         if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
             async with self._one_select() as conn:
-                self._limited_names = tuple(sorted(await queue_queries.limited_queues(conn, None)))
+                self._limited_names = tuple(sorted(await conn.run_sync(queue_queries.limited_queues, None)))
             self._limited_read_at = time.monotonic()
         return [name for name in self._limited_names if route.queues is None or name in route.queues]
 

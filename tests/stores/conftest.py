@@ -30,6 +30,12 @@ def _sqlite_store(directory: Path) -> ScheduledCommandStore:
     return SqlStore(f"sqlite:///{directory / 'store.db'}")
 
 
+def _sqlite_engine_only_store(directory: Path) -> ScheduledCommandStore:
+    # A URL with options: every statement goes through the engine's connections, none through the connections of
+    # the backend's own thread that a plain file's worker writes use (claims, outcome batches, ``schedule()``).
+    return SqlStore(f"sqlite:///{directory / 'store.db'}?timeout=30")
+
+
 class _EmptiedSqlStore(SqlStore):
     """A SqlStore on the run's shared PostgreSQL database, emptied when the first store of a test (of its directory,
     as a SQLite file is new per directory) is opened, so every test starts clean; only then: a service or a second
@@ -61,6 +67,7 @@ def _redis_store(directory: Path) -> ScheduledCommandStore:
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "sqlite": _sqlite_store,
+    "sqlite-engine-only": _sqlite_engine_only_store,
     "postgresql": lambda directory: _EmptiedSqlStore(_POSTGRES_URL[0], directory),
     "redis": _redis_store,
 }
