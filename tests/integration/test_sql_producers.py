@@ -4,6 +4,8 @@ hop to the database thread on SQLite) and its group commit, against real databas
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from scheduling import ScheduleOptions
+from scheduling import ScheduledCommandStatus, ScheduleOptions
 from stores import SqlStore
 from stores.errors import StoreUnavailableError
 from stores.sql import to_async_url
@@ -249,3 +251,51 @@ async def test_a_batch_of_producers_writes_the_rows_the_session_path_writes(sql_
                     if name not in {"seq", "id"} and rows[entry_id][name] != rows[slow][name]
                 }
                 assert differing == {}
+
+
+async def test_sqlite_schedules_on_the_event_loop_while_the_write_lock_is_free_and_waits_on_a_thread_otherwise(
+    tmp_path: Path,
+) -> None:
+    """SQLite: a batch is written on the event loop's thread when the write lock is free at once (no thread hop);
+    while another process's connection holds the lock, the call waits for it on the producer thread, the event loop
+    running meanwhile, and its entry is stored once the lock is released."""
+    path = tmp_path / "store.db"
+    async with SqlStore(f"sqlite:///{path}") as store:
+        app = make_app(store=store)
+        first = await app.scheduler.schedule(Record(value="free"))
+        assert await store.get(first) is not None
+        assert not any(thread.name.startswith("sqlite-producer") for thread in threading.enumerate())
+
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+            waiting = asyncio.ensure_future(app.scheduler.schedule(Record(value="waits")))
+            ticks = 0
+            for _ in range(20):  # the loop runs on while the call waits for the lock
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert ticks == 20 and not waiting.done()
+            holder.execute("COMMIT")
+        finally:
+            holder.close()
+        second = await asyncio.wait_for(waiting, timeout=30)
+        stored = await store.get(second)
+        assert stored is not None and stored.payload == '{"value":"waits"}'
+
+
+async def test_sqlite_schedules_in_a_process_that_only_schedules_keep_the_wal_bounded(tmp_path: Path) -> None:
+    """SQLite: the event loop's connection never checkpoints (a checkpoint fsyncs), so one batch in
+    ``_THREAD_EVERY`` goes to the producer thread, whose commits checkpoint: 2,000 single schedules (about 75 MB of
+    WAL frames unchecked) leave a WAL of a few megabytes."""
+    path = tmp_path / "store.db"
+    async with SqlStore(f"sqlite:///{path}") as store:
+        app = make_app(store=store)
+        for i in range(2000):
+            await app.scheduler.schedule(Record(value=str(i)))
+        wal = _size(Path(f"{path}-wal"))
+        assert (await store.count_by_status())[ScheduledCommandStatus.PENDING] == 2000
+    assert wal < 16 * 1024 * 1024, wal
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
