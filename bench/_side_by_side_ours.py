@@ -165,6 +165,11 @@ class OursRunner:
                     "latency_ms": late,
                     "started": document["started"],
                     "params": document["params"],
+                    **{
+                        part: document[part]
+                        for part in ("schedule_call_ms", "latency_after_schedule_returned_ms")
+                        if part in document
+                    },
                 },
             )
 
