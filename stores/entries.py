@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = ["TERMINAL_STATUSES", "AttemptOutcome", "AttemptRecord", "ScheduledCommandEntry", "ScheduledCommandStatus"]
 
@@ -50,6 +50,15 @@ AttemptOutcome = Literal["completed", "failed", "timed_out", "lost", "cancelled"
 _Count = Annotated[int, Field(ge=0)]
 
 
+def _utf8_text(value: str) -> str:
+    """A text UTF-8 can hold. A store hands back bytes that are not UTF-8 (written behind the library's back) as
+    surrogate escapes, so that the entry fails here, is read as unreadable and dead-lettered naming its column,
+    rather than carry text no log handler or JSON encoder that writes UTF-8 can write."""
+    if not value.isascii():
+        value.encode()  # UnicodeEncodeError, a ValueError: the validation error names the field
+    return value
+
+
 class ScheduledCommandEntry(BaseModel):
     """A snapshot of one scheduled command, as the store holds it. All datetimes are UTC-aware.
 
@@ -61,7 +70,7 @@ class ScheduledCommandEntry(BaseModel):
     #: Unique id, returned by ``schedule()``.
     id: str
     #: The command's registered type name (``module.QualifiedName``).
-    command_type: str
+    command_type: Annotated[str, AfterValidator(_utf8_text)]
     #: The command as JSON.
     payload: str
     status: ScheduledCommandStatus
