@@ -66,7 +66,7 @@ class SqlConnections(ScheduledCommandStore):
         if name == "postgresql":
             return PostgresqlBackend(self._url, pool_size=self._pool_size, direct_producer=self._owns_engine)
         if name == "sqlite":
-            return SqliteBackend(self._url)
+            return SqliteBackend(self._url, direct=self._owns_engine)
         raise ValueError(f"SqlStore supports SQLite and PostgreSQL, not {name} ({mask_url(self._url)})")
 
     @property

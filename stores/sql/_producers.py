@@ -121,7 +121,7 @@ class SqliteProducer:
         self._batches += 1
         if self._batches % self._THREAD_EVERY:
             try:
-                self._write(self._inline_connection(), statement, values, waits=False)
+                self._write(self._inline_connection, self._close_inline, statement, values, waits=False)
                 return
             except _LockBusy:
                 pass  # another connection writes: wait for it on the producer thread
@@ -141,12 +141,22 @@ class SqliteProducer:
         return statement, values
 
     def _write_on_thread(self, statement: str, values: list[list[Any]]) -> None:
-        self._write(self._thread_connection(), statement, values, waits=True)
+        self._write(self._thread_connection, self._close_connection, statement, values, waits=True)
 
     @staticmethod
-    def _write(conn: sqlite3.Connection, statement: str, values: list[list[Any]], *, waits: bool) -> None:
-        """One transaction; on a connection that ``waits`` not for the write lock, ``_LockBusy`` if it is held."""
+    def _write(
+        connection: Callable[[], sqlite3.Connection],
+        drop: Callable[[], None],
+        statement: str,
+        values: list[list[Any]],
+        *,
+        waits: bool,
+    ) -> None:
+        """One transaction on ``connection()``; on a connection that ``waits`` not for the write lock, ``_LockBusy``
+        if it is held. A connection that could not end its transaction is dropped (the next batch opens another)."""
+        conn: sqlite3.Connection | None = None
         try:
+            conn = connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -161,6 +171,8 @@ class SqliteProducer:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            if conn is not None and conn.in_transaction:
+                drop()
             raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
     def _prepare(self, row: dict[str, Any]) -> str:
@@ -184,8 +196,13 @@ class SqliteProducer:
 
     def _inline_connection(self) -> sqlite3.Connection:
         if self._inline is None:
-            self._inline = self._connect(busy_timeout_ms=0)
-            self._inline.execute("PRAGMA wal_autocheckpoint=0")
+            conn = self._connect(busy_timeout_ms=0)
+            try:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            except BaseException:
+                conn.close()
+                raise
+            self._inline = conn
         return self._inline
 
     def _connect(self, *, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -193,15 +210,20 @@ class SqliteProducer:
         conn = sqlite3.connect(
             self._path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        conn.execute("PRAGMA synchronous=NORMAL")  # as the store's own connections: WAL + NORMAL
-        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            conn.execute("PRAGMA synchronous=NORMAL")  # as the store's own connections: WAL + NORMAL
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def _close_inline(self) -> None:
         conn, self._inline = self._inline, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -65,24 +65,10 @@ def limits_of(max_running: int | None, rate_count: int | None, rate_per_us: int 
     return QueueLimits(max_running=max_running, rate=rate)
 
 
-# Built once: every claim on SQLite reads them, and building a statement costs more than running this one.
-_LIMITED = (
-    select(QUEUES)
-    .where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
-    .order_by(QUEUES.c.name)
-)
-_LIMITED_AMONG = _LIMITED.where(QUEUES.c.name.in_(bindparam("names", expanding=True)))
-
-
-def limited_queues(conn: Connection, names: Collection[str] | None) -> dict[str, QueueLimits]:
-    """The limited queues among ``names`` (``None``: all), with their limits. Synchronous, as the SQLite claim that
-    reads them runs (on a thread of its own); an async caller runs it through ``AsyncConnection.run_sync``."""
-    if names is None:
-        rows = conn.execute(_LIMITED).all()
-    else:
-        # Only text names: a queue written behind the library's back may hold bytes, which no limited queue
-        # (its name validated when it was limited) can equal, and which the driver cannot bind beside text.
-        rows = conn.execute(_LIMITED_AMONG, {"names": sorted(name for name in names if isinstance(name, str))}).all()
+async def limited_queues(conn: AsyncConnection) -> dict[str, QueueLimits]:
+    """The limited queues, with their limits."""
+    statement = select(QUEUES).where((QUEUES.c.max_running.is_not(None)) | (QUEUES.c.rate_count.is_not(None)))
+    rows = (await conn.execute(statement.order_by(QUEUES.c.name))).all()
     return {str(row.name): limits_of(row.max_running, row.rate_count, row.rate_per_us) for row in rows}
 
 

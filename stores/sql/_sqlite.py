@@ -85,11 +85,18 @@ class SqliteBackend:
     reads_take_write_lock = True
     watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, *, direct: bool = True) -> None:
+        """``direct``: whether ``schedule()`` and the worker's writes may use connections of the backend's own (the
+        store built the engine); an engine the caller built carries what the URL may not (``creator``,
+        ``connect_args``, listeners), so everything goes through it."""
         self._url = url
+        self._direct_allowed = direct
         self._shown_url = mask_url(url)
         self._write_lock = asyncio.Lock()  # one writer per process; the others wait here, not in busy loops
-        self._wrote_at = 0.0  # loop time of this store's last write (the watcher tells its commits apart)
+        #: The WAL file's signature (size, modification time) right after this store's last write: the watcher
+        #: tells this process's commits from other processes' by it.
+        self._own_wal: tuple[int, int] | None = None
+        self._wal = f"{url.database or ''}-wal"
         self.lock_stalls = LockStalls()
         self._producer: SqliteProducer | None = None
         self._direct: SqliteDirect | None = None
@@ -125,7 +132,7 @@ class SqliteBackend:
                     yield conn
                 finally:
                     stalls.released()
-        self._wrote_at = asyncio.get_running_loop().time()
+        self._own_wal = _file_signature(self._wal)
 
     def single_statement(self, engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         return self.write(engine)
@@ -193,8 +200,11 @@ class SqliteBackend:
         return self._direct
 
     def _plain_file(self) -> str | None:
-        """The database's path, unless it is in memory or a URI with options (those take the engine's path)."""
+        """The database's path, unless it is in memory or a URI with options, or the caller built the engine (those
+        take the engine's path)."""
         path = self._url.database
+        if not self._direct_allowed:
+            return None
         if not path or path == ":memory:" or path.startswith("file:") or self._url.query:
             return None
         return path
@@ -209,7 +219,7 @@ class SqliteBackend:
             yield
             stalls.acquired()
             stalls.released()
-        self._wrote_at = asyncio.get_running_loop().time()
+        self._own_wal = _file_signature(self._wal)
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.
@@ -305,14 +315,15 @@ class SqliteBackend:
         ``PRAGMA data_version`` changes when another connection committed; it is read on one dedicated connection
         in autocommit mode (a pooled one would take the write lock and compare versions across connections), every
         50 ms, and sooner (within 5 ms) when the size or modification time of the WAL file changed, which every
-        commit changes (a ``stat`` of a local file, not a database call), unless this store itself wrote just now:
-        a busy worker's own commits would otherwise make it read ``data_version`` 200 times a second.
+        commit changes (a ``stat`` of a local file, not a database call), unless the change is this store's own
+        last write (the file as it was right after it): a busy worker's own commits would otherwise make it read
+        ``data_version`` 200 times a second. (Skipping every change for 10 ms after an own write, as before, left a
+        busy worker deaf to other processes' commits for most of its time: the 50 ms poll heard them.)
         """
         import aiosqlite
 
         interval = 0.05
         tick = 0.005
-        wal = f"{self._url.database or ''}-wal"
         seen: tuple[int, int] | None = None
         checked_at = 0.0
         loop = asyncio.get_running_loop()
@@ -323,9 +334,9 @@ class SqliteBackend:
                 await asyncio.sleep(tick)
                 if closing.is_set() or not listening():
                     continue
-                signature = _file_signature(wal)
+                signature = _file_signature(self._wal)
                 now = loop.time()
-                if now - checked_at < interval and (signature == seen or now - self._wrote_at < 2 * tick):
+                if now - checked_at < interval and (signature == seen or signature == self._own_wal):
                     seen = signature
                     continue
                 seen, checked_at = signature, now

@@ -13,10 +13,8 @@ import functools
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, update
 from sqlalchemy.engine import Connection
 
-from stores.entries import ScheduledCommandStatus
 from stores.queues import Route
 
 from . import _queues as queue_queries
@@ -53,9 +51,11 @@ _DUE_AT_PRIORITY = (
     "  WHERE status = 'PROCESSING' AND lock IS NOT NULL))"
     " ORDER BY scheduled_for, seq LIMIT :limit OFFSET :offset"
 )
-#: The queues that are paused or limited (the others have no row, or one that says neither).
+#: The queues that are paused or limited (the others have no row, or one that says neither). ``paused`` as SQLite
+#: reads it as a condition, as ``WHERE paused`` does (a value written behind the library's back, such as the text
+#: 'false', is false there; Python would call it true).
 _QUEUE_ROWS = (
-    "SELECT name, paused, max_running, rate_count, rate_per_us FROM scheduled_queues"
+    "SELECT name, CASE WHEN paused THEN 1 ELSE 0 END, max_running, rate_count, rate_per_us FROM scheduled_queues"
     " WHERE paused OR max_running IS NOT NULL OR rate_count IS NOT NULL"
 )
 #: Below every command type and queue name (names are never empty).
@@ -77,27 +77,6 @@ def _lease_statement(count: int) -> str:
 
 _READ_ENTRY = RowReader(list(ENTRIES.c))
 _DATETIME = Binder(UtcDateTime())
-#: The queues that are paused or limited (the others have no row, or one that says neither).
-_QUEUE_ROWS = (
-    "SELECT name, paused, max_running, rate_count, rate_per_us FROM scheduled_queues"
-    " WHERE paused OR max_running IS NOT NULL OR rate_count IS NOT NULL"
-)
-#: Below every command type and queue name (names are never empty).
-_BEFORE_ALL = ""
-
-# Built once (building it is most of its cost): the claimed entries, leased under a new token each.
-_LEASE = (
-    update(ENTRIES)
-    .where(ENTRIES.c.seq.in_(bindparam("seqs", expanding=True)))
-    .values(
-        status=ScheduledCommandStatus.PROCESSING.value,
-        started_at=bindparam("claimed_at", type_=UtcDateTime),
-        lease_owner=bindparam("owner"),
-        lease_token=func.lower(func.hex(func.randomblob(16))),
-        lease_expires_at=bindparam("expires", type_=UtcDateTime),
-    )
-    .returning(*ENTRIES.c)
-)
 
 
 class _Candidate(NamedTuple):

@@ -1,6 +1,7 @@
 """``SqlStore``: scheduled commands in SQLite (the embedded default) or PostgreSQL (a fleet of workers).
 
-Async all the way: SQLAlchemy's async engine with aiosqlite or psycopg 3, so no database call blocks the loop. This
+Async all the way: SQLAlchemy's async engine with aiosqlite or psycopg 3, so no database call waits on the event loop
+(SQLite's ``schedule()`` writes on it only when the write lock is free at once, ``_producers.py``). This
 class is the same for both databases: it opens, runs transactions and turns rows into entries; what differs between
 them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named functions in ``_queries.py`` and
 ``_schedules.py``, ``_workers.py`` and ``_audit.py``, the tables in ``_tables.py``.
@@ -9,26 +10,25 @@ them is its ``Backend`` (``_postgresql.py``, ``_sqlite.py``). Queries are named 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import logging
 import math
-import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from stores._transitions import AddBatch, ClaimEnd
 from stores.base import FinishedCount, ReclaimedEntry, StatusCount, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
-from stores.errors import SessionNotSupportedError, StoreUnavailableError
+from stores.errors import SessionNotSupportedError
 from stores.filters import EntryFilter, EntryPage
 from stores.outcomes import OutcomeCount, check_outcome_range
-from stores.queues import QueueInfo, QueueLimits, Route
+from stores.queues import QueueInfo, QueueLimits
 
 from . import _gauges as gauges
 from . import _outcomes as outcomes
@@ -36,34 +36,27 @@ from . import _queries as queries
 from . import _queues as queue_queries
 from . import _schedules as schedules
 from ._backend import reason
-from ._dependants_store import SqlDependants
+from ._claims_store import SqlClaims
 from ._dependencies import Resolution
 from ._group_commit import Finish, Finished
-from ._postgresql import PostgresqlBackend
 from ._records_store import SqlRecords
-from ._rows import convert_each, entry_to_row, readable, row_to_entry
+from ._rows import entry_to_row, readable, row_to_entry
 from ._search import SearchPlans, count_bounded
 from ._sessions import AsyncExecutor, AsyncSessionExecutor, Executor, SyncSessionExecutor, run_sync
-from ._sqlite import SqliteBackend
 from ._status_counts import count_by_status_estimated
 from ._tables import ENTRIES, HELD_KEY
 from ._urls import mask_url, same_database
 
 __all__ = ["SqlStore"]
 
+logger = logging.getLogger("stores.sql")
+
 #: ``add`` of fewer entries than this, none with an idempotency key, takes the producers' fast path; larger ones
 #: are written as the batch they are (PostgreSQL: one COPY).
 _FAST_PATH_BELOW = 20
 
-#: Claims run again when they lose a race for a lock (the unique index on PROCESSING entries' locks fails them).
-_LOCK_RACES = 3
-#: PostgreSQL's SQLSTATE for a transaction ended to break a deadlock.
-_DEADLOCK = "40P01"
-#: Seconds a store trusts its list of the limited queues (see ``_limited_queues``).
-_LIMITED_QUEUES_TTL = 1.0
 
-
-class SqlStore(SqlRecords, SqlDependants):
+class SqlStore(SqlRecords, SqlClaims):
     """A ``ScheduledCommandStore`` in SQLite or PostgreSQL, through SQLModel/SQLAlchemy's async engine.
 
     Args:
@@ -81,10 +74,6 @@ class SqlStore(SqlRecords, SqlDependants):
 
     #: Settled hours of ``count_outcomes`` are kept in a rollup table: they survive a purge of their entries.
     keeps_outcome_counts = True
-
-    #: The limited queues as last read, and when (``time.monotonic()``).
-    _limited_names: tuple[str, ...] = ()
-    _limited_read_at: float = -math.inf
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -220,80 +209,6 @@ class SqlStore(SqlRecords, SqlDependants):
         return entries[0] if entries else None
 
     # -- claiming and outcomes --------------------------------------------------------------------------------
-
-    async def claim_due(
-        self, *, now: datetime, limit: int, worker_id: str, lease_duration: timedelta, route: Route | None = None
-    ) -> list[ScheduledCommandEntry]:
-        if limit <= 0:
-            return []
-        route = route or Route()
-        # PostgreSQL: one statement either way; the one that holds limits only when the worker has a limited queue.
-        limited = self._backend.skips_limited_queues and bool(await self._limited_queues(route))
-        lease_expires_at = now + lease_duration
-        for _race in range(_LOCK_RACES):
-            resolution = Resolution()  # what dead-lettering unreadable rows did to their dependants, once committed
-            try:
-                claim: dict[str, Any] = {
-                    "now": now,
-                    "limit": limit,
-                    "worker_id": worker_id,
-                    "lease_expires_at": lease_expires_at,
-                }
-                rows = await self._claim_committed(route=route, limited=limited, **claim)
-                if rows is not None:
-                    self._note_parents(rows)
-                    claimed, unreadable = convert_each(rows)
-                    if unreadable:  # the claim is committed (autocommit): its bad rows are dead-lettered apart
-                        async with self._single_statement() as conn:
-                            resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
-                else:
-                    async with self._single_statement() as conn:
-                        rows = await self._backend.claim(conn, route=route, limited=limited, **claim)
-                        self._note_parents(rows)
-                        claimed, unreadable = convert_each(rows)
-                        if unreadable:
-                            resolution = await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
-                self._after_resolution(resolution)
-                claimed.sort(key=lambda pair: (-pair[1].priority, pair[1].scheduled_for, pair[0]))
-                return [entry for _, entry in claimed]
-            except IntegrityError:
-                # Another claim took an entry of the same lock, or the same running slot of a limited queue, after
-                # this statement's snapshot: the database refused the second; claim again with a new snapshot.
-                continue
-            except StoreUnavailableError as exc:
-                # Two claims taking the same two running slots in opposite orders wait for each other; PostgreSQL
-                # ends one of them (deadlock detected), which claims again like the loser of any other race.
-                cause = exc.__cause__
-                if not isinstance(cause, OperationalError) or getattr(cause.orig, "sqlstate", None) != _DEADLOCK:
-                    raise
-        return []
-
-    async def _claim_committed(self, *, route: Route, limited: bool, **claim: Any) -> Sequence[Any] | None:
-        """The claim through the backend's own connections, committed on its own (PostgreSQL: one prepared
-        statement in autocommit; SQLite: one hop to the backend's thread); None where the claim goes through the
-        engine (an engine the caller built; SQLite in memory)."""
-        worker = await self._direct_worker()
-        with self._unavailable_as_store_error():
-            if worker is not None and isinstance(self._backend, PostgresqlBackend):
-                return await self._backend.claim_direct(worker, route=route, limited=limited, **claim)
-            if isinstance(self._backend, SqliteBackend):
-                return await self._backend.claim_committed(route=route, **claim)
-        return None
-
-    def _one_select(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        """A connection for one SELECT of the claim loop's: in autocommit on PostgreSQL, as the claim runs. A read
-        transaction ends in ROLLBACK, on which psycopg drops the connection's prepared statements: the claim and the
-        outcome statement were planned afresh after every such read."""
-        return self._single_statement() if self._backend.name == "postgresql" else self._read()
-
-    async def _limited_queues(self, route: Route) -> list[str]:
-        """The limited queues ``route`` may claim, read again at most once a second (a queue limited meanwhile is
-        skipped by the ordinary claim at once, and claimed within its limits from the next reading on)."""
-        if time.monotonic() - self._limited_read_at > _LIMITED_QUEUES_TTL:
-            async with self._one_select() as conn:
-                self._limited_names = tuple(sorted(await conn.run_sync(queue_queries.limited_queues, None)))
-            self._limited_read_at = time.monotonic()
-        return [name for name in self._limited_names if route.queues is None or name in route.queues]
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], *, until: datetime) -> set[str]:
         if not leases:

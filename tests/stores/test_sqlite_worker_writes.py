@@ -6,13 +6,17 @@ written by the store's own transaction, which resolves them."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from stores import ScheduledCommandStore
 from stores.dependencies import Dependency
 from stores.entries import AttemptRecord, ScheduledCommandStatus
+from stores.queues import QueueLimits
 from stores.sql import SqlStore
 from stores.testing._helpers import BASE, make_entry
 
@@ -69,3 +73,50 @@ async def test_an_outcome_batch_with_a_parent_is_left_to_the_transaction_that_re
     assert stored_child is not None and stored_child.status == ScheduledCommandStatus.PENDING
     assert [e.id for e in await store.claim_due(now=BASE, limit=10, worker_id="w", lease_duration=LEASE)] == [child.id]
     assert _worker_thread_used(store)
+
+
+@pytest.mark.parametrize("store_factory", ["sqlite"], indirect=True)
+async def test_a_claim_cancelled_while_the_database_commits_it_gives_its_entries_back(
+    store: ScheduledCommandStore, tmp_path: Path
+) -> None:
+    """The claim runs on, on the backend's thread, when its caller is cancelled (here while it waits for the write
+    lock another program holds): once committed, its entries go back to PENDING at once, not held under a lease
+    nobody renews until it expires."""
+    assert isinstance(store, SqlStore)
+    entry = make_entry()
+    await store.add([entry])
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        claiming = asyncio.ensure_future(store.claim_due(now=BASE, limit=10, worker_id="w", lease_duration=LEASE))
+        async with asyncio.timeout(30):
+            while not store._backend._write_lock.locked():  # type: ignore[attr-defined]
+                await asyncio.sleep(0.005)  # until the claim is on the backend's thread, waiting for the lock
+        claiming.cancel()
+        await asyncio.sleep(0.05)
+        assert not claiming.done()  # it waits for the claim it started
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(claiming, timeout=30)
+    stored = await store.get(entry.id)
+    assert stored is not None and stored.status == ScheduledCommandStatus.PENDING
+    assert stored.lease_owner is None and stored.lease_token is None
+    assert [e.id for e in await store.claim_due(now=BASE, limit=10, worker_id="w2", lease_duration=LEASE)] == [entry.id]
+
+
+@pytest.mark.parametrize("store_factory", ["sqlite"], indirect=True)
+async def test_a_limited_queue_whose_paused_flag_was_written_as_text_false_is_claimed(
+    store: ScheduledCommandStore,
+) -> None:
+    """``paused`` is read as SQLite reads a condition: the text 'false', written behind the library's back, is not
+    paused (as ``WHERE paused`` has it), where a Python truth test would skip the queue forever."""
+    assert isinstance(store, SqlStore)
+    await store.set_queue_limits("mail", QueueLimits(max_running=5))
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE scheduled_queues SET paused = 'false' WHERE name = 'mail'"))
+    entry = make_entry(queue="mail")
+    await store.add([entry])
+    claimed = await store.claim_due(now=BASE, limit=10, worker_id="w", lease_duration=LEASE)
+    assert [e.id for e in claimed] == [entry.id]
