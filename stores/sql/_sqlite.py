@@ -161,23 +161,14 @@ class SqliteBackend:
             limited=limited,
         )
 
-    async def claim_committed(
-        self, *, now: datetime, limit: int, worker_id: str, lease_expires_at: datetime, route: Route
-    ) -> Sequence[Any] | None:
-        """``claim``, committed, in one hop to the backend's own thread; None where the database is no plain file
-        (the store claims through its engine then)."""
+    async def claim_committed(self, **claim: Any) -> Sequence[Any] | None:
+        """``claim`` (its keyword arguments), committed, in one hop to the backend's own thread; None where the
+        database is no plain file (the store claims through its engine then)."""
         direct = self._direct_writer()
         if direct is None:
             return None
         async with self._writing():
-            return await direct.run(
-                _sqlite_claim.claim,
-                now=now,
-                limit=limit,
-                worker_id=worker_id,
-                lease_expires_at=lease_expires_at,
-                route=route,
-            )
+            return await direct.run(_sqlite_claim.claim, **claim)
 
     async def finish_committed(self, requests: list[Finish]) -> Sequence[Any] | None:
         """``finish_batch``, committed, in one hop to the backend's own thread; None where that cannot be: the
