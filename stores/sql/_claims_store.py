@@ -107,7 +107,7 @@ class SqlClaims(SqlDependants):
         for row in rows or ():
             try:
                 await self.release(str(row.id), str(row.lease_token))
-            except Exception:
+            except Exception:  # logged: its lease expires and recovery takes the entry over
                 logger.warning(
                     "could not give back %s, claimed while its worker stopped; its lease will expire",
                     row.id,
@@ -122,7 +122,7 @@ class SqlClaims(SqlDependants):
         try:
             async with self._single_statement() as conn:
                 return await queries.dead_letter_unreadable(conn, unreadable, now, self._backend)
-        except Exception:
+        except Exception:  # logged; see the docstring
             logger.warning(
                 "could not dead-letter %d unreadable entries of a claim; they are left to recovery",
                 len(unreadable),

@@ -217,8 +217,8 @@ class SqliteBackend:
         await executor.execute(insert(ENTRIES), [entry_to_row(e) for e in entries])
 
     async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
-        # One hop to the producer's thread, which runs the whole transaction; a database that is no plain file
-        # (in memory, a URI with options) takes the engine's path.
+        # The producer runs the whole transaction (on the event loop's thread when the write lock is free at once,
+        # else on its own); a database that is no plain file, or an engine the caller built, takes the engine's path.
         path = self._plain_file()
         if path is None:
             async with self.write(engine) as conn:

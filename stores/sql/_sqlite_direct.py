@@ -4,8 +4,9 @@ the store's own, as the producer writes ``schedule()``'s entries (``_producers.p
 Through the async engine every statement is a hop to aiosqlite's thread and back (a future, a wake-up of the event
 loop, a greenlet switch): a claim is about ten statements and an outcome batch four, so at the default concurrency
 those hops cost the worker about twenty times the CPU of the commands it ran (``docs/performance.md``). Here the same
-SQLAlchemy statements run on a synchronous engine (the standard library's ``sqlite3`` driver) that lives on one
-thread: the transaction, from ``BEGIN IMMEDIATE`` to ``COMMIT``, is one hop. Its connection is set up as the async
+functions run on a synchronous engine (the standard library's ``sqlite3`` driver, their statements at the driver
+level, ``_sqlite_driver.py``) that lives on one thread: the transaction, from ``BEGIN IMMEDIATE`` to ``COMMIT``, is
+one hop. Its connection is set up as the async
 engine's (WAL, the busy timeout, ``BEGIN IMMEDIATE``, text that is no UTF-8 kept as escapes), and the store's one
 writer per process still orders it among the other writes.
 
@@ -54,9 +55,8 @@ class SqliteDirect:
         """``operation(connection, **arguments)`` in one write transaction, committed when it returns. Driver errors
         are SQLAlchemy's, as the async engine raises them; ``Declined`` when the operation declined.
 
-        A call cancelled while its transaction runs does not stop it: a claim committed so is held under a lease
-        nobody runs, and recovered when the lease expires (as a claim whose reply a dropped PostgreSQL connection
-        lost)."""
+        A call cancelled while its transaction runs does not stop it (the store's claim waits for such a claim and
+        gives its entries back, ``SqlClaims._give_back``)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-worker")
         call = functools.partial(self._transaction, operation, arguments)
