@@ -14,9 +14,10 @@ from stores.base import ScheduledCommandStore
 
 from . import _cancels, _dependants_cancelled, _tracing, recurring_ops
 from ._command_checks import CommandChecks
-from ._new_entry import derived_entry, new_entry, new_ids, recurring_lock
+from ._new_entry import new_entry, recurring_lock
 from ._publish import publish_safely
 from ._scheduler_queues import QueueMethods
+from ._sibling_entries import STREAM_FROM, SiblingEntries
 from .clock import Clock
 from .codec import command_type_name
 from .entries import AttemptRecord, ScheduledCommandEntry
@@ -37,7 +38,6 @@ __all__ = ["CommandScheduler", "ICommandScheduler"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_OPTIONS = ScheduleOptions()
-
 R = TypeVar("R")
 #: A duration as a ``timedelta`` or seconds, or None for no limit.
 Duration = timedelta | float | None
@@ -113,6 +113,11 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         if not commands:
             return []
         self._refuse_unimportable(commands)
+        if len(commands) >= STREAM_FROM and session is None and not options.after:
+            first = self._entry_for(commands[0], options, self._clock.now())
+            built: list[ScheduledCommandEntry] = []
+            chunks = SiblingEntries(self._checks, commands[0], first, options).chunks(commands, built)
+            return self._announce_scheduled(built, await self._store.add_streamed(chunks))
         entries = self._entries_for(commands, options, self._clock.now())
         return self._announce_scheduled(entries, await self._store_entries(entries, options, session))
 
@@ -152,26 +157,7 @@ class CommandScheduler(QueueMethods, WorkflowMethods):
         """One validated entry for the first command; the others share its options and due time, so they are
         copies of it with their own id, type and payload (the checks of ``_entry_for`` still run per command)."""
         first = self._entry_for(commands[0], options, now)
-        entries = [first]
-        type_names = {type(commands[0]): first.command_type}
-        queues = {type(commands[0]): first.queue}
-        ids = new_ids(len(commands) - 1)
-        for command, entry_id in zip(commands[1:], ids, strict=True):
-            command_class = type(command)
-            command_type = type_names.get(command_class)
-            if command_type is None:
-                command_type = type_names[command_class] = self._checks.type_name(command)
-                queues[command_class] = self._checks.queue(command_class, options)
-            entries.append(
-                derived_entry(
-                    first,
-                    id=entry_id,
-                    command_type=command_type,
-                    payload=self._checks.payload(command, command_type),
-                    queue=queues[command_class],
-                )
-            )
-        return entries
+        return [first, *SiblingEntries(self._checks, commands[0], first, options).of(commands[1:])]
 
     def _entry_for(self, command: Command[Any], options: ScheduleOptions, now: Any) -> ScheduledCommandEntry:
         command_type = self._checks.type_name(command)

@@ -26,6 +26,7 @@ __all__ = [
     "DISMISS",
     "RELEASED",
     "already_exists",
+    "refuse_keyed_in_stream",
     "REQUEST_CANCEL",
     "REQUEUE",
     "ClaimEnd",
@@ -39,6 +40,21 @@ __all__ = [
 def already_exists(entry_id: str) -> ValueError:
     """The error of adding an entry whose id the store holds (a store that finds out while inserting raises it)."""
     return ValueError(f"an entry with id {entry_id!r} already exists")
+
+
+def refuse_keyed_in_stream(chunk: Sequence[ScheduledCommandEntry]) -> None:
+    """``add_streamed`` takes entries without an idempotency key only (a store writing a chunk before it has seen
+    the next could not answer a later duplicate of a key with the first one's id).
+
+    Raises:
+        ValueError: naming the first entry of ``chunk`` with a key, and its key.
+    """
+    for entry in chunk:
+        if entry.idempotency_key is not None:
+            raise ValueError(
+                f"add_streamed takes entries without an idempotency key; entry {entry.id!r} has "
+                f"{entry.idempotency_key!r} (use add)"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ worker that lost its lease can neither complete nor fail an entry that another w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -34,6 +34,7 @@ from ._store_types import (
     check_bucket,
     finished_counts,
 )
+from ._transitions import refuse_keyed_in_stream
 from ._workers_contract import WorkerRegistryStore
 from .entries import ScheduledCommandEntry, ScheduledCommandStatus
 from .errors import SessionNotSupportedError
@@ -144,6 +145,26 @@ class ScheduledCommandStore(
         An entry whose ``idempotency_key`` the store already holds (in any status, until purged) is not inserted:
         the holder's id is returned in its place. Wakes listeners with the earliest due time inserted.
         """
+
+    async def add_streamed(self, chunks: AsyncIterable[Sequence[ScheduledCommandEntry]]) -> list[str]:
+        """``add`` of the entries ``chunks`` yields, in order, as one batch (all or none), for entries without an
+        idempotency key; their ids in order. An error raised by ``chunks`` stores nothing and propagates.
+
+        The caller builds the next chunk while a store that can overrides this to write the previous one
+        (PostgreSQL: one ``COPY``, the server inserting while the client builds); this default gathers every
+        chunk, then calls ``add``.
+
+        Raises:
+            ValueError: an entry with an ``idempotency_key`` (naming it), an id twice, or an id the store holds;
+                nothing stored.
+
+        .. versionadded:: 0.8
+        """
+        entries: list[ScheduledCommandEntry] = []
+        async for chunk in chunks:
+            refuse_keyed_in_stream(chunk)
+            entries.extend(chunk)
+        return await self.add(entries) if entries else []
 
     async def add_in_session(self, session: Any, entries: Sequence[ScheduledCommandEntry]) -> list[str]:
         """Like ``add``, but inside the caller's database transaction (``session``: a SQLAlchemy/SQLModel

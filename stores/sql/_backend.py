@@ -10,7 +10,7 @@ database it talks to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -99,6 +99,15 @@ class Backend(Protocol):
 
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         """INSERT entries without an idempotency key, as few statements as the database allows."""
+        ...
+
+    #: Whether ``insert_streamed`` writes one chunk while the caller builds the next (PostgreSQL's ``COPY``). Where
+    #: not, the store gathers the chunks first and adds them as one batch: SQLite would hold its write lock, which
+    #: every other process waits for, while the caller builds.
+    writes_while_building: bool
+
+    async def insert_streamed(self, executor: Executor, chunks: AsyncIterable[Sequence[ScheduledCommandEntry]]) -> None:
+        """``insert_new`` of the entries ``chunks`` yields, in the executor's transaction (``add_streamed``)."""
         ...
 
     async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,6 +100,7 @@ class PostgresqlBackend:
     skips_limited_queues = True
     finishes_dependants_apart = True
     reads_take_write_lock = False
+    writes_while_building = True
     watch_stops_itself = False
 
     def __init__(self, url: URL, *, pool_size: int, direct_producer: bool = True) -> None:
@@ -207,6 +208,11 @@ class PostgresqlBackend:
             await executor.copy(_BULK_COPY, rows, _BULK_INSERT, lambda: _columns(rows))
         else:
             await executor.execute(_BULK_INSERT, _columns(rows))
+
+    async def insert_streamed(self, executor: Executor, chunks: AsyncIterable[Sequence[ScheduledCommandEntry]]) -> None:
+        # One COPY, each chunk sent as it comes: the server inserts one while the scheduler builds the next.
+        rows = (map(_copy_row, chunk) async for chunk in chunks)
+        await executor.copy_chunks(_BULK_COPY, rows, _BULK_INSERT, _columns)
 
     async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
         if not self._direct_producer:

@@ -4,7 +4,7 @@ a caller's ``AsyncSession``, or a caller's sync ``Session`` (driven from a worke
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -27,6 +27,19 @@ class Executor:
         another driver, ``fallback`` (the same insert as one statement of arrays). Driver errors are raised as
         SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), as if the statement had been executed."""
         await self.execute(fallback, fallback_parameters())
+
+    async def copy_chunks(
+        self,
+        copy_sql: str,
+        row_chunks: AsyncIterable[Iterable[tuple[Any, ...]]],
+        fallback: Any,
+        fallback_parameters: Callable[[list[tuple[Any, ...]]], Any],
+    ) -> None:
+        """``copy`` of the rows that ``row_chunks`` yields: where the driver streams (psycopg 3 on the store's own
+        connection), each chunk is sent before the next is asked for, so the server inserts while the caller builds;
+        elsewhere the rows are gathered, then inserted by ``fallback`` (``fallback_parameters(rows)``)."""
+        rows = [row async for chunk in row_chunks for row in chunk]
+        await self.execute(fallback, fallback_parameters(rows))
 
 
 def _as_dbapi_error(copy_sql: str, exc: Exception) -> Exception:
@@ -70,6 +83,28 @@ class AsyncExecutor(Executor):
     ) -> None:
         raw = await self._conn.get_raw_connection()
         await _copy_async(raw.driver_connection, copy_sql, rows, fallback, fallback_parameters, self)
+
+    async def copy_chunks(
+        self,
+        copy_sql: str,
+        row_chunks: AsyncIterable[Iterable[tuple[Any, ...]]],
+        fallback: Any,
+        fallback_parameters: Callable[[list[tuple[Any, ...]]], Any],
+    ) -> None:
+        import psycopg
+
+        raw = await self._conn.get_raw_connection()
+        driver = raw.driver_connection
+        if not isinstance(driver, psycopg.AsyncConnection):
+            await super().copy_chunks(copy_sql, row_chunks, fallback, fallback_parameters)
+            return
+        try:
+            async with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                async for chunk in row_chunks:
+                    for row in chunk:
+                        await copy.write_row(row)
+        except psycopg.Error as exc:
+            raise _as_dbapi_error(copy_sql, exc) from exc
 
 
 class AsyncSessionExecutor(Executor):

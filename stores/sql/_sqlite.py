@@ -17,7 +17,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,6 +83,7 @@ class SqliteBackend:
     skips_limited_queues = False
     finishes_dependants_apart = False
     reads_take_write_lock = True
+    writes_while_building = False
     watch_stops_itself = True  # a cancelled aiosqlite call could outlive the event loop: it stops when told
 
     def __init__(self, url: URL, *, direct: bool = True) -> None:
@@ -215,6 +216,9 @@ class SqliteBackend:
     async def insert_new(self, executor: Executor, entries: Sequence[ScheduledCommandEntry]) -> None:
         # sqlite3's executemany is a loop in C over one prepared statement.
         await executor.execute(insert(ENTRIES), [entry_to_row(e) for e in entries])
+
+    async def insert_streamed(self, executor: Executor, chunks: AsyncIterable[Sequence[ScheduledCommandEntry]]) -> None:
+        await self.insert_new(executor, [entry async for chunk in chunks for entry in chunk])
 
     async def insert_committed(self, engine: AsyncEngine, entries: Sequence[ScheduledCommandEntry]) -> None:
         # The producer runs the whole transaction (on the event loop's thread when the write lock is free at once,

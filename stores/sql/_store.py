@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from stores._transitions import AddBatch, ClaimEnd
+from stores._transitions import AddBatch, ClaimEnd, refuse_keyed_in_stream
 from stores.base import FinishedCount, ReclaimedEntry, StatusCount, StoreReading
 from stores.entries import TERMINAL_STATUSES, AttemptRecord, ScheduledCommandEntry, ScheduledCommandStatus
 from stores.errors import SessionNotSupportedError
@@ -102,6 +102,30 @@ class SqlStore(SqlRecords, SqlClaims):
             raise ValueError(f"could not add entries: an id already exists ({reason(exc)})") from exc
         self._notify_wakeup(entries[0].scheduled_for if len(entries) == 1 else min(e.scheduled_for for e in entries))
         return ids
+
+    async def add_streamed(self, chunks: AsyncIterable[Sequence[ScheduledCommandEntry]]) -> list[str]:
+        if not self._backend.writes_while_building:
+            return await super().add_streamed(chunks)
+        entries: list[ScheduledCommandEntry] = []
+
+        async def checked() -> AsyncIterator[Sequence[ScheduledCommandEntry]]:
+            async for chunk in chunks:
+                refuse_keyed_in_stream(chunk)
+                entries.extend(chunk)
+                yield chunk
+
+        try:
+            async with self._write() as conn:
+                executor = AsyncExecutor(conn)
+                await self._backend.insert_streamed(executor, checked())
+                earliest = min((e.scheduled_for for e in entries), default=None)
+                if earliest is not None:
+                    await self._backend.notify(executor, earliest)
+        except IntegrityError as exc:
+            raise ValueError(f"could not add entries: an id already exists ({reason(exc)})") from exc
+        if earliest is not None:
+            self._notify_wakeup(earliest)
+        return [entry.id for entry in entries]
 
     async def add_in_session(
         self, session: AsyncSession | Session, entries: Sequence[ScheduledCommandEntry]

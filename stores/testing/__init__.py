@@ -73,6 +73,7 @@ from . import (
     _schedules,
     _search,
     _status_counts,
+    _streamed_add,
     _workers,
 )
 from ._helpers import BASE, StoreFactory, at, make_attempt, make_entry
@@ -103,6 +104,7 @@ _SUITES: tuple[ModuleType, ...] = (
     _audit,
     _workers,
     _concurrent_add,
+    _streamed_add,
     _purge,
     _status_counts,
 )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import pytest
 from scheduling_app import START, Record, make_app
@@ -11,8 +12,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from scheduling import ScheduledCommandStatus, ScheduleOptions
+from scheduling import ScheduledCommandEntry, ScheduledCommandStatus, ScheduleOptions
+from scheduling._sibling_entries import STREAM_CHUNK, STREAM_FROM
 from scheduling.errors import PayloadTooLargeError
+from scheduling.observer import SchedulingObserver
 from stores import SqlStore
 from stores.sql import to_async_url
 
@@ -75,6 +78,41 @@ async def test_bad_command_in_a_batch_stores_nothing(sql_url: str) -> None:
         with pytest.raises(PayloadTooLargeError, match=r"Record.*13\d bytes"):
             await app.scheduler.schedule_many(commands)
         assert sum((await store.count_by_status()).values()) == 0
+
+
+async def test_bad_command_late_in_a_streamed_batch_stores_nothing(sql_url: str) -> None:
+    """A batch large enough to be written while it is built (PostgreSQL's COPY under way): a bad command past the
+    first chunks still fails the whole batch with its own error, and the store keeps working."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store, max_payload_bytes=100)
+        commands = [Record(value=f"ok {i}") for i in range(STREAM_FROM + STREAM_CHUNK)]
+        commands[STREAM_CHUNK * 2 + 7] = Record(value="é" * 60)
+        with pytest.raises(PayloadTooLargeError, match=r"Record.*13\d bytes"):
+            await app.scheduler.schedule_many(commands)
+        assert sum((await store.count_by_status()).values()) == 0
+        assert len(await app.scheduler.schedule_many(commands[:STREAM_FROM])) == STREAM_FROM
+
+
+class _Scheduled(SchedulingObserver):
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def on_scheduled(self, entries: Sequence[ScheduledCommandEntry]) -> None:
+        self.ids.extend(entry.id for entry in entries)
+
+
+async def test_a_streamed_batch_is_announced_whole_and_wakes_the_workers(sql_url: str) -> None:
+    """The observers hear every entry of a streamed batch, in order, and the store's listeners are woken with its
+    earliest due time."""
+    async with SqlStore(sql_url) as store:
+        observer = _Scheduled()
+        app = make_app(store=store, observers=[observer])
+        woken: list[datetime] = []
+        store.add_wakeup_listener(woken.append)
+        ids = await app.scheduler.schedule_many([Record(value=str(i)) for i in range(STREAM_FROM)])
+        assert observer.ids == ids
+        assert len(set(ids)) == STREAM_FROM
+        assert woken and set(woken) == {START}  # PostgreSQL also hears its own NOTIFY
 
 
 @pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
