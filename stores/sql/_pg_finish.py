@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
 from ._backend import CHANGED_COLUMNS
-from ._group_commit import FENCED_FINISH, FENCED_FINISH_UNCHANGED, FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
+from ._group_commit import PG_FENCED_FINISH, PG_FENCED_FINISH_UNCHANGED, PG_FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
 from ._pg_worker import PgWorker, Record, psycopg_placeholders
 
 __all__ = [
@@ -109,11 +109,11 @@ FROM done CROSS JOIN {_SIDE.format(rows="done")}
 
 
 #: The batch, entries with dependants left out (as psycopg sends it on the worker's connections, ``_pg_worker.py``).
-_BATCH_FINISH_FAST_SQL = _batch_finish(FENCED_FINISH_WITHOUT_DEPENDANTS)
+_BATCH_FINISH_FAST_SQL = _batch_finish(PG_FENCED_FINISH_WITHOUT_DEPENDANTS)
 _BATCH_FINISH_FAST = text(_BATCH_FINISH_FAST_SQL).columns(*CHANGED_COLUMNS)
 _BATCH_FINISH_FAST_DIRECT = psycopg_placeholders(_BATCH_FINISH_FAST_SQL)
 #: The batch of every entry: in the transaction that also resolves the dependants.
-_BATCH_FINISH = text(_batch_finish(FENCED_FINISH)).columns(*CHANGED_COLUMNS)
+_BATCH_FINISH = text(_batch_finish(PG_FENCED_FINISH)).columns(*CHANGED_COLUMNS)
 
 #: The batch of entries with dependants that end COMPLETED (or PENDING again), and their dependants, in ONE
 #: statement (see the module docstring): ``seen`` is the snapshot's version of each row, materialized so that no
@@ -129,7 +129,7 @@ seen AS MATERIALIZED (
     WHERE c.id IN (SELECT id FROM v) AND c.status = 'PROCESSING'
 ),
 done AS (
-{FENCED_FINISH_UNCHANGED}),
+{PG_FENCED_FINISH_UNCHANGED}),
 {_ATTEMPTS},
 pairs AS (
     UPDATE scheduled_command_dependencies AS d SET resolved = true

@@ -8,6 +8,8 @@ generic plan per statement: what this checks, from the server's own count of eac
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,3 +68,63 @@ async def test_claims_and_outcomes_run_one_generic_plan_each(sql_url: str) -> No
         # generic_plans counts executions that used the cached generic plan: every claim did.
         claim_runs = sum(generic for statement, generic, _ in plans if "FOR UPDATE SKIP LOCKED" in statement)
         assert claim_runs == _CLAIMS
+
+
+def _scan_rows(plan: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(node type, index or relation, rows it returned over all its loops) for every scan node of a JSON plan."""
+    found = []
+    if "Relation Name" in plan or "Index Name" in plan:
+        where = f"{plan.get('Relation Name', '')} {plan.get('Index Name', '')}"
+        found.append((plan["Node Type"], where, plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1)))
+    for child in plan.get("Plans", []):
+        found.extend(_scan_rows(child))
+    return found
+
+
+async def test_an_outcome_batch_reads_its_own_rows_whatever_is_in_flight(sql_url: str) -> None:
+    """With 2,000 entries PROCESSING, ending 10 of them reads about 10 rows of the entries' table: the outcome finds
+    its rows by id, never by walking an index of every PROCESSING entry (its generic plan did, dead entries included,
+    so the cost of an outcome grew with the entries in flight). The plan is the server's own, of the statement as
+    the worker runs it (auto_explain on the worker's connections, its report sent back as a notice)."""
+    now = datetime.now(UTC)
+    async with SqlStore(sql_url) as store:
+        worker = store._backend.worker  # type: ignore[attr-defined]
+        connections: dict[int, Any] = {}
+        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
+        await store.add([_entry(now, priority=0) for _ in range(2_010)])
+        claimed = await store.claim_due(now=now, limit=2_010, worker_id="w", lease_duration=timedelta(minutes=5))
+        assert len(claimed) == 2_010
+        attempt = AttemptRecord(attempt=1, worker_id="w", started_at=now, finished_at=now, outcome="completed")
+        for entry in claimed[:10]:  # the statement's plans are made (and cached) before the one measured
+            assert entry.lease_token is not None
+            assert await store.complete(entry.id, entry.lease_token, result_payload=None, attempt=attempt)
+        reports: list[dict[str, Any]] = []
+        for conn in connections.values():
+            for setting in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 0",
+                "SET auto_explain.log_analyze = on",
+                "SET auto_explain.log_format = json",
+                "SET auto_explain.log_level = notice",
+            ):
+                await conn.execute(setting)
+            conn.add_notice_handler(lambda notice: reports.append(_plan_of(notice.message_primary)))
+        ended = await asyncio.gather(
+            *(
+                store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
+                for entry in claimed[10:20]
+            )
+        )
+        assert all(ended)
+        outcome_plans = [report for report in reports if "json_to_recordset" in report["Query Text"]]
+        assert outcome_plans, "no outcome statement was reported"
+        for report in outcome_plans:
+            scans = [scan for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
+            assert scans
+            assert all(rows <= 50 for _, _, rows in scans), scans
+
+
+def _plan_of(message: str) -> dict[str, Any]:
+    """auto_explain's report: ``duration: ... ms  plan:`` then the JSON plan."""
+    plan: dict[str, Any] = json.loads(message[message.index("{") :])
+    return plan
