@@ -440,27 +440,46 @@ class Workers:
 class CompletedCounter:
     """How many entries are COMPLETED, read from the parent process.
 
-    PostgreSQL: ``count_by_status()``. SQLite: a plain read on its own connection, because ``count_by_status()`` on
-    SQLite takes the write lock (``BEGIN IMMEDIATE``) and polling it every 50 ms would slow the workers measured.
+    PostgreSQL: while any entry is PENDING or PROCESSING, only that (two probes of partial indexes, on a connection
+    of its own), then ``count_by_status()``: counting every status scans the table (2-3 ms of the server's CPU at
+    10,000 entries, every 50 ms, about 8 % of a drain's server CPU, billed to the drain measured). SQLite: a plain
+    read on its own connection, because ``count_by_status()`` on SQLite takes the write lock (``BEGIN IMMEDIATE``)
+    and polling it every 50 ms would slow the workers measured.
     """
 
     def __init__(self, backend: str, url: str, store: ScheduledCommandStore | None) -> None:
         self.backend = backend
         self.store = store
         self.conn: sqlite3.Connection | None = None
+        self.pg: psycopg.Connection[Any] | None = None
         if backend == "sqlite":
             self.conn = sqlite3.connect(f"file:{sqlite_path(url)}?mode=ro", uri=True, isolation_level=None)
+        elif backend == "postgresql":
+            self.pg = psycopg.connect(libpq(url), autocommit=True)
 
     async def count(self) -> int:
         if self.conn is not None:
             row = self.conn.execute("SELECT count(*) FROM scheduled_commands WHERE status = 'COMPLETED'").fetchone()
             return int(row[0])
+        if self.pg is not None and self._unfinished() > 0:
+            return 0  # not all finished yet: the workers' progress is not needed, only the end
         assert self.store is not None
         return (await self.store.count_by_status())[COMPLETED]
+
+    def _unfinished(self) -> int:
+        assert self.pg is not None
+        row = self.pg.execute(
+            "SELECT (SELECT count(*) FROM scheduled_commands WHERE status = 'PENDING')"
+            " + (SELECT count(*) FROM scheduled_commands WHERE status = 'PROCESSING')"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+        if self.pg is not None:
+            self.pg.close()
 
     async def wait_for(self, count: int, *, limit_s: float, poll_s: float) -> tuple[float | None, int]:
         """``time.time()`` when ``count`` entries were first seen COMPLETED (None after ``limit_s``), and the last
