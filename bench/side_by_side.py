@@ -13,7 +13,7 @@ Rows (N commands, no-op handlers on both sides):
 - ``schedule_concurrent_100_{postgresql,sqlite}``: 100 coroutines calling ``schedule()`` at once (ours only).
 - ``schedule_many_postgresql``: one ``schedule_many()`` of N against pgqueuer's batch enqueue of N.
 - ``drain_default_*``: one worker process at default settings against the peer's default worker (in-process).
-- ``drain_best_*``: ours 4 processes x concurrency 100 (PostgreSQL) / 1 process x concurrency 100 (SQLite), against
+- ``drain_best_*``: ours 2 processes x concurrency 200 (PostgreSQL) / 1 process x concurrency 100 (SQLite), against
   the same peer runs (the peers' default worker is also their fastest here).
 - ``latency_ahead_*``: due-to-start p50 / p99 of commands scheduled ahead over 10 s, against the peers' w2.
 - ``latency_due_now_*``: commands due the moment another process schedules them (ours only).
