@@ -1,21 +1,23 @@
-"""The worker's own CPU per command: an in-process drain of no-op commands, on the memory, SQLite and Redis stores.
+"""The worker's own CPU per command: an in-process drain of no-op commands, on the memory, SQLite, Redis and
+PostgreSQL stores.
 
 Run from the repository root (never part of ``make test``)::
 
-    .venv/bin/python bench/worker_cpu.py [--n 5000] [--pairs 5] [--baseline DIR] [--stores memory,sqlite,redis]
+    .venv/bin/python bench/worker_cpu.py [--n 5000] [--pairs 5] [--baseline DIR] [--stores memory,sqlite,redis,postgresql]
         [--concurrency 10,100] [--redis redis://127.0.0.1:6379/0] [--profile FILE]
 
 Each drain schedules ``--n`` no-op commands (outside the measurement), then runs the service as the worker command
 does (``run_worker``: it opens the store and serves) until every handler has run, stops it with SIGTERM
 (gracefully: every outcome written), and divides this process's CPU time (``time.process_time()``) over that window
 by ``--n`` (and the part of it the cyclic garbage collector took, ``gc_ms_per_command``). Only the worker's own CPU:
-a Redis server's is not counted. Each drain runs in a fresh interpreter; with ``--baseline DIR`` (another
+a Redis or PostgreSQL server's is not counted. Each drain runs in a fresh interpreter; with ``--baseline DIR`` (another
 checkout of the project) every round runs the same drain once with that checkout first on ``PYTHONPATH`` and once
 with this one, the order alternating from round to round, so a shared machine's drift spreads over both. Prints one
 JSON line per drain and a last line with the medians (CPU ms per command) and the ratio this / baseline.
 
 ``--profile FILE``: one drain of the first store and concurrency only, under cProfile, its stats written to FILE.
-The Redis store uses a key prefix of its own, deleted afterwards; SQLite a temporary file.
+The Redis store uses a key prefix of its own, deleted afterwards; SQLite a temporary file; PostgreSQL a new
+``bench_*`` database on the local server (``$BENCH_POSTGRES_URL``, else the benchmarks' default), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ async def drain(store_name: str, concurrency: int, n: int, redis_url: str, profi
         from stores.redis import RedisStore
 
         store = RedisStore(redis_url, prefix=prefix)
+    elif store_name == "postgresql":
+        from scheduler_sql import DEFAULT_POSTGRES_URL, POSTGRES_ENV, Postgres
+
+        from stores.sql import SqlStore
+
+        postgres = Postgres(os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL))
+        database = f"bench_worker_cpu_{prefix[-12:]}"
+        store = SqlStore(postgres.create(database))
     else:
         raise SystemExit(f"unknown store {store_name!r}")
     settings = SchedulerSettings(max_concurrency=concurrency, batch_size=concurrency)
@@ -116,6 +126,8 @@ async def drain(store_name: str, concurrency: int, n: int, redis_url: str, profi
             for i in range(0, len(keys), 500):
                 await client.delete(*keys[i : i + 500])
             await client.aclose()
+        if store_name == "postgresql":
+            postgres.drop(database)
         tmp.cleanup()
     return {
         "store": store_name,

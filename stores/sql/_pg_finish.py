@@ -36,7 +36,7 @@ from stores.entries import TERMINAL_STATUSES, ScheduledCommandStatus
 
 from ._backend import CHANGED_COLUMNS
 from ._group_commit import PG_FENCED_FINISH, PG_FENCED_FINISH_UNCHANGED, PG_FENCED_FINISH_WITHOUT_DEPENDANTS, Finish
-from ._pg_worker import PgWorker, Record, psycopg_placeholders
+from ._pg_worker import NativeStatement, PgWorker, Record
 
 __all__ = [
     "FINISHED_CHANNEL",
@@ -111,7 +111,7 @@ FROM done CROSS JOIN {_SIDE.format(rows="done")}
 #: The batch, entries with dependants left out (as psycopg sends it on the worker's connections, ``_pg_worker.py``).
 _BATCH_FINISH_FAST_SQL = _batch_finish(PG_FENCED_FINISH_WITHOUT_DEPENDANTS)
 _BATCH_FINISH_FAST = text(_BATCH_FINISH_FAST_SQL).columns(*CHANGED_COLUMNS)
-_BATCH_FINISH_FAST_DIRECT = psycopg_placeholders(_BATCH_FINISH_FAST_SQL)
+_BATCH_FINISH_FAST_DIRECT = NativeStatement.of(_BATCH_FINISH_FAST_SQL)
 #: The batch of every entry: in the transaction that also resolves the dependants.
 _BATCH_FINISH = text(_batch_finish(PG_FENCED_FINISH)).columns(*CHANGED_COLUMNS)
 
@@ -159,7 +159,7 @@ FROM v JOIN seen ON seen.id = v.id AND seen.lease_token = v.token
 WHERE NOT EXISTS (SELECT FROM done WHERE done.id = v.id)
 """
 _FINISH_RELEASING = text(_FINISH_RELEASING_SQL).columns(column("kind", String), *CHANGED_COLUMNS)
-_FINISH_RELEASING_DIRECT = psycopg_placeholders(_FINISH_RELEASING_SQL)
+_FINISH_RELEASING_DIRECT = NativeStatement.of(_FINISH_RELEASING_SQL)
 
 
 @dataclass

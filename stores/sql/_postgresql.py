@@ -40,7 +40,7 @@ from ._pg_new_rows import (
     _copy_row,
     _insert_parameters,
 )
-from ._pg_worker import PgWorker, Record, psycopg_placeholders
+from ._pg_worker import NativeStatement, PgWorker, Record
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
@@ -114,7 +114,7 @@ class PostgresqlBackend:
         #: The claim and the outcome batches through psycopg directly (``_pg_worker.py``); None for an engine the
         #: caller built, as for the producer.
         self.worker = PgWorker(url) if direct_producer else None
-        self._claims: dict[str, str] = {}  # the claim statements in psycopg's placeholders
+        self._claims: dict[str, NativeStatement] = {}  # the claim statements, as sent
 
     def create_engines(self) -> tuple[AsyncEngine, AsyncEngine | None]:
         # No pre-ping (it costs a round trip per checkout): a connection broken by a restart fails its statement,
@@ -186,7 +186,7 @@ class PostgresqlBackend:
         text_ = claim_statement(route, limited=limited)
         statement = self._claims.get(text_)
         if statement is None:
-            statement = self._claims[text_] = psycopg_placeholders(text_)
+            statement = self._claims[text_] = NativeStatement.of(text_)
         return await worker.fetch(
             statement,
             {
