@@ -211,30 +211,38 @@ async def finish_releasing(conn: AsyncConnection | PgWorker, requests: list[Fini
 
 
 def _batch_json(requests: list[Finish]) -> str:
-    """The ``batch`` parameter of the statements above."""
+    """The ``batch`` parameter of the statements above. A row leaves out its NULL fields, which
+    ``json_to_recordset`` reads as NULL: less JSON to write, send and parse (most outcomes have no error, no result
+    and no new due time)."""
     rows = []
     for r in requests:
+        row: dict[str, Any] = {
+            "id": r.entry_id,
+            "token": r.lease_token,
+            "status": r.status,
+            "retry_increment": r.retry_increment,
+            "attempt_increment": 0,
+        }
+        if r.completed_at is not None:
+            row["completed_at"] = iso(r.completed_at)
+        if r.result_payload is not None:
+            row["result_payload"] = r.result_payload
+        if r.due is not None:
+            row["due"] = iso(r.due)
+        if r.error_message is not None:
+            row["error_message"] = r.error_message
         a = r.attempt
-        rows.append(
-            {
-                "id": r.entry_id,
-                "token": r.lease_token,
-                "status": r.status,
-                "completed_at": iso(r.completed_at),
-                "result_payload": r.result_payload,
-                "due": iso(r.due),
-                "retry_increment": r.retry_increment,
-                "attempt_increment": 1 if a is not None else 0,
-                "error_message": r.error_message,
-                "started_at": iso(a.started_at) if a is not None else None,
-                "a_number": a.attempt if a is not None else None,
-                "a_worker": a.worker_id if a is not None else None,
-                "a_started": iso(a.started_at) if a is not None else None,
-                "a_finished": iso(a.finished_at) if a is not None else None,
-                "a_outcome": a.outcome if a is not None else None,
-                "a_error": a.error if a is not None else None,
-            }
-        )
+        if a is not None:
+            row["attempt_increment"] = 1
+            row["started_at"] = row["a_started"] = iso(a.started_at)
+            row["a_number"] = a.attempt
+            row["a_worker"] = a.worker_id
+            # The attempt's end is most often the entry's completion time, converted once.
+            row["a_finished"] = row.get("completed_at") if a.finished_at is r.completed_at else iso(a.finished_at)
+            row["a_outcome"] = a.outcome
+            if a.error is not None:
+                row["a_error"] = a.error
+        rows.append(row)
     return json.dumps(rows)
 
 
