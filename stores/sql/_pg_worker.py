@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,19 @@ __all__ = ["NativeStatement", "PgWorker", "Record"]
 
 #: Idle connections kept for the next statement (a claim and an outcome batch of a process at once, and a spare).
 _IDLE_MAX = 3
+
+#: Planning the claim cost more than running it (1.6 ms per claim, 40 % of the server's CPU in a default drain):
+#: PostgreSQL kept choosing a custom plan at every execution, its generic estimate (with the limit and the time
+#: unknown) looking worse. So a connection runs one generic plan per prepared statement
+#: (``plan_cache_mode = force_generic_plan``, and no sequential scan: every worker statement is read through an
+#: index), but only where the table's statistics cannot mislead it: never analyzed (the planner then assumes
+#: at least ten pages) or at least this many rows. A generic plan made from statistics of an almost empty table
+#: walks whole indexes once the table has grown (620 ms per claim at 200,000 pending, against 4 ms), until
+#: the next ANALYZE makes PostgreSQL plan again. Below it a connection runs custom plans only (PostgreSQL's own
+#: choice would switch to such a generic plan after five of them), which follow the table's actual size.
+GENERIC_PLANS_FROM = 10_000
+#: A connection is made afresh after this long, so the choice above follows the table's statistics.
+MAX_CONNECTION_AGE_S = 60.0
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -100,6 +114,8 @@ class PgWorker:
         self._generation = 0
         #: Called with each connection as a statement takes it (a test counting round trips on the wire traces it).
         self.checkout_hooks: list[Callable[[Any], None]] = []
+        #: When each open connection was made (by ``id``): one older than ``MAX_CONNECTION_AGE_S`` is not reused.
+        self._born: dict[int, float] = {}
 
     async def fetch(self, statement: NativeStatement, parameters: Mapping[str, Any]) -> list[Record]:
         """Run ``statement`` as one prepared statement in autocommit: its rows."""
@@ -153,23 +169,26 @@ class PgWorker:
             # As the engine's connections (``_postgresql._prepare_connection`` says why).
             await conn.execute("SET TIME ZONE 'UTC'")
             await conn.execute("SET jit = off")
-            # One plan per prepared statement and connection. PostgreSQL chose a custom plan for the claim at every
-            # execution (its generic cost estimate, with :limit and :now unknown, looked worse), and planning that
-            # statement cost more than running it: 1.6 ms per claim. Its shape is fixed by its text (index probes,
-            # explicit limits), so the generic plan reads the same buffers (docs/performance.md).
-            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            if await _generic_plans_are_safe(conn):
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+                await conn.execute("SET enable_seqscan = off")
+            else:
+                await conn.execute("SET plan_cache_mode = force_custom_plan")
         except psycopg.Error as exc:
             await _close(conn)
             raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
         except BaseException:
             conn.pgconn.finish()  # cancelled while setting it up: never pooled, so closed here
             raise
+        self._born[id(conn)] = time.monotonic()
         return conn
 
     async def _put_back(self, conn: Any, generation: int) -> None:
-        if generation == self._generation and len(self._idle) < _IDLE_MAX:
+        young = time.monotonic() - self._born.get(id(conn), 0.0) < MAX_CONNECTION_AGE_S
+        if generation == self._generation and len(self._idle) < _IDLE_MAX and young:
             self._idle.append(conn)
         else:
+            self._born.pop(id(conn), None)
             await _close(conn)
 
     async def close(self) -> None:
@@ -185,6 +204,16 @@ class PgWorker:
         for conn in idle:
             with contextlib.suppress(Exception):
                 conn.pgconn.finish()
+
+
+async def _generic_plans_are_safe(conn: Any) -> bool:
+    """Whether this connection's statements may each run one generic plan (see ``GENERIC_PLANS_FROM``)."""
+    cursor = await conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass('scheduled_commands')")
+    row = await cursor.fetchone()
+    if row is None or row[0] is None:
+        return False
+    rows = float(row[0])
+    return rows < 0 or rows >= GENERIC_PLANS_FROM
 
 
 async def _close(conn: Any) -> None:

@@ -14,7 +14,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from scheduling import ScheduledCommandStatus
 from stores.entries import AttemptRecord, ScheduledCommandEntry
@@ -98,17 +100,7 @@ async def test_an_outcome_batch_reads_its_own_rows_whatever_is_in_flight(sql_url
         for entry in claimed[:10]:  # the statement's plans are made (and cached) before the one measured
             assert entry.lease_token is not None
             assert await store.complete(entry.id, entry.lease_token, result_payload=None, attempt=attempt)
-        reports: list[dict[str, Any]] = []
-        for conn in connections.values():
-            for setting in (
-                "LOAD 'auto_explain'",
-                "SET auto_explain.log_min_duration = 0",
-                "SET auto_explain.log_analyze = on",
-                "SET auto_explain.log_format = json",
-                "SET auto_explain.log_level = notice",
-            ):
-                await conn.execute(setting)
-            conn.add_notice_handler(lambda notice: reports.append(_plan_of(notice.message_primary)))
+        reports = await _explained(connections)
         ended = await asyncio.gather(
             *(
                 store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
@@ -128,3 +120,68 @@ def _plan_of(message: str) -> dict[str, Any]:
     """auto_explain's report: ``duration: ... ms  plan:`` then the JSON plan."""
     plan: dict[str, Any] = json.loads(message[message.index("{") :])
     return plan
+
+
+async def test_a_claim_planned_on_a_small_table_still_reads_only_its_batch_once_the_table_has_grown(
+    sql_url: str,
+) -> None:
+    """Statistics that say the table is empty (analyzed before anything was scheduled) must not shape the claim
+    once 50,000 entries have arrived: a generic plan made from them walked whole indexes (620 ms per claim at
+    200,000), and PostgreSQL's own choice switches to that plan after five custom ones. Below
+    ``GENERIC_PLANS_FROM`` rows the worker's connections plan each claim for the table as it is."""
+    now = datetime.now(UTC)
+    async with SqlStore(sql_url) as store:
+        worker = store._backend.worker  # type: ignore[attr-defined]
+        connections: dict[int, Any] = {}
+        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
+        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
+            admin.execute("ALTER TABLE scheduled_commands SET (autovacuum_enabled = false)")
+            # VACUUM first: the shared test database is emptied by DELETE, and statistics of dead pages with no
+            # live row would make even a custom plan take the table for empty (an older hazard, not this one's).
+            admin.execute("VACUUM ANALYZE scheduled_commands")
+        for _ in range(6):  # more than the five custom plans after which PostgreSQL may switch to a generic one
+            assert not await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
+        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
+            admin.execute(
+                "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
+                " created_at, retry_count, attempt_count, max_retries, queue, has_dependants, pending_parents)"
+                " SELECT 'grown-' || g, 'tests.Job', '{}', 'PENDING', 0, %s - g * interval '1 ms', %s, 0, 0, 3,"
+                " 'default', false, 0 FROM generate_series(1, 50000) AS g",
+                (now, now),
+            )
+        reports = await _explained(connections)
+        claimed = await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
+        assert len(claimed) == 10
+        claims = [report for report in reports if "FOR UPDATE SKIP LOCKED" in report["Query Text"]]
+        assert claims, "no claim was reported"
+        for report in claims:
+            scans = [scan for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
+            assert all(rows <= 500 for _, _, rows in scans), [scan for scan in scans if scan[2] > 500]
+        plans = []
+        for conn in connections.values():
+            cursor = await conn.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%FOR UPDATE SKIP LOCKED%'"
+            )
+            plans.extend(await cursor.fetchall())
+        assert plans and all(generic == 0 for generic, _ in plans), plans
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _explained(connections: dict[int, Any]) -> list[dict[str, Any]]:
+    """From now on, the plan of every statement on these connections, as auto_explain reports it (a notice)."""
+    reports: list[dict[str, Any]] = []
+    for conn in connections.values():
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_format = json",
+            "SET auto_explain.log_level = notice",
+        ):
+            await conn.execute(setting)
+        conn.add_notice_handler(lambda notice: reports.append(_plan_of(notice.message_primary)))
+    return reports
