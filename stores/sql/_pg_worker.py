@@ -147,12 +147,14 @@ class PgWorker:
             # result type", SQLSTATE 0A000) fails on that connection every time: dropped, like a broken one.
             stale = getattr(exc.orig, "sqlstate", None) == "0A000"
             if conn.closed or conn.broken or stale:
+                self._born.pop(id(conn), None)
                 await _close(conn)  # the next statement connects afresh
             else:
                 await self._put_back(conn, generation)
             raise
         except BaseException:
             # Cancelled mid-statement: the connection may still be busy with it; not used again.
+            self._born.pop(id(conn), None)
             conn.pgconn.finish()
             raise
         await self._put_back(conn, generation)
@@ -194,6 +196,7 @@ class PgWorker:
     async def close(self) -> None:
         self._generation += 1
         idle, self._idle = self._idle, []
+        self._born.clear()
         for conn in idle:
             await _close(conn)
 
@@ -201,6 +204,7 @@ class PgWorker:
         """Drop the connections of an event loop that is gone, at the libpq level (see ``PostgresqlProducer``)."""
         self._generation += 1
         idle, self._idle = self._idle, []
+        self._born.clear()
         for conn in idle:
             with contextlib.suppress(Exception):
                 conn.pgconn.finish()
