@@ -121,12 +121,14 @@ _BATCH_FINISH = text(_batch_finish(PG_FENCED_FINISH)).columns(*CHANGED_COLUMNS)
 #: of the parents that completed resolved; ``released`` counts them off their WAITING dependants (PENDING at zero;
 #: every SET expression reads the row before the update, the newest version when another parent's outcome changed
 #: it meanwhile). Rows: ``kind`` 'finished' (the rows ended), 'released' (dependants made PENDING), 'raced' (rows
-#: the snapshot saw held under their token that were changed after it: not ended, to be ended again apart).
+#: the snapshot saw held under their token that were changed after it: not ended, to be ended again apart). Rows are
+#: found by id, their status written so that no partial or status index matches it (see ``PG_FENCED_FINISH``): a
+#: generic plan walked every PROCESSING entry for ``seen`` and every WAITING one for ``released``.
 _FINISH_RELEASING_SQL = f"""
 WITH {_ROWS},
 seen AS MATERIALIZED (
     SELECT c.id, c.xmin AS version, c.lease_token FROM scheduled_commands AS c
-    WHERE c.id IN (SELECT id FROM v) AND c.status = 'PROCESSING'
+    WHERE c.id = ANY(ARRAY(SELECT id FROM v)) AND (c.status || '') = 'PROCESSING'
 ),
 done AS (
 {PG_FENCED_FINISH_UNCHANGED}),
@@ -143,7 +145,7 @@ released AS (
     SET status = CASE WHEN c.pending_parents - met.n <= 0 THEN 'PENDING' ELSE 'WAITING' END,
         pending_parents = greatest(c.pending_parents - met.n, 0)
     FROM met
-    WHERE c.id = met.child_id AND c.status = 'WAITING'
+    WHERE c.id = ANY(ARRAY(SELECT child_id FROM met)) AND c.id = met.child_id AND (c.status || '') = 'WAITING'
     RETURNING c.id, c.status, c.scheduled_for, c.completed_at, c.has_dependants
 ),
 changed AS (

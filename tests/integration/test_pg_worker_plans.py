@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from scheduling import ScheduledCommandStatus
+from stores.dependencies import Dependency
 from stores.entries import AttemptRecord, ScheduledCommandEntry
 from stores.sql import SqlStore
 
@@ -185,3 +186,42 @@ async def _explained(connections: dict[int, Any]) -> list[dict[str, Any]]:
             await conn.execute(setting)
         conn.add_notice_handler(lambda notice: reports.append(_plan_of(notice.message_primary)))
     return reports
+
+
+async def test_parents_ending_read_their_own_rows_whatever_is_in_flight_or_waiting(sql_url: str) -> None:
+    """The statement that ends parents and releases their dependants reads its rows by id too: with 2,000 entries
+    PROCESSING and 2,000 WAITING, ending 10 parents (one dependant each) reads about that many rows (its generic
+    plan walked every PROCESSING entry, and every WAITING one)."""
+    now = datetime.now(UTC)
+    async with SqlStore(sql_url) as store:
+        worker = store._backend.worker  # type: ignore[attr-defined]
+        connections: dict[int, Any] = {}
+        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
+        await store.add([_entry(now, priority=0) for _ in range(2_030)])
+        claimed = await store.claim_due(now=now, limit=2_030, worker_id="w", lease_duration=timedelta(minutes=5))
+        assert len(claimed) == 2_030
+        waiting = [_entry(now, priority=0) for _ in range(2_000)]
+        await store.add_dependants(waiting, {child.id: Dependency((claimed[0].id,)) for child in waiting})
+        children = {parent.id: _entry(now, priority=0) for parent in claimed[10:30]}
+        await store.add_dependants(
+            list(children.values()), {child.id: Dependency((parent,)) for parent, child in children.items()}
+        )
+        attempt = AttemptRecord(attempt=1, worker_id="w", started_at=now, finished_at=now, outcome="completed")
+        for entry in claimed[20:30]:  # the statement's plans are made (and cached) before the one measured
+            assert await store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
+        reports = await _explained(connections)
+        ended = await asyncio.gather(
+            *(
+                store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
+                for entry in claimed[10:20]
+            )
+        )
+        assert all(ended)
+        releasing = [report for report in reports if "scheduled_command_dependencies" in report["Query Text"]]
+        assert releasing, "no statement ending parents was reported"
+        for report in releasing:
+            scans = [scan for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
+            assert all(rows <= 50 for _, _, rows in scans), [scan for scan in scans if scan[2] > 50]
+        for parent in claimed[10:20]:
+            child = await store.get(children[parent.id].id)
+            assert child is not None and child.status is ScheduledCommandStatus.PENDING
