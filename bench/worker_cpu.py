@@ -3,8 +3,9 @@ PostgreSQL stores.
 
 Run from the repository root (never part of ``make test``)::
 
-    .venv/bin/python bench/worker_cpu.py [--n 5000] [--pairs 5] [--baseline DIR] [--stores memory,sqlite,redis,postgresql]
-        [--concurrency 10,100] [--redis redis://127.0.0.1:6379/0] [--profile FILE]
+    .venv/bin/python bench/worker_cpu.py [--n 5000] [--pairs 5] [--baseline DIR]
+        [--stores memory,sqlite,redis,postgresql] [--concurrency 10,100] [--redis redis://127.0.0.1:6379/0]
+        [--profile FILE]
 
 Each drain schedules ``--n`` no-op commands (outside the measurement), then runs the service as the worker command
 does (``run_worker``: it opens the store and serves) until every handler has run, stops it with SIGTERM

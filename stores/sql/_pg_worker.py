@@ -8,7 +8,9 @@ with attribute access (what the store reads of a ``Row``: ``row.id``, ``row._asd
 one call per row.
 
 The connections are set up as the engine's (``_prepare_connection``): the loaders that read an unreadable timestamp
-as ``UnreadableValue`` (one bad row never fails the claim; the store dead-letters it), the session in UTC, no JIT.
+as ``UnreadableValue`` (one bad row never fails the claim; the store dead-letters it), the session in UTC, no JIT;
+and, unlike the engine's, one generic plan per prepared statement where the table's statistics are safe to plan
+from, custom plans otherwise (``GENERIC_PLANS_FROM``), connections made afresh every ``MAX_CONNECTION_AGE_S``.
 They are in autocommit, each statement its own transaction, as the engine's ``single_statement`` runs them. A few
 are kept idle: a claim and an outcome batch running at once each take one. Driver errors are raised as SQLAlchemy's
 (``IntegrityError``, ``OperationalError``), as the engine raises them, so the store's handling stays the same.
