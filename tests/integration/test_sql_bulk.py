@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from scheduling_app import START, Record, make_app
+from pydantic import field_serializer
+from scheduling_app import HANDLERS, START, Record, make_app
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+from mediator import Command, CommandHandler
 from scheduling import ScheduledCommandEntry, ScheduledCommandStatus, ScheduleOptions
 from scheduling._sibling_entries import STREAM_CHUNK, STREAM_FROM
 from scheduling.errors import PayloadTooLargeError
@@ -90,7 +92,56 @@ async def test_bad_command_late_in_a_streamed_batch_stores_nothing(sql_url: str)
         with pytest.raises(PayloadTooLargeError, match=r"Record.*13\d bytes"):
             await app.scheduler.schedule_many(commands)
         assert sum((await store.count_by_status()).values()) == 0
-        assert len(await app.scheduler.schedule_many(commands[:STREAM_FROM])) == STREAM_FROM
+        again = [CancelWhileBuilt() for _ in range(STREAM_FROM)]
+        assert len(await app.scheduler.schedule_many(again)) == STREAM_FROM
+
+
+@pytest.mark.parametrize("count", [STREAM_FROM - 1, STREAM_FROM, STREAM_FROM + 1, STREAM_FROM + STREAM_CHUNK // 2])
+async def test_a_batch_around_the_streaming_sizes_stores_each_command_once_in_order(sql_url: str, count: int) -> None:
+    """Just below, at, and past the size from which a batch is streamed, with a last chunk that is full, of one, or
+    half full: each command is stored once, under the id returned at its place."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store)
+        ids = await app.scheduler.schedule_many([Record(value=str(i)) for i in range(count)])
+        assert len(ids) == len(set(ids)) == count
+        assert (await store.count_by_status())[ScheduledCommandStatus.PENDING] == count
+        for i in (0, 1, STREAM_CHUNK - 1, STREAM_CHUNK, count - 2, count - 1):
+            entry = await store.get(ids[i])
+            assert entry is not None and Record.model_validate_json(entry.payload).value == str(i)
+
+
+class CancelWhileBuilt(Command[None]):
+    """Cancels the task scheduling it when its payload is built, if ``cancel``: the cancellation then reaches the
+    task at its next await, inside the store's write of the batch."""
+
+    cancel: bool = False
+
+    @field_serializer("cancel")
+    def _cancel_the_caller(self, cancel: bool) -> bool:
+        if cancel:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return cancel
+
+
+class CancelWhileBuiltHandler(CommandHandler[CancelWhileBuilt, None]):
+    async def handle(self, command: CancelWhileBuilt) -> None:
+        return None
+
+
+async def test_a_batch_cancelled_while_it_is_written_stores_nothing(sql_url: str) -> None:
+    """The caller cancelled while its batch is being written (a chunk past the first already sent): nothing of the
+    batch is stored, the caller sees its cancellation, and the store keeps working."""
+    async with SqlStore(sql_url) as store:
+        app = make_app(store=store, handlers=[*HANDLERS, CancelWhileBuiltHandler])
+        commands = [CancelWhileBuilt() for _ in range(STREAM_FROM + STREAM_CHUNK)]
+        commands[STREAM_CHUNK + 3] = CancelWhileBuilt(cancel=True)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(app.scheduler.schedule_many(commands))
+        assert sum((await store.count_by_status()).values()) == 0
+        again = [CancelWhileBuilt() for _ in range(STREAM_FROM)]
+        assert len(await app.scheduler.schedule_many(again)) == STREAM_FROM
 
 
 class _Scheduled(SchedulingObserver):
