@@ -92,8 +92,7 @@ async def test_bad_command_late_in_a_streamed_batch_stores_nothing(sql_url: str)
         with pytest.raises(PayloadTooLargeError, match=r"Record.*13\d bytes"):
             await app.scheduler.schedule_many(commands)
         assert sum((await store.count_by_status()).values()) == 0
-        again = [CancelWhileBuilt() for _ in range(STREAM_FROM)]
-        assert len(await app.scheduler.schedule_many(again)) == STREAM_FROM
+        assert len(await app.scheduler.schedule_many(commands[:STREAM_FROM])) == STREAM_FROM
 
 
 @pytest.mark.parametrize("count", [STREAM_FROM - 1, STREAM_FROM, STREAM_FROM + 1, STREAM_FROM + STREAM_CHUNK // 2])
