@@ -45,10 +45,7 @@ async def test_claims_and_outcomes_run_one_generic_plan_each(sql_url: str) -> No
     its connection's cached generic plan, none a custom plan made for that execution."""
     now = datetime.now(UTC)
     async with SqlStore(sql_url) as store:
-        worker = store._backend.worker  # type: ignore[attr-defined]
-        assert worker is not None, "the PostgreSQL store claims through its worker's connections"
-        connections: dict[int, Any] = {}
-        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
+        connections = _traced_connections(store)
         await store.add([_entry(now - timedelta(seconds=i), priority=i % 3) for i in range(60)])
         for i in range(_CLAIMS):
             claimed = await store.claim_due(
@@ -91,30 +88,14 @@ async def test_an_outcome_batch_reads_its_own_rows_whatever_is_in_flight(sql_url
     the worker runs it (auto_explain on the worker's connections, its report sent back as a notice)."""
     now = datetime.now(UTC)
     async with SqlStore(sql_url) as store:
-        worker = store._backend.worker  # type: ignore[attr-defined]
-        connections: dict[int, Any] = {}
-        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
-        await store.add([_entry(now, priority=0) for _ in range(2_010)])
-        claimed = await store.claim_due(now=now, limit=2_010, worker_id="w", lease_duration=timedelta(minutes=5))
-        assert len(claimed) == 2_010
+        connections = _traced_connections(store)
+        claimed = await _all_claimed(store, now, 2_010)
         attempt = AttemptRecord(attempt=1, worker_id="w", started_at=now, finished_at=now, outcome="completed")
         for entry in claimed[:10]:  # the statement's plans are made (and cached) before the one measured
             assert entry.lease_token is not None
             assert await store.complete(entry.id, entry.lease_token, result_payload=None, attempt=attempt)
-        reports = await _explained(connections)
-        ended = await asyncio.gather(
-            *(
-                store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
-                for entry in claimed[10:20]
-            )
-        )
-        assert all(ended)
-        outcome_plans = [report for report in reports if "json_to_recordset" in report["Query Text"]]
-        assert outcome_plans, "no outcome statement was reported"
-        for report in outcome_plans:
-            scans = [scan for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
-            assert scans
-            assert all(rows <= 50 for _, _, rows in scans), scans
+        scans = await _scans_while_ending(store, connections, claimed[10:20], attempt, "json_to_recordset")
+        assert all(rows <= 50 for _, _, rows in scans), scans
 
 
 def _plan_of(message: str) -> dict[str, Any]:
@@ -132,9 +113,7 @@ async def test_a_claim_planned_on_a_small_table_still_reads_only_its_batch_once_
     ``GENERIC_PLANS_FROM`` rows the worker's connections plan each claim for the table as it is."""
     now = datetime.now(UTC)
     async with SqlStore(sql_url) as store:
-        worker = store._backend.worker  # type: ignore[attr-defined]
-        connections: dict[int, Any] = {}
-        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
+        connections = _traced_connections(store)
         with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
             admin.execute("ALTER TABLE scheduled_commands SET (autovacuum_enabled = false)")
             # VACUUM first: the shared test database is emptied by DELETE, and statistics of dead pages with no
@@ -194,12 +173,8 @@ async def test_parents_ending_read_their_own_rows_whatever_is_in_flight_or_waiti
     plan walked every PROCESSING entry, and every WAITING one)."""
     now = datetime.now(UTC)
     async with SqlStore(sql_url) as store:
-        worker = store._backend.worker  # type: ignore[attr-defined]
-        connections: dict[int, Any] = {}
-        worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
-        await store.add([_entry(now, priority=0) for _ in range(2_030)])
-        claimed = await store.claim_due(now=now, limit=2_030, worker_id="w", lease_duration=timedelta(minutes=5))
-        assert len(claimed) == 2_030
+        connections = _traced_connections(store)
+        claimed = await _all_claimed(store, now, 2_030)
         waiting = [_entry(now, priority=0) for _ in range(2_000)]
         await store.add_dependants(waiting, {child.id: Dependency((claimed[0].id,)) for child in waiting})
         children = {parent.id: _entry(now, priority=0) for parent in claimed[10:30]}
@@ -209,19 +184,46 @@ async def test_parents_ending_read_their_own_rows_whatever_is_in_flight_or_waiti
         attempt = AttemptRecord(attempt=1, worker_id="w", started_at=now, finished_at=now, outcome="completed")
         for entry in claimed[20:30]:  # the statement's plans are made (and cached) before the one measured
             assert await store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
-        reports = await _explained(connections)
-        ended = await asyncio.gather(
-            *(
-                store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt)
-                for entry in claimed[10:20]
-            )
-        )
-        assert all(ended)
-        releasing = [report for report in reports if "scheduled_command_dependencies" in report["Query Text"]]
-        assert releasing, "no statement ending parents was reported"
-        for report in releasing:
-            scans = [scan for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
-            assert all(rows <= 50 for _, _, rows in scans), [scan for scan in scans if scan[2] > 50]
+        scans = await _scans_while_ending(store, connections, claimed[10:20], attempt, "scheduled_command_dependencies")
+        assert all(rows <= 50 for _, _, rows in scans), [scan for scan in scans if scan[2] > 50]
         for parent in claimed[10:20]:
             child = await store.get(children[parent.id].id)
             assert child is not None and child.status is ScheduledCommandStatus.PENDING
+
+
+async def _scans_while_ending(
+    store: SqlStore,
+    connections: dict[int, Any],
+    entries: list[ScheduledCommandEntry],
+    attempt: AttemptRecord,
+    statement_marker: str,
+) -> list[tuple[str, str, float]]:
+    """Complete ``entries`` at once and return the scans of the entries' table by the statements whose text holds
+    ``statement_marker``, as the server planned and ran them."""
+    reports = await _explained(connections)
+    ended = await asyncio.gather(
+        *(store.complete(entry.id, entry.lease_token or "", result_payload=None, attempt=attempt) for entry in entries)
+    )
+    assert all(ended)
+    matching = [report for report in reports if statement_marker in report["Query Text"]]
+    assert matching, f"no statement holding {statement_marker!r} was reported"
+    scans = [scan for report in matching for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
+    assert scans
+    return scans
+
+
+def _traced_connections(store: SqlStore) -> dict[int, Any]:
+    """The worker's connections (by ``id``), each added as a statement first takes it."""
+    worker = store._backend.worker  # type: ignore[attr-defined]
+    assert worker is not None, "the PostgreSQL store claims through its worker's connections"
+    connections: dict[int, Any] = {}
+    worker.checkout_hooks.append(lambda conn: connections.setdefault(id(conn), conn))
+    return connections
+
+
+async def _all_claimed(store: SqlStore, now: datetime, count: int) -> list[ScheduledCommandEntry]:
+    """``count`` new entries, all claimed (PROCESSING)."""
+    await store.add([_entry(now, priority=0) for _ in range(count)])
+    claimed = await store.claim_due(now=now, limit=count, worker_id="w", lease_duration=timedelta(minutes=5))
+    assert len(claimed) == count
+    return claimed
