@@ -13,12 +13,14 @@ import gc
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import sysconfig
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = [
     "AppLoadError",
     "JsonFormatter",
     "configure_logging",
+    "handler_threads",
     "install_metrics",
     "load_app",
     "run_worker",
@@ -183,6 +186,9 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
     With ``metrics_address`` (host, port), ``/metrics`` is served there while the service runs (call
     ``install_metrics`` first for the command counters); a port that cannot be bound raises
     ``scheduling.metrics.MetricsServerError`` before any command runs.
+
+    Plain ``def`` handlers run in the event loop's default thread pool: this gives it ``handler_threads()`` threads
+    (one per concurrency slot) when that is more than Python's default.
     """
     service = injector.get(ScheduledCommandService)
     store = injector.get(ScheduledCommandStore)  # type: ignore[type-abstract]
@@ -203,6 +209,9 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    threads = handler_threads(injector.get(SchedulerSettings).max_concurrency)
+    if threads > _PYTHON_DEFAULT_THREADS:
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scheduled-command"))
     try:
         await store.open()
         async with AsyncExitStack() as stack:
@@ -224,6 +233,18 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await store.close()
+
+
+#: The size of the thread pool Python gives an event loop by default (``ThreadPoolExecutor``'s own default).
+_PYTHON_DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
+
+
+def handler_threads(max_concurrency: int) -> int:
+    """The threads the worker gives its event loop's default pool, where a plain ``def`` handler runs: one per
+    slot, so an entry never waits for a thread while it holds its slot and its lease (an idle worker could have run
+    it, and its timeout would count the wait), and never fewer than Python's default. Threads are started only as
+    handlers need them."""
+    return max(max_concurrency, _PYTHON_DEFAULT_THREADS)
 
 
 def settle_heap() -> None:
