@@ -20,19 +20,21 @@ from _bench_app import Noop
 from _meter import COUNTED, PgProbe, cpu_delta, processes_cpu_s, write_cost
 from scheduler_sql import Bench, drain_once, latency, latency_due_now, libpq, progress, rate, scheduler_for
 
-from scheduling import CommandScheduler
+from scheduling import CommandScheduler, SchedulerSettings
 from stores import SqlStore
 
 if TYPE_CHECKING:
     from side_by_side import Results
 
 PRODUCERS = 100
-#: (processes, max_concurrency, batch_size) per backend: the defaults, and the best configuration of issue 16. On
-#: PostgreSQL 2 x 200 since the worker's statements run generic plans (planning no longer costs each claim its
-#: milliseconds): 9,625-10,989/s against 7,987-8,117/s for 4 x 100 on this 2-core machine, interleaved, with half
-#: the worker CPU per command (docs/performance.md). SQLite: 1 x 100, as fast as 200, 400 or two processes.
+_DEFAULTS = SchedulerSettings()
+#: (processes, max_concurrency, batch_size) per backend: the defaults (as the settings have them), and the best
+#: configuration of issue 16. On PostgreSQL 2 x 200 since the worker's statements run generic plans (planning no
+#: longer costs each claim its milliseconds): 9,625-10,989/s against 7,987-8,117/s for 4 x 100 on this 2-core
+#: machine, interleaved, with half the worker CPU per command (docs/performance.md). SQLite: 1 x 100, as fast as
+#: 200, 400 or two processes.
 DRAINS = {
-    "default": {"postgresql": (1, 10, 50), "sqlite": (1, 10, 50)},
+    "default": dict.fromkeys(("postgresql", "sqlite"), (1, _DEFAULTS.max_concurrency, _DEFAULTS.batch_size)),
     "best": {"postgresql": (2, 200, 200), "sqlite": (1, 100, 100)},
 }
 
