@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._lean_indexes import build_lean_concurrently, lean_entry_indexes
+from ._pending_due import build_pending_due_concurrently, pending_due_index
 from ._search_indexes import build_concurrently, create_search_indexes
 from ._tables import AUDIT, DEPENDENCIES, ENTRIES, OUTCOME_HOURS, OUTCOME_ROLLUP, WORKERS
 
@@ -155,6 +156,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "dependencies_table_and_columns", _dependencies_table_and_columns),
     Migration(11, "entries_search_indexes", _entries_search_indexes, concurrently=build_concurrently),
     Migration(12, "lean_entry_indexes", lean_entry_indexes, concurrently=build_lean_concurrently),
+    Migration(13, "pending_due_index", pending_due_index, concurrently=build_pending_due_concurrently),
 )
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "DEPENDENCIES",
     "ENTRIES",
     "FAILING_ATTEMPTS_SQL",
+    "PENDING_DUE_INDEX",
+    "PENDING_DUE_SQL",
     "QUEUES",
     "QUEUE_STARTS",
     "SCHEDULES",
@@ -53,13 +55,19 @@ __all__ = [
 FAILING_ATTEMPTS_SQL = "outcome IN ('failed', 'lost', 'timed_out')"
 
 #: Version of the schema these definitions create.
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 #: The inserts' ``ON CONFLICT (idempotency_key) WHERE ...`` predicate: it matches today's unique constraint and a
 #: partial unique index of the keys that are set alike, so a later step may make the index partial.
 HELD_KEY = text("idempotency_key IS NOT NULL")
 #: Finished entries by status and finish time, of the entries that have one (schema version 12).
 FINISHED_INDEX = "ix_scheduled_commands_finished_at"
+#: PostgreSQL's index of PENDING entries by due time (schema version 13), for "when is the next entry due?" only;
+#: SQLite keeps ``ix_scheduled_commands_next_due`` (see ``_pending_due.py``).
+PENDING_DUE_INDEX = "ix_scheduled_commands_pending_due"
+#: Its predicate, which the queries it serves state too: every readable due time is after '-infinity', and no claim
+#: says so, so no claim can read through this index (see ``_pending_due.py``).
+PENDING_DUE_SQL = "status = 'PENDING' AND scheduled_for > '-infinity'"
 
 
 class _StoreModel(SQLModel, registry=registry()):
@@ -214,13 +222,12 @@ class EntryRow(_StoreModel, table=True):
             postgresql_where=text("status = 'PROCESSING'"),
             sqlite_where=text("status = 'PROCESSING'"),
         ),
-        # "When is the next entry due?" (the worker asks before every sleep): the first key of an index scan.
-        Index(
-            "ix_scheduled_commands_next_due",
-            "scheduled_for",
-            postgresql_where=text("status = 'PENDING'"),
-            sqlite_where=text("status = 'PENDING'"),
+        # "When is the next entry due?" (the worker asks before every sleep): the first key of an index scan. On
+        # PostgreSQL (schema version 13) under a predicate no claim implies, so that no claim can read through it.
+        Index("ix_scheduled_commands_next_due", "scheduled_for", sqlite_where=text("status = 'PENDING'")).ddl_if(
+            dialect="sqlite"
         ),
+        Index(PENDING_DUE_INDEX, "scheduled_for", postgresql_where=text(PENDING_DUE_SQL)).ddl_if(dialect="postgresql"),
         Index(
             "ix_scheduled_commands_lease",
             "lease_expires_at",

@@ -147,6 +147,48 @@ async def test_a_claim_planned_on_a_small_table_still_reads_only_its_batch_once_
         assert plans and all(generic == 0 for generic, _ in plans), plans
 
 
+async def test_a_burst_into_a_table_analyzed_with_only_finished_entries_is_claimed_through_the_routed_index(
+    sql_url: str,
+) -> None:
+    """Statistics that say nothing is PENDING (analyzed while only finished entries were stored) must not shape the
+    claim once 50,000 entries arrive: every scan of the claim states ``status = 'PENDING'``, and the planner, taking
+    PENDING rows for none, read them through the smallest index of PENDING entries, the one of due times, reading
+    and sorting every due entry in each of its probes (162 ms per claim at 100,000, until the next ANALYZE). That
+    index's predicate is one no claim implies (schema version 13): the claim reads its batch through the routed
+    index."""
+    now = datetime.now(UTC)
+    async with SqlStore(sql_url) as store:
+        connections = _traced_connections(store)
+        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
+            admin.execute("ALTER TABLE scheduled_commands SET (autovacuum_enabled = false)")
+            admin.execute(
+                "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
+                " created_at, completed_at, retry_count, attempt_count, max_retries, queue, has_dependants,"
+                " pending_parents) SELECT 'done-' || g, 'tests.Job', '{}', 'COMPLETED', 0, %s, %s, %s, 0, 1, 3,"
+                " 'default', false, 0 FROM generate_series(1, 20000) AS g",
+                (now, now, now),
+            )
+            admin.execute("VACUUM ANALYZE scheduled_commands")
+        assert not await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
+        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
+            admin.execute(
+                "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
+                " created_at, retry_count, attempt_count, max_retries, queue, has_dependants, pending_parents)"
+                " SELECT 'burst-' || g, 'tests.Job', '{}', 'PENDING', 0, %s - g * interval '1 ms', %s, 0, 0, 3,"
+                " 'default', false, 0 FROM generate_series(1, 50000) AS g",
+                (now, now),
+            )
+        reports = await _explained(connections)
+        claimed = await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
+        assert [entry.id for entry in claimed] == [f"burst-{g}" for g in range(50000, 49990, -1)]  # the earliest due
+        claims = [report for report in reports if "FOR UPDATE SKIP LOCKED" in report["Query Text"]]
+        assert claims, "no claim was reported"
+        scans = [scan for report in claims for scan in _scan_rows(report["Plan"]) if "scheduled_commands" in scan[1]]
+        assert all(rows <= 500 for _, _, rows in scans), [scan for scan in scans if scan[2] > 500]
+        assert not [scan for scan in scans if "pending_due" in scan[1]], scans
+        assert await store.next_due_at() == now - timedelta(milliseconds=49990)  # the eleventh earliest
+
+
 def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 

@@ -20,7 +20,7 @@ from stores.sql import SqlStore
 from stores.sql._lean_indexes import OLD_FINISHED_INDEX
 from stores.sql._migrations import MIGRATIONS
 from stores.sql._search_indexes import OLD_ID_PATTERN_INDEX, OLD_TRIGRAM_INDEX, TRIGRAM_INDEX
-from stores.sql._tables import FINISHED_INDEX
+from stores.sql._tables import FINISHED_INDEX, SCHEMA_VERSION
 
 STEP = next(step.version for step in MIGRATIONS if step.name == "lean_entry_indexes")
 ID_INDEX = "ux_scheduled_commands_id"
@@ -101,7 +101,7 @@ def postgresql_shape(url: str) -> tuple[dict[str, str], list[str]]:
 
 async def the_store_still_works(url: str, stored: list[ScheduledCommandEntry]) -> None:
     async with SqlStore(url) as store:
-        assert await store.migrate() == (STEP, STEP)
+        assert await store.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
         again, plain = entry("order-1"), entry()
         assert await store.add([again, plain]) == [stored[1].id, plain.id]  # the held key skipped it
         assert await store.get(again.id) is None
@@ -126,7 +126,7 @@ async def test_postgresql_version_11_is_upgraded_to_the_indexes_of_a_new_databas
     assert len(old_constraints) == 2
 
     async with SqlStore(url) as store:
-        assert await store.migrate() == (STEP - 1, STEP)
+        assert await store.migrate() == (STEP - 1, SCHEMA_VERSION)
     async with SqlStore(fresh) as store:
         await store.open()
 
@@ -154,7 +154,7 @@ async def test_sqlite_version_11_gets_the_partial_finished_index(tmp_path: Path)
     url = f"sqlite:///{tmp_path / 'v11.db'}"
     stored = await version_11_database(url)
     async with SqlStore(url) as store:
-        assert await store.migrate() == (STEP - 1, STEP)
+        assert await store.migrate() == (STEP - 1, SCHEMA_VERSION)
         async with store.engine.connect() as conn:
             rows = await conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
             found = {str(name): str(sql) for name, sql in rows}
