@@ -40,6 +40,7 @@ __all__ = [
     "JsonFormatter",
     "configure_logging",
     "handler_threads",
+    "python_default_threads",
     "install_metrics",
     "load_app",
     "run_worker",
@@ -187,8 +188,9 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
     ``install_metrics`` first for the command counters); a port that cannot be bound raises
     ``scheduling.metrics.MetricsServerError`` before any command runs.
 
-    Plain ``def`` handlers run in the event loop's default thread pool: this gives it ``handler_threads()`` threads
-    (one per concurrency slot) when that is more than Python's default.
+    Plain ``def`` handlers run in the event loop's default thread pool: this replaces it with one of
+    ``handler_threads()`` threads (one per concurrency slot, and Python's default number besides); the worker owns
+    its event loop, as ``asyncio.run`` gives it one.
     """
     service = injector.get(ScheduledCommandService)
     store = injector.get(ScheduledCommandStore)  # type: ignore[type-abstract]
@@ -210,8 +212,7 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     threads = handler_threads(injector.get(SchedulerSettings).max_concurrency)
-    if threads > _PYTHON_DEFAULT_THREADS:
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scheduled-command"))
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scheduled-command"))
     try:
         await store.open()
         async with AsyncExitStack() as stack:
@@ -235,16 +236,20 @@ async def run_worker(injector: Injector, *, metrics_address: tuple[str, int] | N
         await store.close()
 
 
-#: The size of the thread pool Python gives an event loop by default (``ThreadPoolExecutor``'s own default).
-_PYTHON_DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
+def python_default_threads() -> int:
+    """The size of the thread pool Python gives an event loop by default (``ThreadPoolExecutor``'s own default,
+    counting the CPUs this process may use from Python 3.13 on)."""
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (cpus or 1) + 4)
 
 
 def handler_threads(max_concurrency: int) -> int:
-    """The threads the worker gives its event loop's default pool, where a plain ``def`` handler runs: one per
-    slot, so an entry never waits for a thread while it holds its slot and its lease (an idle worker could have run
-    it, and its timeout would count the wait), and never fewer than Python's default. Threads are started only as
-    handlers need them."""
-    return max(max_concurrency, _PYTHON_DEFAULT_THREADS)
+    """The threads of the worker's event loop's default pool, where a plain ``def`` handler runs: one per slot, so
+    an entry never waits for a thread while it holds its slot and its lease (an idle worker could have run it, and
+    its timeout would count the wait), plus Python's default for everything else the loop runs in threads (resolving
+    the database's host name when a connection is made), which handlers holding every slot would otherwise keep
+    waiting. Threads are started only as they are needed."""
+    return max_concurrency + python_default_threads()
 
 
 def settle_heap() -> None:

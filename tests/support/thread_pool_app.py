@@ -2,7 +2,7 @@
 
 ``Rendezvous`` runs in a thread and waits at a barrier for ``THREAD_POOL_PARTIES`` runs at once (up to
 ``THREAD_POOL_WAIT_S`` seconds, then it fails): it completes only if every one of them has a thread at the same
-time. Failures are not retried.
+time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from injector import Injector
 
 from mediator import Command, CommandHandler, MediatorModule
-from scheduling import SchedulerSettings, SchedulingModule
+from scheduling import SchedulingModule
 from stores import MemoryStore
 
 _BARRIER = threading.Barrier(
@@ -35,6 +35,6 @@ def build_injector() -> Injector:
     return Injector(
         [
             MediatorModule(handlers=[RendezvousHandler]),
-            SchedulingModule(store=MemoryStore(), settings=SchedulerSettings(max_retries=0)),
+            SchedulingModule(store=MemoryStore()),
         ]
     )
