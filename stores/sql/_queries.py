@@ -34,7 +34,7 @@ from . import _dependencies as dependencies
 from ._backend import Backend
 from ._rows import as_datetime, attempt_from_row, log_unreadable, row_to_entry
 from ._search import filter_condition
-from ._tables import ATTEMPTS, DEPENDENCIES, ENTRIES, UtcDateTime
+from ._tables import ATTEMPTS, DEPENDENCIES, ENTRIES, UtcDateTime, any_due_time
 
 __all__ = [
     "PURGE_CHUNK",
@@ -345,6 +345,8 @@ async def count_by_command_type(
     )
     if due_before is not None:
         statement = statement.where(ENTRIES.c.scheduled_for < due_before)
+        if conn.dialect.name == "postgresql":  # true of every row: lets the index of PENDING due times serve it
+            statement = statement.where(any_due_time(ENTRIES.c.scheduled_for))
     if queue is not None:
         statement = statement.where(ENTRIES.c.queue == queue)
     rows = (await conn.execute(statement.group_by(ENTRIES.c.command_type))).all()

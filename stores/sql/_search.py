@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stores.entries import TERMINAL_STATUSES
 from stores.filters import EntryFilter
 
-from ._tables import ENTRIES
+from ._tables import ENTRIES, any_due_time
 
 __all__ = [
     "SPARSE_LIMIT",
@@ -57,7 +57,11 @@ def filter_condition(where: EntryFilter, dialect: str) -> ColumnElement[bool]:
             conditions.append(_time(column, dialect) >= _time_value(after, dialect))
         if before is not None:
             conditions.append(_time(column, dialect) < _time_value(before, dialect))
-        if after is None:  # "finished before" never matches an unfinished entry (NULL compares as unknown anyway)
+        if field == "scheduled_for" and dialect == "postgresql":
+            # True of every due time: what the index of PENDING entries by due time is declared with, so that it
+            # serves a range of due times of PENDING entries whatever the plan.
+            conditions.append(any_due_time(column))
+        elif after is None:  # "finished before" never matches an unfinished entry (NULL compares as unknown anyway)
             conditions.append(column.is_not(None))
         if field == "completed_at":
             # Only finished entries have a finish time (a requeue clears it): said, so that the (status,

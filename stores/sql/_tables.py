@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    literal_column,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -25,8 +37,10 @@ __all__ = [
     "DEPENDENCIES",
     "ENTRIES",
     "FAILING_ATTEMPTS_SQL",
+    "ANY_DUE_TIME_SQL",
     "PENDING_DUE_INDEX",
     "PENDING_DUE_SQL",
+    "any_due_time",
     "QUEUES",
     "QUEUE_STARTS",
     "SCHEDULES",
@@ -65,9 +79,16 @@ FINISHED_INDEX = "ix_scheduled_commands_finished_at"
 #: PostgreSQL's index of PENDING entries by due time (schema version 13), for "when is the next entry due?" only;
 #: SQLite keeps ``ix_scheduled_commands_next_due`` (see ``_pending_due.py``).
 PENDING_DUE_INDEX = "ix_scheduled_commands_pending_due"
-#: Its predicate, which the queries it serves state too: every readable due time is after '-infinity', and no claim
-#: says so, so no claim can read through this index (see ``_pending_due.py``).
-PENDING_DUE_SQL = "status = 'PENDING' AND scheduled_for > '-infinity'"
+#: A condition true of every due time (none sorts before '-infinity'), which no claim states: the queries of PENDING
+#: entries by due time state it on PostgreSQL, so that ``PENDING_DUE_INDEX`` serves them (see ``_pending_due.py``).
+ANY_DUE_TIME_SQL = "scheduled_for >= '-infinity'"
+#: That index's predicate, as the queries it serves write it.
+PENDING_DUE_SQL = f"status = 'PENDING' AND {ANY_DUE_TIME_SQL}"
+
+
+def any_due_time(column: Any) -> Any:
+    """``column >= '-infinity'``: ``ANY_DUE_TIME_SQL`` for a column expression (a query's own alias of the table)."""
+    return column >= literal_column("'-infinity'::timestamptz")
 
 
 class _StoreModel(SQLModel, registry=registry()):

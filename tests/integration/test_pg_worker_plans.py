@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,14 @@ from stores.dependencies import Dependency
 from stores.entries import AttemptRecord, ScheduledCommandEntry
 from stores.sql import SqlStore
 
-pytestmark = pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+
+@pytest.fixture(name="sql_url")
+def fresh_database(postgres_url: str, new_postgres_database: Callable[[str, str], str]) -> str:
+    """A new database for each test: these tests depend on the table's statistics (a connection plans once only
+    where they are safe) and change them and its storage settings, which a database shared with the next tests
+    would keep."""
+    return new_postgres_database(postgres_url, "plans")
+
 
 _CLAIMS = 8
 

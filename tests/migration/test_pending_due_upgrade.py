@@ -108,7 +108,7 @@ async def test_postgresql_version_12_gets_the_index_of_a_new_database(
     assert upgraded == indexes(fresh)
     assert OLD_NEXT_DUE_INDEX not in upgraded
     assert upgraded[PENDING_DUE_INDEX].endswith(
-        "(scheduled_for) WHERE (((status)::text = 'PENDING'::text) AND (scheduled_for > '-infinity'::timestamp with"
+        "(scheduled_for) WHERE (((status)::text = 'PENDING'::text) AND (scheduled_for >= '-infinity'::timestamp with"
         " time zone))"
     )
     next_due = f"SELECT min(scheduled_for) FROM scheduled_commands WHERE {PENDING_DUE_SQL}"
