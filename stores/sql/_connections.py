@@ -20,7 +20,7 @@ from ._backend import Backend, reason
 from ._group_commit import Finish, Finished, finish_group_commit
 from ._pg_worker import PgWorker
 from ._postgresql import SCHEMA_LOCK_KEY, PostgresqlBackend
-from ._schema import build_concurrently, ensure_schema
+from ._schema import build_concurrently, ensure_schema, finish_concurrently
 from ._sqlite import SqliteBackend
 from ._tables import SCHEMA_VERSION
 from ._urls import mask_url, to_async_url
@@ -184,6 +184,8 @@ class SqlConnections(ScheduledCommandStore):
             await build_concurrently(self.engine, self._backend, SCHEMA_LOCK_KEY)
         async with self._transaction() as conn:
             self._schema_found = await ensure_schema(conn, self._backend, self.url)
+        with self._unavailable_as_store_error():
+            await finish_concurrently(self.engine, self._backend)
 
     async def migrate(self) -> tuple[int | None, int]:
         """Bring the database's schema to this version's now, as opening does (migrating an older one under a lock

@@ -44,7 +44,7 @@ from ._pg_worker import NativeStatement, PgWorker, Record
 from ._producers import PostgresqlProducer
 from ._rows import install_psycopg_loaders
 from ._sessions import AsyncExecutor, Executor
-from ._tables import ENTRIES, PENDING_DUE_SQL, UtcDateTime
+from ._tables import ENTRIES, NEXT_DUE_SQL, UtcDateTime
 from ._urls import mask_url
 
 __all__ = [
@@ -64,7 +64,7 @@ SCHEMA_LOCK_KEY = 0x63717273_5343484D
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
 #: The earliest pending due time, as epoch seconds (read by the wake-up watcher, outside SQLAlchemy's loaders).
-_EARLIEST_PENDING = f"SELECT extract(epoch FROM min(scheduled_for)) FROM scheduled_commands WHERE {PENDING_DUE_SQL}"
+_EARLIEST_PENDING = f"SELECT extract(epoch FROM min(scheduled_for)) FROM scheduled_commands WHERE {NEXT_DUE_SQL}"
 
 #: Which of the awaited ids (one array parameter) are finished: read once listening, since a finish before the LISTEN
 #: took effect sent its NOTIFY to nobody. Only finished ones are reported: a waiter hears of its entry when it is done.
@@ -261,8 +261,8 @@ class PostgresqlBackend:
         return (await conn.execute(_UNREACHABLE_DUE, {"limit": limit})).all()
 
     async def next_due_at(self, conn: AsyncConnection) -> datetime | None:
-        # The predicate of the index of PENDING entries by due time, as written there (``_pending_due.py``).
-        statement = select(func.min(ENTRIES.c.scheduled_for)).where(text(PENDING_DUE_SQL))
+        # Read through the index of PENDING entries by due time (``_pending_due.py``).
+        statement = select(func.min(ENTRIES.c.scheduled_for)).where(text(NEXT_DUE_SQL))
         value: object = (await conn.execute(statement)).scalar_one_or_none()
         if not isinstance(value, datetime):  # none, or unreadable: recovery dead-letters such a row; poll meanwhile
             return None

@@ -12,6 +12,7 @@ from stores.errors import SchemaVersionError
 
 from ._backend import Backend
 from ._migrations import MIGRATIONS, upgrade
+from ._pending_due import drop_replaced_concurrently
 from ._search_indexes import create_search_indexes
 from ._tables import (
     ATTEMPTS,
@@ -28,7 +29,7 @@ from ._tables import (
     WORKERS,
 )
 
-__all__ = ["build_concurrently", "ensure_schema"]
+__all__ = ["build_concurrently", "ensure_schema", "finish_concurrently"]
 
 
 async def build_concurrently(engine: AsyncEngine, backend: Backend, lock_key: int) -> None:
@@ -43,6 +44,14 @@ async def build_concurrently(engine: AsyncEngine, backend: Backend, lock_key: in
     for step in MIGRATIONS:
         if step.version > found and step.concurrently is not None:
             await step.concurrently(engine, lock_key)
+
+
+async def finish_concurrently(engine: AsyncEngine, backend: Backend) -> None:
+    """PostgreSQL, after ``ensure_schema`` committed: what a step leaves for once no process of an older version can
+    open the store, done without blocking writes (dropping an index the older version declares: before the commit,
+    such a process would create it again)."""
+    if backend.name == "postgresql":
+        await drop_replaced_concurrently(engine)
 
 
 async def ensure_schema(conn: AsyncConnection, backend: Backend, shown_url: str) -> int | None:

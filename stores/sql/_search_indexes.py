@@ -19,7 +19,7 @@ builds again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,18 +82,11 @@ async def build_concurrently(engine: AsyncEngine, lock_key: int) -> None:
 
 
 async def build_each_concurrently(
-    engine: AsyncEngine,
-    lock_key: int,
-    wanted: Callable[[AsyncConnection], Awaitable[list[tuple[str, str]]]],
-    *,
-    replaced: Sequence[str] = (),
+    engine: AsyncEngine, lock_key: int, wanted: Callable[[AsyncConnection], Awaitable[list[tuple[str, str]]]]
 ) -> None:
     """PostgreSQL: build each missing index of ``wanted`` (name, everything after the name, such as
     ``ON scheduled_commands (id)``; a prefix ``UNIQUE `` for a unique one) with ``CREATE INDEX CONCURRENTLY``, holding
-    the schema's advisory lock at session level; an invalid one (an interrupted build) is dropped and built again.
-    Then drop the indexes named in ``replaced`` with ``DROP INDEX CONCURRENTLY``: a plain ``DROP INDEX`` in the
-    step's transaction takes the table's ACCESS EXCLUSIVE lock, and queued behind a long transaction it would hold
-    up every claim and outcome meanwhile."""
+    the schema's advisory lock at session level; an invalid one (an interrupted build) is dropped and built again."""
     async with engine.connect() as connection:
         conn = await connection.execution_options(isolation_level="AUTOCOMMIT")
         while not (await conn.execute(_TRY_LOCK, {"key": lock_key})).scalar_one():  # noqa: ASYNC110 (polled: see above)
@@ -106,7 +99,5 @@ async def build_each_concurrently(
                 create = "CREATE UNIQUE INDEX" if how.startswith("UNIQUE ") else "CREATE INDEX"
                 on = how.removeprefix("UNIQUE ")
                 await conn.execute(text(f"{create} CONCURRENTLY IF NOT EXISTS {name} {on}"))
-            for name in replaced:
-                await conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
         finally:
             await conn.execute(_UNLOCK, {"key": lock_key})

@@ -38,6 +38,7 @@ __all__ = [
     "ENTRIES",
     "FAILING_ATTEMPTS_SQL",
     "ANY_DUE_TIME_SQL",
+    "NEXT_DUE_SQL",
     "PENDING_DUE_INDEX",
     "PENDING_DUE_SQL",
     "any_due_time",
@@ -76,14 +77,18 @@ SCHEMA_VERSION = 13
 HELD_KEY = text("idempotency_key IS NOT NULL")
 #: Finished entries by status and finish time, of the entries that have one (schema version 12).
 FINISHED_INDEX = "ix_scheduled_commands_finished_at"
-#: PostgreSQL's index of PENDING entries by due time (schema version 13), for "when is the next entry due?" only;
-#: SQLite keeps ``ix_scheduled_commands_next_due`` (see ``_pending_due.py``).
+#: PostgreSQL's index of PENDING entries by due time (schema version 13): the next due time, and counts and searches
+#: of PENDING entries by due time; SQLite keeps ``ix_scheduled_commands_next_due`` (see ``_pending_due.py``).
 PENDING_DUE_INDEX = "ix_scheduled_commands_pending_due"
 #: A condition true of every due time (none sorts before '-infinity'), which no claim states: the queries of PENDING
 #: entries by due time state it on PostgreSQL, so that ``PENDING_DUE_INDEX`` serves them (see ``_pending_due.py``).
 ANY_DUE_TIME_SQL = "scheduled_for >= '-infinity'"
-#: That index's predicate, as the queries it serves write it.
+#: That index's predicate.
 PENDING_DUE_SQL = f"status = 'PENDING' AND {ANY_DUE_TIME_SQL}"
+#: The next due time's condition: PENDING entries due after '-infinity' (which implies the index's predicate). A row
+#: holding '-infinity' is unreadable: a claim takes and dead-letters it, and it must not hide the real next due time
+#: (in a paused queue, or one no worker serves, it would stay, and the workers fall back to polling).
+NEXT_DUE_SQL = "status = 'PENDING' AND scheduled_for > '-infinity'"
 
 
 def any_due_time(column: Any) -> Any:

@@ -47,8 +47,12 @@ def _entry(due: datetime) -> ScheduledCommandEntry:
     )
 
 
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _indexes_read(url: str, statement: str, parameters: Any) -> set[str]:
-    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+    with psycopg.connect(_libpq(url)) as conn:
         conn.execute("SET enable_seqscan = off")
         row = conn.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters).fetchone()
     assert row is not None
@@ -109,7 +113,25 @@ async def test_reads_of_pending_due_times_can_use_their_index(
         # A few due before NOW among many due later: the index of due times is the read's best path, if it may use
         # it at all (else it walks every PENDING entry of another index).
         await store.add([_entry(NOW + timedelta(minutes=minutes)) for minutes in range(-5, 2_000)])
-        with psycopg.connect(make_url(sql_url).set(drivername="postgresql").render_as_string()) as conn:
+        with psycopg.connect(_libpq(sql_url)) as conn:
             conn.execute("ANALYZE scheduled_commands")
         for statement, parameters in await _statements_of(store, lambda: read(store)):
             assert PENDING_DUE_INDEX in _indexes_read(sql_url, statement, parameters), statement
+
+
+async def test_the_condition_that_lets_them_use_it_leaves_out_no_row(sql_url: str) -> None:
+    """``scheduled_for >= '-infinity'`` is true of every due time: a PENDING row holding '-infinity' (unreadable, as
+    a hostile write leaves it) or 'infinity' is still counted, by type and by the search, as before the condition."""
+    async with SqlStore(sql_url) as store:
+        readable = _entry(NOW - timedelta(minutes=1))
+        low, high = _entry(NOW), _entry(NOW)
+        await store.add([readable, low, high])
+        with psycopg.connect(_libpq(sql_url), autocommit=True) as conn:
+            conn.execute("UPDATE scheduled_commands SET scheduled_for = '-infinity' WHERE id = %s", (low.id,))
+            conn.execute("UPDATE scheduled_commands SET scheduled_for = 'infinity' WHERE id = %s", (high.id,))
+        assert await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=NOW) == {"tests.Job": 2}
+        due_before = EntryFilter(status=ScheduledCommandStatus.PENDING, due_before=NOW)
+        assert await store.count_matching(due_before, at_most=None) == 2
+        due_after = EntryFilter(status=ScheduledCommandStatus.PENDING, due_after=NOW)
+        assert await store.count_matching(due_after, at_most=None) == 1  # 'infinity'
+        assert await store.next_due_at() == readable.scheduled_for  # '-infinity' hides no real due time

@@ -101,6 +101,12 @@ async def test_postgresql_version_12_gets_the_index_of_a_new_database(
     async with SqlStore(url) as store:
         assert await store.migrate() == (STEP - 1, SCHEMA_VERSION)
         assert await store.next_due_at() == BASE + timedelta(hours=2)  # the claimed one is not PENDING
+    assert OLD_NEXT_DUE_INDEX not in indexes(url)  # dropped once the new version was committed
+    # Were a drop interrupted (or the old index made again), the next opening of this version drops it.
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(_V12_POSTGRESQL[1])
+    async with SqlStore(url) as store:
+        await store.open()
     async with SqlStore(fresh) as store:
         await store.open()
 
