@@ -9,7 +9,6 @@ Each statement is captured as the store sends it and explained with its own para
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -17,8 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from pg_plans import indexes_read, libpq
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from scheduling import ScheduledCommandStatus
 from stores.entries import ScheduledCommandEntry
@@ -45,28 +44,6 @@ def _entry(due: datetime) -> ScheduledCommandEntry:
         scheduled_for=due,
         created_at=NOW,
     )
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _indexes_read(url: str, statement: str, parameters: Any) -> set[str]:
-    with psycopg.connect(_libpq(url)) as conn:
-        conn.execute("SET enable_seqscan = off")
-        row = conn.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters).fetchone()
-    assert row is not None
-    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
-    names: set[str] = set()
-
-    def walk(node: dict[str, Any]) -> None:
-        if "Index Name" in node:
-            names.add(str(node["Index Name"]))
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan[0]["Plan"])
-    return names
 
 
 async def _statements_of(store: SqlStore, read: Callable[[], Awaitable[object]]) -> list[tuple[str, Any]]:
@@ -113,10 +90,10 @@ async def test_reads_of_pending_due_times_can_use_their_index(
         # A few due before NOW among many due later: the index of due times is the read's best path, if it may use
         # it at all (else it walks every PENDING entry of another index).
         await store.add([_entry(NOW + timedelta(minutes=minutes)) for minutes in range(-5, 2_000)])
-        with psycopg.connect(_libpq(sql_url)) as conn:
+        with psycopg.connect(libpq(sql_url)) as conn:
             conn.execute("ANALYZE scheduled_commands")
         for statement, parameters in await _statements_of(store, lambda: read(store)):
-            assert PENDING_DUE_INDEX in _indexes_read(sql_url, statement, parameters), statement
+            assert PENDING_DUE_INDEX in indexes_read(sql_url, statement, parameters), statement
 
 
 async def test_the_condition_that_lets_them_use_it_leaves_out_no_row(sql_url: str) -> None:
@@ -126,7 +103,7 @@ async def test_the_condition_that_lets_them_use_it_leaves_out_no_row(sql_url: st
         readable = _entry(NOW - timedelta(minutes=1))
         low, high = _entry(NOW), _entry(NOW)
         await store.add([readable, low, high])
-        with psycopg.connect(_libpq(sql_url), autocommit=True) as conn:
+        with psycopg.connect(libpq(sql_url), autocommit=True) as conn:
             conn.execute("UPDATE scheduled_commands SET scheduled_for = '-infinity' WHERE id = %s", (low.id,))
             conn.execute("UPDATE scheduled_commands SET scheduled_for = 'infinity' WHERE id = %s", (high.id,))
         assert await store.count_by_command_type(ScheduledCommandStatus.PENDING, due_before=NOW) == {"tests.Job": 2}

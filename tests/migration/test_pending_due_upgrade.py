@@ -4,22 +4,20 @@ version-12 process still reads a right one, and the indexes are those of a new d
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
+from pg_plans import index_definitions, indexes_read, libpq
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from scheduling.entries import ScheduledCommandEntry, ScheduledCommandStatus
 from stores.sql import SqlStore
 from stores.sql._migrations import MIGRATIONS
 from stores.sql._pending_due import OLD_NEXT_DUE_INDEX
-from stores.sql._tables import PENDING_DUE_INDEX, PENDING_DUE_SQL, SCHEMA_VERSION
+from stores.sql._tables import NEXT_DUE_SQL, PENDING_DUE_INDEX, SCHEMA_VERSION
 
 STEP = next(step.version for step in MIGRATIONS if step.name == "pending_due_index")
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,10 +41,6 @@ def entry(due: datetime) -> ScheduledCommandEntry:
     )
 
 
-def libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def version_12_database(url: str) -> None:
     """A database as version 12 left it (on PostgreSQL), holding entries due in 1, 2 and 3 hours, the first one
     claimed."""
@@ -63,45 +57,18 @@ async def version_12_database(url: str) -> None:
             await conn.execute(text("UPDATE scheduled_commands_schema SET version = :v"), {"v": STEP - 1})
 
 
-def indexes(url: str) -> dict[str, str]:
-    """Index name -> definition (valid ones only) of the entries table."""
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " WHERE i.indrelid = 'scheduled_commands'::regclass AND i.indisvalid"
-        ).fetchall()
-    return {str(name): str(how) for name, how in rows}
-
-
-def index_names_read(url: str, query: str) -> set[str]:
-    """The indexes the plan of ``query`` reads (sequential scans off, as on the worker's connections)."""
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("SET enable_seqscan = off")
-        (plan,) = conn.execute(f"EXPLAIN (FORMAT JSON) {query}").fetchone() or (None,)
-    names: set[str] = set()
-
-    def walk(node: dict[str, Any]) -> None:
-        if "Index Name" in node:
-            names.add(str(node["Index Name"]))
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk((plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"])
-    return names
-
-
 async def test_postgresql_version_12_gets_the_index_of_a_new_database(
     postgres_url: str, new_postgres_database: Callable[[str, str], str]
 ) -> None:
     url = new_postgres_database(postgres_url, "due_v12")
     fresh = new_postgres_database(postgres_url, "due_new")
     await version_12_database(url)
-    assert OLD_NEXT_DUE_INDEX in indexes(url) and PENDING_DUE_INDEX not in indexes(url)
+    assert OLD_NEXT_DUE_INDEX in index_definitions(url) and PENDING_DUE_INDEX not in index_definitions(url)
 
     async with SqlStore(url) as store:
         assert await store.migrate() == (STEP - 1, SCHEMA_VERSION)
         assert await store.next_due_at() == BASE + timedelta(hours=2)  # the claimed one is not PENDING
-    assert OLD_NEXT_DUE_INDEX not in indexes(url)  # dropped once the new version was committed
+    assert OLD_NEXT_DUE_INDEX not in index_definitions(url)  # dropped once the new version was committed
     # Were a drop interrupted (or the old index made again), the next opening of this version drops it.
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(_V12_POSTGRESQL[1])
@@ -110,15 +77,15 @@ async def test_postgresql_version_12_gets_the_index_of_a_new_database(
     async with SqlStore(fresh) as store:
         await store.open()
 
-    upgraded = indexes(url)
-    assert upgraded == indexes(fresh)
+    upgraded = index_definitions(url)
+    assert upgraded == index_definitions(fresh)
     assert OLD_NEXT_DUE_INDEX not in upgraded
     assert upgraded[PENDING_DUE_INDEX].endswith(
         "(scheduled_for) WHERE (((status)::text = 'PENDING'::text) AND (scheduled_for >= '-infinity'::timestamp with"
         " time zone))"
     )
-    next_due = f"SELECT min(scheduled_for) FROM scheduled_commands WHERE {PENDING_DUE_SQL}"
-    assert PENDING_DUE_INDEX in index_names_read(url, next_due)
+    next_due = f"SELECT min(scheduled_for) FROM scheduled_commands WHERE {NEXT_DUE_SQL}"
+    assert PENDING_DUE_INDEX in indexes_read(url, next_due)
     # A process of version 12, still running during a rolling upgrade, still reads the right next due time.
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         assert conn.execute(_V12_NEXT_DUE).fetchone() == (BASE + timedelta(hours=2),)
