@@ -19,7 +19,7 @@ from stores.errors import StoreError, StoreUnavailableError
 from ._backend import Backend, reason
 from ._group_commit import Finish, Finished, finish_group_commit
 from ._pg_worker import PgWorker
-from ._postgresql import SCHEMA_LOCK_KEY, PostgresqlBackend
+from ._postgresql import INDEX_BUILD_LOCK_KEY, PostgresqlBackend
 from ._schema import build_concurrently, ensure_schema, finish_concurrently
 from ._sqlite import SqliteBackend
 from ._tables import SCHEMA_VERSION
@@ -181,7 +181,7 @@ class SqlConnections(ScheduledCommandStore):
 
     async def _ensure_schema(self) -> None:
         with self._unavailable_as_store_error():
-            await build_concurrently(self.engine, self._backend, SCHEMA_LOCK_KEY)
+            await build_concurrently(self.engine, self._backend, INDEX_BUILD_LOCK_KEY)
         async with self._transaction() as conn:
             self._schema_found = await ensure_schema(conn, self._backend, self.url)
         with self._unavailable_as_store_error():

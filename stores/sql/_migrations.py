@@ -37,10 +37,11 @@ class Migration:
     version: int
     name: str
     apply: Callable[[AsyncConnection], Awaitable[None]]
-    #: PostgreSQL: run before the migration's transaction, outside any transaction, with the engine and the schema's
-    #: advisory lock key (to take at session level): indexes built ``CONCURRENTLY`` there do not block writes on a
-    #: big table. ``apply`` must still do everything when this did not run (SQLite, or an interrupted build). It runs
-    #: before every transactional step of the upgrade, so it may use only what a version-1 schema already has.
+    #: PostgreSQL: run before the migration's transaction, outside any transaction, with the engine and the key of
+    #: the index-build advisory lock (to take at session level): indexes built ``CONCURRENTLY`` there do not block
+    #: writes on a big table. ``apply`` must still do everything when this did not run (SQLite, or an interrupted
+    #: build). It runs before every transactional step of the upgrade, so it may use only what a version-1 schema
+    #: already has.
     concurrently: Callable[[AsyncEngine, int], Awaitable[None]] | None = None
 
 

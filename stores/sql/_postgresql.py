@@ -60,6 +60,11 @@ logger = logging.getLogger("stores.sql")
 
 #: Key of the advisory lock that serializes schema creation and migrations among workers starting together.
 SCHEMA_LOCK_KEY = 0x63717273_5343484D
+#: Key of the advisory lock held while one opener builds a step's indexes ``CONCURRENTLY``, so that the others wait
+#: for it without building too. Not the schema lock: a process of an older version opening meanwhile waits for that
+#: one inside a statement, holding a snapshot that the concurrent build waits for in turn (PostgreSQL then ends one
+#: of them as a deadlock). With a key of its own, that process takes the schema lock, finds its version and goes on.
+INDEX_BUILD_LOCK_KEY = 0x63717273_4255494C
 
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 

@@ -10,8 +10,9 @@ PostgreSQL builds them on a big table without blocking writes.
 
 A new database gets them with its tables (empty: instantly). Upgrading an existing PostgreSQL database,
 ``build_concurrently`` first builds them with ``CREATE INDEX CONCURRENTLY`` on a connection of its own, outside any
-transaction (PostgreSQL refuses CONCURRENTLY inside one), holding the schema's advisory lock at session level so that
-one opener builds while the others wait; workers of the older version keep claiming and finishing meanwhile. The
+transaction (PostgreSQL refuses CONCURRENTLY inside one), holding the index-build advisory lock at session level
+(``INDEX_BUILD_LOCK_KEY``, not the schema lock: see there) so that one opener builds while the others wait; workers
+of the older version keep claiming and finishing, and may even open the store, meanwhile. The
 migration step then finds them. A build interrupted midway leaves an invalid index: the next attempt drops it and
 builds again.
 """
@@ -54,7 +55,7 @@ _HAS_TRIGRAMS = text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
 _IS_VALID = text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
-#: How often a waiting opener asks for the schema lock again. (Waiting inside ``pg_advisory_lock`` would hold a
+#: How often a waiting opener asks for the index-build lock again. (Waiting inside ``pg_advisory_lock`` would hold a
 #: snapshot, which the concurrent build itself waits for: a deadlock.)
 _LOCK_POLL_SECONDS = 0.2
 
@@ -86,7 +87,8 @@ async def build_each_concurrently(
 ) -> None:
     """PostgreSQL: build each missing index of ``wanted`` (name, everything after the name, such as
     ``ON scheduled_commands (id)``; a prefix ``UNIQUE `` for a unique one) with ``CREATE INDEX CONCURRENTLY``, holding
-    the schema's advisory lock at session level; an invalid one (an interrupted build) is dropped and built again."""
+    the index-build advisory lock (``lock_key``) at session level; an invalid one (an interrupted build) is dropped
+    and built again."""
     async with engine.connect() as connection:
         conn = await connection.execution_options(isolation_level="AUTOCOMMIT")
         while not (await conn.execute(_TRY_LOCK, {"key": lock_key})).scalar_one():  # noqa: ASYNC110 (polled: see above)
