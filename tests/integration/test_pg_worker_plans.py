@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
+from pg_plans import libpq
 
 from scheduling import ScheduledCommandStatus
 from stores.dependencies import Dependency
@@ -122,21 +122,14 @@ async def test_a_claim_planned_on_a_small_table_still_reads_only_its_batch_once_
     now = datetime.now(UTC)
     async with SqlStore(sql_url) as store:
         connections = _traced_connections(store)
-        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
+        with psycopg.connect(libpq(sql_url), autocommit=True) as admin:
             admin.execute("ALTER TABLE scheduled_commands SET (autovacuum_enabled = false)")
             # VACUUM first: the shared test database is emptied by DELETE, and statistics of dead pages with no
             # live row would make even a custom plan take the table for empty (an older hazard, not this one's).
             admin.execute("VACUUM ANALYZE scheduled_commands")
         for _ in range(6):  # more than the five custom plans after which PostgreSQL may switch to a generic one
             assert not await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
-        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
-            admin.execute(
-                "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
-                " created_at, retry_count, attempt_count, max_retries, queue, has_dependants, pending_parents)"
-                " SELECT 'grown-' || g, 'tests.Job', '{}', 'PENDING', 0, %s - g * interval '1 ms', %s, 0, 0, 3,"
-                " 'default', false, 0 FROM generate_series(1, 50000) AS g",
-                (now, now),
-            )
+        _insert_due(sql_url, "grown", 50_000, now)
         reports = await _explained(connections)
         claimed = await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
         assert len(claimed) == 10
@@ -167,7 +160,7 @@ async def test_a_burst_into_a_table_analyzed_with_only_finished_entries_is_claim
     now = datetime.now(UTC)
     async with SqlStore(sql_url) as store:
         connections = _traced_connections(store)
-        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
+        with psycopg.connect(libpq(sql_url), autocommit=True) as admin:
             admin.execute("ALTER TABLE scheduled_commands SET (autovacuum_enabled = false)")
             admin.execute(
                 "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
@@ -178,14 +171,7 @@ async def test_a_burst_into_a_table_analyzed_with_only_finished_entries_is_claim
             )
             admin.execute("VACUUM ANALYZE scheduled_commands")
         assert not await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
-        with psycopg.connect(_libpq(sql_url), autocommit=True) as admin:
-            admin.execute(
-                "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
-                " created_at, retry_count, attempt_count, max_retries, queue, has_dependants, pending_parents)"
-                " SELECT 'burst-' || g, 'tests.Job', '{}', 'PENDING', 0, %s - g * interval '1 ms', %s, 0, 0, 3,"
-                " 'default', false, 0 FROM generate_series(1, 50000) AS g",
-                (now, now),
-            )
+        _insert_due(sql_url, "burst", 50_000, now)
         reports = await _explained(connections)
         claimed = await store.claim_due(now=now, limit=10, worker_id="w", lease_duration=timedelta(minutes=1))
         assert [entry.id for entry in claimed] == [f"burst-{g}" for g in range(50000, 49990, -1)]  # the earliest due
@@ -197,8 +183,17 @@ async def test_a_burst_into_a_table_analyzed_with_only_finished_entries_is_claim
         assert await store.next_due_at() == now - timedelta(milliseconds=49990)  # the eleventh earliest
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _insert_due(url: str, prefix: str, count: int, now: datetime) -> None:
+    """``count`` PENDING entries, ids ``{prefix}-1`` up, the n-th due n ms before ``now``, in one statement beside
+    the store (whose statistics are left as the test made them)."""
+    with psycopg.connect(libpq(url), autocommit=True) as admin:
+        admin.execute(
+            "INSERT INTO scheduled_commands (id, command_type, payload, status, priority, scheduled_for,"
+            " created_at, retry_count, attempt_count, max_retries, queue, has_dependants, pending_parents)"
+            " SELECT %s || '-' || g, 'tests.Job', '{}', 'PENDING', 0, %s - g * interval '1 ms', %s, 0, 0, 3,"
+            " 'default', false, 0 FROM generate_series(1, %s) AS g",
+            (prefix, now, now, count),
+        )
 
 
 async def _explained(connections: dict[int, Any]) -> list[dict[str, Any]]:
